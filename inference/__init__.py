@@ -1,0 +1,1 @@
+"""Running the encoders: one `Encoder` interface (Triton or in-process ONNX Runtime) and preprocessing."""

@@ -1,0 +1,12 @@
+"""Names of the served models and their tensors: the contract between `export` and every client."""
+
+TEXT_ENCODER = "text_encoder"  # ensemble: raw text -> vectors
+TEXT_TOKENIZER = "text_tokenizer"  # python backend step of the ensemble
+TEXT_NET = "text_encoder_net"  # the exported text graph
+FRAME_ENCODER = "frame_encoder"  # the exported frame graph
+
+TEXT_IN = "text"
+TEXT_NET_INPUTS = ("input_ids", "attention_mask", "phrase_ids")
+TEXT_OUTPUTS = ("sentence", "phrases", "phrase_mask", "tokens")
+FRAME_INPUTS = ("frames",)
+FRAME_OUTPUTS = ("vectors",)

@@ -1,0 +1,118 @@
+"""Text and frame preprocessing, shared by Triton's tokenizer model, the in-process encoder and training.
+
+Torch-free on purpose: it runs inside Triton's python backend and in the workers.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+# Clause boundaries for phrase-level matching: punctuation and the connectives that chain events.
+_CONNECTIVE = r"(?:and then|and|then|while|after|before|followed by|as|but|when)"
+_PHRASE_BOUNDARY = re.compile(
+    rf"(?:\s*[,;:.!?]+\s*|\s+){_CONNECTIVE}\s+|\s*[,;:.!?]+\s*",
+    re.IGNORECASE,
+)
+
+
+class TextTooLong(ValueError):
+    """The query exceeds the byte limit from the checkpoint manifest."""
+
+
+class EmptyText(ValueError):
+    """The query has no words."""
+
+
+def split_phrases(text: str, max_phrases: int) -> list[tuple[int, int]]:
+    """Character spans of the query's phrases (clauses split on connectives and punctuation).
+
+    At most `max_phrases`: the tail is merged into the last span. A query with one clause yields one
+    span covering it, so every query has at least one phrase.
+    """
+    spans: list[tuple[int, int]] = []
+    start = 0
+    for match in _PHRASE_BOUNDARY.finditer(text):
+        if match.start() > start and text[start : match.start()].strip():
+            spans.append((start, match.start()))
+        start = match.end()
+    if start < len(text) and text[start:].strip():
+        spans.append((start, len(text)))
+    if not spans:
+        return []
+    if len(spans) > max_phrases:
+        spans = spans[: max_phrases - 1] + [(spans[max_phrases - 1][0], spans[-1][1])]
+    return spans
+
+
+def phrase_texts(text: str, max_phrases: int) -> list[str]:
+    """The phrases as strings, for responses that show how a query was parsed."""
+    return [text[a:b].strip() for a, b in split_phrases(text, max_phrases)]
+
+
+@dataclass(frozen=True)
+class TokenizedText:
+    """Fixed-length token batch; `phrase_ids` maps each token to its phrase (-1: special or padding)."""
+
+    input_ids: np.ndarray  # [B, L] int64
+    attention_mask: np.ndarray  # [B, L] int64
+    phrase_ids: np.ndarray  # [B, L] int64
+
+
+class TextTokenizer:
+    """Tokenizes to exactly `max_tokens` (truncating), so the dynamic batcher sees one shape."""
+
+    def __init__(self, tokenizer_json: Path, max_tokens: int, max_phrases: int, max_text_bytes: int) -> None:
+        from tokenizers import Tokenizer
+
+        self.max_tokens = max_tokens
+        self.max_phrases = max_phrases
+        self.max_text_bytes = max_text_bytes
+        self._tok = Tokenizer.from_file(str(tokenizer_json))
+        self._tok.no_padding()
+        self._tok.enable_truncation(max_tokens)
+        self._pad_id = self._tok.token_to_id("[PAD]") or 0
+
+    def validate(self, text: str) -> None:
+        """Raise a clear error for input the encoder must not see."""
+        size = len(text.encode("utf-8"))
+        if size > self.max_text_bytes:
+            raise TextTooLong(f"text is {size} bytes; the limit is {self.max_text_bytes}")
+        if not text.strip():
+            raise EmptyText("text is empty")
+
+    def __call__(self, texts: list[str]) -> TokenizedText:
+        for text in texts:
+            self.validate(text)
+        batch = len(texts)
+        ids = np.full((batch, self.max_tokens), self._pad_id, dtype=np.int64)
+        mask = np.zeros((batch, self.max_tokens), dtype=np.int64)
+        phrase_ids = np.full((batch, self.max_tokens), -1, dtype=np.int64)
+        for row, (text, enc) in enumerate(zip(texts, self._tok.encode_batch(texts), strict=True)):
+            n = len(enc.ids)
+            ids[row, :n] = enc.ids
+            mask[row, :n] = enc.attention_mask
+            spans = split_phrases(text, self.max_phrases)
+            for col, ((start, end), special) in enumerate(zip(enc.offsets, enc.special_tokens_mask, strict=True)):
+                if special:
+                    continue
+                for phrase, (a, b) in enumerate(spans):
+                    if a <= start < b or (start == end == b):
+                        phrase_ids[row, col] = phrase
+                        break
+        return TokenizedText(ids, mask, phrase_ids)
+
+
+def center_crop_square(rgb: np.ndarray, size: int) -> np.ndarray:
+    """Resize the shorter side to `size` and crop the centre: the frame encoder's input (uint8 HWC)."""
+    from PIL import Image
+
+    img = Image.fromarray(rgb)
+    scale = size / min(img.width, img.height)
+    width, height = max(size, round(img.width * scale)), max(size, round(img.height * scale))
+    img = img.resize((width, height), Image.BILINEAR)
+    left, top = (width - size) // 2, (height - size) // 2
+    return np.asarray(img.crop((left, top, left + size, top + size)).convert("RGB"), dtype=np.uint8)

@@ -1,0 +1,90 @@
+"""Server-side Triton python-backend models; each generated `model.py` re-exports one class from here.
+
+Imported only inside Triton's python stub, where `triton_python_backend_utils` exists.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import triton_python_backend_utils as pb_utils  # type: ignore[import-not-found]
+
+from inference.preprocess import TextTokenizer
+
+
+def _parameters(args: dict[str, Any]) -> tuple[dict[str, Any], dict[str, str], Path]:
+    config = json.loads(args["model_config"])
+    params = {k: v["string_value"] for k, v in config.get("parameters", {}).items()}
+    folder = Path(args["model_repository"]) / args["model_version"]
+    return config, params, folder
+
+
+class OnnxRunner:
+    """Runs `model.onnx` with ONNX Runtime; one ORT call for all requests the dynamic batcher gathered."""
+
+    def initialize(self, args: dict[str, Any]) -> None:
+        import onnxruntime as ort
+
+        config, params, folder = _parameters(args)
+        options = ort.SessionOptions()
+        options.intra_op_num_threads = int(params.get("intra_op_threads", "0"))
+        self.session = ort.InferenceSession(str(folder / "model.onnx"), options, providers=["CPUExecutionProvider"])
+        self.inputs = [i["name"] for i in config["input"]]
+        self.outputs = [o["name"] for o in config["output"]]
+
+    def execute(self, requests: list[Any]) -> list[Any]:
+        sizes, feeds = [], {name: [] for name in self.inputs}
+        for request in requests:
+            for name in self.inputs:
+                feeds[name].append(pb_utils.get_input_tensor_by_name(request, name).as_numpy())
+            sizes.append(feeds[self.inputs[0]][-1].shape[0])
+        try:
+            batch = {name: np.concatenate(arrays) for name, arrays in feeds.items()}
+            results = self.session.run(self.outputs, batch)
+        except Exception as exc:  # noqa: BLE001 - shapes the batcher could not merge, bad values
+            return [pb_utils.InferenceResponse(output_tensors=[], error=pb_utils.TritonError(str(exc)))] * len(requests)
+        responses, start = [], 0
+        for size in sizes:
+            tensors = [pb_utils.Tensor(n, np.ascontiguousarray(r[start : start + size])) for n, r in zip(self.outputs, results)]
+            responses.append(pb_utils.InferenceResponse(output_tensors=tensors))
+            start += size
+        return responses
+
+    def finalize(self) -> None:
+        self.session = None
+
+
+class TextTokenizerModel:
+    """Raw UTF-8 text (BYTES) -> fixed-length token ids, mask and phrase ids; clients need no tokenizer."""
+
+    def initialize(self, args: dict[str, Any]) -> None:
+        _, params, folder = _parameters(args)
+        self.tokenizer = TextTokenizer(
+            folder / "tokenizer.json",
+            max_tokens=int(params["max_tokens"]),
+            max_phrases=int(params["max_phrases"]),
+            max_text_bytes=int(params["max_text_bytes"]),
+        )
+
+    def execute(self, requests: list[Any]) -> list[Any]:
+        responses = []
+        for request in requests:
+            raw = pb_utils.get_input_tensor_by_name(request, "text").as_numpy().reshape(-1)
+            try:
+                texts = [item.decode("utf-8") if isinstance(item, bytes) else str(item) for item in raw]
+                tokens = self.tokenizer(texts)
+            except (UnicodeDecodeError, ValueError) as exc:
+                responses.append(pb_utils.InferenceResponse(output_tensors=[], error=pb_utils.TritonError(f"bad text: {exc}")))
+                continue
+            responses.append(pb_utils.InferenceResponse(output_tensors=[
+                pb_utils.Tensor("input_ids", tokens.input_ids),
+                pb_utils.Tensor("attention_mask", tokens.attention_mask),
+                pb_utils.Tensor("phrase_ids", tokens.phrase_ids),
+            ]))
+        return responses
+
+    def finalize(self) -> None:
+        self.tokenizer = None

@@ -22,9 +22,9 @@ $(STAMP): pyproject.toml | $(PY)
 
 install: $(STAMP) proto system-deps
 
-# Stubs are generated from the .proto, never edited by hand.
+# Stubs are generated from the .proto into the `vidstrata.v1` package, never edited by hand.
 proto: $(STAMP)
-	@if [ -f $(PROTO) ]; then $(PY) -m grpc_tools.protoc -I $(PROTO_DIR) --python_out=$(PROTO_DIR) --grpc_python_out=$(PROTO_DIR) --pyi_out=$(PROTO_DIR) $(PROTO); fi
+	@if [ -f $(PROTO) ]; then $(PY) -m grpc_tools.protoc -I $(PROTO_DIR) --python_out=. --grpc_python_out=. --pyi_out=. $(PROTO); fi
 
 # Debian services the tests start on private ports: redis-server, and promtool/prometheus for the k8s rules.
 system-deps:

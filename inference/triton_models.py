@@ -22,6 +22,11 @@ def _parameters(args: dict[str, Any]) -> tuple[dict[str, Any], dict[str, str], P
     return config, params, folder
 
 
+def _input_error(message: str) -> Any:
+    """An INVALID_ARGUMENT error, so clients can tell bad input from a failing server."""
+    return pb_utils.TritonError(message, pb_utils.TritonError.INVALID_ARG)
+
+
 class OnnxRunner:
     """Runs `model.onnx` with ONNX Runtime; one ORT call for all requests the dynamic batcher gathered."""
 
@@ -77,7 +82,7 @@ class TextTokenizerModel:
                 texts = [item.decode("utf-8") if isinstance(item, bytes) else str(item) for item in raw]
                 tokens = self.tokenizer(texts)
             except (UnicodeDecodeError, ValueError) as exc:
-                responses.append(pb_utils.InferenceResponse(output_tensors=[], error=pb_utils.TritonError(f"bad text: {exc}")))
+                responses.append(pb_utils.InferenceResponse(output_tensors=[], error=_input_error(f"bad text: {exc}")))
                 continue
             responses.append(pb_utils.InferenceResponse(output_tensors=[
                 pb_utils.Tensor("input_ids", tokens.input_ids),

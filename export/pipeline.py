@@ -1,0 +1,71 @@
+"""`vidstrata export`: checkpoint -> ONNX (parity-checked) -> [TensorRT] -> Triton model repository.
+
+Nothing reaches the output folder unless every parity check passed.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from encoders.checkpoint import MANIFEST_FILE
+from encoders.factory import build_default_checkpoint, import_hf_clip, load_checkpoint
+from export.onnx_export import check_onnx_parity, export_onnx
+from export.triton_repo import Target, write_repository
+
+DEFAULT_CHECKPOINT = Path("build/checkpoints/default")
+
+
+@dataclass
+class ExportReport:
+    target: Target
+    checkpoint: Path
+    repository: Path
+    parity: dict[str, float] = field(default_factory=dict)
+
+
+def resolve_checkpoint(checkpoint: Path | None, work_dir: Path) -> Path:
+    """A vidstrata checkpoint folder: the default one (built on first use), or a HF CLIP folder converted."""
+    if checkpoint is None:
+        if not (DEFAULT_CHECKPOINT / MANIFEST_FILE).is_file():
+            build_default_checkpoint(DEFAULT_CHECKPOINT)
+        return DEFAULT_CHECKPOINT
+    if (checkpoint / MANIFEST_FILE).is_file():
+        return checkpoint
+    config = checkpoint / "config.json"
+    if config.is_file() and json.loads(config.read_text()).get("model_type") == "clip":
+        return import_hf_clip(checkpoint, work_dir / "checkpoint")
+    raise FileNotFoundError(f"{checkpoint} is neither a vidstrata checkpoint ({MANIFEST_FILE}) nor a Hugging Face CLIP folder")
+
+
+def export_checkpoint(checkpoint: Path | None, target: Target, out: Path) -> ExportReport:
+    """Export and write the repository; on any failure `out` is left as it was."""
+    if target == "tensorrt":
+        from export.tensorrt import require_tensorrt
+
+        require_tensorrt()
+    out.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(prefix=".export-", dir=out.parent) as tmp:
+        work = Path(tmp)
+        folder = resolve_checkpoint(checkpoint, work)
+        pair = load_checkpoint(folder)
+        onnx = export_onnx(pair, work / "onnx")
+        report = ExportReport(target, folder, out, check_onnx_parity(pair, onnx))
+        text_model, frame_model = onnx.text, onnx.frames
+        if target == "tensorrt":
+            from export.tensorrt import build_plans
+
+            plans = build_plans(pair, onnx, work / "plans")
+            text_model, frame_model = plans.text, plans.frames
+        staging = write_repository(work / "repository", pair.manifest, folder, text_model, frame_model, target)
+        for entry in staging.iterdir():  # swap each model in whole; other files in `out` stay
+            destination = out / entry.name
+            if destination.is_dir():
+                shutil.rmtree(destination)
+            elif destination.exists():
+                destination.unlink()
+            shutil.move(str(entry), destination)
+    return report

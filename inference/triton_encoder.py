@@ -1,0 +1,88 @@
+"""`Encoder` over Triton's gRPC API: raw text and uint8 frames in, multi-level vectors out."""
+
+from __future__ import annotations
+
+from concurrent.futures import ThreadPoolExecutor
+
+import numpy as np
+import tritonclient.grpc as grpcclient
+from tritonclient.utils import InferenceServerException
+
+from inference.contract import FRAME_ENCODER, TEXT_ENCODER, TEXT_IN, TEXT_OUTPUTS
+from inference.encoder import EncoderInfo, EncoderInputError, EncoderUnavailable, TextVectors, check_frames
+
+# Statuses that mean "the caller sent something bad"; everything else is the server's state.
+_INPUT_STATUSES = ("StatusCode.INVALID_ARGUMENT",)
+
+
+def _classify(exc: InferenceServerException, what: str) -> Exception:
+    message = f"{what}: {exc.message()}"
+    if exc.status() in _INPUT_STATUSES or "bad text" in (exc.message() or ""):
+        return EncoderInputError(message)
+    return EncoderUnavailable(message)
+
+
+class TritonEncoder:
+    """Thread-safe; frames go out in chunks of `frame_batch`, several in flight so the batcher can merge them."""
+
+    def __init__(self, url: str, timeout_s: float = 10.0, frame_batch: int = 32, max_inflight: int = 2) -> None:
+        self.url = url
+        self.timeout_s = timeout_s
+        self.frame_batch = frame_batch
+        self._client = grpcclient.InferenceServerClient(url)
+        self._pool = ThreadPoolExecutor(max_workers=max_inflight, thread_name_prefix="triton")
+        self._info: EncoderInfo | None = None
+
+    def info(self) -> EncoderInfo:
+        if self._info is None:
+            try:
+                text = self._client.get_model_metadata(TEXT_ENCODER, as_json=True, client_timeout=self.timeout_s)
+                frames = self._client.get_model_metadata(FRAME_ENCODER, as_json=True, client_timeout=self.timeout_s)
+            except InferenceServerException as exc:
+                raise EncoderUnavailable(f"Triton at {self.url}: {exc.message()}") from exc
+            phrases = next(o for o in text["outputs"] if o["name"] == "phrases")
+            size = int(frames["inputs"][0]["shape"][1])
+            self._info = EncoderInfo(dim=int(phrases["shape"][-1]), image_size=size, max_phrases=int(phrases["shape"][1]))
+        return self._info
+
+    def encode_text(self, texts: list[str], timeout_s: float | None = None) -> TextVectors:
+        if not texts:
+            raise EncoderInputError("no texts to encode")
+        data = np.array([[t.encode("utf-8")] for t in texts], dtype=np.object_)
+        tensor = grpcclient.InferInput(TEXT_IN, list(data.shape), "BYTES")
+        tensor.set_data_from_numpy(data)
+        outputs = [grpcclient.InferRequestedOutput(name) for name in TEXT_OUTPUTS]
+        try:
+            result = self._client.infer(TEXT_ENCODER, [tensor], outputs=outputs, client_timeout=timeout_s or self.timeout_s)
+        except InferenceServerException as exc:
+            raise _classify(exc, f"{TEXT_ENCODER} at {self.url}") from exc
+        sentence, phrases, mask, tokens = (result.as_numpy(name) for name in TEXT_OUTPUTS)
+        return TextVectors(sentence, phrases, mask > 0, tokens)
+
+    def _infer_frames(self, chunk: np.ndarray, timeout_s: float) -> np.ndarray:
+        tensor = grpcclient.InferInput("frames", list(chunk.shape), "UINT8")
+        tensor.set_data_from_numpy(chunk)
+        try:
+            result = self._client.infer(FRAME_ENCODER, [tensor], client_timeout=timeout_s)
+        except InferenceServerException as exc:
+            raise _classify(exc, f"{FRAME_ENCODER} at {self.url}") from exc
+        return result.as_numpy("vectors")
+
+    def encode_frames(self, frames: np.ndarray, timeout_s: float | None = None) -> np.ndarray:
+        check_frames(frames, self.info().image_size)
+        timeout = timeout_s or self.timeout_s
+        chunks = [frames[i : i + self.frame_batch] for i in range(0, len(frames), self.frame_batch)]
+        return np.concatenate(list(self._pool.map(lambda c: self._infer_frames(c, timeout), chunks)))
+
+    def ready(self) -> bool:
+        try:
+            return bool(
+                self._client.is_model_ready(TEXT_ENCODER, client_timeout=2.0)
+                and self._client.is_model_ready(FRAME_ENCODER, client_timeout=2.0)
+            )
+        except InferenceServerException:
+            return False
+
+    def close(self) -> None:
+        self._pool.shutdown(wait=False)
+        self._client.close()

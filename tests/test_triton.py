@@ -1,0 +1,103 @@
+"""The real Triton serves the exported encoders: same vectors as in-process, batching, clean errors."""
+
+from __future__ import annotations
+
+import re
+import urllib.request
+from concurrent.futures import ThreadPoolExecutor
+
+import numpy as np
+import pytest
+import tritonclient.grpc as grpcclient
+from tritonclient.utils import InferenceServerException
+
+from inference.encoder import EncoderInputError
+from inference.onnx_encoder import OnnxEncoder
+from inference.preprocess import center_crop_square
+from inference.triton_encoder import TritonEncoder
+from tests.photos import CAPTIONS, load_photo
+
+pytestmark = pytest.mark.e2e
+
+
+@pytest.fixture(scope="module")
+def encoder(triton):
+    enc = TritonEncoder(triton.grpc_url)
+    yield enc
+    enc.close()
+
+
+@pytest.fixture(scope="module")
+def local(default_checkpoint, model_repository):
+    """In-process ONNX Runtime on the very graphs Triton serves."""
+    onnx_dir = model_repository / "text_encoder_net" / "1"
+    (onnx_dir / "text.onnx").unlink(missing_ok=True)
+    (onnx_dir / "text.onnx").symlink_to(onnx_dir / "model.onnx")
+    frames_dir = model_repository / "frame_encoder" / "1"
+    (onnx_dir / "frames.onnx").unlink(missing_ok=True)
+    (onnx_dir / "frames.onnx").symlink_to(frames_dir / "model.onnx")
+    return OnnxEncoder(default_checkpoint, onnx_dir)
+
+
+def test_outputs_equal_the_in_process_encoder(encoder, local):
+    texts = ["a red circle moves left, then a blue square appears", "a cat", "rocket launch while people watch"]
+    remote, here = encoder.encode_text(texts), local.encode_text(texts)
+    for name in ("sentence", "phrases", "tokens"):
+        np.testing.assert_allclose(getattr(remote, name), getattr(here, name), atol=1e-5)
+    np.testing.assert_array_equal(remote.phrase_mask, here.phrase_mask)
+    assert remote.phrase_mask.sum(1).tolist() == [2, 1, 2]
+    frames = np.stack([center_crop_square(load_photo(name), 224) for name in list(CAPTIONS)[:5]])
+    np.testing.assert_allclose(encoder.encode_frames(frames), local.encode_frames(frames), atol=1e-5)
+
+
+def test_info_comes_from_the_served_models(encoder):
+    info = encoder.info()
+    assert (info.dim, info.image_size, info.max_phrases) == (384, 224, 8)
+
+
+def _batch_stats(triton, model: str) -> tuple[int, int]:
+    """(inference_count, execution_count) from Triton's metrics endpoint."""
+    text = urllib.request.urlopen(f"http://127.0.0.1:{triton.ports.metrics}/metrics", timeout=5).read().decode()
+    def value(metric: str) -> int:
+        match = re.search(rf'^{metric}{{model="{model}",version="1"}} (\d+)', text, re.M)
+        return int(match.group(1)) if match else 0
+    return value("nv_inference_count"), value("nv_inference_exec_count")
+
+
+def test_concurrent_single_requests_are_batched(triton, encoder):
+    frame = np.zeros((1, 224, 224, 3), dtype=np.uint8)
+    before = _batch_stats(triton, "frame_encoder")
+    with ThreadPoolExecutor(16) as pool:
+        list(pool.map(lambda _: encoder.encode_frames(frame), range(64)))
+    inferences, executions = (a - b for a, b in zip(_batch_stats(triton, "frame_encoder"), before))
+    assert inferences == 64
+    assert executions < inferences, "the dynamic batcher never merged concurrent requests"
+
+
+@pytest.mark.parametrize("text, reason", [("", "empty"), ("   ", "empty"), ("x" * 100_000, "bytes")])
+def test_bad_text_gets_a_clean_error_and_the_server_keeps_serving(encoder, text, reason):
+    with pytest.raises(EncoderInputError, match=reason):
+        encoder.encode_text([text])
+    assert encoder.encode_text(["still serving"]).sentence.shape == (1, 384)
+
+
+def test_wrong_dtype_or_shape_is_rejected(triton, encoder):
+    with pytest.raises(EncoderInputError, match="uint8"):
+        encoder.encode_frames(np.zeros((1, 224, 224, 3), dtype=np.float32))
+    client = grpcclient.InferenceServerClient(triton.grpc_url)
+    for shape, dtype, triton_type in (((1, 100, 100, 3), np.uint8, "UINT8"), ((1, 224, 224, 3), np.float32, "FP32")):
+        tensor = grpcclient.InferInput("frames", list(shape), triton_type)
+        tensor.set_data_from_numpy(np.zeros(shape, dtype=dtype))
+        with pytest.raises(InferenceServerException) as raised:
+            client.infer("frame_encoder", [tensor])
+        assert raised.value.status() == "StatusCode.INVALID_ARGUMENT"
+    assert encoder.ready()
+
+
+def test_unknown_model_gets_a_clean_error(triton):
+    client = grpcclient.InferenceServerClient(triton.grpc_url)
+    tensor = grpcclient.InferInput("text", [1, 1], "BYTES")
+    tensor.set_data_from_numpy(np.array([[b"hi"]], dtype=np.object_))
+    with pytest.raises(InferenceServerException, match="unknown model|not found"):
+        client.infer("no_such_model", [tensor])
+    assert client.is_server_ready()

@@ -1,0 +1,147 @@
+"""The two Milvus collections, defined in one place and versioned.
+
+Each collection has exactly one vector field: that is what Milvus Lite 3.x, the PyPI milvus 2.3.5 standalone
+and 2.5 clusters all support. `clips` carries copies of the video-level filter fields (metadata, duration,
+clip count, creation time) so that one user filter applies to the clip ANN search as well
+(see index.filters). The schema version and the dimension are checked whenever a collection is opened;
+a mismatch is an error, never a silent migration.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass
+from typing import Any
+
+from pymilvus import CollectionSchema, DataType, MilvusClient
+from pymilvus.milvus_client.index import IndexParams
+
+from index.errors import SchemaMismatch
+from index.filters import METADATA_KEY_RE
+from index.settings import IndexSettings
+
+SCHEMA_VERSION = 1
+SCHEMA_VERSION_PROPERTY = "vidstrata.schema_version"
+
+VECTOR_FIELD = "vector"
+VIDEO_ID_MAX_LENGTH = 128
+VIDEO_ID_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.:@/+=-]{0,127}")
+CLIP_ID_MAX_LENGTH = VIDEO_ID_MAX_LENGTH + 1 + 20  # "<video_id>:<clip_index>"
+STATUS_MAX_LENGTH = 32
+# Bounds one video's clips to a single query result window (Milvus caps a query at 16384 rows).
+MAX_CLIPS_PER_VIDEO = 1024
+MAX_METADATA_BYTES = 65536  # Milvus's limit on one JSON value
+# Largest topk/limit one Milvus search or query may ask for.
+MAX_RESULT_WINDOW = 16384
+
+
+@dataclass(frozen=True)
+class CollectionNames:
+    """The names of the two collections under one prefix."""
+
+    videos: str
+    clips: str
+
+
+def collection_names(prefix: str) -> CollectionNames:
+    """Collection names for a prefix ("" in production; a per-test prefix isolates tests)."""
+    return CollectionNames(videos=f"{prefix}videos", clips=f"{prefix}clips")
+
+
+def clip_id(video_id: str, clip_index: int) -> str:
+    """Primary key of a clip: re-ingesting a video overwrites its clips in place."""
+    return f"{video_id}:{clip_index}"
+
+
+def check_video_id(video_id: object) -> str:
+    """The id itself, or ValueError: ids become primary keys and parts of clip ids."""
+    if not isinstance(video_id, str) or not VIDEO_ID_RE.fullmatch(video_id):
+        raise ValueError(f"video_id {video_id!r} must match {VIDEO_ID_RE.pattern}")
+    return video_id
+
+
+def check_metadata(metadata: object) -> dict[str, str]:
+    """A copy of metadata, or ValueError: str values, and keys that filters can name (meta.key)."""
+    if not isinstance(metadata, dict):
+        raise ValueError(f"metadata must be a dict of str to str, got {type(metadata).__name__}")
+    for key, value in metadata.items():
+        if not isinstance(key, str) or not METADATA_KEY_RE.fullmatch(key):
+            raise ValueError(f"metadata key {key!r} must match {METADATA_KEY_RE.pattern} (so filters can name it)")
+        if not isinstance(value, str):
+            raise ValueError(f"metadata[{key!r}] must be a str, got {type(value).__name__}")
+    if len(json.dumps(metadata).encode()) > MAX_METADATA_BYTES:
+        raise ValueError(f"metadata is larger than {MAX_METADATA_BYTES} bytes as JSON")
+    return dict(metadata)
+
+
+def video_schema(dim: int) -> CollectionSchema:
+    """One row per video: its vector, what search returns about it, and its filterable fields."""
+    schema = MilvusClient.create_schema(auto_id=False, enable_dynamic_field=False)
+    schema.add_field("video_id", DataType.VARCHAR, is_primary=True, max_length=VIDEO_ID_MAX_LENGTH)
+    schema.add_field(VECTOR_FIELD, DataType.FLOAT_VECTOR, dim=dim)
+    schema.add_field("duration_s", DataType.FLOAT)
+    schema.add_field("clip_count", DataType.INT64)
+    schema.add_field("status", DataType.VARCHAR, max_length=STATUS_MAX_LENGTH)
+    schema.add_field("metadata", DataType.JSON)
+    schema.add_field("created_at", DataType.DOUBLE)
+    return schema
+
+
+def clip_schema(dim: int) -> CollectionSchema:
+    """One row per clip, with copies of the video's filter fields so filters work in clip search too."""
+    schema = MilvusClient.create_schema(auto_id=False, enable_dynamic_field=False)
+    schema.add_field("clip_id", DataType.VARCHAR, is_primary=True, max_length=CLIP_ID_MAX_LENGTH)
+    schema.add_field("video_id", DataType.VARCHAR, max_length=VIDEO_ID_MAX_LENGTH)
+    schema.add_field("clip_index", DataType.INT64)
+    schema.add_field("start_s", DataType.FLOAT)
+    schema.add_field("end_s", DataType.FLOAT)
+    schema.add_field(VECTOR_FIELD, DataType.FLOAT_VECTOR, dim=dim)
+    schema.add_field("metadata", DataType.JSON)
+    schema.add_field("video_duration_s", DataType.FLOAT)
+    schema.add_field("video_clip_count", DataType.INT64)
+    schema.add_field("video_created_at", DataType.DOUBLE)
+    return schema
+
+
+def index_params(settings: IndexSettings) -> IndexParams:
+    """The vector index both collections get, from settings."""
+    params: dict[str, int] = {}
+    if settings.index_type == "HNSW":
+        params = {"M": settings.hnsw_m, "efConstruction": settings.hnsw_ef_construction}
+    elif settings.index_type == "IVF_FLAT":
+        params = {"nlist": settings.ivf_nlist}
+    index = MilvusClient.prepare_index_params()
+    index.add_index(VECTOR_FIELD, index_type=settings.index_type, metric_type=settings.metric, params=params)
+    return index
+
+
+def search_params(settings: IndexSettings, limit: int) -> dict[str, Any]:
+    """Search-time parameters; HNSW's ef must be at least the number of hits asked for."""
+    params: dict[str, int] = {}
+    if settings.index_type == "HNSW":
+        params = {"ef": max(settings.hnsw_ef, limit)}
+    elif settings.index_type == "IVF_FLAT":
+        params = {"nprobe": min(settings.ivf_nprobe, settings.ivf_nlist)}
+    return {"metric_type": settings.metric, "params": params}
+
+
+def check_collection(name: str, description: dict[str, Any], expected: CollectionSchema) -> None:
+    """Raise SchemaMismatch unless an existing collection has this schema version, these fields and this dim."""
+    version = description.get("properties", {}).get(SCHEMA_VERSION_PROPERTY)
+    if version != str(SCHEMA_VERSION):
+        found = "no vidstrata schema version" if version is None else f"schema version {version}"
+        raise SchemaMismatch(
+            f"collection {name!r} has {found}, this code needs version {SCHEMA_VERSION}; "
+            "migrate it or use another collection_prefix"
+        )
+    have = {f["name"]: (f["type"], f.get("params", {}).get("dim")) for f in description["fields"]}
+    want = {f.name: (f.dtype, f.params.get("dim")) for f in expected.fields}
+    if have != want:
+        have_dim, want_dim = have.get(VECTOR_FIELD, (None, None))[1], want[VECTOR_FIELD][1]
+        detail = (
+            f"vector dim {have_dim}, settings say {want_dim}"
+            if have_dim != want_dim
+            else f"fields {sorted(have)}, expected {sorted(want)}"
+        )
+        raise SchemaMismatch(f"collection {name!r} does not match schema version {SCHEMA_VERSION}: {detail}")

@@ -1,0 +1,65 @@
+"""Settings of the storage layer, read from `VIDSTRATA_*` environment variables.
+
+One class covers Milvus and the Redis-backed ingest status, because both the gateway and the workers
+need both; each service's own settings class embeds or reuses it.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import Field, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class IndexSettings(BaseSettings):
+    """Where the index lives and how its vectors are indexed and searched."""
+
+    model_config = SettingsConfigDict(env_prefix="VIDSTRATA_", extra="ignore")
+
+    milvus_uri: str = Field(
+        "http://127.0.0.1:19530",
+        description="Milvus gRPC URI: the local `milvus-lite server`, a Milvus standalone or a cluster.",
+    )
+    milvus_token: str = Field(
+        "", description="Milvus auth token (`user:password` or an API key); empty when auth is off."
+    )
+    milvus_timeout_s: float = Field(
+        10.0, gt=0, description="Deadline of each Milvus call in seconds; past it the call fails as unavailable."
+    )
+    collection_prefix: str = Field(
+        "",
+        pattern=r"^([A-Za-z_][A-Za-z0-9_]{0,200})?$",
+        description="Prefix of the `videos` and `clips` collection names, to keep tenants or tests apart.",
+    )
+    index_type: Literal["HNSW", "FLAT", "IVF_FLAT"] = Field(
+        "HNSW", description="Vector index of both collections: HNSW, FLAT (exact) or IVF_FLAT."
+    )
+    metric: Literal["COSINE", "IP"] = Field(
+        "COSINE", description="Similarity metric; with both, a larger score is a better match."
+    )
+    hnsw_m: int = Field(16, ge=2, le=2048, description="HNSW graph degree M (build time).")
+    hnsw_ef_construction: int = Field(200, ge=1, description="HNSW efConstruction (build time).")
+    hnsw_ef: int = Field(
+        64, ge=1, description="HNSW ef at search time; raised to the request's limit when that is larger."
+    )
+    ivf_nlist: int = Field(1024, ge=1, le=65536, description="IVF_FLAT number of clusters (build time).")
+    ivf_nprobe: int = Field(16, ge=1, le=65536, description="IVF_FLAT clusters probed at search time.")
+    vector_dim: int = Field(
+        384, ge=2, le=32768, description="Dimension of video and clip vectors; fixed when a collection is created."
+    )
+    clip_overfetch: int = Field(
+        8,
+        ge=1,
+        le=1000,
+        description="Clip hits fetched per wanted video in grouped clip search (grouping happens client-side).",
+    )
+    redis_url: str = Field(
+        "redis://127.0.0.1:6379/0", description="Redis URL of the ingest status records (`StatusStore`)."
+    )
+
+    @field_validator("index_type", "metric", mode="before")
+    @classmethod
+    def _upper(cls, value: object) -> object:
+        """Accept `hnsw` or `cosine` from the environment as well."""
+        return value.upper() if isinstance(value, str) else value

@@ -1,0 +1,456 @@
+"""`VideoIndex`: writes and searches the `videos` and `clips` collections in Milvus.
+
+Consistency without transactions. `replace_video` writes in this order: (1) upsert all new clips,
+(2) delete the video's clips with clip_index >= the new count, (3) upsert the video row. Readers trust a
+clip only if its video row exists and its clip_index < that row's clip_count. So a first ingest is invisible
+until step 3, a crash before step 3 leaves only invisible clips (the next replace overwrites them), and a
+re-ingest shows the old video row with at most its old clip count until the new row lands; during that short
+window clips already overwritten in place show their new spans and vectors.
+
+Only features that Milvus Lite 3.x, the 2.3.5 standalone and 2.5 clusters all have are used: one vector
+field per collection, filters, upsert, delete and plain search. Clip hits are grouped by video on the client.
+"""
+
+from __future__ import annotations
+
+import math
+import threading
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from typing import Any, NamedTuple
+
+import grpc
+import numpy as np
+from pymilvus import MilvusClient
+from pymilvus.client.types import Status
+from pymilvus.exceptions import ConnectError, ErrorCode, MilvusException, MilvusUnavailableException
+
+from index.errors import IndexUnavailable, StorageError
+from index.filters import compile_filter, quote_string
+from index.schema import (
+    MAX_CLIPS_PER_VIDEO,
+    MAX_RESULT_WINDOW,
+    SCHEMA_VERSION,
+    SCHEMA_VERSION_PROPERTY,
+    STATUS_MAX_LENGTH,
+    VECTOR_FIELD,
+    check_collection,
+    check_metadata,
+    check_video_id,
+    clip_id,
+    clip_schema,
+    collection_names,
+    index_params,
+    search_params,
+    video_schema,
+)
+from index.settings import IndexSettings
+
+_IDS_PER_CALL = MAX_RESULT_WINDOW // MAX_CLIPS_PER_VIDEO  # video ids per clip query: fits one result window
+_TRANSIENT_GRPC_CODES = {
+    grpc.StatusCode.UNAVAILABLE,
+    grpc.StatusCode.DEADLINE_EXCEEDED,
+    grpc.StatusCode.RESOURCE_EXHAUSTED,
+    grpc.StatusCode.CANCELLED,
+    grpc.StatusCode.ABORTED,
+}
+
+
+@dataclass
+class VideoRecord:
+    """One indexed video: its aggregate vector and the fields search and filters read."""
+
+    video_id: str
+    vector: np.ndarray
+    duration_s: float
+    clip_count: int
+    metadata: dict[str, str]
+    created_at: float
+    status: str = "READY"
+
+
+@dataclass
+class ClipRecord:
+    """One clip of a video: a time span and its vector; clip_index runs 0..clip_count-1."""
+
+    video_id: str
+    clip_index: int
+    start_s: float
+    end_s: float
+    vector: np.ndarray = field(repr=False)
+
+
+class VideoHit(NamedTuple):
+    """A video found by ANN search; a larger score is a better match (COSINE or IP)."""
+
+    video_id: str
+    score: float
+
+
+class ClipHit(NamedTuple):
+    """The best-matching clip of one video for one query vector."""
+
+    video_id: str
+    clip_index: int
+    start_s: float
+    end_s: float
+    score: float
+
+
+def _is_transient(exc: BaseException) -> bool:
+    """True for failures a retry may fix: no connection, deadline passed, server overloaded."""
+    if isinstance(exc, grpc.FutureTimeoutError):
+        return True
+    if isinstance(exc, grpc.RpcError):
+        return exc.code() in _TRANSIENT_GRPC_CODES  # type: ignore[attr-defined]
+    if isinstance(exc, (ConnectError, MilvusUnavailableException)):
+        return True
+    if isinstance(exc, MilvusException):
+        return exc.code in (Status.CONNECT_FAILED, ErrorCode.RATE_LIMIT) or exc.code in _TRANSIENT_GRPC_CODES
+    return False
+
+
+@contextmanager
+def _milvus_errors(action: str) -> Iterator[None]:
+    """Turn pymilvus and gRPC errors into IndexUnavailable (retryable) or StorageError."""
+    try:
+        yield
+    except (MilvusException, grpc.RpcError, grpc.FutureTimeoutError) as exc:
+        kind = IndexUnavailable if _is_transient(exc) else StorageError
+        raise kind(f"Milvus {action} failed: {exc}") from exc
+
+
+def _check_number(value: object, what: str, minimum: float | None = None) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float, np.number)) or not math.isfinite(value):
+        raise ValueError(f"{what} must be a finite number, got {value!r}")
+    if minimum is not None and value < minimum:
+        raise ValueError(f"{what} must be >= {minimum}, got {value!r}")
+    return float(value)
+
+
+def _check_limit(limit: int, what: str) -> int:
+    if isinstance(limit, bool) or not isinstance(limit, int) or not 1 <= limit <= MAX_RESULT_WINDOW:
+        raise ValueError(f"{what} must be an int in [1, {MAX_RESULT_WINDOW}], got {limit!r}")
+    return limit
+
+
+def _chunks(items: Sequence[str], size: int) -> Iterator[Sequence[str]]:
+    for start in range(0, len(items), size):
+        yield items[start : start + size]
+
+
+def _unique_ids(video_ids: Iterable[str]) -> list[str]:
+    return list(dict.fromkeys(check_video_id(v) for v in video_ids))
+
+
+def _in_list(ids: Sequence[str]) -> str:
+    return "video_id in [" + ", ".join(quote_string(i) for i in ids) + "]"
+
+
+class VideoIndex:
+    """Writer and searcher of one pair of collections; safe to share between threads.
+
+    The connection is opened lazily and the collections are ensured (created if missing, checked, loaded)
+    on first use, so a process that starts while Milvus is down fails its calls with IndexUnavailable
+    and recovers once Milvus is back.
+    """
+
+    def __init__(self, settings: IndexSettings) -> None:
+        self.settings = settings
+        self.names = collection_names(settings.collection_prefix)
+        self._client: MilvusClient | None = None
+        self._ready = False
+        self._lock = threading.Lock()
+
+    # -- connection and collections ---------------------------------------------------------------
+
+    def _milvus(self) -> MilvusClient:
+        """The connected client, with both collections ensured."""
+        if not self._ready:
+            self.ensure_collections()
+        assert self._client is not None
+        return self._client
+
+    def _connect(self) -> MilvusClient:
+        if self._client is None:
+            with _milvus_errors("connect"):
+                self._client = MilvusClient(
+                    self.settings.milvus_uri, token=self.settings.milvus_token, timeout=self.settings.milvus_timeout_s
+                )
+        return self._client
+
+    def ensure_collections(self) -> None:
+        """Create missing collections with their index, check existing ones (SchemaMismatch), and load both.
+
+        Loading is required: a new process must load a collection before it can search or query it.
+        """
+        with self._lock:
+            client = self._connect()
+            timeout = self.settings.milvus_timeout_s
+            dim = self.settings.vector_dim
+            for name, schema in ((self.names.videos, video_schema(dim)), (self.names.clips, clip_schema(dim))):
+                with _milvus_errors(f"ensure collection {name!r}"):
+                    if client.has_collection(name, timeout=timeout):
+                        check_collection(name, client.describe_collection(name, timeout=timeout), schema)
+                    else:
+                        client.create_collection(
+                            name,
+                            schema=schema,
+                            index_params=index_params(self.settings),
+                            consistency_level="Strong",
+                            properties={SCHEMA_VERSION_PROPERTY: str(SCHEMA_VERSION)},
+                            timeout=timeout,
+                        )
+                    client.load_collection(name, timeout=timeout)
+            self._ready = True
+
+    def close(self) -> None:
+        """Close the connection; a later call reconnects."""
+        with self._lock:
+            if self._client is not None:
+                self._client.close()
+            self._client = None
+            self._ready = False
+
+    def __enter__(self) -> VideoIndex:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # -- validation -------------------------------------------------------------------------------
+
+    def _vectors(self, vectors: object, what: str) -> np.ndarray:
+        """A (N, dim) float32 matrix of finite vectors, each non-zero when the metric is COSINE."""
+        array = np.asarray(vectors, dtype=np.float32)
+        if array.ndim != 2 or array.shape[0] == 0 or array.shape[1] != self.settings.vector_dim:
+            raise ValueError(f"{what} must have shape (N>=1, {self.settings.vector_dim}), got {array.shape}")
+        if not np.isfinite(array).all():
+            raise ValueError(f"{what} contains NaN or infinite values")
+        if self.settings.metric == "COSINE" and (np.linalg.norm(array, axis=1) == 0).any():
+            raise ValueError(f"{what} contains a zero vector, which has no cosine similarity")
+        return array
+
+    def _vector(self, vector: object, what: str) -> np.ndarray:
+        array = np.asarray(vector, dtype=np.float32)
+        if array.shape != (self.settings.vector_dim,):
+            raise ValueError(f"{what} must have shape ({self.settings.vector_dim},), got {array.shape}")
+        return self._vectors(array[None, :], what)[0]
+
+    def _rows(self, video: VideoRecord, clips: Sequence[ClipRecord]) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+        """Validate a video and its clips and build their Milvus rows."""
+        video_id = check_video_id(video.video_id)
+        metadata = check_metadata(video.metadata)
+        duration_s = _check_number(video.duration_s, "duration_s", 0.0)
+        created_at = _check_number(video.created_at, "created_at")
+        if not isinstance(video.status, str) or not 1 <= len(video.status) <= STATUS_MAX_LENGTH:
+            raise ValueError(f"status must be a non-empty str of at most {STATUS_MAX_LENGTH} chars")
+        if not 1 <= len(clips) <= MAX_CLIPS_PER_VIDEO:
+            raise ValueError(f"a video needs 1..{MAX_CLIPS_PER_VIDEO} clips, got {len(clips)}")
+        if video.clip_count != len(clips):
+            raise ValueError(f"clip_count is {video.clip_count!r} but {len(clips)} clips were given")
+        for clip in clips:
+            if clip.video_id != video_id:
+                raise ValueError(f"clip {clip.clip_index!r} belongs to {clip.video_id!r}, not {video_id!r}")
+            if isinstance(clip.clip_index, bool) or not isinstance(clip.clip_index, (int, np.integer)):
+                raise ValueError(f"clip_index must be an int, got {clip.clip_index!r}")
+        ordered = sorted(clips, key=lambda c: int(c.clip_index))
+        if [c.clip_index for c in ordered] != list(range(len(clips))):
+            raise ValueError("clip_index values must be exactly 0..clip_count-1, each once")
+        clip_rows = []
+        for clip in ordered:
+            vector = self._vector(clip.vector, f"clip {clip.clip_index} vector")
+            start_s = _check_number(clip.start_s, f"clip {clip.clip_index} start_s", 0.0)
+            end_s = _check_number(clip.end_s, f"clip {clip.clip_index} end_s", start_s)
+            clip_rows.append({
+                "clip_id": clip_id(video_id, clip.clip_index),
+                "video_id": video_id,
+                "clip_index": int(clip.clip_index),
+                "start_s": start_s,
+                "end_s": end_s,
+                VECTOR_FIELD: vector,
+                "metadata": metadata,
+                "video_duration_s": duration_s,
+                "video_clip_count": len(clips),
+                "video_created_at": created_at,
+            })
+        video_row = {
+            "video_id": video_id,
+            VECTOR_FIELD: self._vector(video.vector, "video vector"),
+            "duration_s": duration_s,
+            "clip_count": len(clips),
+            "status": video.status,
+            "metadata": metadata,
+            "created_at": created_at,
+        }
+        return video_row, clip_rows
+
+    # -- writes -----------------------------------------------------------------------------------
+
+    def replace_video(self, video: VideoRecord, clips: Sequence[ClipRecord]) -> None:
+        """Make the index hold exactly this video and these clips; idempotent, safe to retry after a crash.
+
+        Clips first, stale clips next, the video row last: see the module docstring for what readers see.
+        """
+        video_row, clip_rows = self._rows(video, clips)
+        client, timeout = self._milvus(), self.settings.milvus_timeout_s
+        with _milvus_errors(f"replace video {video.video_id!r}"):
+            client.upsert(self.names.clips, clip_rows, timeout=timeout)
+            client.delete(
+                self.names.clips,
+                filter=f"video_id == {quote_string(video.video_id)} and clip_index >= {len(clip_rows)}",
+                timeout=timeout,
+            )
+            client.upsert(self.names.videos, [video_row], timeout=timeout)
+
+    def delete_video(self, video_id: str) -> bool:
+        """Remove a video and its clips; True if its video row existed. The row goes first, hiding the clips."""
+        check_video_id(video_id)
+        client, timeout = self._milvus(), self.settings.milvus_timeout_s
+        with _milvus_errors(f"delete video {video_id!r}"):
+            existed = bool(client.get(self.names.videos, ids=[video_id], output_fields=["video_id"], timeout=timeout))
+            client.delete(self.names.videos, ids=[video_id], timeout=timeout)
+            client.delete(self.names.clips, filter=f"video_id == {quote_string(video_id)}", timeout=timeout)
+        return existed
+
+    # -- reads ------------------------------------------------------------------------------------
+
+    def search_videos(self, vector: np.ndarray, limit: int, filter_expr: str | None = None) -> list[VideoHit]:
+        """Nearest videos to one query vector, best first.
+
+        filter_expr is a user filter in the index.filters language (never raw Milvus syntax).
+        """
+        query = self._vector(vector, "query vector")
+        _check_limit(limit, "limit")
+        milvus_filter = compile_filter(filter_expr or "", "videos")
+        client = self._milvus()
+        with _milvus_errors("search videos"):
+            result = client.search(
+                self.names.videos,
+                data=[query],
+                filter=milvus_filter,
+                limit=limit,
+                output_fields=["video_id"],
+                search_params=search_params(self.settings, limit),
+                timeout=self.settings.milvus_timeout_s,
+            )
+        hits = [VideoHit(str(hit.id), float(hit.distance)) for hit in result[0]]
+        return sorted(hits, key=lambda h: h.score, reverse=True)
+
+    def search_clips_grouped(
+        self, vectors: np.ndarray, limit_videos: int, filter_expr: str | None = None
+    ) -> list[list[ClipHit]]:
+        """For each query vector (rows of a (Q, D) array): the best clip of each of the best videos.
+
+        Fetches limit_videos * clip_overfetch clips and keeps the first hit per video on the client, because
+        grouped search is missing on the 2.3.5 standalone. A video whose clips crowd out the others can
+        leave fewer than limit_videos videos; raise clip_overfetch if that matters.
+        """
+        queries = self._vectors(vectors, "query vectors")
+        _check_limit(limit_videos, "limit_videos")
+        milvus_filter = compile_filter(filter_expr or "", "clips")
+        fetch = min(limit_videos * self.settings.clip_overfetch, MAX_RESULT_WINDOW)
+        client = self._milvus()
+        with _milvus_errors("search clips"):
+            result = client.search(
+                self.names.clips,
+                data=list(queries),
+                filter=milvus_filter,
+                limit=fetch,
+                output_fields=["video_id", "clip_index", "start_s", "end_s"],
+                search_params=search_params(self.settings, fetch),
+                timeout=self.settings.milvus_timeout_s,
+            )
+        per_query: list[list[ClipHit]] = []
+        for hits in result:
+            best: dict[str, ClipHit] = {}
+            for hit in sorted(hits, key=lambda h: h.distance, reverse=True):
+                entity = hit["entity"]
+                if entity["video_id"] not in best:
+                    best[entity["video_id"]] = ClipHit(
+                        entity["video_id"], int(entity["clip_index"]), float(entity["start_s"]),
+                        float(entity["end_s"]), float(hit.distance),
+                    )
+            per_query.append(list(best.values()))
+        trusted = self._clip_counts({h.video_id for hits in per_query for h in hits})
+        return [
+            [h for h in hits if h.clip_index < trusted.get(h.video_id, 0)][:limit_videos] for hits in per_query
+        ]
+
+    def _clip_counts(self, video_ids: Iterable[str]) -> dict[str, int]:
+        """clip_count of each video whose row exists: the trust rule for clips (see module docstring)."""
+        ids = list(dict.fromkeys(video_ids))
+        counts: dict[str, int] = {}
+        client = self._milvus()
+        for chunk in _chunks(ids, MAX_RESULT_WINDOW):
+            with _milvus_errors("read video rows"):
+                rows = client.get(
+                    self.names.videos, ids=list(chunk), output_fields=["video_id", "clip_count"],
+                    timeout=self.settings.milvus_timeout_s,
+                )
+            counts.update({row["video_id"]: int(row["clip_count"]) for row in rows})
+        return counts
+
+    def get_videos(self, video_ids: Iterable[str]) -> dict[str, VideoRecord]:
+        """The stored video rows for these ids, vectors included; ids not in the index are absent."""
+        ids = _unique_ids(video_ids)
+        client = self._milvus()
+        found: dict[str, VideoRecord] = {}
+        for chunk in _chunks(ids, MAX_RESULT_WINDOW):
+            with _milvus_errors("get videos"):
+                rows = client.get(
+                    self.names.videos,
+                    ids=list(chunk),
+                    output_fields=["video_id", VECTOR_FIELD, "duration_s", "clip_count", "status", "metadata",
+                                   "created_at"],
+                    timeout=self.settings.milvus_timeout_s,
+                )
+            for row in rows:
+                found[row["video_id"]] = VideoRecord(
+                    video_id=row["video_id"],
+                    vector=np.asarray(row[VECTOR_FIELD], dtype=np.float32),
+                    duration_s=float(row["duration_s"]),
+                    clip_count=int(row["clip_count"]),
+                    metadata=dict(row["metadata"]),
+                    created_at=float(row["created_at"]),
+                    status=str(row["status"]),
+                )
+        return found
+
+    def get_clips(self, video_ids: Iterable[str]) -> dict[str, list[ClipRecord]]:
+        """The trusted clips of these videos, vectors included, sorted by clip_index; unknown ids are absent."""
+        trusted = self._clip_counts(_unique_ids(video_ids))
+        client = self._milvus()
+        clips: dict[str, list[ClipRecord]] = {video_id: [] for video_id in trusted}
+        for chunk in _chunks(list(trusted), _IDS_PER_CALL):
+            with _milvus_errors("get clips"):
+                rows = client.query(
+                    self.names.clips,
+                    filter=_in_list(chunk),
+                    output_fields=["video_id", "clip_index", "start_s", "end_s", VECTOR_FIELD],
+                    limit=MAX_RESULT_WINDOW,
+                    timeout=self.settings.milvus_timeout_s,
+                )
+            for row in rows:
+                if row["clip_index"] < trusted[row["video_id"]]:
+                    clips[row["video_id"]].append(ClipRecord(
+                        video_id=row["video_id"],
+                        clip_index=int(row["clip_index"]),
+                        start_s=float(row["start_s"]),
+                        end_s=float(row["end_s"]),
+                        vector=np.asarray(row[VECTOR_FIELD], dtype=np.float32),
+                    ))
+        for rows in clips.values():
+            rows.sort(key=lambda c: c.clip_index)
+        return clips
+
+    def counts(self) -> tuple[int, int]:
+        """(videos, clips) rows stored; clips may include invisible leftovers of an interrupted replace."""
+        client = self._milvus()
+        totals = []
+        for name in (self.names.videos, self.names.clips):
+            with _milvus_errors(f"count {name!r}"):
+                rows = client.query(name, filter="", output_fields=["count(*)"], timeout=self.settings.milvus_timeout_s)
+            totals.append(int(rows[0]["count(*)"]))
+        return totals[0], totals[1]

@@ -12,9 +12,9 @@ from inference.preprocess import TextTokenizer
 
 
 class OnnxEncoder:
-    """Runs text.onnx and frames.onnx from an export folder, with the checkpoint's tokenizer."""
+    """Runs the exported text and frame graphs with the checkpoint's tokenizer."""
 
-    def __init__(self, checkpoint: Path, onnx_dir: Path, threads: int = 0) -> None:
+    def __init__(self, checkpoint: Path, text_onnx: Path, frames_onnx: Path, threads: int = 0) -> None:
         import onnxruntime as ort
 
         self.manifest = Manifest.load(checkpoint)
@@ -23,8 +23,8 @@ class OnnxEncoder:
         options = ort.SessionOptions()
         options.intra_op_num_threads = threads
         providers = ["CPUExecutionProvider"]
-        self.text = ort.InferenceSession(str(onnx_dir / "text.onnx"), options, providers=providers)
-        self.frames = ort.InferenceSession(str(onnx_dir / "frames.onnx"), options, providers=providers)
+        self.text = ort.InferenceSession(str(text_onnx), options, providers=providers)
+        self.frames = ort.InferenceSession(str(frames_onnx), options, providers=providers)
 
     def info(self) -> EncoderInfo:
         pre = self.manifest.preprocessing

@@ -30,13 +30,11 @@ def encoder(triton):
 @pytest.fixture(scope="module")
 def local(default_checkpoint, model_repository):
     """In-process ONNX Runtime on the very graphs Triton serves."""
-    onnx_dir = model_repository / "text_encoder_net" / "1"
-    (onnx_dir / "text.onnx").unlink(missing_ok=True)
-    (onnx_dir / "text.onnx").symlink_to(onnx_dir / "model.onnx")
-    frames_dir = model_repository / "frame_encoder" / "1"
-    (onnx_dir / "frames.onnx").unlink(missing_ok=True)
-    (onnx_dir / "frames.onnx").symlink_to(frames_dir / "model.onnx")
-    return OnnxEncoder(default_checkpoint, onnx_dir)
+    return OnnxEncoder(
+        default_checkpoint,
+        model_repository / "text_encoder_net" / "1" / "model.onnx",
+        model_repository / "frame_encoder" / "1" / "model.onnx",
+    )
 
 
 def test_outputs_equal_the_in_process_encoder(encoder, local):

@@ -97,9 +97,8 @@ def _local_or_triton(triton_url: str | None, checkpoint: Path):  # noqa: ANN202 
     from inference.onnx_encoder import OnnxEncoder
 
     folder = resolve_checkpoint(None if checkpoint == Path("build/checkpoints/default") else checkpoint, Path("build"))
-    onnx_dir = Path(tempfile.mkdtemp(prefix="vidstrata-onnx-"))
-    export_onnx(load_checkpoint(folder), onnx_dir)
-    return OnnxEncoder(folder, onnx_dir)
+    models = export_onnx(load_checkpoint(folder), Path(tempfile.mkdtemp(prefix="vidstrata-onnx-")))
+    return OnnxEncoder(folder, models.text, models.frames)
 
 
 if __name__ == "__main__":

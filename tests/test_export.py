@@ -1,0 +1,96 @@
+"""Export: parity gates every export, configs are valid Triton configs, TensorRT fails clearly here."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from google.protobuf import text_format
+from tritonclient.grpc import model_config_pb2
+
+import export.pipeline as pipeline
+from encoders.checkpoint import Manifest
+from encoders.factory import load_checkpoint
+from export.onnx_export import ParityError, check_onnx_parity
+from export.triton_repo import TARGETS, ensemble_config, frame_config, text_net_config, tokenizer_config
+
+
+def parse(config: str) -> model_config_pb2.ModelConfig:
+    return text_format.Parse(config, model_config_pb2.ModelConfig())
+
+
+@pytest.mark.parametrize("target", TARGETS)
+def test_configs_are_valid_triton_configs_with_dynamic_batching(default_checkpoint, target):
+    manifest = Manifest.load(default_checkpoint)
+    for config in (parse(text_net_config(manifest, target)), parse(frame_config(manifest, target))):
+        assert config.dynamic_batching.preferred_batch_size and config.dynamic_batching.max_queue_delay_microseconds
+        assert config.instance_group[0].kind == (
+            model_config_pb2.ModelInstanceGroup.KIND_GPU if target == "tensorrt" else model_config_pb2.ModelInstanceGroup.KIND_CPU)
+        assert config.version_policy.latest.num_versions == 1
+    frames = parse(frame_config(manifest, target))
+    assert list(frames.input[0].dims) == [224, 224, 3]
+    assert {"python": frames.backend == "python", "onnxruntime": frames.platform == "onnxruntime_onnx",
+            "tensorrt": frames.platform == "tensorrt_plan"}[target]
+    ensemble = parse(ensemble_config(manifest))
+    assert [s.model_name for s in ensemble.ensemble_scheduling.step] == ["text_tokenizer", "text_encoder_net"]
+    assert parse(tokenizer_config(manifest)).parameters["max_text_bytes"].string_value == "2048"
+
+
+def test_parity_failure_fails_the_export_and_leaves_the_repository_alone(default_checkpoint, tmp_path, monkeypatch):
+    out = tmp_path / "repo"
+    out.mkdir()
+    (out / "keep.txt").write_text("untouched")
+
+    def strict(pair, models):
+        return check_onnx_parity(pair, models, tolerance=0.0)
+
+    monkeypatch.setattr(pipeline, "check_onnx_parity", strict)
+    with pytest.raises(ParityError, match="differs from torch"):
+        pipeline.export_checkpoint(default_checkpoint, "python", out)
+    assert [p.name for p in out.iterdir()] == ["keep.txt"]
+    assert not list(tmp_path.glob(".export-*")), "the staging folder was left behind"
+
+
+def test_export_writes_the_four_models(model_repository):
+    names = sorted(p.name for p in model_repository.iterdir() if p.is_dir())
+    assert names == ["frame_encoder", "text_encoder", "text_encoder_net", "text_tokenizer"]
+    assert (model_repository / "text_encoder_net" / "1" / "model.onnx").is_file()
+    assert (model_repository / "text_tokenizer" / "1" / "tokenizer.json").is_file()
+
+
+def test_tensorrt_target_fails_at_once_with_a_clear_message(tmp_path):
+    if shutil.which("nvidia-smi"):
+        pytest.skip("a GPU is present; the GPU test covers TensorRT here")
+    out = subprocess.run(
+        [sys.executable, "-m", "vidstrata.cli", "export", "--target", "tensorrt", "--out", str(tmp_path / "r")],
+        capture_output=True, text=True, timeout=120,
+    )
+    assert out.returncode == 1
+    assert "needs TensorRT and a CUDA GPU" in out.stderr or "needs a CUDA GPU" in out.stderr
+    assert "Traceback" not in out.stderr
+
+
+def test_unknown_target_and_bad_checkpoint_are_one_line_errors(tmp_path):
+    for args, message in ((["--target", "tflite"], "unknown target"),
+                          (["--checkpoint", str(tmp_path)], "neither a vidstrata checkpoint")):
+        out = subprocess.run([sys.executable, "-m", "vidstrata.cli", "export", *args, "--out", str(tmp_path / "r")],
+                             capture_output=True, text=True, timeout=120)
+        assert out.returncode == 1 and message in out.stderr and "Traceback" not in out.stderr
+
+
+@pytest.mark.gpu
+def test_tensorrt_plans_match_onnx_runtime(default_checkpoint, tmp_path):
+    pytest.importorskip("tensorrt", reason="TensorRT is not installed here")
+    import torch
+
+    if not torch.cuda.is_available():
+        pytest.skip("no CUDA GPU here")
+    from export.onnx_export import export_onnx
+    from export.tensorrt import build_plans
+
+    pair = load_checkpoint(default_checkpoint)
+    plans = build_plans(pair, export_onnx(pair, tmp_path / "onnx"), tmp_path)
+    assert plans.text.stat().st_size > 0 and plans.frames.stat().st_size > 0

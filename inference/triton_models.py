@@ -36,6 +36,8 @@ class OnnxRunner:
         config, params, folder = _parameters(args)
         options = ort.SessionOptions()
         options.intra_op_num_threads = int(params.get("intra_op_threads", "0"))
+        # Spinning worker threads starve Triton's own gRPC and batcher threads on small CPU hosts.
+        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
         self.session = ort.InferenceSession(str(folder / "model.onnx"), options, providers=["CPUExecutionProvider"])
         self.inputs = [i["name"] for i in config["input"]]
         self.outputs = [o["name"] for o in config["output"]]

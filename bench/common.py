@@ -47,10 +47,10 @@ def percentile(values: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, int(round(q / 100 * (len(ordered) - 1))))]
 
 
-def write_results(name: str, payload: dict[str, Any], table: str) -> Path:
-    """bench/results/<name>.json and .md; returns the JSON path."""
-    RESULTS_DIR.mkdir(parents=True, exist_ok=True)
-    path = RESULTS_DIR / f"{name}.json"
+def write_results(name: str, payload: dict[str, Any], table: str, results_dir: Path = RESULTS_DIR) -> Path:
+    """<results_dir>/<name>.json and .md; returns the JSON path."""
+    results_dir.mkdir(parents=True, exist_ok=True)
+    path = results_dir / f"{name}.json"
     path.write_text(json.dumps({"machine": machine(), **payload}, indent=2) + "\n")
-    (RESULTS_DIR / f"{name}.md").write_text(table + "\n")
+    (results_dir / f"{name}.md").write_text(table + "\n")
     return path

@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from bench.common import machine, median_of, percentile, rate, write_results
+from bench.common import RESULTS_DIR, machine, median_of, percentile, rate, write_results
 from encoders.factory import load_checkpoint
 from export.pipeline import export_checkpoint, resolve_checkpoint
 from inference.onnx_encoder import OnnxEncoder
@@ -126,6 +126,7 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=3, help="runs per figure; the median is reported")
     parser.add_argument("--batch", type=int, default=16, help="in-process batch size")
     parser.add_argument("--tiny", action="store_true", help="smoke run: short, one repeat")
+    parser.add_argument("--results-dir", type=Path, default=RESULTS_DIR, help="where the JSON and Markdown go")
     args = parser.parse_args()
     if args.tiny:
         args.seconds, args.repeats, args.batch = 0.3, 1, 2
@@ -139,7 +140,8 @@ def main() -> None:
     top = max(concurrencies)
     ratios = {k: best[("triton-grpc", k, top)] / best[("onnxruntime", k, 1)] for k in ("frames", "texts")}
     text = table(rows, ratios)
-    path = write_results("encoders", {"rows": rows, "triton_vs_ort": ratios, "args": vars(args)}, text)
+    path = write_results("encoders", {"rows": rows, "triton_vs_ort": ratios, "args": {**vars(args), "results_dir": str(args.results_dir)}},
+                         text, args.results_dir)
     print(f"{machine()}\n\n{text}\n\nwrote {path}")
 
 

@@ -15,10 +15,10 @@ from __future__ import annotations
 
 import math
 import threading
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, TypeVar
 
 import grpc
 import numpy as np
@@ -48,6 +48,8 @@ from index.schema import (
 from index.settings import IndexSettings
 
 _IDS_PER_CALL = MAX_RESULT_WINDOW // MAX_CLIPS_PER_VIDEO  # video ids per clip query: fits one result window
+_COLLECTION_NOT_LOADED = 101  # Milvus error code; also what a restarted Milvus Lite answers
+T = TypeVar("T")
 _TRANSIENT_GRPC_CODES = {
     grpc.StatusCode.UNAVAILABLE,
     grpc.StatusCode.DEADLINE_EXCEEDED,
@@ -165,8 +167,22 @@ class VideoIndex:
 
     # -- connection and collections ---------------------------------------------------------------
 
-    def _milvus(self) -> MilvusClient:
-        """The connected client, with both collections ensured."""
+    def _call(self, action: str, fn: Callable[[MilvusClient], T]) -> T:
+        """Run fn on the connected client with collections ensured, translating errors.
+
+        A restarted Milvus Lite forgets which collections were loaded, so on "not loaded" this loads them
+        again and retries once; fn must therefore be idempotent.
+        """
+        with _milvus_errors(action):
+            try:
+                return fn(self._ensured_client())
+            except MilvusException as exc:
+                if exc.code != _COLLECTION_NOT_LOADED:
+                    raise
+            self._ready = False
+            return fn(self._ensured_client())
+
+    def _ensured_client(self) -> MilvusClient:
         if not self._ready:
             self.ensure_collections()
         assert self._client is not None
@@ -294,8 +310,9 @@ class VideoIndex:
         Clips first, stale clips next, the video row last: see the module docstring for what readers see.
         """
         video_row, clip_rows = self._rows(video, clips)
-        client, timeout = self._milvus(), self.settings.milvus_timeout_s
-        with _milvus_errors(f"replace video {video.video_id!r}"):
+        timeout = self.settings.milvus_timeout_s
+
+        def write(client: MilvusClient) -> None:
             client.upsert(self.names.clips, clip_rows, timeout=timeout)
             client.delete(
                 self.names.clips,
@@ -304,15 +321,20 @@ class VideoIndex:
             )
             client.upsert(self.names.videos, [video_row], timeout=timeout)
 
+        self._call(f"replace video {video.video_id!r}", write)
+
     def delete_video(self, video_id: str) -> bool:
         """Remove a video and its clips; True if its video row existed. The row goes first, hiding the clips."""
         check_video_id(video_id)
-        client, timeout = self._milvus(), self.settings.milvus_timeout_s
-        with _milvus_errors(f"delete video {video_id!r}"):
+        timeout = self.settings.milvus_timeout_s
+
+        def delete(client: MilvusClient) -> bool:
             existed = bool(client.get(self.names.videos, ids=[video_id], output_fields=["video_id"], timeout=timeout))
             client.delete(self.names.videos, ids=[video_id], timeout=timeout)
             client.delete(self.names.clips, filter=f"video_id == {quote_string(video_id)}", timeout=timeout)
-        return existed
+            return existed
+
+        return self._call(f"delete video {video_id!r}", delete)
 
     # -- reads ------------------------------------------------------------------------------------
 
@@ -324,17 +346,15 @@ class VideoIndex:
         query = self._vector(vector, "query vector")
         _check_limit(limit, "limit")
         milvus_filter = compile_filter(filter_expr or "", "videos")
-        client = self._milvus()
-        with _milvus_errors("search videos"):
-            result = client.search(
-                self.names.videos,
-                data=[query],
-                filter=milvus_filter,
-                limit=limit,
-                output_fields=["video_id"],
-                search_params=search_params(self.settings, limit),
-                timeout=self.settings.milvus_timeout_s,
-            )
+        result = self._call("search videos", lambda client: client.search(
+            self.names.videos,
+            data=[query],
+            filter=milvus_filter,
+            limit=limit,
+            output_fields=["video_id"],
+            search_params=search_params(self.settings, limit),
+            timeout=self.settings.milvus_timeout_s,
+        ))
         hits = [VideoHit(str(hit.id), float(hit.distance)) for hit in result[0]]
         return sorted(hits, key=lambda h: h.score, reverse=True)
 
@@ -351,87 +371,72 @@ class VideoIndex:
         _check_limit(limit_videos, "limit_videos")
         milvus_filter = compile_filter(filter_expr or "", "clips")
         fetch = min(limit_videos * self.settings.clip_overfetch, MAX_RESULT_WINDOW)
-        client = self._milvus()
-        with _milvus_errors("search clips"):
-            result = client.search(
-                self.names.clips,
-                data=list(queries),
-                filter=milvus_filter,
-                limit=fetch,
-                output_fields=["video_id", "clip_index", "start_s", "end_s"],
-                search_params=search_params(self.settings, fetch),
-                timeout=self.settings.milvus_timeout_s,
-            )
+        result = self._call("search clips", lambda client: client.search(
+            self.names.clips,
+            data=list(queries),
+            filter=milvus_filter,
+            limit=fetch,
+            output_fields=["video_id", "clip_index", "start_s", "end_s"],
+            search_params=search_params(self.settings, fetch),
+            timeout=self.settings.milvus_timeout_s,
+        ))
+        trusted = self._clip_counts({hit["entity"]["video_id"] for hits in result for hit in hits})
         per_query: list[list[ClipHit]] = []
         for hits in result:
             best: dict[str, ClipHit] = {}
             for hit in sorted(hits, key=lambda h: h.distance, reverse=True):
                 entity = hit["entity"]
-                if entity["video_id"] not in best:
-                    best[entity["video_id"]] = ClipHit(
-                        entity["video_id"], int(entity["clip_index"]), float(entity["start_s"]),
-                        float(entity["end_s"]), float(hit.distance),
+                video_id, clip_index = entity["video_id"], int(entity["clip_index"])
+                if video_id not in best and clip_index < trusted.get(video_id, 0):
+                    best[video_id] = ClipHit(
+                        video_id, clip_index, float(entity["start_s"]), float(entity["end_s"]), float(hit.distance)
                     )
-            per_query.append(list(best.values()))
-        trusted = self._clip_counts({h.video_id for hits in per_query for h in hits})
-        return [
-            [h for h in hits if h.clip_index < trusted.get(h.video_id, 0)][:limit_videos] for hits in per_query
-        ]
+            per_query.append(list(best.values())[:limit_videos])
+        return per_query
 
     def _clip_counts(self, video_ids: Iterable[str]) -> dict[str, int]:
         """clip_count of each video whose row exists: the trust rule for clips (see module docstring)."""
+        return {
+            row["video_id"]: int(row["clip_count"]) for row in self._get_videos(video_ids, ["video_id", "clip_count"])
+        }
+
+    def _get_videos(self, video_ids: Iterable[str], fields: list[str]) -> list[dict[str, Any]]:
         ids = list(dict.fromkeys(video_ids))
-        counts: dict[str, int] = {}
-        client = self._milvus()
+        rows: list[dict[str, Any]] = []
         for chunk in _chunks(ids, MAX_RESULT_WINDOW):
-            with _milvus_errors("read video rows"):
-                rows = client.get(
-                    self.names.videos, ids=list(chunk), output_fields=["video_id", "clip_count"],
-                    timeout=self.settings.milvus_timeout_s,
-                )
-            counts.update({row["video_id"]: int(row["clip_count"]) for row in rows})
-        return counts
+            rows += self._call("get videos", lambda client: client.get(
+                self.names.videos, ids=list(chunk), output_fields=fields, timeout=self.settings.milvus_timeout_s
+            ))
+        return rows
 
     def get_videos(self, video_ids: Iterable[str]) -> dict[str, VideoRecord]:
         """The stored video rows for these ids, vectors included; ids not in the index are absent."""
-        ids = _unique_ids(video_ids)
-        client = self._milvus()
-        found: dict[str, VideoRecord] = {}
-        for chunk in _chunks(ids, MAX_RESULT_WINDOW):
-            with _milvus_errors("get videos"):
-                rows = client.get(
-                    self.names.videos,
-                    ids=list(chunk),
-                    output_fields=["video_id", VECTOR_FIELD, "duration_s", "clip_count", "status", "metadata",
-                                   "created_at"],
-                    timeout=self.settings.milvus_timeout_s,
-                )
-            for row in rows:
-                found[row["video_id"]] = VideoRecord(
-                    video_id=row["video_id"],
-                    vector=np.asarray(row[VECTOR_FIELD], dtype=np.float32),
-                    duration_s=float(row["duration_s"]),
-                    clip_count=int(row["clip_count"]),
-                    metadata=dict(row["metadata"]),
-                    created_at=float(row["created_at"]),
-                    status=str(row["status"]),
-                )
-        return found
+        fields = ["video_id", VECTOR_FIELD, "duration_s", "clip_count", "status", "metadata", "created_at"]
+        return {
+            row["video_id"]: VideoRecord(
+                video_id=row["video_id"],
+                vector=np.asarray(row[VECTOR_FIELD], dtype=np.float32),
+                duration_s=float(row["duration_s"]),
+                clip_count=int(row["clip_count"]),
+                metadata=dict(row["metadata"]),
+                created_at=float(row["created_at"]),
+                status=str(row["status"]),
+            )
+            for row in self._get_videos(_unique_ids(video_ids), fields)
+        }
 
     def get_clips(self, video_ids: Iterable[str]) -> dict[str, list[ClipRecord]]:
         """The trusted clips of these videos, vectors included, sorted by clip_index; unknown ids are absent."""
         trusted = self._clip_counts(_unique_ids(video_ids))
-        client = self._milvus()
         clips: dict[str, list[ClipRecord]] = {video_id: [] for video_id in trusted}
         for chunk in _chunks(list(trusted), _IDS_PER_CALL):
-            with _milvus_errors("get clips"):
-                rows = client.query(
-                    self.names.clips,
-                    filter=_in_list(chunk),
-                    output_fields=["video_id", "clip_index", "start_s", "end_s", VECTOR_FIELD],
-                    limit=MAX_RESULT_WINDOW,
-                    timeout=self.settings.milvus_timeout_s,
-                )
+            rows = self._call("get clips", lambda client: client.query(
+                self.names.clips,
+                filter=_in_list(chunk),
+                output_fields=["video_id", "clip_index", "start_s", "end_s", VECTOR_FIELD],
+                limit=MAX_RESULT_WINDOW,
+                timeout=self.settings.milvus_timeout_s,
+            ))
             for row in rows:
                 if row["clip_index"] < trusted[row["video_id"]]:
                     clips[row["video_id"]].append(ClipRecord(
@@ -447,10 +452,10 @@ class VideoIndex:
 
     def counts(self) -> tuple[int, int]:
         """(videos, clips) rows stored; clips may include invisible leftovers of an interrupted replace."""
-        client = self._milvus()
-        totals = []
-        for name in (self.names.videos, self.names.clips):
-            with _milvus_errors(f"count {name!r}"):
-                rows = client.query(name, filter="", output_fields=["count(*)"], timeout=self.settings.milvus_timeout_s)
-            totals.append(int(rows[0]["count(*)"]))
-        return totals[0], totals[1]
+        def count(name: str) -> int:
+            rows = self._call(f"count {name!r}", lambda client: client.query(
+                name, filter="", output_fields=["count(*)"], timeout=self.settings.milvus_timeout_s
+            ))
+            return int(rows[0]["count(*)"])
+
+        return count(self.names.videos), count(self.names.clips)

@@ -1,0 +1,377 @@
+"""VideoIndex against a real Milvus Lite gRPC server: writes, consistency rules, searches, filters, failures."""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import subprocess
+import sys
+import uuid
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+from pymilvus import MilvusClient
+
+from index import (
+    ClipHit,
+    ClipRecord,
+    FilterError,
+    IndexSettings,
+    IndexUnavailable,
+    SchemaMismatch,
+    VideoHit,
+    VideoIndex,
+    VideoRecord,
+)
+from index.schema import SCHEMA_VERSION_PROPERTY
+from index.server import start_milvus_lite
+from vidstrata.process import free_port
+
+DIM = 8
+OpenIndex = Callable[..., VideoIndex]
+
+
+def at_cos(cos: float, axis: int = 1) -> np.ndarray:
+    """A unit vector whose cosine with e0 is `cos` (the rest of its length lies on `axis`)."""
+    vector = np.zeros(DIM, dtype=np.float32)
+    vector[0], vector[axis] = cos, math.sqrt(max(0.0, 1.0 - cos * cos))
+    return vector
+
+
+E0 = at_cos(1.0)
+
+
+def make_video(
+    video_id: str,
+    clip_vectors: list[np.ndarray],
+    metadata: dict[str, str] | None = None,
+    duration_s: float | None = None,
+    span_s: float = 2.0,
+) -> tuple[VideoRecord, list[ClipRecord]]:
+    """A video whose vector is the normalised mean of its clips, with clip k spanning [k*span_s, (k+1)*span_s]."""
+    clips = [ClipRecord(video_id, k, k * span_s, (k + 1) * span_s, v) for k, v in enumerate(clip_vectors)]
+    mean = np.mean(clip_vectors, axis=0)
+    video = VideoRecord(
+        video_id=video_id,
+        vector=mean / np.linalg.norm(mean),
+        duration_s=duration_s if duration_s is not None else len(clips) * span_s,
+        clip_count=len(clips),
+        metadata=metadata or {},
+        created_at=1_700_000_000.0,
+    )
+    return video, clips
+
+
+@pytest.fixture
+def open_index(milvus_uri: str) -> Iterator[OpenIndex]:
+    """Opens VideoIndex instances on a collection prefix private to this test; drops the collections after."""
+    prefix = f"t{uuid.uuid4().hex[:12]}_"
+    opened: list[VideoIndex] = []
+
+    def open_(**overrides: Any) -> VideoIndex:
+        fields: dict[str, Any] = dict(
+            milvus_uri=milvus_uri, collection_prefix=prefix, vector_dim=DIM, index_type="FLAT"
+        )
+        index = VideoIndex(IndexSettings(**(fields | overrides)))
+        opened.append(index)
+        return index
+
+    yield open_
+    for index in opened:
+        index.close()
+    raw = MilvusClient(milvus_uri)
+    for name in raw.list_collections():
+        if name.startswith(prefix):
+            raw.drop_collection(name)
+    raw.close()
+
+
+@pytest.fixture
+def index(open_index: OpenIndex) -> VideoIndex:
+    return open_index()
+
+
+@pytest.fixture
+def raw(milvus_uri: str) -> Iterator[MilvusClient]:
+    """A plain pymilvus client, to look at (or tamper with) the collections behind VideoIndex's back."""
+    client = MilvusClient(milvus_uri)
+    yield client
+    client.close()
+
+
+def raw_clip_ids(raw: MilvusClient, index: VideoIndex, video_id: str) -> list[str]:
+    rows = raw.query(index.names.clips, filter=f'video_id == "{video_id}"', output_fields=["clip_id"])
+    return sorted(row["clip_id"] for row in rows)
+
+
+def test_ensure_collections_is_idempotent_and_versioned(open_index: OpenIndex, raw: MilvusClient) -> None:
+    index = open_index()
+    index.ensure_collections()
+    index.ensure_collections()
+    open_index(index_type="HNSW").ensure_collections()  # index settings do not change an existing collection
+    assert index.counts() == (0, 0)
+    for name in (index.names.videos, index.names.clips):
+        description = raw.describe_collection(name)
+        assert description["properties"][SCHEMA_VERSION_PROPERTY] == "1"
+        assert description["consistency_level_name"] == "Strong"
+
+
+def test_replace_is_idempotent_and_leaves_no_stale_clips(index: VideoIndex, raw: MilvusClient) -> None:
+    video, clips = make_video("v1", [at_cos(c) for c in (0.1, 0.2, 0.3, 0.4, 0.5)], {"lang": "en"})
+    index.replace_video(video, clips)
+    index.replace_video(video, clips)
+    assert index.counts() == (1, 5)
+
+    shorter, new_clips = make_video("v1", [at_cos(0.9), at_cos(0.8)], {"lang": "fr"}, span_s=3.0)
+    index.replace_video(shorter, new_clips)
+    assert index.counts() == (1, 2)
+    assert raw_clip_ids(raw, index, "v1") == ["v1:0", "v1:1"]
+    stored = index.get_clips(["v1"])["v1"]
+    assert [(c.clip_index, c.start_s, c.end_s) for c in stored] == [(0, 0.0, 3.0), (1, 3.0, 6.0)]
+    np.testing.assert_allclose(stored[0].vector, at_cos(0.9), atol=1e-6)
+    assert index.get_videos(["v1"])["v1"].metadata == {"lang": "fr"}
+
+    longer, _ = make_video("v1", [at_cos(0.1)] * 4)
+    index.replace_video(longer, make_video("v1", [at_cos(0.1)] * 4)[1])
+    assert raw_clip_ids(raw, index, "v1") == ["v1:0", "v1:1", "v1:2", "v1:3"]
+    assert index.counts() == (1, 4)
+
+
+def test_get_videos_round_trips_fields(index: VideoIndex) -> None:
+    video, clips = make_video("vid-42.a:b/c@d", [at_cos(0.3), at_cos(0.6)], {"lang": "en", "a.b-c": "x"}, 7.5)
+    index.replace_video(video, clips)
+    stored = index.get_videos(["vid-42.a:b/c@d", "missing", "vid-42.a:b/c@d"])
+    assert list(stored) == ["vid-42.a:b/c@d"]
+    got = stored["vid-42.a:b/c@d"]
+    assert (got.duration_s, got.clip_count, got.metadata, got.created_at, got.status) == (
+        7.5, 2, {"lang": "en", "a.b-c": "x"}, 1_700_000_000.0, "READY"
+    )
+    np.testing.assert_allclose(got.vector, video.vector, atol=1e-6)
+    assert index.get_clips(["missing"]) == {}
+
+
+def test_delete_video(index: VideoIndex, raw: MilvusClient) -> None:
+    index.replace_video(*make_video("gone", [at_cos(0.5)] * 3))
+    index.replace_video(*make_video("kept", [at_cos(0.5)] * 2))
+    assert index.delete_video("gone") is True
+    assert index.delete_video("gone") is False
+    assert index.get_videos(["gone"]) == {} and index.get_clips(["gone"]) == {}
+    assert raw_clip_ids(raw, index, "gone") == []
+    assert index.counts() == (1, 2)
+    assert [h.video_id for h in index.search_videos(E0, 10)] == ["kept"]
+
+
+@pytest.mark.parametrize(
+    ("index_type", "metric"), [("FLAT", "COSINE"), ("HNSW", "COSINE"), ("IVF_FLAT", "IP"), ("HNSW", "IP")]
+)
+def test_search_videos_orders_by_score(open_index: OpenIndex, index_type: str, metric: str) -> None:
+    index = open_index(index_type=index_type, metric=metric, ivf_nlist=2)
+    for name, cos in [("c", 0.1), ("a", 0.9), ("d", -0.5), ("b", 0.5)]:
+        index.replace_video(*make_video(name, [at_cos(cos)]))
+    hits = index.search_videos(E0, 3)
+    assert [h.video_id for h in hits] == ["a", "b", "c"]
+    np.testing.assert_allclose([h.score for h in hits], [0.9, 0.5, 0.1], atol=1e-5)
+    assert isinstance(hits[0], VideoHit) and hits[0] == ("a", hits[0].score)
+    assert [h.video_id for h in index.search_videos(-E0, 1)] == ["d"]
+
+
+def test_grouped_clip_search_returns_best_clip_per_video(index: VideoIndex) -> None:
+    index.replace_video(*make_video("A", [at_cos(0.2), at_cos(0.95), at_cos(0.5)]))
+    index.replace_video(*make_video("B", [at_cos(0.9), at_cos(0.1)]))
+    index.replace_video(*make_video("C", [at_cos(-0.3)]))
+    results = index.search_clips_grouped(np.stack([E0, -E0]), limit_videos=2)
+    assert len(results) == 2
+    assert [(h.video_id, h.clip_index, h.start_s, h.end_s) for h in results[0]] == [
+        ("A", 1, 2.0, 4.0), ("B", 0, 0.0, 2.0)
+    ]
+    np.testing.assert_allclose([h.score for h in results[0]], [0.95, 0.9], atol=1e-5)
+    assert isinstance(results[0][0], ClipHit)
+    assert [(h.video_id, h.clip_index) for h in results[1]] == [("C", 0), ("B", 1)]
+    np.testing.assert_allclose(results[1][0].score, 0.3, atol=1e-5)
+
+
+def test_clip_overfetch_decides_how_far_grouping_sees(open_index: OpenIndex) -> None:
+    crowded = [at_cos(0.99 - k * 1e-4) for k in range(20)]
+    for overfetch, expected in [(8, ["D"]), (32, ["D", "A"])]:
+        index = open_index(clip_overfetch=overfetch)
+        index.replace_video(*make_video("D", crowded))
+        index.replace_video(*make_video("A", [at_cos(0.5)]))
+        assert [h.video_id for h in index.search_clips_grouped(E0[None, :], 2)[0]] == expected
+
+
+def test_filters_apply_to_both_searches(index: VideoIndex) -> None:
+    specs = {
+        "en-short": ({"lang": "en", "year": "2019"}, 4.0, 0.9),
+        "en-long": ({"lang": "en", "year": "2021"}, 60.0, 0.7),
+        "fr-long": ({"lang": "fr", "year": "2020"}, 90.0, 0.95),
+        "bare": ({}, 30.0, 0.8),
+    }
+    for video_id, (metadata, duration_s, cos) in specs.items():
+        index.replace_video(*make_video(video_id, [at_cos(cos), at_cos(cos - 0.5)], metadata, duration_s))
+
+    cases = {
+        'meta.lang == "en"': ["en-short", "en-long"],
+        'metadata["lang"] != "en"': ["fr-long"],  # a missing key never matches, not even !=
+        'meta.lang not in ["fr"]': ["en-short", "en-long"],
+        'meta.lang in ["fr", "de"] or duration_s < 10': ["fr-long", "en-short"],
+        "duration_s >= 30 and clip_count == 2": ["fr-long", "bare", "en-long"],
+        'meta.year >= "2020" and not video_id == "fr-long"': ["en-long"],
+        'video_id in ["bare", "nope"]': ["bare"],
+        "created_at > 1.8e9": [],
+    }
+    for expr, expected in cases.items():
+        videos = [h.video_id for h in index.search_videos(E0, 10, expr)]
+        clips = [h.video_id for h in index.search_clips_grouped(E0[None, :], 10, expr)[0]]
+        assert videos == expected, expr
+        assert clips == expected, expr
+    assert len(index.search_videos(E0, 10, "")) == 4
+    with pytest.raises(FilterError):
+        index.search_videos(E0, 10, 'video_id == "x" || 1 == 1')
+    with pytest.raises(FilterError):
+        index.search_clips_grouped(E0[None, :], 10, "meta.year == 2020")
+
+
+def test_readers_trust_only_clips_whose_video_row_allows_them(index: VideoIndex, raw: MilvusClient) -> None:
+    index.replace_video(*make_video("v", [at_cos(0.9), at_cos(0.5)], {"lang": "en"}))
+    # An interrupted first ingest: clips written, video row never written.
+    raw.delete(index.names.videos, ids=["v"])
+    assert index.search_clips_grouped(E0[None, :], 5) == [[]]
+    assert index.get_clips(["v"]) == {}
+    assert index.counts() == (0, 2)
+    # A stale clip beyond the video row's clip_count (an interrupted shrink) stays invisible.
+    index.replace_video(*make_video("v", [at_cos(0.5), at_cos(0.4)], {"lang": "en"}))
+    stale = raw.get(index.names.clips, ids=["v:0"])[0] | {"clip_id": "v:2", "clip_index": 2, "vector": E0}
+    raw.upsert(index.names.clips, [stale])
+    assert [c.clip_index for c in index.get_clips(["v"])["v"]] == [0, 1]
+    assert [(h.video_id, h.clip_index) for h in index.search_clips_grouped(E0[None, :], 5)[0]] == [("v", 0)]
+
+
+def test_a_second_process_sees_the_data(index: VideoIndex, milvus_uri: str) -> None:
+    index.replace_video(*make_video("near", [at_cos(0.9), at_cos(0.8)], {"lang": "en"}))
+    index.replace_video(*make_video("far", [at_cos(0.1)]))
+    script = (
+        "import json, numpy as np\n"
+        "from index import IndexSettings, VideoIndex\n"
+        "index = VideoIndex(IndexSettings())\n"
+        "q = np.eye(8, dtype=np.float32)[0]\n"
+        "print(json.dumps({'videos': index.search_videos(q, 5),\n"
+        "                  'clips': index.search_clips_grouped(q[None, :], 5, 'meta.lang == \"en\"'),\n"
+        "                  'counts': index.counts()}))\n"
+    )
+    env = os.environ | {
+        "VIDSTRATA_MILVUS_URI": milvus_uri,
+        "VIDSTRATA_COLLECTION_PREFIX": index.settings.collection_prefix,
+        "VIDSTRATA_VECTOR_DIM": str(DIM),
+        "VIDSTRATA_INDEX_TYPE": "flat",
+    }
+    out = subprocess.run(
+        [sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=60,
+        cwd=Path(__file__).parent.parent, check=True,
+    )
+    seen = json.loads(out.stdout.strip().splitlines()[-1])
+    assert [v for v, _ in seen["videos"]] == ["near", "far"]
+    assert [(c[0], c[1]) for c in seen["clips"][0]] == [("near", 0)]
+    assert seen["counts"] == [2, 3]
+
+
+def test_schema_mismatch_is_an_error(open_index: OpenIndex, raw: MilvusClient) -> None:
+    index = open_index()
+    index.ensure_collections()
+    with pytest.raises(SchemaMismatch, match="vector dim 8, settings say 16"):
+        open_index(vector_dim=16).ensure_collections()
+    raw.alter_collection_properties(index.names.clips, {SCHEMA_VERSION_PROPERTY: "0"})
+    with pytest.raises(SchemaMismatch, match="has schema version 0, this code needs version 1"):
+        open_index().ensure_collections()
+    foreign = open_index(collection_prefix=index.settings.collection_prefix + "x_")
+    raw.create_collection(foreign.names.videos, dimension=DIM)
+    with pytest.raises(SchemaMismatch, match="no vidstrata schema version"):
+        foreign.search_videos(E0, 1)
+
+
+@pytest.mark.parametrize(
+    ("target", "attr", "value", "message"),
+    [
+        ("video", "video_id", "", "video_id '' must match"),
+        ("video", "video_id", 'a"b', "must match"),
+        ("video", "video_id", "x" * 129, "must match"),
+        ("video", "vector", np.ones(DIM + 1), r"video vector must have shape \(8,\)"),
+        ("video", "vector", np.full(DIM, np.nan), "NaN or infinite"),
+        ("video", "vector", np.zeros(DIM), "zero vector"),
+        ("video", "duration_s", -1.0, "duration_s must be >= 0"),
+        ("video", "duration_s", float("inf"), "finite number"),
+        ("video", "created_at", "yesterday", "created_at must be a finite number"),
+        ("video", "metadata", {"bad key": "x"}, "metadata key 'bad key' must match"),
+        ("video", "metadata", {"year": 2020}, r"metadata\['year'\] must be a str"),
+        ("video", "metadata", {"big": "x" * 70000}, "larger than 65536 bytes"),
+        ("video", "metadata", ["lang"], "metadata must be a dict"),
+        ("video", "status", "", "status must be"),
+        ("video", "clip_count", 3, "clip_count is 3 but 2 clips"),
+        ("clips", None, [], "needs 1..1024 clips"),
+        ("clip", "clip_index", 5, "exactly 0..clip_count-1"),
+        ("clip", "clip_index", 0, "exactly 0..clip_count-1"),
+        ("clip", "clip_index", 1.0, "clip_index must be an int"),
+        ("clip", "video_id", "other", "belongs to 'other'"),
+        ("clip", "start_s", 9.0, r"end_s must be >= 9.0"),
+        ("clip", "start_s", -0.5, "start_s must be >= 0"),
+        ("clip", "end_s", float("nan"), "end_s must be a finite number"),
+        ("clip", "vector", np.ones(3), r"clip 1 vector must have shape \(8,\)"),
+        ("clip", "vector", np.array([np.inf] + [0.0] * (DIM - 1)), "NaN or infinite"),
+    ],
+)
+def test_replace_rejects_bad_input(target: str, attr: str, value: Any, message: str) -> None:
+    # No server behind this port: input is checked before any I/O, or this would be IndexUnavailable.
+    index = VideoIndex(IndexSettings(milvus_uri=f"http://127.0.0.1:{free_port()}", vector_dim=DIM))
+    video, clips = make_video("ok", [at_cos(0.5), at_cos(0.6)], {"lang": "en"})
+    if target == "clips":
+        clips = value
+    else:
+        setattr(video if target == "video" else clips[1], attr, value)
+    with pytest.raises(ValueError, match=message):
+        index.replace_video(video, clips)
+
+
+def test_reads_reject_bad_input() -> None:
+    index = VideoIndex(IndexSettings(milvus_uri=f"http://127.0.0.1:{free_port()}", vector_dim=DIM))
+    with pytest.raises(ValueError, match=r"shape \(8,\)"):
+        index.search_videos(np.ones(4), 1)
+    with pytest.raises(ValueError, match="zero vector"):
+        index.search_videos(np.zeros(DIM), 1)
+    with pytest.raises(ValueError, match=r"limit must be an int in \[1, 16384\]"):
+        index.search_videos(E0, 0)
+    with pytest.raises(ValueError, match="limit_videos must be an int"):
+        index.search_clips_grouped(E0[None, :], 20000)
+    with pytest.raises(ValueError, match=r"shape \(N>=1, 8\)"):
+        index.search_clips_grouped(E0, 1)
+    with pytest.raises(ValueError, match="NaN"):
+        index.search_clips_grouped(np.full((2, DIM), np.nan), 1)
+    with pytest.raises(ValueError, match="must match"):
+        index.get_clips(['x" or video_id != "'])
+    with pytest.raises(ValueError, match="must match"):
+        index.delete_video("")
+
+
+def test_unavailable_server_raises_index_unavailable_and_recovers(tmp_path: Path) -> None:
+    nothing = VideoIndex(IndexSettings(milvus_uri=f"http://127.0.0.1:{free_port()}", vector_dim=DIM))
+    with pytest.raises(IndexUnavailable):
+        nothing.search_videos(E0, 1)
+
+    proc, uri = start_milvus_lite(tmp_path)
+    try:
+        index = VideoIndex(IndexSettings(milvus_uri=uri, vector_dim=DIM, index_type="FLAT", milvus_timeout_s=3))
+        index.replace_video(*make_video("v", [at_cos(0.9)]))
+        proc.stop()
+        with pytest.raises(IndexUnavailable):
+            index.search_videos(E0, 1)
+        with pytest.raises(IndexUnavailable):
+            index.replace_video(*make_video("w", [at_cos(0.9)]))
+        # Same data folder and port: the data is back, and the same VideoIndex reconnects and reloads.
+        proc, _ = start_milvus_lite(tmp_path, port=int(uri.rsplit(":", 1)[1]))
+        assert [h.video_id for h in index.search_videos(E0, 1)] == ["v"]
+        assert index.counts() == (1, 1)
+        index.close()
+    finally:
+        proc.stop()

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from pymilvus import CollectionSchema, DataType, MilvusClient
-from pymilvus.milvus_client.index import IndexParams
+from pymilvus.milvus_client import IndexParams
 
 from index.errors import SchemaMismatch
 from index.filters import METADATA_KEY_RE

@@ -5,8 +5,9 @@ It lives in index/ because gateway and workers may not import each other. Layout
 by Lua scripts so that `count_by_state` is O(1). Needs a single Redis (primary), not Redis Cluster,
 like the Celery broker. The Redis URL comes from `IndexSettings.redis_url` (`VIDSTRATA_REDIS_URL`).
 
-Only `mark_pending` creates a record. The other marks update an existing record and return False when
-there is none, so a worker that finishes after the video was deleted cannot bring its status back.
+Only `mark_pending` creates a record (and wipes an earlier one). The other marks update an existing record,
+last writer wins, and return False when there is none, so a worker that finishes after the video was
+deleted cannot bring its status back.
 """
 
 from __future__ import annotations
@@ -75,6 +76,7 @@ redis.call('SREM', '""" + STATE_SET_PREFIX + """' .. old, ARGV[1])
 redis.call('DEL', KEYS[1])
 return 1
 """
+
 
 @contextmanager
 def _redis_errors(action: str) -> Iterator[None]:

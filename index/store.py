@@ -22,8 +22,7 @@ from typing import Any, NamedTuple, TypeVar
 
 import grpc
 import numpy as np
-from pymilvus import MilvusClient
-from pymilvus.client.types import Status
+from pymilvus import MilvusClient, Status
 from pymilvus.exceptions import ConnectError, ErrorCode, MilvusException, MilvusUnavailableException
 
 from index.errors import IndexUnavailable, StorageError

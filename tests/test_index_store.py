@@ -256,11 +256,11 @@ def test_a_second_process_sees_the_data(index: VideoIndex, milvus_uri: str) -> N
     script = (
         "import json, numpy as np\n"
         "from index import IndexSettings, VideoIndex\n"
-        "index = VideoIndex(IndexSettings())\n"
         "q = np.eye(8, dtype=np.float32)[0]\n"
-        "print(json.dumps({'videos': index.search_videos(q, 5),\n"
-        "                  'clips': index.search_clips_grouped(q[None, :], 5, 'meta.lang == \"en\"'),\n"
-        "                  'counts': index.counts()}))\n"
+        "with VideoIndex(IndexSettings()) as index:\n"
+        "    print(json.dumps({'videos': index.search_videos(q, 5),\n"
+        "                      'clips': index.search_clips_grouped(q[None, :], 5, 'meta.lang == \"en\"'),\n"
+        "                      'counts': index.counts()}))\n"
     )
     env = os.environ | {
         "VIDSTRATA_MILVUS_URI": milvus_uri,

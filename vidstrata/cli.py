@@ -84,6 +84,149 @@ def encode(
         fail(str(exc))
 
 
+GatewayOption = Annotated[str, typer.Option("--gateway", envvar="VIDSTRATA_GATEWAY_ADDRESS", help="gateway gRPC address")]
+TokenOption = Annotated[str, typer.Option("--token", envvar="VIDSTRATA_GATEWAY_AUTH_TOKEN", help="bearer token, if auth is on")]
+DEFAULT_GATEWAY = "127.0.0.1:50051"
+
+
+def _client(gateway: str, token: str):  # noqa: ANN202 - returns a GatewayClient
+    from vidstrata.client import GatewayClient
+
+    return GatewayClient(gateway, token)
+
+
+@app.command()
+def up() -> None:
+    """Run the whole service locally (Triton, Redis, Milvus Lite, a worker, the gateway) until Ctrl-C."""
+    from vidstrata.up import run
+
+    raise typer.Exit(run())
+
+
+@app.command()
+def gateway() -> None:
+    """Run the gRPC gateway (settings from VIDSTRATA_* environment variables)."""
+    from gateway.server import main
+
+    main()
+
+
+@app.command(context_settings={"allow_extra_args": True, "ignore_unknown_options": True})
+def worker(ctx: typer.Context) -> None:
+    """Run a Celery ingest worker; extra arguments go to `celery worker`."""
+    from workers.main import main
+
+    main(list(ctx.args))
+
+
+@app.command()
+def ingest(
+    sources: Annotated[list[str], typer.Argument(help="local video files or http(s) URLs")],
+    metadata: Annotated[Optional[list[str]], typer.Option("--metadata", "-m", help="k=v, repeatable")] = None,
+    wait: Annotated[bool, typer.Option("--wait", help="show progress until every video is READY or FAILED")] = False,
+    gateway: GatewayOption = DEFAULT_GATEWAY,
+    token: TokenOption = "",
+) -> None:
+    """Submit videos for ingest; with --wait, progress bars and a final summary."""
+    from vidstrata.client import GatewayError
+    from vidstrata.ingest_progress import follow
+
+    meta: dict[str, str] = {}
+    for item in metadata or []:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            fail(f"--metadata takes key=value, got {item!r}")
+        meta[key] = value
+    client = _client(gateway, token)
+    submitted: list[tuple[str, str]] = []
+    try:
+        for source in sources:
+            uri = source if source.startswith(("http://", "https://")) else str(Path(source).resolve())
+            if not source.startswith(("http://", "https://")) and not Path(source).is_file():
+                fail(f"{source}: no such file")
+            reply = client.submit(uri, metadata=meta)
+            submitted.append((reply.video_id, source))
+            if not wait:
+                typer.echo(f"submitted {source} as {reply.video_id} (task {reply.task_id})")
+        if wait and not follow(client, submitted):
+            raise typer.Exit(1)
+    except GatewayError as exc:
+        fail(str(exc))
+
+
+@app.command()
+def search(
+    query: Annotated[str, typer.Argument(help="what to look for, in one sentence")],
+    k: Annotated[int, typer.Option("-k", "--top-k", help="how many videos")] = 10,
+    filter_expr: Annotated[str, typer.Option("--filter", help='e.g. meta.lang == "en" and duration_s < 60')] = "",
+    as_json: Annotated[bool, typer.Option("--json", help="print the raw response as JSON")] = False,
+    gateway: GatewayOption = DEFAULT_GATEWAY,
+    token: TokenOption = "",
+) -> None:
+    """Search videos; prints rank, video, fused and per-level scores and the best clip's span."""
+    from google.protobuf.json_format import MessageToJson
+    from rich.console import Console
+    from rich.table import Table
+
+    from vidstrata.client import GatewayError
+
+    try:
+        reply = _client(gateway, token).search(query, k, filter_expr)
+    except GatewayError as exc:
+        fail(str(exc))
+    if as_json:
+        typer.echo(MessageToJson(reply, preserving_proto_field_name=True))
+        return
+    table = Table(title=f"{query!r}  phrases: {' | '.join(reply.phrases)}  ({reply.timings.total_ms:.0f} ms)")
+    for column in ("rank", "video", "score", "video·sent", "clip·sent", "clip·phrase", "best clip"):
+        table.add_column(column, justify="right" if column not in ("video", "best clip") else "left")
+    for rank, hit in enumerate(reply.hits, 1):
+        clip = hit.best_clip
+        table.add_row(str(rank), hit.video_id, f"{hit.score:.3f}", f"{hit.levels.video_sentence:.3f}",
+                      f"{hit.levels.clip_sentence:.3f}", f"{hit.levels.clip_phrase:.3f}", f"{clip.start_s:.1f}–{clip.end_s:.1f} s")
+    Console(width=120).print(table)
+
+
+@app.command()
+def status(video_id: str, gateway: GatewayOption = DEFAULT_GATEWAY, token: TokenOption = "") -> None:
+    """Ingest status of one video."""
+    from vidstrata.client import GatewayError
+    from vidstrata.v1 import search_pb2
+
+    try:
+        video = _client(gateway, token).get(video_id)
+    except GatewayError as exc:
+        fail(str(exc))
+    state = search_pb2.Video.Status.Name(video.status)
+    detail = {"RUNNING": f" {video.progress:.0f}% ({video.stage})", "FAILED": f": {video.reason}",
+              "READY": f": {video.clip_count} clips, {video.duration_s:.1f} s"}.get(state, "")
+    typer.echo(f"{video.video_id}: {state}{detail}")
+
+
+@app.command()
+def delete(video_id: str, gateway: GatewayOption = DEFAULT_GATEWAY, token: TokenOption = "") -> None:
+    """Remove a video and all its clips."""
+    from vidstrata.client import GatewayError
+
+    try:
+        _client(gateway, token).delete(video_id)
+    except GatewayError as exc:
+        fail(str(exc))
+    typer.echo(f"deleted {video_id}")
+
+
+@app.command()
+def stats(gateway: GatewayOption = DEFAULT_GATEWAY, token: TokenOption = "") -> None:
+    """Counts of videos and clips, and the ingest queue's length."""
+    from vidstrata.client import GatewayError
+
+    try:
+        counts = _client(gateway, token).stats()
+    except GatewayError as exc:
+        fail(str(exc))
+    typer.echo(f"videos: {counts.videos}  clips: {counts.clips}  ingest queue: {counts.queue_length}")
+
+
 def _local_or_triton(triton_url: str | None, checkpoint: Path):  # noqa: ANN202 - returns an Encoder
     if triton_url:
         from inference.triton_encoder import TritonEncoder

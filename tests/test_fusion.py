@@ -1,0 +1,83 @@
+"""Fusion of level scores: normalisation, ranks, weighted sum and RRF (pure numpy, no servers)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from gateway.fusion import LEVELS, FusionConfig, FusionMethod, check_weights, fuse, normalize, ranks
+
+
+def test_minmax_maps_to_unit_range_and_ties_to_one():
+    np.testing.assert_allclose(normalize(np.array([0.2, 0.4, 0.3]), "minmax"), [0.0, 1.0, 0.5])
+    np.testing.assert_array_equal(normalize(np.array([0.7, 0.7]), "minmax"), [1.0, 1.0])
+    assert normalize(np.array([]), "minmax").size == 0
+
+
+def test_zscore_centres_and_scales_and_ties_to_zero():
+    z = normalize(np.array([1.0, 2.0, 3.0]), "zscore")
+    assert z.mean() == pytest.approx(0.0) and z.std() == pytest.approx(1.0)
+    np.testing.assert_array_equal(normalize(np.array([5.0, 5.0, 5.0]), "zscore"), [0.0, 0.0, 0.0])
+    with pytest.raises(ValueError, match="normalization"):
+        normalize(np.array([1.0]), "rank")  # type: ignore[arg-type]
+
+
+def test_ranks_are_one_based_best_first_and_ties_share_the_best_rank():
+    np.testing.assert_array_equal(ranks(np.array([0.1, 0.9, 0.5, 0.9])), [4, 1, 3, 1])
+
+
+def _levels(video_sentence, clip_sentence, clip_phrase):
+    return {"video_sentence": np.array(video_sentence), "clip_sentence": np.array(clip_sentence),
+            "clip_phrase": np.array(clip_phrase)}
+
+
+def test_weighted_fusion_normalises_each_level_so_scales_do_not_matter():
+    # video_sentence spreads only 0.01 but is normalised to the same [0, 1] as the wide clip levels.
+    levels = _levels([0.30, 0.31], [0.9, 0.1], [0.9, 0.1])
+    config = FusionConfig(FusionMethod.WEIGHTED, {"video_sentence": 1.0, "clip_sentence": 0.0, "clip_phrase": 0.0})
+    np.testing.assert_allclose(fuse(levels, config), [0.0, 1.0])
+    balanced = FusionConfig(FusionMethod.WEIGHTED, {"video_sentence": 1, "clip_sentence": 1, "clip_phrase": 2})
+    np.testing.assert_allclose(fuse(levels, balanced), [0.75, 0.25])
+
+
+def test_weighted_fusion_of_one_candidate_is_one():
+    config = FusionConfig(FusionMethod.WEIGHTED, {level: 1.0 for level in LEVELS})
+    np.testing.assert_allclose(fuse(_levels([0.2], [0.5], [0.4]), config), [1.0])
+
+
+def test_rrf_sums_weight_over_k_plus_rank():
+    levels = _levels([0.9, 0.1, 0.5], [0.1, 0.9, 0.5], [0.2, 0.3, 0.1])
+    config = FusionConfig(FusionMethod.RRF, {"video_sentence": 1, "clip_sentence": 1, "clip_phrase": 0.5}, rrf_k=10)
+    expected = [1 / 11 + 1 / 13 + 0.5 / 12, 1 / 13 + 1 / 11 + 0.5 / 11, 1 / 12 + 1 / 12 + 0.5 / 13]
+    np.testing.assert_allclose(fuse(levels, config), expected)
+
+
+def test_rrf_ignores_score_scale():
+    config = FusionConfig(FusionMethod.RRF, {level: 1.0 for level in LEVELS})
+    small = fuse(_levels([0.1, 0.2], [0.1, 0.2], [0.1, 0.2]), config)
+    large = fuse(_levels([10, 200], [1, 2], [0.001, 0.002]), config)
+    np.testing.assert_allclose(small, large)
+
+
+def test_fusion_of_no_candidates_is_empty():
+    assert fuse(_levels([], [], []), FusionConfig(FusionMethod.WEIGHTED, {"clip_phrase": 1.0})).size == 0
+
+
+def test_levels_must_have_one_score_per_candidate():
+    with pytest.raises(ValueError, match="one score per candidate"):
+        fuse(_levels([0.1, 0.2], [0.1], [0.1, 0.2]), FusionConfig(FusionMethod.RRF, {"clip_phrase": 1.0}))
+
+
+@pytest.mark.parametrize("weights, message", [
+    ({"frame_word": 1.0}, "unknown fusion levels"),
+    ({"clip_phrase": -1.0}, ">= 0"),
+    ({"clip_phrase": float("nan")}, "finite"),
+    ({"clip_phrase": 0.0}, "at least one"),
+])
+def test_bad_weights_are_rejected_with_a_reason(weights, message):
+    with pytest.raises(ValueError, match=message):
+        check_weights(weights)
+
+
+def test_missing_levels_weigh_zero():
+    assert check_weights({"clip_phrase": 2}) == {"video_sentence": 0.0, "clip_sentence": 0.0, "clip_phrase": 2.0}

@@ -1,0 +1,1 @@
+"""Benchmarks, evaluation and the synthetic videos they share with the tests."""

@@ -1,0 +1,201 @@
+"""Synthetic videos with known content and known scene cuts, shared by tests, eval and benchmarks.
+
+Every writer encodes H.264 with PyAV and a short keyframe interval, and returns the ground truth
+(scene spans, and captions for the shapes video), so ingest results can be checked against it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from fractions import Fraction
+from pathlib import Path
+from typing import Literal
+
+import av
+import numpy as np
+from PIL import Image
+
+Span = tuple[float, float]
+Shape = Literal["circle", "square", "triangle"]
+Motion = Literal["left", "right", "up", "down"]
+
+COLORS: dict[str, tuple[int, int, int]] = {
+    "red": (220, 30, 30),
+    "green": (30, 180, 60),
+    "blue": (30, 60, 220),
+    "yellow": (240, 210, 30),
+    "white": (245, 245, 245),
+    "black": (15, 15, 15),
+}
+_DIRECTIONS: dict[str, tuple[float, float]] = {"left": (-1, 0), "right": (1, 0), "up": (0, -1), "down": (0, 1)}
+
+
+@dataclass(frozen=True)
+class ShapeEvent:
+    """One scene of the shapes video: a coloured shape crossing a plain background."""
+
+    shape: Shape
+    color: str
+    motion: Motion
+    duration_s: float
+    background: str = "black"
+
+    @property
+    def caption(self) -> str:
+        return f"a {self.color} {self.shape} moving {self.motion}"
+
+
+@dataclass(frozen=True)
+class ShapeSpan:
+    start_s: float
+    end_s: float
+    caption: str
+
+
+def _encode(path: Path, frames: Iterator[np.ndarray], size: tuple[int, int], fps: int, gop: int) -> None:
+    """Write RGB frames as H.264 (yuv420p) with a keyframe at least every `gop` frames."""
+    width, height = size
+    if width % 2 or height % 2:
+        raise ValueError(f"H.264 with yuv420p needs an even size, got {width}x{height}")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with av.open(str(path), "w") as container:
+        stream = container.add_stream("libx264", rate=Fraction(fps))
+        stream.width, stream.height, stream.pix_fmt = width, height, "yuv420p"
+        stream.codec_context.gop_size = gop
+        stream.codec_context.options = {"preset": "ultrafast", "x264-params": f"keyint={gop}:min-keyint={gop}"}
+        for rgb in frames:
+            container.mux(stream.encode(av.VideoFrame.from_ndarray(rgb, format="rgb24")))
+        container.mux(stream.encode())
+
+
+def _spans(frame_counts: Sequence[int], fps: int) -> list[Span]:
+    bounds = np.concatenate([[0], np.cumsum(frame_counts)]) / fps
+    return [(float(a), float(b)) for a, b in zip(bounds[:-1], bounds[1:])]
+
+
+def _frame_counts(durations_s: Sequence[float], fps: int) -> list[int]:
+    return [max(1, round(d * fps)) for d in durations_s]
+
+
+def _cover(photo: np.ndarray, width: int, height: int) -> np.ndarray:
+    """Resize so the photo covers width x height (keeping its aspect), without cropping yet."""
+    image = Image.fromarray(photo).convert("RGB")
+    scale = max(width / image.width, height / image.height)
+    return np.asarray(image.resize((max(width, round(image.width * scale)), max(height, round(image.height * scale)))))
+
+
+def write_scene_video(
+    path: Path,
+    photos: Sequence[np.ndarray],
+    durations_s: Sequence[float],
+    fps: int = 10,
+    size: tuple[int, int] = (320, 240),
+    gop: int = 10,
+    noise: float = 2.0,
+    seed: int = 0,
+) -> list[Span]:
+    """One scene per photo (a slow pan across it, plus pixel noise so no two frames are equal).
+
+    Returns each scene's (start_s, end_s): the true cuts an ingest's clips should follow.
+    """
+    if len(photos) != len(durations_s) or not photos:
+        raise ValueError(f"need one duration per photo, got {len(photos)} photos and {len(durations_s)} durations")
+    width, height = size
+    counts = _frame_counts(durations_s, fps)
+    rng = np.random.default_rng(seed)
+
+    def frames() -> Iterator[np.ndarray]:
+        for photo, count in zip(photos, counts):
+            # 10% larger than the frame, so the window can pan across it.
+            canvas = _cover(photo, round(width * 1.1), round(height * 1.1))
+            dx, dy = canvas.shape[1] - width, canvas.shape[0] - height
+            for i in range(count):
+                t = i / max(count - 1, 1)
+                x, y = round(dx * t), round(dy * (1 - t) / 2)
+                frame = canvas[y : y + height, x : x + width]
+                if noise:
+                    jitter = rng.normal(0.0, noise, frame.shape)
+                    frame = np.clip(frame + jitter, 0, 255).astype(np.uint8)
+                yield np.ascontiguousarray(frame)
+
+    _encode(path, frames(), size, fps, gop)
+    return _spans(counts, fps)
+
+
+def _shape_mask(shape: Shape, xx: np.ndarray, yy: np.ndarray, cx: float, cy: float, r: float) -> np.ndarray:
+    if shape == "circle":
+        return (xx - cx) ** 2 + (yy - cy) ** 2 <= r * r
+    if shape == "square":
+        return (np.abs(xx - cx) <= r) & (np.abs(yy - cy) <= r)
+    # Upward triangle: below its apex line pair, above its base.
+    return (yy <= cy + r) & (yy - (cy - r) >= 2 * np.abs(xx - cx))
+
+
+def write_shapes_video(
+    path: Path,
+    events: Sequence[ShapeEvent],
+    fps: int = 10,
+    size: tuple[int, int] = (320, 240),
+    gop: int = 10,
+) -> list[ShapeSpan]:
+    """One coloured shape per event, crossing the frame in its direction; returns each event's span and caption."""
+    if not events:
+        raise ValueError("need at least one event")
+    for event in events:
+        if event.color not in COLORS or event.background not in COLORS:
+            raise ValueError(f"colours must be among {', '.join(COLORS)}; got {event.color!r} on {event.background!r}")
+    width, height = size
+    counts = _frame_counts([e.duration_s for e in events], fps)
+    yy, xx = np.mgrid[0:height, 0:width].astype(np.float32)
+    r = min(width, height) / 6
+
+    def frames() -> Iterator[np.ndarray]:
+        for event, count in zip(events, counts):
+            ux, uy = _DIRECTIONS[event.motion]
+            background = np.empty((height, width, 3), np.uint8)
+            background[:] = COLORS[event.background]
+            for i in range(count):
+                t = i / max(count - 1, 1) - 0.5  # -0.5 .. 0.5: the shape crosses the centre mid-event
+                cx, cy = width / 2 + ux * t * (width - 2 * r), height / 2 + uy * t * (height - 2 * r)
+                frame = background.copy()
+                frame[_shape_mask(event.shape, xx, yy, cx, cy, r)] = COLORS[event.color]
+                yield frame
+
+    _encode(path, frames(), size, fps, gop)
+    return [ShapeSpan(a, b, e.caption) for (a, b), e in zip(_spans(counts, fps), events)]
+
+
+def write_long_video(
+    path: Path,
+    photos: Sequence[np.ndarray],
+    duration_s: float = 600.0,
+    scene_s: float = 20.0,
+    fps: int = 10,
+    height: int = 224,
+) -> list[Span]:
+    """A long 16:9 video (224p by default) cycling through the photos, one scene every `scene_s`.
+
+    Noise-free pans keep encoding fast (a 10-minute video takes seconds), for benchmarks and memory tests.
+    """
+    width = round(height * 16 / 9 / 2) * 2
+    scenes = max(1, round(duration_s / scene_s))
+    durations = [duration_s / scenes] * scenes
+    cycled = [photos[i % len(photos)] for i in range(scenes)]
+    return write_scene_video(path, cycled, durations, fps=fps, size=(width, height), gop=2 * fps, noise=0.0)
+
+
+def write_tone_mp3(path: Path, duration_s: float = 2.0, rate: int = 44100) -> None:
+    """An audio-only MP3 (a sine tone): a real media file that has no video stream."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with av.open(str(path), "w") as container:
+        stream = container.add_stream("libmp3lame", rate=rate)
+        stream.layout = "mono"
+        samples = np.sin(2 * np.pi * 440 * np.arange(int(duration_s * rate)) / rate).astype(np.float32)
+        for start in range(0, len(samples), 1152):
+            chunk = samples[start : start + 1152][None, :]
+            frame = av.AudioFrame.from_ndarray(chunk, format="flt", layout="mono")
+            frame.sample_rate = rate
+            frame.pts = start
+            container.mux(stream.encode(frame))
+        container.mux(stream.encode())

@@ -8,7 +8,7 @@ PROTO_DIR := gateway/proto
 PROTO := $(PROTO_DIR)/vidstrata/v1/search.proto
 PYTEST_ARGS ?=
 
-.PHONY: install proto test test-fast up model-repository bench bench-encoders bench-ingest bench-gateway eval system-deps clean
+.PHONY: install proto test test-fast up docs model-repository bench bench-encoders bench-ingest bench-gateway eval system-deps clean
 
 $(PY):
 	python3 -m venv $(VENV)
@@ -41,6 +41,10 @@ test: install
 
 test-fast: install
 	$(PY) -m pytest -m "not e2e" $(PYTEST_ARGS)
+
+# Regenerates the README's settings table from the settings classes.
+docs: install
+	$(PY) -c "from pathlib import Path; from vidstrata.config_docs import update_readme; update_readme(Path('README.md'))"
 
 model-repository: install
 	$(VENV)/bin/vidstrata export --target python --out model_repository

@@ -1,0 +1,64 @@
+"""The gateway's side of the ingest queue: send the Celery task, and read the queue for metrics.
+
+The gateway never imports workers: it sends the task by name (index.jobs) to the queue the workers
+consume. With the Redis broker that queue is the Redis list `ingest`: kombu LPUSHes new messages and
+workers BRPOP from the other end, so the oldest waiting message is the list's last element. Each message
+carries a header with its enqueue time, which is how the oldest message's age is known.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+
+import celery
+import redis
+
+from index.jobs import INGEST_QUEUE, INGEST_TASK
+
+ENQUEUED_AT_HEADER = "vidstrata_enqueued_at"  # unix seconds, set by the gateway on every ingest message
+
+
+class CeleryIngestQueue:
+    """Sends ingest tasks through a Redis-backed Celery broker; thread-safe (kombu pools producers)."""
+
+    def __init__(self, redis_url: str, timeout_s: float = 5.0) -> None:
+        self._app = celery.Celery("vidstrata-gateway", broker=redis_url, set_as_current=False)
+        self._app.conf.update(
+            broker_connection_timeout=timeout_s,
+            broker_transport_options={"socket_timeout": timeout_s, "socket_connect_timeout": timeout_s},
+            task_serializer="json",
+        )
+        self._redis = redis.Redis.from_url(redis_url, socket_timeout=timeout_s, socket_connect_timeout=timeout_s)
+
+    def enqueue(self, task_id: str, video_id: str, uri: str, metadata: dict[str, str]) -> None:
+        """Publish one ingest task; raises (kombu/redis errors) when the broker cannot take it.
+
+        Retries briefly (under a second): a dead broker must answer UNAVAILABLE fast, not hang the RPC.
+        """
+        self._app.send_task(
+            INGEST_TASK,
+            args=[video_id, uri, metadata],
+            queue=INGEST_QUEUE,
+            task_id=task_id,
+            headers={ENQUEUED_AT_HEADER: time.time()},
+            retry=True,
+            retry_policy={"max_retries": 2, "interval_start": 0.1, "interval_step": 0.2, "interval_max": 0.3},
+        )
+
+    def length(self) -> int:
+        """Messages waiting in the queue (taken but unacknowledged ones are not counted)."""
+        return int(self._redis.llen(INGEST_QUEUE))  # type: ignore[arg-type]
+
+    def oldest_age_s(self) -> float:
+        """Seconds the oldest waiting message has been queued; 0 when the queue is empty."""
+        raw = self._redis.lindex(INGEST_QUEUE, -1)
+        if raw is None:
+            return 0.0
+        enqueued_at = json.loads(raw)["headers"].get(ENQUEUED_AT_HEADER)  # type: ignore[arg-type]
+        return max(0.0, time.time() - float(enqueued_at)) if enqueued_at is not None else 0.0
+
+    def close(self) -> None:
+        """Release broker and Redis connections."""
+        self._app.close()
+        self._redis.close()

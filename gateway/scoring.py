@@ -1,0 +1,87 @@
+"""Exact multi-level scores of candidate videos from their stored vectors (the rescoring stage).
+
+ANN scores are approximate and exist only for the lists a video was found in, so every candidate is
+scored again, exactly and at every level, from its video vector and all its clip vectors:
+
+- video_sentence: cosine(video vector, sentence);
+- clip_sentence:  max over the video's clips of cosine(clip, sentence);
+- clip_phrase:    for each phrase the max over clips of cosine(clip, phrase), then the mean over phrases
+                  (late interaction: each event of the query may be found in a different clip);
+- best clip:      the clip with the highest (cosine(clip, sentence) + max over phrases cosine(clip, phrase)) / 2.
+                  A clip usually shows one event, so it earns phrase evidence from the one phrase it matches
+                  best; the sentence term breaks ties toward the clip closest to the whole query.
+
+Cosines are taken on re-normalised stored vectors, so the scores are the same under COSINE and IP metrics.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+from gateway.fusion import LEVELS
+from gateway.query import QueryVectors
+from index.store import ClipRecord, VideoRecord
+
+
+@dataclass(frozen=True)
+class BestClip:
+    """The span of a video that matched best, and its clip score."""
+
+    start_s: float
+    end_s: float
+    score: float
+
+
+@dataclass(frozen=True)
+class ScoredCandidates:
+    """Per-level raw scores of the candidates that still exist, aligned with video_ids."""
+
+    video_ids: list[str]
+    levels: dict[str, np.ndarray]  # level name (fusion.LEVELS) -> one score per video
+    best_clips: list[BestClip]
+
+
+def _unit_rows(matrix: np.ndarray) -> np.ndarray:
+    return matrix / np.maximum(np.linalg.norm(matrix, axis=1, keepdims=True), 1e-12)
+
+
+def score_candidates(
+    query: QueryVectors,
+    video_ids: Sequence[str],
+    videos: Mapping[str, VideoRecord],
+    clips: Mapping[str, Sequence[ClipRecord]],
+) -> ScoredCandidates:
+    """Score each candidate that has a video row and clips; others (deleted since the ANN search) are dropped."""
+    kept = [v for v in video_ids if v in videos and clips.get(v)]
+    if not kept:
+        return ScoredCandidates([], {level: np.zeros(0) for level in LEVELS}, [])
+    sentence = query.sentence / max(float(np.linalg.norm(query.sentence)), 1e-12)
+    phrases = _unit_rows(np.asarray(query.phrase_vectors, dtype=np.float32))
+
+    video_matrix = _unit_rows(np.stack([videos[v].vector for v in kept]))
+    all_clips = [clip for v in kept for clip in clips[v]]
+    clip_matrix = _unit_rows(np.stack([clip.vector for clip in all_clips]))
+    counts = np.array([len(clips[v]) for v in kept])
+    starts = np.concatenate([[0], np.cumsum(counts)[:-1]])
+
+    to_sentence = clip_matrix @ sentence  # (C,)
+    to_phrases = clip_matrix @ phrases.T  # (C, P)
+    clip_score = (to_sentence + to_phrases.max(axis=1)) / 2
+
+    # Per-video maxima over each video's run of clips; reduceat needs non-empty runs, which `kept` ensures.
+    best_per_video = np.maximum.reduceat(clip_score, starts)
+    owner = np.repeat(np.arange(len(kept)), counts)
+    at_max = np.flatnonzero(clip_score == best_per_video[owner])
+    _, first = np.unique(owner[at_max], return_index=True)
+    best = [all_clips[i] for i in at_max[first]]
+
+    levels = {
+        "video_sentence": (video_matrix @ sentence).astype(np.float64),
+        "clip_sentence": np.maximum.reduceat(to_sentence, starts).astype(np.float64),
+        "clip_phrase": np.maximum.reduceat(to_phrases, starts, axis=0).mean(axis=1).astype(np.float64),
+    }
+    best_clips = [BestClip(c.start_s, c.end_s, float(s)) for c, s in zip(best, best_per_video, strict=True)]
+    return ScoredCandidates(kept, levels, best_clips)

@@ -1,0 +1,377 @@
+"""The gRPC transport: a grpc.aio server whose servicer converts messages and calls `SearchService`.
+
+Also here: the auth and metrics interceptors, grpc.health.v1 driven by a background probe of Triton and
+Milvus, server reflection (grpcurl needs no .proto), the Prometheus /metrics HTTP server, and `main()`
+behind `vidstrata gateway`. Blocking service calls run in a thread pool, bounded by the RPC's deadline.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import hmac
+import logging
+import signal
+import time
+from collections.abc import Awaitable, Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+import grpc
+from google.protobuf.timestamp_pb2 import Timestamp
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+from grpc_health.v1.health import aio as health_aio
+from grpc_reflection.v1alpha import reflection
+from prometheus_client import start_http_server
+
+from gateway import metrics
+from gateway.errors import DeadlineExceeded, GatewayError, InvalidArgument, NotFound, Unavailable
+from gateway.fusion import FusionMethod
+from gateway.ingest import CeleryIngestQueue
+from gateway.query import parse_search
+from gateway.service import SearchResult, SearchService
+from gateway.settings import GatewaySettings
+from index.status import IngestState, StatusStore, VideoStatus
+from index.store import VideoIndex
+from inference.triton_encoder import TritonEncoder
+from vidstrata.v1 import search_pb2, search_pb2_grpc
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
+
+SERVICE_NAME = search_pb2.DESCRIPTOR.services_by_name["VideoSearch"].full_name  # "vidstrata.v1.VideoSearch"
+_METHOD_PREFIX = f"/{SERVICE_NAME}/"
+_CODES: tuple[tuple[type[GatewayError], grpc.StatusCode], ...] = (
+    (InvalidArgument, grpc.StatusCode.INVALID_ARGUMENT),
+    (NotFound, grpc.StatusCode.NOT_FOUND),
+    (Unavailable, grpc.StatusCode.UNAVAILABLE),
+    (DeadlineExceeded, grpc.StatusCode.DEADLINE_EXCEEDED),
+)
+_STATES = {
+    IngestState.PENDING: search_pb2.Video.PENDING,
+    IngestState.RUNNING: search_pb2.Video.RUNNING,
+    IngestState.READY: search_pb2.Video.READY,
+    IngestState.FAILED: search_pb2.Video.FAILED,
+}
+
+
+def _code_of(error: GatewayError) -> grpc.StatusCode:
+    return next(code for kind, code in _CODES if isinstance(error, kind))
+
+
+Handler = Callable[[Any, Any, grpc.aio.ServicerContext], Awaitable[Any]]
+
+
+def _rpc(method: Handler) -> Handler:
+    """Map what a handler raises to a gRPC status: GatewayError by kind, anything else INTERNAL (logged)."""
+
+    @functools.wraps(method)
+    async def handle(self: Any, request: Any, context: grpc.aio.ServicerContext) -> Any:
+        try:
+            return await method(self, request, context)
+        except GatewayError as exc:
+            await context.abort(_code_of(exc), str(exc))
+        except asyncio.TimeoutError:
+            await context.abort(grpc.StatusCode.DEADLINE_EXCEEDED, "the deadline passed before the call finished")
+        except Exception:
+            log.exception("%s failed", method.__name__)
+            await context.abort(grpc.StatusCode.INTERNAL, "internal error (logged by the gateway)")
+
+    return handle
+
+
+def _timestamp(unix_s: float) -> Timestamp | None:
+    if unix_s <= 0:
+        return None
+    stamp = Timestamp()
+    stamp.FromNanoseconds(int(unix_s * 1e9))
+    return stamp
+
+
+def search_response(result: SearchResult, method: FusionMethod) -> search_pb2.SearchResponse:
+    """The proto of a SearchResult."""
+    t = result.timings
+    return search_pb2.SearchResponse(
+        hits=[
+            search_pb2.SearchHit(
+                video_id=hit.video_id,
+                score=hit.score,
+                levels=search_pb2.LevelScores(**hit.levels),
+                best_clip=search_pb2.ClipSpan(
+                    start_s=hit.best_clip.start_s, end_s=hit.best_clip.end_s, score=hit.best_clip.score
+                ),
+            )
+            for hit in result.hits
+        ],
+        phrases=result.phrases,
+        timings=search_pb2.StageTimings(
+            encode_ms=t.encode * 1e3, ann_videos_ms=t.ann_videos * 1e3, ann_clips_ms=t.ann_clips * 1e3,
+            rescore_ms=t.rescore * 1e3, rescore_fetch_ms=t.rescore_fetch * 1e3, fusion_ms=t.fusion * 1e3,
+            total_ms=t.total * 1e3,
+        ),
+        fusion_method=search_pb2.Fusion.Method.Value(method.value),
+        candidates=result.candidates,
+    )
+
+
+def video_message(status: VideoStatus) -> search_pb2.Video:
+    """The proto of a video's status."""
+    return search_pb2.Video(
+        video_id=status.video_id,
+        status=_STATES[status.state],
+        progress=status.progress,
+        stage=status.stage,
+        reason=status.reason,
+        clip_count=status.clip_count or 0,
+        duration_s=status.duration_s or 0.0,
+        metadata=status.metadata,
+        uri=status.uri,
+        task_id=status.task_id,
+        submitted_at=_timestamp(status.submitted_at),
+        updated_at=_timestamp(status.updated_at),
+    )
+
+
+class VideoSearchServicer(search_pb2_grpc.VideoSearchServicer):
+    """Converts messages and calls the service in the thread pool, within the RPC's deadline."""
+
+    def __init__(self, service: SearchService, executor: ThreadPoolExecutor) -> None:
+        self._service = service
+        self._settings = service.settings
+        self._executor = executor
+
+    async def _call(self, context: grpc.aio.ServicerContext, call: Callable[[float], T]) -> T:
+        """Run call(deadline) in the pool; the deadline is the client's, or request_timeout_s when shorter."""
+        remaining = context.time_remaining()
+        timeout = self._settings.request_timeout_s if remaining is None else min(remaining, self._settings.request_timeout_s)
+        deadline = time.monotonic() + timeout
+        loop = asyncio.get_running_loop()
+        return await asyncio.wait_for(loop.run_in_executor(self._executor, call, deadline), timeout)
+
+    @_rpc
+    async def Search(self, request: search_pb2.SearchRequest, context: grpc.aio.ServicerContext) -> search_pb2.SearchResponse:
+        method = None
+        if request.fusion.method != search_pb2.Fusion.METHOD_UNSPECIFIED:
+            try:
+                method = FusionMethod(search_pb2.Fusion.Method.Name(request.fusion.method))
+            except ValueError as exc:
+                raise InvalidArgument(f"unknown fusion method {request.fusion.method}; use WEIGHTED or RRF") from exc
+        query = parse_search(
+            self._settings,
+            request.query,
+            top_k=request.top_k if request.HasField("top_k") else None,
+            filter_expr=request.filter,
+            method=method,
+            weights=dict(request.fusion.weights),
+        )
+        result = await self._call(context, lambda deadline: self._service.search(query, deadline))
+        for stage, seconds in result.timings.stages().items():
+            metrics.STAGE_DURATION.labels(stage=stage).observe(seconds)
+        return search_response(result, query.fusion.method)
+
+    @_rpc
+    async def SubmitVideo(
+        self, request: search_pb2.SubmitVideoRequest, context: grpc.aio.ServicerContext
+    ) -> search_pb2.SubmitVideoResponse:
+        submitted = await self._call(
+            context, lambda _: self._service.submit_video(request.video_id, request.uri, dict(request.metadata))
+        )
+        return search_pb2.SubmitVideoResponse(video_id=submitted.video_id, task_id=submitted.task_id)
+
+    @_rpc
+    async def GetVideo(self, request: search_pb2.GetVideoRequest, context: grpc.aio.ServicerContext) -> search_pb2.Video:
+        return video_message(await self._call(context, lambda _: self._service.get_video(request.video_id)))
+
+    @_rpc
+    async def DeleteVideo(
+        self, request: search_pb2.DeleteVideoRequest, context: grpc.aio.ServicerContext
+    ) -> search_pb2.DeleteVideoResponse:
+        await self._call(context, lambda _: self._service.delete_video(request.video_id))
+        return search_pb2.DeleteVideoResponse(video_id=request.video_id)
+
+    @_rpc
+    async def GetStats(
+        self, request: search_pb2.GetStatsRequest, context: grpc.aio.ServicerContext
+    ) -> search_pb2.GetStatsResponse:
+        stats = await self._call(context, lambda _: self._service.stats())
+        return search_pb2.GetStatsResponse(videos=stats.videos, clips=stats.clips, queue_length=stats.queue_length)
+
+
+def _status_name(context: grpc.aio.ServicerContext, default: grpc.StatusCode) -> str:
+    """The code the handler set or aborted with, else `default` (None means OK on success)."""
+    code = context.code()
+    return code.name if isinstance(code, grpc.StatusCode) else default.name
+
+
+class MetricsInterceptor(grpc.aio.ServerInterceptor):
+    """Latency, count by status code and in-flight gauge of every VideoSearch RPC (gateway.metrics)."""
+
+    async def intercept_service(
+        self, continuation: Callable[[grpc.HandlerCallDetails], Awaitable[grpc.RpcMethodHandler]],
+        handler_call_details: grpc.HandlerCallDetails,
+    ) -> grpc.RpcMethodHandler:
+        handler = await continuation(handler_call_details)
+        method = handler_call_details.method
+        if handler is None or not method.startswith(_METHOD_PREFIX):
+            return handler
+        rpc = method[len(_METHOD_PREFIX):]
+        behavior = handler.unary_unary
+
+        async def observed(request: Any, context: grpc.aio.ServicerContext) -> Any:
+            metrics.INFLIGHT.labels(rpc=rpc).inc()
+            started = time.perf_counter()
+            code = "OK"
+            try:
+                response = await behavior(request, context)
+                code = _status_name(context, grpc.StatusCode.OK)
+                return response
+            except asyncio.CancelledError:
+                code = grpc.StatusCode.CANCELLED.name
+                raise
+            except BaseException:
+                code = _status_name(context, grpc.StatusCode.UNKNOWN)
+                raise
+            finally:
+                metrics.INFLIGHT.labels(rpc=rpc).dec()
+                metrics.REQUEST_DURATION.labels(rpc=rpc, code=code).observe(time.perf_counter() - started)
+                metrics.REQUESTS.labels(rpc=rpc, code=code).inc()
+
+        return grpc.unary_unary_rpc_method_handler(
+            observed, request_deserializer=handler.request_deserializer, response_serializer=handler.response_serializer
+        )
+
+
+class AuthInterceptor(grpc.aio.ServerInterceptor):
+    """Requires `authorization: Bearer <token>` on VideoSearch RPCs; health and reflection stay open."""
+
+    def __init__(self, token: str) -> None:
+        self._expected = f"Bearer {token}".encode()
+
+    async def intercept_service(
+        self, continuation: Callable[[grpc.HandlerCallDetails], Awaitable[grpc.RpcMethodHandler]],
+        handler_call_details: grpc.HandlerCallDetails,
+    ) -> grpc.RpcMethodHandler:
+        if not handler_call_details.method.startswith(_METHOD_PREFIX):
+            return await continuation(handler_call_details)
+        sent = next((value for key, value in handler_call_details.invocation_metadata or ()
+                     if key == "authorization"), "")
+        if hmac.compare_digest(sent.encode() if isinstance(sent, str) else sent, self._expected):
+            return await continuation(handler_call_details)
+        return grpc.unary_unary_rpc_method_handler(_deny)
+
+
+async def _deny(request: bytes, context: grpc.aio.ServicerContext) -> None:
+    await context.abort(grpc.StatusCode.UNAUTHENTICATED, "missing or wrong bearer token (authorization: Bearer <token>)")
+
+
+def build_service(settings: GatewaySettings) -> SearchService:
+    """The service wired to the real Triton, Milvus and Redis named in settings (connections open lazily)."""
+    return SearchService(
+        settings,
+        encoder=TritonEncoder(settings.triton_url, timeout_s=settings.triton_timeout_s),
+        index=VideoIndex(settings),
+        status=StatusStore(settings.redis_url),
+        queue=CeleryIngestQueue(settings.redis_url),
+    )
+
+
+@dataclass
+class Gateway:
+    """A started gateway: the API server, the optional plaintext health server, and the metrics server."""
+
+    settings: GatewaySettings
+    service: SearchService
+    server: grpc.aio.Server
+    health: health_aio.HealthServicer
+    health_server: grpc.aio.Server | None
+    metrics_server: Any
+    executor: ThreadPoolExecutor
+    probe_task: asyncio.Task[None]
+    port: int
+
+    async def stop(self, grace_s: float | None = None) -> None:
+        """Report NOT_SERVING, let in-flight RPCs finish (grace), then stop everything."""
+        await self.health.enter_graceful_shutdown()
+        self.probe_task.cancel()
+        grace = self.settings.grace_s if grace_s is None else grace_s
+        await asyncio.gather(*(s.stop(grace) for s in (self.server, self.health_server) if s is not None))
+        if self.metrics_server is not None:
+            self.metrics_server.shutdown()
+        self.service.close()
+        self.executor.shutdown(wait=False, cancel_futures=True)
+
+
+async def _probe_forever(service: SearchService, health: health_aio.HealthServicer, executor: ThreadPoolExecutor) -> None:
+    """Keep health in step with Triton and Milvus, so it recovers by itself when they come back."""
+    loop = asyncio.get_running_loop()
+    settings = service.settings
+    while True:
+        serving = await loop.run_in_executor(executor, service.probe, settings.probe_timeout_s)
+        status = health_pb2.HealthCheckResponse.SERVING if serving else health_pb2.HealthCheckResponse.NOT_SERVING
+        for name in ("", SERVICE_NAME):
+            await health.set(name, status)
+        await asyncio.sleep(settings.probe_interval_s)
+
+
+async def start(settings: GatewaySettings, service: SearchService | None = None) -> Gateway:
+    """Start serving; health is NOT_SERVING until the first probe finds Triton and Milvus up."""
+    service = service or build_service(settings)
+    executor = ThreadPoolExecutor(max_workers=settings.worker_threads, thread_name_prefix="rpc")
+    interceptors: list[grpc.aio.ServerInterceptor] = [MetricsInterceptor()]
+    if settings.auth_token:
+        interceptors.append(AuthInterceptor(settings.auth_token))
+    server = grpc.aio.server(interceptors=interceptors)
+    search_pb2_grpc.add_VideoSearchServicer_to_server(VideoSearchServicer(service, executor), server)
+    health = health_aio.HealthServicer()
+    for name in ("", SERVICE_NAME):
+        await health.set(name, health_pb2.HealthCheckResponse.NOT_SERVING)
+    health_pb2_grpc.add_HealthServicer_to_server(health, server)
+    reflection.enable_server_reflection(
+        (SERVICE_NAME, health_pb2.DESCRIPTOR.services_by_name["Health"].full_name, reflection.SERVICE_NAME), server
+    )
+    address = f"{settings.host}:{settings.port}"
+    if settings.tls_cert_file is not None and settings.tls_key_file is not None:
+        credentials = grpc.ssl_server_credentials([(settings.tls_key_file.read_bytes(), settings.tls_cert_file.read_bytes())])
+        port = server.add_secure_port(address, credentials)
+    else:
+        port = server.add_insecure_port(address)
+    health_server = None
+    if settings.health_port:
+        health_server = grpc.aio.server()
+        health_pb2_grpc.add_HealthServicer_to_server(health, health_server)
+        health_server.add_insecure_port(f"{settings.host}:{settings.health_port}")
+    metrics_server = None
+    if settings.metrics_port:
+        metrics_server, _ = start_http_server(settings.metrics_port, addr=settings.host)
+        metrics.sample_ingest_queue(service.queue.length, service.queue.oldest_age_s)
+    await server.start()
+    if health_server is not None:
+        await health_server.start()
+    probe_task = asyncio.create_task(_probe_forever(service, health, executor))
+    log.info("gateway listening on %s (%s), health port %s, metrics port %s",
+             f"{settings.host}:{port}", "TLS" if settings.tls_cert_file else "plaintext",
+             settings.health_port or "-", settings.metrics_port or "-")
+    return Gateway(settings, service, server, health, health_server, metrics_server, executor, probe_task, port)
+
+
+async def serve(settings: GatewaySettings) -> None:
+    """Run until SIGTERM or SIGINT, then drain for grace_s."""
+    gateway = await start(settings)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    await stop.wait()
+    log.info("stopping: draining in-flight RPCs for up to %.0fs", settings.grace_s)
+    await gateway.stop()
+
+
+def main() -> None:
+    """Entry point of `vidstrata gateway`: settings from VIDSTRATA_* environment variables."""
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    asyncio.run(serve(GatewaySettings()))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,356 @@
+"""`SearchService`: the gateway's logic, with no gRPC in sight (server.py only converts messages).
+
+Search runs in four stages: encode the query (Triton), find candidates by ANN (Milvus: videos with the
+sentence, clips with the sentence and each phrase), rescore every candidate exactly from its stored vectors
+(gateway.scoring), and fuse the levels (gateway.fusion). The union of the ANN lists is cut to the candidate
+limit by each video's best rank in any list, so every list contributes its top videos first.
+
+Dependencies are probed in the background (`probe`); while the last probe found Triton or Milvus down,
+Search fails at once with Unavailable instead of waiting on a dead backend. Every method is blocking and
+thread-safe: the server runs them in a thread pool.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+import uuid
+from collections.abc import Callable, Iterable, Mapping
+from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import TimeoutError as FutureTimeout
+from dataclasses import dataclass, field
+from typing import Protocol, TypeVar
+
+import numpy as np
+
+from gateway.errors import DeadlineExceeded, InvalidArgument, NotFound, Unavailable
+from gateway.fusion import LEVELS, fuse
+from gateway.query import QueryVectors, SearchQuery, candidate_limit, check_submission, check_video_id_arg, query_vectors
+from gateway.scoring import BestClip, score_candidates
+from gateway.settings import GatewaySettings
+from index.errors import IndexUnavailable, StatusUnavailable
+from index.status import IngestState, VideoStatus
+from index.store import ClipHit, ClipRecord, VideoHit, VideoRecord
+from inference.encoder import Encoder, EncoderInputError, EncoderUnavailable
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
+
+
+class SearchIndex(Protocol):
+    """What the service needs of index.VideoIndex."""
+
+    def search_videos(self, vector: np.ndarray, limit: int, filter_expr: str | None = None) -> list[VideoHit]: ...
+    def search_clips_grouped(
+        self, vectors: np.ndarray, limit_videos: int, filter_expr: str | None = None
+    ) -> list[list[ClipHit]]: ...
+    def get_videos(self, video_ids: Iterable[str]) -> dict[str, VideoRecord]: ...
+    def get_clips(self, video_ids: Iterable[str]) -> dict[str, list[ClipRecord]]: ...
+    def delete_video(self, video_id: str) -> bool: ...
+    def counts(self) -> tuple[int, int]: ...
+
+
+class StatusRecords(Protocol):
+    """What the service needs of index.StatusStore."""
+
+    def mark_pending(self, video_id: str, task_id: str, uri: str, metadata: dict[str, str]) -> None: ...
+    def mark_failed(self, video_id: str, reason: str) -> bool: ...
+    def get(self, video_id: str) -> VideoStatus | None: ...
+    def delete(self, video_id: str) -> bool: ...
+
+
+class IngestQueue(Protocol):
+    """What the service needs of gateway.ingest.CeleryIngestQueue."""
+
+    def enqueue(self, task_id: str, video_id: str, uri: str, metadata: dict[str, str]) -> None: ...
+    def length(self) -> int: ...
+    def oldest_age_s(self) -> float: ...
+
+
+@dataclass(frozen=True)
+class Hit:
+    """One ranked video: fused score, raw level scores (fusion.LEVELS) and its best clip."""
+
+    video_id: str
+    score: float
+    levels: dict[str, float]
+    best_clip: BestClip
+
+
+@dataclass
+class StageTimings:
+    """Seconds spent in each stage of one Search; the ANN searches run concurrently."""
+
+    encode: float = 0.0
+    ann_videos: float = 0.0
+    ann_clips: float = 0.0
+    rescore: float = 0.0
+    rescore_fetch: float = 0.0  # the Milvus part of rescore
+    fusion: float = 0.0
+    total: float = 0.0
+
+    def stages(self) -> dict[str, float]:
+        """The stages of gateway.metrics.STAGES, by name."""
+        return {"encode": self.encode, "ann_videos": self.ann_videos, "ann_clips": self.ann_clips,
+                "rescore": self.rescore, "fusion": self.fusion}
+
+
+@dataclass(frozen=True)
+class SearchResult:
+    hits: list[Hit]
+    phrases: list[str]
+    candidates: int
+    timings: StageTimings
+
+
+@dataclass(frozen=True)
+class Submitted:
+    video_id: str
+    task_id: str
+
+
+@dataclass(frozen=True)
+class Stats:
+    videos: int
+    clips: int
+    queue_length: int
+
+
+@dataclass
+class DependencyState:
+    """The last probe's verdict on one dependency; `up` until a probe says otherwise."""
+
+    name: str
+    up: bool = True
+    error: str = ""
+    _pending: Future[None] | None = field(default=None, repr=False)
+
+
+def _remaining(deadline: float) -> float:
+    left = deadline - time.monotonic()
+    if left <= 0:
+        raise DeadlineExceeded("the deadline passed before the search finished")
+    return left
+
+
+class SearchService:
+    """Search, submit, get and delete videos; owns no network listener.
+
+    `encoder`, `index`, `status` and `queue` are the real clients in production (see server.build_service)
+    and fakes in unit tests.
+    """
+
+    def __init__(
+        self,
+        settings: GatewaySettings,
+        encoder: Encoder,
+        index: SearchIndex,
+        status: StatusRecords,
+        queue: IngestQueue,
+    ) -> None:
+        self.settings = settings
+        self.encoder = encoder
+        self.index = index
+        self.status = status
+        self.queue = queue
+        self.triton = DependencyState("Triton")
+        self.milvus = DependencyState("Milvus")
+        # ANN fan-out and probes: separate from the server's request threads, so neither waits on the other.
+        self._pool = ThreadPoolExecutor(max_workers=settings.worker_threads, thread_name_prefix="search")
+
+    # -- search -----------------------------------------------------------------------------------
+
+    def search(self, query: SearchQuery, deadline: float) -> SearchResult:
+        """Ranked hits for a validated query; `deadline` is a time.monotonic() value."""
+        started = time.perf_counter()
+        timings = StageTimings()
+        self._require(self.triton, self.milvus)
+
+        vectors = self._timed(timings, "encode", lambda: self._encode(query.text, deadline))
+        limit = candidate_limit(query, self.settings)
+        _remaining(deadline)
+        videos_future = self._pool.submit(
+            self._timed, timings, "ann_videos",
+            lambda: self._milvus(lambda: self.index.search_videos(vectors.sentence, limit, query.filter)),
+        )
+        clip_lists = self._timed(
+            timings, "ann_clips",
+            lambda: self._milvus(lambda: self.index.search_clips_grouped(vectors.clip_queries, limit, query.filter)),
+        )
+        video_hits = videos_future.result()
+        candidates = union_by_rank([[h.video_id for h in video_hits]] + [[h.video_id for h in c] for c in clip_lists],
+                                   limit)
+        _remaining(deadline)
+
+        rescore_started = time.perf_counter()
+        videos, clips = self._timed(timings, "rescore_fetch", lambda: self._fetch(candidates))
+        scored = score_candidates(vectors, candidates, videos, clips)
+        timings.rescore = time.perf_counter() - rescore_started
+
+        fusion_started = time.perf_counter()
+        fused = fuse(scored.levels, query.fusion)
+        order = sorted(range(len(fused)), key=lambda i: (-fused[i], scored.video_ids[i]))[: query.top_k]
+        hits = [
+            Hit(scored.video_ids[i], float(fused[i]), {lv: float(scored.levels[lv][i]) for lv in LEVELS},
+                scored.best_clips[i])
+            for i in order
+        ]
+        timings.fusion = time.perf_counter() - fusion_started
+        timings.total = time.perf_counter() - started
+        return SearchResult(hits, vectors.phrases, len(scored.video_ids), timings)
+
+    def _encode(self, text: str, deadline: float) -> QueryVectors:
+        timeout = min(_remaining(deadline), self.settings.triton_timeout_s)
+        try:
+            encoded = self.encoder.encode_text([text], timeout_s=timeout)
+            max_phrases = self.encoder.info().max_phrases
+        except EncoderInputError as exc:
+            raise InvalidArgument(str(exc)) from exc
+        except EncoderUnavailable as exc:
+            if time.monotonic() >= deadline:
+                raise DeadlineExceeded(f"the deadline passed while encoding the query: {exc}") from exc
+            raise Unavailable(f"Triton is unavailable: {exc}") from exc
+        return query_vectors(text, encoded, max_phrases)
+
+    def _fetch(self, video_ids: list[str]) -> tuple[dict[str, VideoRecord], dict[str, list[ClipRecord]]]:
+        if not video_ids:
+            return {}, {}
+        clips_future = self._pool.submit(self._milvus, lambda: self.index.get_clips(video_ids))
+        videos = self._milvus(lambda: self.index.get_videos(video_ids))
+        return videos, clips_future.result()
+
+    @staticmethod
+    def _milvus(call: Callable[[], T]) -> T:
+        try:
+            return call()
+        except IndexUnavailable as exc:
+            raise Unavailable(str(exc)) from exc
+
+    @staticmethod
+    def _timed(timings: StageTimings, stage: str, call: Callable[[], T]) -> T:
+        started = time.perf_counter()
+        try:
+            return call()
+        finally:
+            setattr(timings, stage, time.perf_counter() - started)
+
+    # -- videos -----------------------------------------------------------------------------------
+
+    def submit_video(self, video_id: str, uri: str, metadata: Mapping[str, str]) -> Submitted:
+        """Record the video as PENDING, then queue its ingest; an empty video_id gets a fresh one.
+
+        The status comes first so that a fast worker always finds the record it reports progress to.
+        Submitting an existing id again re-ingests it.
+        """
+        video_id = video_id or uuid.uuid4().hex
+        clean_metadata = check_submission(video_id, uri, metadata)
+        task_id = str(uuid.uuid4())
+        self._redis(lambda: self.status.mark_pending(video_id, task_id, uri, clean_metadata))
+        try:
+            self.queue.enqueue(task_id, video_id, uri, clean_metadata)
+        except Exception as exc:  # noqa: BLE001 - kombu and redis raise many types; all mean "not queued"
+            log.warning("could not queue ingest of %s: %s", video_id, exc)
+            self._redis(lambda: self.status.mark_failed(video_id, f"could not queue the ingest task: {exc}"))
+            raise Unavailable(f"the ingest queue is unavailable: {exc}") from exc
+        return Submitted(video_id, task_id)
+
+    def get_video(self, video_id: str) -> VideoStatus:
+        """The video's ingest status; a video indexed without SubmitVideo reads as READY from the index."""
+        check_video_id_arg(video_id)
+        status = self._redis(lambda: self.status.get(video_id))
+        if status is not None:
+            return status
+        record = self._milvus(lambda: self.index.get_videos([video_id])).get(video_id)
+        if record is None:
+            raise NotFound(f"video {video_id!r} does not exist")
+        return VideoStatus(
+            video_id=video_id, state=IngestState.READY, task_id="", uri="", metadata=record.metadata,
+            submitted_at=0.0, updated_at=record.created_at, progress=100.0, clip_count=record.clip_count,
+            duration_s=record.duration_s,
+        )
+
+    def delete_video(self, video_id: str) -> None:
+        """Remove the video, its clips and its status; NotFound when none of them existed."""
+        check_video_id_arg(video_id)
+        in_index = self._milvus(lambda: self.index.delete_video(video_id))
+        had_status = self._redis(lambda: self.status.delete(video_id))
+        if not (in_index or had_status):
+            raise NotFound(f"video {video_id!r} does not exist")
+
+    def stats(self) -> Stats:
+        """Rows in the index and tasks waiting in the ingest queue."""
+        videos, clips = self._milvus(self.index.counts)
+        try:
+            queue_length = self.queue.length()
+        except Exception as exc:  # noqa: BLE001 - redis raises many types; all mean "cannot read the queue"
+            raise Unavailable(f"the ingest queue is unavailable: {exc}") from exc
+        return Stats(videos, clips, queue_length)
+
+    @staticmethod
+    def _redis(call: Callable[[], T]) -> T:
+        try:
+            return call()
+        except StatusUnavailable as exc:
+            raise Unavailable(str(exc)) from exc
+
+    # -- dependencies -----------------------------------------------------------------------------
+
+    def _require(self, *dependencies: DependencyState) -> None:
+        for dependency in dependencies:
+            if not dependency.up:
+                raise Unavailable(f"{dependency.name} is unavailable: {dependency.error}")
+
+    def probe(self, timeout_s: float) -> bool:
+        """Check Triton and Milvus (at most timeout_s); True when both can serve Search.
+
+        A probe still running from last time is awaited again rather than started twice, so a hung
+        backend never piles up threads.
+        """
+        checks = ((self.triton, self._check_triton), (self.milvus, self._check_milvus))
+        for state, check in checks:
+            if state._pending is None or state._pending.done():
+                state._pending = self._pool.submit(check)
+        until = time.monotonic() + timeout_s
+        for state, _ in checks:
+            assert state._pending is not None
+            try:
+                state._pending.result(timeout=max(0.0, until - time.monotonic()))
+            except FutureTimeout:
+                self._set(state, False, f"no answer within {timeout_s:g}s")
+            except Exception as exc:  # noqa: BLE001 - any failure of a probe means "down"
+                self._set(state, False, str(exc) or type(exc).__name__)
+            else:
+                self._set(state, True, "")
+        return self.triton.up and self.milvus.up
+
+    def _check_triton(self) -> None:
+        if not self.encoder.ready():
+            raise EncoderUnavailable(f"the encoder models are not ready at {self.settings.triton_url}")
+        self.encoder.info()  # cached from here on: Search needs max_phrases
+
+    def _check_milvus(self) -> None:
+        self.index.counts()  # connects and ensures the collections on first success
+
+    @staticmethod
+    def _set(state: DependencyState, up: bool, error: str) -> None:
+        if up != state.up:
+            log.warning("%s is %s%s", state.name, "back" if up else "down", f": {error}" if error else "")
+        state.up, state.error = up, error
+
+    def close(self) -> None:
+        """Stop the fan-out threads (running calls finish in the background)."""
+        self._pool.shutdown(wait=False, cancel_futures=True)
+
+
+def union_by_rank(lists: list[list[str]], limit: int) -> list[str]:
+    """The videos of several ranked lists, ordered by their best rank in any list, at most `limit`.
+
+    Rank 1 of every list comes before rank 2 of any list, so no list (the video ANN, or the clip ANN of
+    one phrase) is crowded out by another; ties keep list order.
+    """
+    best: dict[str, int] = {}
+    for ranked in lists:
+        for rank, video_id in enumerate(ranked):
+            if rank < best.get(video_id, rank + 1):
+                best[video_id] = rank
+    return sorted(best, key=best.__getitem__)[:limit]

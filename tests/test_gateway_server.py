@@ -1,0 +1,232 @@
+"""The gRPC layer over in-memory backends: messages, status codes, deadlines, auth, TLS, health, reflection, metrics.
+
+A real grpc.aio server on loopback runs in a background event loop; only Triton, Milvus and Redis are fakes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import shutil
+import subprocess
+import threading
+import time
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+
+import grpc
+import pytest
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+from grpc_reflection.v1alpha.proto_reflection_descriptor_database import ProtoReflectionDescriptorDatabase
+
+from gateway.server import Gateway, start
+from gateway.service import SearchService
+from gateway.settings import GatewaySettings
+from tests.fixtures.gateway import FakeBackends, scene_video
+from vidstrata.process import free_port
+from vidstrata.v1 import search_pb2, search_pb2_grpc
+
+SERVING, NOT_SERVING = health_pb2.HealthCheckResponse.SERVING, health_pb2.HealthCheckResponse.NOT_SERVING
+
+
+class Running:
+    """A gateway started in its own event loop thread, with a channel to it."""
+
+    def __init__(self, fakes: FakeBackends, **settings: object) -> None:
+        self.settings = GatewaySettings(host="127.0.0.1", port=free_port(), metrics_port=free_port(),
+                                        probe_interval_s=0.05, **settings)
+        self.service = SearchService(self.settings, fakes.encoder, fakes.index, fakes.status, fakes.queue)
+        self.loop = asyncio.new_event_loop()
+        self.thread = threading.Thread(target=self.loop.run_forever, daemon=True)
+        self.thread.start()
+        self.gateway: Gateway = asyncio.run_coroutine_threadsafe(start(self.settings, self.service), self.loop).result(10)
+        self.address = f"127.0.0.1:{self.gateway.port}"
+
+    def channel(self, credentials: grpc.ChannelCredentials | None = None) -> grpc.Channel:
+        if credentials is None:
+            return grpc.insecure_channel(self.address)
+        return grpc.secure_channel(self.address, credentials, [("grpc.ssl_target_name_override", "localhost")])
+
+    def health(self, channel: grpc.Channel | None = None, service: str = "") -> int:
+        channel = channel or self.channel()
+        return health_pb2_grpc.HealthStub(channel).Check(health_pb2.HealthCheckRequest(service=service), timeout=2).status
+
+    def wait_health(self, status: int, timeout_s: float = 5.0, channel: grpc.Channel | None = None) -> float:
+        started = time.monotonic()
+        while time.monotonic() - started < timeout_s:
+            if self.health(channel) == status:
+                return time.monotonic() - started
+            time.sleep(0.02)
+        raise TimeoutError(f"health never became {status}")
+
+    def metrics(self) -> str:
+        with urllib.request.urlopen(f"http://127.0.0.1:{self.settings.metrics_port}/metrics", timeout=5) as reply:
+            return reply.read().decode()
+
+    def stop(self) -> None:
+        asyncio.run_coroutine_threadsafe(self.gateway.stop(grace_s=0), self.loop).result(10)
+        self.loop.call_soon_threadsafe(self.loop.stop)
+        self.thread.join(5)
+
+
+@pytest.fixture
+def library(fakes: FakeBackends) -> FakeBackends:
+    fakes.index.add(*scene_video("trip", ["a boat", "a rocket", "a cup of coffee"], metadata={"lang": "en"}))
+    fakes.index.add(*scene_video("pets", ["a cat", "a dog"]))
+    return fakes
+
+
+@pytest.fixture
+def running(library: FakeBackends) -> Iterator[Running]:
+    server = Running(library)
+    server.wait_health(SERVING)
+    yield server
+    server.stop()
+
+
+def _stub(channel: grpc.Channel) -> search_pb2_grpc.VideoSearchStub:
+    return search_pb2_grpc.VideoSearchStub(channel)
+
+
+def _code(call, *args, **kwargs) -> tuple[grpc.StatusCode, str]:
+    with pytest.raises(grpc.RpcError) as raised:
+        call(*args, **kwargs)
+    return raised.value.code(), raised.value.details()
+
+
+def test_search_converts_every_field(running):
+    reply = _stub(running.channel()).Search(search_pb2.SearchRequest(query="a rocket, then coffee", top_k=1))
+    assert list(reply.phrases) == ["a rocket", "coffee"]
+    assert [h.video_id for h in reply.hits] == ["trip"]
+    hit = reply.hits[0]
+    assert hit.best_clip.end_s > hit.best_clip.start_s >= 4.0 and hit.best_clip.score > 0
+    assert hit.levels.clip_phrase > 0.9 and not hit.levels.HasField("frame_word")
+    assert reply.fusion_method == search_pb2.Fusion.WEIGHTED and reply.candidates == 2
+    t = reply.timings
+    assert t.total_ms >= t.encode_ms > 0 and t.ann_videos_ms > 0 and t.ann_clips_ms > 0 and t.rescore_ms >= t.rescore_fetch_ms
+
+
+def test_search_with_rrf_and_request_weights(running):
+    fusion = search_pb2.Fusion(method=search_pb2.Fusion.RRF, weights={"clip_phrase": 1.0})
+    reply = _stub(running.channel()).Search(search_pb2.SearchRequest(query="a dog", fusion=fusion))
+    assert reply.fusion_method == search_pb2.Fusion.RRF
+    assert reply.hits[0].video_id == "pets" and reply.hits[0].score == pytest.approx(1 / 61)
+
+
+@pytest.mark.parametrize("request_fields, message", [
+    ({"query": ""}, "query is empty"),
+    ({"query": "x" * 3000}, "query is 3000 bytes"),
+    ({"query": "cat", "top_k": 0}, "top_k must be in"),
+    ({"query": "cat", "top_k": 1001}, "top_k must be in"),
+    ({"query": "cat", "filter": "lang = 'en'"}, "invalid filter at position"),
+    ({"query": "cat", "fusion": search_pb2.Fusion(weights={"frame_word": 1.0})}, "unknown fusion levels"),
+    ({"query": "cat", "fusion": search_pb2.Fusion(method=7)}, "unknown fusion method 7"),
+])
+def test_bad_searches_are_invalid_argument_and_never_reach_a_backend(running, library, request_fields, message):
+    code, details = _code(_stub(running.channel()).Search, search_pb2.SearchRequest(**request_fields))
+    assert code == grpc.StatusCode.INVALID_ARGUMENT and message in details
+    assert [name for name, _ in library.index.calls if name != "counts"] == [] and library.encoder.texts == []
+
+
+def test_video_lifecycle_and_not_found(running, library):
+    stub = _stub(running.channel())
+    submitted = stub.SubmitVideo(search_pb2.SubmitVideoRequest(uri="/videos/new.mp4", metadata={"lang": "de"}))
+    video = stub.GetVideo(search_pb2.GetVideoRequest(video_id=submitted.video_id))
+    assert video.status == search_pb2.Video.PENDING and video.task_id == submitted.task_id
+    assert dict(video.metadata) == {"lang": "de"} and video.submitted_at.seconds > 0
+    indexed = stub.GetVideo(search_pb2.GetVideoRequest(video_id="trip"))
+    assert (indexed.status, indexed.clip_count, indexed.duration_s) == (search_pb2.Video.READY, 3, 12.0)
+    assert not indexed.HasField("submitted_at")
+    assert stub.GetStats(search_pb2.GetStatsRequest()).queue_length == 1
+    stub.DeleteVideo(search_pb2.DeleteVideoRequest(video_id="trip"))
+    for call, request in ((stub.GetVideo, search_pb2.GetVideoRequest(video_id="trip")),
+                          (stub.DeleteVideo, search_pb2.DeleteVideoRequest(video_id="trip"))):
+        assert _code(call, request) == (grpc.StatusCode.NOT_FOUND, "video 'trip' does not exist")
+    code, details = _code(stub.SubmitVideo, search_pb2.SubmitVideoRequest(uri="ftp://x/a.mp4"))
+    assert code == grpc.StatusCode.INVALID_ARGUMENT and "http(s) URL" in details
+
+
+def test_the_client_deadline_is_honoured(running, library):
+    library.encoder.delay_s = 1.0
+    started = time.monotonic()
+    code, _ = _code(_stub(running.channel()).Search, search_pb2.SearchRequest(query="cat"), timeout=0.2)
+    assert code == grpc.StatusCode.DEADLINE_EXCEEDED and time.monotonic() - started < 0.5
+
+
+def test_a_dead_dependency_turns_health_off_fails_fast_and_recovers(running, library):
+    library.encoder.up = False
+    running.wait_health(NOT_SERVING)
+    assert running.health(service="vidstrata.v1.VideoSearch") == NOT_SERVING
+    started = time.monotonic()
+    code, details = _code(_stub(running.channel()).Search, search_pb2.SearchRequest(query="cat"))
+    assert code == grpc.StatusCode.UNAVAILABLE and "Triton" in details and time.monotonic() - started < 0.1
+    library.encoder.up = True
+    running.wait_health(SERVING)
+    assert _stub(running.channel()).Search(search_pb2.SearchRequest(query="cat")).hits
+
+
+def test_reflection_lists_the_services(running):
+    services = ProtoReflectionDescriptorDatabase(running.channel()).get_services()
+    assert {"vidstrata.v1.VideoSearch", "grpc.health.v1.Health"} <= set(services)
+
+
+def test_metrics_count_requests_by_code_and_time_stages(running):
+    stub = _stub(running.channel())
+    before = running.metrics()
+    stub.Search(search_pb2.SearchRequest(query="coffee"))
+    _code(stub.Search, search_pb2.SearchRequest(query=""))
+    after = running.metrics()
+
+    def value(text: str, series: str) -> float:
+        line = next((ln for ln in text.splitlines() if ln.startswith(series + " ")), None)
+        return float(line.split()[-1]) if line else 0.0
+
+    for series, delta in (('vidstrata_gateway_requests_total{code="OK",rpc="Search"}', 1),
+                          ('vidstrata_gateway_requests_total{code="INVALID_ARGUMENT",rpc="Search"}', 1),
+                          ('vidstrata_gateway_request_duration_seconds_count{code="OK",rpc="Search"}', 1),
+                          ('vidstrata_gateway_stage_duration_seconds_count{stage="rescore"}', 1)):
+        assert value(after, series) - value(before, series) == delta, series
+    assert 'vidstrata_gateway_inflight_requests{rpc="Search"} 0.0' in after
+    assert "vidstrata_ingest_queue_length 0.0" in after
+
+
+def test_auth_rejects_missing_and_wrong_tokens_and_leaves_health_open(library):
+    server = Running(library, auth_token="s3cret")
+    try:
+        server.wait_health(SERVING)
+        stub = _stub(server.channel())
+        request = search_pb2.SearchRequest(query="coffee")
+        for metadata in ((), (("authorization", "Bearer wrong"),), (("authorization", "s3cret"),)):
+            code, details = _code(stub.Search, request, metadata=metadata)
+            assert code == grpc.StatusCode.UNAUTHENTICATED and "bearer token" in details
+        assert stub.Search(request, metadata=(("authorization", "Bearer s3cret"),)).hits[0].video_id == "trip"
+        assert 'vidstrata_gateway_requests_total{code="UNAUTHENTICATED",rpc="Search"}' in server.metrics()
+    finally:
+        server.stop()
+
+
+def _self_signed(folder: Path) -> tuple[Path, Path]:
+    if shutil.which("openssl") is None:
+        pytest.skip("openssl is not installed")
+    key, cert = folder / "tls.key", folder / "tls.crt"
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1", "-subj", "/CN=localhost",
+                    "-addext", "subjectAltName=DNS:localhost", "-keyout", str(key), "-out", str(cert)],
+                   check=True, capture_output=True)
+    return key, cert
+
+
+def test_tls_serves_the_api_and_a_plaintext_health_port(library, tmp_path):
+    key, cert = _self_signed(tmp_path)
+    health_port = free_port()
+    server = Running(library, tls_cert_file=cert, tls_key_file=key, health_port=health_port)
+    try:
+        plaintext_health = grpc.insecure_channel(f"127.0.0.1:{health_port}")
+        server.wait_health(SERVING, channel=plaintext_health)
+        secure = server.channel(grpc.ssl_channel_credentials(root_certificates=cert.read_bytes()))
+        assert _stub(secure).Search(search_pb2.SearchRequest(query="coffee")).hits[0].video_id == "trip"
+        code, _ = _code(_stub(server.channel()).Search, search_pb2.SearchRequest(query="coffee"), timeout=2)
+        assert code == grpc.StatusCode.UNAVAILABLE  # a plaintext client cannot talk to the TLS port
+        code, _ = _code(_stub(plaintext_health).Search, search_pb2.SearchRequest(query="coffee"), timeout=2)
+        assert code == grpc.StatusCode.UNIMPLEMENTED  # the health port serves nothing else
+    finally:
+        server.stop()

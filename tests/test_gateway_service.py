@@ -1,0 +1,240 @@
+"""SearchService without a network: in-memory fakes of Triton, Milvus, Redis and the queue."""
+
+from __future__ import annotations
+
+import time
+
+import numpy as np
+import pytest
+
+from gateway.errors import DeadlineExceeded, InvalidArgument, NotFound, Unavailable
+from gateway.fusion import FusionMethod
+from gateway.query import QueryVectors, parse_search
+from gateway.scoring import score_candidates
+from gateway.service import SearchService, union_by_rank
+from gateway.settings import GatewaySettings
+from index.status import IngestState
+from tests.fixtures.gateway import FakeBackends, embed, scene_video
+
+
+def _service(fakes: FakeBackends, **settings: object) -> SearchService:
+    return SearchService(GatewaySettings(**settings), fakes.encoder, fakes.index, fakes.status, fakes.queue)
+
+
+@pytest.fixture
+def library(fakes: FakeBackends) -> FakeBackends:
+    """Five videos; `trip` has three events, each in its own 4-second clip."""
+    for video_id, scenes in {
+        "trip": ["a boat on the sea", "a rocket on the launch pad", "a cup of coffee"],
+        "pets": ["a cat", "a dog", "a cat and a dog"],
+        "space": ["the moon", "a rocket"],
+        "garden": ["a tree", "a tree"],
+        "street": ["a car", "a car", "a dog"],
+    }.items():
+        fakes.index.add(*scene_video(video_id, scenes))
+    return fakes
+
+
+def _search(service: SearchService, text: str, timeout_s: float = 5.0, **kwargs: object):
+    query = parse_search(service.settings, text, **kwargs)  # type: ignore[arg-type]
+    return service.search(query, time.monotonic() + timeout_s)
+
+
+def test_a_query_naming_one_event_finds_the_video_and_the_span_of_that_event(library):
+    result = _search(_service(library), "coffee")
+    assert result.hits[0].video_id == "trip"
+    assert (result.hits[0].best_clip.start_s, result.hits[0].best_clip.end_s) == (8.0, 12.0)
+    assert result.phrases == ["coffee"]
+
+
+def test_phrases_are_matched_in_different_clips_late_interaction(library):
+    # "space" shows a rocket, "trip" a rocket and coffee in separate clips: only late interaction sees both.
+    result = _search(_service(library), "a rocket, then a cup of coffee")
+    assert result.phrases == ["a rocket", "a cup of coffee"]
+    assert [h.video_id for h in result.hits[:2]] == ["trip", "space"]
+    trip = result.hits[0]
+    assert trip.levels["clip_phrase"] > trip.levels["clip_sentence"]
+    assert trip.levels["clip_phrase"] == pytest.approx(1.0, abs=0.01)
+
+
+def test_hits_are_sorted_cut_to_top_k_and_carry_every_level(library):
+    result = _search(_service(library), "a dog", top_k=2)
+    assert len(result.hits) == 2 and result.candidates == 5
+    assert result.hits[0].score >= result.hits[1].score
+    assert set(result.hits[0].levels) == {"video_sentence", "clip_sentence", "clip_phrase"}
+    assert {h.video_id for h in result.hits} == {"pets", "street"}
+
+
+def test_rrf_fusion_ranks_too(library):
+    result = _search(_service(library), "coffee", method=FusionMethod.RRF)
+    assert result.hits[0].video_id == "trip"
+    assert result.hits[0].score == pytest.approx(sum(GatewaySettings().fusion_weights.values()) / 61)
+
+
+def test_timings_cover_every_stage(library):
+    timings = _search(_service(library), "coffee").timings
+    assert all(seconds > 0 for seconds in timings.stages().values())
+    assert timings.total >= timings.encode + timings.rescore + timings.fusion
+    assert 0 < timings.rescore_fetch <= timings.rescore
+
+
+def test_filter_reaches_both_ann_searches_and_nothing_else(library):
+    _search(_service(library), "coffee", filter_expr='meta.lang == "en"')
+    filters = {name: arg for name, arg in library.index.calls if name.startswith("search")}
+    assert filters == {"search_videos": 'meta.lang == "en"', "search_clips_grouped": 'meta.lang == "en"'}
+
+
+def test_the_candidate_union_is_cut_to_the_candidate_limit(library):
+    result = _search(_service(library, candidates=2), "a dog", top_k=1)
+    fetched = next(arg for name, arg in library.index.calls if name == "get_clips")
+    assert len(fetched) == 2 and result.candidates == 2
+
+
+def test_candidates_deleted_after_the_ann_search_are_dropped(library):
+    service = _service(library)
+    original = library.index.get_clips
+    library.index.get_clips = lambda ids: {k: v for k, v in original(ids).items() if k != "trip"}  # type: ignore[method-assign]
+    result = _search(service, "coffee")
+    assert "trip" not in [h.video_id for h in result.hits]
+
+
+def test_an_empty_index_gives_no_hits(fakes):
+    result = _search(_service(fakes), "coffee")
+    assert result.hits == [] and result.candidates == 0
+
+
+def test_union_keeps_each_lists_best_before_any_seconds():
+    assert union_by_rank([["a", "b", "c"], ["d", "a", "e"], ["f"]], 4) == ["a", "d", "f", "b"]
+    assert union_by_rank([[], ["x"]], 10) == ["x"]
+
+
+def test_best_clip_prefers_the_clip_matching_one_phrase_strongly():
+    video, clips = scene_video("v", ["a cat", "a rocket", "a cat and a rocket"])
+    query = QueryVectors(embed(["rocket"]), ["rocket"], embed(["rocket"])[None])
+    scored = score_candidates(query, ["v"], {"v": video}, {"v": clips})
+    assert (scored.best_clips[0].start_s, scored.best_clips[0].end_s) == (4.0, 8.0)
+    assert scored.levels["clip_sentence"][0] == pytest.approx(float(clips[1].vector @ embed(["rocket"])))
+
+
+# -- failures -------------------------------------------------------------------------------------
+
+
+def test_a_dependency_found_down_by_the_probe_fails_search_at_once(library):
+    service = _service(library)
+    library.encoder.up = False
+    assert service.probe(timeout_s=1.0) is False
+    calls = len(library.index.calls)
+    started = time.perf_counter()
+    with pytest.raises(Unavailable, match="Triton is unavailable"):
+        _search(service, "coffee")
+    assert time.perf_counter() - started < 0.05
+    assert len(library.index.calls) == calls and library.encoder.texts == []
+    library.encoder.up = True
+    assert service.probe(timeout_s=1.0) is True
+    assert _search(service, "coffee").hits[0].video_id == "trip"
+
+
+def test_milvus_down_is_unavailable(library):
+    service = _service(library)
+    library.index.up = False
+    with pytest.raises(Unavailable, match="fake Milvus is down"):
+        _search(service, "coffee")
+    assert service.probe(timeout_s=1.0) is False and not service.milvus.up
+
+
+def test_a_hung_dependency_is_down_after_the_probe_timeout_without_piling_up_threads(library):
+    service = _service(library)
+    library.index.hang.set()
+    try:
+        started = time.perf_counter()
+        assert service.probe(timeout_s=0.2) is False
+        assert time.perf_counter() - started < 1.0
+        assert "no answer within 0.2s" in service.milvus.error
+        assert service.probe(timeout_s=0.2) is False
+        assert sum(name == "counts" for name, _ in library.index.calls) == 1
+    finally:
+        library.index.hang.clear()
+    assert service.probe(timeout_s=1.0) is True
+
+
+def test_a_passed_deadline_stops_the_search(library):
+    with pytest.raises(DeadlineExceeded):
+        _search(_service(library), "coffee", timeout_s=-1.0)
+
+
+def test_encoder_input_errors_are_invalid_arguments(library):
+    service = _service(library)
+    query = parse_search(service.settings, "coffee")
+    bad = query.__class__(text="   ", top_k=query.top_k, filter=query.filter, fusion=query.fusion)
+    with pytest.raises(InvalidArgument, match="empty"):
+        service.search(bad, time.monotonic() + 5)
+
+
+# -- videos ---------------------------------------------------------------------------------------
+
+
+def test_submit_marks_pending_before_queueing_and_generates_an_id(fakes):
+    service = _service(fakes)
+    submitted = service.submit_video("", "/videos/a.mp4", {"lang": "en"})
+    assert len(submitted.video_id) == 32 and submitted.task_id
+    assert fakes.queue.state_at_send == [IngestState.PENDING]
+    assert fakes.queue.sent == [(submitted.task_id, submitted.video_id, "/videos/a.mp4", {"lang": "en"})]
+    status = service.get_video(submitted.video_id)
+    assert (status.state, status.task_id, status.uri) == (IngestState.PENDING, submitted.task_id, "/videos/a.mp4")
+
+
+def test_a_submit_the_queue_refuses_is_unavailable_and_recorded_as_failed(fakes):
+    fakes.queue.error = ConnectionError("broker down")
+    service = _service(fakes)
+    with pytest.raises(Unavailable, match="broker down"):
+        service.submit_video("v1", "/a.mp4", {})
+    status = service.get_video("v1")
+    assert status.state == IngestState.FAILED and "broker down" in status.reason
+
+
+def test_bad_submissions_never_reach_the_status_store(fakes):
+    with pytest.raises(InvalidArgument):
+        _service(fakes).submit_video("v1", "relative.mp4", {})
+    assert fakes.status.records == {} and fakes.queue.state_at_send == []
+
+
+def test_get_video_falls_back_to_the_index_for_videos_indexed_directly(library):
+    status = _service(library).get_video("trip")
+    assert (status.state, status.clip_count, status.duration_s, status.submitted_at) == (IngestState.READY, 3, 12.0, 0.0)
+
+
+def test_unknown_and_malformed_ids(library):
+    service = _service(library)
+    with pytest.raises(NotFound, match="'nope' does not exist"):
+        service.get_video("nope")
+    with pytest.raises(NotFound):
+        service.delete_video("nope")
+    with pytest.raises(InvalidArgument, match="video_id"):
+        service.get_video("no spaces allowed")
+
+
+def test_delete_removes_the_video_and_its_status(library):
+    service = _service(library)
+    service.submit_video("trip", "/trip.mp4", {})
+    service.delete_video("trip")
+    assert "trip" not in library.index.videos and library.status.get("trip") is None
+    with pytest.raises(NotFound):
+        service.get_video("trip")
+    assert "trip" not in [h.video_id for h in _search(service, "coffee").hits]
+
+
+def test_stats_count_the_index_and_the_queue(library):
+    service = _service(library)
+    service.submit_video("new", "/new.mp4", {})
+    stats = service.stats()
+    assert (stats.videos, stats.clips, stats.queue_length) == (5, 13, 1)
+
+
+def test_scores_use_cosines_even_for_unnormalised_stored_vectors():
+    video, clips = scene_video("v", ["a cat"])
+    video.vector = video.vector * 7
+    for clip in clips:
+        clip.vector = clip.vector * 3
+    query = QueryVectors(embed(["cat"]), ["cat"], embed(["cat"])[None])
+    scored = score_candidates(query, ["v"], {"v": video}, {"v": clips})
+    np.testing.assert_allclose([scored.levels[lv][0] for lv in scored.levels], [1.0, 1.0, 1.0], atol=1e-5)

@@ -1,0 +1,61 @@
+# syntax=docker/dockerfile:1
+# Two images from one wheel:
+#   docker build --target runtime -t vidstrata:0.1.0 .          gateway and workers (`vidstrata gateway|worker`)
+#   docker build --target triton  -t vidstrata-triton:0.1.0 .   Triton with vidstrata inside, for the python-backend
+#                                                               tokenizer and the `vidstrata export` initContainer
+# k8s/base/kustomization.yaml names the two images; push them where it says.
+
+ARG PYTHON_IMAGE=python:3.11.11-slim-bookworm
+# Triton 2.51, the release whose python-backend stub nvidia-pytriton 0.7.0 bundles (see the triton stage).
+ARG TRITON_IMAGE=nvcr.io/nvidia/tritonserver:24.10-py3
+# torch only exports ONNX here, on CPU: its CPU wheels spare both images gigabytes of CUDA libraries.
+ARG TORCH_INDEX=https://download.pytorch.org/whl/cpu
+
+# --- build: the vidstrata wheel, gRPC stubs included ---------------------------------------------------
+FROM ${PYTHON_IMAGE} AS build
+RUN pip install --no-cache-dir "grpcio-tools>=1.66"
+WORKDIR /src
+COPY . .
+# The stubs are generated, never committed: the same command as `make proto`.
+RUN if [ -f gateway/proto/vidstrata/v1/search.proto ]; then \
+      python -m grpc_tools.protoc -I gateway/proto --python_out=gateway/proto --grpc_python_out=gateway/proto \
+        --pyi_out=gateway/proto gateway/proto/vidstrata/v1/search.proto; \
+    fi \
+ && pip wheel --no-cache-dir --no-deps --wheel-dir /dist .
+
+# --- runtime: gateway and workers ---------------------------------------------------------------------
+FROM ${PYTHON_IMAGE} AS runtime
+ARG TORCH_INDEX
+# No .pyc writes: the pods run with a read-only root filesystem.
+ENV PYTHONDONTWRITEBYTECODE=1 PYTHONUNBUFFERED=1 PIP_NO_CACHE_DIR=1
+COPY --from=build /dist /dist
+RUN pip install --extra-index-url "${TORCH_INDEX}" /dist/*.whl && rm -rf /dist \
+ && groupadd --gid 10001 vidstrata \
+ && useradd --uid 10001 --gid 10001 --no-create-home --home-dir /tmp --shell /usr/sbin/nologin vidstrata
+USER 10001:10001
+WORKDIR /tmp
+CMD ["vidstrata", "--help"]
+
+# --- triton: the official Triton image plus vidstrata -------------------------------------------------
+FROM ${TRITON_IMAGE} AS triton
+ARG TORCH_INDEX
+# The export initContainer builds TensorRT plans with this Python package. It must be the TensorRT inside
+# this Triton image (24.10 ships 10.5): Triton refuses plans from another TensorRT version.
+ARG TENSORRT_VERSION=10.5.0
+ENV PYTHONDONTWRITEBYTECODE=1 PYTHONUNBUFFERED=1 PIP_NO_CACHE_DIR=1
+# vidstrata needs Python 3.11, and this image (Ubuntu 22.04) has 3.10, with a python-backend stub built for 3.10.
+RUN apt-get update \
+ && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends python3.11 python3.11-venv libpython3.11 \
+ && rm -rf /var/lib/apt/lists/* \
+ && python3.11 -m venv /opt/vidstrata
+# The venv first on PATH: the stub's embedded Python then finds the venv's packages (numpy<2 included).
+ENV PATH=/opt/vidstrata/bin:${PATH}
+COPY --from=build /dist /dist
+RUN pip install --extra-index-url "${TORCH_INDEX}" "$(ls /dist/vidstrata-*.whl)[gpu]" "tensorrt==${TENSORRT_VERSION}" \
+ && rm -rf /dist
+# Serve python-backend models with the Python 3.11 stub of this same Triton release (2.51), which
+# nvidia-pytriton 0.7.0 ships. A link, not a copy: the stub finds its bundled libraries next to its real path.
+RUN ln -sf /opt/vidstrata/lib/python3.11/site-packages/pytriton/tritonserver/python_backend_stubs/3.11/triton_python_backend_stub \
+      /opt/tritonserver/backends/python/triton_python_backend_stub
+# triton-server (uid 1000): the image's non-root user, as k8s/base/triton.yaml runs it.
+USER triton-server

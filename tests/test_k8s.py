@@ -1,0 +1,309 @@
+"""The manifests in k8s/ are checked offline, as no cluster runs here.
+
+- Every overlay, rendered by `kubectl kustomize`, validates: built-in kinds with kubernetes-validate in
+  strict mode (unknown fields rejected) at a pinned Kubernetes version, custom resources against the
+  CRD schemas in k8s/schemas/. Without kubectl, the same validation runs on the files themselves.
+- What no schema sees is checked on the rendered overlays: Services and monitors find their pods and
+  ports, network policies open only what they should, pods are locked down, each tier has the shape the
+  issue asks for (gateway replicas and probes, worker grace period and autoscaling, Triton per overlay).
+"""
+
+from __future__ import annotations
+
+import copy
+import functools
+import json
+import re
+import shutil
+import subprocess
+from pathlib import Path
+
+import jsonschema
+import kubernetes_validate
+import pytest
+import yaml
+
+K8S = Path(__file__).resolve().parents[1] / "k8s"
+OVERLAYS = ("cpu", "gpu")
+# The oldest Kubernetes the manifests support (grpc probes are GA since 1.27); pinned so that a newer
+# kubernetes-validate cannot silently move the target.
+K8S_VERSION = "1.31.0"
+CRD_SCHEMAS = {
+    ("monitoring.coreos.com/v1", "PrometheusRule"): "monitoring.coreos.com_v1_prometheusrule.json",
+    ("monitoring.coreos.com/v1", "ServiceMonitor"): "monitoring.coreos.com_v1_servicemonitor.json",
+    ("keda.sh/v1alpha1", "ScaledObject"): "keda.sh_v1alpha1_scaledobject.json",
+    ("milvus.io/v1beta1", "Milvus"): "milvus.io_v1beta1_milvus.json",
+}
+WORKLOADS = ("Deployment", "StatefulSet")
+_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+
+
+# --- validation -------------------------------------------------------------------------------------
+
+
+@functools.cache
+def crd_validator(api_version: str, kind: str) -> jsonschema.Draft202012Validator:
+    schema = json.loads((K8S / "schemas" / CRD_SCHEMAS[(api_version, kind)]).read_text())
+    return jsonschema.Draft202012Validator(schema)
+
+
+def validation_errors(doc: dict) -> list[str]:
+    """Every reason `doc` is not a valid manifest; empty when it is."""
+    where = f"{doc.get('kind')}/{doc.get('metadata', {}).get('name')}"
+    key = (doc.get("apiVersion"), doc.get("kind"))
+    if key in CRD_SCHEMAS:
+        errors = crd_validator(*key).iter_errors(doc)
+        return [f"{where}: {'.'.join(map(str, e.absolute_path)) or '<root>'}: {e.message}" for e in errors]
+    try:
+        kubernetes_validate.validate(doc, K8S_VERSION, strict=True)
+    except kubernetes_validate.ValidationError as e:
+        return [f"{where}: {'.'.join(map(str, e.path))}: {e.message}"]
+    except kubernetes_validate.SchemaNotFoundError as e:
+        return [f"{where}: {e.message}: a custom resource needs a schema in k8s/schemas/"]
+    return []
+
+
+@functools.cache
+def _render(overlay: str) -> list[dict]:
+    done = subprocess.run(
+        ["kubectl", "kustomize", str(K8S / "overlays" / overlay)], capture_output=True, text=True, timeout=60
+    )
+    assert done.returncode == 0, f"kubectl kustomize k8s/overlays/{overlay} failed:\n{done.stderr}"
+    return [doc for doc in yaml.load_all(done.stdout, Loader=_LOADER) if doc]
+
+
+@pytest.fixture(params=OVERLAYS)
+def rendered(request: pytest.FixtureRequest) -> tuple[str, list[dict]]:
+    """(overlay, its documents) as `kubectl apply -k` would send them; shared, so tests must not change them."""
+    if shutil.which("kubectl") is None:
+        pytest.skip("kubectl is not installed: overlays cannot be rendered (test_files_validate_without_kubectl still runs)")
+    return request.param, _render(request.param)
+
+
+def test_rendered_overlays_validate(rendered: tuple[str, list[dict]]) -> None:
+    _, docs = rendered
+    assert [e for doc in docs for e in validation_errors(doc)] == []
+
+
+def _load(path: Path) -> list[dict]:
+    return [doc for doc in yaml.load_all(path.read_text(), Loader=_LOADER) if doc]
+
+
+def _merge(base: object, patch: object) -> object:
+    """Strategic merge as kustomize does it for what our patches use: maps merge, named lists merge by name."""
+    if isinstance(base, dict) and isinstance(patch, dict):
+        merged = dict(base)
+        for key, value in patch.items():
+            merged[key] = _merge(base[key], value) if key in base else value
+        return merged
+    if isinstance(base, list) and isinstance(patch, list) and all(isinstance(i, dict) and "name" in i for i in base + patch):
+        by_name = {item["name"]: item for item in base}
+        for item in patch:
+            by_name[item["name"]] = _merge(by_name[item["name"]], item) if item["name"] in by_name else item
+        return list(by_name.values())
+    return patch
+
+
+def files_of(folder: Path) -> list[dict]:
+    """The documents of a kustomization, read straight from its files: resources, then patches merged in.
+
+    No generators, images or namespace: just enough to validate every file where kubectl is absent.
+    """
+    spec = yaml.safe_load((folder / "kustomization.yaml").read_text())
+    docs: list[dict] = []
+    for entry in spec.get("resources", []):
+        path = folder / entry
+        docs += files_of(path) if path.is_dir() else _load(path)
+    for entry in spec.get("patches", []):
+        for patch in _load(folder / entry["path"]):
+            matches = [i for i, d in enumerate(docs) if (d["kind"], d["metadata"]["name"]) == (patch["kind"], patch["metadata"]["name"])]
+            assert len(matches) == 1, f"{entry['path']} patches {patch['kind']}/{patch['metadata']['name']}, found {len(matches)}"
+            if patch.get("$patch") == "delete":
+                del docs[matches[0]]
+            else:
+                docs[matches[0]] = _merge(docs[matches[0]], patch)
+    return docs
+
+
+@pytest.mark.parametrize("overlay", OVERLAYS)
+def test_files_validate_without_kubectl(overlay: str) -> None:
+    """The base and every patch file validate on their own, so a machine without kubectl checks them too."""
+    docs = files_of(K8S / "overlays" / overlay)
+    assert len(docs) > 20
+    assert [e for doc in docs for e in validation_errors(doc)] == []
+
+
+def test_validation_rejects_typos() -> None:
+    """Strict means strict: an unknown field fails, in a built-in kind and in a custom resource."""
+    docs = files_of(K8S / "overlays" / "gpu")
+    deployment = copy.deepcopy(next(d for d in docs if d["kind"] == "Deployment"))
+    deployment["spec"]["template"]["spec"]["containers"][0]["livenessProbes"] = {}
+    scaled = copy.deepcopy(next(d for d in docs if d["kind"] == "ScaledObject"))
+    scaled["spec"]["triggers"][0]["metdata"] = scaled["spec"]["triggers"][0].pop("metadata")
+    assert validation_errors(deployment) and validation_errors(scaled)
+
+
+def test_crd_schemas_are_valid() -> None:
+    for name in CRD_SCHEMAS.values():
+        jsonschema.Draft202012Validator.check_schema(json.loads((K8S / "schemas" / name).read_text()))
+
+
+# --- what no schema checks ------------------------------------------------------------------------------
+
+
+def _find(docs: list[dict], kind: str, name: str) -> dict:
+    found = [d for d in docs if d["kind"] == kind and d["metadata"]["name"] == name]
+    assert len(found) == 1, f"expected one {kind}/{name}, found {len(found)}"
+    return found[0]
+
+
+def _pods(docs: list[dict]) -> dict[str, dict]:
+    """Pod template of every workload, by workload name."""
+    return {d["metadata"]["name"]: d["spec"]["template"] for d in docs if d["kind"] in WORKLOADS}
+
+
+def _selects(selector: dict, labels: dict) -> bool:
+    return all(labels.get(k) == v for k, v in selector.items())
+
+
+def _containers(pod: dict) -> list[dict]:
+    return pod["spec"].get("initContainers", []) + pod["spec"]["containers"]
+
+
+def test_pods_are_locked_down(rendered: tuple[str, list[dict]]) -> None:
+    _, docs = rendered
+    for name, pod in _pods(docs).items():
+        ctx = pod["spec"]["securityContext"]
+        assert ctx["runAsNonRoot"] is True and ctx["seccompProfile"] == {"type": "RuntimeDefault"}, name
+        assert pod["spec"].get("automountServiceAccountToken") is False, name
+        for c in _containers(pod):
+            sc = c["securityContext"]
+            assert sc["allowPrivilegeEscalation"] is False and sc["capabilities"]["drop"] == ["ALL"], (name, c["name"])
+            assert sc["readOnlyRootFilesystem"] is True, (name, c["name"])
+            assert {"cpu", "memory"} <= set(c["resources"]["requests"]) and "memory" in c["resources"]["limits"]
+
+
+def test_images_are_pinned(rendered: tuple[str, list[dict]]) -> None:
+    _, docs = rendered
+    images = {c["image"] for pod in _pods(docs).values() for c in _containers(pod)}
+    images |= {d["spec"]["components"]["image"] for d in docs if d["kind"] == "Milvus"}
+    for image in images:
+        name, _, tag = image.rpartition(":")
+        assert name and tag and tag != "latest" and "/" not in tag, f"{image} is not pinned to a tag"
+
+
+def test_services_reach_their_pods(rendered: tuple[str, list[dict]]) -> None:
+    _, docs = rendered
+    pods = _pods(docs)
+    for svc in (d for d in docs if d["kind"] == "Service"):
+        matched = [p for p in pods.values() if _selects(svc["spec"]["selector"], p["metadata"]["labels"])]
+        assert len(matched) == 1, f"Service {svc['metadata']['name']} selects {len(matched)} workloads"
+        ports = {p["name"] for c in matched[0]["spec"]["containers"] for p in c.get("ports", [])}
+        for port in svc["spec"]["ports"]:
+            assert port["targetPort"] in ports, f"Service {svc['metadata']['name']}: no container port {port['targetPort']}"
+
+
+def test_service_monitors_find_metrics_ports(rendered: tuple[str, list[dict]]) -> None:
+    _, docs = rendered
+    services = [d for d in docs if d["kind"] == "Service"]
+    monitors = [d for d in docs if d["kind"] == "ServiceMonitor"]
+    assert {m["metadata"]["name"] for m in monitors} == {"vidstrata-gateway", "vidstrata-worker", "vidstrata-triton"}
+    for monitor in monitors:
+        for endpoint in monitor["spec"]["endpoints"]:
+            scraped = [
+                s for s in services
+                if _selects(monitor["spec"]["selector"]["matchLabels"], s["metadata"]["labels"])
+                and endpoint["port"] in {p["name"] for p in s["spec"]["ports"]}
+            ]
+            assert len(scraped) == 1, f"ServiceMonitor {monitor['metadata']['name']} port {endpoint['port']}: {len(scraped)} Services"
+
+
+def test_network_policies(rendered: tuple[str, list[dict]]) -> None:
+    """Default deny; only the gateway's API port is open to all; each policy names pods and ports that exist."""
+    _, docs = rendered
+    pods = _pods(docs)
+    policies = {d["metadata"]["name"]: d["spec"] for d in docs if d["kind"] == "NetworkPolicy"}
+    assert policies["default-deny-ingress"] == {"podSelector": {}, "policyTypes": ["Ingress"]}
+    for name, spec in policies.items():
+        for rule in spec.get("ingress", []):
+            if "from" not in rule:  # open to any source
+                assert name == "vidstrata-gateway" and rule["ports"] == [{"port": 50051}], name
+            for source in rule.get("from", []):
+                if "namespaceSelector" in source:
+                    namespace = source["namespaceSelector"]["matchLabels"]["kubernetes.io/metadata.name"]
+                    assert namespace in {"monitoring", "keda", "milvus-operator"}, (name, namespace)
+        labels = spec["podSelector"].get("matchLabels", {})
+        if labels.get("app.kubernetes.io/name") == "vidstrata":  # our tiers (Milvus pods are the operator's)
+            matched = [p for p in pods.values() if _selects(labels, p["metadata"]["labels"])]
+            assert len(matched) == 1, f"NetworkPolicy {name} selects {len(matched)} workloads"
+            container_ports = {p["containerPort"] for c in matched[0]["spec"]["containers"] for p in c.get("ports", [])}
+            opened = {p["port"] for rule in spec["ingress"] for p in rule.get("ports", [])}
+            assert opened <= container_ports, f"NetworkPolicy {name} opens {opened - container_ports}"
+    # Triton, Redis and Milvus: from the gateway and the workers only (plus scrapers and operators).
+    for name in ("vidstrata-triton", "vidstrata-redis", "vidstrata-milvus"):
+        sources = [s["podSelector"]["matchLabels"] for r in policies[name]["ingress"] for s in r["from"] if "podSelector" in s]
+        components = {s.get("app.kubernetes.io/component") for s in sources if s.get("app.kubernetes.io/name") == "vidstrata"}
+        assert components == {"gateway", "worker"}, name
+
+
+def test_gateway(rendered: tuple[str, list[dict]]) -> None:
+    _, docs = rendered
+    pod = _pods(docs)["vidstrata-gateway"]
+    (container,) = pod["spec"]["containers"]
+    assert container["command"] == ["vidstrata", "gateway"]
+    for probe in ("readinessProbe", "livenessProbe"):
+        assert "grpc" in container[probe], probe
+    assert _find(docs, "HorizontalPodAutoscaler", "vidstrata-gateway")["spec"]["minReplicas"] >= 2
+    assert _selects(_find(docs, "PodDisruptionBudget", "vidstrata-gateway")["spec"]["selector"]["matchLabels"], pod["metadata"]["labels"])
+    refs = {e.get("configMapRef", e.get("secretRef", {})).get("name") for e in container["envFrom"]}
+    assert refs == {"vidstrata-config", "vidstrata-gateway"}
+    assert {v["secret"]["secretName"] for v in pod["spec"]["volumes"] if "secret" in v} == {"vidstrata-gateway-tls"}
+
+
+def test_workers(rendered: tuple[str, list[dict]]) -> None:
+    overlay, docs = rendered
+    pod = _pods(docs)["vidstrata-worker"]
+    assert pod["spec"]["terminationGracePeriodSeconds"] >= 900
+    (container,) = pod["spec"]["containers"]
+    # The probe pings this pod's own node: the name the worker runs under (%h is $HOSTNAME, the pod name).
+    assert container["command"] == ["vidstrata", "worker", "--hostname", "celery@%h"]
+    assert "inspect ping -d celery@$HOSTNAME" in container["livenessProbe"]["exec"]["command"][-1]
+    assert {"name": "metrics", "containerPort": 9101} in container["ports"]
+    scalers = [d for d in docs if d["kind"] in ("ScaledObject", "HorizontalPodAutoscaler")
+               and d["spec"]["scaleTargetRef"]["name"] == "vidstrata-worker"]
+    # One autoscaler per Deployment: two would fight over its replica count.
+    assert [d["kind"] for d in scalers] == (["HorizontalPodAutoscaler"] if overlay == "cpu" else ["ScaledObject"])
+    if overlay == "gpu":
+        spec = scalers[0]["spec"]
+        (trigger,) = spec["triggers"]
+        assert trigger["type"] == "redis" and trigger["metadata"]["listName"] == "ingest"
+        assert spec["minReplicaCount"] <= spec["maxReplicaCount"]  # KEDA's CEL rule
+
+
+def test_triton(rendered: tuple[str, list[dict]]) -> None:
+    overlay, docs = rendered
+    pod = _pods(docs)["vidstrata-triton"]
+    (export,) = pod["spec"]["initContainers"]
+    (triton,) = pod["spec"]["containers"]
+    target = {e["name"]: e.get("value") for e in export["env"]}["VIDSTRATA_EXPORT_TARGET"]
+    assert target == {"cpu": "onnxruntime", "gpu": "tensorrt"}[overlay]
+    assert "vidstrata export" in export["args"][0] and "--out /models/repository" in export["args"][0]
+    assert "--model-repository=/models/repository" in triton["args"]
+    assert {p["containerPort"] for p in triton["ports"]} == {8000, 8001, 8002}
+    assert triton["readinessProbe"]["httpGet"] == {"path": "/v2/health/ready", "port": "http"}
+    startup = triton["startupProbe"]
+    assert startup["periodSeconds"] * startup["failureThreshold"] >= 600
+    gpus = [c["resources"]["limits"].get("nvidia.com/gpu") for c in (export, triton)]
+    assert gpus == ([1, 1] if overlay == "gpu" else [None, None])
+    claim = next(v for v in pod["spec"]["volumes"] if v["name"] == "models")["persistentVolumeClaim"]["claimName"]
+    assert _find(docs, "PersistentVolumeClaim", claim)
+
+
+def test_dockerfile_pins_its_base_images() -> None:
+    """The Dockerfile cannot be built here; at least its stages and pinned bases are what k8s expects."""
+    text = (K8S.parent / "Dockerfile").read_text()
+    args = dict(re.findall(r"^ARG (\w+)=(\S+)$", text, re.M))
+    assert re.findall(r"^FROM (\S+) AS (\w+)$", text, re.M) == [
+        ("${PYTHON_IMAGE}", "build"), ("${PYTHON_IMAGE}", "runtime"), ("${TRITON_IMAGE}", "triton")]
+    assert args["TRITON_IMAGE"] == "nvcr.io/nvidia/tritonserver:24.10-py3"
+    assert re.fullmatch(r"python:3\.11\.\d+-slim-\w+", args["PYTHON_IMAGE"])

@@ -224,6 +224,10 @@ def test_network_policies(rendered: tuple[str, list[dict]]) -> None:
     pods = _pods(docs)
     policies = {d["metadata"]["name"]: d["spec"] for d in docs if d["kind"] == "NetworkPolicy"}
     assert policies["default-deny-ingress"] == {"podSelector": {}, "policyTypes": ["Ingress"]}
+    # Pods without this label are Milvus' etcd and MinIO, which accept the whole namespace: ours must carry it.
+    part_of = [p["metadata"]["labels"] for p in pods.values()]
+    part_of += [d["spec"]["components"]["podLabels"] for d in docs if d["kind"] == "Milvus"]
+    assert all(labels.get("app.kubernetes.io/part-of") == "vidstrata" for labels in part_of)
     for name, spec in policies.items():
         for rule in spec.get("ingress", []):
             if "from" not in rule:  # open to any source
@@ -288,6 +292,7 @@ def test_triton(rendered: tuple[str, list[dict]]) -> None:
     target = {e["name"]: e.get("value") for e in export["env"]}["VIDSTRATA_EXPORT_TARGET"]
     assert target == {"cpu": "onnxruntime", "gpu": "tensorrt"}[overlay]
     assert "vidstrata export" in export["args"][0] and "--out /models/repository" in export["args"][0]
+    assert export["workingDir"] == "/models"  # writable: the root filesystem is not
     assert "--model-repository=/models/repository" in triton["args"]
     assert {p["containerPort"] for p in triton["ports"]} == {8000, 8001, 8002}
     assert triton["readinessProbe"]["httpGet"] == {"path": "/v2/health/ready", "port": "http"}

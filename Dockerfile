@@ -16,10 +16,10 @@ FROM ${PYTHON_IMAGE} AS build
 RUN pip install --no-cache-dir "grpcio-tools>=1.66"
 WORKDIR /src
 COPY . .
-# The stubs are generated, never committed: the same command as `make proto`.
+# The stubs (package vidstrata.v1) are generated, never committed: the same command as `make proto`.
 RUN if [ -f gateway/proto/vidstrata/v1/search.proto ]; then \
-      python -m grpc_tools.protoc -I gateway/proto --python_out=gateway/proto --grpc_python_out=gateway/proto \
-        --pyi_out=gateway/proto gateway/proto/vidstrata/v1/search.proto; \
+      python -m grpc_tools.protoc -I gateway/proto --python_out=. --grpc_python_out=. --pyi_out=. \
+        gateway/proto/vidstrata/v1/search.proto; \
     fi \
  && pip wheel --no-cache-dir --no-deps --wheel-dir /dist .
 

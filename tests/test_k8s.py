@@ -312,3 +312,8 @@ def test_dockerfile_pins_its_base_images() -> None:
         ("${PYTHON_IMAGE}", "build"), ("${PYTHON_IMAGE}", "runtime"), ("${TRITON_IMAGE}", "triton")]
     assert args["TRITON_IMAGE"] == "nvcr.io/nvidia/tritonserver:24.10-py3"
     assert re.fullmatch(r"python:3\.11\.\d+-slim-\w+", args["PYTHON_IMAGE"])
+    # The image generates the gRPC stubs as `make proto` does.
+    make = (K8S.parent / "Makefile").read_text()
+    make_flags = re.search(r"grpc_tools\.protoc (.+?) \$\(PROTO\)", make).group(1).replace("$(PROTO_DIR)", "gateway/proto")
+    docker_flags = re.search(r"grpc_tools\.protoc (.+?) gateway/proto/vidstrata/v1/search\.proto", re.sub(r"\\\n\s*", " ", text))
+    assert docker_flags and docker_flags.group(1).split() == make_flags.split()

@@ -12,7 +12,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, Field
 
-MANIFEST_VERSION = 1
+MANIFEST_VERSION = 2  # 2 added `heads`; a version-1 manifest (no heads) loads as the parameter-free path
+SUPPORTED_VERSIONS = (1, 2)
 MANIFEST_FILE = "manifest.json"
 WEIGHTS_FILE = "weights.safetensors"
 TOKENIZER_FILE = "tokenizer.json"
@@ -32,6 +33,23 @@ class Preprocessing(BaseModel):
     max_text_bytes: int = Field(default=2048, gt=0, description="longer texts are rejected")
 
 
+class HeadConfig(BaseModel):
+    """Trainable multi-level heads on the backbone; each starts as the identity of the parameter-free path.
+
+    Text (inside `text_encoder_net`): token refinement, learned words->phrases and phrases->sentence pooling.
+    Frames (inside `frame_encoder`): a projection of the backbone's pooled features added to its vector.
+    Video (its own `video_head` graph): temporal self-attention over a video's frame vectors, learned
+    frames->clips and clips->video pooling over the clips that `aggregate_video` segments.
+    """
+
+    hidden: int = Field(default=512, gt=0, description="width of the residual MLPs")
+    attention_heads: int = Field(default=4, gt=0, description="heads of the temporal self-attention")
+    attention_layers: int = Field(default=1, ge=0, description="temporal self-attention blocks (0: none)")
+    text_unfrozen_blocks: int = Field(
+        default=0, ge=0, description="last transformer blocks of the text backbone trained with the heads (minilm only)"
+    )
+
+
 class Manifest(BaseModel):
     """Everything needed to rebuild the nets from `weights.safetensors`."""
 
@@ -43,6 +61,8 @@ class Manifest(BaseModel):
     bridge_temperature: float | None = Field(
         default=None, description="softmax temperature of the ImageNet-class bridge (minilm-effnet-bridge only)"
     )
+    heads: HeadConfig | None = Field(default=None, description="trained heads; None: the parameter-free path")
+    training: dict[str, Any] | None = Field(default=None, description="how the heads were trained: config, seed, figures")
     description: str = ""
 
     def save(self, folder: Path) -> None:
@@ -56,6 +76,8 @@ class Manifest(BaseModel):
             raise FileNotFoundError(f"{folder} is not a vidstrata checkpoint: {MANIFEST_FILE} is missing")
         data = json.loads(path.read_text())
         version = data.get("format_version")
-        if version != MANIFEST_VERSION:
-            raise ValueError(f"{path}: manifest format_version {version} is not supported (want {MANIFEST_VERSION})")
-        return cls.model_validate(data)
+        if version not in SUPPORTED_VERSIONS:
+            raise ValueError(
+                f"{path}: manifest format_version {version} is not supported (want one of {SUPPORTED_VERSIONS})"
+            )
+        return cls.model_validate(data | {"format_version": MANIFEST_VERSION})

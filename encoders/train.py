@@ -1,0 +1,371 @@
+"""`vidstrata train`: hierarchical contrastive training of the multi-level heads on cached backbone outputs.
+
+A run reads one TOML config (see encoders/configs/), seeds everything, caches the backbone outputs
+of its train and validation sets, trains the heads (and optionally the last text blocks), and keeps
+the state with the best validation R@1. Step 0 is the parameter-free path itself (every head starts
+as its identity), so the log shows what training gained over it. The output folder is an ordinary
+checkpoint that `vidstrata export` takes unchanged, plus the run's config and log.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import random
+import time
+import tomllib
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from pydantic import BaseModel, Field
+
+from encoders.aggregation import aggregate_video
+from encoders.checkpoint import MANIFEST_FILE, TOKENIZER_FILE, HeadConfig
+from encoders.factory import build_default_checkpoint, load_checkpoint, save_checkpoint, save_heads, with_heads
+from encoders.losses import (
+    MomentumQueue,
+    hardest_negative_margin,
+    info_nce,
+    late_interaction_scores,
+    neg_nce_penalty,
+    video_sentence_scores,
+)
+from encoders.model import EncoderPair
+from encoders.train_data import FeatureCache, build_feature_cache, generate_training_split
+
+LEVELS = ("video_sentence", "clip_phrase", "frame_word")
+SERVED_LEVELS = ("video_sentence", "clip_phrase")  # what search scores today; they choose the kept state
+PARAMETER_FREE_CHECKPOINT = Path("build/checkpoints/parameter-free")
+HEADS_FOLDER = "heads"  # inside a run's output: only the trained weights, small enough to commit
+
+
+class GenerateConfig(BaseModel):
+    """Generate the train/val split when its files are missing."""
+
+    seed: int = 0
+    scene_videos: int = Field(default=160, ge=0)
+    shape_videos: int = Field(default=160, ge=0)
+    evaluation: list[Path] = Field(default_factory=list, description="eval dataset files whose captions to avoid")
+
+
+class DataConfig(BaseModel):
+    train: Path
+    val: Path
+    generate: GenerateConfig | None = None
+    fps: float = Field(default=2.0, gt=0, description="frames sampled per second, as ingest samples them")
+    max_frames: int = Field(default=64, gt=0)
+    cache_dir: Path = Path("build/train-cache")
+
+
+class LossConfig(BaseModel):
+    """Which losses run, and their weights; a weight of 0 turns a term off."""
+
+    temperature: float = Field(default=0.05, gt=0)
+    levels: dict[str, float] = Field(default_factory=lambda: {"video_sentence": 1.0, "clip_phrase": 1.0, "frame_word": 0.5})
+    margin: float = Field(default=0.1, ge=0, description="HCMI marginal sample enhancement: the margin")
+    margin_weight: float = Field(default=0.0, ge=0, description="weight of the hardest-negative margin term")
+    negnce_weight: float = Field(default=0.0, ge=0, description="TPM-CL NegNCE: weight of the hard-negative term")
+    queue_size: int = Field(default=0, ge=0, description="HiT momentum queue length (0: off)")
+    momentum: float = Field(default=0.99, gt=0, lt=1)
+
+
+class OptimConfig(BaseModel):
+    steps: int = Field(default=600, gt=0)
+    batch_size: int = Field(default=32, gt=1)
+    lr: float = Field(default=1e-3, gt=0)
+    weight_decay: float = Field(default=0.01, ge=0)
+    eval_every: int = Field(default=50, gt=0)
+
+
+class TrainConfig(BaseModel):
+    """One training run; every field has a place in the TOML file."""
+
+    seed: int = 0
+    base: Path | None = Field(default=None, description="checkpoint to train heads on; default: the built-in one")
+    heads: HeadConfig = Field(default_factory=HeadConfig)
+    data: DataConfig
+    loss: LossConfig = Field(default_factory=LossConfig)
+    optim: OptimConfig = Field(default_factory=OptimConfig)
+
+    @classmethod
+    def load(cls, path: Path) -> TrainConfig:
+        """Read a TOML config; relative paths stay relative to the working directory."""
+        try:
+            return cls.model_validate(tomllib.loads(path.read_text()))
+        except tomllib.TOMLDecodeError as exc:
+            raise ValueError(f"{path}: not valid TOML ({exc})") from exc
+
+    def model_post_init(self, context: Any) -> None:
+        unknown = set(self.loss.levels) - set(LEVELS)
+        if unknown:
+            raise ValueError(f"unknown loss levels {sorted(unknown)}; choose among {', '.join(LEVELS)}")
+
+
+@dataclass
+class RunResult:
+    checkpoint: Path
+    best_step: int
+    baseline: dict[str, float]  # validation R@1 of the parameter-free path (step 0)
+    best: dict[str, float]  # validation R@1 of the kept state
+
+
+def trainable_parameters(pair: EncoderPair) -> list[torch.nn.Parameter]:
+    """The heads and the unfrozen text blocks; the rest of the backbone stays frozen (its outputs are cached)."""
+    if pair.video is None or pair.text.head is None or pair.frames.head is None:
+        raise ValueError("these nets have no heads to train")
+    for p in pair.modules().parameters():
+        p.requires_grad_(False)
+    blocks = pair.text.backbone.bert.encoder.layer if pair.text.unfrozen else []
+    modules = [pair.text.head, pair.frames.head, pair.video, *blocks[len(blocks) - pair.text.unfrozen :]]
+    params = [p for m in modules for p in m.parameters()]
+    for p in params:
+        p.requires_grad_(True)
+    return params
+
+
+@dataclass
+class Batch:
+    """Padded tensors for B videos and B texts (text j describes video j)."""
+
+    features: list[torch.Tensor]
+    timestamps: list[np.ndarray]
+    durations: list[float]
+    states: torch.Tensor
+    attention_mask: torch.Tensor
+    phrase_ids: torch.Tensor
+    video_ids: torch.Tensor
+    exclude: torch.Tensor  # [B,B] text j also describes video i (i != j)
+
+
+def _pad(rows: list[torch.Tensor], value: float = 0.0) -> torch.Tensor:
+    return torch.nn.utils.rnn.pad_sequence(rows, batch_first=True, padding_value=value)
+
+
+def make_batch(cache: FeatureCache, videos: list[int], texts: list[int]) -> Batch:
+    owners = cache.text_video
+    matches = {i: {t for t in range(len(cache.texts)) if int(owners[t]) == v} for i, v in enumerate(videos)}
+    strings = [cache.texts[t] for t in texts]
+    exclude = torch.tensor([[i != j and strings[j] in {cache.texts[t] for t in matches[i]} for j in range(len(texts))]
+                            for i in range(len(videos))])
+    return Batch(
+        [cache.video_features[v].float() for v in videos], [cache.timestamps[v] for v in videos],
+        [cache.durations[v] for v in videos], cache.text_states[texts].float(), cache.attention_mask[texts],
+        cache.phrase_ids[texts], torch.tensor(videos), exclude,
+    )
+
+
+def batches(cache: FeatureCache, size: int, rng: random.Random) -> Iterator[Batch]:
+    """Endless batches of distinct videos, each with one of its texts drawn at random."""
+    by_video: dict[int, list[int]] = {}
+    for t, v in enumerate(cache.text_video.tolist()):
+        by_video.setdefault(v, []).append(t)
+    videos = sorted(by_video)
+    size = min(size, len(videos))
+    while True:
+        chosen = rng.sample(videos, size)
+        yield make_batch(cache, chosen, [rng.choice(by_video[v]) for v in chosen])
+
+
+@dataclass
+class Encoded:
+    """Every level of B videos and B texts, as the losses and the validation take them."""
+
+    frames: torch.Tensor
+    frame_mask: torch.Tensor
+    clips: torch.Tensor
+    clip_mask: torch.Tensor
+    video: torch.Tensor
+    sentence: torch.Tensor
+    phrases: torch.Tensor
+    phrase_mask: torch.Tensor
+    words: torch.Tensor
+    word_mask: torch.Tensor
+
+
+def clip_layout(vectors: list[np.ndarray], timestamps: list[np.ndarray], durations: list[float]) -> tuple[torch.Tensor, torch.Tensor]:
+    """clip_ids [B,T] and clip_mask [B,C] from the parameter-free segmentation, exactly as ingest segments."""
+    ids, counts = [], []
+    for frames, times, duration in zip(vectors, timestamps, durations, strict=True):
+        clips = aggregate_video(frames, times, duration).clips
+        ids.append(torch.from_numpy(np.repeat(np.arange(len(clips)), [c.end_index - c.start_index for c in clips])))
+        counts.append(len(clips))
+    clip_mask = (torch.arange(max(counts))[None, :] < torch.tensor(counts)[:, None]).float()
+    return _pad(ids, -1).long(), clip_mask
+
+
+def encode_videos(pair: EncoderPair, features: list[torch.Tensor], timestamps: list[np.ndarray],
+                  durations: list[float]) -> tuple[torch.Tensor, ...]:
+    """(frames, frame_mask, clips, clip_mask, video) of a batch of videos from their cached features."""
+    assert pair.video is not None
+    lengths = [len(f) for f in features]
+    flat = pair.frames.from_features(torch.cat(features))
+    per_video = list(flat.split(lengths))
+    frames = _pad(per_video)
+    frame_mask = (torch.arange(frames.shape[1])[None, :] < torch.tensor(lengths)[:, None]).float()
+    clip_ids, clip_mask = clip_layout([v.detach().numpy() for v in per_video], timestamps, durations)
+    refined, clips, video = pair.video(frames, frame_mask, clip_ids, clip_mask)
+    return refined, frame_mask, clips, clip_mask, video
+
+
+def encode(pair: EncoderPair, batch: Batch) -> Encoded:
+    frames, frame_mask, clips, clip_mask, video = encode_videos(pair, batch.features, batch.timestamps, batch.durations)
+    sentence, phrases, phrase_mask, words = pair.text.from_trunk(batch.states, batch.attention_mask, batch.phrase_ids)
+    word_mask = (batch.phrase_ids >= 0).float()  # real words: not special tokens, not padding
+    return Encoded(frames, frame_mask, clips, clip_mask, video, sentence, phrases, phrase_mask, words, word_mask)
+
+
+def level_scores(e: Encoded, video_rows: Encoded | None = None) -> dict[str, torch.Tensor]:
+    """[videos x texts] score matrices of the three levels (videos from `video_rows` if given)."""
+    v = video_rows or e
+    return {
+        "video_sentence": video_sentence_scores(v.video, e.sentence),
+        "clip_phrase": late_interaction_scores(v.clips, v.clip_mask, e.phrases, e.phrase_mask),
+        "frame_word": late_interaction_scores(v.frames, v.frame_mask, e.words, e.word_mask),
+    }
+
+
+def compute_losses(
+    scores: dict[str, torch.Tensor], config: LossConfig, exclude: torch.Tensor,
+    queue_scores: tuple[torch.Tensor, torch.Tensor] | None = None,
+) -> dict[str, torch.Tensor]:
+    """Per level: InfoNCE (+ NegNCE term, + margin term); the queue adds negatives at video-sentence."""
+    losses = {}
+    for level, weight in config.levels.items():
+        if not weight:
+            continue
+        s = scores[level]
+        extra = queue_scores if level == "video_sentence" and queue_scores is not None else (None, None)
+        loss = info_nce(s, config.temperature, exclude, *extra)
+        if config.negnce_weight:
+            loss = loss + config.negnce_weight * neg_nce_penalty(s, config.temperature, exclude)
+        if config.margin_weight:
+            loss = loss + config.margin_weight * hardest_negative_margin(s, config.margin, exclude)
+        losses[level] = weight * loss
+    return losses
+
+
+@torch.no_grad()
+def validate(pair: EncoderPair, cache: FeatureCache, chunk: int = 64) -> dict[str, float]:
+    """Text->video R@1 per level, and of their mean ('fused'), over the whole-video captions of `cache`."""
+    pair.modules().eval()
+    rows = []
+    for start in range(0, len(cache.video_features), chunk):
+        ids = list(range(start, min(start + chunk, len(cache.video_features))))
+        frames, frame_mask, clips, clip_mask, video = encode_videos(
+            pair, [cache.video_features[i].float() for i in ids], [cache.timestamps[i] for i in ids],
+            [cache.durations[i] for i in ids])
+        rows.append((frames, frame_mask, clips, clip_mask, video))
+    texts = torch.nonzero(cache.caption).squeeze(1)
+    sentence, phrases, phrase_mask, words = pair.text.from_trunk(
+        cache.text_states[texts].float(), cache.attention_mask[texts], cache.phrase_ids[texts])
+    word_mask = (cache.phrase_ids[texts] >= 0).float()
+    per_level: dict[str, list[torch.Tensor]] = {level: [] for level in LEVELS}
+    for frames, frame_mask, clips, clip_mask, video in rows:
+        e = Encoded(frames, frame_mask, clips, clip_mask, video, sentence, phrases, phrase_mask, words, word_mask)
+        for level, s in level_scores(e).items():
+            per_level[level].append(s)
+    scores = {level: torch.cat(parts) for level, parts in per_level.items()}
+    scores["fused"] = sum(scores[level] for level in SERVED_LEVELS) / len(SERVED_LEVELS)
+    truth = cache.text_video[texts]
+    return {level: float((s.argmax(0) == truth).float().mean()) for level, s in scores.items()}
+
+
+def selection_score(r1: dict[str, float]) -> float:
+    return float(np.mean([r1[level] for level in SERVED_LEVELS + ("fused",)]))
+
+
+def _seed_everything(seed: int) -> random.Random:
+    torch.manual_seed(seed)
+    np.random.seed(seed)
+    return random.Random(seed)
+
+
+def _ema(target: EncoderPair, source: EncoderPair, momentum: float) -> None:
+    with torch.no_grad():
+        for t, s in zip(target.modules().parameters(), source.modules().parameters(), strict=True):
+            if s.requires_grad:
+                t.mul_(momentum).add_(s.detach(), alpha=1 - momentum)
+
+
+def train(config: TrainConfig, out: Path, log: Callable[[dict[str, Any]], None] | None = None) -> RunResult:
+    """Run one training from `config` into the checkpoint folder `out`; `log` sees every record written."""
+    rng = _seed_everything(config.seed)
+    base_folder = config.base or PARAMETER_FREE_CHECKPOINT
+    if config.base is None and not (base_folder / MANIFEST_FILE).is_file():
+        build_default_checkpoint(base_folder, heads=None)
+    base = load_checkpoint(base_folder)
+    if base.manifest.heads is not None:
+        raise ValueError(f"{base_folder} already has heads; train on a checkpoint without them")
+    pair = with_heads(base, config.heads)
+    data = config.data
+    if data.generate and not (data.train.is_file() and data.val.is_file()):
+        g = data.generate
+        train_path, val_path = generate_training_split(data.train.parent, g.seed, g.scene_videos, g.shape_videos, g.evaluation)
+        if (train_path, val_path) != (data.train, data.val):
+            raise ValueError(f"generated data lands in {train_path} and {val_path}; point data.train/val there")
+    tokenizer = base_folder / TOKENIZER_FILE
+    caches = {split: build_feature_cache(pair, tokenizer, path, data.cache_dir, data.fps, data.max_frames)
+              for split, path in (("train", data.train), ("val", data.val))}
+
+    out.mkdir(parents=True, exist_ok=True)
+    log_path = out / "train_log.jsonl"
+    log_file = log_path.open("w")
+
+    def record(entry: dict[str, Any]) -> None:
+        log_file.write(json.dumps(entry) + "\n")
+        log_file.flush()
+        if log:
+            log(entry)
+
+    params = trainable_parameters(pair)
+    optimizer = torch.optim.AdamW(params, lr=config.optim.lr, weight_decay=config.optim.weight_decay)
+    schedule = torch.optim.lr_scheduler.OneCycleLR(optimizer, config.optim.lr, total_steps=config.optim.steps, pct_start=0.1)
+    queue = MomentumQueue(pair.manifest.dim, config.loss.queue_size) if config.loss.queue_size else None
+    momentum_pair = copy.deepcopy(pair) if queue else None
+
+    baseline = validate(pair, caches["val"])
+    record({"step": 0, "val_r1": baseline})
+    best, best_step, best_state = baseline, 0, copy.deepcopy(pair.modules().state_dict())
+    stream = batches(caches["train"], config.optim.batch_size, rng)
+    started = time.perf_counter()
+    for step in range(1, config.optim.steps + 1):
+        pair.modules().train()
+        batch = next(stream)
+        e = encode(pair, batch)
+        queue_scores = None
+        if queue is not None and momentum_pair is not None:
+            with torch.no_grad():
+                keys = encode(momentum_pair, batch)
+            queue_scores = queue.extra_scores(e.video, e.sentence, batch.video_ids)
+        losses = compute_losses(level_scores(e), config.loss, batch.exclude, queue_scores)
+        total = sum(losses.values())
+        optimizer.zero_grad()
+        total.backward()
+        optimizer.step()
+        schedule.step()
+        if queue is not None and momentum_pair is not None:
+            _ema(momentum_pair, pair, config.loss.momentum)
+            queue.push(keys.video, keys.sentence, batch.video_ids)
+        entry: dict[str, Any] = {"step": step, "loss": float(total), **{f"loss_{k}": float(v) for k, v in losses.items()}}
+        if step % config.optim.eval_every == 0 or step == config.optim.steps:
+            entry["val_r1"] = validate(pair, caches["val"])
+            entry["elapsed_s"] = round(time.perf_counter() - started, 1)
+            if selection_score(entry["val_r1"]) > selection_score(best):
+                best, best_step, best_state = entry["val_r1"], step, copy.deepcopy(pair.modules().state_dict())
+        record(entry)
+    log_file.close()
+
+    pair.modules().load_state_dict(best_state)
+    pair.modules().eval()
+    pair.manifest = pair.manifest.model_copy(update={
+        "training": {"config": json.loads(config.model_dump_json()), "best_step": best_step,
+                     "val_r1_parameter_free": baseline, "val_r1": best},
+        "description": pair.manifest.description + "; trained multi-level heads",
+    })
+    save_checkpoint(pair, out, tokenizer)
+    save_heads(pair, base, out / HEADS_FOLDER)
+    return RunResult(out, best_step, baseline, best)

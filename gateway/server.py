@@ -269,7 +269,7 @@ def build_service(settings: GatewaySettings) -> SearchService:
     """The service wired to the real Triton, Milvus and Redis named in settings (connections open lazily)."""
     return SearchService(
         settings,
-        encoder=TritonEncoder(settings.triton_url, timeout_s=settings.triton_timeout_s),
+        new_encoder=lambda: TritonEncoder(settings.triton_url, timeout_s=settings.triton_timeout_s),
         index=VideoIndex(settings),
         status=StatusStore(settings.redis_url),
         queue=CeleryIngestQueue(settings.redis_url),

@@ -136,20 +136,23 @@ def _remaining(deadline: float) -> float:
 class SearchService:
     """Search, submit, get and delete videos; owns no network listener.
 
-    `encoder`, `index`, `status` and `queue` are the real clients in production (see server.build_service)
-    and fakes in unit tests.
+    `new_encoder`, `index`, `status` and `queue` are the real clients in production (see server.build_service)
+    and fakes in unit tests. The encoder comes from a factory because a Triton channel that failed sits in
+    gRPC's reconnect backoff (up to 2 minutes): while Triton is down, probes use a fresh one, which replaces
+    the old one as soon as it answers.
     """
 
     def __init__(
         self,
         settings: GatewaySettings,
-        encoder: Encoder,
+        new_encoder: Callable[[], Encoder],
         index: SearchIndex,
         status: StatusRecords,
         queue: IngestQueue,
     ) -> None:
         self.settings = settings
-        self.encoder = encoder
+        self._new_encoder = new_encoder
+        self.encoder = new_encoder()
         self.index = index
         self.status = status
         self.queue = queue
@@ -324,9 +327,11 @@ class SearchService:
         return self.triton.up and self.milvus.up
 
     def _check_triton(self) -> None:
-        if not self.encoder.ready():
+        encoder = self.encoder if self.triton.up else self._new_encoder()
+        if not encoder.ready():
             raise EncoderUnavailable(f"the encoder models are not ready at {self.settings.triton_url}")
-        self.encoder.info()  # cached from here on: Search needs max_phrases
+        encoder.info()  # cached from here on: Search needs max_phrases
+        self.encoder = encoder
 
     def _check_milvus(self) -> None:
         self.index.counts()  # connects and ensures the collections on first success

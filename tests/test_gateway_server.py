@@ -35,7 +35,7 @@ class Running:
     def __init__(self, fakes: FakeBackends, **settings: object) -> None:
         self.settings = GatewaySettings(host="127.0.0.1", port=free_port(), metrics_port=free_port(),
                                         probe_interval_s=0.05, **settings)
-        self.service = SearchService(self.settings, fakes.encoder, fakes.index, fakes.status, fakes.queue)
+        self.service = SearchService(self.settings, lambda: fakes.encoder, fakes.index, fakes.status, fakes.queue)
         self.loop = asyncio.new_event_loop()
         self.thread = threading.Thread(target=self.loop.run_forever, daemon=True)
         self.thread.start()

@@ -14,11 +14,11 @@ from gateway.scoring import score_candidates
 from gateway.service import SearchService, union_by_rank
 from gateway.settings import GatewaySettings
 from index.status import IngestState
-from tests.fixtures.gateway import FakeBackends, embed, scene_video
+from tests.fixtures.gateway import FakeBackends, FakeEncoder, embed, scene_video
 
 
 def _service(fakes: FakeBackends, **settings: object) -> SearchService:
-    return SearchService(GatewaySettings(**settings), fakes.encoder, fakes.index, fakes.status, fakes.queue)
+    return SearchService(GatewaySettings(**settings), lambda: fakes.encoder, fakes.index, fakes.status, fakes.queue)
 
 
 @pytest.fixture
@@ -238,3 +238,18 @@ def test_scores_use_cosines_even_for_unnormalised_stored_vectors():
     query = QueryVectors(embed(["cat"]), ["cat"], embed(["cat"])[None])
     scored = score_candidates(query, ["v"], {"v": video}, {"v": clips})
     np.testing.assert_allclose([scored.levels[lv][0] for lv in scored.levels], [1.0, 1.0, 1.0], atol=1e-5)
+
+
+def test_after_an_outage_probes_reconnect_with_a_fresh_encoder(fakes):
+    made: list[FakeEncoder] = []
+
+    def new_encoder() -> FakeEncoder:
+        made.append(FakeEncoder())
+        return made[-1]
+
+    service = SearchService(GatewaySettings(), new_encoder, fakes.index, fakes.status, fakes.queue)
+    made[0].up = False  # its channel would now sit in reconnect backoff
+    assert service.probe(timeout_s=1.0) is False and len(made) == 1
+    assert service.probe(timeout_s=1.0) is True and len(made) == 2
+    assert service.encoder is made[1]
+    assert service.probe(timeout_s=1.0) is True and len(made) == 2

@@ -45,6 +45,9 @@ class HeadConfig(BaseModel):
     hidden: int = Field(default=512, gt=0, description="width of the residual MLPs")
     attention_heads: int = Field(default=4, gt=0, description="heads of the temporal self-attention")
     attention_layers: int = Field(default=1, ge=0, description="temporal self-attention blocks (0: none)")
+    video_head: bool = Field(
+        default=True, description="add the video head; without it clips and video stay the parameter-free pooling"
+    )
     text_unfrozen_blocks: int = Field(
         default=0, ge=0, description="last transformer blocks of the text backbone trained with the heads (minilm only)"
     )

@@ -16,6 +16,9 @@ from torch import nn
 
 from encoders.checkpoint import HeadConfig
 
+# The video head's tensors: the `video_head` model's contract with its callers (the ingest worker).
+VIDEO_HEAD_INPUTS = ("frames", "frame_mask", "clip_ids", "clip_mask")
+VIDEO_HEAD_OUTPUTS = ("frame_vectors", "clip_vectors", "video_vector")
 _MASKED = -1e4  # additive score for excluded positions: finite, so an empty segment gives zeros, not NaN
 
 
@@ -76,6 +79,7 @@ class TemporalSelfAttention(nn.Module):
         if dim % heads:
             raise ValueError(f"attention_heads ({heads}) must divide the embedding size ({dim})")
         self.heads = heads
+        self.scale = 1.0 / math.sqrt(dim // heads)
         self.norm = nn.LayerNorm(dim)
         self.qkv = nn.Linear(dim, 3 * dim)
         self.out = nn.Linear(dim, dim)
@@ -85,10 +89,9 @@ class TemporalSelfAttention(nn.Module):
     def forward(self, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         batch, frames, dim = x.shape
         q, k, v = (
-            t.reshape(batch, frames, self.heads, dim // self.heads).transpose(1, 2)
-            for t in self.qkv(self.norm(x)).chunk(3, dim=-1)
+            t.reshape(batch, frames, self.heads, -1).transpose(1, 2) for t in self.qkv(self.norm(x)).chunk(3, dim=-1)
         )
-        scores = q @ k.transpose(-1, -2) / math.sqrt(dim // self.heads)
+        scores = q @ k.transpose(-1, -2) * self.scale
         scores = scores + (1.0 - mask)[:, None, None, :] * _MASKED
         mixed = (scores.softmax(-1) @ v).transpose(1, 2).reshape(batch, frames, dim)
         return x + self.out(mixed)
@@ -169,3 +172,15 @@ class VideoHeadNet(nn.Module):
         video, _ = self.video_pool(clips, whole, slots[:1])
         video = _unit(video[:, 0])
         return x, clips, _unit(video + self.video(video))
+
+
+def parameter_free_video(
+    frames: torch.Tensor, frame_mask: torch.Tensor, clip_ids: torch.Tensor, clip_mask: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """What `aggregate_video` computes, in torch and with VideoHeadNet's signature: clip = unit mean of its
+    unit frames, video = unit mean of its clips."""
+    frames = _unit(frames) * frame_mask.unsqueeze(-1)
+    slots = torch.arange(clip_mask.shape[1], device=clip_ids.device)
+    clips = _unit(segment_pool(frames, clip_ids, slots)[0]) * clip_mask.unsqueeze(-1)
+    whole = torch.where(clip_mask > 0, 0, -1).to(clip_ids.dtype)
+    return frames, clips, _unit(segment_pool(clips, whole, slots[:1])[0][:, 0])

@@ -222,7 +222,7 @@ def build_nets(manifest: Manifest) -> EncoderPair:
             manifest,
             TextEncoderNet(text_backbone, pre.max_phrases, TextHead(manifest.dim, heads), heads.text_unfrozen_blocks),
             FrameEncoderNet(frame_backbone, pre.mean, pre.std, FrameHead(frame_backbone.feature_dim, manifest.dim, heads)),
-            VideoHeadNet(manifest.dim, heads),
+            VideoHeadNet(manifest.dim, heads) if heads.video_head else None,
         )
     pair.modules().eval()
     return pair

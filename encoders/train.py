@@ -26,6 +26,7 @@ from pydantic import BaseModel, Field
 from encoders.aggregation import aggregate_video
 from encoders.checkpoint import MANIFEST_FILE, TOKENIZER_FILE, HeadConfig
 from encoders.factory import build_default_checkpoint, load_checkpoint, save_checkpoint, save_heads, with_heads
+from encoders.heads import parameter_free_video
 from encoders.losses import (
     MomentumQueue,
     hardest_negative_margin,
@@ -115,12 +116,13 @@ class RunResult:
 
 def trainable_parameters(pair: EncoderPair) -> list[torch.nn.Parameter]:
     """The heads and the unfrozen text blocks; the rest of the backbone stays frozen (its outputs are cached)."""
-    if pair.video is None or pair.text.head is None or pair.frames.head is None:
+    if pair.text.head is None or pair.frames.head is None:
         raise ValueError("these nets have no heads to train")
     for p in pair.modules().parameters():
         p.requires_grad_(False)
     blocks = pair.text.backbone.bert.encoder.layer if pair.text.unfrozen else []
-    modules = [pair.text.head, pair.frames.head, pair.video, *blocks[len(blocks) - pair.text.unfrozen :]]
+    modules = [pair.text.head, pair.frames.head, *blocks[len(blocks) - pair.text.unfrozen :]]
+    modules += [pair.video] if pair.video is not None else []
     params = [p for m in modules for p in m.parameters()]
     for p in params:
         p.requires_grad_(True)
@@ -200,14 +202,13 @@ def clip_layout(vectors: list[np.ndarray], timestamps: list[np.ndarray], duratio
 def encode_videos(pair: EncoderPair, features: list[torch.Tensor], timestamps: list[np.ndarray],
                   durations: list[float]) -> tuple[torch.Tensor, ...]:
     """(frames, frame_mask, clips, clip_mask, video) of a batch of videos from their cached features."""
-    assert pair.video is not None
     lengths = [len(f) for f in features]
     flat = pair.frames.from_features(torch.cat(features))
     per_video = list(flat.split(lengths))
     frames = _pad(per_video)
     frame_mask = (torch.arange(frames.shape[1])[None, :] < torch.tensor(lengths)[:, None]).float()
     clip_ids, clip_mask = clip_layout([v.detach().numpy() for v in per_video], timestamps, durations)
-    refined, clips, video = pair.video(frames, frame_mask, clip_ids, clip_mask)
+    refined, clips, video = (pair.video or parameter_free_video)(frames, frame_mask, clip_ids, clip_mask)
     return refined, frame_mask, clips, clip_mask, video
 
 
@@ -350,7 +351,8 @@ def train(config: TrainConfig, out: Path, log: Callable[[dict[str, Any]], None] 
         if queue is not None and momentum_pair is not None:
             _ema(momentum_pair, pair, config.loss.momentum)
             queue.push(keys.video, keys.sentence, batch.video_ids)
-        entry: dict[str, Any] = {"step": step, "loss": float(total), **{f"loss_{k}": float(v) for k, v in losses.items()}}
+        entry: dict[str, Any] = {"step": step, "loss": float(total.detach()),
+                                 **{f"loss_{k}": float(v.detach()) for k, v in losses.items()}}
         if step % config.optim.eval_every == 0 or step == config.optim.steps:
             entry["val_r1"] = validate(pair, caches["val"])
             entry["elapsed_s"] = round(time.perf_counter() - started, 1)

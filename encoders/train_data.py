@@ -4,7 +4,7 @@ A dataset is a JSONL file, one video a line: `{"video": path, "captions": [...],
 "end_s", "caption"}]}` (scenes optional; a relative path is relative to the file). The generated split
 uses photos and shape combinations that the evaluation does not: its photos are none of
 tests/data/photo_captions.json, its seeds are offset, and any caption found in an evaluation file
-given to it is refused. Videos are decoded once and cached as frozen backbone outputs (frame features,
+given to it is refused (shape captions use their own wording for the same motions). Videos are decoded once and cached as frozen backbone outputs (frame features,
 text trunk states), so training runs on a laptop CPU in minutes.
 """
 
@@ -24,10 +24,12 @@ from encoders.model import EncoderPair
 
 SEED_OFFSET = 1_000_003  # training seeds never equal the evaluation generator's small seeds
 SHAPES = ("circle", "square", "triangle")
-COLORS = ("red", "green", "blue", "yellow", "white", "black")
-MOTIONS = ("left", "right", "up", "down")
+COLORS = ("red", "green", "blue", "yellow", "white")  # shapes cross a black frame, as in the evaluation
+# Wording of the motions unlike the evaluation's "moving left" / "moves left", so no caption is shared.
+MOTION_WORDS = {"left": "sliding to the left", "right": "gliding to the right", "up": "rising upward",
+                "down": "dropping downward"}
 # (colour, shape) pairs only the validation split shows: it measures generalisation to unseen combinations.
-VALIDATION_SHAPES = (("red", "triangle"), ("blue", "circle"), ("yellow", "square"), ("white", "triangle"))
+VALIDATION_SHAPES = (("red", "triangle"), ("blue", "circle"), ("yellow", "square"))
 
 
 @dataclass(frozen=True)
@@ -151,7 +153,7 @@ def _scene_items(folder: Path, count: int, photos: list[str], rng: random.Random
     images = {name: TRAIN_PHOTOS[name][0]() for name in photos}
     items = []
     for i in range(count):
-        chosen = rng.sample(photos, rng.randint(1, min(3, len(photos))))
+        chosen = rng.sample(photos, rng.randint(min(2, len(photos)), min(3, len(photos))))
         durations = [rng.uniform(2.0, 5.0) for _ in chosen]
         captions = [rng.choice(TRAIN_PHOTOS[name][1]) for name in chosen]
         path = folder / f"scenes-{i:04d}.mp4"
@@ -166,20 +168,19 @@ def _shape_items(folder: Path, count: int, pairs: list[tuple[str, str]], rng: ra
 
     items = []
     for i in range(count):
-        events = []
-        for color, shape in rng.sample(pairs, rng.randint(1, 2)):
-            background = rng.choice([c for c in ("black", "white") if c != color])
-            events.append(ShapeEvent(shape, color, rng.choice(MOTIONS), rng.uniform(2.0, 4.0), background))  # type: ignore[arg-type]
+        events = [ShapeEvent(shape, color, rng.choice(list(MOTION_WORDS)), rng.uniform(2.0, 4.0))  # type: ignore[arg-type]
+                  for color, shape in rng.sample(pairs, rng.randint(2, 3))]
         path = folder / f"shapes-{i:04d}.mp4"
         spans = write_shapes_video(path, events)
-        scenes = [Scene(s.start_s, s.end_s, s.caption) for s in spans]
-        items.append(DatasetItem(path, [_join([s.caption for s in spans])], scenes))
+        captions = [f"a {e.color} {e.shape} {MOTION_WORDS[e.motion]}" for e in events]
+        scenes = [Scene(s.start_s, s.end_s, c) for s, c in zip(spans, captions, strict=True)]
+        items.append(DatasetItem(path, [_join(captions)], scenes))
     return items
 
 
 def _refuse_overlap(items: list[DatasetItem], forbidden: set[str], split: str) -> None:
-    """No caption of a generated split may equal an evaluation caption."""
-    clash = sorted({t for item in items for t in item.captions if t in forbidden})
+    """No text of a generated split (caption or scene caption) may equal an evaluation text."""
+    clash = sorted({t for item in items for t in item.texts() if t in forbidden})
     if clash:
         raise ValueError(f"the generated {split} split shares captions with the evaluation data: {clash[:3]}")
 

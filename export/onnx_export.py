@@ -1,4 +1,4 @@
-"""Export the text and frame nets to ONNX with dynamic axes, and prove parity with torch."""
+"""Export the text and frame nets (and a trained video head) to ONNX with dynamic axes, and prove parity with torch."""
 
 from __future__ import annotations
 
@@ -8,12 +8,14 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from encoders.heads import VIDEO_HEAD_INPUTS, VIDEO_HEAD_OUTPUTS
 from encoders.model import EncoderPair
 from inference.contract import FRAME_INPUTS, FRAME_OUTPUTS, TEXT_NET_INPUTS, TEXT_OUTPUTS
 
 OPSET = 17
-# (batch, fraction of max_tokens): varied batch and sequence length, both axes are dynamic.
+# (batch, fraction of max_tokens or VIDEO_FRAMES): varied batch and sequence length, both axes are dynamic.
 PARITY_SHAPES = ((1, 1.0), (3, 0.5), (8, 1.0))
+VIDEO_FRAMES = 48  # frames per video at length fraction 1 in the video head's parity inputs
 PARITY_TOLERANCE = 1e-4
 
 
@@ -25,6 +27,7 @@ class ParityError(RuntimeError):
 class OnnxModels:
     text: Path
     frames: Path
+    video: Path | None = None  # only for checkpoints with a video head
 
 
 def random_text_inputs(
@@ -52,8 +55,28 @@ def random_frame_inputs(
     return {"frames": rng.integers(0, 256, size=(batch, size, size, 3), dtype=np.uint8)}
 
 
+def random_video_inputs(
+    pair: EncoderPair, batch: int, rng: np.random.Generator, length_fraction: float = 1.0
+) -> dict[str, np.ndarray]:
+    """Unit frame vectors of videos with varied lengths, cut into varied runs of clips (padding: mask 0, id -1)."""
+    frames = max(2, int(VIDEO_FRAMES * length_fraction))
+    vectors = rng.normal(size=(batch, frames, pair.manifest.dim)).astype(np.float32)
+    vectors /= np.linalg.norm(vectors, axis=-1, keepdims=True)
+    frame_mask = np.zeros((batch, frames), dtype=np.float32)
+    clip_ids = np.full((batch, frames), -1, dtype=np.int64)
+    counts = []
+    for row in range(batch):
+        n = int(rng.integers(1, frames + 1))
+        cuts = np.unique(rng.integers(1, n, size=int(rng.integers(0, 6)))) if n > 1 else np.zeros(0, dtype=np.int64)
+        frame_mask[row, :n] = 1
+        clip_ids[row, :n] = np.searchsorted(cuts, np.arange(n), side="right")
+        counts.append(len(cuts) + 1)
+    clip_mask = (np.arange(max(counts))[None, :] < np.array(counts)[:, None]).astype(np.float32)
+    return {"frames": vectors * frame_mask[..., None], "frame_mask": frame_mask, "clip_ids": clip_ids, "clip_mask": clip_mask}
+
+
 def export_onnx(pair: EncoderPair, out_dir: Path) -> OnnxModels:
-    """Write text.onnx and frames.onnx with dynamic batch (and sequence) axes."""
+    """Write text.onnx and frames.onnx (and video.onnx where the checkpoint has a video head) with dynamic axes."""
     out_dir.mkdir(parents=True, exist_ok=True)
     rng = np.random.default_rng(0)
     text_path, frame_path = out_dir / "text.onnx", out_dir / "frames.onnx"
@@ -70,7 +93,24 @@ def export_onnx(pair: EncoderPair, out_dir: Path) -> OnnxModels:
         pair.frames, frame_example, str(frame_path), input_names=list(FRAME_INPUTS), output_names=list(FRAME_OUTPUTS),
         dynamic_axes={"frames": {0: "batch"}, "vectors": {0: "batch"}}, opset_version=OPSET, dynamo=False,
     )
-    return OnnxModels(text_path, frame_path)
+    if pair.video is None:
+        return OnnxModels(text_path, frame_path)
+    return OnnxModels(text_path, frame_path, export_video_head(pair, out_dir / "video.onnx"))
+
+
+def export_video_head(pair: EncoderPair, path: Path) -> Path:
+    """Write the video head with dynamic batch, frame and clip axes."""
+    if pair.video is None:
+        raise ValueError("this checkpoint has no video head")
+    example = tuple(torch.from_numpy(a) for a in random_video_inputs(pair, 2, np.random.default_rng(0)).values())
+    frames, clips = {0: "batch", 1: "frames"}, {0: "batch", 1: "clips"}
+    torch.onnx.export(
+        pair.video, example, str(path), input_names=list(VIDEO_HEAD_INPUTS), output_names=list(VIDEO_HEAD_OUTPUTS),
+        dynamic_axes={"frames": frames, "frame_mask": frames, "clip_ids": frames, "clip_mask": clips,
+                      "frame_vectors": frames, "clip_vectors": clips, "video_vector": {0: "batch"}},
+        opset_version=OPSET, dynamo=False,
+    )
+    return path
 
 
 def max_abs_diff(expected: list[np.ndarray], actual: list[np.ndarray]) -> float:
@@ -84,10 +124,12 @@ def check_onnx_parity(pair: EncoderPair, models: OnnxModels, tolerance: float = 
 
     rng = np.random.default_rng()
     worst: dict[str, float] = {}
-    for name, net, path, make in (
-        ("text", pair.text, models.text, random_text_inputs),
-        ("frames", pair.frames, models.frames, random_frame_inputs),
-    ):
+    nets = [("text", pair.text, models.text, random_text_inputs), ("frames", pair.frames, models.frames, random_frame_inputs)]
+    if (pair.video is None) != (models.video is None):
+        raise ParityError("the checkpoint and the exported models disagree on having a video head")
+    if pair.video is not None and models.video is not None:
+        nets.append(("video", pair.video, models.video, random_video_inputs))
+    for name, net, path, make in nets:
         session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
         for batch, length_fraction in PARITY_SHAPES:
             inputs = make(pair, batch, rng, length_fraction)

@@ -371,3 +371,34 @@ def train(config: TrainConfig, out: Path, log: Callable[[dict[str, Any]], None] 
     save_checkpoint(pair, out, tokenizer)
     save_heads(pair, base, out / HEADS_FOLDER)
     return RunResult(out, best_step, baseline, best)
+
+
+def main(argv: list[str] | None = None) -> RunResult:
+    """`python -m encoders.train CONFIG --out DIR`: one run with a progress bar and a summary."""
+    import argparse
+
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+    parser = argparse.ArgumentParser(prog="vidstrata train", description="Train the multi-level heads.")
+    parser.add_argument("config", type=Path, help="a TOML run config (see encoders/configs/)")
+    parser.add_argument("--out", type=Path, required=True, help="checkpoint folder to write")
+    args = parser.parse_args(argv)
+    config = TrainConfig.load(args.config)
+    with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
+                  TextColumn("{task.fields[status]}")) as progress:
+        task = progress.add_task("train", total=config.optim.steps, status="")
+
+        def show(entry: dict[str, Any]) -> None:
+            if "val_r1" in entry:
+                r1 = " ".join(f"{k} {v:.2f}" for k, v in entry["val_r1"].items())
+                progress.console.print(f"step {entry['step']}: val R@1 {r1}")
+            if "loss" in entry:
+                progress.update(task, completed=entry["step"], status=f"loss {entry['loss']:.3f}")
+
+        result = train(config, args.out, show)
+    print(f"wrote {result.checkpoint} (best step {result.best_step}); heads alone in {result.checkpoint / HEADS_FOLDER}")
+    return result
+
+
+if __name__ == "__main__":
+    main()

@@ -199,3 +199,13 @@ def write_tone_mp3(path: Path, duration_s: float = 2.0, rate: int = 44100) -> No
             frame.pts = start
             container.mux(stream.encode(frame))
         container.mux(stream.encode())
+
+
+def write_corrupt_copy(source: Path, target: Path, seed: int = 1) -> None:
+    """A copy of an MP4 with bytes flipped in its middle (the media data) but its index intact:
+    it opens as a video and then fails to decode, as a damaged upload does."""
+    data = bytearray(source.read_bytes())
+    rng = np.random.default_rng(seed)
+    for i in range(len(data) // 10, len(data) // 2, 200):
+        data[i] ^= int(rng.integers(1, 256))
+    target.write_bytes(bytes(data))

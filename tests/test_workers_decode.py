@@ -8,7 +8,7 @@ import av
 import numpy as np
 import pytest
 
-from bench.synthetic import write_long_video, write_scene_video, write_tone_mp3
+from bench.synthetic import write_corrupt_copy, write_long_video, write_scene_video, write_tone_mp3
 from inference.preprocess import center_crop_square
 from tests.photos import load_photo
 from workers.decode import VideoReader, sampling_interval
@@ -67,20 +67,12 @@ def _video_without_frames(path: Path) -> None:
         container.start_encoding()
 
 
-def _garbled(source: Path, path: Path) -> None:
-    data = bytearray(source.read_bytes())
-    rng = np.random.default_rng(1)
-    for i in range(3000, len(data), 400):
-        data[i] = int(rng.integers(256))
-    path.write_bytes(bytes(data))
-
-
 def test_unusable_files_fail_with_a_clear_reason(scenes, tmp_path):
     (tmp_path / "text.mp4").write_text("hello, I am not a video\n")
     (tmp_path / "empty.mp4").touch()
     write_tone_mp3(tmp_path / "tone.mp3")
     _video_without_frames(tmp_path / "noframes.avi")
-    _garbled(scenes, tmp_path / "garbled.mp4")
+    write_corrupt_copy(scenes, tmp_path / "garbled.mp4")
     cases = {
         "text.mp4": "not a video",
         "empty.mp4": "not a video",

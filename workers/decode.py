@@ -78,8 +78,10 @@ class VideoReader:
                 raise BadVideo("audio only: the file has no video stream")
             raise BadVideo(f"no video stream (found: {', '.join(found) or 'no streams at all'})")
         stream = streams.video[0]
-        if stream.codec_context is None or not stream.codec_context.codec.is_decoder:
-            raise BadVideo(f"unsupported video codec {stream.codec_context.name if stream.codec_context else '?'!r}")
+        if stream.codec_context is None:
+            raise BadVideo("unreadable video stream: FFmpeg cannot identify its codec (a corrupt or unsupported file)")
+        if not stream.codec_context.codec.is_decoder:
+            raise BadVideo(f"unsupported video codec {stream.codec_context.name!r}")
         stream.thread_type = "AUTO"
         return stream
 

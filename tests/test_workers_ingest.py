@@ -1,0 +1,105 @@
+"""The ingest pipeline without Celery, on the real Triton, Milvus Lite and Redis: clips, re-ingest, delete."""
+
+from __future__ import annotations
+
+import pytest
+
+from bench.synthetic import write_scene_video
+from index.status import IngestState, StatusStore
+from inference.triton_encoder import TritonEncoder
+from tests.photos import CAPTIONS, load_photo
+from workers.errors import IngestCancelled
+from workers.ingest import Ingestor
+
+pytestmark = pytest.mark.e2e
+
+SCENES = ["astronaut", "chelsea", "coffee", "rocket"]
+
+
+class RecordingStatus(StatusStore):
+    """The real status store, also remembering each progress report."""
+
+    def __init__(self, redis_url: str) -> None:
+        super().__init__(redis_url)
+        self.reports: list[tuple[float, str]] = []
+
+    def mark_running(self, video_id: str, progress: float, stage: str) -> bool:
+        self.reports.append((progress, stage))
+        return super().mark_running(video_id, progress, stage)
+
+
+@pytest.fixture(scope="module")
+def encoder(triton):
+    enc = TritonEncoder(triton.grpc_url, frame_batch=8)
+    yield enc
+    enc.close()
+
+
+@pytest.fixture
+def ingestor(ingest_stack, encoder):
+    return Ingestor(ingest_stack.settings, encoder, ingest_stack.index, RecordingStatus(ingest_stack.redis_url))
+
+
+@pytest.fixture(scope="module")
+def videos(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("videos")
+    photos = {name: load_photo(name) for name in SCENES}
+    four = write_scene_video(folder / "four.mp4", list(photos.values()), [3.0] * 4, fps=10)
+    two = write_scene_video(folder / "two.mp4", [photos["coffee"], photos["chelsea"]], [2.5, 2.5], fps=10)
+    return {"four": (folder / "four.mp4", four), "two": (folder / "two.mp4", two)}
+
+
+def submit(ingestor: Ingestor, video_id: str) -> None:
+    ingestor.status.mark_pending(video_id, "task-1", "test", {})
+
+
+def test_clips_follow_the_scene_cuts_and_hold_their_scene(ingestor, videos, encoder, ingest_stack):
+    path, spans = videos["four"]
+    submit(ingestor, "scenes")
+    summary = ingestor.run("scenes", str(path), {"lang": "en"}, task_id="task-1")
+    assert (summary.clip_count, summary.duration_s, summary.frames) == (4, 12.0, 24)
+    assert set(summary.timings_s) == {"fetch", "decode", "embed", "write"}
+    clips = ingest_stack.index.get_clips(["scenes"])["scenes"]
+    step = 1 / ingest_stack.settings.sample_fps
+    assert len(clips) == len(spans)
+    for clip, (start, end) in zip(clips, spans):
+        assert abs(clip.start_s - start) <= step and abs(clip.end_s - end) <= step, (clip, start, end)
+    record = ingest_stack.status.get("scenes")
+    assert (record.state, record.clip_count, record.duration_s, record.progress) == (IngestState.READY, 4, 12.0, 100.0)
+    video = ingest_stack.index.get_videos(["scenes"])["scenes"]
+    assert (video.clip_count, video.metadata) == (4, {"lang": "en"})
+    # Each clip's vector is its scene: the cat caption finds the cat scene.
+    query = encoder.encode_text([CAPTIONS["chelsea"]]).sentence
+    best = ingest_stack.index.search_clips_grouped(query, 1, 'video_id == "scenes"')[0][0]
+    assert best.clip_index == SCENES.index("chelsea")
+
+
+def test_progress_goes_through_the_stages_in_order(ingestor, videos):
+    submit(ingestor, "progress")
+    ingestor.run("progress", str(videos["two"][0]), {}, task_id="task-1")
+    stages = [stage for _, stage in ingestor.status.reports]
+    assert stages[:2] == ["fetch", "decode"] and stages[-1] == "write" and "embed" in stages
+    progress = [p for p, _ in ingestor.status.reports]
+    assert progress == sorted(progress) and progress[0] == 0.0 and progress[-1] == 90.0
+
+
+def test_reingest_leaves_exactly_the_new_clips_and_delete_removes_all(ingestor, videos, ingest_stack):
+    submit(ingestor, "again")
+    ingestor.run("again", str(videos["four"][0]), {}, task_id="task-1")
+    assert ingest_stack.stored("again") == (1, 4)
+    submit(ingestor, "again")
+    ingestor.run("again", str(videos["two"][0]), {}, task_id="task-1")
+    assert ingest_stack.stored("again") == (1, 2)
+    clips = ingest_stack.index.get_clips(["again"])["again"]
+    assert [c.clip_index for c in clips] == [0, 1] and clips[-1].end_s == 5.0
+    assert ingest_stack.index.delete_video("again")
+    assert ingest_stack.stored("again") == (0, 0)
+
+
+def test_a_deleted_or_resubmitted_video_is_not_written(ingestor, videos, ingest_stack):
+    with pytest.raises(IngestCancelled, match="no status record"):
+        ingestor.run("never-submitted", str(videos["two"][0]), {}, task_id="task-1")
+    submit(ingestor, "resubmitted")
+    with pytest.raises(IngestCancelled, match="resubmitted as task task-1"):
+        ingestor.run("resubmitted", str(videos["two"][0]), {}, task_id="task-0")
+    assert ingest_stack.stored("never-submitted") == ingest_stack.stored("resubmitted") == (0, 0)

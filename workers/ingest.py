@@ -1,0 +1,194 @@
+"""The ingest pipeline as plain logic: fetch -> decode || embed -> clips -> one index write.
+
+Decoding runs in its own thread and fills a bounded queue of frame batches; the calling thread keeps
+`embed_inflight` batches in flight to the encoder, so the encoder is fed while the decoder works and
+memory holds at most a few batches. Nothing reaches the index until every frame is embedded: the single
+`replace_video` at the end is the only write, so a failure anywhere leaves the index as it was.
+No Celery here: `workers.tasks` maps the exceptions to retries and failures.
+"""
+
+from __future__ import annotations
+
+import queue
+import threading
+import time
+from collections import deque
+from collections.abc import Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import Union
+
+import numpy as np
+
+from encoders.aggregation import VideoAggregate, aggregate_video
+from index.status import StatusStore
+from index.store import ClipRecord, VideoIndex, VideoRecord
+from inference.encoder import Encoder
+from workers.decode import FrameBatch, VideoReader
+from workers.errors import IngestCancelled
+from workers.fetch import fetch
+from workers.settings import WorkerSettings
+
+# Share of the progress bar each stage ends at; embedding (with decoding) is most of the work.
+_FETCHED, _EMBEDDED = 5.0, 90.0
+
+
+@dataclass(frozen=True)
+class IngestSummary:
+    """What one ingest produced, and where its time went.
+
+    timings_s: fetch; decode (decoder busy time, overlapping embed); embed (wall time of decode and embed
+    together, until the last vector); write (clustering plus the index write).
+    """
+
+    video_id: str
+    clip_count: int
+    duration_s: float
+    frames: int
+    timings_s: dict[str, float] = field(default_factory=dict)
+
+
+class _Done:
+    """End of the decoder's batches."""
+
+
+_QueueItem = Union[FrameBatch, BaseException, _Done]
+
+
+class _Decoder(threading.Thread):
+    """Feeds a bounded queue from the reader; stops early when asked, so the caller can always join it."""
+
+    def __init__(self, reader: VideoReader, batch: int, depth: int) -> None:
+        super().__init__(name="decode", daemon=True)
+        self.reader, self.batch = reader, batch
+        self.queue: queue.Queue[_QueueItem] = queue.Queue(maxsize=depth)
+        self.stopping = threading.Event()
+        self.busy_s = 0.0
+
+    def _put(self, item: _QueueItem) -> bool:
+        while not self.stopping.is_set():
+            try:
+                self.queue.put(item, timeout=0.1)
+                return True
+            except queue.Full:
+                continue
+        return False
+
+    def run(self) -> None:
+        try:
+            started = time.perf_counter()
+            for batch in self.reader.batches(self.batch):
+                self.busy_s += time.perf_counter() - started
+                if not self._put(batch):
+                    return
+                started = time.perf_counter()
+            self.busy_s += time.perf_counter() - started
+            self._put(_Done())
+        except BaseException as exc:  # noqa: BLE001 - handed to the consuming thread, which raises it
+            self._put(exc)
+
+    def items(self) -> Iterator[FrameBatch]:
+        """The batches in order; re-raises the decoder's exception in the caller's thread."""
+        while True:
+            item = self.queue.get()
+            if isinstance(item, _Done):
+                return
+            if isinstance(item, BaseException):
+                raise item
+            yield item
+
+    def stop(self) -> None:
+        self.stopping.set()
+        self.join()
+
+
+class Ingestor:
+    """Ingests one video at a time with the given encoder, index and status store (all shared, thread-safe)."""
+
+    def __init__(self, settings: WorkerSettings, encoder: Encoder, index: VideoIndex, status: StatusStore) -> None:
+        self.settings = settings
+        self.encoder = encoder
+        self.index = index
+        self.status = status
+
+    def _progress(self, video_id: str, percent: float, stage: str) -> None:
+        if not self.status.mark_running(video_id, round(min(percent, 100.0), 1), stage):
+            raise IngestCancelled(f"video {video_id!r} was deleted during ingest")
+
+    def _check_current(self, video_id: str, task_id: str | None) -> None:
+        """Refuse to work for a deleted video, or for a submission a newer one replaced."""
+        record = self.status.get(video_id)
+        if record is None:
+            raise IngestCancelled(f"video {video_id!r} has no status record (deleted, or never submitted)")
+        if task_id and record.task_id and record.task_id != task_id:
+            raise IngestCancelled(f"video {video_id!r} was resubmitted as task {record.task_id}; this is {task_id}")
+
+    def run(self, video_id: str, uri: str, metadata: dict[str, str], task_id: str | None = None) -> IngestSummary:
+        """Ingest the video at uri under video_id; the index holds it (and only it) once this returns."""
+        self._check_current(video_id, task_id)
+        timings: dict[str, float] = {}
+        self._progress(video_id, 0.0, "fetch")
+        started = time.perf_counter()
+        with fetch(uri, self.settings.max_download_bytes, self.settings.fetch_timeout_s,
+                   self.settings.allow_local_paths) as path:
+            timings["fetch"] = time.perf_counter() - started
+            self._progress(video_id, _FETCHED, "decode")
+            info = self.encoder.info()
+            if info.dim != self.index.settings.vector_dim:
+                raise RuntimeError(
+                    f"the frame encoder makes {info.dim}-d vectors but the index holds "
+                    f"{self.index.settings.vector_dim}-d ones: set VIDSTRATA_VECTOR_DIM to match the served model"
+                )
+            with VideoReader(path, info.image_size, self.settings.sample_fps, self.settings.max_frames,
+                             self.settings.max_duration_s) as reader:
+                started = time.perf_counter()
+                timestamps, vectors, timings["decode"] = self._embed(video_id, reader)
+                timings["embed"] = time.perf_counter() - started
+                duration_s = reader.duration_s if reader.duration_s else float(timestamps[-1] + reader.interval_s)
+        started = time.perf_counter()
+        self._progress(video_id, _EMBEDDED, "write")
+        aggregate = aggregate_video(vectors, timestamps, duration_s)
+        self._check_current(video_id, task_id)
+        self._write(video_id, metadata, duration_s, aggregate)
+        timings["write"] = time.perf_counter() - started
+        if not self.status.mark_ready(video_id, len(aggregate.clips), duration_s):
+            self.index.delete_video(video_id)
+            raise IngestCancelled(f"video {video_id!r} was deleted while it was being written; removed it again")
+        return IngestSummary(video_id, len(aggregate.clips), duration_s, len(timestamps), timings)
+
+    def _embed(self, video_id: str, reader: VideoReader) -> tuple[np.ndarray, np.ndarray, float]:
+        """Timestamps [N] and frame vectors [N,D] of the sampled frames, and the decoder's busy seconds."""
+        decoder = _Decoder(reader, self.settings.frame_batch, self.settings.decode_queue_batches)
+        inflight = self.settings.embed_inflight
+        pending: deque[tuple[np.ndarray, Future[np.ndarray]]] = deque()
+        times: list[np.ndarray] = []
+        vectors: list[np.ndarray] = []
+
+        def collect() -> None:
+            stamps, future = pending.popleft()
+            times.append(stamps)
+            vectors.append(future.result())
+            done = sum(len(t) for t in times) / reader.expected_frames
+            self._progress(video_id, _FETCHED + (_EMBEDDED - _FETCHED) * min(done, 1.0), "embed")
+
+        pool = ThreadPoolExecutor(max_workers=inflight, thread_name_prefix="embed")
+        decoder.start()
+        try:
+            for batch in decoder.items():
+                pending.append((batch.timestamps, pool.submit(self.encoder.encode_frames, batch.frames)))
+                while len(pending) >= inflight:
+                    collect()
+            while pending:
+                collect()
+        finally:
+            decoder.stop()
+            pool.shutdown(wait=True, cancel_futures=True)
+        return np.concatenate(times), np.concatenate(vectors), decoder.busy_s
+
+    def _write(self, video_id: str, metadata: dict[str, str], duration_s: float, aggregate: VideoAggregate) -> None:
+        clips = [
+            ClipRecord(video_id, i, clip.start_s, clip.end_s, clip.vector) for i, clip in enumerate(aggregate.clips)
+        ]
+        video = VideoRecord(video_id, aggregate.vector, duration_s, len(clips), metadata, created_at=time.time())
+        self.index.replace_video(video, clips)
+

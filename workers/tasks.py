@@ -1,0 +1,133 @@
+"""The ingest Celery task: a thin layer over `workers.ingest` that decides between retry and FAILED.
+
+Contract with the gateway: it calls `StatusStore.mark_pending(video_id, task_id, ...)` first and then
+`send_task(INGEST_TASK, args=(video_id, uri, metadata), task_id=task_id, queue=INGEST_QUEUE)`. A task
+whose status record is gone (the video was deleted) or names another task id (it was resubmitted)
+does nothing.
+
+- Transient failures (Triton, Milvus, Redis or the source unreachable) retry with exponential backoff and
+  jitter, up to `retry_max` times, then FAILED.
+- Permanent ones (the video itself is bad) are FAILED at once with the reason; nothing is written.
+- Redelivery after a crash reruns the whole ingest; `VideoIndex.replace_video` makes that one copy.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+import threading
+import time
+from dataclasses import asdict
+from typing import Any
+
+from celery import Task
+from celery.exceptions import SoftTimeLimitExceeded
+from celery.signals import worker_init
+
+from index.errors import IndexUnavailable, StatusUnavailable
+from index.jobs import INGEST_TASK
+from index.status import StatusStore
+from index.store import VideoIndex
+from inference.encoder import EncoderInputError, EncoderUnavailable
+from inference.triton_encoder import TritonEncoder
+from workers import metrics
+from workers.celery_app import app, settings
+from workers.errors import BadVideo, IngestCancelled, SourceUnavailable
+from workers.ingest import Ingestor
+
+log = logging.getLogger(__name__)
+
+TRANSIENT = (EncoderUnavailable, IndexUnavailable, StatusUnavailable, SourceUnavailable)
+PERMANENT = (BadVideo, EncoderInputError)
+
+
+def _triton() -> TritonEncoder:
+    return TritonEncoder(settings.triton_url, settings.triton_timeout_s, settings.frame_batch, settings.embed_inflight)
+
+
+class _Clients:
+    """This process's connections, made on first use in the prefork child (gRPC channels must not cross a fork)."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._ingestor: Ingestor | None = None
+
+    def ingestor(self) -> Ingestor:
+        with self._lock:
+            if self._ingestor is None:
+                self._ingestor = Ingestor(settings, _triton(), VideoIndex(settings), StatusStore(settings.redis_url))
+            return self._ingestor
+
+    def reset_encoder(self) -> None:
+        """Drop the Triton client, so the next attempt dials afresh instead of waiting out gRPC's reconnect backoff."""
+        with self._lock:
+            if self._ingestor is not None:
+                old, self._ingestor.encoder = self._ingestor.encoder, _triton()
+                if isinstance(old, TritonEncoder):
+                    old.close()
+
+
+_clients = _Clients()
+
+
+def backoff_s(retries: int) -> float:
+    """Delay before retry number retries+1: doubling from retry_backoff_s up to the cap, half of it jittered."""
+    ceiling = min(settings.retry_backoff_max_s, settings.retry_backoff_s * 2**retries)
+    return ceiling / 2 + random.uniform(0, ceiling / 2)
+
+
+def _fail(status: StatusStore, video_id: str, reason: str) -> dict[str, Any]:
+    status.mark_failed(video_id, reason)
+    metrics.TASKS.labels(outcome="failed").inc()
+    log.warning("ingest of %s FAILED: %s", video_id, reason)
+    return {"video_id": video_id, "state": "FAILED", "reason": reason}
+
+
+@app.task(name=INGEST_TASK, bind=True, max_retries=settings.retry_max)
+def ingest_video(self: Task, video_id: str, uri: str, metadata: dict[str, str]) -> dict[str, Any]:
+    """Ingest one video; returns the summary, or the reason it failed or was cancelled."""
+    ingestor = _clients.ingestor()
+    status = ingestor.status
+    try:
+        record = status.get(video_id)
+        if record is not None and self.request.retries == 0 and not self.request.delivery_info.get("redelivered"):
+            metrics.QUEUE_WAIT.observe(max(0.0, time.time() - record.submitted_at))
+        summary = ingestor.run(video_id, uri, metadata, task_id=self.request.id)
+    except IngestCancelled as exc:
+        log.info("ingest of %s cancelled: %s", video_id, exc)
+        return {"video_id": video_id, "state": "CANCELLED", "reason": str(exc)}
+    except PERMANENT as exc:
+        return _fail(status, video_id, str(exc))
+    except TRANSIENT as exc:
+        if isinstance(exc, EncoderUnavailable):
+            _clients.reset_encoder()
+        attempt = self.request.retries + 1
+        if attempt > settings.retry_max:
+            return _fail(status, video_id, f"gave up after {settings.retry_max} retries: {exc}")
+        delay = backoff_s(self.request.retries)
+        metrics.TASKS.labels(outcome="retried").inc()
+        log.warning("ingest of %s: %s; retry %d of %d in %.1f s", video_id, exc, attempt, settings.retry_max, delay)
+        try:
+            status.mark_running(video_id, 0.0, f"retry {attempt} of {settings.retry_max} in {delay:.0f} s: {exc}")
+        except StatusUnavailable:
+            pass  # Redis is what failed: the retry itself will report
+        raise self.retry(exc=exc, countdown=delay) from exc
+    except SoftTimeLimitExceeded:
+        return _fail(status, video_id, f"ingest took longer than the limit of {settings.task_time_limit_s:.0f} s")
+    except Exception as exc:
+        _fail(status, video_id, f"internal error: {type(exc).__name__}: {exc}")
+        raise
+    for stage, seconds in summary.timings_s.items():
+        metrics.STAGE_DURATION.labels(stage=stage).observe(seconds)
+    metrics.FRAMES.inc(summary.frames)
+    metrics.TASKS.labels(outcome="ready").inc()
+    if record is not None:  # run() cancels a video without a record, so only a racing re-submit leaves None
+        metrics.LAG.observe(max(0.0, time.time() - record.submitted_at))
+    return {"state": "READY", **asdict(summary)}
+
+
+@worker_init.connect
+def _serve_metrics(**_: Any) -> None:
+    """Start /metrics in the worker's main process, which outlives (and sums) its prefork children."""
+    if settings.metrics_port:
+        metrics.serve_metrics(settings.metrics_port)

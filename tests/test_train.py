@@ -1,0 +1,153 @@
+"""Training: a 20-step run lowers the loss, its checkpoint exports with parity and serves through the real Triton.
+
+The run trains heads on a small random-weight CLIP (tests/test_clip.py), so the whole file stays fast;
+the heads and the training code are the same for every backbone.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+import torch
+
+from bench.photos import CAPTIONS
+from encoders.factory import HEADS_FILE, attach_heads, import_hf_clip, load_checkpoint
+from encoders.train import HEADS_FOLDER, RunResult, TrainConfig, train
+from bench.datasets import read_jsonl, write_jsonl
+from encoders.train_data import TRAIN_PHOTOS, generate_training_split, item_texts
+from export.onnx_export import PARITY_TOLERANCE, random_frame_inputs, random_video_inputs
+from export.pipeline import export_checkpoint
+from export.video_head import write_video_head
+from tests.fixtures.triton import TritonHandle
+from tests.test_clip import write_random_clip
+
+
+@pytest.fixture(scope="module")
+def run(tmp_path_factory: pytest.TempPathFactory) -> tuple[RunResult, list[dict[str, Any]], Path]:
+    root = tmp_path_factory.mktemp("train")
+    base = import_hf_clip(write_random_clip(root / "hf-clip"), root / "base")
+    config = TrainConfig.model_validate({
+        "seed": 0,
+        "base": str(base),
+        "heads": {"hidden": 32, "attention_heads": 2},
+        "data": {"train": str(root / "data" / "train.jsonl"), "val": str(root / "data" / "val.jsonl"),
+                 "generate": {"seed": 0, "scene_videos": 4, "shape_videos": 4}, "cache_dir": str(root / "cache")},
+        "loss": {"margin_weight": 0.5, "negnce_weight": 0.5, "queue_size": 8},
+        "optim": {"steps": 20, "batch_size": 8, "eval_every": 10, "lr": 3e-3},
+    })
+    entries: list[dict[str, Any]] = []
+    return train(config, root / "run", entries.append), entries, base
+
+
+def test_twenty_steps_lower_the_loss_and_log_every_level(run):
+    result, entries, _ = run
+    losses = [e["loss"] for e in entries if "loss" in e]
+    assert len(losses) == 20
+    assert np.mean(losses[-5:]) < np.mean(losses[:5])
+    assert {"loss_video_sentence", "loss_clip_phrase", "loss_frame_word"} <= set(entries[-1])
+    validations = [e for e in entries if "val_r1" in e]
+    assert [e["step"] for e in validations] == [0, 10, 20]
+    assert set(validations[0]["val_r1"]) == {"video_sentence", "clip_phrase", "frame_word", "fused"}
+    log = [json.loads(line) for line in (result.checkpoint / "train_log.jsonl").read_text().splitlines()]
+    assert log == entries
+    training = load_checkpoint(result.checkpoint).manifest.training
+    assert training["val_r1_parameter_free"] == result.baseline and training["config"]["seed"] == 0
+
+
+def test_generated_split_is_disjoint_from_the_evaluation(run, tmp_path):
+    result, _, _ = run
+    data = Path(load_checkpoint(result.checkpoint).manifest.training["config"]["data"]["train"]).parent
+    train_items, val_items = read_jsonl(data / "train.jsonl"), read_jsonl(data / "val.jsonl")
+    texts = {t for item in train_items + val_items for t in item_texts(item)}
+    assert not set(TRAIN_PHOTOS) & set(CAPTIONS)  # no evaluation photo
+    assert not texts & set(CAPTIONS.values())  # no evaluation photo caption
+    assert not any(" moving " in t or " moves " in t for t in texts)  # the evaluation's shape wording
+    assert not {t for i in train_items for t in item_texts(i)} & {t for i in val_items for t in item_texts(i)}
+    evaluation = write_jsonl(tmp_path / "eval.jsonl", [train_items[0]])
+    with pytest.raises(ValueError, match="shares captions with the evaluation"):
+        generate_training_split(tmp_path / "again", 0, 4, 4, [evaluation])
+
+
+def test_heads_folder_is_small_and_reattaches_to_the_base(run):
+    result, _, base = run
+    trained = load_checkpoint(result.checkpoint)
+    heads = result.checkpoint / HEADS_FOLDER
+    assert (heads / HEADS_FILE).stat().st_size < (result.checkpoint / "weights.safetensors").stat().st_size
+    attached = attach_heads(load_checkpoint(base), heads)
+    for key, value in trained.modules().state_dict().items():
+        torch.testing.assert_close(attached.modules().state_dict()[key], value, rtol=0, atol=0)
+    with pytest.raises(ValueError, match="no heads"):
+        attach_heads(load_checkpoint(base), base)
+
+
+@pytest.fixture(scope="module")
+def trained_repository(run, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The trained checkpoint exported by `vidstrata export`'s pipeline, plus the video_head model."""
+    result, _, _ = run
+    out = tmp_path_factory.mktemp("trained-repository")
+    report = export_checkpoint(result.checkpoint, "python", out)
+    assert set(report.parity) == {"text", "frames", "video"}
+    assert max(report.parity.values()) <= PARITY_TOLERANCE
+    pair = load_checkpoint(result.checkpoint)
+    from export.onnx_export import export_video_head
+
+    write_video_head(out, pair.manifest, export_video_head(pair, out.parent / "video.onnx"), "python")
+    return out
+
+
+def test_trained_checkpoint_exports_with_parity(trained_repository):
+    names = sorted(p.name for p in trained_repository.iterdir() if p.is_dir())
+    assert names == ["frame_encoder", "text_encoder", "text_encoder_net", "text_tokenizer", "video_head"]
+
+
+@pytest.fixture(scope="module")
+def trained_triton(trained_repository, tmp_path_factory: pytest.TempPathFactory) -> Iterator[TritonHandle]:
+    from inference.triton_server import TritonPorts
+
+    handle = TritonHandle(None, TritonPorts.free(), trained_repository, tmp_path_factory.mktemp("trained-triton"))  # type: ignore[arg-type]
+    handle.start()
+    yield handle
+    handle.stop()
+
+
+@pytest.mark.e2e
+def test_trained_checkpoint_served_by_triton_gives_the_torch_vectors(run, trained_triton):
+    import tritonclient.grpc as grpcclient
+
+    from inference.preprocess import TextTokenizer
+    from inference.triton_encoder import TritonEncoder
+
+    result, _, _ = run
+    pair = load_checkpoint(result.checkpoint)
+    pre = pair.manifest.preprocessing
+    texts = ["a red circle, then a blue square", "a photo of the cat"]
+    tokens = TextTokenizer(result.checkpoint / pre.tokenizer, pre.max_tokens, pre.max_phrases, pre.max_text_bytes)(texts)
+    frames = random_frame_inputs(pair, 3, np.random.default_rng(0))["frames"]
+    video = random_video_inputs(pair, 1, np.random.default_rng(1))
+    with torch.no_grad():
+        sentence, phrases, _, words = pair.text(*(torch.from_numpy(a) for a in (tokens.input_ids, tokens.attention_mask, tokens.phrase_ids)))
+        frame_vectors = pair.frames(torch.from_numpy(frames))
+        expected_video = pair.video(*(torch.from_numpy(a) for a in video.values()))
+    encoder = TritonEncoder(trained_triton.grpc_url)
+    try:
+        served = encoder.encode_text(texts)
+        np.testing.assert_allclose(served.sentence, sentence.numpy(), atol=1e-5)
+        np.testing.assert_allclose(served.phrases, phrases.numpy(), atol=1e-5)
+        np.testing.assert_allclose(served.tokens, words.numpy(), atol=1e-5)
+        np.testing.assert_allclose(encoder.encode_frames(frames), frame_vectors.numpy(), atol=1e-5)
+    finally:
+        encoder.close()
+    client = grpcclient.InferenceServerClient(trained_triton.grpc_url)
+    inputs = []
+    for name, array in video.items():
+        tensor = grpcclient.InferInput(name, list(array.shape), "INT64" if array.dtype == np.int64 else "FP32")
+        tensor.set_data_from_numpy(array)
+        inputs.append(tensor)
+    reply = client.infer("video_head", inputs)
+    for name, value in zip(("frame_vectors", "clip_vectors", "video_vector"), expected_video, strict=True):
+        np.testing.assert_allclose(reply.as_numpy(name), value.numpy(), atol=1e-5)

@@ -83,13 +83,13 @@ class ClipText(nn.Module):
 class BridgeFrames(nn.Module):
     """EfficientNet-Lite0 class probabilities weight MiniLM embeddings of ImageNet class prompts."""
 
+    feature_dim = 1280  # EfficientNet-Lite0's pooled features
+
     def __init__(self, dim: int, temperature: float) -> None:
         super().__init__()
         self.effnet = EfficientNetLite0()
         self.register_buffer("class_embeddings", torch.zeros(1000, dim))
         self.temperature = temperature
-
-    feature_dim = 1280
 
     def forward(self, pixels: torch.Tensor) -> torch.Tensor:
         return self.project(self.features(pixels))

@@ -373,16 +373,38 @@ def train(config: TrainConfig, out: Path, log: Callable[[dict[str, Any]], None] 
     return RunResult(out, best_step, baseline, best)
 
 
-def main(argv: list[str] | None = None) -> RunResult:
-    """`python -m encoders.train CONFIG --out DIR`: one run with a progress bar and a summary."""
+def score_checkpoints(
+    checkpoints: list[Path], dataset: Path, cache_dir: Path = Path("build/train-cache"), fps: float = 2.0,
+    max_frames: int = 64,
+) -> dict[str, dict[str, float]]:
+    """Text->video R@1 per level of each checkpoint on one dataset's video captions, as `validate` measures it."""
+    scores = {}
+    for folder in checkpoints:
+        pair = load_checkpoint(folder)
+        cache = build_feature_cache(pair, folder / TOKENIZER_FILE, dataset, cache_dir, fps, max_frames)
+        scores[str(folder)] = validate(pair, cache)
+    return scores
+
+
+def main(argv: list[str] | None = None) -> None:
+    """`python -m encoders.train run CONFIG --out DIR` (a run with a progress bar) or `score --dataset D CKPT...`."""
     import argparse
 
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
     parser = argparse.ArgumentParser(prog="vidstrata train", description="Train the multi-level heads.")
-    parser.add_argument("config", type=Path, help="a TOML run config (see encoders/configs/)")
-    parser.add_argument("--out", type=Path, required=True, help="checkpoint folder to write")
+    commands = parser.add_subparsers(dest="command", required=True)
+    run = commands.add_parser("run", help="one training run")
+    run.add_argument("config", type=Path, help="a TOML run config (see encoders/configs/)")
+    run.add_argument("--out", type=Path, required=True, help="checkpoint folder to write")
+    score = commands.add_parser("score", help="validation R@1 per level of checkpoints on a dataset JSONL")
+    score.add_argument("checkpoints", type=Path, nargs="+")
+    score.add_argument("--dataset", type=Path, required=True)
     args = parser.parse_args(argv)
+    if args.command == "score":
+        for folder, r1 in score_checkpoints(args.checkpoints, args.dataset).items():
+            print(f"{folder}: " + " ".join(f"{k} {v:.3f}" for k, v in r1.items()))
+        return
     config = TrainConfig.load(args.config)
     with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
                   TextColumn("{task.fields[status]}")) as progress:
@@ -397,7 +419,6 @@ def main(argv: list[str] | None = None) -> RunResult:
 
         result = train(config, args.out, show)
     print(f"wrote {result.checkpoint} (best step {result.best_step}); heads alone in {result.checkpoint / HEADS_FOLDER}")
-    return result
 
 
 if __name__ == "__main__":

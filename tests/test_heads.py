@@ -72,12 +72,10 @@ def test_learned_pooling_weights_the_states_by_their_scores():
 
 
 def test_minilm_last_blocks_split_off_for_training_give_the_same_outputs(default_checkpoint):
-    from encoders.factory import load_checkpoint, with_heads
+    from encoders.factory import load_checkpoint
     from export.onnx_export import random_text_inputs
 
     base = load_checkpoint(default_checkpoint)
-    if base.manifest.heads is not None:
-        base = with_heads(base, base.manifest.heads)  # the split is the backbone's, heads or not
     inputs = {k: torch.from_numpy(v) for k, v in random_text_inputs(base, 3, np.random.default_rng(0), 0.5).items()}
     with torch.no_grad():
         expected = base.text(*inputs.values())

@@ -48,5 +48,9 @@ def start_redis(binary: str, data_dir: Path, port: int) -> ManagedProcess:
          "--appendonly", "yes", "--save", "", "--protected-mode", "no"],
         log_path=data_dir / "redis.log",
     ).start()
-    proc.wait_ready(lambda: port_open(port), timeout_s=20)
+    try:
+        proc.wait_ready(lambda: port_open(port), timeout_s=20)
+    except BaseException:
+        proc.stop()
+        raise
     return proc

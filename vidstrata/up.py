@@ -98,9 +98,10 @@ class Stack:
         )
 
     def start(self, name: str, address: str, process: ManagedProcess, ready: Callable[[], bool], timeout_s: float) -> None:
+        """Supervise `process` from now on, and report it once `ready` holds."""
         self.components.append(Component(name, address, process))
         process.wait_ready(ready, timeout_s=timeout_s)
-        say(f"  {name:<14} {address:<28} ready  (log: {process.log_path})")
+        say(f"  {name:<14} {address:<34} ready  (log: {process.log_path})")
 
     def check_ports(self) -> None:
         s = self.settings
@@ -133,7 +134,6 @@ def ensure_model_repository(repository: Path) -> None:
 def launch(stack: Stack) -> None:
     """Start every component in order, printing one line each."""
     import tritonclient.grpc as grpcclient
-    from pymilvus import MilvusClient
 
     from index.server import start_milvus_lite
     from inference.triton_server import TritonPorts, start_tritonserver
@@ -144,22 +144,19 @@ def launch(stack: Stack) -> None:
     stack.check_ports()
     binary, how = find_or_install_redis()
     say(f"starting vidstrata (data in {data}); redis: {how}")
-    redis = start_redis(binary, data / "redis", s.redis_port)
-    stack.components.append(Component("redis", f"redis://127.0.0.1:{s.redis_port}", redis))
-    say(f"  {'redis':<14} {'redis://127.0.0.1:' + str(s.redis_port):<28} ready  (log: {redis.log_path})")
-    milvus_proc, milvus_uri = start_milvus_lite(data / "milvus", port=s.milvus_port)
-    stack.components.append(Component("milvus-lite", milvus_uri, milvus_proc))
-    say(f"  {'milvus-lite':<14} {milvus_uri:<28} ready  (log: {milvus_proc.log_path})")
+    redis = start_redis(binary, data / "redis", s.redis_port)  # returns once it accepts connections
+    stack.start("redis", f"redis://127.0.0.1:{s.redis_port}", redis, redis.alive, 1)
+    milvus_proc, milvus_uri = start_milvus_lite(data / "milvus", port=s.milvus_port)  # likewise
+    stack.start("milvus-lite", milvus_uri, milvus_proc, milvus_proc.alive, 1)
     ports = TritonPorts(s.triton_http_port, s.triton_grpc_port, s.triton_metrics_port)
     triton = start_tritonserver(s.model_repository, data / "triton", ports)
     client = grpcclient.InferenceServerClient(f"127.0.0.1:{ports.grpc}")
     stack.start("tritonserver", f"127.0.0.1:{ports.grpc}", triton, lambda: client.is_server_ready(client_timeout=2), 180)
     env = stack.env()
     worker = ManagedProcess("worker", [sys.executable, "-m", "vidstrata.cli", "worker"], stack.logs / "worker.log", env=env).start()
-    stack.start("worker", f"metrics :{s.worker_metrics_port}", worker, lambda: port_open(s.worker_metrics_port), 120)
+    stack.start("worker", f"http://127.0.0.1:{s.worker_metrics_port}/metrics", worker, lambda: port_open(s.worker_metrics_port), 120)
     gateway = ManagedProcess("gateway", [sys.executable, "-m", "vidstrata.cli", "gateway"], stack.logs / "gateway.log", env=env).start()
     stack.start("gateway", f"127.0.0.1:{s.gateway_port}", gateway, lambda: _serving(f"127.0.0.1:{s.gateway_port}"), 120)
-    MilvusClient(milvus_uri).close()
     say(f"\nvidstrata is up. gRPC API: 127.0.0.1:{s.gateway_port}")
     say(f"  metrics: gateway http://127.0.0.1:{s.gateway_metrics_port}/metrics, worker http://127.0.0.1:{s.worker_metrics_port}/metrics, "
         f"triton http://127.0.0.1:{s.triton_metrics_port}/metrics")

@@ -1,0 +1,146 @@
+"""`vidstrata up` end to end: the real stack starts, the CLI and grpcurl work against it, the README's
+commands run as written, SIGTERM leaves no process behind, and the data survives a restart."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shlex
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from bench.photos import load_photo
+from bench.synthetic import write_scene_video
+from vidstrata.process import free_port
+
+pytestmark = pytest.mark.e2e
+
+README = Path(__file__).resolve().parents[1] / "README.md"
+BIN = Path(sys.executable).parent
+DEFAULT_GATEWAY = "127.0.0.1:50051"
+
+
+def up_env(data_dir: Path, repository: Path) -> dict[str, str]:
+    ports = {name: str(free_port()) for name in (
+        "REDIS_PORT", "MILVUS_PORT", "TRITON_HTTP_PORT", "TRITON_GRPC_PORT", "TRITON_METRICS_PORT",
+        "GATEWAY_PORT", "GATEWAY_METRICS_PORT", "WORKER_METRICS_PORT")}
+    env = dict(os.environ, PATH=f"{BIN}:{os.environ['PATH']}", VIDSTRATA_UP_DATA_DIR=str(data_dir),
+               VIDSTRATA_UP_MODEL_REPOSITORY=str(repository), PYTHONUNBUFFERED="1")
+    env.update({f"VIDSTRATA_UP_{k}": v for k, v in ports.items()})
+    env["VIDSTRATA_GATEWAY_ADDRESS"] = f"127.0.0.1:{ports['GATEWAY_PORT']}"
+    return env
+
+
+class Up:
+    """`vidstrata up` in a subprocess whose output we watch."""
+
+    def __init__(self, env: dict[str, str], log: Path) -> None:
+        self.env, self.log = env, log
+        self.proc = subprocess.Popen([str(BIN / "vidstrata"), "up"], env=env, stdout=open(log, "w"),
+                                     stderr=subprocess.STDOUT, start_new_session=True)
+
+    def output(self) -> str:
+        return self.log.read_text(errors="replace")
+
+    def wait_for(self, text: str, timeout_s: float = 300) -> None:
+        deadline = time.monotonic() + timeout_s
+        while text not in self.output():
+            assert self.proc.poll() is None, f"vidstrata up exited:\n{self.output()[-4000:]}"
+            assert time.monotonic() < deadline, f"no {text!r} after {timeout_s}s:\n{self.output()[-4000:]}"
+            time.sleep(0.5)
+
+    def stop(self) -> int:
+        self.proc.send_signal(signal.SIGTERM)
+        return self.proc.wait(timeout=90)
+
+
+def cli(env: dict[str, str], *args: str, timeout: float = 300) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([str(BIN / "vidstrata"), *args], env=env, capture_output=True, text=True, timeout=timeout)
+
+
+def processes_using(marker: str) -> list[str]:
+    """Live (non-zombie) processes whose command line or environment mentions `marker`."""
+    found = []
+    for proc in Path("/proc").iterdir():
+        if not proc.name.isdigit() or int(proc.name) == os.getpid():
+            continue
+        try:
+            if (proc / "stat").read_text().rsplit(")", 1)[1].split()[0] == "Z":
+                continue
+            blob = (proc / "cmdline").read_bytes() + (proc / "environ").read_bytes()
+        except OSError:
+            continue
+        if marker.encode() in blob:
+            command = (proc / "cmdline").read_bytes().replace(b"\0", b" ")[:200]
+            found.append(f"{proc.name}: {command!r}")
+    return found
+
+
+def readme_commands() -> list[str]:
+    """Every `$ vidstrata ...` and `$ grpcurl ...` line of the README's console blocks."""
+    return [line[2:].strip() for line in README.read_text().splitlines()
+            if line.startswith("$ vidstrata ") or line.startswith("$ grpcurl ")]
+
+
+def test_up_cli_grpcurl_readme_sigterm_and_restart(model_repository, tmp_path):
+    data = tmp_path / "data"
+    env = up_env(data, model_repository)
+    gateway = env["VIDSTRATA_GATEWAY_ADDRESS"]
+    video = tmp_path / "scenes.mp4"
+    spans = write_scene_video(video, [load_photo("rocket"), load_photo("chelsea"), load_photo("coffee")], [4.0, 4.0, 4.0])
+
+    up = Up(env, tmp_path / "up.log")
+    try:
+        up.wait_for("vidstrata is up", timeout_s=300)
+        for component in ("redis", "milvus-lite", "tritonserver", "worker", "gateway"):
+            assert re.search(rf"^\s+{component}\s+\S+\s+ready", up.output(), re.M), up.output()
+
+        second = cli(env, "up", timeout=60)
+        assert second.returncode == 1 and "already running" in second.stdout + second.stderr
+
+        ingested = cli(env, "ingest", str(video), "--metadata", "source=test", "--wait")
+        assert ingested.returncode == 0, ingested.stderr + ingested.stdout
+        assert "1 ready, 0 failed" in ingested.stdout
+
+        found = cli(env, "search", "a cat", "-k", "3", "--filter", 'meta.source == "test"', "--json")
+        assert found.returncode == 0, found.stderr
+        hits = json.loads(found.stdout)["hits"]
+        assert len(hits) == 1 and hits[0]["best_clip"]["start_s"] == pytest.approx(spans[1][0], abs=1.0)
+
+        listing = subprocess.run([str(BIN / "grpcurl"), "-plaintext", gateway, "list"], capture_output=True, text=True, timeout=60)
+        assert "vidstrata.v1.VideoSearch" in listing.stdout, listing.stderr
+        reply = subprocess.run([str(BIN / "grpcurl"), "-plaintext", "-d", json.dumps({"query": "a rocket", "top_k": 2}),
+                                gateway, "vidstrata.v1.VideoSearch/Search"], capture_output=True, text=True, timeout=60)
+        assert reply.returncode == 0 and '"hits"' in reply.stdout, reply.stderr
+
+        for command in readme_commands():
+            argv = shlex.split(command.replace(DEFAULT_GATEWAY, gateway))
+            argv[0] = str(BIN / argv[0])
+            result = subprocess.run(argv, env=env, capture_output=True, text=True, timeout=300)
+            assert result.returncode == 0, f"README command failed: {command}\n{result.stdout}\n{result.stderr}"
+
+        assert up.stop() == 0
+    finally:
+        if up.proc.poll() is None:
+            os.killpg(up.proc.pid, signal.SIGKILL)
+    time.sleep(1)
+    assert processes_using(str(data)) == [], "processes left behind after SIGTERM"
+
+    again = Up(env, tmp_path / "up2.log")
+    try:
+        again.wait_for("vidstrata is up", timeout_s=300)
+        status = cli(env, "stats")
+        assert status.returncode == 0 and re.search(r"videos: [1-9]", status.stdout), status.stdout + status.stderr
+        found = cli(env, "search", "a cat", "--filter", 'meta.source == "test"', "--json")
+        hits = json.loads(found.stdout)["hits"]
+        assert len(hits) == 1 and hits[0]["best_clip"]["start_s"] == pytest.approx(spans[1][0], abs=1.0)
+        assert again.stop() == 0
+    finally:
+        if again.proc.poll() is None:
+            os.killpg(again.proc.pid, signal.SIGKILL)

@@ -1,0 +1,226 @@
+"""`make bench-ingest` (`python -m bench.ingest`): end-to-end ingest throughput against the bare frame encoder.
+
+Stack: redis-server, Milvus Lite, tritonserver (python target of the default checkpoint) and a real Celery
+worker (`python -m workers.main`), all on this machine. Videos are submitted the way the gateway does it
+(a PENDING status record, then the task by name through `gateway.ingest.CeleryIngestQueue`), and each is
+timed from submit to READY.
+
+Workloads: a batch of 1-minute 224p videos submitted together, then one 10-minute 224p video, each on a
+fresh worker, so each worker's peak RSS (VmHWM of its processes) belongs to that workload alone; equal
+peaks for 1 and 10 minutes show that decoding streams. The bare encoder is `OnnxEncoder` in this process
+on the same graph and batch size, measured before the servers start. ratio = end-to-end frames/s over
+bare frames/s (the target is >= 0.8).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import tempfile
+import time
+import uuid
+from collections.abc import Iterator
+from contextlib import ExitStack, contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from celery import Celery
+
+from bench.common import RESULTS_DIR, machine, median_of, rate, write_results
+from bench.photos import CAPTIONS, load_photo
+from bench.synthetic import write_long_video
+from export.pipeline import export_checkpoint, resolve_checkpoint
+from gateway.ingest import CeleryIngestQueue
+from index.server import start_milvus_lite
+from index.status import IngestState, StatusStore
+from inference.onnx_encoder import OnnxEncoder
+from inference.triton_encoder import TritonEncoder
+from inference.triton_server import TritonPorts, start_tritonserver
+from vidstrata.process import ManagedProcess, free_port
+from vidstrata.redis_server import find_or_install_redis, start_redis
+from workers.decode import VideoReader
+from workers.main import start_worker
+
+
+@dataclass(frozen=True)
+class Workload:
+    name: str
+    duration_s: float
+    videos: int
+
+
+@dataclass(frozen=True)
+class Servers:
+    redis_url: str
+    milvus_uri: str
+    triton_url: str
+
+
+@contextmanager
+def servers(work: Path, repository: Path) -> Iterator[Servers]:
+    """redis-server, Milvus Lite and tritonserver on free ports, stopped on exit."""
+    with ExitStack() as stack:
+        port = free_port()
+        stack.callback(start_redis(find_or_install_redis()[0], work / "redis", port).stop)
+        milvus, milvus_uri = start_milvus_lite(work / "milvus")
+        stack.callback(milvus.stop)
+        ports = TritonPorts.free()
+        triton = start_tritonserver(repository, work / "triton", ports)
+        stack.callback(triton.stop)
+        triton_url = f"127.0.0.1:{ports.grpc}"
+        probe = TritonEncoder(triton_url)
+        triton.wait_ready(probe.ready, timeout_s=180)
+        probe.close()
+        yield Servers(f"redis://127.0.0.1:{port}/0", milvus_uri, triton_url)
+
+
+class BareEncoder:
+    """The frame graph Triton serves, run in this process (ONNX Runtime, all cores) on one batch of real frames."""
+
+    def __init__(self, checkpoint: Path, repository: Path, frames: np.ndarray) -> None:
+        self.encoder = OnnxEncoder(checkpoint, repository / "text_encoder_net" / "1" / "model.onnx",
+                                   repository / "frame_encoder" / "1" / "model.onnx")
+        self.frames = frames
+
+    def frames_per_s(self, seconds: float, repeats: int) -> float:
+        return median_of(repeats, lambda: rate(lambda: len(self.encoder.encode_frames(self.frames)), seconds))
+
+
+def peak_rss_mb(process: ManagedProcess) -> float:
+    """Largest VmHWM (peak resident set) among the processes of the worker's process group."""
+    peak_kb = 0
+    for status in Path("/proc").glob("[0-9]*/status"):
+        try:
+            if os.getpgid(int(status.parent.name)) != process.pid:
+                continue
+            line = next(line for line in status.read_text().splitlines() if line.startswith("VmHWM:"))
+        except (OSError, StopIteration):
+            continue  # exited meanwhile, or a kernel thread
+        peak_kb = max(peak_kb, int(line.split()[1]))
+    return peak_kb / 1024
+
+
+def run_workload(
+    workload: Workload, paths: list[Path], env: dict[str, str], work: Path, timeout_s: float
+) -> dict[str, Any]:
+    """Start a fresh worker, submit all videos at once, wait for READY; throughput, per-stage times, peak RSS."""
+    redis_url = env["VIDSTRATA_REDIS_URL"]
+    status = StatusStore(redis_url)
+    queue = CeleryIngestQueue(redis_url)
+    results = Celery("bench-ingest", backend=redis_url, set_as_current=False)
+    env = {**env, "PROMETHEUS_MULTIPROC_DIR": str(work / f"metrics-{workload.name}")}
+    worker = start_worker(env, work / f"worker-{workload.name}.log")
+    try:
+        tasks = {}
+        started = time.perf_counter()
+        for i, path in enumerate(paths):
+            video_id, task_id = f"{workload.name}-{i}", str(uuid.uuid4())
+            status.mark_pending(video_id, task_id, str(path), {})
+            queue.enqueue(task_id, video_id, str(path), {})
+            tasks[video_id] = task_id
+        pending = set(tasks)
+        while pending:
+            for video_id in list(pending):
+                record = status.get(video_id)
+                if record is not None and record.state == IngestState.FAILED:
+                    raise RuntimeError(f"{video_id} FAILED: {record.reason}")
+                if record is not None and record.state == IngestState.READY:
+                    pending.discard(video_id)
+            if time.perf_counter() - started > timeout_s:
+                raise TimeoutError(f"{sorted(pending)} not READY after {timeout_s:.0f} s\n{worker.log_tail()}")
+            time.sleep(0.05)
+        elapsed = time.perf_counter() - started
+        summaries = [results.AsyncResult(task_id).get(timeout=30) for task_id in tasks.values()]
+        rss = peak_rss_mb(worker)
+    finally:
+        worker.stop()
+        queue.close()
+        status.close()
+        results.close()
+    frames = sum(s["frames"] for s in summaries)
+    stages = {stage: sum(s["timings_s"][stage] for s in summaries) for stage in summaries[0]["timings_s"]}
+    return {
+        "workload": workload.name, "videos": len(paths), "duration_s": workload.duration_s, "frames": frames,
+        "seconds": elapsed, "frames_per_s": frames / elapsed, "videos_per_s": len(paths) / elapsed,
+        "clips": sum(s["clip_count"] for s in summaries), "stage_seconds": stages, "peak_rss_mb": rss,
+    }
+
+
+def table(rows: list[dict[str, Any]], batch: int) -> str:
+    lines = [
+        f"| workload | videos | frames | seconds | frames/s | videos/s | bare encoder frames/s (batch {batch}) "
+        "| ratio | worker peak RSS MB |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
+    for r in rows:
+        lines.append(
+            f"| {r['workload']} | {r['videos']} | {r['frames']} | {r['seconds']:.1f} | {r['frames_per_s']:.1f} | "
+            f"{r['videos_per_s']:.3f} | {r['bare_frames_per_s']:.1f} | {r['ratio']:.2f} | {r['peak_rss_mb']:.0f} |"
+        )
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> Path:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--short-videos", type=int, default=4, help="1-minute videos submitted together")
+    parser.add_argument("--fps", type=int, default=25, help="frame rate of the generated videos")
+    parser.add_argument("--sample-fps", type=float, default=2.0, help="VIDSTRATA_SAMPLE_FPS of the worker")
+    parser.add_argument("--frame-batch", type=int, default=32, help="frames per Triton request and per bare call")
+    parser.add_argument("--concurrency", type=int, default=1, help="videos one worker ingests at once")
+    parser.add_argument("--seconds", type=float, default=4.0, help="length of each bare-encoder measurement")
+    parser.add_argument("--repeats", type=int, default=3, help="bare-encoder measurements; the median is kept")
+    parser.add_argument("--model-repository", type=Path,
+                        help="a python-target repository already exported from the default checkpoint (skips the export)")
+    parser.add_argument("--tiny", action="store_true", help="smoke run: two 6 s videos and one 20 s video")
+    parser.add_argument("--results-dir", type=Path, default=RESULTS_DIR)
+    args = parser.parse_args(argv)
+    workloads = [Workload("1-min", 60.0, args.short_videos), Workload("10-min", 600.0, 1)]
+    if args.tiny:
+        workloads = [Workload("6-s", 6.0, 2), Workload("20-s", 20.0, 1)]
+        args.seconds, args.repeats, args.frame_batch = 0.5, 1, 8
+    checkpoint = resolve_checkpoint(None, Path("build"))
+    photos = [load_photo(name) for name in CAPTIONS]
+    with tempfile.TemporaryDirectory(prefix="bench-ingest-") as tmp:
+        work = Path(tmp)
+        repository = args.model_repository or export_checkpoint(checkpoint, "python", work / "repo").repository
+        paths: dict[str, list[Path]] = {}
+        for w in workloads:
+            paths[w.name] = [work / f"{w.name}-{i}.mp4" for i in range(w.videos)]
+            for i, path in enumerate(paths[w.name]):
+                rotated = photos[i:] + photos[:i]  # different content per video
+                write_long_video(path, rotated, duration_s=w.duration_s, scene_s=min(20.0, w.duration_s / 3), fps=args.fps)
+        with VideoReader(paths[workloads[0].name][0], 224, args.sample_fps, 10**6, 10**6) as reader:
+            sample = next(reader.batches(args.frame_batch)).frames
+        bare = BareEncoder(checkpoint, repository, sample)
+        with servers(work, repository) as stack:
+            env = dict(
+                os.environ,
+                VIDSTRATA_REDIS_URL=stack.redis_url,
+                VIDSTRATA_MILVUS_URI=stack.milvus_uri,
+                VIDSTRATA_TRITON_URL=stack.triton_url,
+                VIDSTRATA_COLLECTION_PREFIX="bench_ingest_",
+                VIDSTRATA_SAMPLE_FPS=str(args.sample_fps),
+                VIDSTRATA_FRAME_BATCH=str(args.frame_batch),
+                VIDSTRATA_CONCURRENCY=str(args.concurrency),
+                VIDSTRATA_METRICS_PORT="0",
+            )
+            rows = []
+            for w in workloads:
+                # Measured right before each workload (the servers idle), so both see the same machine load.
+                bare_fps = bare.frames_per_s(args.seconds, args.repeats)
+                row = run_workload(w, paths[w.name], env, work, timeout_s=3600)
+                row.update(bare_frames_per_s=bare_fps, ratio=row["frames_per_s"] / bare_fps, load_average=os.getloadavg())
+                rows.append(row)
+                print(f"{w.name}: {row['frames_per_s']:.1f} frames/s, bare {bare_fps:.1f}, ratio {row['ratio']:.2f}, "
+                      f"peak RSS {row['peak_rss_mb']:.0f} MB", flush=True)
+    text = table(rows, args.frame_batch)
+    arguments = {k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items()}
+    path = write_results("ingest", {"rows": rows, "target_ratio": 0.8, "args": arguments}, text, args.results_dir)
+    print(f"{machine()}\n\n{text}\n\nwrote {path}")
+    return path
+
+
+if __name__ == "__main__":
+    main()

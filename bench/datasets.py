@@ -1,0 +1,231 @@
+"""Evaluation sets for `vidstrata eval`: the JSONL format, its queries, and two built-in generators.
+
+A dataset is a JSONL file, one video per line:
+
+    {"video": "videos/scenes-0003.mp4", "captions": ["a tabby cat, then a wall clock"],
+     "scenes": [{"start_s": 0.0, "end_s": 3.5, "caption": "a tabby cat"}, ...]}
+
+`video` is a path relative to the JSONL's folder (or absolute); `captions` describe the whole video;
+`scenes` (optional) describe one time span each. An optional `id` names the video in the index (default:
+the file's stem). Every caption and every scene caption is a query:
+
+- a *video* query (from `captions`) targets its video;
+- a *scene* query (from `scenes`) targets its video and the scene's span, which `best_clip` should hit.
+
+A query text can describe several videos (the `scenes` set reuses 16 photos), so each query carries the
+videos it describes equally well (`relevant`): ranks are *filtered*, counting only the non-relevant
+videos ranked above the target (as in link-prediction evaluation), and every (video, caption) pair stays
+one query with one target.
+
+Generators (videos written by bench.synthetic, H.264 with a short keyframe interval):
+
+- `scenes`: 2-5 real scikit-image photos per video, in random order with random durations, one scene each;
+- `shapes`: 2-4 coloured shapes crossing a black frame, one event each, with templated multi-event captions
+  ("a red circle moves left, then a blue square appears").
+"""
+
+from __future__ import annotations
+
+import json
+from collections import defaultdict
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Literal
+
+import numpy as np
+
+from bench.photos import CAPTIONS, load_photo
+from bench.synthetic import COLORS, ShapeEvent, write_scene_video, write_shapes_video
+
+QueryKind = Literal["scene", "video"]
+Span = tuple[float, float]
+
+SHAPES = ("circle", "square", "triangle")
+MOTIONS = ("left", "right", "up", "down")
+SHAPE_COLORS = tuple(c for c in COLORS if c != "black")  # shapes cross a black frame
+
+
+@dataclass(frozen=True)
+class Scene:
+    start_s: float
+    end_s: float
+    caption: str
+
+
+@dataclass(frozen=True)
+class Item:
+    """One video of a dataset; `video` is an absolute path once read."""
+
+    video: Path
+    captions: list[str]
+    scenes: list[Scene] = field(default_factory=list)
+    id: str = ""
+
+    @property
+    def video_id(self) -> str:
+        return self.id or self.video.stem
+
+
+@dataclass(frozen=True)
+class Query:
+    """One query: its text, the video it was written for, that video's span (scene queries), and every
+    video the text describes equally (the target included)."""
+
+    text: str
+    kind: QueryKind
+    target: str
+    span: Span | None
+    relevant: frozenset[str]
+
+
+@dataclass(frozen=True)
+class Sizes:
+    """How big the generated videos are; `tiny` keeps the smoke tests fast."""
+
+    scenes: tuple[int, int] = (2, 5)  # scenes (or events) per video, inclusive
+    scene_s: tuple[float, float] = (2.0, 6.0)  # duration of one scene, uniform, rounded to 0.5 s
+    size: tuple[int, int] = (320, 240)
+    fps: int = 10
+
+
+TINY = Sizes(scenes=(2, 3), scene_s=(2.0, 3.0), size=(160, 120), fps=10)
+
+
+def read_jsonl(path: Path) -> list[Item]:
+    """The dataset's videos, with video paths made absolute (relative ones are relative to the file's folder)."""
+    items = []
+    for number, line in enumerate(path.read_text().splitlines(), 1):
+        if not line.strip():
+            continue
+        try:
+            row = json.loads(line)
+            video = Path(row["video"])
+            scenes = [Scene(float(s["start_s"]), float(s["end_s"]), str(s["caption"])) for s in row.get("scenes") or []]
+            item = Item(video if video.is_absolute() else (path.parent / video).resolve(),
+                        [str(c) for c in row.get("captions") or []], scenes, str(row.get("id") or ""))
+        except (KeyError, TypeError, ValueError) as exc:
+            raise ValueError(f"{path}:{number}: not a dataset row ({exc!r}): {line[:120]}") from exc
+        if not item.captions and not item.scenes:
+            raise ValueError(f"{path}:{number}: a video needs at least one caption or scene")
+        for scene in item.scenes:
+            if not 0 <= scene.start_s < scene.end_s:
+                raise ValueError(f"{path}:{number}: scene span must have 0 <= start_s < end_s, got {scene}")
+        items.append(item)
+    ids = [item.video_id for item in items]
+    duplicates = sorted({i for i in ids if ids.count(i) > 1})
+    if duplicates:
+        raise ValueError(f"{path}: video ids must be unique; repeated: {duplicates}")
+    return items
+
+
+def write_jsonl(path: Path, items: Iterable[Item]) -> Path:
+    """Write the dataset; videos under the file's folder are stored relative to it, so the folder can move."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    lines = []
+    for item in items:
+        try:
+            video = str(item.video.resolve().relative_to(path.parent.resolve()))
+        except ValueError:
+            video = str(item.video)
+        row: dict[str, object] = {"video": video, "captions": item.captions}
+        if item.scenes:
+            row["scenes"] = [{"start_s": s.start_s, "end_s": s.end_s, "caption": s.caption} for s in item.scenes]
+        if item.id:
+            row["id"] = item.id
+        lines.append(json.dumps(row))
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+def queries(items: Sequence[Item]) -> list[Query]:
+    """Every (video, caption) and (video, scene caption) pair as one query, in file order.
+
+    A text's relevant videos are all videos carrying it at the same level (caption or scene). A text that
+    appears twice in one video counts once, at its first span.
+    """
+    holders: dict[tuple[QueryKind, str], set[str]] = defaultdict(set)
+    for item in items:
+        for caption in item.captions:
+            holders["video", caption].add(item.video_id)
+        for scene in item.scenes:
+            holders["scene", scene.caption].add(item.video_id)
+    out: list[Query] = []
+    for item in items:
+        seen: set[tuple[QueryKind, str]] = set()
+        for caption in item.captions:
+            if ("video", caption) not in seen:
+                seen.add(("video", caption))
+                out.append(Query(caption, "video", item.video_id, None, frozenset(holders["video", caption])))
+        for scene in item.scenes:
+            if ("scene", scene.caption) not in seen:
+                seen.add(("scene", scene.caption))
+                out.append(Query(scene.caption, "scene", item.video_id, (scene.start_s, scene.end_s),
+                                 frozenset(holders["scene", scene.caption])))
+    return out
+
+
+def _durations(rng: np.random.Generator, count: int, sizes: Sizes) -> list[float]:
+    low, high = sizes.scene_s
+    return [float(np.round(rng.uniform(low, high) * 2) / 2) for _ in range(count)]
+
+
+def make_scenes(out_dir: Path, videos: int, seed: int = 0, sizes: Sizes = Sizes()) -> Path:
+    """`videos` multi-scene videos from the captioned photos; returns the JSONL path (out_dir/scenes.jsonl).
+
+    Each video shows 2-5 distinct photos in random order, each for a random duration. Its caption lists the
+    scenes in order ("A, then B, then C"); each scene's caption is its photo's caption.
+    """
+    rng = np.random.default_rng(seed)
+    names = sorted(CAPTIONS)
+    photos: dict[str, np.ndarray] = {}
+    items = []
+    for i in range(videos):
+        count = int(rng.integers(sizes.scenes[0], sizes.scenes[1] + 1))
+        chosen = [names[j] for j in rng.choice(len(names), size=count, replace=False)]
+        for name in chosen:
+            if name not in photos:
+                photos[name] = load_photo(name)
+        durations = _durations(rng, count, sizes)
+        path = out_dir / "videos" / f"scenes-{i:04d}.mp4"
+        spans = write_scene_video(path, [photos[n] for n in chosen], durations, fps=sizes.fps, size=sizes.size,
+                                  gop=sizes.fps, seed=seed * 100_003 + i)
+        scenes = [Scene(a, b, CAPTIONS[n]) for (a, b), n in zip(spans, chosen, strict=True)]
+        items.append(Item(path, [", then ".join(s.caption for s in scenes)], scenes))
+    return write_jsonl(out_dir / "scenes.jsonl", items)
+
+
+def _mentioned(event: ShapeEvent, first: bool, rng: np.random.Generator) -> str:
+    """One event as a clause of the video's caption: its motion, or (after the first) just its arrival."""
+    thing = f"a {event.color} {event.shape}"
+    if not first and rng.random() < 0.4:
+        return f"{thing} appears"
+    return f"{thing} moves {event.motion}"
+
+
+def make_shapes(out_dir: Path, videos: int, seed: int = 0, sizes: Sizes = Sizes()) -> Path:
+    """`videos` moving-shapes videos; returns the JSONL path (out_dir/shapes.jsonl).
+
+    Each video has 2-4 events; consecutive events differ in shape or colour. Scene captions come from
+    bench.synthetic ("a red circle moving left"); the video caption joins the events with ", then ".
+    """
+    rng = np.random.default_rng(seed)
+    items = []
+    for i in range(videos):
+        count = int(rng.integers(sizes.scenes[0], sizes.scenes[1] + 1))
+        durations = _durations(rng, count, sizes)
+        events: list[ShapeEvent] = []
+        while len(events) < count:
+            event = ShapeEvent(shape=SHAPES[rng.integers(len(SHAPES))], color=SHAPE_COLORS[rng.integers(len(SHAPE_COLORS))],
+                               motion=MOTIONS[rng.integers(len(MOTIONS))], duration_s=durations[len(events)])
+            if events and (event.shape, event.color) == (events[-1].shape, events[-1].color):
+                continue  # two identical shapes in a row would be one scene to the eye
+            events.append(event)
+        path = out_dir / "videos" / f"shapes-{i:04d}.mp4"
+        spans = write_shapes_video(path, events, fps=sizes.fps, size=sizes.size, gop=sizes.fps)
+        caption = ", then ".join(_mentioned(e, j == 0, rng) for j, e in enumerate(events))
+        items.append(Item(path, [caption], [Scene(s.start_s, s.end_s, s.caption) for s in spans]))
+    return write_jsonl(out_dir / "shapes.jsonl", items)
+
+
+GENERATORS = {"scenes": make_scenes, "shapes": make_shapes}

@@ -1,0 +1,154 @@
+"""`vidstrata eval`: metrics, the fusion replay, calibration and the report, then a tiny run on the real stack."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from bench.datasets import Query
+from bench.eval import (
+    Hit,
+    Metrics,
+    Response,
+    calibrate,
+    filtered_rank,
+    iou,
+    main,
+    plot,
+    replay,
+    score_queries,
+    split_texts,
+    tables,
+    weight_grid,
+)
+from gateway.fusion import LEVELS, FusionConfig, FusionMethod, fuse
+from gateway.settings import GatewaySettings
+
+
+def _hit(video_id, vs=0.0, cs=0.0, cp=0.0, span=(0.0, 1.0)):
+    return Hit(video_id, 0.0, {"video_sentence": vs, "clip_sentence": cs, "clip_phrase": cp}, span)
+
+
+def _query(text, target, relevant=(), span=None, kind="scene"):
+    return Query(text, kind, target, span, frozenset({target, *relevant}))
+
+
+def test_iou_of_spans():
+    assert iou((0, 2), (0, 2)) == 1
+    assert iou((0, 2), (1, 3)) == pytest.approx(1 / 3)
+    assert iou((0, 1), (2, 3)) == 0
+    assert iou((1, 1), (1, 1)) == 0
+
+
+def test_filtered_rank_skips_other_relevant_videos_and_punishes_a_missing_target():
+    q = _query("a cat", "v3", relevant={"v1"})
+    assert filtered_rank(["v1", "v2", "v3", "v4"], q, videos=4) == 2, "v1 also shows a cat: only v2 counts"
+    assert filtered_rank(["v3"], q, videos=4) == 1
+    assert filtered_rank(["v1", "v2"], q, videos=10) == 9, "missing: behind all 8 non-relevant videos"
+
+
+def test_score_queries_recall_ranks_and_spans():
+    hits = {
+        "a cat": [_hit("v2", span=(0, 2)), _hit("v1", span=(4, 6))],  # v2 also has a cat, at 0-2
+        "a clock": [_hit("v3"), _hit("v4"), _hit("v1", span=(0, 1))],
+    }
+    qs = [_query("a cat", "v1", relevant={"v2"}, span=(4, 6)), _query("a clock", "v1", span=(2, 4))]
+    spans = {("v1", "a cat"): (4, 6), ("v2", "a cat"): (0, 3), ("v1", "a clock"): (2, 4)}
+    m = score_queries(qs, lambda q: hits[q.text], spans, videos=4)
+    assert (m.queries, m.r1, m.r5, m.median_rank, m.mean_rank) == (2, 0.5, 1.0, 2.0, 2.0)
+    assert m.mrr == pytest.approx((1 + 1 / 3) / 2)
+    assert m.span_iou == pytest.approx(0.5) and m.span_hit == 0.5
+    assert m.top1_span_hit == 0.5, "the cat query's first hit is v2 (relevant) and its span overlaps 2/3"
+    video_only = score_queries([_query("a cat", "v2", kind="video")], lambda q: hits[q.text], spans, videos=4)
+    assert video_only.span_iou is None and len(video_only.row()) == 9
+
+
+def test_replay_is_the_gateways_fusion_with_ties_by_id():
+    hits = [_hit("b", 0.2, 0.9, 0.1), _hit("a", 0.2, 0.9, 0.1), _hit("c", 0.9, 0.1, 0.5)]
+    config = FusionConfig(FusionMethod.WEIGHTED, {"video_sentence": 0.5, "clip_sentence": 0.5, "clip_phrase": 0.0})
+    assert [h.video_id for h in replay(hits, config)] == ["a", "b", "c"], "equal scores: id order, as the gateway"
+    only_video = FusionConfig(FusionMethod.RRF, {"video_sentence": 1.0})
+    assert replay(hits, only_video)[0].video_id == "c"
+    levels = {lv: np.array([h.levels[lv] for h in hits]) for lv in LEVELS}
+    fused = fuse(levels, config)
+    assert [h.video_id for h in replay(hits, config)] == [hits[i].video_id for i in np.lexsort(([h.video_id for h in hits], -fused))]
+
+
+def test_weight_grid_covers_the_simplex():
+    grid = weight_grid(0.1)
+    assert len(grid) == 66
+    assert all(abs(sum(w.values()) - 1) < 1e-9 and set(w) == set(LEVELS) for w in grid)
+    assert {"video_sentence": 0.0, "clip_sentence": 0.0, "clip_phrase": 1.0} in grid
+
+
+def test_split_is_by_text_disjoint_and_seeded():
+    qs = [_query(f"s{i}", f"v{j}") for i in range(5) for j in range(3)] + [_query(f"c{i}", f"v{i}", kind="video") for i in range(4)]
+    cal, held = split_texts(qs, seed=3)
+    assert not cal & held and cal | held == {q.text for q in qs}
+    assert len([t for t in cal if t.startswith("s")]) == 3 and len([t for t in cal if t.startswith("c")]) == 2
+    assert split_texts(qs, seed=3) == (cal, held)
+
+
+def test_calibration_finds_the_level_that_ranks_targets_first():
+    rng = np.random.default_rng(0)
+    full, qs = {}, []
+    for i in range(6):
+        target = f"v{i}"
+        hits = [_hit(f"v{j}", vs=rng.random(), cs=1.0 if j == i else rng.random() * 0.5, cp=rng.random())
+                for j in range(6)]
+        full[f"q{i}"] = Response(hits, len(hits), 1.0)
+        qs.append(_query(f"q{i}", target, kind="video"))
+    best = calibrate(qs, full, GatewaySettings(), videos=6)
+    assert best["WEIGHTED"]["calibration_mrr"] == 1.0
+    assert best["WEIGHTED"]["weights"]["clip_sentence"] >= 0.5
+
+
+def _payload():
+    metrics = Metrics(3, 1 / 3, 2 / 3, 1.0, 2.0, 2.0, 0.6, 0.5, 0.4, 1 / 3).__dict__
+    video = Metrics(2, 0.5, 1.0, 1.0, 1.5, 1.5, 0.75).__dict__
+    configs = {name: {"scene": metrics, "video": video} for name in ("video-sentence", "fused WEIGHTED")}
+    return {
+        "command": "python -m bench.eval --tiny", "machine": {"cpu": "x", "cores": 2, "python": "3.11", "date": "d"},
+        "datasets": {"scenes": {
+            "videos": 4, "configs": configs,
+            "defaults": {"weights": {"video_sentence": 0.3, "clip_sentence": 0.3, "clip_phrase": 0.4}},
+            "calibration": {
+                "split": {"seed": 0, "calibration_texts": 2, "held_out_texts": 2, "calibration_queries": 3,
+                          "held_out_queries": 2},
+                "best": {"WEIGHTED": {"weights": {"video_sentence": 0.1, "clip_sentence": 0.5, "clip_phrase": 0.4},
+                                      "calibration_mrr": 0.9, "held_out_mrr": 0.8}},
+                "held_out": configs,
+            },
+        }},
+    }
+
+
+def test_report_table_and_plot(tmp_path):
+    text = tables(_payload())
+    assert "| scenes | scene | video-sentence | 3 | 33.3 | 66.7 | 100.0 | 2 | 2.0 | 50.0 | 40.0 | 33.3 |" in text
+    assert "video-sentence 0.1, clip-sentence 0.5, clip-phrase 0.4 (calibration MRR 0.900, held-out MRR 0.800)" in text
+    assert "`python -m bench.eval --tiny`" in text
+    png = plot(_payload(), tmp_path / "eval.png")
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+@pytest.mark.e2e
+def test_tiny_eval_on_the_real_stack(tmp_path, model_repository):
+    """Generate, ingest through the gateway, search every configuration, calibrate, report: at tiny size."""
+    payload = main(["--dataset", "scenes", "--tiny", "--videos", "4", "--calibrate", "--results-dir",
+                    str(tmp_path / "results"), "--report", str(tmp_path / "docs"), "--work-dir", str(tmp_path / "work"),
+                    "--model-repository", str(model_repository)])
+    scenes = payload["datasets"]["scenes"]
+    assert scenes["ingest"]["videos"] == 4 and scenes["exhaustive"]
+    assert scenes["replay_mismatches"] == 0, "replaying the fusion must reproduce the gateway's rankings"
+    assert set(scenes["configs"]) == {"video-sentence", "clip-sentence", "clip-phrase", "fused WEIGHTED", "fused RRF"}
+    for kinds in scenes["configs"].values():
+        assert kinds["scene"]["queries"] >= 8 and kinds["video"]["queries"] == 4
+        assert 0 <= kinds["scene"]["r1"] <= kinds["scene"]["r5"] <= 1
+    assert {"calibrated WEIGHTED", "calibrated RRF"} <= set(scenes["calibration"]["held_out"])
+    saved = json.loads((tmp_path / "results" / "eval.json").read_text())
+    assert saved["machine"]["cores"] and saved["datasets"]["scenes"]["videos"] == 4
+    assert (tmp_path / "docs" / "eval.png").stat().st_size > 0
+    assert "| scenes | scene | fused RRF |" in (tmp_path / "docs" / "eval.md").read_text()

@@ -44,7 +44,8 @@ def test_shapes_video_returns_captions_and_draws_the_colours(tmp_path):
 
 
 def test_long_video_is_224p_and_as_long_as_asked(tmp_path):
-    spans = write_long_video(tmp_path / "long.mp4", [load_photo("rocket"), load_photo("coins")], duration_s=30, scene_s=10)
+    photos = [load_photo("rocket"), load_photo("coins")]
+    spans = write_long_video(tmp_path / "long.mp4", photos, duration_s=30, scene_s=10)
     assert spans == [(0.0, 10.0), (10.0, 20.0), (20.0, 30.0)]
     with av.open(str(tmp_path / "long.mp4")) as container:
         stream = container.streams.video[0]

@@ -292,8 +292,15 @@ def _ema(target: EncoderPair, source: EncoderPair, momentum: float) -> None:
                 t.mul_(momentum).add_(s.detach(), alpha=1 - momentum)
 
 
-def train(config: TrainConfig, out: Path, log: Callable[[dict[str, Any]], None] | None = None) -> RunResult:
-    """Run one training from `config` into the checkpoint folder `out`; `log` sees every record written."""
+def train(
+    config: TrainConfig, out: Path, log: Callable[[dict[str, Any]], None] | None = None,
+    caching: Callable[[str, int, int], None] | None = None,
+) -> RunResult:
+    """Run one training from `config` into the checkpoint folder `out`.
+
+    `log` sees every record written to the run's log; `caching(split, done, total)` follows the one-off
+    decoding and encoding of the videos.
+    """
     rng = _seed_everything(config.seed)
     base_folder = config.base or PARAMETER_FREE_CHECKPOINT
     if config.base is None and not (base_folder / MANIFEST_FILE).is_file():
@@ -309,7 +316,8 @@ def train(config: TrainConfig, out: Path, log: Callable[[dict[str, Any]], None] 
         if (train_path, val_path) != (data.train, data.val):
             raise ValueError(f"generated data lands in {train_path} and {val_path}; point data.train/val there")
     tokenizer = base_folder / TOKENIZER_FILE
-    caches = {split: build_feature_cache(pair, tokenizer, path, data.cache_dir, data.fps, data.max_frames)
+    caches = {split: build_feature_cache(pair, tokenizer, path, data.cache_dir, data.fps, data.max_frames,
+                                         caching and (lambda done, total, split=split: caching(split, done, total)))
               for split, path in (("train", data.train), ("val", data.val))}
 
     out.mkdir(parents=True, exist_ok=True)
@@ -408,7 +416,11 @@ def main(argv: list[str] | None = None) -> None:
     config = TrainConfig.load(args.config)
     with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
                   TextColumn("{task.fields[status]}")) as progress:
+        cache_task = progress.add_task("cache", total=None, status="decoding and encoding videos once")
         task = progress.add_task("train", total=config.optim.steps, status="")
+
+        def cached(split: str, done: int, total: int) -> None:
+            progress.update(cache_task, description=f"cache {split}", completed=done, total=total)
 
         def show(entry: dict[str, Any]) -> None:
             if "val_r1" in entry:
@@ -417,7 +429,7 @@ def main(argv: list[str] | None = None) -> None:
             if "loss" in entry:
                 progress.update(task, completed=entry["step"], status=f"loss {entry['loss']:.3f}")
 
-        result = train(config, args.out, show)
+        result = train(config, args.out, show, cached)
     print(f"wrote {result.checkpoint} (best step {result.best_step}); heads alone in {result.checkpoint / HEADS_FOLDER}")
 
 

@@ -16,7 +16,7 @@ import pytest
 import torch
 
 from bench.photos import CAPTIONS
-from encoders.factory import HEADS_FILE, attach_heads, import_hf_clip, load_checkpoint
+from encoders.factory import HEADS_FILE, attach_heads, import_hf_clip, is_current_default, load_checkpoint
 from encoders.train import HEADS_FOLDER, RunResult, TrainConfig, train
 from bench.datasets import read_jsonl, write_jsonl
 from encoders.train_data import TRAIN_PHOTOS, generate_training_split, item_texts
@@ -83,6 +83,15 @@ def test_heads_folder_is_small_and_reattaches_to_the_base(run):
         torch.testing.assert_close(attached.modules().state_dict()[key], value, rtol=0, atol=0)
     with pytest.raises(ValueError, match="no heads"):
         attach_heads(load_checkpoint(base), base)
+
+
+def test_a_default_checkpoint_is_current_only_with_the_shipped_heads(run, tmp_path):
+    result, _, base = run
+    heads = result.checkpoint / HEADS_FOLDER
+    assert is_current_default(base, heads=None) and is_current_default(result.checkpoint, heads=heads)
+    assert not is_current_default(base, heads=heads)  # built before these heads shipped: rebuild
+    assert not is_current_default(result.checkpoint, heads=None)
+    assert not is_current_default(tmp_path, heads=None)  # nothing built yet
 
 
 @pytest.fixture(scope="module")

@@ -11,17 +11,22 @@ import signal
 import subprocess
 import sys
 import time
+import urllib.parse
+import urllib.request
 from pathlib import Path
 
 import pytest
+import yaml
 
 from bench.photos import load_photo
 from bench.synthetic import write_scene_video
-from vidstrata.process import free_port
+from vidstrata.process import ManagedProcess, free_port, port_open
 
 pytestmark = pytest.mark.e2e
 
-README = Path(__file__).resolve().parents[1] / "README.md"
+ROOT = Path(__file__).resolve().parents[1]
+README = ROOT / "README.md"
+RULES = ROOT / "k8s" / "base" / "monitoring" / "prometheus-rules.yaml"
 BIN = Path(sys.executable).parent
 DEFAULT_GATEWAY = "127.0.0.1:50051"
 
@@ -88,6 +93,47 @@ def readme_commands() -> list[str]:
             if line.startswith("$ vidstrata ") or line.startswith("$ grpcurl ")]
 
 
+def prometheus_scrapes_the_stack(env: dict[str, str], work: Path) -> None:
+    """A real Prometheus scrapes the gateway and the worker with our recording rules, and a rule yields a value."""
+    binary = Path("/usr/bin/prometheus")
+    if not binary.exists():
+        pytest.skip("Debian's prometheus is not installed (make test installs it)")
+    groups = yaml.safe_load(RULES.read_text())["spec"]["groups"]
+    for group in groups:
+        group["interval"] = "1s"
+    work.mkdir()
+    (work / "rules.yml").write_text(yaml.safe_dump({"groups": groups}))
+    targets = {"gateway": env["VIDSTRATA_UP_GATEWAY_METRICS_PORT"], "worker": env["VIDSTRATA_UP_WORKER_METRICS_PORT"]}
+    (work / "prometheus.yml").write_text(yaml.safe_dump({
+        "global": {"scrape_interval": "1s", "evaluation_interval": "1s"},
+        "rule_files": [str(work / "rules.yml")],
+        "scrape_configs": [{"job_name": job, "static_configs": [{"targets": [f"127.0.0.1:{port}"], "labels": {"namespace": "test"}}]}
+                           for job, port in targets.items()],
+    }))
+    port = free_port()
+    server = ManagedProcess("prometheus", [str(binary), f"--config.file={work / 'prometheus.yml'}", f"--storage.tsdb.path={work / 'tsdb'}",
+                                           f"--web.listen-address=127.0.0.1:{port}"], work / "prometheus.log").start()
+    try:
+        server.wait_ready(lambda: port_open(port), timeout_s=60)
+
+        def query(promql: str) -> list[dict]:
+            url = f"http://127.0.0.1:{port}/api/v1/query?" + urllib.parse.urlencode({"query": promql})
+            return json.loads(urllib.request.urlopen(url, timeout=5).read())["data"]["result"]
+
+        deadline = time.monotonic() + 90
+        while time.monotonic() < deadline:
+            cli(env, "search", "a bike", "-k", "2")
+            p50 = [r for r in query('rpc:vidstrata_gateway_request_duration_seconds:p50{rpc="Search"}') if r["value"][1] != "NaN"]
+            up = {r["metric"]["job"] for r in query("up == 1")}
+            if p50 and up == {"gateway", "worker"}:
+                assert 0 < float(p50[0]["value"][1]) < 10
+                return
+            time.sleep(1)
+        raise AssertionError(f"no Search p50 from the recording rule; targets up: {up}\n{server.log_tail()}")
+    finally:
+        server.stop()
+
+
 def test_up_cli_grpcurl_readme_sigterm_and_restart(model_repository, tmp_path):
     data = tmp_path / "data"
     env = up_env(data, model_repository)
@@ -124,6 +170,8 @@ def test_up_cli_grpcurl_readme_sigterm_and_restart(model_repository, tmp_path):
             argv[0] = str(BIN / argv[0])
             result = subprocess.run(argv, env=env, capture_output=True, text=True, timeout=300)
             assert result.returncode == 0, f"README command failed: {command}\n{result.stdout}\n{result.stderr}"
+
+        prometheus_scrapes_the_stack(env, tmp_path / "prometheus")
 
         assert up.stop() == 0
     finally:

@@ -21,12 +21,14 @@ from workers.errors import BadVideo, SourceUnavailable
 # HTTP statuses worth retrying: the server or something in front of it is busy or down.
 _TRANSIENT_STATUSES = {408, 425, 429, 500, 502, 503, 504}
 # Content types that are certainly not a video; anything else (video/*, octet-stream, none) goes on to decode.
-_NON_VIDEO_TYPES = ("text/", "image/", "application/json", "application/xml", "application/pdf", "application/javascript")
+_NON_VIDEO_TYPES = (
+    "text/", "image/", "application/json", "application/xml", "application/pdf", "application/javascript",
+)
 _CHUNK = 1 << 20
 
 
-def _size_error(size: int, limit: int) -> BadVideo:
-    return BadVideo(f"source is {size} bytes; the limit is {limit} bytes")
+def _size_error(uri: str, size: int, limit: int) -> BadVideo:
+    return BadVideo(f"{uri}: source is {size} bytes; the limit is {limit} bytes")
 
 
 def _local(uri: str) -> Path:
@@ -54,7 +56,7 @@ def _download(url: str, folder: Path, max_bytes: int, timeout_s: float) -> Path:
             raise BadVideo(f"{url}: not a video (Content-Type {content_type})")
         declared = response.headers.get("Content-Length")
         if declared and declared.isdigit() and int(declared) > max_bytes:
-            raise _size_error(int(declared), max_bytes)
+            raise _size_error(url, int(declared), max_bytes)
         target = folder / "source"
         size = 0
         try:
@@ -94,5 +96,5 @@ def _checked(path: Path, max_bytes: int, uri: str) -> Path:
     if size == 0:
         raise BadVideo(f"{uri}: empty file (0 bytes)")
     if size > max_bytes:
-        raise _size_error(size, max_bytes)
+        raise _size_error(uri, size, max_bytes)
     return path

@@ -22,11 +22,14 @@ class WorkerSettings(IndexSettings):
     max_frames: int = Field(
         1800,
         ge=1,
-        description="Most frames sampled from one video; a longer video is sampled more sparsely so frames cover all of it.",
+        description="Most frames sampled from one video; a longer video is sampled more sparsely so frames cover "
+        "all of it.",
     )
     max_duration_s: float = Field(3 * 3600.0, gt=0, description="Longer videos are rejected (FAILED) before decoding.")
     max_download_bytes: int = Field(
-        4 * 1024**3, ge=1, description="Larger sources are rejected (FAILED); checked on Content-Length and while streaming."
+        4 * 1024**3,
+        ge=1,
+        description="Larger sources are rejected (FAILED); checked on Content-Length and while streaming.",
     )
     fetch_timeout_s: float = Field(
         30.0, gt=0, description="Connect and per-read timeout of an HTTP(S) download; past it the task retries."
@@ -41,11 +44,15 @@ class WorkerSettings(IndexSettings):
     decode_queue_batches: int = Field(
         4, ge=1, le=64, description="Decoded batches buffered ahead of the encoder: bounds a worker's frame memory."
     )
-    retry_max: int = Field(8, ge=0, description="Retries of a transient failure (Triton, Milvus, source down) before FAILED.")
+    retry_max: int = Field(
+        8, ge=0, description="Retries of a transient failure (Triton, Milvus, source down) before FAILED."
+    )
     retry_backoff_s: float = Field(5.0, gt=0, description="First retry delay; it doubles on each retry, with jitter.")
     retry_backoff_max_s: float = Field(300.0, gt=0, description="Cap of one retry delay.")
     task_time_limit_s: float = Field(
-        3600.0, gt=0, description="An ingest running longer is stopped and FAILED; must stay below visibility_timeout_s."
+        3600.0,
+        gt=0,
+        description="An ingest running longer is stopped and FAILED; must stay below visibility_timeout_s.",
     )
     visibility_timeout_s: float = Field(
         7200.0,
@@ -56,7 +63,9 @@ class WorkerSettings(IndexSettings):
     restore_interval_s: float = Field(
         10.0, gt=0, description="How often a worker looks for unacknowledged tasks past visibility_timeout_s."
     )
-    metrics_port: int = Field(9101, ge=0, le=65535, description="Port of the worker's Prometheus /metrics; 0 turns it off.")
+    metrics_port: int = Field(
+        9101, ge=0, le=65535, description="Port of the worker's Prometheus /metrics; 0 turns it off."
+    )
     concurrency: int = Field(2, ge=1, description="Videos ingested at once by one worker (Celery prefork processes).")
 
     @model_validator(mode="after")

@@ -79,10 +79,11 @@ def servers(work: Path, repository: Path) -> Iterator[Servers]:
 class BareEncoder:
     """The frame graph Triton serves, run in this process (ONNX Runtime, all cores) on one batch of real frames."""
 
-    def __init__(self, checkpoint: Path, repository: Path, frames: np.ndarray) -> None:
+    def __init__(self, checkpoint: Path, repository: Path, video: Path, batch: int, sample_fps: float) -> None:
         self.encoder = OnnxEncoder(checkpoint, repository / "text_encoder_net" / "1" / "model.onnx",
                                    repository / "frame_encoder" / "1" / "model.onnx")
-        self.frames = frames
+        with VideoReader(video, self.encoder.info().image_size, sample_fps, batch, 10**6) as reader:
+            self.frames = next(reader.batches(batch)).frames
 
     def frames_per_s(self, seconds: float, repeats: int) -> float:
         return median_of(repeats, lambda: rate(lambda: len(self.encoder.encode_frames(self.frames)), seconds))
@@ -172,7 +173,7 @@ def main(argv: list[str] | None = None) -> Path:
     parser.add_argument("--seconds", type=float, default=4.0, help="length of each bare-encoder measurement")
     parser.add_argument("--repeats", type=int, default=3, help="bare-encoder measurements; the median is kept")
     parser.add_argument("--model-repository", type=Path,
-                        help="a python-target repository already exported from the default checkpoint (skips the export)")
+                        help="a python-target repository exported from the default checkpoint (skips the export)")
     parser.add_argument("--tiny", action="store_true", help="smoke run: two 6 s videos and one 20 s video")
     parser.add_argument("--results-dir", type=Path, default=RESULTS_DIR)
     args = parser.parse_args(argv)
@@ -190,10 +191,9 @@ def main(argv: list[str] | None = None) -> Path:
             paths[w.name] = [work / f"{w.name}-{i}.mp4" for i in range(w.videos)]
             for i, path in enumerate(paths[w.name]):
                 rotated = photos[i:] + photos[:i]  # different content per video
-                write_long_video(path, rotated, duration_s=w.duration_s, scene_s=min(20.0, w.duration_s / 3), fps=args.fps)
-        with VideoReader(paths[workloads[0].name][0], 224, args.sample_fps, 10**6, 10**6) as reader:
-            sample = next(reader.batches(args.frame_batch)).frames
-        bare = BareEncoder(checkpoint, repository, sample)
+                scene_s = min(20.0, w.duration_s / 3)
+                write_long_video(path, rotated, duration_s=w.duration_s, scene_s=scene_s, fps=args.fps)
+        bare = BareEncoder(checkpoint, repository, paths[workloads[0].name][0], args.frame_batch, args.sample_fps)
         with servers(work, repository) as stack:
             env = dict(
                 os.environ,
@@ -211,7 +211,8 @@ def main(argv: list[str] | None = None) -> Path:
                 # Measured right before each workload (the servers idle), so both see the same machine load.
                 bare_fps = bare.frames_per_s(args.seconds, args.repeats)
                 row = run_workload(w, paths[w.name], env, work, timeout_s=3600)
-                row.update(bare_frames_per_s=bare_fps, ratio=row["frames_per_s"] / bare_fps, load_average=os.getloadavg())
+                row.update(bare_frames_per_s=bare_fps, ratio=row["frames_per_s"] / bare_fps,
+                           load_average=os.getloadavg())
                 rows.append(row)
                 print(f"{w.name}: {row['frames_per_s']:.1f} frames/s, bare {bare_fps:.1f}, ratio {row['ratio']:.2f}, "
                       f"peak RSS {row['peak_rss_mb']:.0f} MB", flush=True)

@@ -55,7 +55,10 @@ up: install
 bench-encoders: install
 	$(PY) -m bench.encoders
 
-bench: bench-encoders
+bench-ingest: install
+	$(PY) -m bench.ingest
+
+bench: bench-encoders bench-ingest
 
 clean:
 	rm -rf $(VENV) build data

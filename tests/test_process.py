@@ -53,3 +53,24 @@ def test_redis_fixture_serves(redis_url):
     client = redis.Redis.from_url(redis_url)
     client.set("k", "v")
     assert client.get("k") == b"v"
+
+
+def test_children_die_with_their_supervisor(tmp_path):
+    """A supervisor killed with SIGKILL leaves no managed child behind."""
+    script = (
+        "import sys, time\n"
+        "from pathlib import Path\n"
+        "from vidstrata.process import ManagedProcess\n"
+        "child = ManagedProcess('sleeper', [sys.executable, '-c', 'import time; time.sleep(60)'], Path(sys.argv[1])).start()\n"
+        "print(child.pid, flush=True)\n"
+        "time.sleep(60)\n"
+    )
+    supervisor = ManagedProcess("supervisor", [sys.executable, "-c", script, str(tmp_path / "child.log")], tmp_path / "log").start()
+    supervisor.wait_ready(lambda: (tmp_path / "log").read_text().strip() != "", timeout_s=20)
+    child_pid = int((tmp_path / "log").read_text().split()[0])
+    assert _running(child_pid)
+    supervisor.stop(sig=signal.SIGKILL)
+    deadline = time.monotonic() + 5
+    while _running(child_pid) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert not _running(child_pid)

@@ -61,8 +61,13 @@ class Up:
             time.sleep(0.5)
 
     def stop(self) -> int:
+        """SIGTERM, as a person's Ctrl-C would; SIGKILL only if it hangs (children then die with it)."""
         self.proc.send_signal(signal.SIGTERM)
-        return self.proc.wait(timeout=90)
+        try:
+            return self.proc.wait(timeout=90)
+        except subprocess.TimeoutExpired:
+            os.killpg(self.proc.pid, signal.SIGKILL)
+            raise
 
 
 def cli(env: dict[str, str], *args: str, timeout: float = 300) -> subprocess.CompletedProcess[str]:
@@ -176,7 +181,7 @@ def test_up_cli_grpcurl_readme_sigterm_and_restart(model_repository, tmp_path):
         assert up.stop() == 0
     finally:
         if up.proc.poll() is None:
-            os.killpg(up.proc.pid, signal.SIGKILL)
+            up.stop()
     time.sleep(1)
     assert processes_using(str(data)) == [], "processes left behind after SIGTERM"
 
@@ -191,4 +196,4 @@ def test_up_cli_grpcurl_readme_sigterm_and_restart(model_repository, tmp_path):
         assert again.stop() == 0
     finally:
         if again.proc.poll() is None:
-            os.killpg(again.proc.pid, signal.SIGKILL)
+            again.stop()

@@ -48,7 +48,7 @@ from gateway.settings import GatewaySettings
 
 READY, FAILED = 3, 4  # search_pb2.Video.Status, without importing the generated stubs at module import
 LEVEL_NAMES = {level: level.replace("_", "-") for level in LEVELS}  # video_sentence -> video-sentence
-DEFAULT_VIDEOS = 60
+DEFAULT_VIDEOS = 40
 TINY_VIDEOS = 6
 SEARCH_ATTEMPTS = 3
 

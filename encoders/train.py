@@ -2,8 +2,9 @@
 
 A run reads one TOML config (see encoders/configs/), seeds everything, caches the backbone outputs
 of its train and validation sets, trains the heads (and optionally the last text blocks), and keeps
-the state with the best validation R@1. Step 0 is the parameter-free path itself (every head starts
-as its identity), so the log shows what training gained over it. The output folder is an ordinary
+the state whose worst validation set gained the most R@1 over step 0. Step 0 is the parameter-free path
+itself (every head starts as its identity), so the log shows what training gained over it, and a state
+that trades one kind of video for another is never kept. The output folder is an ordinary
 checkpoint that `vidstrata export` takes unchanged, plus the run's config and log.
 """
 
@@ -21,6 +22,7 @@ from typing import Any
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 from pydantic import BaseModel, Field
 
 from encoders.aggregation import aggregate_video
@@ -55,7 +57,7 @@ class GenerateConfig(BaseModel):
 
 class DataConfig(BaseModel):
     train: Path
-    val: Path
+    val: list[Path] = Field(min_length=1, description="validation sets, each scored on its own")
     generate: GenerateConfig | None = None
     fps: float = Field(default=2.0, gt=0, description="frames sampled per second, as ingest samples them")
     max_frames: int = Field(default=64, gt=0)
@@ -70,6 +72,8 @@ class LossConfig(BaseModel):
     margin: float = Field(default=0.1, ge=0, description="HCMI marginal sample enhancement: the margin")
     margin_weight: float = Field(default=0.0, ge=0, description="weight of the hardest-negative margin term")
     negnce_weight: float = Field(default=0.0, ge=0, description="TPM-CL NegNCE: weight of the hard-negative term")
+    anchor_weight: float = Field(
+        default=0.0, ge=0, description="pull frame and sentence vectors toward the parameter-free ones (1 - cosine)")
     queue_size: int = Field(default=0, ge=0, description="HiT momentum queue length (0: off)")
     momentum: float = Field(default=0.99, gt=0, lt=1)
 
@@ -110,8 +114,8 @@ class TrainConfig(BaseModel):
 class RunResult:
     checkpoint: Path
     best_step: int
-    baseline: dict[str, float]  # validation R@1 of the parameter-free path (step 0)
-    best: dict[str, float]  # validation R@1 of the kept state
+    baseline: dict[str, dict[str, float]]  # per validation set, R@1 per level of the parameter-free path (step 0)
+    best: dict[str, dict[str, float]]  # the same for the kept state
 
 
 def trainable_parameters(pair: EncoderPair) -> list[torch.nn.Parameter]:
@@ -186,6 +190,7 @@ class Encoded:
     phrase_mask: torch.Tensor
     words: torch.Tensor
     word_mask: torch.Tensor
+    drift: torch.Tensor  # mean 1 - cosine of frame and sentence vectors to their parameter-free ones
 
 
 def clip_layout(vectors: list[np.ndarray], timestamps: list[np.ndarray], durations: list[float]) -> tuple[torch.Tensor, torch.Tensor]:
@@ -201,22 +206,28 @@ def clip_layout(vectors: list[np.ndarray], timestamps: list[np.ndarray], duratio
 
 def encode_videos(pair: EncoderPair, features: list[torch.Tensor], timestamps: list[np.ndarray],
                   durations: list[float]) -> tuple[torch.Tensor, ...]:
-    """(frames, frame_mask, clips, clip_mask, video) of a batch of videos from their cached features."""
+    """(frames, frame_mask, clips, clip_mask, video, frame drift) of a batch of videos from their cached features."""
     lengths = [len(f) for f in features]
-    flat = pair.frames.from_features(torch.cat(features))
+    features_flat = torch.cat(features)
+    flat = pair.frames.from_features(features_flat)
+    drift = 1.0 - (flat * F.normalize(pair.frames.backbone.project(features_flat), dim=-1)).sum(-1).mean()
     per_video = list(flat.split(lengths))
     frames = _pad(per_video)
     frame_mask = (torch.arange(frames.shape[1])[None, :] < torch.tensor(lengths)[:, None]).float()
     clip_ids, clip_mask = clip_layout([v.detach().numpy() for v in per_video], timestamps, durations)
     refined, clips, video = (pair.video or parameter_free_video)(frames, frame_mask, clip_ids, clip_mask)
-    return refined, frame_mask, clips, clip_mask, video
+    return refined, frame_mask, clips, clip_mask, video, drift
 
 
 def encode(pair: EncoderPair, batch: Batch) -> Encoded:
-    frames, frame_mask, clips, clip_mask, video = encode_videos(pair, batch.features, batch.timestamps, batch.durations)
-    sentence, phrases, phrase_mask, words = pair.text.from_trunk(batch.states, batch.attention_mask, batch.phrase_ids)
+    frames, frame_mask, clips, clip_mask, video, frame_drift = encode_videos(
+        pair, batch.features, batch.timestamps, batch.durations)
+    states, base_sentence = pair.text.backbone.tail(batch.states, batch.attention_mask, pair.text.unfrozen)
+    sentence, phrases, phrase_mask, words = pair.text.pool(states, base_sentence, batch.attention_mask, batch.phrase_ids)
+    sentence_drift = 1.0 - (sentence * F.normalize(base_sentence, dim=-1)).sum(-1).mean()
     word_mask = (batch.phrase_ids >= 0).float()  # real words: not special tokens, not padding
-    return Encoded(frames, frame_mask, clips, clip_mask, video, sentence, phrases, phrase_mask, words, word_mask)
+    return Encoded(frames, frame_mask, clips, clip_mask, video, sentence, phrases, phrase_mask, words, word_mask,
+                   frame_drift + sentence_drift)
 
 
 def level_scores(e: Encoded, video_rows: Encoded | None = None) -> dict[str, torch.Tensor]:
@@ -230,11 +241,15 @@ def level_scores(e: Encoded, video_rows: Encoded | None = None) -> dict[str, tor
 
 
 def compute_losses(
-    scores: dict[str, torch.Tensor], config: LossConfig, exclude: torch.Tensor,
-    queue_scores: tuple[torch.Tensor, torch.Tensor] | None = None,
+    e: Encoded, config: LossConfig, exclude: torch.Tensor, queue_scores: tuple[torch.Tensor, torch.Tensor] | None = None,
 ) -> dict[str, torch.Tensor]:
-    """Per level: InfoNCE (+ NegNCE term, + margin term); the queue adds negatives at video-sentence."""
-    losses = {}
+    """Per level: InfoNCE (+ NegNCE term, + margin term); the queue adds negatives at video-sentence.
+
+    The anchor term keeps vectors near the parameter-free ones: a head trained on few photos must not
+    overwrite what the pretrained backbone knows of photos it never saw.
+    """
+    scores = level_scores(e)
+    losses = {"anchor": config.anchor_weight * e.drift} if config.anchor_weight else {}
     for level, weight in config.levels.items():
         if not weight:
             continue
@@ -256,17 +271,16 @@ def validate(pair: EncoderPair, cache: FeatureCache, chunk: int = 64) -> dict[st
     rows = []
     for start in range(0, len(cache.video_features), chunk):
         ids = list(range(start, min(start + chunk, len(cache.video_features))))
-        frames, frame_mask, clips, clip_mask, video = encode_videos(
-            pair, [cache.video_features[i].float() for i in ids], [cache.timestamps[i] for i in ids],
-            [cache.durations[i] for i in ids])
-        rows.append((frames, frame_mask, clips, clip_mask, video))
+        rows.append(encode_videos(pair, [cache.video_features[i].float() for i in ids],
+                                  [cache.timestamps[i] for i in ids], [cache.durations[i] for i in ids])[:5])
     texts = torch.nonzero(cache.caption).squeeze(1)
     sentence, phrases, phrase_mask, words = pair.text.from_trunk(
         cache.text_states[texts].float(), cache.attention_mask[texts], cache.phrase_ids[texts])
     word_mask = (cache.phrase_ids[texts] >= 0).float()
     per_level: dict[str, list[torch.Tensor]] = {level: [] for level in LEVELS}
     for frames, frame_mask, clips, clip_mask, video in rows:
-        e = Encoded(frames, frame_mask, clips, clip_mask, video, sentence, phrases, phrase_mask, words, word_mask)
+        e = Encoded(frames, frame_mask, clips, clip_mask, video, sentence, phrases, phrase_mask, words, word_mask,
+                    torch.zeros(()))
         for level, s in level_scores(e).items():
             per_level[level].append(s)
     scores = {level: torch.cat(parts) for level, parts in per_level.items()}
@@ -275,8 +289,10 @@ def validate(pair: EncoderPair, cache: FeatureCache, chunk: int = 64) -> dict[st
     return {level: float((s.argmax(0) == truth).float().mean()) for level, s in scores.items()}
 
 
-def selection_score(r1: dict[str, float]) -> float:
-    return float(np.mean([r1[level] for level in SERVED_LEVELS + ("fused",)]))
+def selection_score(r1: dict[str, dict[str, float]], baseline: dict[str, dict[str, float]]) -> tuple[float, float]:
+    """(worst, mean) gain over step 0 of the validation sets' fused R@1: keep a state only where every set gained."""
+    gains = [r1[name]["fused"] - baseline[name]["fused"] for name in baseline]
+    return min(gains), float(np.mean(gains))
 
 
 def _seed_everything(seed: int) -> random.Random:
@@ -310,15 +326,18 @@ def train(
         raise ValueError(f"{base_folder} already has heads; train on a checkpoint without them")
     pair = with_heads(base, config.heads)
     data = config.data
-    if data.generate and not (data.train.is_file() and data.val.is_file()):
+    if data.generate and not all(p.is_file() for p in [data.train, *data.val]):
         g = data.generate
-        train_path, val_path = generate_training_split(data.train.parent, g.seed, g.scene_videos, g.shape_videos, g.evaluation)
-        if (train_path, val_path) != (data.train, data.val):
-            raise ValueError(f"generated data lands in {train_path} and {val_path}; point data.train/val there")
+        train_path, val_paths = generate_training_split(data.train.parent, g.seed, g.scene_videos, g.shape_videos, g.evaluation)
+        if (train_path, val_paths) != (data.train, data.val):
+            raise ValueError(f"generated data lands in {train_path} and {val_paths}; point data.train/val there")
     tokenizer = base_folder / TOKENIZER_FILE
-    caches = {split: build_feature_cache(pair, tokenizer, path, data.cache_dir, data.fps, data.max_frames,
-                                         caching and (lambda done, total, split=split: caching(split, done, total)))
-              for split, path in (("train", data.train), ("val", data.val))}
+    caches = {path.stem: build_feature_cache(pair, tokenizer, path, data.cache_dir, data.fps, data.max_frames,
+                                             caching and (lambda done, total, s=path.stem: caching(s, done, total)))
+              for path in [data.train, *data.val]}
+    train_cache = caches.pop(data.train.stem)
+    if not caches:
+        raise ValueError("the validation sets must be files other than the training set")
 
     out.mkdir(parents=True, exist_ok=True)
     log_path = out / "train_log.jsonl"
@@ -336,10 +355,10 @@ def train(
     queue = MomentumQueue(pair.manifest.dim, config.loss.queue_size) if config.loss.queue_size else None
     momentum_pair = copy.deepcopy(pair) if queue else None
 
-    baseline = validate(pair, caches["val"])
+    baseline = {name: validate(pair, cache) for name, cache in caches.items()}
     record({"step": 0, "val_r1": baseline})
     best, best_step, best_state = baseline, 0, copy.deepcopy(pair.modules().state_dict())
-    stream = batches(caches["train"], config.optim.batch_size, rng)
+    stream = batches(train_cache, config.optim.batch_size, rng)
     started = time.perf_counter()
     for step in range(1, config.optim.steps + 1):
         pair.modules().train()
@@ -350,7 +369,7 @@ def train(
             with torch.no_grad():
                 keys = encode(momentum_pair, batch)
             queue_scores = queue.extra_scores(e.video, e.sentence, batch.video_ids)
-        losses = compute_losses(level_scores(e), config.loss, batch.exclude, queue_scores)
+        losses = compute_losses(e, config.loss, batch.exclude, queue_scores)
         total = sum(losses.values())
         optimizer.zero_grad()
         total.backward()
@@ -362,9 +381,9 @@ def train(
         entry: dict[str, Any] = {"step": step, "loss": float(total.detach()),
                                  **{f"loss_{k}": float(v.detach()) for k, v in losses.items()}}
         if step % config.optim.eval_every == 0 or step == config.optim.steps:
-            entry["val_r1"] = validate(pair, caches["val"])
+            entry["val_r1"] = {name: validate(pair, cache) for name, cache in caches.items()}
             entry["elapsed_s"] = round(time.perf_counter() - started, 1)
-            if selection_score(entry["val_r1"]) > selection_score(best):
+            if selection_score(entry["val_r1"], baseline) > selection_score(best, baseline):
                 best, best_step, best_state = entry["val_r1"], step, copy.deepcopy(pair.modules().state_dict())
         record(entry)
     log_file.close()
@@ -423,9 +442,9 @@ def main(argv: list[str] | None = None) -> None:
             progress.update(cache_task, description=f"cache {split}", completed=done, total=total)
 
         def show(entry: dict[str, Any]) -> None:
-            if "val_r1" in entry:
-                r1 = " ".join(f"{k} {v:.2f}" for k, v in entry["val_r1"].items())
-                progress.console.print(f"step {entry['step']}: val R@1 {r1}")
+            for name, r1 in entry.get("val_r1", {}).items():
+                levels = " ".join(f"{k} {v:.2f}" for k, v in r1.items())
+                progress.console.print(f"step {entry['step']}: {name} R@1 {levels}")
             if "loss" in entry:
                 progress.update(task, completed=entry["step"], status=f"loss {entry['loss']:.3f}")
 

@@ -134,11 +134,12 @@ def _refuse_overlap(items: list[Item], forbidden: set[str], split: str) -> None:
 
 def generate_training_split(
     out: Path, seed: int, scene_videos: int, shape_videos: int, evaluation: Iterable[Path] = ()
-) -> tuple[Path, Path]:
-    """Write train.jsonl and val.jsonl (with their videos) under `out`; returns both paths.
+) -> tuple[Path, list[Path]]:
+    """Write train.jsonl, val-scenes.jsonl and val-shapes.jsonl (with their videos) under `out`.
 
-    The two splits share no photo and no (colour, shape) pair. `evaluation`: dataset files whose
-    captions the generated ones must avoid (the held-out split of `vidstrata eval`).
+    Training and validation share no photo and no (colour, shape) pair; validation comes in two files
+    so that a gain on one kind of video cannot hide a loss on the other. `evaluation`: dataset files
+    whose captions the generated ones must avoid (the held-out split of `vidstrata eval`).
     """
     forbidden = {t for path in evaluation for item in read_jsonl(path) for t in item_texts(item)}
     seed += SEED_OFFSET
@@ -148,14 +149,18 @@ def generate_training_split(
         "train": ([p for p in TRAIN_PHOTOS if p not in VALIDATION_PHOTOS], [p for p in all_pairs if p not in VALIDATION_SHAPES], 1.0),
         "val": (list(VALIDATION_PHOTOS), list(VALIDATION_SHAPES), 0.25),
     }
-    paths = []
+    written = {}
     for split, (photos, pairs, share) in splits.items():
         folder = out / split
-        items = _scene_items(folder, round(scene_videos * share), photos, rng, seed) + _shape_items(
-            folder, round(shape_videos * share), pairs, rng)
-        _refuse_overlap(items, forbidden, split)
-        paths.append(write_jsonl(out / f"{split}.jsonl", items))
-    return paths[0], paths[1]
+        scenes = _scene_items(folder, round(scene_videos * share), photos, rng, seed)
+        shapes = _shape_items(folder, round(shape_videos * share), pairs, rng)
+        _refuse_overlap(scenes + shapes, forbidden, split)
+        if split == "train":
+            written["train"] = write_jsonl(out / "train.jsonl", scenes + shapes)
+        else:
+            written["val-scenes"] = write_jsonl(out / "val-scenes.jsonl", scenes)
+            written["val-shapes"] = write_jsonl(out / "val-shapes.jsonl", shapes)
+    return written["train"], [written["val-scenes"], written["val-shapes"]]
 
 
 def sample_times(duration_s: float, fps: float, max_frames: int) -> np.ndarray:

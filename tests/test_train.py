@@ -17,7 +17,7 @@ import torch
 
 from bench.photos import CAPTIONS
 from encoders.factory import HEADS_FILE, attach_heads, import_hf_clip, is_current_default, load_checkpoint
-from encoders.train import HEADS_FOLDER, RunResult, TrainConfig, train
+from encoders.train import HEADS_FOLDER, RunResult, TrainConfig, selection_score, train
 from bench.datasets import read_jsonl, write_jsonl
 from encoders.train_data import TRAIN_PHOTOS, generate_training_split, item_texts
 from export.onnx_export import PARITY_TOLERANCE, random_frame_inputs, random_video_inputs
@@ -35,9 +35,10 @@ def run(tmp_path_factory: pytest.TempPathFactory) -> tuple[RunResult, list[dict[
         "seed": 0,
         "base": str(base),
         "heads": {"hidden": 32, "attention_heads": 2},
-        "data": {"train": str(root / "data" / "train.jsonl"), "val": str(root / "data" / "val.jsonl"),
+        "data": {"train": str(root / "data" / "train.jsonl"),
+                 "val": [str(root / "data" / "val-scenes.jsonl"), str(root / "data" / "val-shapes.jsonl")],
                  "generate": {"seed": 0, "scene_videos": 4, "shape_videos": 4}, "cache_dir": str(root / "cache")},
-        "loss": {"margin_weight": 0.5, "negnce_weight": 0.5, "queue_size": 8},
+        "loss": {"margin_weight": 0.5, "negnce_weight": 0.5, "anchor_weight": 1.0, "queue_size": 8},
         "optim": {"steps": 20, "batch_size": 8, "eval_every": 10, "lr": 3e-3},
     })
     entries: list[dict[str, Any]] = []
@@ -49,20 +50,30 @@ def test_twenty_steps_lower_the_loss_and_log_every_level(run):
     losses = [e["loss"] for e in entries if "loss" in e]
     assert len(losses) == 20
     assert np.mean(losses[-5:]) < np.mean(losses[:5])
-    assert {"loss_video_sentence", "loss_clip_phrase", "loss_frame_word"} <= set(entries[-1])
+    assert {"loss_video_sentence", "loss_clip_phrase", "loss_frame_word", "loss_anchor"} <= set(entries[-1])
     validations = [e for e in entries if "val_r1" in e]
     assert [e["step"] for e in validations] == [0, 10, 20]
-    assert set(validations[0]["val_r1"]) == {"video_sentence", "clip_phrase", "frame_word", "fused"}
+    assert set(validations[0]["val_r1"]) == {"val-scenes", "val-shapes"}  # each validation set on its own
+    for r1 in validations[0]["val_r1"].values():
+        assert set(r1) == {"video_sentence", "clip_phrase", "frame_word", "fused"}
     log = [json.loads(line) for line in (result.checkpoint / "train_log.jsonl").read_text().splitlines()]
     assert log == entries
     training = load_checkpoint(result.checkpoint).manifest.training
     assert training["val_r1_parameter_free"] == result.baseline and training["config"]["seed"] == 0
 
 
+def test_a_state_is_kept_only_where_every_validation_set_gained():
+    base = {"scenes": {"fused": 0.20}, "shapes": {"fused": 0.05}}
+    traded = {"scenes": {"fused": 0.10}, "shapes": {"fused": 0.80}}  # a big gain bought with a loss
+    both = {"scenes": {"fused": 0.22}, "shapes": {"fused": 0.40}}
+    assert selection_score(traded, base) < selection_score(base, base) < selection_score(both, base)
+
+
 def test_generated_split_is_disjoint_from_the_evaluation(run, tmp_path):
     result, _, _ = run
     data = Path(load_checkpoint(result.checkpoint).manifest.training["config"]["data"]["train"]).parent
-    train_items, val_items = read_jsonl(data / "train.jsonl"), read_jsonl(data / "val.jsonl")
+    train_items = read_jsonl(data / "train.jsonl")
+    val_items = read_jsonl(data / "val-scenes.jsonl") + read_jsonl(data / "val-shapes.jsonl")
     texts = {t for item in train_items + val_items for t in item_texts(item)}
     assert not set(TRAIN_PHOTOS) & set(CAPTIONS)  # no evaluation photo
     assert not texts & set(CAPTIONS.values())  # no evaluation photo caption

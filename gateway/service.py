@@ -15,9 +15,10 @@ from __future__ import annotations
 import logging
 import time
 import uuid
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from concurrent.futures import Future, ThreadPoolExecutor
 from concurrent.futures import TimeoutError as FutureTimeout
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Protocol, TypeVar
 
@@ -35,6 +36,7 @@ from inference.encoder import Encoder, EncoderInputError, EncoderUnavailable
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
+PROBE_VIDEO_ID = "vidstrata-probe"  # looked up by the Milvus probe; need not exist
 
 
 class SearchIndex(Protocol):
@@ -126,6 +128,16 @@ class DependencyState:
     _pending: Future[None] | None = field(default=None, repr=False)
 
 
+@contextmanager
+def _stage(timings: StageTimings, name: str) -> Iterator[None]:
+    """Record the wall time of the block as timings.<name>."""
+    started = time.perf_counter()
+    try:
+        yield
+    finally:
+        setattr(timings, name, time.perf_counter() - started)
+
+
 def _remaining(deadline: float) -> float:
     left = deadline - time.monotonic()
     if left <= 0:
@@ -165,41 +177,39 @@ class SearchService:
 
     def search(self, query: SearchQuery, deadline: float) -> SearchResult:
         """Ranked hits for a validated query; `deadline` is a time.monotonic() value."""
-        started = time.perf_counter()
         timings = StageTimings()
-        self._require(self.triton, self.milvus)
+        with _stage(timings, "total"):
+            self._require(self.triton, self.milvus)
+            with _stage(timings, "encode"):
+                vectors = self._encode(query.text, deadline)
+            limit = candidate_limit(query, self.settings)
+            _remaining(deadline)
 
-        vectors = self._timed(timings, "encode", lambda: self._encode(query.text, deadline))
-        limit = candidate_limit(query, self.settings)
-        _remaining(deadline)
-        videos_future = self._pool.submit(
-            self._timed, timings, "ann_videos",
-            lambda: self._milvus(lambda: self.index.search_videos(vectors.sentence, limit, query.filter)),
-        )
-        clip_lists = self._timed(
-            timings, "ann_clips",
-            lambda: self._milvus(lambda: self.index.search_clips_grouped(vectors.clip_queries, limit, query.filter)),
-        )
-        video_hits = videos_future.result()
-        candidates = union_by_rank([[h.video_id for h in video_hits]] + [[h.video_id for h in c] for c in clip_lists],
-                                   limit)
-        _remaining(deadline)
+            def ann_videos() -> list[VideoHit]:
+                with _stage(timings, "ann_videos"):
+                    return self._milvus(lambda: self.index.search_videos(vectors.sentence, limit, query.filter))
 
-        rescore_started = time.perf_counter()
-        videos, clips = self._timed(timings, "rescore_fetch", lambda: self._fetch(candidates))
-        scored = score_candidates(vectors, candidates, videos, clips)
-        timings.rescore = time.perf_counter() - rescore_started
+            videos_future = self._pool.submit(ann_videos)
+            with _stage(timings, "ann_clips"):
+                clip_lists = self._milvus(
+                    lambda: self.index.search_clips_grouped(vectors.clip_queries, limit, query.filter)
+                )
+            ranked_lists = [[h.video_id for h in videos_future.result()]] + [[h.video_id for h in c] for c in clip_lists]
+            candidates = union_by_rank(ranked_lists, limit)
+            _remaining(deadline)
 
-        fusion_started = time.perf_counter()
-        fused = fuse(scored.levels, query.fusion)
-        order = sorted(range(len(fused)), key=lambda i: (-fused[i], scored.video_ids[i]))[: query.top_k]
-        hits = [
-            Hit(scored.video_ids[i], float(fused[i]), {lv: float(scored.levels[lv][i]) for lv in LEVELS},
-                scored.best_clips[i])
-            for i in order
-        ]
-        timings.fusion = time.perf_counter() - fusion_started
-        timings.total = time.perf_counter() - started
+            with _stage(timings, "rescore"):
+                with _stage(timings, "rescore_fetch"):
+                    videos, clips = self._fetch(candidates)
+                scored = score_candidates(vectors, candidates, videos, clips)
+            with _stage(timings, "fusion"):
+                fused = fuse(scored.levels, query.fusion)
+                order = sorted(range(len(fused)), key=lambda i: (-fused[i], scored.video_ids[i]))[: query.top_k]
+                hits = [
+                    Hit(scored.video_ids[i], float(fused[i]), {lv: float(scored.levels[lv][i]) for lv in LEVELS},
+                        scored.best_clips[i])
+                    for i in order
+                ]
         return SearchResult(hits, vectors.phrases, len(scored.video_ids), timings)
 
     def _encode(self, text: str, deadline: float) -> QueryVectors:
@@ -228,14 +238,6 @@ class SearchService:
             return call()
         except IndexUnavailable as exc:
             raise Unavailable(str(exc)) from exc
-
-    @staticmethod
-    def _timed(timings: StageTimings, stage: str, call: Callable[[], T]) -> T:
-        started = time.perf_counter()
-        try:
-            return call()
-        finally:
-            setattr(timings, stage, time.perf_counter() - started)
 
     # -- videos -----------------------------------------------------------------------------------
 
@@ -334,7 +336,9 @@ class SearchService:
         self.encoder = encoder
 
     def _check_milvus(self) -> None:
-        self.index.counts()  # connects and ensures the collections on first success
+        # A primary-key lookup: cheap on every Milvus, unlike count(*), which Milvus Lite answers by scanning.
+        # The first one connects and ensures the collections.
+        self.index.get_videos([PROBE_VIDEO_ID])
 
     @staticmethod
     def _set(state: DependencyState, up: bool, error: str) -> None:

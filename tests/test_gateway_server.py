@@ -20,7 +20,7 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha.proto_reflection_descriptor_database import ProtoReflectionDescriptorDatabase
 
 from gateway.server import Gateway, start
-from gateway.service import SearchService
+from gateway.service import PROBE_VIDEO_ID, SearchService
 from gateway.settings import GatewaySettings
 from tests.fixtures.gateway import FakeBackends, scene_video
 from vidstrata.process import free_port
@@ -125,7 +125,8 @@ def test_search_with_rrf_and_request_weights(running):
 def test_bad_searches_are_invalid_argument_and_never_reach_a_backend(running, library, request_fields, message):
     code, details = _code(_stub(running.channel()).Search, search_pb2.SearchRequest(**request_fields))
     assert code == grpc.StatusCode.INVALID_ARGUMENT and message in details
-    assert [name for name, _ in library.index.calls if name != "counts"] == [] and library.encoder.texts == []
+    assert [arg for _, arg in library.index.calls] == [[PROBE_VIDEO_ID]] * len(library.index.calls)  # probes only
+    assert library.encoder.texts == []
 
 
 def test_video_lifecycle_and_not_found(running, library):

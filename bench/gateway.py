@@ -1,0 +1,266 @@
+"""`make bench-gateway` (`python -m bench.gateway`): Search latency and throughput through the real gateway.
+
+Stack: tritonserver (python target of the default checkpoint), redis-server, Milvus Lite (or --milvus-uri, e.g. a
+C++ standalone) and the gateway as a subprocess, all on this machine; clients speak gRPC (grpc.aio) to it.
+
+Index: N videos of C clips each. Their vectors are synthesised (random unit clip vectors, the video vector their
+normalised mean) and inserted in bulk straight into the index's collections, since ingesting N real videos
+would take hours; the queries are real sentences, encoded by Triton inside each Search.
+
+Per index size and client concurrency: QPS and client-side p50/p95/p99; the time of each stage from the
+responses' own timings; and the gateway's overhead = latency minus the time it waited on Triton and Milvus on
+the critical path (encode + the longer of the two concurrent ANN searches + the vector fetch), measured both
+inside the gateway (from its total_ms) and end to end (from the client's latency, so gRPC and the client count).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import statistics
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from contextlib import ExitStack, contextmanager
+from pathlib import Path
+from typing import Any
+
+import grpc
+import numpy as np
+from pymilvus import MilvusClient
+
+from bench.common import RESULTS_DIR, machine, percentile, write_results
+from bench.photos import CAPTIONS
+from export.pipeline import export_checkpoint, resolve_checkpoint
+from index.schema import VECTOR_FIELD, clip_id
+from index.server import start_milvus_lite
+from index.settings import IndexSettings
+from index.store import VideoIndex
+from inference.triton_encoder import TritonEncoder
+from inference.triton_server import TritonPorts, start_tritonserver
+from vidstrata.process import ManagedProcess, free_port, port_open
+from vidstrata.redis_server import find_or_install_redis, start_redis
+from vidstrata.v1 import search_pb2, search_pb2_grpc
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+_captions = list(CAPTIONS.values())
+# One-event and two-event queries, so the clip search runs with one to three query vectors.
+QUERIES = _captions + [f"{a}, then {b}" for a, b in zip(_captions, _captions[1:] + _captions[:1])]
+LANGS = ("en", "de", "fr", "es")
+
+
+def synthesise(index: VideoIndex, client: MilvusClient, videos: int, clips_per_video: int, seed: int = 0,
+               batch_videos: int = 500) -> float:
+    """Fill the index's collections with `videos` synthetic videos (rows as index.store writes them); seconds taken.
+
+    Skipped when the collections already hold exactly these rows (a persistent --data-dir keeps them). Ends with
+    a flush: Milvus Lite scans unflushed rows in Python (a top-1 search at 10k videos: 4.5 s before, 0.03 s after).
+    """
+    if index.counts() == (videos, videos * clips_per_video):
+        return 0.0
+    dim = index.settings.vector_dim
+    rng = np.random.default_rng(seed)
+    started = time.perf_counter()
+    for name in (index.names.videos, index.names.clips):
+        client.delete(name, filter='video_id != ""')
+    for first in range(0, videos, batch_videos):
+        count = min(batch_videos, videos - first)
+        clips = rng.standard_normal((count, clips_per_video, dim)).astype(np.float32)
+        clips /= np.linalg.norm(clips, axis=-1, keepdims=True)
+        means = clips.mean(axis=1)
+        means /= np.linalg.norm(means, axis=-1, keepdims=True)
+        video_rows, clip_rows = [], []
+        for i in range(count):
+            video_id = f"v{first + i:07d}"
+            metadata = {"lang": LANGS[(first + i) % len(LANGS)]}
+            duration = 5.0 * clips_per_video
+            video_rows.append({"video_id": video_id, VECTOR_FIELD: means[i], "duration_s": duration,
+                               "clip_count": clips_per_video, "status": "READY", "metadata": metadata,
+                               "created_at": 1_700_000_000.0})
+            clip_rows += [{"clip_id": clip_id(video_id, k), "video_id": video_id, "clip_index": k,
+                           "start_s": 5.0 * k, "end_s": 5.0 * (k + 1), VECTOR_FIELD: clips[i, k],
+                           "metadata": metadata, "video_duration_s": duration,
+                           "video_clip_count": clips_per_video, "video_created_at": 1_700_000_000.0}
+                          for k in range(clips_per_video)]
+        client.insert(index.names.clips, clip_rows)
+        client.insert(index.names.videos, video_rows)
+        print(f"  loaded {first + count}/{videos} videos ({time.perf_counter() - started:.0f} s)", flush=True)
+    for name in (index.names.videos, index.names.clips):
+        client.flush(name)
+    return time.perf_counter() - started
+
+
+async def _run_clients(address: str, concurrency: int, requests: int, top_k: int) -> tuple[list[float], list[Any], float]:
+    """`concurrency` clients sending Searches back to back until `requests` are answered."""
+    latencies: list[float] = []
+    timings: list[Any] = []
+    next_query = iter(range(requests))
+    async with grpc.aio.insecure_channel(address) as channel:
+        stub = search_pb2_grpc.VideoSearchStub(channel)
+
+        async def client() -> None:
+            for i in next_query:
+                request = search_pb2.SearchRequest(query=QUERIES[i % len(QUERIES)], top_k=top_k)
+                started = time.perf_counter()
+                reply = await stub.Search(request, timeout=120)
+                latencies.append(time.perf_counter() - started)
+                timings.append(reply.timings)
+
+        began = time.perf_counter()
+        await asyncio.gather(*(client() for _ in range(concurrency)))
+        return latencies, timings, time.perf_counter() - began
+
+
+def measure(address: str, concurrency: int, requests: int, top_k: int) -> dict[str, Any]:
+    """One load level: latency percentiles, QPS, stage times (ms, means) and overhead percentiles."""
+    asyncio.run(_run_clients(address, concurrency, max(concurrency, 8), top_k))  # warm-up
+    latencies, timings, elapsed = asyncio.run(_run_clients(address, concurrency, requests, top_k))
+    waited = [t.encode_ms + max(t.ann_videos_ms, t.ann_clips_ms) + t.rescore_fetch_ms for t in timings]
+    inside = [t.total_ms - w for t, w in zip(timings, waited, strict=True)]
+    end_to_end = [1e3 * lat - w for lat, w in zip(latencies, waited, strict=True)]
+    mean = {name: statistics.fmean(getattr(t, f"{name}_ms") for t in timings)
+            for name in ("encode", "ann_videos", "ann_clips", "rescore", "rescore_fetch", "fusion", "total")}
+    critical = {  # these add up to the gateway's total
+        "encode": mean["encode"],
+        "ann (concurrent, the longer)": statistics.fmean(max(t.ann_videos_ms, t.ann_clips_ms) for t in timings),
+        "fetch vectors": mean["rescore_fetch"],
+        "exact rescoring": mean["rescore"] - mean["rescore_fetch"],
+        "fusion": mean["fusion"],
+    }
+    critical["rest of the gateway"] = mean["total"] - sum(critical.values())
+    return {
+        "concurrency": concurrency,
+        "requests": len(latencies),
+        "qps": len(latencies) / elapsed,
+        **{f"p{q}_ms": 1e3 * percentile(latencies, q) for q in (50, 95, 99)},
+        "stages_ms": mean,
+        "share_of_total": {name: ms / mean["total"] for name, ms in critical.items()},
+        "overhead_in_gateway_ms": {f"p{q}": percentile(inside, q) for q in (50, 95)},
+        "overhead_end_to_end_ms": {f"p{q}": percentile(end_to_end, q) for q in (50, 95)},
+    }
+
+
+@contextmanager
+def _gateway(work: Path, triton_url: str, milvus_uri: str, redis_url: str, prefix: str) -> Iterator[str]:
+    """`python -m gateway.server` on free ports; yields its address once it is SERVING."""
+    from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+    port = free_port()
+    env = dict(os.environ, VIDSTRATA_TRITON_URL=triton_url, VIDSTRATA_MILVUS_URI=milvus_uri,
+               VIDSTRATA_REDIS_URL=redis_url, VIDSTRATA_COLLECTION_PREFIX=prefix, VIDSTRATA_MILVUS_TIMEOUT_S="120",
+               VIDSTRATA_GATEWAY_HOST="127.0.0.1", VIDSTRATA_GATEWAY_PORT=str(port),
+               VIDSTRATA_GATEWAY_METRICS_PORT=str(free_port()), VIDSTRATA_GATEWAY_REQUEST_TIMEOUT_S="120",
+               VIDSTRATA_GATEWAY_PROBE_TIMEOUT_S="30", VIDSTRATA_GATEWAY_TRITON_TIMEOUT_S="120")
+    process = ManagedProcess("gateway", [sys.executable, "-m", "gateway.server"], work / f"gateway-{prefix}.log",
+                             env=env, cwd=REPO_ROOT).start()
+    address = f"127.0.0.1:{port}"
+
+    def serving() -> bool:
+        with grpc.insecure_channel(address) as channel:
+            reply = health_pb2_grpc.HealthStub(channel).Check(health_pb2.HealthCheckRequest(), timeout=2)
+        return reply.status == health_pb2.HealthCheckResponse.SERVING
+
+    try:
+        process.wait_ready(lambda: port_open(port) and serving(), timeout_s=120)
+        yield address
+    finally:
+        process.stop()
+
+
+def table(runs: list[dict[str, Any]]) -> str:
+    """The Markdown summary: one row per index size and concurrency."""
+    lines = [
+        "| videos | clips | load s | concurrency | QPS | p50 ms | p95 ms | p99 ms | encode | ANN (longer) | fetch "
+        "| rescore | fusion | gateway overhead p50 / p95 ms | end-to-end overhead p50 ms |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for r in runs:
+        share = r["share_of_total"]
+        lines.append(
+            f"| {r['videos']} | {r['clips']} | {r['load_s']:.0f} | {r['concurrency']} | {r['qps']:.1f} "
+            f"| {r['p50_ms']:.1f} | {r['p95_ms']:.1f} | {r['p99_ms']:.1f} "
+            f"| {share['encode']:.0%} | {share['ann (concurrent, the longer)']:.0%} | {share['fetch vectors']:.0%} "
+            f"| {share['exact rescoring']:.0%} | {share['fusion']:.1%} "
+            f"| {r['overhead_in_gateway_ms']['p50']:.2f} / {r['overhead_in_gateway_ms']['p95']:.2f} "
+            f"| {r['overhead_end_to_end_ms']['p50']:.2f} |"
+        )
+    lines.append("")
+    lines.append("Stage columns: share of the gateway's mean total time. Overhead: latency minus the time spent "
+                 "waiting on Triton and Milvus (encode + the longer ANN + the vector fetch).")
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> Path:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--videos", type=int, nargs="+", default=[10_000, 100_000], help="index sizes (videos)")
+    parser.add_argument("--clips-per-video", type=int, default=4)
+    parser.add_argument("--concurrency", type=int, nargs="+", default=[1, 16])
+    parser.add_argument("--requests", type=int, default=200, help="Searches measured per size and concurrency")
+    parser.add_argument("--top-k", type=int, default=10)
+    parser.add_argument("--data-dir", type=Path, default=Path("build/bench-gateway"),
+                        help="Milvus Lite data and logs; synthetic rows are kept here and reused by the next run")
+    parser.add_argument("--triton-url", help="use this Triton instead of starting one")
+    parser.add_argument("--milvus-uri", help="use this Milvus (e.g. a C++ standalone) instead of Milvus Lite")
+    parser.add_argument("--redis-url", help="use this Redis instead of starting one")
+    parser.add_argument("--tiny", action="store_true", help="smoke run: 300 videos, at most 20 requests per level")
+    parser.add_argument("--results-dir", type=Path, default=RESULTS_DIR)
+    args = parser.parse_args(argv)
+    if args.tiny:
+        args.videos, args.requests = [300], min(args.requests, 20)
+    work = args.data_dir.resolve()
+    work.mkdir(parents=True, exist_ok=True)
+    runs = []
+    with ExitStack() as stack:
+        redis_url = args.redis_url
+        if redis_url is None:
+            port = free_port()
+            stack.callback(start_redis(find_or_install_redis()[0], work / "redis", port).stop)
+            redis_url = f"redis://127.0.0.1:{port}/0"
+        triton_url = args.triton_url
+        if triton_url is None:
+            tmp = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="bench-gateway-")))
+            repository = export_checkpoint(resolve_checkpoint(None, Path("build")), "python", tmp / "repo").repository
+            ports = TritonPorts.free()
+            triton = start_tritonserver(repository, tmp / "triton", ports)
+            stack.callback(triton.stop)
+            triton_url = f"127.0.0.1:{ports.grpc}"
+        encoder = TritonEncoder(triton_url)
+        if args.triton_url is None:
+            triton.wait_ready(encoder.ready, timeout_s=180)
+        dim = encoder.info().dim
+        encoder.close()
+        milvus_uri = args.milvus_uri
+        if milvus_uri is None:
+            milvus, milvus_uri = start_milvus_lite(work / "milvus")
+            stack.callback(milvus.stop)
+        # Every Milvus client of this process is opened now, back to back: pymilvus 3 shares one connection per
+        # URI and health-checks it when a new client arrives after 30 s idle, which fails on a loaded machine.
+        client = MilvusClient(milvus_uri)
+        stack.callback(client.close)
+        indexes = {videos: VideoIndex(IndexSettings(milvus_uri=milvus_uri, vector_dim=dim, milvus_timeout_s=600,
+                                                    collection_prefix=f"bench{videos}x{args.clips_per_video}_"))
+                   for videos in args.videos}
+        for index in indexes.values():
+            index.ensure_collections()
+            stack.callback(index.close)
+        for videos, index in indexes.items():
+            print(f"index of {videos} videos x {args.clips_per_video} clips ...", flush=True)
+            load_s = synthesise(index, client, videos, args.clips_per_video)
+            with _gateway(work, triton_url, milvus_uri, redis_url, index.settings.collection_prefix) as address:
+                for concurrency in args.concurrency:
+                    run = measure(address, concurrency, args.requests, args.top_k)
+                    runs.append({"videos": videos, "clips": videos * args.clips_per_video, "load_s": load_s, **run})
+                    print(f"  concurrency {concurrency}: {run['qps']:.1f} QPS, p50 {run['p50_ms']:.1f} ms, "
+                          f"gateway overhead p50 {run['overhead_in_gateway_ms']['p50']:.2f} ms", flush=True)
+    text = table(runs)
+    arguments = {k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items()}
+    path = write_results("gateway", {"runs": runs, "args": arguments, "milvus": "external" if args.milvus_uri else
+                                     "milvus-lite server"}, text, args.results_dir)
+    print(f"{machine()}\n\n{text}\n\nwrote {path}")
+    return path
+
+
+if __name__ == "__main__":
+    main()

@@ -119,6 +119,25 @@ def worker(ctx: typer.Context) -> None:
     main(list(ctx.args))
 
 
+PASSTHROUGH = {"allow_extra_args": True, "ignore_unknown_options": True, "help_option_names": []}
+
+
+@app.command(context_settings=PASSTHROUGH)
+def train(ctx: typer.Context) -> None:
+    """Train the multi-level heads (`vidstrata train --help` for the options)."""
+    from encoders.train import main
+
+    main(list(ctx.args))
+
+
+@app.command(name="eval", context_settings=PASSTHROUGH)
+def evaluate(ctx: typer.Context) -> None:
+    """Retrieval quality per level and fused, through the real stack (`vidstrata eval --help`)."""
+    from bench.eval import main
+
+    main(list(ctx.args))
+
+
 @app.command()
 def ingest(
     sources: Annotated[list[str], typer.Argument(help="local video files or http(s) URLs")],

@@ -34,6 +34,7 @@ from pymilvus import MilvusClient
 from bench.common import RESULTS_DIR, machine, percentile, write_results
 from bench.photos import CAPTIONS
 from export.pipeline import export_checkpoint, resolve_checkpoint
+from gateway.settings import GatewaySettings
 from index.schema import VECTOR_FIELD, clip_id
 from index.server import start_milvus_lite
 from index.settings import IndexSettings
@@ -143,7 +144,7 @@ def measure(address: str, concurrency: int, requests: int, top_k: int) -> dict[s
 
 
 @contextmanager
-def _gateway(work: Path, triton_url: str, milvus_uri: str, redis_url: str, prefix: str) -> Iterator[str]:
+def _gateway(work: Path, triton_url: str, milvus_uri: str, redis_url: str, prefix: str, candidates: int) -> Iterator[str]:
     """`python -m gateway.server` on free ports; yields its address once it is SERVING."""
     from grpc_health.v1 import health_pb2, health_pb2_grpc
 
@@ -152,7 +153,8 @@ def _gateway(work: Path, triton_url: str, milvus_uri: str, redis_url: str, prefi
                VIDSTRATA_REDIS_URL=redis_url, VIDSTRATA_COLLECTION_PREFIX=prefix, VIDSTRATA_MILVUS_TIMEOUT_S="120",
                VIDSTRATA_GATEWAY_HOST="127.0.0.1", VIDSTRATA_GATEWAY_PORT=str(port),
                VIDSTRATA_GATEWAY_METRICS_PORT=str(free_port()), VIDSTRATA_GATEWAY_REQUEST_TIMEOUT_S="120",
-               VIDSTRATA_GATEWAY_PROBE_TIMEOUT_S="30", VIDSTRATA_GATEWAY_TRITON_TIMEOUT_S="120")
+               VIDSTRATA_GATEWAY_PROBE_TIMEOUT_S="30", VIDSTRATA_GATEWAY_TRITON_TIMEOUT_S="120",
+               VIDSTRATA_GATEWAY_CANDIDATES=str(candidates))
     process = ManagedProcess("gateway", [sys.executable, "-m", "gateway.server"], work / f"gateway-{prefix}.log",
                              env=env, cwd=REPO_ROOT).start()
     address = f"127.0.0.1:{port}"
@@ -172,14 +174,14 @@ def _gateway(work: Path, triton_url: str, milvus_uri: str, redis_url: str, prefi
 def table(runs: list[dict[str, Any]]) -> str:
     """The Markdown summary: one row per index size and concurrency."""
     lines = [
-        "| videos | clips | load s | concurrency | QPS | p50 ms | p95 ms | p99 ms | encode | ANN (longer) | fetch "
+        "| videos | clips | load s | candidates | concurrency | QPS | p50 ms | p95 ms | p99 ms | encode | ANN (longer) | fetch "
         "| rescore | fusion | gateway overhead p50 / p95 ms | end-to-end overhead p50 ms |",
-        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in runs:
         share = r["share_of_total"]
         lines.append(
-            f"| {r['videos']} | {r['clips']} | {r['load_s']:.0f} | {r['concurrency']} | {r['qps']:.1f} "
+            f"| {r['videos']} | {r['clips']} | {r['load_s']:.0f} | {r['candidates']} | {r['concurrency']} | {r['qps']:.1f} "
             f"| {r['p50_ms']:.1f} | {r['p95_ms']:.1f} | {r['p99_ms']:.1f} "
             f"| {share['encode']:.0%} | {share['ann (concurrent, the longer)']:.0%} | {share['fetch vectors']:.0%} "
             f"| {share['exact rescoring']:.0%} | {share['fusion']:.1%} "
@@ -199,6 +201,8 @@ def main(argv: list[str] | None = None) -> Path:
     parser.add_argument("--concurrency", type=int, nargs="+", default=[1, 16])
     parser.add_argument("--requests", type=int, default=200, help="Searches measured per size and concurrency")
     parser.add_argument("--top-k", type=int, default=10)
+    parser.add_argument("--candidates", type=int, default=GatewaySettings().candidates,
+                        help="candidate videos per Search (the gateway's setting)")
     parser.add_argument("--data-dir", type=Path, default=Path("build/bench-gateway"),
                         help="Milvus Lite data and logs; synthetic rows are kept here and reused by the next run")
     parser.add_argument("--triton-url", help="use this Triton instead of starting one")
@@ -248,10 +252,12 @@ def main(argv: list[str] | None = None) -> Path:
         for videos, index in indexes.items():
             print(f"index of {videos} videos x {args.clips_per_video} clips ...", flush=True)
             load_s = synthesise(index, client, videos, args.clips_per_video)
-            with _gateway(work, triton_url, milvus_uri, redis_url, index.settings.collection_prefix) as address:
+            prefix = index.settings.collection_prefix
+            with _gateway(work, triton_url, milvus_uri, redis_url, prefix, args.candidates) as address:
                 for concurrency in args.concurrency:
                     run = measure(address, concurrency, args.requests, args.top_k)
-                    runs.append({"videos": videos, "clips": videos * args.clips_per_video, "load_s": load_s, **run})
+                    runs.append({"videos": videos, "clips": videos * args.clips_per_video, "load_s": load_s,
+                                 "candidates": args.candidates, **run})
                     print(f"  concurrency {concurrency}: {run['qps']:.1f} QPS, p50 {run['p50_ms']:.1f} ms, "
                           f"gateway overhead p50 {run['overhead_in_gateway_ms']['p50']:.2f} ms", flush=True)
     text = table(runs)

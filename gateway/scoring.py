@@ -58,17 +58,16 @@ def score_candidates(
     kept = [v for v in video_ids if v in videos and clips.get(v)]
     if not kept:
         return ScoredCandidates([], {level: np.zeros(0) for level in LEVELS}, [])
-    sentence = query.sentence / max(float(np.linalg.norm(query.sentence)), 1e-12)
-    phrases = _unit_rows(np.asarray(query.phrase_vectors, dtype=np.float32))
-
-    video_matrix = _unit_rows(np.stack([videos[v].vector for v in kept]))
     all_clips = [clip for v in kept for clip in clips[v]]
-    clip_matrix = _unit_rows(np.stack([clip.vector for clip in all_clips]))
     counts = np.array([len(clips[v]) for v in kept])
     starts = np.concatenate([[0], np.cumsum(counts)[:-1]])
 
-    to_sentence = clip_matrix @ sentence  # (C,)
-    to_phrases = clip_matrix @ phrases.T  # (C, P)
+    # One matrix product for everything: rows are the videos then all their clips, columns the sentence then
+    # each phrase. Small products like this are memory-bound; one call beats several.
+    stored = _unit_rows(np.stack([videos[v].vector for v in kept] + [clip.vector for clip in all_clips]))
+    queries = _unit_rows(np.vstack([query.sentence[None, :], query.phrase_vectors]).astype(np.float32))
+    cosines = stored @ queries.T  # (V + C, 1 + P)
+    to_sentence, to_phrases = cosines[len(kept):, 0], cosines[len(kept):, 1:]
     clip_score = (to_sentence + to_phrases.max(axis=1)) / 2
 
     # Per-video maxima over each video's run of clips; reduceat needs non-empty runs, which `kept` ensures.
@@ -79,9 +78,9 @@ def score_candidates(
     best = [all_clips[i] for i in at_max[first]]
 
     levels = {
-        "video_sentence": (video_matrix @ sentence).astype(np.float64),
+        "video_sentence": cosines[: len(kept), 0].astype(np.float64),
         "clip_sentence": np.maximum.reduceat(to_sentence, starts).astype(np.float64),
         "clip_phrase": np.maximum.reduceat(to_phrases, starts, axis=0).mean(axis=1).astype(np.float64),
     }
-    best_clips = [BestClip(c.start_s, c.end_s, float(s)) for c, s in zip(best, best_per_video, strict=True)]
+    best_clips = [BestClip(c.start_s, c.end_s, float(s)) for c, s in zip(best, best_per_video.tolist(), strict=True)]
     return ScoredCandidates(kept, levels, best_clips)

@@ -152,11 +152,10 @@ def _pad(rows: list[torch.Tensor], value: float = 0.0) -> torch.Tensor:
 
 
 def make_batch(cache: FeatureCache, videos: list[int], texts: list[int]) -> Batch:
-    owners = cache.text_video
-    matches = {i: {t for t in range(len(cache.texts)) if int(owners[t]) == v} for i, v in enumerate(videos)}
+    """Batch the videos with their drawn texts; a text that also describes another video there is excluded."""
+    described = [{cache.texts[t] for t in torch.nonzero(cache.text_video == v).flatten().tolist()} for v in videos]
     strings = [cache.texts[t] for t in texts]
-    exclude = torch.tensor([[i != j and strings[j] in {cache.texts[t] for t in matches[i]} for j in range(len(texts))]
-                            for i in range(len(videos))])
+    exclude = torch.tensor([[i != j and strings[j] in described[i] for j in range(len(texts))] for i in range(len(videos))])
     return Batch(
         [cache.video_features[v].float() for v in videos], [cache.timestamps[v] for v in videos],
         [cache.durations[v] for v in videos], cache.text_states[texts].float(), cache.attention_mask[texts],
@@ -230,13 +229,12 @@ def encode(pair: EncoderPair, batch: Batch) -> Encoded:
                    frame_drift + sentence_drift)
 
 
-def level_scores(e: Encoded, video_rows: Encoded | None = None) -> dict[str, torch.Tensor]:
-    """[videos x texts] score matrices of the three levels (videos from `video_rows` if given)."""
-    v = video_rows or e
+def level_scores(e: Encoded) -> dict[str, torch.Tensor]:
+    """[videos x texts] score matrices of the three levels."""
     return {
-        "video_sentence": video_sentence_scores(v.video, e.sentence),
-        "clip_phrase": late_interaction_scores(v.clips, v.clip_mask, e.phrases, e.phrase_mask),
-        "frame_word": late_interaction_scores(v.frames, v.frame_mask, e.words, e.word_mask),
+        "video_sentence": video_sentence_scores(e.video, e.sentence),
+        "clip_phrase": late_interaction_scores(e.clips, e.clip_mask, e.phrases, e.phrase_mask),
+        "frame_word": late_interaction_scores(e.frames, e.frame_mask, e.words, e.word_mask),
     }
 
 

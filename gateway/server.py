@@ -302,12 +302,14 @@ class Gateway:
         self.executor.shutdown(wait=False, cancel_futures=True)
 
 
-async def _probe_forever(service: SearchService, health: health_aio.HealthServicer, executor: ThreadPoolExecutor) -> None:
-    """Keep health in step with Triton and Milvus, so it recovers by itself when they come back."""
-    loop = asyncio.get_running_loop()
+async def _probe_forever(service: SearchService, health: health_aio.HealthServicer) -> None:
+    """Keep health in step with Triton and Milvus, so it recovers by itself when they come back.
+
+    Probes run outside the RPC thread pool, so a flood of requests cannot delay them.
+    """
     settings = service.settings
     while True:
-        serving = await loop.run_in_executor(executor, service.probe, settings.probe_timeout_s)
+        serving = await asyncio.to_thread(service.probe, settings.probe_timeout_s)
         status = health_pb2.HealthCheckResponse.SERVING if serving else health_pb2.HealthCheckResponse.NOT_SERVING
         for name in ("", SERVICE_NAME):
             await health.set(name, status)
@@ -348,7 +350,7 @@ async def start(settings: GatewaySettings, service: SearchService | None = None)
     await server.start()
     if health_server is not None:
         await health_server.start()
-    probe_task = asyncio.create_task(_probe_forever(service, health, executor))
+    probe_task = asyncio.create_task(_probe_forever(service, health))
     log.info("gateway listening on %s (%s), health port %s, metrics port %s",
              f"{settings.host}:{port}", "TLS" if settings.tls_cert_file else "plaintext",
              settings.health_port or "-", settings.metrics_port or "-")

@@ -83,7 +83,7 @@ class GatewaySettings(IndexSettings):
     rrf_k: float = Field(60.0, gt=0, validation_alias=_ENV + "RRF_K", description="RRF's k in weight / (k + rank).")
     request_timeout_s: float = Field(
         5.0, gt=0, validation_alias=_ENV + "REQUEST_TIMEOUT_S",
-        description="Deadline of an RPC whose client set none; a shorter client deadline always wins.",
+        description="Longest an RPC may run: the deadline of one whose client set none, and a cap on longer ones.",
     )
     triton_timeout_s: float = Field(
         2.0, gt=0, validation_alias=_ENV + "TRITON_TIMEOUT_S",

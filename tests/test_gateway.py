@@ -180,7 +180,10 @@ def test_submit_queues_the_celery_task_and_reads_as_pending(stub, indexed):
         video = stub.GetVideo(search_pb2.GetVideoRequest(video_id=reply.video_id), timeout=10)
         assert video.status == search_pb2.Video.PENDING and video.uri == "/videos/new.mp4"
         assert stub.GetStats(search_pb2.GetStatsRequest(), timeout=10).queue_length >= 1
-        assert re.search(r"^vidstrata_ingest_queue_length [1-9]", indexed.metrics(), re.M)
+        text = indexed.metrics()
+        assert re.search(r"^vidstrata_ingest_queue_length [1-9]", text, re.M)
+        age = re.search(r"^vidstrata_ingest_queue_oldest_age_seconds (\S+)$", text, re.M)
+        assert age and float(age.group(1)) > 0
     finally:
         for raw in broker.lrange(INGEST_QUEUE, 0, -1):  # no worker must ever pick up this fake file
             if json.loads(raw)["headers"]["id"] == reply.task_id:

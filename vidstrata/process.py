@@ -11,6 +11,7 @@ import os
 import signal
 import socket
 import subprocess
+import sys
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -33,12 +34,17 @@ def port_open(port: int, host: str = "127.0.0.1") -> bool:
 _PR_SET_PDEATHSIG = 1
 
 
-def _die_with_parent() -> None:
-    """In the child: get SIGTERM when the supervisor dies, even by SIGKILL, so nothing is orphaned (Linux)."""
+def exec_dying_with_parent(argv: list[str]) -> None:
+    """Become `argv`, set to get SIGTERM when our parent dies, even by SIGKILL, so nothing is orphaned (Linux).
+
+    A trampoline rather than Popen's preexec_fn: that forces a plain fork() in the supervisor, and gRPC's
+    fork handlers then break the child (tritonserver died with "epoll_wait: Bad file descriptor").
+    """
     try:
         ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
     except (OSError, AttributeError):
         pass
+    os.execvp(argv[0], argv)
 
 
 class ProcessFailed(RuntimeError):
@@ -67,14 +73,13 @@ class ManagedProcess:
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
         log = open(self.log_path, "ab")
         self.proc = subprocess.Popen(
-            self.argv,
+            [sys.executable, "-m", "vidstrata.process", *self.argv],
             stdout=log,
             stderr=subprocess.STDOUT,
             stdin=subprocess.DEVNULL,
             env=self.env,
             cwd=self.cwd,
             start_new_session=True,
-            preexec_fn=_die_with_parent,
         )
         log.close()
         return self
@@ -124,3 +129,7 @@ class ManagedProcess:
         except ProcessLookupError:
             pass
         self.proc.wait(timeout=5)
+
+
+if __name__ == "__main__":
+    exec_dying_with_parent(sys.argv[1:])

@@ -122,7 +122,8 @@ class Stack:
 
 
 def ensure_model_repository(repository: Path) -> None:
-    if (repository / "text_encoder" / "config.pbtxt").is_file() and (repository / "frame_encoder" / "1").is_dir():
+    weights = list(repository.glob("frame_encoder/1/model.*")) + list(repository.glob("text_encoder_net/1/model.*"))
+    if (repository / "text_encoder" / "config.pbtxt").is_file() and len(weights) >= 2:
         return
     say(f"exporting the default encoders to {repository} (first run only, about a minute) ...")
     from export.pipeline import export_checkpoint

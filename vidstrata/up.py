@@ -122,8 +122,10 @@ class Stack:
 
 
 def ensure_model_repository(repository: Path) -> None:
-    weights = list(repository.glob("frame_encoder/1/model.*")) + list(repository.glob("text_encoder_net/1/model.*"))
-    if (repository / "text_encoder" / "config.pbtxt").is_file() and len(weights) >= 2:
+    def has_weights(model: str) -> bool:
+        return any((repository / model / "1" / name).is_file() for name in ("model.onnx", "model.plan"))
+
+    if (repository / "text_encoder" / "config.pbtxt").is_file() and has_weights("frame_encoder") and has_weights("text_encoder_net"):
         return
     say(f"exporting the default encoders to {repository} (first run only, about a minute) ...")
     from export.pipeline import export_checkpoint

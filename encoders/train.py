@@ -422,10 +422,13 @@ def main(argv: list[str] | None = None) -> None:
     run = commands.add_parser("run", help="one training run")
     run.add_argument("config", type=Path, help="a TOML run config (see encoders/configs/)")
     run.add_argument("--out", type=Path, required=True, help="checkpoint folder to write")
+    parser.add_argument("--threads", type=int, help="torch threads (1 is fastest on a busy 2-core machine)")
     score = commands.add_parser("score", help="validation R@1 per level of checkpoints on a dataset JSONL")
     score.add_argument("checkpoints", type=Path, nargs="+")
     score.add_argument("--dataset", type=Path, required=True)
     args = parser.parse_args(argv)
+    if args.threads:
+        torch.set_num_threads(args.threads)
     if args.command == "score":
         for folder, r1 in score_checkpoints(args.checkpoints, args.dataset).items():
             print(f"{folder}: " + " ".join(f"{k} {v:.3f}" for k, v in r1.items()))

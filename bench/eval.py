@@ -125,10 +125,11 @@ class Metrics:
             return "" if value is None else f"{100 * value:.1f}"
 
         return [str(self.queries), pct(self.r1), pct(self.r5), pct(self.r10), f"{self.median_rank:g}",
-                f"{self.mean_rank:.1f}", pct(self.span_iou), pct(self.span_hit), pct(self.top1_span_hit)]
+                f"{self.mean_rank:.1f}", f"{self.mrr:.3f}", pct(self.span_iou), pct(self.span_hit),
+                pct(self.top1_span_hit)]
 
 
-METRIC_HEADER = ["queries", "R@1", "R@5", "R@10", "MdR", "MnR", "span IoU", "IoU≥0.5", "top-1 span"]
+METRIC_HEADER = ["queries", "R@1", "R@5", "R@10", "MdR", "MnR", "MRR", "span IoU", "IoU≥0.5", "top-1 span"]
 
 
 def score_queries(
@@ -411,11 +412,14 @@ def calibration(
         held_responses[config.name] = search_all(gateway, sorted(held_texts), config, top_k, threads)
         found["held_out_mrr"] = objective(held, lambda q, c=config.name: held_responses[c][q.text].hits, videos)
     chosen = max(best, key=lambda m: best[m]["calibration_mrr"])
+    held_out_mrr = {config.name: objective(held, lambda q, c=config.name: held_responses[c][q.text].hits, videos)
+                    for config in configs}
     return {
         "split": {"seed": seed, "calibration_texts": len(cal_texts), "held_out_texts": len(held_texts),
                   "calibration_queries": len(cal), "held_out_queries": len(held)},
         "grid_step": 0.1, "objective": "mean reciprocal filtered rank (all query kinds)",
         "best": best, "chosen": {"method": chosen, "weights": best[chosen]["weights"]},
+        "held_out_mrr": held_out_mrr,
         "held_out": {
             config.name: {kind: asdict(score_queries(group, lambda q, c=config.name: held_responses[c][q.text].hits,
                                                      spans, videos))
@@ -458,6 +462,9 @@ def tables(payload: Mapping[str, Any]) -> str:
         for method, found in cal["best"].items():
             out.append(f"- {method}: {_weights(found['weights'])} (calibration MRR {found['calibration_mrr']:.3f}, "
                        f"held-out MRR {found['held_out_mrr']:.3f})")
+        if "held_out_mrr" in cal:
+            out.append("- held-out MRR (all queries) of every configuration: "
+                       + ", ".join(f"{name} {mrr:.3f}" for name, mrr in cal["held_out_mrr"].items()))
         out += ["", _table([[kind, config] + Metrics(**metrics).row()
                             for config, kinds in cal["held_out"].items() for kind, metrics in kinds.items()],
                            ["query", "configuration"] + METRIC_HEADER), ""]
@@ -483,7 +490,7 @@ def plot(payload: Mapping[str, Any], path: Path) -> Path:
         x = np.arange(len(names))
         for offset, (key, label) in zip((-0.27, 0, 0.27), (("r1", "R@1"), ("r5", "R@5"), ("r10", "R@10"))):
             ax.bar(x + offset, [100 * configs[n][kind][key] for n in names], 0.27, label=label)
-        ax.set_xticks(x, [n.replace("fused ", "fused\n") for n in names], fontsize=7)
+        ax.set_xticks(x, [n.replace("fused ", "fused\n").replace("-", "-\n") for n in names], fontsize=7)
         ax.set_ylim(0, 100)
         n_queries = configs[names[0]][kind]["queries"]
         ax.set_title(f"{name}: {kind} queries (n={n_queries}, {payload['datasets'][name]['videos']} videos)",

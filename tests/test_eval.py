@@ -62,7 +62,7 @@ def test_score_queries_recall_ranks_and_spans():
     assert m.span_iou == pytest.approx(0.5) and m.span_hit == 0.5
     assert m.top1_span_hit == 0.5, "the cat query's first hit is v2 (relevant) and its span overlaps 2/3"
     video_only = score_queries([_query("a cat", "v2", kind="video")], lambda q: hits[q.text], spans, videos=4)
-    assert video_only.span_iou is None and len(video_only.row()) == 9
+    assert video_only.span_iou is None and len(video_only.row()) == 10
 
 
 def test_replay_is_the_gateways_fusion_with_ties_by_id():
@@ -119,7 +119,7 @@ def _payload():
                           "held_out_queries": 2},
                 "best": {"WEIGHTED": {"weights": {"video_sentence": 0.1, "clip_sentence": 0.5, "clip_phrase": 0.4},
                                       "calibration_mrr": 0.9, "held_out_mrr": 0.8}},
-                "held_out": configs,
+                "held_out": configs, "held_out_mrr": {"video-sentence": 0.5, "calibrated WEIGHTED": 0.8},
             },
         }},
     }
@@ -127,9 +127,10 @@ def _payload():
 
 def test_report_table_and_plot(tmp_path):
     text = tables(_payload())
-    assert "| scenes | scene | video-sentence | 3 | 33.3 | 66.7 | 100.0 | 2 | 2.0 | 50.0 | 40.0 | 33.3 |" in text
+    assert "| scenes | scene | video-sentence | 3 | 33.3 | 66.7 | 100.0 | 2 | 2.0 | 0.600 | 50.0 | 40.0 | 33.3 |" in text
     assert "video-sentence 0.1, clip-sentence 0.5, clip-phrase 0.4 (calibration MRR 0.900, held-out MRR 0.800)" in text
     assert "`python -m bench.eval --tiny`" in text
+    assert "of every configuration: video-sentence 0.500, calibrated WEIGHTED 0.800" in text
     png = plot(_payload(), tmp_path / "eval.png")
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 

@@ -1,0 +1,223 @@
+"""`python -m bench.query`: Search latency and QPS through the real gateway next to the bare dependency calls.
+
+What it adds to bench.gateway (whose stack, synthetic index and load generator it reuses):
+
+- every figure is the median of `--repeats` (>= 3) runs, at concurrency 1, 4 and 16 by default;
+- a *bare* baseline at the same concurrency: the calls the gateway must make, sent straight from this process
+  with no gateway in between: Triton text encode (TritonEncoder), then the two ANN searches concurrently
+  (VideoIndex.search_videos, search_clips_grouped), then the candidates' vectors (get_videos, get_clips);
+- ratio = gateway latency / bare latency (p50), and gateway QPS / bare QPS: how close Search runs to the speed
+  of its encoder and Milvus.
+
+The index is synthetic (bench.gateway.synthesise: random unit vectors, 4 clips per video) because ingesting
+10^5 real videos would take days here; the queries are real sentences, encoded by Triton in every Search.
+"""
+
+from __future__ import annotations
+
+import argparse
+import shlex
+import statistics
+import sys
+import tempfile
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import ExitStack
+from pathlib import Path
+from typing import Any
+
+from pymilvus import MilvusClient
+
+from bench.common import RESULTS_DIR, machine, percentile, write_results
+from bench.gateway import QUERIES, _gateway, measure, synthesise
+from export.pipeline import export_checkpoint, resolve_checkpoint
+from gateway.query import query_vectors
+from gateway.service import union_by_rank
+from gateway.settings import GatewaySettings
+from index.server import start_milvus_lite
+from index.settings import IndexSettings
+from index.store import VideoIndex
+from inference.triton_encoder import TritonEncoder
+from inference.triton_server import TritonPorts, start_tritonserver
+from vidstrata.process import free_port
+from vidstrata.redis_server import find_or_install_redis, start_redis
+
+STAGES = ("encode", "ann_videos", "ann_clips", "rescore", "rescore_fetch", "fusion", "total")
+
+
+def bare_search(encoder: TritonEncoder, index: VideoIndex, pool: ThreadPoolExecutor, text: str, limit: int,
+                max_phrases: int) -> None:
+    """The dependency calls of one Search, with nothing around them: encode, both ANN searches, the fetch."""
+    vectors = query_vectors(text, encoder.encode_text([text]), max_phrases)
+    videos_future = pool.submit(index.search_videos, vectors.sentence, limit)
+    clip_lists = index.search_clips_grouped(vectors.clip_queries, limit)
+    video_hits = videos_future.result()
+    candidates = union_by_rank([[h.video_id for h in video_hits]] + [[h.video_id for h in c] for c in clip_lists],
+                               limit)
+    clips_future = pool.submit(index.get_clips, candidates)
+    index.get_videos(candidates)
+    clips_future.result()
+
+
+def measure_bare(encoder: TritonEncoder, index: VideoIndex, concurrency: int, requests: int, limit: int) -> dict[str, float]:
+    """`concurrency` threads sending bare searches back to back until `requests` are done (after a warm-up)."""
+    max_phrases = encoder.info().max_phrases
+    pool = ThreadPoolExecutor(max_workers=2 * concurrency, thread_name_prefix="bare-fanout")
+    latencies: list[float] = []
+    lock = threading.Lock()
+
+    def run(count: int, record: bool) -> float:
+        counter = iter(range(count))
+
+        def client() -> None:
+            for i in counter:
+                started = time.perf_counter()
+                bare_search(encoder, index, pool, QUERIES[i % len(QUERIES)], limit, max_phrases)
+                if record:
+                    with lock:
+                        latencies.append(time.perf_counter() - started)
+
+        began = time.perf_counter()
+        threads = [threading.Thread(target=client) for _ in range(concurrency)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        return time.perf_counter() - began
+
+    try:
+        run(max(concurrency, 8), record=False)
+        elapsed = run(requests, record=True)
+    finally:
+        pool.shutdown()
+    return {"qps": len(latencies) / elapsed, **{f"p{q}_ms": 1e3 * percentile(latencies, q) for q in (50, 95, 99)}}
+
+
+def median_runs(runs: list[dict[str, Any]]) -> dict[str, Any]:
+    """Field-wise median of several runs (nested dicts too); lists of the raw values stay in the JSON."""
+    out: dict[str, Any] = {}
+    for key, value in runs[0].items():
+        if isinstance(value, dict):
+            out[key] = median_runs([r[key] for r in runs])
+        elif isinstance(value, (int, float)):
+            out[key] = statistics.median(r[key] for r in runs)
+    return out
+
+
+def table(rows: list[dict[str, Any]], repeats: int) -> str:
+    lines = [
+        "| videos | clips | concurrency | QPS | p50 ms | p95 ms | p99 ms | encode | ANN videos | ANN clips | fetch "
+        "| rescore | fusion | gateway total | bare p50 ms | bare QPS | p50 gateway / bare | QPS gateway / bare |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for r in rows:
+        g, b, s = r["gateway"], r["bare"], r["gateway"]["stages_ms"]
+        lines.append(
+            f"| {r['videos']} | {r['clips']} | {r['concurrency']} | {g['qps']:.1f} | {g['p50_ms']:.1f} "
+            f"| {g['p95_ms']:.1f} | {g['p99_ms']:.1f} | {s['encode']:.1f} | {s['ann_videos']:.1f} | {s['ann_clips']:.1f} "
+            f"| {s['rescore_fetch']:.1f} | {s['rescore'] - s['rescore_fetch']:.1f} | {s['fusion']:.2f} | {s['total']:.1f} "
+            f"| {b['p50_ms']:.1f} | {b['qps']:.1f} | {r['ratio_p50']:.2f} | {r['ratio_qps']:.2f} |"
+        )
+    lines += ["", f"Median of {repeats} runs per row. Latency columns are client-side; stage columns (ms, means of "
+              "the responses' own timings) are inside the gateway: ANN videos and ANN clips run concurrently, fetch "
+              "is the candidates' vectors, rescore the exact scoring after it. Bare: the same Triton and Milvus "
+              "calls sent straight from the benchmark process, at the same concurrency."]
+    return "\n".join(lines)
+
+
+def _header(command: str) -> str:
+    m = machine()
+    return f"Machine: {m['cpu']}, {m['cores']} cores, Python {m['python']}. Date: {m['date']}. Command: `{command}`."
+
+
+def main(argv: list[str] | None = None) -> Path:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--videos", type=int, nargs="+", default=[10_000, 100_000], help="index sizes (videos)")
+    parser.add_argument("--clips-per-video", type=int, default=4)
+    parser.add_argument("--concurrency", type=int, nargs="+", default=[1, 4, 16])
+    parser.add_argument("--requests", type=int, default=100, help="Searches measured per run")
+    parser.add_argument("--repeats", type=int, default=3, help="runs per figure; the median is reported")
+    parser.add_argument("--top-k", type=int, default=10)
+    parser.add_argument("--candidates", type=int, default=GatewaySettings().candidates,
+                        help="VIDSTRATA_GATEWAY_CANDIDATES of the gateway, and the bare baseline's ANN limit")
+    parser.add_argument("--data-dir", type=Path, default=Path("build/bench-gateway"),
+                        help="Milvus Lite data (shared with bench.gateway: synthetic rows are loaded once)")
+    parser.add_argument("--triton-url", help="use this Triton instead of starting one")
+    parser.add_argument("--milvus-uri", help="use this Milvus (e.g. a C++ standalone) instead of Milvus Lite")
+    parser.add_argument("--redis-url", help="use this Redis instead of starting one")
+    parser.add_argument("--tiny", action="store_true", help="smoke run: 60 videos of 2 clips, concurrency 1 and 4, "
+                        "at most 10 requests, 1 repeat")
+    parser.add_argument("--results-dir", type=Path, default=RESULTS_DIR)
+    args = parser.parse_args(argv)
+    if args.tiny:
+        args.videos, args.clips_per_video, args.concurrency = [60], 2, [1, 4]
+        args.requests, args.repeats = min(args.requests, 10), 1
+    command = "python -m bench.query " + shlex.join(sys.argv[1:] if argv is None else argv)
+    work = args.data_dir.resolve()
+    work.mkdir(parents=True, exist_ok=True)
+    limit = max(args.candidates, args.top_k)  # what the gateway asks each ANN list for (gateway.query.candidate_limit)
+    rows = []
+    with ExitStack() as stack:
+        redis_url = args.redis_url
+        if redis_url is None:
+            port = free_port()
+            stack.callback(start_redis(find_or_install_redis()[0], work / "redis", port).stop)
+            redis_url = f"redis://127.0.0.1:{port}/0"
+        triton_url = args.triton_url
+        if triton_url is None:
+            tmp = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="bench-query-")))
+            repository = export_checkpoint(resolve_checkpoint(None, Path("build")), "python", tmp / "repo").repository
+            ports = TritonPorts.free()
+            triton = start_tritonserver(repository, tmp / "triton", ports)
+            stack.callback(triton.stop)
+            triton_url = f"127.0.0.1:{ports.grpc}"
+        encoder = TritonEncoder(triton_url)
+        stack.callback(encoder.close)
+        if args.triton_url is None:
+            triton.wait_ready(encoder.ready, timeout_s=180)
+        dim = encoder.info().dim
+        milvus_uri = args.milvus_uri
+        if milvus_uri is None:
+            milvus, milvus_uri = start_milvus_lite(work / "milvus")
+            stack.callback(milvus.stop)
+        # As bench.gateway: every Milvus client of this process opens now, back to back (pymilvus 3 shares one
+        # connection per URI and health-checks it when a client arrives after 30 s idle, which fails under load).
+        client = MilvusClient(milvus_uri)
+        stack.callback(client.close)
+        indexes = {videos: VideoIndex(IndexSettings(milvus_uri=milvus_uri, vector_dim=dim, milvus_timeout_s=600,
+                                                    collection_prefix=f"bench{videos}x{args.clips_per_video}_"))
+                   for videos in args.videos}
+        for index in indexes.values():
+            index.ensure_collections()
+            stack.callback(index.close)
+        for videos, index in indexes.items():
+            print(f"index of {videos} videos x {args.clips_per_video} clips ...", flush=True)
+            load_s = synthesise(index, client, videos, args.clips_per_video)
+            with _gateway(work, triton_url, milvus_uri, redis_url, index.settings.collection_prefix,
+                          args.candidates) as address:
+                for concurrency in args.concurrency:
+                    gateway_runs, bare_runs = [], []
+                    for _ in range(args.repeats):  # interleaved, so drift on a shared machine hits both alike
+                        gateway_runs.append(measure(address, concurrency, args.requests, args.top_k))
+                        bare_runs.append(measure_bare(encoder, index, concurrency, args.requests, limit))
+                    gateway, bare = median_runs(gateway_runs), median_runs(bare_runs)
+                    row = {"videos": videos, "clips": videos * args.clips_per_video, "load_s": load_s,
+                           "candidates": args.candidates, "concurrency": concurrency, "gateway": gateway, "bare": bare,
+                           "ratio_p50": gateway["p50_ms"] / bare["p50_ms"], "ratio_qps": gateway["qps"] / bare["qps"],
+                           "runs": {"gateway": gateway_runs, "bare": bare_runs}}
+                    rows.append(row)
+                    print(f"  concurrency {concurrency}: gateway {gateway['qps']:.1f} QPS p50 {gateway['p50_ms']:.1f} ms; "
+                          f"bare {bare['qps']:.1f} QPS p50 {bare['p50_ms']:.1f} ms; ratio p50 {row['ratio_p50']:.2f}",
+                          flush=True)
+    text = table(rows, args.repeats)
+    arguments = {k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items()}
+    path = write_results("query", {"command": command, "rows": rows, "args": arguments,
+                                   "milvus": "external" if args.milvus_uri else "milvus-lite server"},
+                         f"{_header(command)}\n\n{text}", args.results_dir)
+    print(f"\n{text}\n\nwrote {path}")
+    return path
+
+
+if __name__ == "__main__":
+    main()

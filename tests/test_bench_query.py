@@ -1,0 +1,66 @@
+"""bench.query: medians over runs, and a smoke run against the session's real Triton, Milvus Lite and Redis."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from bench.query import main, median_runs, table
+
+
+def test_median_runs_takes_each_field_over_the_runs_nested_too():
+    runs = [{"qps": q, "p50_ms": p, "stages_ms": {"encode": e}, "note": "x"}
+            for q, p, e in ((10, 5.0, 1.0), (30, 3.0, 2.0), (20, 4.0, 9.0))]
+    assert median_runs(runs) == {"qps": 20, "p50_ms": 4.0, "stages_ms": {"encode": 2.0}}
+
+
+def test_table_shows_gateway_bare_and_ratio():
+    stages = {"encode": 3.0, "ann_videos": 4.0, "ann_clips": 6.0, "rescore": 2.5, "rescore_fetch": 2.0,
+              "fusion": 0.1, "total": 12.0}
+    row = {"videos": 10, "clips": 40, "concurrency": 4, "ratio_p50": 1.25, "ratio_qps": 0.8,
+           "gateway": {"qps": 80.0, "p50_ms": 15.0, "p95_ms": 20.0, "p99_ms": 25.0, "stages_ms": stages},
+           "bare": {"qps": 100.0, "p50_ms": 12.0, "p95_ms": 14.0, "p99_ms": 15.0}}
+    text = table([row], repeats=3)
+    assert "| 10 | 40 | 4 | 80.0 | 15.0 | 20.0 | 25.0 | 3.0 | 4.0 | 6.0 | 2.0 | 0.5 | 0.10 | 12.0 | 12.0 | 100.0 | 1.25 | 0.80 |" in text
+    assert "Median of 3 runs" in text
+
+
+@pytest.mark.e2e
+def test_tiny_query_benchmark_writes_results(triton, milvus_uri, redis_url, tmp_path):
+    path = main(["--tiny", "--requests", "6", "--data-dir", str(tmp_path / "data"), "--results-dir", str(tmp_path),
+                 "--triton-url", triton.grpc_url, "--milvus-uri", milvus_uri, "--redis-url", redis_url])
+    saved = json.loads(path.read_text())
+    assert saved["machine"]["cores"] and saved["command"].startswith("python -m bench.query --tiny")
+    rows = saved["rows"]
+    assert [(r["videos"], r["concurrency"]) for r in rows] == [(60, 1), (60, 4)]
+    for row in rows:
+        for side in ("gateway", "bare"):
+            assert 0 < row[side]["p50_ms"] <= row[side]["p95_ms"] <= row[side]["p99_ms"] and row[side]["qps"] > 0
+        assert row["ratio_p50"] > 0 and len(row["runs"]["gateway"]) == 1
+    markdown = (tmp_path / "query.md").read_text()
+    assert "| 60 | 120 | 4 |" in markdown and "Command: `python -m bench.query --tiny" in markdown
+
+
+def test_run_all_runs_each_benchmark_in_order_and_summarises(tmp_path, monkeypatch):
+    from bench import run_all
+
+    calls = []
+
+    def fake_call(argv):
+        name = argv[2].split(".")[1]
+        calls.append(argv[2:])
+        if name == "ingest":
+            return 3
+        (tmp_path / f"{name}.md").write_text(f"| {name} table |\n")
+        return 0
+
+    monkeypatch.setattr(run_all.subprocess, "call", fake_call)
+    assert run_all.main(["--tiny", "--results-dir", str(tmp_path), "--keep-going"]) == 1
+    assert [c[0] for c in calls] == ["bench.encoders", "bench.ingest", "bench.gateway", "bench.query"]
+    assert all(c[1:] == ["--tiny", "--results-dir", str(tmp_path)] for c in calls)
+    summary = (tmp_path / "bench.md").read_text()
+    assert "| query table |" in summary and "failed with exit code 3" in summary and "Machine:" in summary
+    calls.clear()
+    assert run_all.main(["--results-dir", str(tmp_path)]) == 1
+    assert [c[0] for c in calls] == ["bench.encoders", "bench.ingest"], "stops at the first failure by default"

@@ -34,7 +34,7 @@ def port_open(port: int, host: str = "127.0.0.1") -> bool:
 _PR_SET_PDEATHSIG = 1
 
 
-def exec_dying_with_parent(argv: list[str]) -> None:
+def exec_dying_with_parent(supervisor_pid: int, argv: list[str]) -> None:
     """Become `argv`, set to get SIGTERM when our parent dies, even by SIGKILL, so nothing is orphaned (Linux).
 
     A trampoline rather than Popen's preexec_fn: that forces a plain fork() in the supervisor, and gRPC's
@@ -44,6 +44,8 @@ def exec_dying_with_parent(argv: list[str]) -> None:
         ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
     except (OSError, AttributeError):
         pass
+    if os.getppid() != supervisor_pid:  # the supervisor died before prctl took effect
+        raise SystemExit(1)
     os.execvp(argv[0], argv)
 
 
@@ -73,7 +75,7 @@ class ManagedProcess:
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
         log = open(self.log_path, "ab")
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "vidstrata.process", *self.argv],
+            [sys.executable, "-m", "vidstrata.process", str(os.getpid()), *self.argv],
             stdout=log,
             stderr=subprocess.STDOUT,
             stdin=subprocess.DEVNULL,
@@ -132,4 +134,4 @@ class ManagedProcess:
 
 
 if __name__ == "__main__":
-    exec_dying_with_parent(sys.argv[1:])
+    exec_dying_with_parent(int(sys.argv[1]), sys.argv[2:])

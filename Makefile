@@ -58,7 +58,16 @@ bench-encoders: install
 bench-ingest: install
 	$(PY) -m bench.ingest
 
-bench: bench-encoders bench-ingest
+bench-gateway: install
+	$(PY) -m bench.gateway
+
+# Every speed benchmark in turn (encoders, ingest, gateway, query), then one summary table.
+bench: install
+	$(PY) -m bench.run_all
+
+# Retrieval quality per level and fused, through the real stack; --calibrate searches the fusion weights.
+eval: install
+	$(VENV)/bin/vidstrata eval --calibrate --report docs/
 
 clean:
 	rm -rf $(VENV) build data

@@ -22,7 +22,7 @@ CLASS_PROMPT = "a photo of a {}."
 # EfficientNet-Lite was trained in TF on (pixel - 127) / 128.
 LITE0_MEAN = (127.0 / 255, 127.0 / 255, 127.0 / 255)
 LITE0_STD = (128.0 / 255, 128.0 / 255, 128.0 / 255)
-# Chosen on a plateau (R@1 0.625 for T in 1..10 on tests/data/photo_captions.json), not at its 0.75 peak.
+# Chosen on a plateau (R@1 0.625 for T in 1..10 on bench/data/photo_captions.json), not at its 0.75 peak.
 DEFAULT_BRIDGE_TEMPERATURE = 2.0
 HEADS_FILE = "heads.safetensors"
 # The committed trained heads of the default checkpoint; where absent, the default is the parameter-free path.

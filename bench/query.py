@@ -5,7 +5,7 @@ What it adds to bench.gateway (whose stack, synthetic index and load generator i
 - every figure is the median of `--repeats` (>= 3) runs, at concurrency 1, 4 and 16 by default;
 - a *bare* baseline at the same concurrency: the calls the gateway must make, sent straight from this process
   with no gateway in between: Triton text encode (TritonEncoder), then the two ANN searches concurrently
-  (VideoIndex.search_videos, search_clips_grouped), then the candidates' vectors (get_videos, get_clips);
+  (VideoIndex.search_videos, search_clips_grouped), then the candidates' vectors (get_videos_with_clips);
 - ratio = gateway latency / bare latency (p50), and gateway QPS / bare QPS: how close Search runs to the speed
   of its encoder and Milvus.
 
@@ -55,9 +55,7 @@ def bare_search(encoder: TritonEncoder, index: VideoIndex, pool: ThreadPoolExecu
     video_hits = videos_future.result()
     candidates = union_by_rank([[h.video_id for h in video_hits]] + [[h.video_id for h in c] for c in clip_lists],
                                limit)
-    clips_future = pool.submit(index.get_clips, candidates)
-    index.get_videos(candidates)
-    clips_future.result()
+    index.get_videos_with_clips(candidates)
 
 
 def measure_bare(encoder: TritonEncoder, index: VideoIndex, concurrency: int, requests: int, limit: int) -> dict[str, float]:

@@ -44,8 +44,15 @@ class ScoredCandidates:
     best_clips: list[BestClip]
 
 
-def _unit_rows(matrix: np.ndarray) -> np.ndarray:
-    return matrix / np.maximum(np.linalg.norm(matrix, axis=1, keepdims=True), 1e-12)
+def _cosines(stored: np.ndarray, queries: np.ndarray) -> np.ndarray:
+    """Cosine of every stored row [N,D] with every query row [Q,D], as [N,Q].
+
+    Rows are normalised after the product (N*Q divisions instead of N*D), and the queries go in as a
+    contiguous [D,Q] matrix: BLAS takes a transposed view on a slow path (2 ms instead of 0.02 ms here).
+    """
+    unit_queries = queries / np.maximum(np.linalg.norm(queries, axis=1, keepdims=True), 1e-12)
+    products = stored @ np.ascontiguousarray(unit_queries.T)
+    return products / np.maximum(np.sqrt(np.einsum("ij,ij->i", stored, stored)), 1e-12)[:, None]
 
 
 def score_candidates(
@@ -64,9 +71,8 @@ def score_candidates(
 
     # One matrix product for everything: rows are the videos then all their clips, columns the sentence then
     # each phrase. Small products like this are memory-bound; one call beats several.
-    stored = _unit_rows(np.stack([videos[v].vector for v in kept] + [clip.vector for clip in all_clips]))
-    queries = _unit_rows(np.vstack([query.sentence[None, :], query.phrase_vectors]).astype(np.float32))
-    cosines = stored @ queries.T  # (V + C, 1 + P)
+    stored = np.stack([videos[v].vector for v in kept] + [clip.vector for clip in all_clips])
+    cosines = _cosines(stored, np.vstack([query.sentence[None, :], query.phrase_vectors]).astype(np.float32))  # (V+C, 1+P)
     to_sentence, to_phrases = cosines[len(kept):, 0], cosines[len(kept):, 1:]
     clip_score = (to_sentence + to_phrases.max(axis=1)) / 2
 

@@ -47,7 +47,9 @@ class SearchIndex(Protocol):
         self, vectors: np.ndarray, limit_videos: int, filter_expr: str | None = None
     ) -> list[list[ClipHit]]: ...
     def get_videos(self, video_ids: Iterable[str]) -> dict[str, VideoRecord]: ...
-    def get_clips(self, video_ids: Iterable[str]) -> dict[str, list[ClipRecord]]: ...
+    def get_videos_with_clips(
+        self, video_ids: Iterable[str]
+    ) -> tuple[dict[str, VideoRecord], dict[str, list[ClipRecord]]]: ...
     def delete_video(self, video_id: str) -> bool: ...
     def counts(self) -> tuple[int, int]: ...
 
@@ -200,7 +202,7 @@ class SearchService:
 
             with _stage(timings, "rescore"):
                 with _stage(timings, "rescore_fetch"):
-                    videos, clips = self._fetch(candidates)
+                    videos, clips = self._milvus(lambda: self.index.get_videos_with_clips(candidates))
                 scored = score_candidates(vectors, candidates, videos, clips)
             with _stage(timings, "fusion"):
                 fused = fuse(scored.levels, query.fusion)
@@ -224,13 +226,6 @@ class SearchService:
                 raise DeadlineExceeded(f"the deadline passed while encoding the query: {exc}") from exc
             raise Unavailable(f"Triton is unavailable: {exc}") from exc
         return query_vectors(text, encoded, max_phrases)
-
-    def _fetch(self, video_ids: list[str]) -> tuple[dict[str, VideoRecord], dict[str, list[ClipRecord]]]:
-        if not video_ids:
-            return {}, {}
-        clips_future = self._pool.submit(self._milvus, lambda: self.index.get_clips(video_ids))
-        videos = self._milvus(lambda: self.index.get_videos(video_ids))
-        return videos, clips_future.result()
 
     @staticmethod
     def _milvus(call: Callable[[], T]) -> T:

@@ -54,6 +54,11 @@ class IndexSettings(BaseSettings):
         le=1000,
         description="Clip hits fetched per wanted video in grouped clip search (grouping happens client-side).",
     )
+    read_consistency: Literal["Strong", "Bounded", "Session", "Eventually"] = Field(
+        "Bounded",
+        description="Milvus consistency of searches and reads. Strong waits out a time tick on every call "
+        "(~0.4 s on a standalone); READY videos are searchable either way (see index/store.py).",
+    )
     redis_url: str = Field(
         "redis://127.0.0.1:6379/0", description="Redis URL of the ingest status records (`StatusStore`)."
     )

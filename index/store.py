@@ -7,6 +7,10 @@ until step 3, a crash before step 3 leaves only invisible clips (the next replac
 re-ingest shows the old video row with at most its old clip count until the new row lands; during that short
 window clips already overwritten in place show their new spans and vectors.
 
+Reads use `read_consistency` (Bounded by default: Strong waits out a time tick, ~0.4 s per call on a
+standalone Milvus). So that READY still means searchable, `replace_video` ends with a Strong read of the
+video row, which brings the query node up to the write before the worker reports it.
+
 Only features that Milvus Lite 3.x, the 2.3.5 standalone and 2.5 clusters all have are used: one vector
 field per collection, filters, upsert, delete and plain search. Clip hits are grouped by video on the client.
 """
@@ -46,7 +50,6 @@ from index.schema import (
 )
 from index.settings import IndexSettings
 
-_IDS_PER_CALL = MAX_RESULT_WINDOW // MAX_CLIPS_PER_VIDEO  # video ids per clip query: fits one result window
 _COLLECTION_NOT_LOADED = 101  # Milvus error code; also what a restarted Milvus Lite answers
 T = TypeVar("T")
 _TRANSIENT_GRPC_CODES = {
@@ -143,10 +146,6 @@ def _chunks(items: Sequence[str], size: int) -> Iterator[Sequence[str]]:
 
 def _unique_ids(video_ids: Iterable[str]) -> list[str]:
     return list(dict.fromkeys(check_video_id(v) for v in video_ids))
-
-
-def _in_list(ids: Sequence[str]) -> str:
-    return "video_id in [" + ", ".join(quote_string(i) for i in ids) + "]"
 
 
 class VideoIndex:
@@ -319,6 +318,10 @@ class VideoIndex:
                 timeout=timeout,
             )
             client.upsert(self.names.videos, [video_row], timeout=timeout)
+            client.get(
+                self.names.videos, ids=[video_row["video_id"]], output_fields=["video_id"],
+                consistency_level="Strong", timeout=timeout,
+            )
 
         self._call(f"replace video {video.video_id!r}", write)
 
@@ -352,6 +355,7 @@ class VideoIndex:
             limit=limit,
             output_fields=["video_id"],
             search_params=search_params(self.settings, limit),
+            consistency_level=self.settings.read_consistency,
             timeout=self.settings.milvus_timeout_s,
         ))
         hits = [VideoHit(str(hit.id), float(hit.distance)) for hit in result[0]]
@@ -377,6 +381,7 @@ class VideoIndex:
             limit=fetch,
             output_fields=["video_id", "clip_index", "start_s", "end_s"],
             search_params=search_params(self.settings, fetch),
+            consistency_level=self.settings.read_consistency,
             timeout=self.settings.milvus_timeout_s,
         ))
         trusted = self._clip_counts({hit["entity"]["video_id"] for hits in result for hit in hits})
@@ -400,11 +405,15 @@ class VideoIndex:
         }
 
     def _get_videos(self, video_ids: Iterable[str], fields: list[str]) -> list[dict[str, Any]]:
-        ids = list(dict.fromkeys(video_ids))
+        return self._get_by_ids(self.names.videos, list(dict.fromkeys(video_ids)), fields)
+
+    def _get_by_ids(self, collection: str, ids: list[str], fields: list[str]) -> list[dict[str, Any]]:
+        """Rows by primary key: one call per result window, the cheapest read Milvus has."""
         rows: list[dict[str, Any]] = []
         for chunk in _chunks(ids, MAX_RESULT_WINDOW):
-            rows += self._call("get videos", lambda client: client.get(
-                self.names.videos, ids=list(chunk), output_fields=fields, timeout=self.settings.milvus_timeout_s
+            rows += self._call(f"get from {collection!r}", lambda client: client.get(
+                collection, ids=list(chunk), output_fields=fields,
+                consistency_level=self.settings.read_consistency, timeout=self.settings.milvus_timeout_s,
             ))
         return rows
 
@@ -426,28 +435,29 @@ class VideoIndex:
 
     def get_clips(self, video_ids: Iterable[str]) -> dict[str, list[ClipRecord]]:
         """The trusted clips of these videos, vectors included, sorted by clip_index; unknown ids are absent."""
-        trusted = self._clip_counts(_unique_ids(video_ids))
-        clips: dict[str, list[ClipRecord]] = {video_id: [] for video_id in trusted}
-        for chunk in _chunks(list(trusted), _IDS_PER_CALL):
-            rows = self._call("get clips", lambda client: client.query(
-                self.names.clips,
-                filter=_in_list(chunk),
-                output_fields=["video_id", "clip_index", "start_s", "end_s", VECTOR_FIELD],
-                limit=MAX_RESULT_WINDOW,
-                timeout=self.settings.milvus_timeout_s,
+        return self.get_videos_with_clips(video_ids)[1]
+
+    def get_videos_with_clips(
+        self, video_ids: Iterable[str]
+    ) -> tuple[dict[str, VideoRecord], dict[str, list[ClipRecord]]]:
+        """Video rows and their trusted clips in two primary-key reads: the rescoring stage's fetch.
+
+        A video row's clip_count names exactly its trusted clips (schema.clip_id), so no filter query is needed.
+        """
+        videos = self.get_videos(video_ids)
+        ids = [clip_id(v, i) for v, video in videos.items() for i in range(video.clip_count)]
+        clips: dict[str, list[ClipRecord]] = {}
+        for row in self._get_by_ids(self.names.clips, ids, ["video_id", "clip_index", "start_s", "end_s", VECTOR_FIELD]):
+            clips.setdefault(row["video_id"], []).append(ClipRecord(
+                video_id=row["video_id"],
+                clip_index=int(row["clip_index"]),
+                start_s=float(row["start_s"]),
+                end_s=float(row["end_s"]),
+                vector=np.asarray(row[VECTOR_FIELD], dtype=np.float32),
             ))
-            for row in rows:
-                if row["clip_index"] < trusted[row["video_id"]]:
-                    clips[row["video_id"]].append(ClipRecord(
-                        video_id=row["video_id"],
-                        clip_index=int(row["clip_index"]),
-                        start_s=float(row["start_s"]),
-                        end_s=float(row["end_s"]),
-                        vector=np.asarray(row[VECTOR_FIELD], dtype=np.float32),
-                    ))
         for rows in clips.values():
             rows.sort(key=lambda c: c.clip_index)
-        return clips
+        return videos, clips
 
     def counts(self) -> tuple[int, int]:
         """(videos, clips) rows stored; clips may include invisible leftovers of an interrupted replace."""

@@ -86,14 +86,19 @@ def test_filter_reaches_both_ann_searches_and_nothing_else(library):
 
 def test_the_candidate_union_is_cut_to_the_candidate_limit(library):
     result = _search(_service(library, candidates=2), "a dog", top_k=1)
-    fetched = next(arg for name, arg in library.index.calls if name == "get_clips")
+    fetched = next(arg for name, arg in library.index.calls if name == "get_videos_with_clips")
     assert len(fetched) == 2 and result.candidates == 2
 
 
 def test_candidates_deleted_after_the_ann_search_are_dropped(library):
     service = _service(library)
-    original = library.index.get_clips
-    library.index.get_clips = lambda ids: {k: v for k, v in original(ids).items() if k != "trip"}  # type: ignore[method-assign]
+    original = library.index.get_videos_with_clips
+
+    def without_trip(ids):
+        videos, clips = original(ids)
+        return videos, {k: v for k, v in clips.items() if k != "trip"}
+
+    library.index.get_videos_with_clips = without_trip  # type: ignore[method-assign]
     result = _search(service, "coffee")
     assert "trip" not in [h.video_id for h in result.hits]
 

@@ -23,7 +23,8 @@ import sys
 import tempfile
 import time
 from collections.abc import Iterator
-from contextlib import ExitStack, contextmanager
+from dataclasses import dataclass
+from contextlib import AbstractContextManager, ExitStack, contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -171,6 +172,65 @@ def _gateway(work: Path, triton_url: str, milvus_uri: str, redis_url: str, prefi
         process.stop()
 
 
+@dataclass
+class SearchStack:
+    """The running dependencies of a Search benchmark, and one index per size, all on this machine."""
+
+    work: Path
+    triton_url: str
+    redis_url: str
+    milvus_uri: str
+    encoder: TritonEncoder
+    client: MilvusClient
+    indexes: dict[int, VideoIndex]
+
+    def gateway(self, index: VideoIndex, candidates: int) -> AbstractContextManager[str]:
+        """A gateway subprocess over `index`; yields its address once it is SERVING."""
+        return _gateway(self.work, self.triton_url, self.milvus_uri, self.redis_url,
+                        index.settings.collection_prefix, candidates)
+
+
+@contextmanager
+def search_stack(args: argparse.Namespace) -> Iterator[SearchStack]:
+    """Redis, Triton and Milvus (each started here unless args names one) and an index per args.videos size."""
+    work = args.data_dir.resolve()
+    work.mkdir(parents=True, exist_ok=True)
+    with ExitStack() as stack:
+        redis_url = args.redis_url
+        if redis_url is None:
+            port = free_port()
+            stack.callback(start_redis(find_or_install_redis()[0], work / "redis", port).stop)
+            redis_url = f"redis://127.0.0.1:{port}/0"
+        triton_url = args.triton_url
+        if triton_url is None:
+            tmp = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="bench-search-")))
+            repository = export_checkpoint(resolve_checkpoint(None, Path("build")), "python", tmp / "repo").repository
+            ports = TritonPorts.free()
+            triton = start_tritonserver(repository, tmp / "triton", ports)
+            stack.callback(triton.stop)
+            triton_url = f"127.0.0.1:{ports.grpc}"
+        encoder = TritonEncoder(triton_url)
+        stack.callback(encoder.close)
+        if args.triton_url is None:
+            triton.wait_ready(encoder.ready, timeout_s=180)
+        dim = encoder.info().dim
+        milvus_uri = args.milvus_uri
+        if milvus_uri is None:
+            milvus, milvus_uri = start_milvus_lite(work / "milvus")
+            stack.callback(milvus.stop)
+        # Every Milvus client of this process is opened now, back to back: pymilvus 3 shares one connection per
+        # URI and health-checks it when a new client arrives after 30 s idle, which fails on a loaded machine.
+        client = MilvusClient(milvus_uri)
+        stack.callback(client.close)
+        indexes = {videos: VideoIndex(IndexSettings(milvus_uri=milvus_uri, vector_dim=dim, milvus_timeout_s=600,
+                                                    collection_prefix=f"bench{videos}x{args.clips_per_video}_"))
+                   for videos in args.videos}
+        for index in indexes.values():
+            index.ensure_collections()
+            stack.callback(index.close)
+        yield SearchStack(work, triton_url, redis_url, milvus_uri, encoder, client, indexes)
+
+
 def table(runs: list[dict[str, Any]]) -> str:
     """The Markdown summary: one row per index size and concurrency."""
     lines = [
@@ -213,47 +273,12 @@ def main(argv: list[str] | None = None) -> Path:
     args = parser.parse_args(argv)
     if args.tiny:
         args.videos, args.requests = [300], min(args.requests, 20)
-    work = args.data_dir.resolve()
-    work.mkdir(parents=True, exist_ok=True)
     runs = []
-    with ExitStack() as stack:
-        redis_url = args.redis_url
-        if redis_url is None:
-            port = free_port()
-            stack.callback(start_redis(find_or_install_redis()[0], work / "redis", port).stop)
-            redis_url = f"redis://127.0.0.1:{port}/0"
-        triton_url = args.triton_url
-        if triton_url is None:
-            tmp = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="bench-gateway-")))
-            repository = export_checkpoint(resolve_checkpoint(None, Path("build")), "python", tmp / "repo").repository
-            ports = TritonPorts.free()
-            triton = start_tritonserver(repository, tmp / "triton", ports)
-            stack.callback(triton.stop)
-            triton_url = f"127.0.0.1:{ports.grpc}"
-        encoder = TritonEncoder(triton_url)
-        if args.triton_url is None:
-            triton.wait_ready(encoder.ready, timeout_s=180)
-        dim = encoder.info().dim
-        encoder.close()
-        milvus_uri = args.milvus_uri
-        if milvus_uri is None:
-            milvus, milvus_uri = start_milvus_lite(work / "milvus")
-            stack.callback(milvus.stop)
-        # Every Milvus client of this process is opened now, back to back: pymilvus 3 shares one connection per
-        # URI and health-checks it when a new client arrives after 30 s idle, which fails on a loaded machine.
-        client = MilvusClient(milvus_uri)
-        stack.callback(client.close)
-        indexes = {videos: VideoIndex(IndexSettings(milvus_uri=milvus_uri, vector_dim=dim, milvus_timeout_s=600,
-                                                    collection_prefix=f"bench{videos}x{args.clips_per_video}_"))
-                   for videos in args.videos}
-        for index in indexes.values():
-            index.ensure_collections()
-            stack.callback(index.close)
-        for videos, index in indexes.items():
+    with search_stack(args) as stack:
+        for videos, index in stack.indexes.items():
             print(f"index of {videos} videos x {args.clips_per_video} clips ...", flush=True)
-            load_s = synthesise(index, client, videos, args.clips_per_video)
-            prefix = index.settings.collection_prefix
-            with _gateway(work, triton_url, milvus_uri, redis_url, prefix, args.candidates) as address:
+            load_s = synthesise(index, stack.client, videos, args.clips_per_video)
+            with stack.gateway(index, args.candidates) as address:
                 for concurrency in args.concurrency:
                     run = measure(address, concurrency, args.requests, args.top_k)
                     runs.append({"videos": videos, "clips": videos * args.clips_per_video, "load_s": load_s,

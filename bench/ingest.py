@@ -25,7 +25,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 from celery import Celery
 
 from bench.common import RESULTS_DIR, machine, median_of, rate, write_results

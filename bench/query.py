@@ -19,29 +19,19 @@ import argparse
 import shlex
 import statistics
 import sys
-import tempfile
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import ExitStack
 from pathlib import Path
 from typing import Any
 
-from pymilvus import MilvusClient
-
 from bench.common import RESULTS_DIR, machine, percentile, write_results
-from bench.gateway import QUERIES, _gateway, measure, synthesise
-from export.pipeline import export_checkpoint, resolve_checkpoint
+from bench.gateway import QUERIES, measure, search_stack, synthesise
 from gateway.query import query_vectors
 from gateway.service import union_by_rank
 from gateway.settings import GatewaySettings
-from index.server import start_milvus_lite
-from index.settings import IndexSettings
 from index.store import VideoIndex
 from inference.triton_encoder import TritonEncoder
-from inference.triton_server import TritonPorts, start_tritonserver
-from vidstrata.process import free_port
-from vidstrata.redis_server import find_or_install_redis, start_redis
 
 STAGES = ("encode", "ann_videos", "ann_clips", "rescore", "rescore_fetch", "fusion", "total")
 
@@ -152,53 +142,18 @@ def main(argv: list[str] | None = None) -> Path:
         args.videos, args.clips_per_video, args.concurrency = [60], 2, [1, 4]
         args.requests, args.repeats = min(args.requests, 10), 1
     command = "python -m bench.query " + shlex.join(sys.argv[1:] if argv is None else argv)
-    work = args.data_dir.resolve()
-    work.mkdir(parents=True, exist_ok=True)
     limit = max(args.candidates, args.top_k)  # what the gateway asks each ANN list for (gateway.query.candidate_limit)
     rows = []
-    with ExitStack() as stack:
-        redis_url = args.redis_url
-        if redis_url is None:
-            port = free_port()
-            stack.callback(start_redis(find_or_install_redis()[0], work / "redis", port).stop)
-            redis_url = f"redis://127.0.0.1:{port}/0"
-        triton_url = args.triton_url
-        if triton_url is None:
-            tmp = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="bench-query-")))
-            repository = export_checkpoint(resolve_checkpoint(None, Path("build")), "python", tmp / "repo").repository
-            ports = TritonPorts.free()
-            triton = start_tritonserver(repository, tmp / "triton", ports)
-            stack.callback(triton.stop)
-            triton_url = f"127.0.0.1:{ports.grpc}"
-        encoder = TritonEncoder(triton_url)
-        stack.callback(encoder.close)
-        if args.triton_url is None:
-            triton.wait_ready(encoder.ready, timeout_s=180)
-        dim = encoder.info().dim
-        milvus_uri = args.milvus_uri
-        if milvus_uri is None:
-            milvus, milvus_uri = start_milvus_lite(work / "milvus")
-            stack.callback(milvus.stop)
-        # As bench.gateway: every Milvus client of this process opens now, back to back (pymilvus 3 shares one
-        # connection per URI and health-checks it when a client arrives after 30 s idle, which fails under load).
-        client = MilvusClient(milvus_uri)
-        stack.callback(client.close)
-        indexes = {videos: VideoIndex(IndexSettings(milvus_uri=milvus_uri, vector_dim=dim, milvus_timeout_s=600,
-                                                    collection_prefix=f"bench{videos}x{args.clips_per_video}_"))
-                   for videos in args.videos}
-        for index in indexes.values():
-            index.ensure_collections()
-            stack.callback(index.close)
-        for videos, index in indexes.items():
+    with search_stack(args) as stack:
+        for videos, index in stack.indexes.items():
             print(f"index of {videos} videos x {args.clips_per_video} clips ...", flush=True)
-            load_s = synthesise(index, client, videos, args.clips_per_video)
-            with _gateway(work, triton_url, milvus_uri, redis_url, index.settings.collection_prefix,
-                          args.candidates) as address:
+            load_s = synthesise(index, stack.client, videos, args.clips_per_video)
+            with stack.gateway(index, args.candidates) as address:
                 for concurrency in args.concurrency:
                     gateway_runs, bare_runs = [], []
                     for _ in range(args.repeats):  # interleaved, so drift on a shared machine hits both alike
                         gateway_runs.append(measure(address, concurrency, args.requests, args.top_k))
-                        bare_runs.append(measure_bare(encoder, index, concurrency, args.requests, limit))
+                        bare_runs.append(measure_bare(stack.encoder, index, concurrency, args.requests, limit))
                     gateway, bare = median_runs(gateway_runs), median_runs(bare_runs)
                     row = {"videos": videos, "clips": videos * args.clips_per_video, "load_s": load_s,
                            "candidates": args.candidates, "concurrency": concurrency, "gateway": gateway, "bare": bare,

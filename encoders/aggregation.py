@@ -7,7 +7,7 @@ video's own typical change, so static videos get few clips, busy ones more, and 
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 
@@ -36,6 +36,16 @@ class Clip:
 class VideoAggregate:
     clips: list[Clip]
     vector: np.ndarray  # unit-norm mean of the clip vectors: each scene counts once, however long
+
+    def clip_ids(self) -> np.ndarray:
+        """The clip of each frame [N] int64: the segmentation as a learned video head takes it."""
+        return np.repeat(np.arange(len(self.clips), dtype=np.int64), [c.end_index - c.start_index for c in self.clips])
+
+    def with_vectors(self, clip_vectors: np.ndarray, video_vector: np.ndarray) -> VideoAggregate:
+        """The same clips and spans with other vectors (a learned video head's)."""
+        if len(clip_vectors) != len(self.clips):
+            raise ValueError(f"{len(clip_vectors)} clip vectors for {len(self.clips)} clips")
+        return VideoAggregate([replace(c, vector=v) for c, v in zip(self.clips, clip_vectors)], video_vector)
 
 
 def _unit(vectors: np.ndarray) -> np.ndarray:

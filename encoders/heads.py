@@ -16,9 +16,6 @@ from torch import nn
 
 from encoders.checkpoint import HeadConfig
 
-# The video head's tensors: the `video_head` model's contract with its callers (the ingest worker).
-VIDEO_HEAD_INPUTS = ("frames", "frame_mask", "clip_ids", "clip_mask")
-VIDEO_HEAD_OUTPUTS = ("frame_vectors", "clip_vectors", "video_vector")
 _MASKED = -1e4  # additive score for excluded positions: finite, so an empty segment gives zeros, not NaN
 
 

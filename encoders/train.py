@@ -196,9 +196,9 @@ def clip_layout(vectors: list[np.ndarray], timestamps: list[np.ndarray], duratio
     """clip_ids [B,T] and clip_mask [B,C] from the parameter-free segmentation, exactly as ingest segments."""
     ids, counts = [], []
     for frames, times, duration in zip(vectors, timestamps, durations, strict=True):
-        clips = aggregate_video(frames, times, duration).clips
-        ids.append(torch.from_numpy(np.repeat(np.arange(len(clips)), [c.end_index - c.start_index for c in clips])))
-        counts.append(len(clips))
+        aggregate = aggregate_video(frames, times, duration)
+        ids.append(torch.from_numpy(aggregate.clip_ids()))
+        counts.append(len(aggregate.clips))
     clip_mask = (torch.arange(max(counts))[None, :] < torch.tensor(counts)[:, None]).float()
     return _pad(ids, -1).long(), clip_mask
 

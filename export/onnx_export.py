@@ -8,9 +8,15 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from encoders.heads import VIDEO_HEAD_INPUTS, VIDEO_HEAD_OUTPUTS
 from encoders.model import EncoderPair
-from inference.contract import FRAME_INPUTS, FRAME_OUTPUTS, TEXT_NET_INPUTS, TEXT_OUTPUTS
+from inference.contract import (
+    FRAME_INPUTS,
+    FRAME_OUTPUTS,
+    TEXT_NET_INPUTS,
+    TEXT_OUTPUTS,
+    VIDEO_HEAD_INPUTS,
+    VIDEO_HEAD_OUTPUTS,
+)
 
 OPSET = 17
 # (batch, fraction of max_tokens or VIDEO_FRAMES): varied batch and sequence length, both axes are dynamic.

@@ -1,6 +1,8 @@
 """`vidstrata export`: checkpoint -> ONNX (parity-checked) -> [TensorRT] -> Triton model repository.
 
-Nothing reaches the output folder unless every parity check passed.
+Nothing reaches the output folder unless every parity check passed. A checkpoint with a trained video head
+adds the `video_head` model; one without removes a `video_head` an earlier export left, so an old head never
+keeps serving beside new frame vectors.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ from encoders.checkpoint import MANIFEST_FILE
 from encoders.factory import build_default_checkpoint, import_hf_clip, load_checkpoint
 from export.onnx_export import check_onnx_parity, export_onnx
 from export.triton_repo import Target, write_repository
+from inference.contract import VIDEO_HEAD
 
 DEFAULT_CHECKPOINT = Path("build/checkpoints/default")
 
@@ -60,7 +63,8 @@ def export_checkpoint(checkpoint: Path | None, target: Target, out: Path) -> Exp
 
             plans = build_plans(pair, onnx, work / "plans")
             text_model, frame_model = plans.text, plans.frames
-        staging = write_repository(work / "repository", pair.manifest, folder, text_model, frame_model, target)
+        staging = write_repository(
+            work / "repository", pair.manifest, folder, text_model, frame_model, target, onnx.video)
         for entry in staging.iterdir():  # swap each model in whole; other files in `out` stay
             destination = out / entry.name
             if destination.is_dir():
@@ -68,4 +72,6 @@ def export_checkpoint(checkpoint: Path | None, target: Target, out: Path) -> Exp
             elif destination.exists():
                 destination.unlink()
             shutil.move(str(entry), destination)
+        if onnx.video is None:
+            shutil.rmtree(out / VIDEO_HEAD, ignore_errors=True)
     return report

@@ -5,6 +5,9 @@ Layout, the same for every target:
   text_tokenizer    python backend (tokenization runs in Triton, so clients never need a tokenizer)
   text_encoder_net  the text graph (python+ORT, onnxruntime_onnx or tensorrt_plan)
   frame_encoder     the frame graph: uint8 frames [S,S,3] -> vectors [D]
+  video_head        only for a checkpoint with a trained video head: one video's frame vectors -> clip vectors
+                    and the video vector, over the clips `aggregate_video` segments (ONNX on the CPU for every
+                    target: the graph is tiny, and no TensorRT profile has to cover a video's frame and clip counts)
 """
 
 from __future__ import annotations
@@ -15,7 +18,15 @@ from pathlib import Path
 from typing import Literal
 
 from encoders.checkpoint import TOKENIZER_FILE, Manifest
-from inference.contract import FRAME_ENCODER, TEXT_ENCODER, TEXT_IN, TEXT_NET, TEXT_OUTPUTS, TEXT_TOKENIZER
+from inference.contract import (
+    FRAME_ENCODER,
+    TEXT_ENCODER,
+    TEXT_IN,
+    TEXT_NET,
+    TEXT_OUTPUTS,
+    TEXT_TOKENIZER,
+    VIDEO_HEAD,
+)
 
 Target = Literal["python", "onnxruntime", "tensorrt"]
 TARGETS: tuple[Target, ...] = ("python", "onnxruntime", "tensorrt")
@@ -33,6 +44,7 @@ class BatchingPolicy:
 
 TEXT_BATCHING = BatchingPolicy(max_batch_size=64, preferred=(8, 16, 32), max_queue_delay_us=500)
 FRAME_BATCHING = BatchingPolicy(max_batch_size=64, preferred=(16, 32), max_queue_delay_us=2000)
+VIDEO_BATCHING = BatchingPolicy(max_batch_size=16, preferred=(4, 16), max_queue_delay_us=200)
 ORT_THREADS = 0  # 0: ONNX Runtime picks one thread per core
 
 
@@ -98,6 +110,25 @@ def frame_config(manifest: Manifest, target: Target) -> str:
             + (_params({"intra_op_threads": ORT_THREADS}) if target == "python" else ""))
 
 
+def _video_head_runtime(target: Target) -> Target:
+    """ONNX on the CPU for every target: python+ORT locally, the native ONNX Runtime backend elsewhere."""
+    return "python" if target == "python" else "onnxruntime"
+
+
+def video_head_config(manifest: Manifest, target: Target) -> str:
+    """Per request (batch first): frames [T,D] FP32, frame_mask [T] FP32, clip_ids [T] INT64 (-1: padding),
+    clip_mask [C] FP32 -> frame_vectors [T,D], clip_vectors [C,D], video_vector [D]. T and C vary per video,
+    so the dynamic batcher merges only requests of equal shapes."""
+    dim = manifest.dim
+    inputs = [_tensor("frames", "TYPE_FP32", [-1, dim]), _tensor("frame_mask", "TYPE_FP32", [-1]),
+              _tensor("clip_ids", "TYPE_INT64", [-1]), _tensor("clip_mask", "TYPE_FP32", [-1])]
+    outputs = [_tensor("frame_vectors", "TYPE_FP32", [-1, dim]), _tensor("clip_vectors", "TYPE_FP32", [-1, dim]),
+               _tensor("video_vector", "TYPE_FP32", [dim])]
+    return (f'name: "{VIDEO_HEAD}"\n' + _backend_line(_video_head_runtime(target))
+            + _batching(VIDEO_BATCHING, "KIND_CPU") + _io("input", inputs) + _io("output", outputs)
+            + (_params({"intra_op_threads": 1}) if target == "python" else ""))
+
+
 def tokenizer_config(manifest: Manifest) -> str:
     pre = manifest.preprocessing
     outputs = [_tensor(n, "TYPE_INT64", [pre.max_tokens]) for n in ("input_ids", "attention_mask", "phrase_ids")]
@@ -136,19 +167,26 @@ def write_model_folder(root: Path, name: str, config: str) -> Path:
     return version
 
 
+def _write_graph(root: Path, name: str, config: str, weights: Path, runtime: Target) -> None:
+    """A model folder around one exported graph: `model.plan` for tensorrt, else `model.onnx` (+ the python shim)."""
+    version = write_model_folder(root, name, config)
+    shutil.copyfile(weights, version / ("model.plan" if runtime == "tensorrt" else "model.onnx"))
+    if runtime == "python":
+        (version / "model.py").write_text(_python_shim("OnnxRunner"))
+
+
 def write_repository(
-    root: Path, manifest: Manifest, checkpoint: Path, text_model: Path, frame_model: Path, target: Target
+    root: Path, manifest: Manifest, checkpoint: Path, text_model: Path, frame_model: Path, target: Target,
+    video_model: Path | None = None,
 ) -> Path:
-    """Write all four models; `text_model`/`frame_model` are .onnx files, or .plan files for tensorrt."""
-    weight_name = "model.plan" if target == "tensorrt" else "model.onnx"
-    for name, config, weights in (
-        (TEXT_NET, text_net_config(manifest, target), text_model),
-        (FRAME_ENCODER, frame_config(manifest, target), frame_model),
-    ):
-        version = write_model_folder(root, name, config)
-        shutil.copyfile(weights, version / weight_name)
-        if target == "python":
-            (version / "model.py").write_text(_python_shim("OnnxRunner"))
+    """Write the four text and frame models, and `video_head` when `video_model` is given.
+
+    `text_model`/`frame_model` are .onnx files, or .plan files for tensorrt; `video_model` is always .onnx.
+    """
+    _write_graph(root, TEXT_NET, text_net_config(manifest, target), text_model, target)
+    _write_graph(root, FRAME_ENCODER, frame_config(manifest, target), frame_model, target)
+    if video_model is not None:
+        _write_graph(root, VIDEO_HEAD, video_head_config(manifest, target), video_model, _video_head_runtime(target))
     tokenizer = write_model_folder(root, TEXT_TOKENIZER, tokenizer_config(manifest))
     shutil.copyfile(checkpoint / TOKENIZER_FILE, tokenizer / TOKENIZER_FILE)
     (tokenizer / "model.py").write_text(_python_shim("TextTokenizerModel"))

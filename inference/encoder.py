@@ -11,6 +11,8 @@ from typing import Protocol
 
 import numpy as np
 
+from inference.contract import VIDEO_HEAD_INPUTS
+
 
 class EncoderUnavailable(RuntimeError):
     """The encoder cannot answer now (server down, timeout, model not loaded): worth retrying."""
@@ -37,6 +39,7 @@ class EncoderInfo:
     dim: int
     image_size: int
     max_phrases: int
+    video_head: bool = False  # a learned video head is served: clip and video vectors come from `encode_video`
 
 
 class Encoder(Protocol):
@@ -52,9 +55,29 @@ class Encoder(Protocol):
         """uint8 RGB frames [N,S,S,3] (S = info().image_size) -> vectors [N,D]."""
         ...
 
+    def encode_video(
+        self, frames: np.ndarray, clip_ids: np.ndarray, clip_count: int, timeout_s: float | None = None
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """One video through the learned video head (only where info().video_head): frame vectors [T,D] float32
+        (from encode_frames) and the clip of each frame, clip_ids [T] int64 in 0..clip_count-1 (the parameter-free
+        segmentation's) -> clip vectors [clip_count,D] and the video vector [D]."""
+        ...
+
     def ready(self) -> bool:
         """True when both models can serve."""
         ...
+
+
+def video_head_inputs(frames: np.ndarray, clip_ids: np.ndarray, clip_count: int, dim: int) -> dict[str, np.ndarray]:
+    """The video head's inputs for one video (batch 1, nothing padded); bad shapes, types or ids are input errors."""
+    if frames.dtype != np.float32 or frames.ndim != 2 or len(frames) == 0 or frames.shape[1] != dim:
+        raise EncoderInputError(f"frame vectors must be float32 [T>=1,{dim}]; got {frames.dtype} {list(frames.shape)}")
+    if clip_ids.dtype != np.int64 or clip_ids.shape != (len(frames),):
+        raise EncoderInputError(f"clip_ids must be int64 [{len(frames)}]; got {clip_ids.dtype} {list(clip_ids.shape)}")
+    if clip_count < 1 or clip_ids.min() < 0 or clip_ids.max() >= clip_count or len(np.unique(clip_ids)) != clip_count:
+        raise EncoderInputError(f"every frame needs a clip id in 0..{clip_count - 1}, and every clip a frame")
+    frame_mask, clip_mask = np.ones((1, len(frames)), np.float32), np.ones((1, clip_count), np.float32)
+    return dict(zip(VIDEO_HEAD_INPUTS, (frames[None], frame_mask, clip_ids[None], clip_mask), strict=True))
 
 
 def check_frames(frames: np.ndarray, image_size: int) -> None:

@@ -7,14 +7,17 @@ from pathlib import Path
 import numpy as np
 
 from encoders.checkpoint import Manifest
-from inference.encoder import EncoderInfo, EncoderInputError, TextVectors, check_frames
+from inference.contract import VIDEO_HEAD
+from inference.encoder import EncoderInfo, EncoderInputError, TextVectors, check_frames, video_head_inputs
 from inference.preprocess import TextTokenizer
 
 
 class OnnxEncoder:
-    """Runs the exported text and frame graphs with the checkpoint's tokenizer."""
+    """Runs the exported text and frame graphs (and the video head, if given) with the checkpoint's tokenizer."""
 
-    def __init__(self, checkpoint: Path, text_onnx: Path, frames_onnx: Path, threads: int = 0) -> None:
+    def __init__(
+        self, checkpoint: Path, text_onnx: Path, frames_onnx: Path, threads: int = 0, video_onnx: Path | None = None
+    ) -> None:
         import onnxruntime as ort
 
         self.manifest = Manifest.load(checkpoint)
@@ -25,10 +28,12 @@ class OnnxEncoder:
         providers = ["CPUExecutionProvider"]
         self.text = ort.InferenceSession(str(text_onnx), options, providers=providers)
         self.frames = ort.InferenceSession(str(frames_onnx), options, providers=providers)
+        self.video = ort.InferenceSession(str(video_onnx), options, providers=providers) if video_onnx else None
 
     def info(self) -> EncoderInfo:
         pre = self.manifest.preprocessing
-        return EncoderInfo(dim=self.manifest.dim, image_size=pre.image_size, max_phrases=pre.max_phrases)
+        return EncoderInfo(dim=self.manifest.dim, image_size=pre.image_size, max_phrases=pre.max_phrases,
+                           video_head=self.video is not None)
 
     def encode_text(self, texts: list[str], timeout_s: float | None = None) -> TextVectors:
         try:
@@ -43,6 +48,15 @@ class OnnxEncoder:
     def encode_frames(self, frames: np.ndarray, timeout_s: float | None = None) -> np.ndarray:
         check_frames(frames, self.manifest.preprocessing.image_size)
         return self.frames.run(None, {"frames": frames})[0]
+
+    def encode_video(
+        self, frames: np.ndarray, clip_ids: np.ndarray, clip_count: int, timeout_s: float | None = None
+    ) -> tuple[np.ndarray, np.ndarray]:
+        if self.video is None:
+            raise RuntimeError(f"this OnnxEncoder was given no {VIDEO_HEAD} graph (video_onnx)")
+        inputs = video_head_inputs(frames, clip_ids, clip_count, self.manifest.dim)
+        clips, video = self.video.run(["clip_vectors", "video_vector"], inputs)
+        return clips[0], video[0]
 
     def ready(self) -> bool:
         return True

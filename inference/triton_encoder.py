@@ -6,13 +6,21 @@ from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 import tritonclient.grpc as grpcclient
-from tritonclient.utils import InferenceServerException
+from tritonclient.utils import InferenceServerException, np_to_triton_dtype
 
-from inference.contract import FRAME_ENCODER, TEXT_ENCODER, TEXT_IN, TEXT_OUTPUTS
-from inference.encoder import EncoderInfo, EncoderInputError, EncoderUnavailable, TextVectors, check_frames
+from inference.contract import FRAME_ENCODER, TEXT_ENCODER, TEXT_IN, TEXT_OUTPUTS, VIDEO_HEAD
+from inference.encoder import (
+    EncoderInfo,
+    EncoderInputError,
+    EncoderUnavailable,
+    TextVectors,
+    check_frames,
+    video_head_inputs,
+)
 
 # Statuses that mean "the caller sent something bad"; everything else is the server's state.
 _INPUT_STATUSES = ("StatusCode.INVALID_ARGUMENT",)
+_NOT_FOUND = "StatusCode.NOT_FOUND"  # the repository has no such model
 
 
 def _classify(exc: InferenceServerException, what: str) -> Exception:
@@ -38,12 +46,24 @@ class TritonEncoder:
             try:
                 text = self._client.get_model_metadata(TEXT_ENCODER, as_json=True, client_timeout=self.timeout_s)
                 frames = self._client.get_model_metadata(FRAME_ENCODER, as_json=True, client_timeout=self.timeout_s)
+                video_head = self._serves(VIDEO_HEAD)
             except InferenceServerException as exc:
                 raise EncoderUnavailable(f"Triton at {self.url}: {exc.message()}") from exc
             phrases = next(o for o in text["outputs"] if o["name"] == "phrases")
             size = int(frames["inputs"][0]["shape"][1])
-            self._info = EncoderInfo(dim=int(phrases["shape"][-1]), image_size=size, max_phrases=int(phrases["shape"][1]))
+            self._info = EncoderInfo(dim=int(phrases["shape"][-1]), image_size=size,
+                                     max_phrases=int(phrases["shape"][1]), video_head=video_head)
         return self._info
+
+    def _serves(self, model: str) -> bool:
+        """Whether the repository has `model`: absent is an answer (False), an unreachable server an error."""
+        try:
+            self._client.get_model_metadata(model, client_timeout=self.timeout_s)
+        except InferenceServerException as exc:
+            if exc.status() == _NOT_FOUND:
+                return False
+            raise
+        return True
 
     def encode_text(self, texts: list[str], timeout_s: float | None = None) -> TextVectors:
         if not texts:
@@ -73,6 +93,24 @@ class TritonEncoder:
         timeout = timeout_s or self.timeout_s
         chunks = [frames[i : i + self.frame_batch] for i in range(0, len(frames), self.frame_batch)]
         return np.concatenate(list(self._pool.map(lambda c: self._infer_frames(c, timeout), chunks)))
+
+    def encode_video(
+        self, frames: np.ndarray, clip_ids: np.ndarray, clip_count: int, timeout_s: float | None = None
+    ) -> tuple[np.ndarray, np.ndarray]:
+        info = self.info()
+        if not info.video_head:
+            raise RuntimeError(f"Triton at {self.url} serves no {VIDEO_HEAD}: this repository's clip and video "
+                               "vectors are the parameter-free ones")
+        tensors = []
+        for name, array in video_head_inputs(frames, clip_ids, clip_count, info.dim).items():
+            tensors.append(grpcclient.InferInput(name, list(array.shape), np_to_triton_dtype(array.dtype)))
+            tensors[-1].set_data_from_numpy(array)
+        outputs = [grpcclient.InferRequestedOutput(name) for name in ("clip_vectors", "video_vector")]
+        try:
+            result = self._client.infer(VIDEO_HEAD, tensors, outputs=outputs, client_timeout=timeout_s or self.timeout_s)
+        except InferenceServerException as exc:
+            raise _classify(exc, f"{VIDEO_HEAD} at {self.url}") from exc
+        return result.as_numpy("clip_vectors")[0], result.as_numpy("video_vector")[0]
 
     def ready(self) -> bool:
         try:

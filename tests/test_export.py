@@ -15,7 +15,14 @@ import export.pipeline as pipeline
 from encoders.checkpoint import Manifest
 from encoders.factory import load_checkpoint
 from export.onnx_export import ParityError, check_onnx_parity
-from export.triton_repo import TARGETS, ensemble_config, frame_config, text_net_config, tokenizer_config
+from export.triton_repo import (
+    TARGETS,
+    ensemble_config,
+    frame_config,
+    text_net_config,
+    tokenizer_config,
+    video_head_config,
+)
 
 
 def parse(config: str) -> model_config_pb2.ModelConfig:
@@ -37,11 +44,15 @@ def test_configs_are_valid_triton_configs_with_dynamic_batching(default_checkpoi
     ensemble = parse(ensemble_config(manifest))
     assert [s.model_name for s in ensemble.ensemble_scheduling.step] == ["text_tokenizer", "text_encoder_net"]
     assert parse(tokenizer_config(manifest)).parameters["max_text_bytes"].string_value == "2048"
+    video = parse(video_head_config(manifest, target))  # ONNX on the CPU for every target, TensorRT's included
+    assert video.instance_group[0].kind == model_config_pb2.ModelInstanceGroup.KIND_CPU
+    assert (video.backend, video.platform) == (("python", "") if target == "python" else ("", "onnxruntime_onnx"))
+    assert [list(t.dims) for t in video.output] == [[-1, 384], [-1, 384], [384]]
 
 
 def test_parity_failure_fails_the_export_and_leaves_the_repository_alone(default_checkpoint, tmp_path, monkeypatch):
     out = tmp_path / "repo"
-    out.mkdir()
+    (out / "video_head").mkdir(parents=True)  # even a stale video head stays: nothing changes without parity
     (out / "keep.txt").write_text("untouched")
 
     def strict(pair, models):
@@ -50,8 +61,18 @@ def test_parity_failure_fails_the_export_and_leaves_the_repository_alone(default
     monkeypatch.setattr(pipeline, "check_onnx_parity", strict)
     with pytest.raises(ParityError, match="differs from torch"):
         pipeline.export_checkpoint(default_checkpoint, "python", out)
-    assert [p.name for p in out.iterdir()] == ["keep.txt"]
+    assert sorted(p.name for p in out.iterdir()) == ["keep.txt", "video_head"]
     assert not list(tmp_path.glob(".export-*")), "the staging folder was left behind"
+
+
+def test_a_checkpoint_without_a_video_head_removes_an_earlier_one(default_checkpoint, tmp_path):
+    out = tmp_path / "repo"
+    stale = out / "video_head" / "1"
+    stale.mkdir(parents=True)
+    (stale / "model.onnx").write_bytes(b"a trained head from an earlier export")
+    pipeline.export_checkpoint(default_checkpoint, "python", out)
+    assert sorted(p.name for p in out.iterdir() if p.is_dir()) == [
+        "frame_encoder", "text_encoder", "text_encoder_net", "text_tokenizer"]
 
 
 def test_export_writes_the_four_models(model_repository):

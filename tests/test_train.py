@@ -22,7 +22,8 @@ from bench.datasets import read_jsonl, write_jsonl
 from encoders.train_data import TRAIN_PHOTOS, generate_training_split, item_texts
 from export.onnx_export import PARITY_TOLERANCE, random_frame_inputs, random_video_inputs
 from export.pipeline import export_checkpoint
-from export.video_head import write_video_head
+from inference.encoder import EncoderInputError
+from inference.onnx_encoder import OnnxEncoder
 from tests.fixtures.triton import TritonHandle
 from tests.test_clip import write_random_clip
 
@@ -107,22 +108,49 @@ def test_a_default_checkpoint_is_current_only_with_the_shipped_heads(run, tmp_pa
 
 @pytest.fixture(scope="module")
 def trained_repository(run, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """The trained checkpoint exported by `vidstrata export`'s pipeline, plus the video_head model."""
+    """The trained checkpoint exported by `vidstrata export`'s pipeline."""
     result, _, _ = run
     out = tmp_path_factory.mktemp("trained-repository")
     report = export_checkpoint(result.checkpoint, "python", out)
     assert set(report.parity) == {"text", "frames", "video"}
     assert max(report.parity.values()) <= PARITY_TOLERANCE
-    pair = load_checkpoint(result.checkpoint)
-    from export.onnx_export import export_video_head
-
-    write_video_head(out, pair.manifest, export_video_head(pair, out.parent / "video.onnx"), "python")
     return out
 
 
 def test_trained_checkpoint_exports_with_parity(trained_repository):
     names = sorted(p.name for p in trained_repository.iterdir() if p.is_dir())
     assert names == ["frame_encoder", "text_encoder", "text_encoder_net", "text_tokenizer", "video_head"]
+
+
+def one_video(pair: Any, seed: int) -> tuple[np.ndarray, np.ndarray, int]:
+    """Frame vectors [T,D], the clip of each frame [T] and the clip count of one random video, unpadded."""
+    video = random_video_inputs(pair, 1, np.random.default_rng(seed))
+    frames = int(video["frame_mask"].sum())
+    return video["frames"][0, :frames], video["clip_ids"][0, :frames], video["clip_mask"].shape[1]
+
+
+@torch.no_grad()
+def torch_video_head(pair: Any, frames: np.ndarray, clip_ids: np.ndarray, clips: int) -> tuple[np.ndarray, np.ndarray]:
+    """The trained VideoHeadNet's clip vectors [C,D] and video vector [D] for one video."""
+    _, clip_vectors, video_vector = pair.video(torch.from_numpy(frames[None]), torch.ones(1, len(frames)),
+                                               torch.from_numpy(clip_ids[None]), torch.ones(1, clips))
+    return clip_vectors[0].numpy(), video_vector[0].numpy()
+
+
+def test_in_process_encoder_runs_the_exported_video_head(run, trained_repository):
+    result, _, _ = run
+    pair = load_checkpoint(result.checkpoint)
+    graphs = {name: trained_repository / name / "1" / "model.onnx" for name in ("text_encoder_net", "frame_encoder", "video_head")}
+    encoder = OnnxEncoder(result.checkpoint, graphs["text_encoder_net"], graphs["frame_encoder"], video_onnx=graphs["video_head"])
+    assert encoder.info().video_head
+    frames, clip_ids, clips = one_video(pair, 1)
+    assert clips > 1
+    for served, expected in zip(encoder.encode_video(frames, clip_ids, clips), torch_video_head(pair, frames, clip_ids, clips), strict=True):
+        np.testing.assert_allclose(served, expected, atol=PARITY_TOLERANCE)
+    with pytest.raises(EncoderInputError, match="every clip a frame"):
+        encoder.encode_video(frames, clip_ids, clips + 1)
+    with pytest.raises(EncoderInputError, match="float32"):
+        encoder.encode_video(frames.astype(np.float64), clip_ids, clips)
 
 
 @pytest.fixture(scope="module")
@@ -137,8 +165,6 @@ def trained_triton(trained_repository, tmp_path_factory: pytest.TempPathFactory)
 
 @pytest.mark.e2e
 def test_trained_checkpoint_served_by_triton_gives_the_torch_vectors(run, trained_triton):
-    import tritonclient.grpc as grpcclient
-
     from inference.preprocess import TextTokenizer
     from inference.triton_encoder import TritonEncoder
 
@@ -148,11 +174,9 @@ def test_trained_checkpoint_served_by_triton_gives_the_torch_vectors(run, traine
     texts = ["a red circle, then a blue square", "a photo of the cat"]
     tokens = TextTokenizer(result.checkpoint / pre.tokenizer, pre.max_tokens, pre.max_phrases, pre.max_text_bytes)(texts)
     frames = random_frame_inputs(pair, 3, np.random.default_rng(0))["frames"]
-    video = random_video_inputs(pair, 1, np.random.default_rng(1))
     with torch.no_grad():
         sentence, phrases, _, words = pair.text(*(torch.from_numpy(a) for a in (tokens.input_ids, tokens.attention_mask, tokens.phrase_ids)))
         frame_vectors = pair.frames(torch.from_numpy(frames))
-        expected_video = pair.video(*(torch.from_numpy(a) for a in video.values()))
     encoder = TritonEncoder(trained_triton.grpc_url)
     try:
         served = encoder.encode_text(texts)
@@ -160,14 +184,12 @@ def test_trained_checkpoint_served_by_triton_gives_the_torch_vectors(run, traine
         np.testing.assert_allclose(served.phrases, phrases.numpy(), atol=1e-5)
         np.testing.assert_allclose(served.tokens, words.numpy(), atol=1e-5)
         np.testing.assert_allclose(encoder.encode_frames(frames), frame_vectors.numpy(), atol=1e-5)
+        assert encoder.info().video_head
+        for seed in (1, 2):  # videos of different lengths and clip counts
+            video = one_video(pair, seed)
+            for served_vectors, expected in zip(encoder.encode_video(*video), torch_video_head(pair, *video), strict=True):
+                np.testing.assert_allclose(served_vectors, expected, atol=PARITY_TOLERANCE)
+        with pytest.raises(EncoderInputError, match="clip id"):
+            encoder.encode_video(video[0], video[1] - 1, video[2])
     finally:
         encoder.close()
-    client = grpcclient.InferenceServerClient(trained_triton.grpc_url)
-    inputs = []
-    for name, array in video.items():
-        tensor = grpcclient.InferInput(name, list(array.shape), "INT64" if array.dtype == np.int64 else "FP32")
-        tensor.set_data_from_numpy(array)
-        inputs.append(tensor)
-    reply = client.infer("video_head", inputs)
-    for name, value in zip(("frame_vectors", "clip_vectors", "video_vector"), expected_video, strict=True):
-        np.testing.assert_allclose(reply.as_numpy(name), value.numpy(), atol=1e-5)

@@ -50,7 +50,9 @@ def test_outputs_equal_the_in_process_encoder(encoder, local):
 
 def test_info_comes_from_the_served_models(encoder):
     info = encoder.info()
-    assert (info.dim, info.image_size, info.max_phrases) == (384, 224, 8)
+    assert (info.dim, info.image_size, info.max_phrases, info.video_head) == (384, 224, 8, False)
+    with pytest.raises(RuntimeError, match="serves no video_head"):  # the default checkpoint has no trained heads
+        encoder.encode_video(np.ones((2, 384), np.float32), np.zeros(2, np.int64), 1)
 
 
 def _batch_stats(triton, model: str) -> tuple[int, int]:

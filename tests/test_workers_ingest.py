@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
+import numpy as np
 import pytest
 
 from bench.synthetic import write_scene_video
 from index.status import IngestState, StatusStore
+from inference.encoder import EncoderInfo, EncoderUnavailable
 from inference.triton_encoder import TritonEncoder
 from tests.photos import CAPTIONS, load_photo
 from workers.errors import IngestCancelled
@@ -103,3 +107,63 @@ def test_a_deleted_or_resubmitted_video_is_not_written(ingestor, videos, ingest_
     with pytest.raises(IngestCancelled, match="resubmitted as task task-1"):
         ingestor.run("resubmitted", str(videos["two"][0]), {}, task_id="task-0")
     assert ingest_stack.stored("never-submitted") == ingest_stack.stored("resubmitted") == (0, 0)
+
+
+class HeadedEncoder:
+    """The real encoder, claiming a learned video head whose vectors are easy to recognise:
+    clip c -> the c-th axis, the video -> the last axis. Remembers what it was asked; `error` makes the head fail."""
+
+    def __init__(self, encoder: TritonEncoder, error: Exception | None = None) -> None:
+        self.encoder, self.error = encoder, error
+        self.calls: list[tuple[np.ndarray, np.ndarray, int]] = []
+
+    def info(self) -> EncoderInfo:
+        return replace(self.encoder.info(), video_head=True)
+
+    def encode_frames(self, frames: np.ndarray, timeout_s: float | None = None) -> np.ndarray:
+        return self.encoder.encode_frames(frames, timeout_s)
+
+    def encode_video(
+        self, frames: np.ndarray, clip_ids: np.ndarray, clip_count: int, timeout_s: float | None = None
+    ) -> tuple[np.ndarray, np.ndarray]:
+        self.calls.append((frames, clip_ids, clip_count))
+        if self.error is not None:
+            raise self.error
+        axes = np.eye(frames.shape[1], dtype=np.float32)
+        return axes[:clip_count], axes[-1]
+
+
+def test_a_served_video_head_makes_the_clip_and_video_vectors_over_the_same_clips(ingestor, videos, encoder, ingest_stack):
+    path = str(videos["four"][0])
+    submit(ingestor, "parameter-free")
+    ingestor.run("parameter-free", path, {}, task_id="task-1")
+    headed = HeadedEncoder(encoder)
+    with_head = Ingestor(ingest_stack.settings, headed, ingest_stack.index, ingestor.status)
+    submit(with_head, "headed")
+    assert with_head.run("headed", path, {}, task_id="task-1").clip_count == 4
+    (frames, clip_ids, clip_count), = headed.calls
+    clips = ingest_stack.index.get_clips(["headed"])["headed"]
+    free_clips = ingest_stack.index.get_clips(["parameter-free"])["parameter-free"]
+    assert [(c.start_s, c.end_s) for c in clips] == [(c.start_s, c.end_s) for c in free_clips]  # the spans stay
+    assert frames.shape == (24, ingest_stack.settings.vector_dim) and clip_count == 4
+    assert clip_ids.tolist() == sorted(clip_ids.tolist()) and np.bincount(clip_ids).min() > 0
+    axes = np.eye(ingest_stack.settings.vector_dim, dtype=np.float32)
+    for c, clip in enumerate(clips):
+        np.testing.assert_allclose(clip.vector, axes[c], atol=1e-6)
+    np.testing.assert_allclose(ingest_stack.index.get_videos(["headed"])["headed"].vector, axes[-1], atol=1e-6)
+
+
+def test_a_failing_video_head_leaves_the_indexed_video_as_it_was(ingestor, videos, encoder, ingest_stack):
+    submit(ingestor, "kept")
+    ingestor.run("kept", str(videos["two"][0]), {}, task_id="task-1")
+    before = ingest_stack.index.get_clips(["kept"])["kept"]
+    failing = Ingestor(ingest_stack.settings, HeadedEncoder(encoder, EncoderUnavailable("video_head is loading")),
+                       ingest_stack.index, ingestor.status)
+    submit(failing, "kept")
+    with pytest.raises(EncoderUnavailable, match="loading"):
+        failing.run("kept", str(videos["four"][0]), {}, task_id="task-1")
+    after = ingest_stack.index.get_clips(["kept"])["kept"]
+    assert ingest_stack.stored("kept") == (1, 2)
+    for old, new in zip(before, after, strict=True):
+        assert (old.start_s, old.end_s) == (new.start_s, new.end_s)
+        np.testing.assert_array_equal(old.vector, new.vector)

@@ -260,7 +260,7 @@ def _local_or_triton(triton_url: str | None, checkpoint: Path):  # noqa: ANN202 
 
     folder = resolve_checkpoint(None if checkpoint == Path("build/checkpoints/default") else checkpoint, Path("build"))
     models = export_onnx(load_checkpoint(folder), Path(tempfile.mkdtemp(prefix="vidstrata-onnx-")))
-    return OnnxEncoder(folder, models.text, models.frames)
+    return OnnxEncoder(folder, models.text, models.frames, video_onnx=models.video)
 
 
 if __name__ == "__main__":

@@ -1,9 +1,11 @@
-"""The ingest pipeline as plain logic: fetch -> decode || embed -> clips -> one index write.
+"""The ingest pipeline as plain logic: fetch -> decode || embed -> clips [-> video head] -> one index write.
 
 Decoding runs in its own thread and fills a bounded queue of frame batches; the calling thread keeps
 `embed_inflight` batches in flight to the encoder, so the encoder is fed while the decoder works and
-memory holds at most a few batches. Nothing reaches the index until every frame is embedded: the single
-`replace_video` at the end is the only write, so a failure anywhere leaves the index as it was.
+memory holds at most a few batches. The parameter-free segmentation (`aggregate_video`) cuts the clips;
+where the repository serves a trained video head (`EncoderInfo.video_head`), the clip and video vectors
+are the head's, over those same clips and spans. Nothing reaches the index until every vector is made:
+the single `replace_video` at the end is the only write, so a failure anywhere leaves the index as it was.
 No Celery here: `workers.tasks` maps the exceptions to retries and failures.
 """
 
@@ -38,7 +40,7 @@ class IngestSummary:
     """What one ingest produced, and where its time went.
 
     timings_s: fetch; decode (decoder busy time, overlapping embed); embed (wall time of decode and embed
-    together, until the last vector); write (clustering plus the index write).
+    together, until the last vector); write (clustering, the video head where served, and the index write).
     """
 
     video_id: str
@@ -148,6 +150,9 @@ class Ingestor:
         started = time.perf_counter()
         self._progress(video_id, _EMBEDDED, "write")
         aggregate = aggregate_video(vectors, timestamps, duration_s)
+        if info.video_head:
+            clip_vectors, video_vector = self.encoder.encode_video(vectors, aggregate.clip_ids(), len(aggregate.clips))
+            aggregate = aggregate.with_vectors(clip_vectors, video_vector)
         self._check_current(video_id, task_id)
         self._write(video_id, metadata, duration_s, aggregate)
         timings["write"] = time.perf_counter() - started

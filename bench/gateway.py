@@ -39,7 +39,7 @@ from gateway.settings import GatewaySettings
 from index.schema import VECTOR_FIELD, clip_id
 from index.server import start_milvus_lite
 from index.settings import IndexSettings
-from index.store import VideoIndex
+from index.store import VideoIndex, connect_milvus
 from inference.triton_encoder import TritonEncoder
 from inference.triton_server import TritonPorts, start_tritonserver
 from vidstrata.process import ManagedProcess, free_port, port_open
@@ -220,7 +220,7 @@ def search_stack(args: argparse.Namespace) -> Iterator[SearchStack]:
             stack.callback(milvus.stop)
         # Every Milvus client of this process is opened now, back to back: pymilvus 3 shares one connection per
         # URI and health-checks it when a new client arrives after 30 s idle, which fails on a loaded machine.
-        client = MilvusClient(milvus_uri)
+        client = connect_milvus(milvus_uri)
         stack.callback(client.close)
         indexes = {videos: VideoIndex(IndexSettings(milvus_uri=milvus_uri, vector_dim=dim, milvus_timeout_s=600,
                                                     collection_prefix=f"bench{videos}x{args.clips_per_video}_"))

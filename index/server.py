@@ -6,8 +6,7 @@ import shutil
 import sys
 from pathlib import Path
 
-from pymilvus import MilvusClient
-
+from index.store import connect_milvus
 from vidstrata.process import ManagedProcess, free_port, port_open
 
 
@@ -24,7 +23,7 @@ def milvus_lite_binary() -> str:
 
 def milvus_answers(uri: str, timeout_s: float = 5.0) -> bool:
     """True when a Milvus at uri answers a real RPC, not just accepts TCP."""
-    client = MilvusClient(uri, timeout=timeout_s)
+    client = connect_milvus(uri, timeout_s=timeout_s)
     try:
         client.list_collections(timeout=timeout_s)
         return True

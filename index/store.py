@@ -102,6 +102,16 @@ class ClipHit(NamedTuple):
     score: float
 
 
+def connect_milvus(uri: str, token: str = "", timeout_s: float = 10.0) -> MilvusClient:
+    """A pymilvus client that keeps an idle connection alive without breaking the server's ping policy.
+
+    pymilvus pings every 10 s even when idle, but gRPC servers (Milvus Lite's among them) allow one ping per
+    5 minutes without calls, so an idle gateway or worker got GOAWAY "too_many_pings" and failed its next call.
+    pymilvus shares one connection per URI within a process, so every client here must be made by this.
+    """
+    return MilvusClient(uri, token=token, timeout=timeout_s, grpc_options={"grpc.keepalive_time_ms": 360_000})
+
+
 def _is_transient(exc: BaseException) -> bool:
     """True for failures a retry may fix: no connection, deadline passed, server overloaded."""
     if isinstance(exc, grpc.FutureTimeoutError):
@@ -189,8 +199,8 @@ class VideoIndex:
     def _connect(self) -> MilvusClient:
         if self._client is None:
             with _milvus_errors("connect"):
-                self._client = MilvusClient(
-                    self.settings.milvus_uri, token=self.settings.milvus_token, timeout=self.settings.milvus_timeout_s
+                self._client = connect_milvus(
+                    self.settings.milvus_uri, self.settings.milvus_token, self.settings.milvus_timeout_s
                 )
         return self._client
 

@@ -71,7 +71,7 @@ class GatewaySettings(IndexSettings):
         description="Fusion used when a Search names none: WEIGHTED or RRF.",
     )
     fusion_weights: dict[str, float] = Field(
-        {"video_sentence": 0.3, "clip_sentence": 0.3, "clip_phrase": 0.4},
+        {"video_sentence": 0.3, "clip_sentence": 0.4, "clip_phrase": 0.3},  # calibrated: docs/evaluation.md
         validation_alias=_ENV + "FUSION_WEIGHTS",
         description="Weight per level (JSON object) used by both methods when a Search sends none; "
         "levels left out weigh 0.",

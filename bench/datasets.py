@@ -1,13 +1,7 @@
-"""Evaluation sets for `vidstrata eval`: the JSONL format, its queries, and two built-in generators.
+"""Evaluation sets for `vidstrata eval`: their queries and two built-in generators.
 
-A dataset is a JSONL file, one video per line:
-
-    {"video": "videos/scenes-0003.mp4", "captions": ["a tabby cat, then a wall clock"],
-     "scenes": [{"start_s": 0.0, "end_s": 3.5, "caption": "a tabby cat"}, ...]}
-
-`video` is a path relative to the JSONL's folder (or absolute); `captions` describe the whole video;
-`scenes` (optional) describe one time span each. An optional `id` names the video in the index (default:
-the file's stem). Every caption and every scene caption is a query:
+A dataset is a JSONL file in the format of `encoders.dataset` (shared with training; re-exported here).
+Every caption and every scene caption is a query:
 
 - a *video* query (from `captions`) targets its video;
 - a *scene* query (from `scenes`) targets its video and the scene's span, which `best_clip` should hit.
@@ -26,10 +20,9 @@ Generators (videos written by bench.synthetic, H.264 with a short keyframe inter
 
 from __future__ import annotations
 
-import json
 from collections import defaultdict
-from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
@@ -37,6 +30,8 @@ import numpy as np
 
 from bench.photos import CAPTIONS, load_photo
 from bench.synthetic import COLORS, ShapeEvent, write_scene_video, write_shapes_video
+from encoders.dataset import Item, Scene, write_jsonl
+from encoders.dataset import read_jsonl as read_jsonl  # re-exported: bench.eval reads datasets through this module
 
 QueryKind = Literal["scene", "video"]
 Span = tuple[float, float]
@@ -44,27 +39,6 @@ Span = tuple[float, float]
 SHAPES = ("circle", "square", "triangle")
 MOTIONS = ("left", "right", "up", "down")
 SHAPE_COLORS = tuple(c for c in COLORS if c != "black")  # shapes cross a black frame
-
-
-@dataclass(frozen=True)
-class Scene:
-    start_s: float
-    end_s: float
-    caption: str
-
-
-@dataclass(frozen=True)
-class Item:
-    """One video of a dataset; `video` is an absolute path once read."""
-
-    video: Path
-    captions: list[str]
-    scenes: list[Scene] = field(default_factory=list)
-    id: str = ""
-
-    @property
-    def video_id(self) -> str:
-        return self.id or self.video.stem
 
 
 @dataclass(frozen=True)
@@ -90,52 +64,6 @@ class Sizes:
 
 
 TINY = Sizes(scenes=(2, 3), scene_s=(2.0, 3.0), size=(160, 120), fps=10)
-
-
-def read_jsonl(path: Path) -> list[Item]:
-    """The dataset's videos, with video paths made absolute (relative ones are relative to the file's folder)."""
-    items = []
-    for number, line in enumerate(path.read_text().splitlines(), 1):
-        if not line.strip():
-            continue
-        try:
-            row = json.loads(line)
-            video = Path(row["video"])
-            scenes = [Scene(float(s["start_s"]), float(s["end_s"]), str(s["caption"])) for s in row.get("scenes") or []]
-            item = Item(video if video.is_absolute() else (path.parent / video).resolve(),
-                        [str(c) for c in row.get("captions") or []], scenes, str(row.get("id") or ""))
-        except (KeyError, TypeError, ValueError) as exc:
-            raise ValueError(f"{path}:{number}: not a dataset row ({exc!r}): {line[:120]}") from exc
-        if not item.captions and not item.scenes:
-            raise ValueError(f"{path}:{number}: a video needs at least one caption or scene")
-        for scene in item.scenes:
-            if not 0 <= scene.start_s < scene.end_s:
-                raise ValueError(f"{path}:{number}: scene span must have 0 <= start_s < end_s, got {scene}")
-        items.append(item)
-    ids = [item.video_id for item in items]
-    duplicates = sorted({i for i in ids if ids.count(i) > 1})
-    if duplicates:
-        raise ValueError(f"{path}: video ids must be unique; repeated: {duplicates}")
-    return items
-
-
-def write_jsonl(path: Path, items: Iterable[Item]) -> Path:
-    """Write the dataset; videos under the file's folder are stored relative to it, so the folder can move."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    lines = []
-    for item in items:
-        try:
-            video = str(item.video.resolve().relative_to(path.parent.resolve()))
-        except ValueError:
-            video = str(item.video)
-        row: dict[str, object] = {"video": video, "captions": item.captions}
-        if item.scenes:
-            row["scenes"] = [{"start_s": s.start_s, "end_s": s.end_s, "caption": s.caption} for s in item.scenes]
-        if item.id:
-            row["id"] = item.id
-        lines.append(json.dumps(row))
-    path.write_text("\n".join(lines) + "\n")
-    return path
 
 
 def queries(items: Sequence[Item]) -> list[Query]:

@@ -38,7 +38,7 @@ from encoders.losses import (
     video_sentence_scores,
 )
 from encoders.model import EncoderPair
-from encoders.train_data import FeatureCache, build_feature_cache, generate_training_split
+from encoders.train_data import FeatureCache, build_feature_cache
 
 LEVELS = ("video_sentence", "clip_phrase", "frame_word")
 SERVED_LEVELS = ("video_sentence", "clip_phrase")  # what search scores today; they choose the kept state
@@ -47,7 +47,7 @@ HEADS_FOLDER = "heads"  # inside a run's output: only the trained weights, small
 
 
 class GenerateConfig(BaseModel):
-    """Generate the train/val split when its files are missing."""
+    """How `vidstrata train` generates the train/val split when its files are missing (bench.training_split)."""
 
     seed: int = 0
     scene_videos: int = Field(default=160, ge=0)
@@ -315,6 +315,11 @@ def train(
     `log` sees every record written to the run's log; `caching(split, done, total)` follows the one-off
     decoding and encoding of the videos.
     """
+    data = config.data
+    missing = [str(p) for p in [data.train, *data.val] if not p.is_file()]
+    if missing:
+        raise FileNotFoundError(f"no training data at {missing}: `vidstrata train` generates it when the config "
+                                "has [data.generate]")
     rng = _seed_everything(config.seed)
     base_folder = config.base or PARAMETER_FREE_CHECKPOINT
     if config.base is None and not (base_folder / MANIFEST_FILE).is_file():
@@ -323,12 +328,6 @@ def train(
     if base.manifest.heads is not None:
         raise ValueError(f"{base_folder} already has heads; train on a checkpoint without them")
     pair = with_heads(base, config.heads)
-    data = config.data
-    if data.generate and not all(p.is_file() for p in [data.train, *data.val]):
-        g = data.generate
-        train_path, val_paths = generate_training_split(data.train.parent, g.seed, g.scene_videos, g.shape_videos, g.evaluation)
-        if (train_path, val_paths) != (data.train, data.val):
-            raise ValueError(f"generated data lands in {train_path} and {val_paths}; point data.train/val there")
     tokenizer = base_folder / TOKENIZER_FILE
     caches = {path.stem: build_feature_cache(pair, tokenizer, path, data.cache_dir, data.fps, data.max_frames,
                                              caching and (lambda done, total, s=path.stem: caching(s, done, total)))
@@ -411,8 +410,11 @@ def score_checkpoints(
     return scores
 
 
-def main(argv: list[str] | None = None) -> None:
-    """`python -m encoders.train run CONFIG --out DIR` (a run with a progress bar) or `score --dataset D CKPT...`."""
+def main(argv: list[str] | None = None, prepare_data: Callable[[DataConfig], None] | None = None) -> None:
+    """`python -m encoders.train run CONFIG --out DIR` (a run with a progress bar) or `score --dataset D CKPT...`.
+
+    `prepare_data` writes a run's datasets before it starts (`vidstrata train` passes bench's split generator).
+    """
     import argparse
 
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
@@ -434,6 +436,8 @@ def main(argv: list[str] | None = None) -> None:
             print(f"{folder}: " + " ".join(f"{k} {v:.3f}" for k, v in r1.items()))
         return
     config = TrainConfig.load(args.config)
+    if prepare_data:
+        prepare_data(config.data)
     with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
                   TextColumn("{task.fields[status]}")) as progress:
         cache_task = progress.add_task("cache", total=None, status="decoding and encoding videos once")

@@ -7,8 +7,9 @@ import json
 import av
 import pytest
 
-from bench.datasets import TINY, Item, Scene, make_scenes, make_shapes, queries, read_jsonl, write_jsonl
+from bench.datasets import TINY, make_scenes, make_shapes, queries
 from bench.photos import CAPTIONS
+from encoders.dataset import Item, Scene, read_jsonl, write_jsonl
 
 
 def _frame_count(path):

@@ -16,10 +16,10 @@ import pytest
 import torch
 
 from bench.photos import CAPTIONS
+from bench.training_split import TRAIN_PHOTOS, generate_training_split, prepare_training_data
+from encoders.dataset import item_texts, read_jsonl, write_jsonl
 from encoders.factory import HEADS_FILE, attach_heads, import_hf_clip, is_current_default, load_checkpoint
 from encoders.train import HEADS_FOLDER, RunResult, TrainConfig, selection_score, train
-from bench.datasets import read_jsonl, write_jsonl
-from encoders.train_data import TRAIN_PHOTOS, generate_training_split, item_texts
 from export.onnx_export import PARITY_TOLERANCE, random_frame_inputs, random_video_inputs
 from export.pipeline import export_checkpoint
 from inference.encoder import EncoderInputError
@@ -42,6 +42,9 @@ def run(tmp_path_factory: pytest.TempPathFactory) -> tuple[RunResult, list[dict[
         "loss": {"margin_weight": 0.5, "negnce_weight": 0.5, "anchor_weight": 1.0, "queue_size": 8},
         "optim": {"steps": 20, "batch_size": 8, "eval_every": 10, "lr": 3e-3},
     })
+    with pytest.raises(FileNotFoundError, match="generates it"):  # training itself never generates data
+        train(config, root / "run")
+    prepare_training_data(config.data)
     entries: list[dict[str, Any]] = []
     return train(config, root / "run", entries.append), entries, base
 

@@ -124,10 +124,11 @@ PASSTHROUGH = {"allow_extra_args": True, "ignore_unknown_options": True, "help_o
 
 @app.command(context_settings=PASSTHROUGH)
 def train(ctx: typer.Context) -> None:
-    """Train the multi-level heads (`vidstrata train --help` for the options)."""
+    """Train the multi-level heads (`vidstrata train --help` for the options); generates missing training data."""
+    from bench.training_split import prepare_training_data
     from encoders.train import main
 
-    main(list(ctx.args))
+    main(list(ctx.args), prepare_training_data)
 
 
 @app.command(name="eval", context_settings=PASSTHROUGH)

@@ -28,11 +28,11 @@ MOTION_WORDS = {"left": "sliding to the left", "right": "gliding to the right", 
 VALIDATION_SHAPES = (("red", "triangle"), ("blue", "circle"), ("yellow", "square"))
 
 
-def _skimage(name: str) -> Callable[[], np.ndarray]:
+def _skimage(name: str, **kwargs: object) -> Callable[[], np.ndarray]:
     def load() -> np.ndarray:
         import skimage.data
 
-        image = np.asarray(getattr(skimage.data, name)())
+        image = np.asarray(getattr(skimage.data, name)(**kwargs))
         if image.dtype == bool or image.dtype != np.uint8:
             image = (image.astype(np.float64) / max(float(image.max()), 1e-12) * 255).astype(np.uint8)
         return np.ascontiguousarray(np.stack([image] * 3, -1) if image.ndim == 2 else image[..., :3])
@@ -73,7 +73,8 @@ TRAIN_PHOTOS: dict[str, tuple[Callable[[], np.ndarray], tuple[str, str]]] = {
     "text": (_skimage("text"), ("handwritten equations on a sheet of paper", "maths formulas written in pencil")),
     "horse": (_skimage("horse"), ("the black silhouette of a horse", "a black horse shape on a white background")),
     "checkerboard": (_skimage("checkerboard"), ("a black and white checkerboard", "a chessboard pattern of squares")),
-    "blobs": (_skimage("binary_blobs"), ("white blobs on a black background", "irregular white spots on black")),
+    # binary_blobs draws new blobs on every call: seeded, or the split would differ from run to run.
+    "blobs": (_skimage("binary_blobs", rng=0), ("white blobs on a black background", "irregular white spots on black")),
     "phantom": (_skimage("shepp_logan_phantom"), ("a grey oval phantom from a medical scan", "a head scan phantom with dark ellipses")),
     "hopper": (_matplotlib("grace_hopper.jpg"), ("a portrait of an old woman in a navy uniform", "an officer with glasses in front of a flag")),
     "present": (_matplotlib("Minduka_Present_Blue_Pack.png"), ("a blue gift box tied with a silver ribbon", "a wrapped present with a bow")),

@@ -42,6 +42,17 @@ def median_of(repeats: int, measure: Callable[[], float]) -> float:
     return statistics.median(measure() for _ in range(repeats))
 
 
+def median_runs(runs: list[dict[str, Any]]) -> dict[str, Any]:
+    """Field-wise median of several runs (nested dicts too); lists of the raw values stay in the JSON."""
+    out: dict[str, Any] = {}
+    for key, value in runs[0].items():
+        if isinstance(value, dict):
+            out[key] = median_runs([r[key] for r in runs])
+        elif isinstance(value, (int, float)):
+            out[key] = statistics.median(r[key] for r in runs)
+    return out
+
+
 def percentile(values: list[float], q: float) -> float:
     ordered = sorted(values)
     return ordered[min(len(ordered) - 1, int(round(q / 100 * (len(ordered) - 1))))]

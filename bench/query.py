@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import argparse
 import shlex
-import statistics
 import sys
 import threading
 import time
@@ -25,7 +24,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
-from bench.common import RESULTS_DIR, machine, percentile, write_results
+from bench.common import RESULTS_DIR, machine, median_runs, percentile, write_results
 from bench.gateway import QUERIES, measure, search_stack, synthesise
 from gateway.query import query_vectors
 from gateway.service import union_by_rank
@@ -80,17 +79,6 @@ def measure_bare(encoder: TritonEncoder, index: VideoIndex, concurrency: int, re
     finally:
         pool.shutdown()
     return {"qps": len(latencies) / elapsed, **{f"p{q}_ms": 1e3 * percentile(latencies, q) for q in (50, 95, 99)}}
-
-
-def median_runs(runs: list[dict[str, Any]]) -> dict[str, Any]:
-    """Field-wise median of several runs (nested dicts too); lists of the raw values stay in the JSON."""
-    out: dict[str, Any] = {}
-    for key, value in runs[0].items():
-        if isinstance(value, dict):
-            out[key] = median_runs([r[key] for r in runs])
-        elif isinstance(value, (int, float)):
-            out[key] = statistics.median(r[key] for r in runs)
-    return out
 
 
 def table(rows: list[dict[str, Any]], repeats: int) -> str:

@@ -19,10 +19,11 @@ def test_table_shows_gateway_bare_and_ratio():
     stages = {"encode": 3.0, "ann_videos": 4.0, "ann_clips": 6.0, "rescore": 2.5, "rescore_fetch": 2.0,
               "fusion": 0.1, "total": 12.0}
     row = {"videos": 10, "clips": 40, "concurrency": 4, "ratio_p50": 1.25, "ratio_qps": 0.8,
-           "gateway": {"qps": 80.0, "p50_ms": 15.0, "p95_ms": 20.0, "p99_ms": 25.0, "stages_ms": stages},
+           "gateway": {"qps": 80.0, "p50_ms": 15.0, "p95_ms": 20.0, "p99_ms": 25.0, "stages_ms": stages,
+                       "overhead_in_gateway_ms": {"p50": 0.9, "p95": 1.5}},
            "bare": {"qps": 100.0, "p50_ms": 12.0, "p95_ms": 14.0, "p99_ms": 15.0}}
     text = table([row], repeats=3)
-    assert "| 10 | 40 | 4 | 80.0 | 15.0 | 20.0 | 25.0 | 3.0 | 4.0 | 6.0 | 2.0 | 0.5 | 0.10 | 12.0 | 12.0 | 100.0 | 1.25 | 0.80 |" in text
+    assert "| 10 | 40 | 4 | 80.0 | 15.0 | 20.0 | 25.0 | 3.0 | 4.0 | 6.0 | 2.0 | 0.5 | 0.10 | 12.0 | 0.90 | 12.0 | 100.0 | 1.25 | 0.80 |" in text
     assert "Median of 3 runs" in text
 
 

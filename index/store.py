@@ -408,14 +408,10 @@ class VideoIndex:
             per_query.append(list(best.values())[:limit_videos])
         return per_query
 
-    def _clip_counts(self, video_ids: Iterable[str]) -> dict[str, int]:
+    def _clip_counts(self, video_ids: set[str]) -> dict[str, int]:
         """clip_count of each video whose row exists: the trust rule for clips (see module docstring)."""
-        return {
-            row["video_id"]: int(row["clip_count"]) for row in self._get_videos(video_ids, ["video_id", "clip_count"])
-        }
-
-    def _get_videos(self, video_ids: Iterable[str], fields: list[str]) -> list[dict[str, Any]]:
-        return self._get_by_ids(self.names.videos, list(dict.fromkeys(video_ids)), fields)
+        rows = self._get_by_ids(self.names.videos, list(video_ids), ["video_id", "clip_count"])
+        return {row["video_id"]: int(row["clip_count"]) for row in rows}
 
     def _get_by_ids(self, collection: str, ids: list[str], fields: list[str]) -> list[dict[str, Any]]:
         """Rows by primary key: one call per result window, the cheapest read Milvus has."""
@@ -440,7 +436,7 @@ class VideoIndex:
                 created_at=float(row["created_at"]),
                 status=str(row["status"]),
             )
-            for row in self._get_videos(_unique_ids(video_ids), fields)
+            for row in self._get_by_ids(self.names.videos, _unique_ids(video_ids), fields)
         }
 
     def get_clips(self, video_ids: Iterable[str]) -> dict[str, list[ClipRecord]]:

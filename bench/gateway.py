@@ -190,6 +190,21 @@ class SearchStack:
                         index.settings.collection_prefix, candidates)
 
 
+def add_stack_arguments(parser: argparse.ArgumentParser) -> None:
+    """The options `search_stack` and the Search benchmarks share: index sizes, candidates, where the servers are."""
+    parser.add_argument("--videos", type=int, nargs="+", default=[10_000, 100_000], help="index sizes (videos)")
+    parser.add_argument("--clips-per-video", type=int, default=4)
+    parser.add_argument("--top-k", type=int, default=10)
+    parser.add_argument("--candidates", type=int, default=GatewaySettings().candidates,
+                        help="VIDSTRATA_GATEWAY_CANDIDATES of the gateway (and the bare baseline's ANN limit)")
+    parser.add_argument("--data-dir", type=Path, default=Path("build/bench-gateway"),
+                        help="Milvus Lite data and logs; synthetic rows are kept here and reused by the next run")
+    parser.add_argument("--triton-url", help="use this Triton instead of starting one")
+    parser.add_argument("--milvus-uri", help="use this Milvus (e.g. a C++ standalone) instead of Milvus Lite")
+    parser.add_argument("--redis-url", help="use this Redis instead of starting one")
+    parser.add_argument("--results-dir", type=Path, default=RESULTS_DIR)
+
+
 @contextmanager
 def search_stack(args: argparse.Namespace) -> Iterator[SearchStack]:
     """Redis, Triton and Milvus (each started here unless args names one) and an index per args.videos size."""
@@ -256,20 +271,10 @@ def table(runs: list[dict[str, Any]]) -> str:
 
 def main(argv: list[str] | None = None) -> Path:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--videos", type=int, nargs="+", default=[10_000, 100_000], help="index sizes (videos)")
-    parser.add_argument("--clips-per-video", type=int, default=4)
+    add_stack_arguments(parser)
     parser.add_argument("--concurrency", type=int, nargs="+", default=[1, 16])
     parser.add_argument("--requests", type=int, default=200, help="Searches measured per size and concurrency")
-    parser.add_argument("--top-k", type=int, default=10)
-    parser.add_argument("--candidates", type=int, default=GatewaySettings().candidates,
-                        help="candidate videos per Search (the gateway's setting)")
-    parser.add_argument("--data-dir", type=Path, default=Path("build/bench-gateway"),
-                        help="Milvus Lite data and logs; synthetic rows are kept here and reused by the next run")
-    parser.add_argument("--triton-url", help="use this Triton instead of starting one")
-    parser.add_argument("--milvus-uri", help="use this Milvus (e.g. a C++ standalone) instead of Milvus Lite")
-    parser.add_argument("--redis-url", help="use this Redis instead of starting one")
     parser.add_argument("--tiny", action="store_true", help="smoke run: 300 videos, at most 20 requests per level")
-    parser.add_argument("--results-dir", type=Path, default=RESULTS_DIR)
     args = parser.parse_args(argv)
     if args.tiny:
         args.videos, args.requests = [300], min(args.requests, 20)

@@ -24,11 +24,10 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
-from bench.common import RESULTS_DIR, machine, median_runs, percentile, write_results
-from bench.gateway import QUERIES, measure, search_stack, synthesise
+from bench.common import machine, median_runs, percentile, write_results
+from bench.gateway import QUERIES, add_stack_arguments, measure, search_stack, synthesise
 from gateway.query import query_vectors
 from gateway.service import union_by_rank
-from gateway.settings import GatewaySettings
 from index.store import VideoIndex
 from inference.triton_encoder import TritonEncoder
 
@@ -111,22 +110,12 @@ def _header(command: str) -> str:
 
 def main(argv: list[str] | None = None) -> Path:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--videos", type=int, nargs="+", default=[10_000, 100_000], help="index sizes (videos)")
-    parser.add_argument("--clips-per-video", type=int, default=4)
+    add_stack_arguments(parser)
     parser.add_argument("--concurrency", type=int, nargs="+", default=[1, 4, 16])
     parser.add_argument("--requests", type=int, default=100, help="Searches measured per run")
     parser.add_argument("--repeats", type=int, default=3, help="runs per figure; the median is reported")
-    parser.add_argument("--top-k", type=int, default=10)
-    parser.add_argument("--candidates", type=int, default=GatewaySettings().candidates,
-                        help="VIDSTRATA_GATEWAY_CANDIDATES of the gateway, and the bare baseline's ANN limit")
-    parser.add_argument("--data-dir", type=Path, default=Path("build/bench-gateway"),
-                        help="Milvus Lite data (shared with bench.gateway: synthetic rows are loaded once)")
-    parser.add_argument("--triton-url", help="use this Triton instead of starting one")
-    parser.add_argument("--milvus-uri", help="use this Milvus (e.g. a C++ standalone) instead of Milvus Lite")
-    parser.add_argument("--redis-url", help="use this Redis instead of starting one")
     parser.add_argument("--tiny", action="store_true", help="smoke run: 60 videos of 2 clips, concurrency 1 and 4, "
                         "at most 10 requests, 1 repeat")
-    parser.add_argument("--results-dir", type=Path, default=RESULTS_DIR)
     args = parser.parse_args(argv)
     if args.tiny:
         args.videos, args.clips_per_video, args.concurrency = [60], 2, [1, 4]

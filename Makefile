@@ -8,7 +8,7 @@ PROTO_DIR := gateway/proto
 PROTO := $(PROTO_DIR)/vidstrata/v1/search.proto
 PYTEST_ARGS ?=
 
-.PHONY: install proto test test-fast up docs model-repository bench bench-encoders bench-ingest bench-gateway eval system-deps clean
+.PHONY: install proto lint-imports test test-fast up docs model-repository bench bench-encoders bench-ingest bench-gateway eval system-deps clean
 
 $(PY):
 	python3 -m venv $(VENV)
@@ -36,10 +36,14 @@ system-deps:
 	  else echo "warning: missing$$missing and apt-get cannot run here; the tests that need them skip"; fi; \
 	fi
 
-test: install
+# The import contracts of DESIGN.md §2 first: a wrong arrow fails the build before any test runs.
+lint-imports: install
+	$(VENV)/bin/lint-imports
+
+test: install lint-imports
 	$(PY) -m pytest $(PYTEST_ARGS)
 
-test-fast: install
+test-fast: install lint-imports
 	$(PY) -m pytest -m "not e2e" $(PYTEST_ARGS)
 
 # Regenerates the README's settings table from the settings classes.

@@ -21,7 +21,7 @@ from encoders.factory import load_checkpoint
 from export.pipeline import export_checkpoint, resolve_checkpoint
 from inference.onnx_encoder import OnnxEncoder
 from inference.triton_encoder import TritonEncoder
-from inference.triton_server import TritonPorts, start_tritonserver
+from vidstrata.stack.triton import TritonPorts, start_tritonserver
 
 QUERIES = ["a red circle moves left, then a blue square appears", "a cat sleeping on a sofa", "rocket launch at night",
            "two people talk while walking in the park", "a cup of coffee on a table"]
@@ -29,8 +29,7 @@ QUERIES = ["a red circle moves left, then a blue square appears", "a cat sleepin
 
 def in_process(checkpoint: Path, repository: Path, batch: int, seconds: float, repeats: int) -> list[dict]:
     pair = load_checkpoint(checkpoint)
-    ort = OnnxEncoder(checkpoint, repository / "text_encoder_net" / "1" / "model.onnx",
-                      repository / "frame_encoder" / "1" / "model.onnx")
+    ort = OnnxEncoder.from_repository(repository)
     size = pair.manifest.preprocessing.image_size
     frames = np.random.default_rng(0).integers(0, 256, (batch, size, size, 3), dtype=np.uint8)
     texts = (QUERIES * batch)[:batch]

@@ -235,7 +235,7 @@ def real_stack(data_dir: Path, model_repository: Path, env: Mapping[str, str] = 
 
     `env` is added to the children's environment (vidstrata.up passes os.environ on) while they start.
     """
-    from vidstrata.process import free_port
+    from vidstrata.stack.process import free_port
     from vidstrata.up import Stack, UpSettings, launch
 
     ports = {name: free_port() for name in (

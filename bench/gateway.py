@@ -19,7 +19,6 @@ import argparse
 import asyncio
 import os
 import statistics
-import sys
 import tempfile
 import time
 from collections.abc import Iterator
@@ -37,13 +36,14 @@ from bench.photos import CAPTIONS
 from export.pipeline import export_checkpoint, resolve_checkpoint
 from gateway.settings import GatewaySettings
 from index.schema import VECTOR_FIELD, clip_id
-from index.server import start_milvus_lite
+from vidstrata.stack.milvus import start_milvus_lite
 from index.settings import IndexSettings
 from index.store import VideoIndex, connect_milvus
 from inference.triton_encoder import TritonEncoder
-from inference.triton_server import TritonPorts, start_tritonserver
-from vidstrata.process import ManagedProcess, free_port, port_open
-from vidstrata.redis_server import find_or_install_redis, start_redis
+from vidstrata.stack.triton import TritonPorts, start_tritonserver
+from vidstrata.stack.gateway import start_gateway
+from vidstrata.stack.process import free_port
+from vidstrata.stack.redis import find_or_install_redis, start_redis
 from vidstrata.v1 import search_pb2, search_pb2_grpc
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -146,30 +146,16 @@ def measure(address: str, concurrency: int, requests: int, top_k: int) -> dict[s
 
 @contextmanager
 def _gateway(work: Path, triton_url: str, milvus_uri: str, redis_url: str, prefix: str, candidates: int) -> Iterator[str]:
-    """`python -m gateway.server` on free ports; yields its address once it is SERVING."""
-    from grpc_health.v1 import health_pb2, health_pb2_grpc
-
-    port = free_port()
+    """A gateway on free ports, with benchmark-sized deadlines; yields its address once it is SERVING."""
     env = dict(os.environ, VIDSTRATA_TRITON_URL=triton_url, VIDSTRATA_MILVUS_URI=milvus_uri,
                VIDSTRATA_REDIS_URL=redis_url, VIDSTRATA_COLLECTION_PREFIX=prefix, VIDSTRATA_MILVUS_TIMEOUT_S="120",
-               VIDSTRATA_GATEWAY_HOST="127.0.0.1", VIDSTRATA_GATEWAY_PORT=str(port),
-               VIDSTRATA_GATEWAY_METRICS_PORT=str(free_port()), VIDSTRATA_GATEWAY_REQUEST_TIMEOUT_S="120",
-               VIDSTRATA_GATEWAY_PROBE_TIMEOUT_S="30", VIDSTRATA_GATEWAY_TRITON_TIMEOUT_S="120",
-               VIDSTRATA_GATEWAY_CANDIDATES=str(candidates))
-    process = ManagedProcess("gateway", [sys.executable, "-m", "gateway.server"], work / f"gateway-{prefix}.log",
-                             env=env, cwd=REPO_ROOT).start()
-    address = f"127.0.0.1:{port}"
-
-    def serving() -> bool:
-        with grpc.insecure_channel(address) as channel:
-            reply = health_pb2_grpc.HealthStub(channel).Check(health_pb2.HealthCheckRequest(), timeout=2)
-        return reply.status == health_pb2.HealthCheckResponse.SERVING
-
+               VIDSTRATA_GATEWAY_REQUEST_TIMEOUT_S="120", VIDSTRATA_GATEWAY_PROBE_TIMEOUT_S="30",
+               VIDSTRATA_GATEWAY_TRITON_TIMEOUT_S="120", VIDSTRATA_GATEWAY_CANDIDATES=str(candidates))
+    gateway = start_gateway(env, work / f"gateway-{prefix}.log")
     try:
-        process.wait_ready(lambda: port_open(port) and serving(), timeout_s=120)
-        yield address
+        yield gateway.address
     finally:
-        process.stop()
+        gateway.stop()
 
 
 @dataclass

@@ -32,15 +32,15 @@ from bench.photos import CAPTIONS, load_photo
 from bench.synthetic import write_long_video
 from export.pipeline import export_checkpoint, resolve_checkpoint
 from gateway.ingest import CeleryIngestQueue
-from index.server import start_milvus_lite
-from index.status import IngestState, StatusStore
-from inference.onnx_encoder import OnnxEncoder
+from vidstrata.stack.milvus import start_milvus_lite
+from jobs.status import IngestState, StatusStore
+from inference.factory import open_encoder
 from inference.triton_encoder import TritonEncoder
-from inference.triton_server import TritonPorts, start_tritonserver
-from vidstrata.process import ManagedProcess, free_port
-from vidstrata.redis_server import find_or_install_redis, start_redis
+from vidstrata.stack.triton import TritonPorts, start_tritonserver
+from vidstrata.stack.process import ManagedProcess, free_port
+from vidstrata.stack.redis import find_or_install_redis, start_redis
 from workers.decode import VideoReader
-from workers.main import start_worker
+from vidstrata.stack.worker import start_worker
 
 
 @dataclass(frozen=True)
@@ -79,8 +79,7 @@ class BareEncoder:
     """The frame graph Triton serves, run in this process (ONNX Runtime, all cores) on one batch of real frames."""
 
     def __init__(self, checkpoint: Path, repository: Path, video: Path, batch: int, sample_fps: float) -> None:
-        self.encoder = OnnxEncoder(checkpoint, repository / "text_encoder_net" / "1" / "model.onnx",
-                                   repository / "frame_encoder" / "1" / "model.onnx")
+        self.encoder = open_encoder(repository=repository)
         with VideoReader(video, self.encoder.info().image_size, sample_fps, batch, 10**6) as reader:
             self.frames = next(reader.batches(batch)).frames
 

@@ -14,7 +14,7 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from encoders.backbones.efficientnet_lite import load_pretrained_lite0
-from encoders.checkpoint import MANIFEST_FILE, TOKENIZER_FILE, WEIGHTS_FILE, HeadConfig, Manifest, Preprocessing
+from spec.manifest import MANIFEST_FILE, TOKENIZER_FILE, WEIGHTS_FILE, HeadConfig, Manifest, Preprocessing
 from encoders.model import EncoderPair, build_nets
 
 CLASS_NAMES_FILE = Path(__file__).parent / "data" / "imagenet_classes.txt"
@@ -138,7 +138,7 @@ def build_default_checkpoint(
 
 @torch.no_grad()
 def _class_prompt_embeddings(pair: EncoderPair, tokenizer_json: Path) -> torch.Tensor:
-    from inference.preprocess import TextTokenizer
+    from spec.preprocess import TextTokenizer
 
     pre = pair.manifest.preprocessing
     tokenizer = TextTokenizer(tokenizer_json, pre.max_tokens, pre.max_phrases, pre.max_text_bytes)

@@ -20,7 +20,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from encoders.backbones.efficientnet_lite import EfficientNetLite0
-from encoders.checkpoint import Manifest
+from spec.manifest import Manifest
 from encoders.heads import FrameHead, TextHead, VideoHeadNet, segment_pool
 
 

@@ -25,8 +25,8 @@ import torch
 import torch.nn.functional as F
 from pydantic import BaseModel, Field
 
-from encoders.aggregation import aggregate_video
-from encoders.checkpoint import MANIFEST_FILE, TOKENIZER_FILE, HeadConfig
+from spec.aggregation import aggregate_video
+from spec.manifest import MANIFEST_FILE, TOKENIZER_FILE, HeadConfig
 from encoders.factory import build_default_checkpoint, load_checkpoint, save_checkpoint, save_heads, with_heads
 from encoders.heads import parameter_free_video
 from encoders.losses import (

@@ -29,7 +29,7 @@ def decode_frames(path: Path, image_size: int, fps: float, max_frames: int) -> t
     """Sampled frames uint8 [N,S,S,3], their timestamps [N] and the duration, centre-cropped like ingest."""
     import av
 
-    from inference.preprocess import center_crop_square
+    from spec.preprocess import center_crop_square
 
     with av.open(str(path)) as container:
         stream = container.streams.video[0]
@@ -77,7 +77,7 @@ def build_feature_cache(
     progress: Callable[[int, int], None] | None = None,
 ) -> FeatureCache:
     """Decode and encode every video and text once; later calls with the same inputs load the cached file."""
-    from inference.preprocess import TextTokenizer
+    from spec.preprocess import TextTokenizer
 
     path = cache_dir / f"{dataset.stem}-{_cache_key(pair, dataset, fps, max_frames)}.pt"
     if path.is_file():

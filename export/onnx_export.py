@@ -9,7 +9,7 @@ import numpy as np
 import torch
 
 from encoders.model import EncoderPair
-from inference.contract import (
+from spec.contract import (
     FRAME_INPUTS,
     FRAME_OUTPUTS,
     TEXT_NET_INPUTS,

@@ -13,11 +13,11 @@ import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from encoders.checkpoint import MANIFEST_FILE
+from spec.manifest import MANIFEST_FILE
 from encoders.factory import build_default_checkpoint, import_hf_clip, load_checkpoint
 from export.onnx_export import check_onnx_parity, export_onnx
 from export.triton_repo import Target, write_repository
-from inference.contract import VIDEO_HEAD
+from spec.contract import VIDEO_HEAD
 
 DEFAULT_CHECKPOINT = Path("build/checkpoints/default")
 

@@ -17,8 +17,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
-from encoders.checkpoint import TOKENIZER_FILE, Manifest
-from inference.contract import (
+from spec.manifest import TOKENIZER_FILE, Manifest
+from spec.contract import (
     FRAME_ENCODER,
     TEXT_ENCODER,
     TEXT_IN,

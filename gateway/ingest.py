@@ -1,6 +1,6 @@
 """The gateway's side of the ingest queue: send the Celery task, and read the queue for metrics.
 
-The gateway never imports workers: it sends the task by name (index.jobs) to the queue the workers
+The gateway never imports workers: it sends the task by name (jobs.contract) to the queue the workers
 consume. With the Redis broker that queue is the Redis list `ingest`: kombu LPUSHes new messages and
 workers BRPOP from the other end, so the oldest waiting message is the list's last element. Each message
 carries a header with its enqueue time, which is how the oldest message's age is known.
@@ -14,7 +14,7 @@ import time
 import celery
 import redis
 
-from index.jobs import INGEST_QUEUE, INGEST_TASK
+from jobs.contract import INGEST_QUEUE, INGEST_TASK
 
 ENQUEUED_AT_HEADER = "vidstrata_enqueued_at"  # unix seconds, set by the gateway on every ingest message
 

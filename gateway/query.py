@@ -16,9 +16,9 @@ from gateway.errors import InvalidArgument
 from gateway.fusion import FusionConfig, FusionMethod, check_weights
 from gateway.settings import GatewaySettings
 from index.filters import FilterError, compile_filter
-from index.schema import check_metadata, check_video_id
+from spec.validation import check_metadata, check_video_id
 from inference.encoder import TextVectors
-from inference.preprocess import phrase_texts
+from spec.preprocess import phrase_texts
 
 MAX_URI_LENGTH = 4096
 

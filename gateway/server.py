@@ -32,9 +32,9 @@ from gateway.ingest import CeleryIngestQueue
 from gateway.query import parse_search
 from gateway.service import SearchResult, SearchService
 from gateway.settings import GatewaySettings
-from index.status import IngestState, StatusStore, VideoStatus
+from jobs.status import IngestState, StatusStore, VideoStatus
 from index.store import VideoIndex
-from inference.triton_encoder import TritonEncoder
+from inference.factory import open_encoder
 from vidstrata.v1 import search_pb2, search_pb2_grpc
 
 log = logging.getLogger(__name__)
@@ -269,7 +269,7 @@ def build_service(settings: GatewaySettings) -> SearchService:
     """The service wired to the real Triton, Milvus and Redis named in settings (connections open lazily)."""
     return SearchService(
         settings,
-        new_encoder=lambda: TritonEncoder(settings.triton_url, timeout_s=settings.triton_timeout_s),
+        new_encoder=lambda: open_encoder(settings.triton_url, timeout_s=settings.triton_timeout_s),
         index=VideoIndex(settings),
         status=StatusStore(settings.redis_url),
         queue=CeleryIngestQueue(settings.redis_url),

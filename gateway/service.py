@@ -29,8 +29,9 @@ from gateway.fusion import LEVELS, fuse
 from gateway.query import QueryVectors, SearchQuery, candidate_limit, check_submission, check_video_id_arg, query_vectors
 from gateway.scoring import BestClip, score_candidates
 from gateway.settings import GatewaySettings
-from index.errors import IndexUnavailable, StatusUnavailable
-from index.status import IngestState, VideoStatus
+from index.errors import IndexUnavailable
+from jobs.errors import StatusUnavailable
+from jobs.status import IngestState, VideoStatus
 from index.store import ClipHit, ClipRecord, VideoHit, VideoRecord
 from inference.encoder import Encoder, EncoderInputError, EncoderUnavailable
 

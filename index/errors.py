@@ -1,4 +1,4 @@
-"""Exceptions of the storage layer, so callers map them to retries or gRPC codes without knowing pymilvus or redis.
+"""Exceptions of the storage layer, so callers map them to retries or gRPC codes without knowing pymilvus.
 
 Bad input is always a plain `ValueError` (or `FilterError`, a `ValueError`), never one of these.
 """
@@ -10,10 +10,6 @@ class StorageError(RuntimeError):
 
 class IndexUnavailable(StorageError):
     """Milvus cannot be reached or timed out: retry later, or answer gRPC UNAVAILABLE."""
-
-
-class StatusUnavailable(StorageError):
-    """Redis (ingest status) cannot be reached or timed out: retry later, or answer gRPC UNAVAILABLE."""
 
 
 class SchemaMismatch(StorageError):

@@ -32,10 +32,11 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Literal, Union
 
+from spec.validation import METADATA_KEY_RE
+
 MAX_FILTER_LENGTH = 1024
 MAX_DEPTH = 16
 MAX_LIST_ITEMS = 256
-METADATA_KEY_RE = re.compile(r"[A-Za-z0-9_.-]{1,64}")
 _INT64_MIN, _INT64_MAX = -(2**63), 2**63 - 1
 
 Collection = Literal["videos", "clips"]

@@ -9,8 +9,6 @@ a mismatch is an error, never a silent migration.
 
 from __future__ import annotations
 
-import json
-import re
 from dataclasses import dataclass
 from typing import Any
 
@@ -18,7 +16,6 @@ from pymilvus import CollectionSchema, DataType, MilvusClient
 from pymilvus.milvus_client import IndexParams
 
 from index.errors import SchemaMismatch
-from index.filters import METADATA_KEY_RE
 from index.settings import IndexSettings
 
 SCHEMA_VERSION = 1
@@ -26,12 +23,10 @@ SCHEMA_VERSION_PROPERTY = "vidstrata.schema_version"
 
 VECTOR_FIELD = "vector"
 VIDEO_ID_MAX_LENGTH = 128
-VIDEO_ID_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.:@/+=-]{0,127}")
 CLIP_ID_MAX_LENGTH = VIDEO_ID_MAX_LENGTH + 1 + 20  # "<video_id>:<clip_index>"
 STATUS_MAX_LENGTH = 32
 # Bounds one video's clips to a single query result window (Milvus caps a query at 16384 rows).
 MAX_CLIPS_PER_VIDEO = 1024
-MAX_METADATA_BYTES = 65536  # Milvus's limit on one JSON value
 # Largest topk/limit one Milvus search or query may ask for.
 MAX_RESULT_WINDOW = 16384
 
@@ -52,27 +47,6 @@ def collection_names(prefix: str) -> CollectionNames:
 def clip_id(video_id: str, clip_index: int) -> str:
     """Primary key of a clip: re-ingesting a video overwrites its clips in place."""
     return f"{video_id}:{clip_index}"
-
-
-def check_video_id(video_id: object) -> str:
-    """The id itself, or ValueError: ids become primary keys and parts of clip ids."""
-    if not isinstance(video_id, str) or not VIDEO_ID_RE.fullmatch(video_id):
-        raise ValueError(f"video_id {video_id!r} must match {VIDEO_ID_RE.pattern}")
-    return video_id
-
-
-def check_metadata(metadata: object) -> dict[str, str]:
-    """A copy of metadata, or ValueError: str values, and keys that filters can name (meta.key)."""
-    if not isinstance(metadata, dict):
-        raise ValueError(f"metadata must be a dict of str to str, got {type(metadata).__name__}")
-    for key, value in metadata.items():
-        if not isinstance(key, str) or not METADATA_KEY_RE.fullmatch(key):
-            raise ValueError(f"metadata key {key!r} must match {METADATA_KEY_RE.pattern} (so filters can name it)")
-        if not isinstance(value, str):
-            raise ValueError(f"metadata[{key!r}] must be a str, got {type(value).__name__}")
-    if len(json.dumps(metadata).encode()) > MAX_METADATA_BYTES:
-        raise ValueError(f"metadata is larger than {MAX_METADATA_BYTES} bytes as JSON")
-    return dict(metadata)
 
 
 def video_schema(dim: int) -> CollectionSchema:

@@ -31,6 +31,7 @@ from pymilvus.exceptions import ConnectError, ErrorCode, MilvusException, Milvus
 
 from index.errors import IndexUnavailable, StorageError
 from index.filters import compile_filter, quote_string
+from spec.validation import check_metadata, check_video_id
 from index.schema import (
     MAX_CLIPS_PER_VIDEO,
     MAX_RESULT_WINDOW,
@@ -39,8 +40,6 @@ from index.schema import (
     STATUS_MAX_LENGTH,
     VECTOR_FIELD,
     check_collection,
-    check_metadata,
-    check_video_id,
     clip_id,
     clip_schema,
     collection_names,

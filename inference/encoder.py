@@ -11,7 +11,7 @@ from typing import Protocol
 
 import numpy as np
 
-from inference.contract import VIDEO_HEAD_INPUTS
+from spec.contract import VIDEO_HEAD_INPUTS
 
 
 class EncoderUnavailable(RuntimeError):
@@ -65,6 +65,10 @@ class Encoder(Protocol):
 
     def ready(self) -> bool:
         """True when both models can serve."""
+        ...
+
+    def close(self) -> None:
+        """Release connections and threads; the encoder is not used afterwards."""
         ...
 
 

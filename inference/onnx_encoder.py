@@ -6,29 +6,45 @@ from pathlib import Path
 
 import numpy as np
 
-from encoders.checkpoint import Manifest
-from inference.contract import VIDEO_HEAD
+from spec.manifest import Manifest
+from spec.contract import FRAME_ENCODER, TEXT_NET, TEXT_TOKENIZER, VIDEO_HEAD
 from inference.encoder import EncoderInfo, EncoderInputError, TextVectors, check_frames, video_head_inputs
-from inference.preprocess import TextTokenizer
+from spec.preprocess import TextTokenizer
 
 
 class OnnxEncoder:
     """Runs the exported text and frame graphs (and the video head, if given) with the checkpoint's tokenizer."""
 
     def __init__(
-        self, checkpoint: Path, text_onnx: Path, frames_onnx: Path, threads: int = 0, video_onnx: Path | None = None
+        self, manifest: Manifest, tokenizer_json: Path, text_onnx: Path, frames_onnx: Path, threads: int = 0,
+        video_onnx: Path | None = None,
     ) -> None:
         import onnxruntime as ort
 
-        self.manifest = Manifest.load(checkpoint)
+        self.manifest = manifest
         pre = self.manifest.preprocessing
-        self.tokenizer = TextTokenizer(checkpoint / pre.tokenizer, pre.max_tokens, pre.max_phrases, pre.max_text_bytes)
+        self.tokenizer = TextTokenizer(tokenizer_json, pre.max_tokens, pre.max_phrases, pre.max_text_bytes)
         options = ort.SessionOptions()
         options.intra_op_num_threads = threads
         providers = ["CPUExecutionProvider"]
         self.text = ort.InferenceSession(str(text_onnx), options, providers=providers)
         self.frames = ort.InferenceSession(str(frames_onnx), options, providers=providers)
         self.video = ort.InferenceSession(str(video_onnx), options, providers=providers) if video_onnx else None
+
+    @classmethod
+    def from_repository(cls, repository: Path, threads: int = 0) -> OnnxEncoder:
+        """The ONNX graphs of a model repository written by `vidstrata export` (python or onnxruntime target).
+
+        FileNotFoundError names what is missing (a TensorRT-only repository has no ONNX graphs).
+        """
+        manifest = Manifest.load(repository)
+        tokenizer = repository / TEXT_TOKENIZER / "1" / manifest.preprocessing.tokenizer
+        graphs = {name: repository / name / "1" / "model.onnx" for name in (TEXT_NET, FRAME_ENCODER, VIDEO_HEAD)}
+        for path in (tokenizer, graphs[TEXT_NET], graphs[FRAME_ENCODER]):
+            if not path.is_file():
+                raise FileNotFoundError(f"{repository} is not an ONNX model repository: {path} is missing")
+        video = graphs[VIDEO_HEAD] if graphs[VIDEO_HEAD].is_file() else None
+        return cls(manifest, tokenizer, graphs[TEXT_NET], graphs[FRAME_ENCODER], threads, video)
 
     def info(self) -> EncoderInfo:
         pre = self.manifest.preprocessing
@@ -60,3 +76,6 @@ class OnnxEncoder:
 
     def ready(self) -> bool:
         return True
+
+    def close(self) -> None:
+        """Nothing to release: the sessions go with the object."""

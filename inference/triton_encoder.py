@@ -8,7 +8,7 @@ import numpy as np
 import tritonclient.grpc as grpcclient
 from tritonclient.utils import InferenceServerException, np_to_triton_dtype
 
-from inference.contract import FRAME_ENCODER, TEXT_ENCODER, TEXT_IN, TEXT_OUTPUTS, VIDEO_HEAD
+from spec.contract import FRAME_ENCODER, TEXT_ENCODER, TEXT_IN, TEXT_OUTPUTS, VIDEO_HEAD
 from inference.encoder import (
     EncoderInfo,
     EncoderInputError,

@@ -12,7 +12,7 @@ from typing import Any
 import numpy as np
 import triton_python_backend_utils as pb_utils  # type: ignore[import-not-found]
 
-from inference.preprocess import TextTokenizer
+from spec.preprocess import TextTokenizer
 
 
 def _parameters(args: dict[str, Any]) -> tuple[dict[str, Any], dict[str, str], Path]:

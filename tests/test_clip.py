@@ -8,9 +8,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from encoders.checkpoint import Manifest
+from spec.manifest import Manifest
 from export.pipeline import export_checkpoint
-from inference.onnx_encoder import OnnxEncoder
+from inference.factory import open_encoder
 
 WORDS = "a photo of the cat dog red blue circle square moves left right then appears rocket launch sky".split()
 
@@ -61,12 +61,7 @@ def test_clip_checkpoint_exports_with_parity_and_its_own_preprocessing(clip_repo
 
 def test_clip_encoder_gives_multi_level_unit_vectors(clip_repository):
     # The repository carries the tokenizer and manifest it was built from: enough to encode in-process.
-    checkpoint = clip_repository / "ckpt"
-    checkpoint.mkdir()
-    (checkpoint / "manifest.json").write_text((clip_repository / "manifest.json").read_text())
-    (checkpoint / "tokenizer.json").write_text((clip_repository / "text_tokenizer" / "1" / "tokenizer.json").read_text())
-    encoder = OnnxEncoder(checkpoint, clip_repository / "text_encoder_net" / "1" / "model.onnx",
-                          clip_repository / "frame_encoder" / "1" / "model.onnx")
+    encoder = open_encoder(repository=clip_repository)
     text = encoder.encode_text(["a red circle moves left, then a blue square appears"])
     assert text.sentence.shape == (1, 24) and text.phrase_mask[0].sum() == 2
     np.testing.assert_allclose(np.linalg.norm(text.sentence, axis=-1), 1.0, atol=1e-5)

@@ -10,9 +10,9 @@ import numpy as np
 import pytest
 import torch
 
-from encoders.checkpoint import MANIFEST_FILE, Manifest
+from spec.manifest import MANIFEST_FILE, Manifest
 from encoders.factory import load_checkpoint
-from inference.preprocess import TextTokenizer, center_crop_square
+from spec.preprocess import TextTokenizer, center_crop_square
 from tests.photos import CAPTIONS, load_photo
 
 

@@ -5,14 +5,13 @@ from __future__ import annotations
 import shutil
 import subprocess
 import sys
-from pathlib import Path
 
 import pytest
 from google.protobuf import text_format
 from tritonclient.grpc import model_config_pb2
 
 import export.pipeline as pipeline
-from encoders.checkpoint import Manifest
+from spec.manifest import Manifest
 from encoders.factory import load_checkpoint
 from export.onnx_export import ParityError, check_onnx_parity
 from export.triton_repo import (

@@ -20,16 +20,16 @@ import redis
 from grpc_health.v1 import health_pb2
 from grpc_reflection.v1alpha.proto_reflection_descriptor_database import ProtoReflectionDescriptorDatabase
 
-from encoders.aggregation import SegmentationParams, aggregate_video
+from spec.aggregation import SegmentationParams, aggregate_video
 from gateway.ingest import ENQUEUED_AT_HEADER
 from index import ClipRecord, IndexSettings, VideoIndex, VideoRecord
-from index.jobs import INGEST_QUEUE
-from index.server import start_milvus_lite
-from inference.preprocess import center_crop_square
+from jobs.contract import INGEST_QUEUE
+from vidstrata.stack.milvus import start_milvus_lite
+from spec.preprocess import center_crop_square
 from inference.triton_encoder import TritonEncoder
-from tests.fixtures.gateway import GatewayHandle, start_gateway
+from tests.fixtures.gateway import GatewayProcess, start_gateway
 from tests.photos import CAPTIONS, load_photo
-from vidstrata.process import free_port
+from vidstrata.stack.process import free_port
 from vidstrata.v1 import search_pb2, search_pb2_grpc
 
 pytestmark = pytest.mark.e2e
@@ -73,11 +73,11 @@ def ingest(encoder: TritonEncoder, index: VideoIndex, video_id: str, photos: lis
 
 
 @pytest.fixture(scope="module")
-def indexed(gateway: GatewayHandle, triton) -> GatewayHandle:
+def indexed(gateway: GatewayProcess, triton) -> GatewayProcess:
     """The session gateway with VIDEOS in its collections."""
     encoder = TritonEncoder(triton.grpc_url)
     index = VideoIndex(IndexSettings(milvus_uri=gateway.env["VIDSTRATA_MILVUS_URI"],
-                                     collection_prefix=gateway.collection_prefix))
+                                     collection_prefix=gateway.env["VIDSTRATA_COLLECTION_PREFIX"]))
     try:
         for video_id, (photos, metadata) in VIDEOS.items():
             ingest(encoder, index, video_id, photos, metadata)
@@ -88,7 +88,7 @@ def indexed(gateway: GatewayHandle, triton) -> GatewayHandle:
 
 
 @pytest.fixture(scope="module")
-def stub(indexed: GatewayHandle) -> Iterator[search_pb2_grpc.VideoSearchStub]:
+def stub(indexed: GatewayProcess) -> Iterator[search_pb2_grpc.VideoSearchStub]:
     with grpc.insecure_channel(indexed.address) as channel:
         yield search_pb2_grpc.VideoSearchStub(channel)
 
@@ -196,7 +196,7 @@ def test_submit_queues_the_celery_task_and_reads_as_pending(stub, indexed):
 def test_delete_removes_a_video_from_search(stub, indexed, triton):
     encoder = TritonEncoder(triton.grpc_url)
     index = VideoIndex(IndexSettings(milvus_uri=indexed.env["VIDSTRATA_MILVUS_URI"],
-                                     collection_prefix=indexed.collection_prefix))
+                                     collection_prefix=indexed.env["VIDSTRATA_COLLECTION_PREFIX"]))
     try:
         ingest(encoder, index, "doomed", ["chelsea"], {})  # the same cat as in "trip"
         assert "doomed" in [h.video_id for h in _search(stub, CAPTIONS["chelsea"], top_k=2).hits]
@@ -245,7 +245,7 @@ def test_auth_guards_the_api_but_not_health(triton, milvus_uri, redis_url, tmp_p
         secured.stop()
 
 
-def _wait_health(handle: GatewayHandle, status: int, timeout_s: float) -> float:
+def _wait_health(handle: GatewayProcess, status: int, timeout_s: float) -> float:
     started = time.monotonic()
     while time.monotonic() - started < timeout_s:
         if handle.health() == status:
@@ -254,7 +254,7 @@ def _wait_health(handle: GatewayHandle, status: int, timeout_s: float) -> float:
     raise AssertionError(f"health not {status} after {timeout_s}s:\n{handle.process.log_tail()}")
 
 
-def _unavailable_fast(handle: GatewayHandle, what: str) -> None:
+def _unavailable_fast(handle: GatewayProcess, what: str) -> None:
     with grpc.insecure_channel(handle.address) as channel:
         started = time.monotonic()
         with pytest.raises(grpc.RpcError) as raised:

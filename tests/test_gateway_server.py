@@ -23,7 +23,7 @@ from gateway.server import Gateway, start
 from gateway.service import PROBE_VIDEO_ID, SearchService
 from gateway.settings import GatewaySettings
 from tests.fixtures.gateway import FakeBackends, scene_video
-from vidstrata.process import free_port
+from vidstrata.stack.process import free_port
 from vidstrata.v1 import search_pb2, search_pb2_grpc
 
 SERVING, NOT_SERVING = health_pb2.HealthCheckResponse.SERVING, health_pb2.HealthCheckResponse.NOT_SERVING

@@ -13,7 +13,7 @@ from gateway.query import QueryVectors, parse_search
 from gateway.scoring import score_candidates
 from gateway.service import SearchService, union_by_rank
 from gateway.settings import GatewaySettings
-from index.status import IngestState
+from jobs.status import IngestState
 from tests.fixtures.gateway import FakeBackends, FakeEncoder, embed, scene_video
 
 

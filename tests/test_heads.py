@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 import torch
 
-from encoders.aggregation import aggregate_video
-from encoders.checkpoint import HeadConfig
+from spec.aggregation import aggregate_video
+from spec.manifest import HeadConfig
 from encoders.heads import TextHead, VideoHeadNet, parameter_free_video, segment_pool
 from encoders.model import build_nets
 from encoders.train import clip_layout
@@ -87,7 +87,7 @@ def test_minilm_last_blocks_split_off_for_training_give_the_same_outputs(default
 
 
 def test_heads_attach_to_the_nets_the_manifest_describes(default_checkpoint):
-    from encoders.checkpoint import Manifest
+    from spec.manifest import Manifest
 
     manifest = Manifest.load(default_checkpoint)
     with_video = build_nets(manifest.model_copy(update={"heads": HeadConfig()}))

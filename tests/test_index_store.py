@@ -28,8 +28,8 @@ from index import (
     VideoRecord,
 )
 from index.schema import SCHEMA_VERSION_PROPERTY
-from index.server import start_milvus_lite
-from vidstrata.process import free_port
+from vidstrata.stack.milvus import start_milvus_lite
+from vidstrata.stack.process import free_port
 
 DIM = 8
 OpenIndex = Callable[..., VideoIndex]

@@ -5,7 +5,7 @@ from pathlib import Path
 
 import pytest
 
-from vidstrata.process import ManagedProcess, ProcessFailed, free_port, port_open
+from vidstrata.stack.process import ManagedProcess, ProcessFailed, free_port, port_open
 
 
 def test_stop_kills_the_whole_process_group(tmp_path):
@@ -60,7 +60,7 @@ def test_children_die_with_their_supervisor(tmp_path):
     script = (
         "import sys, time\n"
         "from pathlib import Path\n"
-        "from vidstrata.process import ManagedProcess\n"
+        "from vidstrata.stack.process import ManagedProcess\n"
         "child = ManagedProcess('sleeper', [sys.executable, '-c', 'import time; time.sleep(60)'], Path(sys.argv[1])).start()\n"
         "print(child.pid, flush=True)\n"
         "time.sleep(60)\n"

@@ -24,6 +24,7 @@ from export.onnx_export import PARITY_TOLERANCE, random_frame_inputs, random_vid
 from export.pipeline import export_checkpoint
 from inference.encoder import EncoderInputError
 from inference.onnx_encoder import OnnxEncoder
+from spec.manifest import TOKENIZER_FILE, Manifest
 from tests.fixtures.triton import TritonHandle
 from tests.test_clip import write_random_clip
 
@@ -144,7 +145,7 @@ def test_in_process_encoder_runs_the_exported_video_head(run, trained_repository
     result, _, _ = run
     pair = load_checkpoint(result.checkpoint)
     graphs = {name: trained_repository / name / "1" / "model.onnx" for name in ("text_encoder_net", "frame_encoder", "video_head")}
-    encoder = OnnxEncoder(result.checkpoint, graphs["text_encoder_net"], graphs["frame_encoder"], video_onnx=graphs["video_head"])
+    encoder = OnnxEncoder(Manifest.load(result.checkpoint), result.checkpoint / TOKENIZER_FILE, graphs["text_encoder_net"], graphs["frame_encoder"], video_onnx=graphs["video_head"])
     assert encoder.info().video_head
     frames, clip_ids, clips = one_video(pair, 1)
     assert clips > 1
@@ -158,7 +159,7 @@ def test_in_process_encoder_runs_the_exported_video_head(run, trained_repository
 
 @pytest.fixture(scope="module")
 def trained_triton(trained_repository, tmp_path_factory: pytest.TempPathFactory) -> Iterator[TritonHandle]:
-    from inference.triton_server import TritonPorts
+    from vidstrata.stack.triton import TritonPorts
 
     handle = TritonHandle(None, TritonPorts.free(), trained_repository, tmp_path_factory.mktemp("trained-triton"))  # type: ignore[arg-type]
     handle.start()
@@ -168,7 +169,7 @@ def trained_triton(trained_repository, tmp_path_factory: pytest.TempPathFactory)
 
 @pytest.mark.e2e
 def test_trained_checkpoint_served_by_triton_gives_the_torch_vectors(run, trained_triton):
-    from inference.preprocess import TextTokenizer
+    from spec.preprocess import TextTokenizer
     from inference.triton_encoder import TritonEncoder
 
     result, _, _ = run

@@ -12,8 +12,8 @@ import tritonclient.grpc as grpcclient
 from tritonclient.utils import InferenceServerException
 
 from inference.encoder import EncoderInputError
-from inference.onnx_encoder import OnnxEncoder
-from inference.preprocess import center_crop_square
+from inference.factory import open_encoder
+from spec.preprocess import center_crop_square
 from inference.triton_encoder import TritonEncoder
 from tests.photos import CAPTIONS, load_photo
 
@@ -28,13 +28,9 @@ def encoder(triton):
 
 
 @pytest.fixture(scope="module")
-def local(default_checkpoint, model_repository):
+def local(model_repository):
     """In-process ONNX Runtime on the very graphs Triton serves."""
-    return OnnxEncoder(
-        default_checkpoint,
-        model_repository / "text_encoder_net" / "1" / "model.onnx",
-        model_repository / "frame_encoder" / "1" / "model.onnx",
-    )
+    return open_encoder(repository=model_repository)
 
 
 def test_outputs_equal_the_in_process_encoder(encoder, local):

@@ -20,7 +20,7 @@ import yaml
 
 from bench.photos import load_photo
 from bench.synthetic import write_scene_video
-from vidstrata.process import ManagedProcess, free_port, port_open
+from vidstrata.stack.process import ManagedProcess, free_port, port_open
 
 pytestmark = pytest.mark.e2e
 

@@ -19,7 +19,7 @@ from bench.synthetic import (
     write_shapes_video,
     write_tone_mp3,
 )
-from index.status import IngestState
+from jobs.status import IngestState
 from tests.photos import load_photo
 
 pytestmark = pytest.mark.e2e

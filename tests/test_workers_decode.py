@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from bench.synthetic import write_corrupt_copy, write_long_video, write_scene_video, write_tone_mp3
-from inference.preprocess import center_crop_square
+from spec.preprocess import center_crop_square
 from tests.photos import load_photo
 from workers.decode import VideoReader, sampling_interval
 from workers.errors import BadVideo

@@ -7,7 +7,7 @@ import time
 
 import pytest
 
-from vidstrata.process import free_port
+from vidstrata.stack.process import free_port
 from workers.errors import BadVideo, SourceUnavailable
 from workers.fetch import fetch
 

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from bench.synthetic import write_scene_video
-from index.status import IngestState, StatusStore
+from jobs.status import IngestState, StatusStore
 from inference.encoder import EncoderInfo, EncoderUnavailable
 from inference.triton_encoder import TritonEncoder
 from tests.photos import CAPTIONS, load_photo

@@ -60,7 +60,7 @@ def encode(
     from PIL import Image
 
     from inference.encoder import EncoderInputError, EncoderUnavailable
-    from inference.preprocess import center_crop_square, phrase_texts
+    from spec.preprocess import center_crop_square, phrase_texts
 
     if not text and not image:
         fail("give at least one --text or --image")
@@ -248,20 +248,17 @@ def stats(gateway: GatewayOption = DEFAULT_GATEWAY, token: TokenOption = "") -> 
 
 
 def _local_or_triton(triton_url: str | None, checkpoint: Path):  # noqa: ANN202 - returns an Encoder
-    if triton_url:
-        from inference.triton_encoder import TritonEncoder
+    from inference.factory import open_encoder
 
-        return TritonEncoder(triton_url)
+    if triton_url:
+        return open_encoder(triton_url)
     import tempfile
 
-    from encoders.factory import load_checkpoint
-    from export.onnx_export import export_onnx
-    from export.pipeline import resolve_checkpoint
-    from inference.onnx_encoder import OnnxEncoder
+    from export.pipeline import export_checkpoint
 
-    folder = resolve_checkpoint(None if checkpoint == Path("build/checkpoints/default") else checkpoint, Path("build"))
-    models = export_onnx(load_checkpoint(folder), Path(tempfile.mkdtemp(prefix="vidstrata-onnx-")))
-    return OnnxEncoder(folder, models.text, models.frames, video_onnx=models.video)
+    source = None if checkpoint == Path("build/checkpoints/default") else checkpoint
+    repository = export_checkpoint(source, "python", Path(tempfile.mkdtemp(prefix="vidstrata-onnx-")) / "repo").repository
+    return open_encoder(repository=repository)
 
 
 if __name__ == "__main__":

@@ -10,7 +10,6 @@ from __future__ import annotations
 import fcntl
 import os
 import signal
-import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -19,7 +18,7 @@ from pathlib import Path
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from vidstrata.process import ManagedProcess, ProcessFailed, port_open
+from vidstrata.stack.process import ManagedProcess, ProcessFailed, port_open
 
 
 class UpSettings(BaseSettings):
@@ -88,9 +87,6 @@ class Stack:
             VIDSTRATA_REDIS_URL=f"redis://127.0.0.1:{s.redis_port}/0",
             VIDSTRATA_MILVUS_URI=f"http://127.0.0.1:{s.milvus_port}",
             VIDSTRATA_TRITON_URL=f"127.0.0.1:{s.triton_grpc_port}",
-            VIDSTRATA_GATEWAY_PORT=str(s.gateway_port),
-            VIDSTRATA_GATEWAY_HOST="127.0.0.1",
-            VIDSTRATA_GATEWAY_METRICS_PORT=str(s.gateway_metrics_port),
             VIDSTRATA_METRICS_PORT=str(s.worker_metrics_port),
             PROMETHEUS_MULTIPROC_DIR=str(self.data / "worker-metrics"),
             HF_HUB_OFFLINE="1",
@@ -138,9 +134,11 @@ def launch(stack: Stack) -> None:
     """Start every component in order, printing one line each."""
     import tritonclient.grpc as grpcclient
 
-    from index.server import start_milvus_lite
-    from inference.triton_server import TritonPorts, start_tritonserver
-    from vidstrata.redis_server import find_or_install_redis, start_redis
+    from vidstrata.stack.milvus import start_milvus_lite
+    from vidstrata.stack.triton import TritonPorts, start_tritonserver
+    from vidstrata.stack.redis import find_or_install_redis, start_redis
+    from vidstrata.stack.gateway import start_gateway
+    from vidstrata.stack.worker import start_worker
 
     s, data = stack.settings, stack.data
     ensure_model_repository(s.model_repository)
@@ -156,23 +154,14 @@ def launch(stack: Stack) -> None:
     client = grpcclient.InferenceServerClient(f"127.0.0.1:{ports.grpc}")
     stack.start("tritonserver", f"127.0.0.1:{ports.grpc}", triton, lambda: client.is_server_ready(client_timeout=2), 180)
     env = stack.env()
-    worker = ManagedProcess("worker", [sys.executable, "-m", "vidstrata.cli", "worker"], stack.logs / "worker.log", env=env).start()
-    stack.start("worker", f"http://127.0.0.1:{s.worker_metrics_port}/metrics", worker, lambda: port_open(s.worker_metrics_port), 120)
-    gateway = ManagedProcess("gateway", [sys.executable, "-m", "vidstrata.cli", "gateway"], stack.logs / "gateway.log", env=env).start()
-    stack.start("gateway", f"127.0.0.1:{s.gateway_port}", gateway, lambda: _serving(f"127.0.0.1:{s.gateway_port}"), 120)
+    worker = start_worker(env, stack.logs / "worker.log")
+    stack.start("worker", f"http://127.0.0.1:{s.worker_metrics_port}/metrics", worker, worker.alive, 1)
+    gateway = start_gateway(env, stack.logs / "gateway.log", port=s.gateway_port, metrics_port=s.gateway_metrics_port)
+    stack.start("gateway", gateway.address, gateway.process, gateway.process.alive, 1)
     say(f"\nvidstrata is up. gRPC API: 127.0.0.1:{s.gateway_port}")
     say(f"  metrics: gateway http://127.0.0.1:{s.gateway_metrics_port}/metrics, worker http://127.0.0.1:{s.worker_metrics_port}/metrics, "
         f"triton http://127.0.0.1:{s.triton_metrics_port}/metrics")
     say('  try: vidstrata search "a bunny in a meadow"   (Ctrl-C stops everything)')
-
-
-def _serving(address: str) -> bool:
-    import grpc
-    from grpc_health.v1 import health_pb2, health_pb2_grpc
-
-    with grpc.insecure_channel(address) as channel:
-        reply = health_pb2_grpc.HealthStub(channel).Check(health_pb2.HealthCheckRequest(service=""), timeout=2)
-    return reply.status == health_pb2.HealthCheckResponse.SERVING
 
 
 def ingest_samples(settings: UpSettings) -> None:

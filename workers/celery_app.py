@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from celery import Celery
 
-from index.jobs import INGEST_QUEUE, INGEST_TASK
+from jobs.contract import INGEST_QUEUE, INGEST_TASK
 from workers.settings import TIME_LIMIT_GRACE_S, WorkerSettings
 
 

@@ -95,7 +95,7 @@ class VideoReader:
     def _to_input(self, frame: av.VideoFrame) -> np.ndarray:
         """Resize the shorter side to image_size (square pixels), then crop the centre.
 
-        Bilinear, like `inference.preprocess.center_crop_square` (mean pixel difference about 1/255),
+        Bilinear, like `spec.preprocess.center_crop_square` (mean pixel difference about 1/255),
         at a tenth of its cost.
         """
         sar = self._stream.sample_aspect_ratio or Fraction(1)

@@ -22,8 +22,8 @@ from typing import Union
 
 import numpy as np
 
-from encoders.aggregation import VideoAggregate, aggregate_video
-from index.status import StatusStore
+from spec.aggregation import VideoAggregate, aggregate_video
+from jobs.status import StatusStore
 from index.store import ClipRecord, VideoIndex, VideoRecord
 from inference.encoder import Encoder
 from workers.decode import FrameBatch, VideoReader

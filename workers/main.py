@@ -8,11 +8,8 @@ import sys
 import tempfile
 from pathlib import Path
 
-from index.jobs import INGEST_QUEUE
-from vidstrata.process import ManagedProcess
+from jobs.contract import INGEST_QUEUE
 from workers.settings import WorkerSettings
-
-READY_LINE = " ready."  # what Celery logs once the worker consumes its queues
 
 
 def prepare_metrics_dir() -> Path:
@@ -52,15 +49,6 @@ def main(argv: list[str] | None = None) -> None:
         *(argv if argv is not None else sys.argv[1:]),
     ])
 
-
-def start_worker(env: dict[str, str], log_path: Path, timeout_s: float = 120.0) -> ManagedProcess:
-    """`python -m workers.main` as a process group, returned once it consumes the queue (tests, benchmarks).
-
-    Give each start its own log_path: readiness is read from it.
-    """
-    process = ManagedProcess("worker", [sys.executable, "-m", "workers.main"], log_path, env=env).start()
-    process.wait_ready(lambda: READY_LINE in log_path.read_text(errors="replace"), timeout_s)
-    return process
 
 
 if __name__ == "__main__":

@@ -24,12 +24,13 @@ from celery import Task
 from celery.exceptions import SoftTimeLimitExceeded
 from celery.signals import worker_init
 
-from index.errors import IndexUnavailable, StatusUnavailable
-from index.jobs import INGEST_TASK
-from index.status import StatusStore
+from index.errors import IndexUnavailable
+from jobs.errors import StatusUnavailable
+from jobs.contract import INGEST_TASK
+from jobs.status import StatusStore
 from index.store import VideoIndex
-from inference.encoder import EncoderInputError, EncoderUnavailable
-from inference.triton_encoder import TritonEncoder
+from inference.encoder import Encoder, EncoderInputError, EncoderUnavailable
+from inference.factory import open_encoder
 from workers import metrics
 from workers.celery_app import app, settings
 from workers.errors import BadVideo, IngestCancelled, SourceUnavailable
@@ -41,8 +42,9 @@ TRANSIENT = (EncoderUnavailable, IndexUnavailable, StatusUnavailable, SourceUnav
 PERMANENT = (BadVideo, EncoderInputError)
 
 
-def _triton() -> TritonEncoder:
-    return TritonEncoder(settings.triton_url, settings.triton_timeout_s, settings.frame_batch, settings.embed_inflight)
+def _encoder() -> Encoder:
+    return open_encoder(settings.triton_url, timeout_s=settings.triton_timeout_s, frame_batch=settings.frame_batch,
+                        max_inflight=settings.embed_inflight)
 
 
 class _Clients:
@@ -55,16 +57,15 @@ class _Clients:
     def ingestor(self) -> Ingestor:
         with self._lock:
             if self._ingestor is None:
-                self._ingestor = Ingestor(settings, _triton(), VideoIndex(settings), StatusStore(settings.redis_url))
+                self._ingestor = Ingestor(settings, _encoder(), VideoIndex(settings), StatusStore(settings.redis_url))
             return self._ingestor
 
     def reset_encoder(self) -> None:
         """Drop the Triton client, so the next attempt dials afresh instead of waiting out gRPC's reconnect backoff."""
         with self._lock:
             if self._ingestor is not None:
-                old, self._ingestor.encoder = self._ingestor.encoder, _triton()
-                if isinstance(old, TritonEncoder):
-                    old.close()
+                old, self._ingestor.encoder = self._ingestor.encoder, _encoder()
+                old.close()
 
 
 _clients = _Clients()

@@ -2,7 +2,7 @@
 
 Not the evaluation (that is `python -m bench.eval`, through the real stack): a diagnosis tool that replays the
 same functions ingest and the gateway run (workers.decode sampling, the exported ONNX frame and text graphs,
-encoders.aggregation, gateway.scoring, gateway.fusion) in one process, so a change to the segmentation can be
+spec.aggregation, gateway.scoring, gateway.fusion) in one process, so a change to the segmentation can be
 judged before it ships. Every video is searched against every query (no ANN), as the eval does.
 
     python docs/scripts/segmentation_whatif.py DATASET.jsonl [--min-novelty 0.02 0.005 0.002] [--oracle]
@@ -23,18 +23,19 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
 from bench.datasets import Item, queries, read_jsonl  # noqa: E402
 from bench.eval import Hit, score_queries  # noqa: E402
-from encoders.aggregation import SegmentationParams, aggregate_video  # noqa: E402
+from spec.aggregation import SegmentationParams, aggregate_video  # noqa: E402
 from gateway.fusion import FusionConfig, FusionMethod, fuse  # noqa: E402
 from gateway.query import query_vectors  # noqa: E402
 from gateway.scoring import score_candidates  # noqa: E402
 from gateway.settings import GatewaySettings  # noqa: E402
 from index.store import ClipRecord, VideoRecord  # noqa: E402
-from inference.onnx_encoder import OnnxEncoder  # noqa: E402
+from inference.encoder import Encoder  # noqa: E402
+from inference.factory import open_encoder  # noqa: E402
 from workers.decode import VideoReader  # noqa: E402
 from workers.settings import WorkerSettings  # noqa: E402
 
 
-def frame_vectors(encoder: OnnxEncoder, item: Item, worker: WorkerSettings) -> tuple[np.ndarray, np.ndarray, float]:
+def frame_vectors(encoder: Encoder, item: Item, worker: WorkerSettings) -> tuple[np.ndarray, np.ndarray, float]:
     with VideoReader(item.video, encoder.info().image_size, worker.sample_fps, worker.max_frames,
                      worker.max_duration_s) as reader:
         stamps, vectors = [], []
@@ -64,8 +65,7 @@ def main() -> None:
     parser.add_argument("--model-repository", type=Path, default=Path("build/model_repository"))
     args = parser.parse_args()
     repo = args.model_repository
-    encoder = OnnxEncoder(args.checkpoint, repo / "text_encoder_net" / "1" / "model.onnx",
-                          repo / "frame_encoder" / "1" / "model.onnx")
+    encoder = open_encoder(repository=repo)
     items = read_jsonl(args.dataset)
     worker, gateway = WorkerSettings(), GatewaySettings()
     frames = {item.video_id: frame_vectors(encoder, item, worker) for item in items}

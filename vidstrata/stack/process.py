@@ -75,7 +75,7 @@ class ManagedProcess:
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
         log = open(self.log_path, "ab")
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "vidstrata.process", str(os.getpid()), *self.argv],
+            [sys.executable, "-m", "vidstrata.stack.process", str(os.getpid()), *self.argv],
             stdout=log,
             stderr=subprocess.STDOUT,
             stdin=subprocess.DEVNULL,

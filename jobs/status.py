@@ -22,8 +22,8 @@ from enum import StrEnum
 
 import redis
 
-from index.errors import StatusUnavailable, StorageError
-from index.schema import check_metadata, check_video_id
+from jobs.errors import StatusError, StatusUnavailable
+from spec.validation import check_metadata, check_video_id
 
 KEY_PREFIX = "vidstrata:video:"
 STATE_SET_PREFIX = "vidstrata:state:"
@@ -80,13 +80,13 @@ return 1
 
 @contextmanager
 def _redis_errors(action: str) -> Iterator[None]:
-    """Turn redis errors into StatusUnavailable (retryable) or StorageError."""
+    """Turn redis errors into StatusUnavailable (retryable) or StatusError."""
     try:
         yield
     except (redis.ConnectionError, redis.TimeoutError) as exc:
         raise StatusUnavailable(f"Redis {action} failed: {exc}") from exc
     except redis.RedisError as exc:
-        raise StorageError(f"Redis {action} failed: {exc}") from exc
+        raise StatusError(f"Redis {action} failed: {exc}") from exc
 
 
 def _finite(value: float, what: str, low: float | None = None, high: float | None = None) -> float:

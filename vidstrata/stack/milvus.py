@@ -7,7 +7,7 @@ import sys
 from pathlib import Path
 
 from index.store import connect_milvus
-from vidstrata.process import ManagedProcess, free_port, port_open
+from vidstrata.stack.process import ManagedProcess, free_port, port_open
 
 
 def milvus_lite_binary() -> str:

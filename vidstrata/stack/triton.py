@@ -12,7 +12,7 @@ import sysconfig
 from dataclasses import dataclass
 from pathlib import Path
 
-from vidstrata.process import ManagedProcess, free_port
+from vidstrata.stack.process import ManagedProcess, free_port
 
 STUB_PYTHON = "3.11"
 

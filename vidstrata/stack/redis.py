@@ -12,7 +12,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from vidstrata.process import ManagedProcess, port_open
+from vidstrata.stack.process import ManagedProcess, port_open
 
 
 class RedisNotAvailable(RuntimeError):

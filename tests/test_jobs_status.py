@@ -8,9 +8,10 @@ from collections.abc import Iterator
 import pytest
 import redis
 
-from index import IngestState, StatusStore, StatusUnavailable
-from index.status import KEY_PREFIX, MAX_REASON_LENGTH
-from vidstrata.process import free_port
+from jobs.errors import StatusUnavailable
+from jobs.status import IngestState, StatusStore
+from jobs.status import KEY_PREFIX, MAX_REASON_LENGTH
+from vidstrata.stack.process import free_port
 
 
 @pytest.fixture

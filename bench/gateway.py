@@ -148,7 +148,7 @@ def measure(address: str, concurrency: int, requests: int, top_k: int) -> dict[s
 def _gateway(work: Path, triton_url: str, milvus_uri: str, redis_url: str, prefix: str, candidates: int) -> Iterator[str]:
     """A gateway on free ports, with benchmark-sized deadlines; yields its address once it is SERVING."""
     env = dict(os.environ, VIDSTRATA_TRITON_URL=triton_url, VIDSTRATA_MILVUS_URI=milvus_uri,
-               VIDSTRATA_REDIS_URL=redis_url, VIDSTRATA_COLLECTION_PREFIX=prefix, VIDSTRATA_MILVUS_TIMEOUT_S="120",
+               VIDSTRATA_REDIS_URL=redis_url, VIDSTRATA_MILVUS_COLLECTION_PREFIX=prefix, VIDSTRATA_MILVUS_TIMEOUT_S="120",
                VIDSTRATA_GATEWAY_REQUEST_TIMEOUT_S="120", VIDSTRATA_GATEWAY_PROBE_TIMEOUT_S="30",
                VIDSTRATA_GATEWAY_TRITON_TIMEOUT_S="120", VIDSTRATA_GATEWAY_CANDIDATES=str(candidates))
     gateway = start_gateway(env, work / f"gateway-{prefix}.log")

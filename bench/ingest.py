@@ -106,8 +106,8 @@ def run_workload(
 ) -> dict[str, Any]:
     """Start a fresh worker, submit all videos at once, wait for READY; throughput, per-stage times, peak RSS."""
     redis_url = env["VIDSTRATA_REDIS_URL"]
-    status = StatusStore(redis_url)
-    queue = CeleryIngestQueue(redis_url)
+    status = StatusStore(redis_url, timeout_s=5.0)
+    queue = CeleryIngestQueue(redis_url, timeout_s=5.0)
     results = Celery("bench-ingest", backend=redis_url, set_as_current=False)
     env = {**env, "PROMETHEUS_MULTIPROC_DIR": str(work / f"metrics-{workload.name}")}
     worker = start_worker(env, work / f"worker-{workload.name}.log")
@@ -166,7 +166,7 @@ def main(argv: list[str] | None = None) -> Path:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--short-videos", type=int, default=4, help="1-minute videos submitted together")
     parser.add_argument("--fps", type=int, default=25, help="frame rate of the generated videos")
-    parser.add_argument("--sample-fps", type=float, default=2.0, help="VIDSTRATA_SAMPLE_FPS of the worker")
+    parser.add_argument("--sample-fps", type=float, default=2.0, help="VIDSTRATA_WORKER_SAMPLE_FPS of the worker")
     parser.add_argument("--frame-batch", type=int, default=32, help="frames per Triton request and per bare call")
     parser.add_argument("--concurrency", type=int, default=1, help="videos one worker ingests at once")
     parser.add_argument("--seconds", type=float, default=4.0, help="length of each bare-encoder measurement")
@@ -201,11 +201,11 @@ def main(argv: list[str] | None = None) -> Path:
                 VIDSTRATA_REDIS_URL=stack.redis_url,
                 VIDSTRATA_MILVUS_URI=stack.milvus_uri,
                 VIDSTRATA_TRITON_URL=stack.triton_url,
-                VIDSTRATA_COLLECTION_PREFIX="bench_ingest_",
-                VIDSTRATA_SAMPLE_FPS=str(args.sample_fps),
-                VIDSTRATA_FRAME_BATCH=str(args.frame_batch),
-                VIDSTRATA_CONCURRENCY=str(args.concurrency),
-                VIDSTRATA_METRICS_PORT="0",
+                VIDSTRATA_MILVUS_COLLECTION_PREFIX="bench_ingest_",
+                VIDSTRATA_WORKER_SAMPLE_FPS=str(args.sample_fps),
+                VIDSTRATA_WORKER_FRAME_BATCH=str(args.frame_batch),
+                VIDSTRATA_WORKER_CONCURRENCY=str(args.concurrency),
+                VIDSTRATA_WORKER_METRICS_PORT="0",
             )
             rows = []
             for w in workloads:

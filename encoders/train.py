@@ -40,7 +40,7 @@ from encoders.losses import (
 from encoders.model import EncoderPair
 from encoders.train_data import FeatureCache, build_feature_cache
 
-LEVELS = ("video_sentence", "clip_phrase", "frame_word")
+LOSS_LEVELS = ("video_sentence", "clip_phrase", "frame_word")  # the hierarchical contrastive terms (HCMI)
 SERVED_LEVELS = ("video_sentence", "clip_phrase")  # what search scores today; they choose the kept state
 PARAMETER_FREE_CHECKPOINT = Path("build/checkpoints/parameter-free")
 HEADS_FOLDER = "heads"  # inside a run's output: only the trained weights, small enough to commit
@@ -105,9 +105,9 @@ class TrainConfig(BaseModel):
             raise ValueError(f"{path}: not valid TOML ({exc})") from exc
 
     def model_post_init(self, context: Any) -> None:
-        unknown = set(self.loss.levels) - set(LEVELS)
+        unknown = set(self.loss.levels) - set(LOSS_LEVELS)
         if unknown:
-            raise ValueError(f"unknown loss levels {sorted(unknown)}; choose among {', '.join(LEVELS)}")
+            raise ValueError(f"unknown loss levels {sorted(unknown)}; choose among {', '.join(LOSS_LEVELS)}")
 
 
 @dataclass
@@ -275,7 +275,7 @@ def validate(pair: EncoderPair, cache: FeatureCache, chunk: int = 64) -> dict[st
     sentence, phrases, phrase_mask, words = pair.text.from_trunk(
         cache.text_states[texts].float(), cache.attention_mask[texts], cache.phrase_ids[texts])
     word_mask = (cache.phrase_ids[texts] >= 0).float()
-    per_level: dict[str, list[torch.Tensor]] = {level: [] for level in LEVELS}
+    per_level: dict[str, list[torch.Tensor]] = {level: [] for level in LOSS_LEVELS}
     for frames, frame_mask, clips, clip_mask, video in rows:
         e = Encoded(frames, frame_mask, clips, clip_mask, video, sentence, phrases, phrase_mask, words, word_mask,
                     torch.zeros(()))

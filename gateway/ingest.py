@@ -22,7 +22,7 @@ ENQUEUED_AT_HEADER = "vidstrata_enqueued_at"  # unix seconds, set by the gateway
 class CeleryIngestQueue:
     """Sends ingest tasks through a Redis-backed Celery broker; thread-safe (kombu pools producers)."""
 
-    def __init__(self, redis_url: str, timeout_s: float = 5.0) -> None:
+    def __init__(self, redis_url: str, timeout_s: float) -> None:
         self._app = celery.Celery("vidstrata-gateway", broker=redis_url, set_as_current=False)
         self._app.conf.update(
             broker_connection_timeout=timeout_s,

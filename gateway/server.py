@@ -269,10 +269,10 @@ def build_service(settings: GatewaySettings) -> SearchService:
     """The service wired to the real Triton, Milvus and Redis named in settings (connections open lazily)."""
     return SearchService(
         settings,
-        new_encoder=lambda: open_encoder(settings.triton_url, timeout_s=settings.triton_timeout_s),
-        index=VideoIndex(settings),
-        status=StatusStore(settings.redis_url),
-        queue=CeleryIngestQueue(settings.redis_url),
+        new_encoder=lambda: open_encoder(settings.triton.url, timeout_s=settings.triton_timeout_s),
+        index=VideoIndex(settings.milvus),
+        status=StatusStore(settings.redis.url, settings.redis.timeout_s),
+        queue=CeleryIngestQueue(settings.redis.url, settings.redis.timeout_s),
     )
 
 

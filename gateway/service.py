@@ -327,7 +327,7 @@ class SearchService:
     def _check_triton(self) -> None:
         encoder = self.encoder if self.triton.up else self._new_encoder()
         if not encoder.ready():
-            raise EncoderUnavailable(f"the encoder models are not ready at {self.settings.triton_url}")
+            raise EncoderUnavailable(f"the encoder models are not ready at {self.settings.triton.url}")
         encoder.info()  # cached from here on: Search needs max_phrases
         self.encoder = encoder
 

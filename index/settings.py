@@ -1,7 +1,7 @@
-"""Settings of the storage layer, read from `VIDSTRATA_*` environment variables.
+"""Settings of the Milvus index, read from `VIDSTRATA_MILVUS_*` environment variables.
 
-One class covers Milvus and the Redis-backed ingest status, because both the gateway and the workers
-need both; each service's own settings class embeds or reuses it.
+The gateway and the workers each hold one as their `milvus` part (composition, not inheritance), so both
+read the same variables and a test or benchmark passes one object to `VideoIndex`.
 """
 
 from __future__ import annotations
@@ -11,21 +11,23 @@ from typing import Literal
 from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+_ENV = "VIDSTRATA_MILVUS_"
+
 
 class IndexSettings(BaseSettings):
-    """Where the index lives and how its vectors are indexed and searched."""
+    """Where the index lives and how its vectors are indexed and searched (`VIDSTRATA_MILVUS_<NAME>`)."""
 
-    model_config = SettingsConfigDict(env_prefix="VIDSTRATA_", extra="ignore")
+    model_config = SettingsConfigDict(env_prefix=_ENV, extra="ignore", populate_by_name=True)
 
     milvus_uri: str = Field(
-        "http://127.0.0.1:19530",
+        "http://127.0.0.1:19530", validation_alias=_ENV + "URI",
         description="Milvus gRPC URI: the local `milvus-lite server`, a Milvus standalone or a cluster.",
     )
     milvus_token: str = Field(
-        "", description="Milvus auth token (`user:password` or an API key); empty when auth is off."
+        "", validation_alias=_ENV + "TOKEN", description="Milvus auth token (`user:password` or an API key); empty when auth is off."
     )
     milvus_timeout_s: float = Field(
-        10.0, gt=0, description="Deadline of each Milvus call in seconds; past it the call fails as unavailable."
+        10.0, gt=0, validation_alias=_ENV + "TIMEOUT_S", description="Deadline of each Milvus call in seconds; past it the call fails as unavailable."
     )
     collection_prefix: str = Field(
         "",
@@ -58,9 +60,6 @@ class IndexSettings(BaseSettings):
         "Bounded",
         description="Milvus consistency of searches and reads. Strong waits out a time tick on every call "
         "(~0.4 s on a standalone); READY videos are searchable either way (see index/store.py).",
-    )
-    redis_url: str = Field(
-        "redis://127.0.0.1:6379/0", description="Redis URL of the ingest status records (`StatusStore`)."
     )
 
     @field_validator("index_type", "metric", mode="before")

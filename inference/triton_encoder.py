@@ -115,8 +115,8 @@ class TritonEncoder:
     def ready(self) -> bool:
         try:
             return bool(
-                self._client.is_model_ready(TEXT_ENCODER, client_timeout=2.0)
-                and self._client.is_model_ready(FRAME_ENCODER, client_timeout=2.0)
+                self._client.is_model_ready(TEXT_ENCODER, client_timeout=self.timeout_s)
+                and self._client.is_model_ready(FRAME_ENCODER, client_timeout=self.timeout_s)
             )
         except InferenceServerException:
             return False

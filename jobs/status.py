@@ -3,7 +3,7 @@
 It lives in index/ because gateway and workers may not import each other. Layout: one hash per video,
 `vidstrata:video:<video_id>`, and one set of video ids per state, `vidstrata:state:<STATE>`, kept in step
 by Lua scripts so that `count_by_state` is O(1). Needs a single Redis (primary), not Redis Cluster,
-like the Celery broker. The Redis URL comes from `IndexSettings.redis_url` (`VIDSTRATA_REDIS_URL`).
+like the Celery broker. The URL and timeout come from `jobs.settings.RedisSettings` (`VIDSTRATA_REDIS_*`).
 
 Only `mark_pending` creates a record (and wipes an earlier one). The other marks update an existing record,
 last writer wins, and return False when there is none, so a worker that finishes after the video was
@@ -100,7 +100,7 @@ def _finite(value: float, what: str, low: float | None = None, high: float | Non
 class StatusStore:
     """Read and write ingest status records; safe to share between threads (redis-py pools connections)."""
 
-    def __init__(self, redis_url: str, timeout_s: float = 5.0) -> None:
+    def __init__(self, redis_url: str, timeout_s: float) -> None:
         self._redis = redis.Redis.from_url(
             redis_url, decode_responses=True, socket_timeout=timeout_s, socket_connect_timeout=timeout_s
         )

@@ -77,7 +77,7 @@ def indexed(gateway: GatewayProcess, triton) -> GatewayProcess:
     """The session gateway with VIDEOS in its collections."""
     encoder = TritonEncoder(triton.grpc_url)
     index = VideoIndex(IndexSettings(milvus_uri=gateway.env["VIDSTRATA_MILVUS_URI"],
-                                     collection_prefix=gateway.env["VIDSTRATA_COLLECTION_PREFIX"]))
+                                     collection_prefix=gateway.env["VIDSTRATA_MILVUS_COLLECTION_PREFIX"]))
     try:
         for video_id, (photos, metadata) in VIDEOS.items():
             ingest(encoder, index, video_id, photos, metadata)
@@ -196,7 +196,7 @@ def test_submit_queues_the_celery_task_and_reads_as_pending(stub, indexed):
 def test_delete_removes_a_video_from_search(stub, indexed, triton):
     encoder = TritonEncoder(triton.grpc_url)
     index = VideoIndex(IndexSettings(milvus_uri=indexed.env["VIDSTRATA_MILVUS_URI"],
-                                     collection_prefix=indexed.env["VIDSTRATA_COLLECTION_PREFIX"]))
+                                     collection_prefix=indexed.env["VIDSTRATA_MILVUS_COLLECTION_PREFIX"]))
     try:
         ingest(encoder, index, "doomed", ["chelsea"], {})  # the same cat as in "trip"
         assert "doomed" in [h.video_id for h in _search(stub, CAPTIONS["chelsea"], top_k=2).hits]

@@ -264,9 +264,9 @@ def test_a_second_process_sees_the_data(index: VideoIndex, milvus_uri: str) -> N
     )
     env = os.environ | {
         "VIDSTRATA_MILVUS_URI": milvus_uri,
-        "VIDSTRATA_COLLECTION_PREFIX": index.settings.collection_prefix,
-        "VIDSTRATA_VECTOR_DIM": str(DIM),
-        "VIDSTRATA_INDEX_TYPE": "flat",
+        "VIDSTRATA_MILVUS_COLLECTION_PREFIX": index.settings.collection_prefix,
+        "VIDSTRATA_MILVUS_VECTOR_DIM": str(DIM),
+        "VIDSTRATA_MILVUS_INDEX_TYPE": "flat",
     }
     out = subprocess.run(
         [sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=60,

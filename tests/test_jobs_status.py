@@ -19,7 +19,7 @@ def store(redis_url: str) -> Iterator[StatusStore]:
     """A StatusStore on a database of its own (other tests use db 0 of the same server), emptied first."""
     url = redis_url.rsplit("/", 1)[0] + "/11"
     redis.Redis.from_url(url).flushdb()
-    status = StatusStore(url)
+    status = StatusStore(url, timeout_s=5.0)
     yield status
     status.close()
 

@@ -18,7 +18,7 @@ import torch
 from bench.photos import CAPTIONS
 from bench.training_split import TRAIN_PHOTOS, generate_training_split, prepare_training_data
 from encoders.dataset import item_texts, read_jsonl, write_jsonl
-from encoders.factory import HEADS_FILE, attach_heads, import_hf_clip, is_current_default, load_checkpoint
+from encoders.factory import HEADS_FILE, attach_heads, import_hf_clip, load_checkpoint
 from encoders.train import HEADS_FOLDER, RunResult, TrainConfig, selection_score, train
 from export.onnx_export import PARITY_TOLERANCE, random_frame_inputs, random_video_inputs
 from export.pipeline import export_checkpoint
@@ -99,15 +99,6 @@ def test_heads_folder_is_small_and_reattaches_to_the_base(run):
         torch.testing.assert_close(attached.modules().state_dict()[key], value, rtol=0, atol=0)
     with pytest.raises(ValueError, match="no heads"):
         attach_heads(load_checkpoint(base), base)
-
-
-def test_a_default_checkpoint_is_current_only_with_the_shipped_heads(run, tmp_path):
-    result, _, base = run
-    heads = result.checkpoint / HEADS_FOLDER
-    assert is_current_default(base, heads=None) and is_current_default(result.checkpoint, heads=heads)
-    assert not is_current_default(base, heads=heads)  # built before these heads shipped: rebuild
-    assert not is_current_default(result.checkpoint, heads=None)
-    assert not is_current_default(tmp_path, heads=None)  # nothing built yet
 
 
 @pytest.fixture(scope="module")

@@ -23,8 +23,8 @@ SCENES = ["astronaut", "chelsea", "coffee", "rocket"]
 class RecordingStatus(StatusStore):
     """The real status store, also remembering each progress report."""
 
-    def __init__(self, redis_url: str) -> None:
-        super().__init__(redis_url)
+    def __init__(self, redis_url: str, timeout_s: float) -> None:
+        super().__init__(redis_url, timeout_s)
         self.reports: list[tuple[float, str]] = []
 
     def mark_running(self, video_id: str, progress: float, stage: str) -> bool:
@@ -41,7 +41,7 @@ def encoder(triton):
 
 @pytest.fixture
 def ingestor(ingest_stack, encoder):
-    return Ingestor(ingest_stack.settings, encoder, ingest_stack.index, RecordingStatus(ingest_stack.redis_url))
+    return Ingestor(ingest_stack.settings, encoder, ingest_stack.index, RecordingStatus(ingest_stack.redis_url, 5.0))
 
 
 @pytest.fixture(scope="module")
@@ -145,9 +145,9 @@ def test_a_served_video_head_makes_the_clip_and_video_vectors_over_the_same_clip
     clips = ingest_stack.index.get_clips(["headed"])["headed"]
     free_clips = ingest_stack.index.get_clips(["parameter-free"])["parameter-free"]
     assert [(c.start_s, c.end_s) for c in clips] == [(c.start_s, c.end_s) for c in free_clips]  # the spans stay
-    assert frames.shape == (24, ingest_stack.settings.vector_dim) and clip_count == 4
+    assert frames.shape == (24, ingest_stack.settings.milvus.vector_dim) and clip_count == 4
     assert clip_ids.tolist() == sorted(clip_ids.tolist()) and np.bincount(clip_ids).min() > 0
-    axes = np.eye(ingest_stack.settings.vector_dim, dtype=np.float32)
+    axes = np.eye(ingest_stack.settings.milvus.vector_dim, dtype=np.float32)
     for c, clip in enumerate(clips):
         np.testing.assert_allclose(clip.vector, axes[c], atol=1e-6)
     np.testing.assert_allclose(ingest_stack.index.get_videos(["headed"])["headed"].vector, axes[-1], atol=1e-6)

@@ -7,9 +7,11 @@ from pathlib import Path
 
 from pydantic_settings import BaseSettings
 
-# (who reads it, "module:Class"): every settings class of the project.
+# (who reads it, "module:Class"): every settings class of the project, once each.
 SETTINGS_CLASSES = (
-    ("index", "index.settings:IndexSettings"),
+    ("gateway, worker", "index.settings:IndexSettings"),
+    ("gateway, worker", "jobs.settings:RedisSettings"),
+    ("gateway, worker", "inference.settings:TritonSettings"),
     ("gateway", "gateway.settings:GatewaySettings"),
     ("worker", "workers.settings:WorkerSettings"),
     ("up", "vidstrata.up:UpSettings"),
@@ -32,10 +34,11 @@ def settings_table() -> str:
         module, _, name = path.partition(":")
         cls = getattr(importlib.import_module(module), name)
         for field_name, field in cls.model_fields.items():
+            if isinstance(field.annotation, type) and issubclass(field.annotation, BaseSettings):
+                continue  # a composed part (e.g. `milvus`): its own class has its rows
             env = _env_name(cls, field_name)
             if env in rows:
-                rows[env][3] += f", {reader}" if reader not in rows[env][3] else ""
-                continue
+                raise ValueError(f"{env} is read by two settings fields: one name must mean one thing")
             default = field.default if field.default is not None else ""
             default = getattr(default, "value", default)
             rows[env] = [f"`{env}`", f"`{default}`" if default != "" else "", (field.description or "").replace("|", "\\|"), reader]

@@ -87,7 +87,7 @@ class Stack:
             VIDSTRATA_REDIS_URL=f"redis://127.0.0.1:{s.redis_port}/0",
             VIDSTRATA_MILVUS_URI=f"http://127.0.0.1:{s.milvus_port}",
             VIDSTRATA_TRITON_URL=f"127.0.0.1:{s.triton_grpc_port}",
-            VIDSTRATA_METRICS_PORT=str(s.worker_metrics_port),
+            VIDSTRATA_WORKER_METRICS_PORT=str(s.worker_metrics_port),
             PROMETHEUS_MULTIPROC_DIR=str(self.data / "worker-metrics"),
             HF_HUB_OFFLINE="1",
             PYTHONUNBUFFERED="1",

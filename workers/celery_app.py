@@ -18,8 +18,8 @@ def create_app(settings: WorkerSettings) -> Celery:
     """A Celery app for these settings, with the ingest task registered under INGEST_TASK."""
     app = Celery("vidstrata", include=["workers.tasks"])
     app.conf.update(
-        broker_url=settings.redis_url,
-        result_backend=settings.redis_url,
+        broker_url=settings.redis.url,
+        result_backend=settings.redis.url,
         broker_connection_retry_on_startup=True,
         broker_transport_options={
             "visibility_timeout": settings.visibility_timeout_s,

@@ -139,7 +139,7 @@ class Ingestor:
             if info.dim != self.index.settings.vector_dim:
                 raise RuntimeError(
                     f"the frame encoder makes {info.dim}-d vectors but the index holds "
-                    f"{self.index.settings.vector_dim}-d ones: set VIDSTRATA_VECTOR_DIM to match the served model"
+                    f"{self.index.settings.vector_dim}-d ones: set VIDSTRATA_MILVUS_VECTOR_DIM to match the served model"
                 )
             with VideoReader(path, info.image_size, self.settings.sample_fps, self.settings.max_frames,
                              self.settings.max_duration_s) as reader:

@@ -1,22 +1,30 @@
-"""Settings of the ingest workers, read from `VIDSTRATA_*` environment variables."""
+"""Settings of the ingest workers: their own from `VIDSTRATA_WORKER_<NAME>`, their dependencies composed in.
+
+`milvus` (`VIDSTRATA_MILVUS_*`), `redis` (`VIDSTRATA_REDIS_*`, the Celery broker and result backend as well as
+the status store, so one Redis serves a deployment, as the gateway expects when it enqueues) and `triton`
+(`VIDSTRATA_TRITON_*`) are the same classes the gateway holds.
+"""
 
 from __future__ import annotations
 
 from pydantic import Field, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from index.settings import IndexSettings
+from inference.settings import TritonSettings
+from jobs.settings import RedisSettings
 
 TIME_LIMIT_GRACE_S = 5.0  # after the soft limit marks a task FAILED, the hard limit kills it this much later
 
 
-class WorkerSettings(IndexSettings):
-    """Ingest worker settings: Milvus and Redis come from `IndexSettings`, which this extends.
+class WorkerSettings(BaseSettings):
+    """Ingest worker settings: decoding limits, batching, retries, time limits, metrics."""
 
-    `redis_url` (`VIDSTRATA_REDIS_URL`) is both the Celery broker and result backend and the status store,
-    so one Redis serves a deployment, as the gateway expects when it enqueues.
-    """
+    model_config = SettingsConfigDict(env_prefix="VIDSTRATA_WORKER_", extra="ignore")
 
-    triton_url: str = Field("127.0.0.1:8001", description="Triton gRPC address (host:port) of the frame encoder.")
+    milvus: IndexSettings = Field(default_factory=IndexSettings, exclude=True, description="The Milvus index.")
+    redis: RedisSettings = Field(default_factory=RedisSettings, exclude=True, description="Ingest queue and status.")
+    triton: TritonSettings = Field(default_factory=TritonSettings, exclude=True, description="The encoders.")
     triton_timeout_s: float = Field(30.0, gt=0, description="Deadline of one frame-batch request to Triton.")
     sample_fps: float = Field(2.0, gt=0, le=60, description="Frames sampled per second of video (before the cap).")
     max_frames: int = Field(

@@ -43,7 +43,7 @@ PERMANENT = (BadVideo, EncoderInputError)
 
 
 def _encoder() -> Encoder:
-    return open_encoder(settings.triton_url, timeout_s=settings.triton_timeout_s, frame_batch=settings.frame_batch,
+    return open_encoder(settings.triton.url, timeout_s=settings.triton_timeout_s, frame_batch=settings.frame_batch,
                         max_inflight=settings.embed_inflight)
 
 
@@ -57,7 +57,8 @@ class _Clients:
     def ingestor(self) -> Ingestor:
         with self._lock:
             if self._ingestor is None:
-                self._ingestor = Ingestor(settings, _encoder(), VideoIndex(settings), StatusStore(settings.redis_url))
+                self._ingestor = Ingestor(settings, _encoder(), VideoIndex(settings.milvus),
+                                          StatusStore(settings.redis.url, settings.redis.timeout_s))
             return self._ingestor
 
     def reset_encoder(self) -> None:

@@ -133,13 +133,14 @@ class StatusStore:
             "progress": _finite(progress, "progress", 0.0, 100.0), "stage": stage,
         })
 
-    def mark_ready(self, video_id: str, clip_count: int, duration_s: float) -> bool:
-        """Record a finished ingest; False if the record no longer exists (the video was deleted meanwhile)."""
+    def mark_ready(self, video_id: str, clip_count: int, duration_s: float, note: str = "") -> bool:
+        """Record a finished ingest, with a note for the user in `reason` (e.g. the file ended early);
+        False if the record no longer exists (the video was deleted meanwhile)."""
         if isinstance(clip_count, bool) or not isinstance(clip_count, int) or clip_count < 0:
             raise ValueError(f"clip_count must be an int >= 0, got {clip_count!r}")
         return self._write(video_id, IngestState.READY, "update", {
             "progress": 100.0, "stage": "done", "clip_count": clip_count,
-            "duration_s": _finite(duration_s, "duration_s", 0.0),
+            "duration_s": _finite(duration_s, "duration_s", 0.0), "reason": note[:MAX_REASON_LENGTH],
         })
 
     def mark_failed(self, video_id: str, reason: str) -> bool:

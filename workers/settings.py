@@ -5,6 +5,7 @@ from __future__ import annotations
 from pydantic import Field, model_validator
 
 from index.settings import IndexSettings
+from spec.video import DEFAULT_MAX_PIXELS
 
 TIME_LIMIT_GRACE_S = 5.0  # after the soft limit marks a task FAILED, the hard limit kills it this much later
 
@@ -26,6 +27,12 @@ class WorkerSettings(IndexSettings):
         "all of it.",
     )
     max_duration_s: float = Field(3 * 3600.0, gt=0, description="Longer videos are rejected (FAILED) before decoding.")
+    max_frame_pixels: int = Field(
+        DEFAULT_MAX_PIXELS,
+        ge=1,
+        description="Videos with larger frames (width x height) are rejected (FAILED); bounds a decode's memory "
+        "(spec.video.memory_bound_bytes).",
+    )
     max_download_bytes: int = Field(
         4 * 1024**3,
         ge=1,

@@ -109,6 +109,11 @@ def write_corpus(folder: Path, photo: Photo) -> list[Fault]:
         size = (640, 360) if w > h else (360, 640)
         write_video(add(name, True, duration_s=2.0, spans=[(0.0, 2.0)], upright="rocket"),
                     _frames(np.ascontiguousarray(stored), size, 20), 10, rotation=degrees, hflip=hflip)
+    # their references: the same photo encoded upright, and stored sideways with no matrix (what was embedded)
+    write_video(add("upright.mp4", True, duration_s=2.0, spans=[(0.0, 2.0)], upright="rocket"),
+                _frames(rocket, (640, 360), 20), 10)
+    write_video(add("sideways.mp4", True, duration_s=2.0, spans=[(0.0, 2.0)]),
+                _frames(np.ascontiguousarray(np.rot90(rocket, -1)), (360, 640), 20), 10)
     # 2. truncated: a 12 s faststart mp4 (moov in front) cut to half its bytes.
     full = folder / "full_faststart.mp4"
     write_video(full, _frames(rocket, (320, 240), 120), 10, options={"movflags": "faststart"})

@@ -117,6 +117,14 @@ class Ingestor:
         if not self.status.mark_running(video_id, round(min(percent, 100.0), 1), stage):
             raise IngestCancelled(f"video {video_id!r} was deleted during ingest")
 
+    def is_current(self, video_id: str, task_id: str | None) -> bool:
+        """Whether video_id's status record exists and belongs to task_id (when given)."""
+        try:
+            self._check_current(video_id, task_id)
+        except IngestCancelled:
+            return False
+        return True
+
     def _check_current(self, video_id: str, task_id: str | None) -> None:
         """Refuse to work for a deleted video, or for a submission a newer one replaced."""
         record = self.status.get(video_id)
@@ -132,7 +140,8 @@ class Ingestor:
         self._progress(video_id, 0.0, "fetch")
         started = time.perf_counter()
         with fetch(uri, self.settings.max_download_bytes, self.settings.fetch_timeout_s,
-                   self.settings.allow_local_paths) as path:
+                   self.settings.allow_local_paths, self.settings.fetch_deadline_s,
+                   lambda: not self.is_current(video_id, task_id)) as path:
             timings["fetch"] = time.perf_counter() - started
             self._progress(video_id, _FETCHED, "decode")
             info = self.encoder.info()

@@ -41,6 +41,18 @@ class WorkerSettings(IndexSettings):
     fetch_timeout_s: float = Field(
         30.0, gt=0, description="Connect and per-read timeout of an HTTP(S) download; past it the task retries."
     )
+    fetch_deadline_s: float = Field(
+        600.0,
+        gt=0,
+        description="Total time one HTTP(S) download may take, however steadily bytes trickle in; past it the "
+        "video is FAILED.",
+    )
+    max_worker_deaths: int = Field(
+        3,
+        ge=1,
+        description="Times a video's task may take its worker process down (killed, out of memory) before the "
+        "video is FAILED instead of being run again.",
+    )
     allow_local_paths: bool = Field(
         True, description="Accept local paths and file:// URIs as sources; turn off where only URLs may be ingested."
     )

@@ -33,7 +33,7 @@ import numpy as np
 DECODER_VERSION = 2  # bump when decoded frames or times change: training's feature caches key on it
 _EPS_S = 1e-3  # timestamps are rounded to the stream's time base; a sample due at t accepts a frame at t - 1 ms
 _TRUNCATION_TOLERANCE_S = 1.0  # a file whose frames end this much before its stated duration ends early
-DEFAULT_MAX_PIXELS = 8192 * 4320  # 8K DCI: the largest frame decoded by default (35.4 Mpx)
+DEFAULT_MAX_PIXELS = 4096 * 2160  # 4K DCI: the largest frame decoded by default (8.8 Mpx)
 _FALLBACK_RATE = Fraction(25)  # frame period used only when frames lack timestamps and the stream states no rate
 
 
@@ -56,11 +56,12 @@ def sampling_interval(duration_s: float, sample_fps: float, max_frames: int) -> 
 
 
 def memory_bound_bytes(max_pixels: int, image_size: int, batch: int, queued_batches: int) -> int:
-    """Upper bound of the frame memory one decode holds: a few decoded frames (YUV 4:4:4 16-bit at worst,
-    FFmpeg's frame threads hold up to 16), one RGB conversion at most max(W·H, S²) pixels, and the sampled
-    batches (queued ones plus the one being filled) of S×S RGB."""
-    decoded = 16 * max_pixels * 6
-    converted = 3 * max(max_pixels, image_size**2) * 2  # the RGB frame and its crop/resize copy
+    """Upper bound (bytes) of the frame memory one decode holds, for frames of at most max_pixels (W·H) and
+    encoder inputs of image_size² (S²): FFmpeg's decoded frames (at most 16 frame threads and 16 reference
+    frames, each at worst 6 bytes a pixel: 16-bit 4:4:4), one RGB conversion of max(W·H, S²) pixels and its
+    crop, and the sampled batches of S×S RGB (queued ones plus the one filling and the one being embedded)."""
+    decoded = (16 + 16) * max_pixels * 6
+    converted = 2 * 3 * max(max_pixels, image_size**2)
     batches = (queued_batches + 2) * batch * image_size**2 * 3
     return decoded + converted + batches
 

@@ -113,8 +113,8 @@ def test_rotated_videos_are_embedded_upright(ingest_stack, corpus, outcomes):
     upright, sideways = videos["upright"].vector, videos["sideways"].vector
     for name in names[:-2]:
         vector = videos[name].vector
-        assert float(vector @ upright) > 0.98, name
-        assert float(vector @ upright) > float(vector @ sideways) + 0.01, name
+        # the encoder maps all photos into a narrow cone, so compare distances: upright is 10x nearer than sideways
+        assert 10 * (1 - float(vector @ upright)) < 1 - float(vector @ sideways), name
 
 
 def test_peak_memory_stays_within_the_stated_bound(ingest_stack, corpus, outcomes):

@@ -167,3 +167,14 @@ def test_kinds_that_worked_keep_working(corpus, name):
     reader, times, frames = frames_of(corpus[name].path)
     assert reader.duration_s == pytest.approx(corpus[name].duration_s, abs=0.25)
     assert frames.shape[1:] == (224, 224, 3) and times[0] == 0.0
+
+
+@pytest.mark.parametrize("name", ["rotated_90.mp4", "vfr.mp4", "raw.h264"])
+def test_training_decodes_and_samples_exactly_as_ingest(corpus, name):
+    from encoders.train_data import decode_frames
+
+    reader, times, frames = frames_of(corpus[name].path, max_frames=64)
+    train_frames, train_times, train_duration = decode_frames(corpus[name].path, 224, 2.0, 64)
+    np.testing.assert_array_equal(train_frames, frames)
+    np.testing.assert_array_equal(train_times, times)
+    assert train_duration == reader.duration_s

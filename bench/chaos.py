@@ -164,15 +164,11 @@ class Injected:
     away_s: float = 0.0
 
 
-def inject_faults(stack: Stack, plan: list[tuple[float, str]], rng: random.Random, log: list[Injected],
-                  stop: threading.Event) -> None:
+def inject_faults(stack: Stack, plan: list[tuple[float, str]], rng: random.Random, log: list[Injected]) -> None:
     """Run the fault plan: (seconds after start, kind), in order."""
     started = time.monotonic()
     for offset, kind in plan:
-        while time.monotonic() - started < offset:
-            if stop.is_set():
-                return
-            time.sleep(0.1)
+        time.sleep(max(0.0, offset - (time.monotonic() - started)))
         at = time.time()
         if kind == "kill_child":
             if stack.kill_child(rng):
@@ -232,18 +228,23 @@ def run(args: argparse.Namespace, work: Path) -> dict[str, Any]:
         plan = sorted([(t, k) for k, t in kills]
                       + [(args.window_s * r / 1000, k) for r, k in zip(restarts, rng.sample(plan_kinds, len(plan_kinds)))])
         injected: list[Injected] = []
-        stop = threading.Event()
-        faults = threading.Thread(target=inject_faults, args=(stack, plan, rng, injected, stop), daemon=True)
         submitted: dict[str, Fault] = {}
+        choices = [rng.choice(corpus) for _ in range(args.submissions)]
         started = time.monotonic()
-        faults.start()
-        for i in range(args.submissions):
-            fault = rng.choice(corpus)
-            video_id = f"chaos-{i:04d}"
-            client.call("SubmitVideo", search_pb2.SubmitVideoRequest(video_id=video_id, uri=fault.path.as_uri()))
-            submitted[video_id] = fault
-            time.sleep(max(0.0, args.window_s * (i + 1) / args.submissions - (time.monotonic() - started)))
-        faults.join()
+
+        def submit_all() -> None:
+            for i, fault in enumerate(choices):
+                video_id = f"chaos-{i:04d}"
+                client.call("SubmitVideo", search_pb2.SubmitVideoRequest(video_id=video_id, uri=fault.path.as_uri()))
+                submitted[video_id] = fault
+                time.sleep(max(0.0, args.window_s * (i + 1) / args.submissions - (time.monotonic() - started)))
+
+        # Servers are restarted from the main thread: a child gets SIGTERM when the *thread* that started it
+        # ends (PR_SET_PDEATHSIG in vidstrata.stack.process), so the submissions run in the other one.
+        submitter = threading.Thread(target=submit_all, name="submit", daemon=True)
+        submitter.start()
+        inject_faults(stack, plan, rng, injected)
+        submitter.join()
         print(f"submitted {len(submitted)} in {time.monotonic() - started:.0f} s; settling", flush=True)
         settle_deadline = time.monotonic() + args.settle_s
         statuses: dict[str, search_pb2.Video] = {}

@@ -99,10 +99,13 @@ class Stack:
             probe.close()
         self.processes["triton"] = process
 
-    def start_services(self) -> None:
+    def start_worker(self) -> None:
         env = {**os.environ, **self.env, **WORKER_ENV, "PROMETHEUS_MULTIPROC_DIR": str(self.work / "metrics")}
         (self.work / "metrics").mkdir(exist_ok=True)
         self.processes["worker"] = start_worker(env, self.work / "worker.log")
+
+    def start_services(self) -> None:
+        self.start_worker()
         self.gateway = start_gateway({**os.environ, **self.env}, self.work / "gateway.log")
 
     def restart(self, name: str) -> float:
@@ -125,6 +128,18 @@ class Stack:
         if not children:
             return False
         os.kill(rng.choice(children), signal.SIGKILL)
+        return True
+
+    def ensure_worker(self) -> bool:
+        """Start the worker again if its main process exited, as Kubernetes restarts a container; True if it did.
+
+        kombu 5.7 ends the worker ("Unrecoverable error: AttributeError ... 'hostname'") when the broker
+        connection drops while it restores unacknowledged messages; the messages stay in Redis and come back.
+        """
+        if self.processes["worker"].alive():
+            return False
+        self.processes["worker"].stop()
+        self.start_worker()
         return True
 
     def stop(self) -> None:
@@ -168,7 +183,10 @@ def inject_faults(stack: Stack, plan: list[tuple[float, str]], rng: random.Rando
     """Run the fault plan: (seconds after start, kind), in order."""
     started = time.monotonic()
     for offset, kind in plan:
-        time.sleep(max(0.0, offset - (time.monotonic() - started)))
+        while time.monotonic() - started < offset:
+            if stack.ensure_worker():
+                log.append(Injected("worker_restarted", time.time()))
+            time.sleep(0.2)
         at = time.time()
         if kind == "kill_child":
             if stack.kill_child(rng):
@@ -261,6 +279,8 @@ def run(args: argparse.Namespace, work: Path) -> dict[str, Any]:
             pending = [v for v, s in statuses.items() if s.status not in TERMINAL]
             if not pending or time.monotonic() > settle_deadline:
                 break
+            if stack.ensure_worker():
+                injected.append(Injected("worker_restarted", time.time()))
             time.sleep(1.0)
         settled_s = time.monotonic() - started
         stuck = [f"{v}: {statuses[v].status} {statuses[v].stage}" for v in pending]
@@ -276,7 +296,7 @@ def run(args: argparse.Namespace, work: Path) -> dict[str, Any]:
                              if s.status == search_pb2.Video.READY)
         recoveries = []
         for fault in injected:
-            if fault.kind == "kill_child":
+            if not fault.kind.startswith("restart_"):
                 continue
             after = next((t for t in ready_times if t > fault.at + fault.away_s), None)
             recoveries.append({"kind": fault.kind, "away_s": fault.away_s,
@@ -284,6 +304,7 @@ def run(args: argparse.Namespace, work: Path) -> dict[str, Any]:
     return {
         "submissions": len(submitted), "window_s": args.window_s, "seconds": settled_s,
         "faults": {k: sum(f.kind == k for f in injected) for k in FAULT_KINDS},
+        "worker_restarts": sum(f.kind == "worker_restarted" for f in injected),
         "ready": len(ready), "failed": sum(s.status == search_pb2.Video.FAILED for s in statuses.values()),
         "lost": lost, "stuck": stuck, "duplicated": index["duplicated"], "orphan_clips": index["orphan_clips"],
         "wrong": wrong, "failed_without_reason": no_reason, "search_ok": search_ok,
@@ -300,7 +321,9 @@ def table(result: dict[str, Any]) -> str:
         f"{len(result['duplicated'])} | {len(result['stuck'])} | {len(result['wrong'])} | {result['orphan_clips']} | "
         f"{'works' if result['search_ok'] else 'FAILS'} |",
         "",
-        f"Faults injected: {faults}. Submissions over {result['window_s']:.0f} s; settled after "
+        f"Faults injected: {faults}. The worker's main process exited {result['worker_restarts']} times and was "
+        "started again (kombu ends it when the broker connection drops while it restores unacknowledged "
+        "messages, as Kubernetes would restart it). Submissions over {result['window_s']:.0f} s; settled after "
         f"{result['seconds']:.0f} s; the client retried {result['client_retries']} calls answered UNAVAILABLE.",
         "",
         "| restart | server away (s) | recovery: fault to next READY (s) |",

@@ -16,5 +16,5 @@ def test_nothing_is_lost_duplicated_or_stuck_under_faults(model_repository, tmp_
     assert all(result["faults"][kind] >= 1 for kind in ("restart_triton", "restart_milvus", "restart_redis"))
     assert (result["lost"], result["duplicated"], result["stuck"]) == ([], [], [])
     assert result["wrong"] == [] and result["failed_without_reason"] == [] and result["orphan_clips"] == 0
-    assert result["search_ok"]
+    assert result["search_ok"] and result["worker_restarts"] == 0
     assert (tmp_path / "chaos.md").is_file()

@@ -39,7 +39,7 @@ from inference.triton_encoder import TritonEncoder
 from vidstrata.stack.triton import TritonPorts, start_tritonserver
 from vidstrata.stack.process import ManagedProcess, free_port
 from vidstrata.stack.redis import find_or_install_redis, start_redis
-from workers.decode import VideoReader
+from spec.video import VideoReader
 from vidstrata.stack.worker import start_worker
 
 

@@ -17,33 +17,23 @@ import torch
 
 from encoders.dataset import item_texts, read_jsonl
 from encoders.model import EncoderPair
+from spec.video import DECODER_VERSION, VideoReader
 
 
-def sample_times(duration_s: float, fps: float, max_frames: int) -> np.ndarray:
-    """Sample times as ingest takes them: every 1/fps seconds, widened so at most max_frames cover the video."""
-    interval = max(1.0 / fps, duration_s / max_frames)
-    return np.arange(0.0, duration_s - 1e-6, interval)[:max_frames]
+# Training never meets the worker's duration limit: its datasets are curated, and a day bounds any of them.
+_TRAIN_MAX_DURATION_S = 24 * 3600.0
 
 
 def decode_frames(path: Path, image_size: int, fps: float, max_frames: int) -> tuple[np.ndarray, np.ndarray, float]:
-    """Sampled frames uint8 [N,S,S,3], their timestamps [N] and the duration, centre-cropped like ingest."""
-    import av
+    """Sampled frames uint8 [N,S,S,3], their timestamps [N] (s) and the duration (s), decoded and sampled
+    exactly as ingest does (`spec.video.VideoReader`: upright, real time, the same sampling plan).
 
-    from spec.preprocess import center_crop_square
-
-    with av.open(str(path)) as container:
-        stream = container.streams.video[0]
-        duration = float(stream.duration * stream.time_base) if stream.duration else float(container.duration or 0) / av.time_base
-        times = sample_times(duration, fps, max_frames)
-        frames, stamps, due = [], [], 0
-        for frame in container.decode(stream):
-            while due < len(times) and frame.time is not None and frame.time + 1e-3 >= times[due]:
-                frames.append(center_crop_square(frame.to_ndarray(format="rgb24"), image_size))
-                stamps.append(float(frame.time))
-                due += 1
-    if not frames:
-        raise ValueError(f"{path}: no frames decoded")
-    return np.stack(frames), np.asarray(stamps), max(duration, stamps[-1])
+    Raises spec.video.BadVideo for a file ingest would reject.
+    """
+    with VideoReader(path, image_size, fps, max_frames, _TRAIN_MAX_DURATION_S) as reader:
+        batches = list(reader.batches(max_frames))
+        duration_s = reader.duration_s
+    return (np.concatenate([b.frames for b in batches]), np.concatenate([b.timestamps for b in batches]), duration_s)
 
 
 @dataclass
@@ -65,7 +55,7 @@ def _cache_key(pair: EncoderPair, dataset: Path, fps: float, max_frames: int) ->
     digest = hashlib.sha256()
     digest.update(dataset.read_bytes())
     digest.update(pair.manifest.model_dump_json(exclude={"heads", "training", "description"}).encode())
-    digest.update(f"{fps}:{max_frames}:{pair.text.unfrozen}".encode())
+    digest.update(f"{fps}:{max_frames}:{pair.text.unfrozen}:{DECODER_VERSION}".encode())
     for tensor in (pair.frames.backbone.state_dict() | pair.text.backbone.state_dict()).values():
         digest.update(tensor.float().sum().numpy().tobytes())
     return digest.hexdigest()[:16]

@@ -6,6 +6,7 @@ round trip and never reaches a backend.
 
 from __future__ import annotations
 
+import unicodedata
 from collections.abc import Mapping
 from dataclasses import dataclass
 from urllib.parse import urlsplit
@@ -41,12 +42,15 @@ def parse_search(
     method: FusionMethod | None = None,
     weights: Mapping[str, float] | None = None,
 ) -> SearchQuery:
-    """Check a Search's fields against the limits in settings and fill in the defaults."""
-    if not text.strip():
-        raise InvalidArgument("query is empty")
-    size = len(text.encode("utf-8"))
-    if size > settings.max_query_bytes:
-        raise InvalidArgument(f"query is {size} bytes; the limit is {settings.max_query_bytes}")
+    """Check a Search's fields against the limits in settings and fill in the defaults.
+
+    The text is normalised first (`normalize_query`), so a query of only invisible characters is empty.
+    """
+    _check_query_size(text, settings.max_query_bytes)  # before normalising: bounds its work
+    text = normalize_query(text)
+    _check_query_size(text, settings.max_query_bytes)  # after: NFKC may expand a character up to 18 of them
+    if not text:
+        raise InvalidArgument("query is empty (nothing left after removing control and invisible characters)")
     if top_k is None:
         top_k = settings.default_top_k
     if not 1 <= top_k <= settings.max_top_k:
@@ -66,6 +70,26 @@ def parse_search(
         rrf_k=settings.rrf_k,
     )
     return SearchQuery(text=text, top_k=top_k, filter=filter_expr, fusion=fusion)
+
+
+# Unicode categories removed from queries: format (zero-width space, byte-order mark, bidi marks),
+# surrogates, private use and unassigned code points. Controls (Cc, e.g. NUL, tab) become spaces.
+_DROPPED_CATEGORIES = {"Cf", "Cs", "Co", "Cn"}
+
+
+def _check_query_size(text: str, limit: int) -> None:
+    size = len(text.encode("utf-8", "surrogatepass"))
+    if size > limit:
+        raise InvalidArgument(f"query is {size} bytes; the limit is {limit}")
+
+
+def normalize_query(text: str) -> str:
+    """The query as searched: Unicode NFKC (full-width and compatibility forms folded), controls turned into
+    spaces, format and other invisible characters dropped, whitespace runs collapsed, ends stripped."""
+    folded = unicodedata.normalize("NFKC", text)
+    kept = (" " if unicodedata.category(ch) == "Cc" else ch for ch in folded
+            if unicodedata.category(ch) not in _DROPPED_CATEGORIES)
+    return " ".join("".join(kept).split())
 
 
 def candidate_limit(query: SearchQuery, settings: GatewaySettings) -> int:
@@ -113,8 +137,8 @@ def check_video_id_arg(video_id: str) -> str:
 def check_submission(video_id: str, uri: str, metadata: Mapping[str, str]) -> dict[str, str]:
     """Validate a SubmitVideo (id, uri, metadata); returns the metadata as a plain dict.
 
-    A uri is an absolute path as the workers see it, or an http(s) URL: a relative path would depend on
-    the worker's working directory, and other schemes are not fetched.
+    A uri is an absolute path as the workers see it (plain, or a file:// URI), or an http(s) URL: a relative
+    path would depend on the worker's working directory, and other schemes are not fetched.
     """
     check_video_id_arg(video_id)
     if not uri:
@@ -123,8 +147,9 @@ def check_submission(video_id: str, uri: str, metadata: Mapping[str, str]) -> di
         raise InvalidArgument(f"uri must be at most {MAX_URI_LENGTH} characters without control characters")
     parts = urlsplit(uri)
     is_url = parts.scheme in ("http", "https") and bool(parts.hostname)
-    if not is_url and not (parts.scheme == "" and uri.startswith("/")):
-        raise InvalidArgument(f"uri must be an absolute local path or an http(s) URL, got {uri!r}")
+    is_file_uri = parts.scheme == "file" and parts.netloc in ("", "localhost") and parts.path.startswith("/")
+    if not is_url and not is_file_uri and not (parts.scheme == "" and uri.startswith("/")):
+        raise InvalidArgument(f"uri must be an absolute local path, a file:// URI or an http(s) URL, got {uri!r}")
     try:
         return check_metadata(dict(metadata))
     except ValueError as exc:

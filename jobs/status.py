@@ -27,6 +27,8 @@ from spec.validation import check_metadata, check_video_id
 
 KEY_PREFIX = "vidstrata:video:"
 STATE_SET_PREFIX = "vidstrata:state:"
+ATTEMPT_PREFIX = "vidstrata:attempts:"  # runs of a task that started and have not ended (their process died)
+ATTEMPT_TTL_S = 7 * 24 * 3600
 MAX_REASON_LENGTH = 4096  # longer failure reasons (tracebacks) are cut to this many characters
 
 
@@ -133,18 +135,37 @@ class StatusStore:
             "progress": _finite(progress, "progress", 0.0, 100.0), "stage": stage,
         })
 
-    def mark_ready(self, video_id: str, clip_count: int, duration_s: float) -> bool:
-        """Record a finished ingest; False if the record no longer exists (the video was deleted meanwhile)."""
+    def mark_ready(self, video_id: str, clip_count: int, duration_s: float, note: str = "") -> bool:
+        """Record a finished ingest, with a note for the user in `reason` (e.g. the file ended early);
+        False if the record no longer exists (the video was deleted meanwhile)."""
         if isinstance(clip_count, bool) or not isinstance(clip_count, int) or clip_count < 0:
             raise ValueError(f"clip_count must be an int >= 0, got {clip_count!r}")
         return self._write(video_id, IngestState.READY, "update", {
             "progress": 100.0, "stage": "done", "clip_count": clip_count,
-            "duration_s": _finite(duration_s, "duration_s", 0.0),
+            "duration_s": _finite(duration_s, "duration_s", 0.0), "reason": note[:MAX_REASON_LENGTH],
         })
 
     def mark_failed(self, video_id: str, reason: str) -> bool:
         """Record why ingest failed (cut to MAX_REASON_LENGTH); False if the record no longer exists."""
         return self._write(video_id, IngestState.FAILED, "update", {"reason": reason[:MAX_REASON_LENGTH]})
+
+    def open_attempt(self, task_id: str) -> int:
+        """Count one more start of task_id; returns the starts not yet closed, this one included.
+
+        A run closes its attempt however it ends (ready, failed, retry); only a run whose process died
+        leaves it open, so the count minus one is how often this task has killed its worker.
+        """
+        key = ATTEMPT_PREFIX + task_id
+        with _redis_errors(f"count the attempts of task {task_id}"):
+            pipe = self._redis.pipeline()
+            pipe.incr(key)
+            pipe.expire(key, ATTEMPT_TTL_S)
+            return int(pipe.execute()[0])
+
+    def close_attempt(self, task_id: str) -> None:
+        """The run of task_id ended in its own process (see open_attempt)."""
+        with _redis_errors(f"close the attempt of task {task_id}"):
+            self._redis.delete(ATTEMPT_PREFIX + task_id)
 
     def get(self, video_id: str) -> VideoStatus | None:
         """The video's status, or None if it was never submitted or was deleted."""

@@ -14,7 +14,7 @@ import numpy as np
 
 @dataclass(frozen=True)
 class SegmentationParams:
-    window: int = 2  # frames averaged on each side of a candidate cut (robust to one noisy frame)
+    window: int = 2  # sampling intervals of time averaged on each side of a candidate cut (robust to one noisy frame)
     sensitivity: float = 4.0  # cut when novelty > median + sensitivity * MAD of this video's novelties
     # and above this floor, so a static video is not cut on noise. 0.005: the default encoder maps every photo into a
     # narrow cone (cut novelty 0.005-0.03, within-scene <0.002); 0.02 missed half the real cuts (docs/evaluation.md).
@@ -53,15 +53,22 @@ def _unit(vectors: np.ndarray) -> np.ndarray:
     return vectors / np.maximum(norms, 1e-12)
 
 
-def novelty(frames: np.ndarray, window: int) -> np.ndarray:
-    """novelty[i]: 1 - cosine between the mean of `window` frames up to i and the mean of those after it."""
+def novelty(frames: np.ndarray, timestamps: np.ndarray, window_s: float) -> np.ndarray:
+    """novelty[i]: 1 - cosine between the mean of the frames up to i and the mean of those after it, each side
+    taking the frames within window_s seconds of the boundary (at least the one next to it).
+
+    In seconds, not frames: where a variable-rate video is sampled sparser, a window still spans the same
+    time, so a slow scene is not cut into pieces by windows that reach into its neighbours.
+    """
     n = len(frames)
     cumulative = np.concatenate([np.zeros((1, frames.shape[1])), np.cumsum(frames, axis=0)])
     scores = np.zeros(max(n - 1, 0))
     for i in range(n - 1):
-        lo, hi = max(0, i + 1 - window), min(n, i + 1 + window)
+        boundary = timestamps[i + 1]
+        lo = min(i, int(np.searchsorted(timestamps, boundary - window_s - 1e-6, side="left")))
+        hi = max(i + 2, int(np.searchsorted(timestamps, boundary + window_s - 1e-6, side="left")))
         left = cumulative[i + 1] - cumulative[lo]
-        right = cumulative[hi] - cumulative[i + 1]
+        right = cumulative[min(hi, n)] - cumulative[i + 1]
         scores[i] = 1.0 - float(_unit(left) @ _unit(right))
     return scores
 
@@ -69,7 +76,9 @@ def novelty(frames: np.ndarray, window: int) -> np.ndarray:
 def segment(frames: np.ndarray, timestamps: np.ndarray, duration_s: float, params: SegmentationParams) -> list[tuple[int, int]]:
     """Frame index ranges [start, end) of the clips."""
     n = len(frames)
-    scores = novelty(frames, params.window)
+    # the window in seconds: `window` sampling intervals (the typical gap between samples)
+    step = float(np.median(np.diff(timestamps))) if n > 1 else 0.0
+    scores = novelty(frames, timestamps, params.window * step)
     cuts: list[int] = []  # a cut at i starts a clip at frame i + 1
     if len(scores):
         median = float(np.median(scores))
@@ -87,7 +96,10 @@ def segment(frames: np.ndarray, timestamps: np.ndarray, duration_s: float, param
     for start, end in zip(bounds[:-1], bounds[1:]):
         span = _end_time(timestamps, end, duration_s) - timestamps[start]
         pieces = max(1, int(np.ceil(span / params.max_clip_s)))
-        edges = np.linspace(start, end, min(pieces, end - start) + 1).round().astype(int)
+        # even pieces of time (not of frame counts), each starting at the first frame at or after its start
+        starts = timestamps[start] + span * np.arange(1, pieces) / pieces
+        inner = start + np.searchsorted(timestamps[start:end], starts - 1e-6, side="left")
+        edges = np.unique(np.concatenate([[start], inner, [end]]))
         ranges += [(int(a), int(b)) for a, b in zip(edges[:-1], edges[1:]) if b > a]
     return ranges
 

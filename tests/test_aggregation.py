@@ -53,3 +53,17 @@ def test_single_frame_and_bad_input():
         aggregate_video(np.zeros((0, 4)), np.zeros(0), 1.0)
     with pytest.raises(ValueError, match="timestamps"):
         aggregate_video(np.ones((3, 4)), np.zeros(2), 1.0)
+
+
+def test_a_sparsely_sampled_scene_between_dense_ones_stays_one_clip():
+    """Variable frame rate: 6 samples over 3 s, 4 over 4 s (1 fps), 6 over 3 s; segmentation works in time."""
+    frames = scenes([6, 4, 6], noise=0.1, seed=3)
+    times = np.concatenate([np.arange(6) * 0.5, 3.0 + np.arange(4), 7.0 + np.arange(6) * 0.5])
+    result = aggregate_video(frames, times, duration_s=10.0)
+    assert [(c.start_s, c.end_s) for c in result.clips] == [(0.0, 3.0), (3.0, 7.0), (7.0, 10.0)]
+
+
+def test_long_clips_are_split_in_even_pieces_of_time():
+    times = np.concatenate([np.arange(0, 30, 0.5), 30 + np.arange(30)])  # 30 s dense, then 30 s at 1 fps
+    result = aggregate_video(scenes([90], noise=0.0), times, 60.0, SegmentationParams(max_clip_s=30.0))
+    assert [(c.start_s, c.end_s) for c in result.clips] == [(0.0, 30.0), (30.0, 60.0)]

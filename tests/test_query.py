@@ -7,7 +7,7 @@ import pytest
 
 from gateway.errors import InvalidArgument
 from gateway.fusion import FusionMethod
-from gateway.query import candidate_limit, check_submission, parse_search, query_vectors
+from gateway.query import candidate_limit, check_submission, normalize_query, parse_search, query_vectors
 from gateway.settings import GatewaySettings
 from inference.encoder import TextVectors
 
@@ -35,6 +35,8 @@ def test_request_choices_override_the_defaults(settings):
 @pytest.mark.parametrize("kwargs, message", [
     ({"text": ""}, "query is empty"),
     ({"text": " \n\t"}, "query is empty"),
+    ({"text": "\x00\u200b\ufeff"}, "query is empty"),
+    ({"text": "\u200e \u2060\x7f"}, "query is empty"),
     ({"text": "é" * 1025}, "query is 2050 bytes; the limit is 2048"),
     ({"text": "cat", "top_k": 0}, r"top_k must be in \[1, 1000\], got 0"),
     ({"text": "cat", "top_k": -5}, "got -5"),
@@ -94,7 +96,8 @@ def test_a_query_without_phrase_slots_uses_its_sentence_as_the_phrase():
     np.testing.assert_array_equal(planned.phrase_vectors, np.ones((1, 4)))
 
 
-@pytest.mark.parametrize("uri", ["/data/videos/a.mp4", "https://cdn.example.com/v/a.mp4?sig=1", "http://10.0.0.1:8080/a"])
+@pytest.mark.parametrize("uri", ["/data/videos/a.mp4", "https://cdn.example.com/v/a.mp4?sig=1", "http://10.0.0.1:8080/a",
+                                 "file:///data/videos/a%20b.mp4", "file://localhost/a.mp4"])
 def test_good_submissions_pass(uri):
     assert check_submission("vid-1", uri, {"lang": "en"}) == {"lang": "en"}
 
@@ -103,10 +106,11 @@ def test_good_submissions_pass(uri):
     ("", "/a.mp4", {}, "video_id"),
     ("bad id with spaces", "/a.mp4", {}, "video_id"),
     ("v", "", {}, "uri is empty"),
-    ("v", "videos/a.mp4", {}, "absolute local path or an http"),
-    ("v", "ftp://host/a.mp4", {}, "absolute local path or an http"),
-    ("v", "file:///a.mp4", {}, "absolute local path or an http"),
-    ("v", "https:///no-host", {}, "absolute local path or an http"),
+    ("v", "videos/a.mp4", {}, "absolute local path, a file:// URI or an http"),
+    ("v", "ftp://host/a.mp4", {}, "absolute local path, a file:// URI or an http"),
+    ("v", "file://otherhost/a.mp4", {}, "absolute local path, a file:// URI or an http"),
+    ("v", "file:a.mp4", {}, "absolute local path, a file:// URI or an http"),
+    ("v", "https:///no-host", {}, "absolute local path, a file:// URI or an http"),
     ("v", "/a\n.mp4", {}, "control characters"),
     ("v", "/" + "a" * 5000, {}, "at most 4096"),
     ("v", "/a.mp4", {"bad key!": "x"}, "metadata key"),
@@ -114,3 +118,9 @@ def test_good_submissions_pass(uri):
 def test_bad_submissions_are_invalid_arguments(video_id, uri, metadata, message):
     with pytest.raises(InvalidArgument, match=message):
         check_submission(video_id, uri, metadata)
+
+
+def test_queries_are_normalised_before_searching():
+    settings = GatewaySettings()
+    assert parse_search(settings, "\ufeffａ\u200bcat\x00 on\ta  sofa ").text == "acat on a sofa"
+    assert normalize_query("ﬁsh\u00a0tank") == "fish tank"

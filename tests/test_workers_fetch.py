@@ -2,14 +2,15 @@
 
 from __future__ import annotations
 
+import os
 import re
 import time
 
 import pytest
 
 from vidstrata.stack.process import free_port
-from workers.errors import BadVideo, SourceUnavailable
-from workers.fetch import fetch
+from workers.errors import BadVideo, IngestCancelled, SourceUnavailable
+from workers.fetch import fetch, remove_leftovers
 
 LIMIT = 1_000_000
 
@@ -63,7 +64,7 @@ def test_refused_connection_and_timeout_are_transient(served):
     with pytest.raises(SourceUnavailable, match="cannot connect"), fetch(refused, LIMIT, 2.0):
         pass
     started = time.monotonic()
-    with pytest.raises(SourceUnavailable, match="timed out"), fetch(served.url("hang"), LIMIT, 0.5):
+    with pytest.raises(SourceUnavailable, match="no response within"), fetch(served.url("hang"), LIMIT, 0.5):
         pass
     assert time.monotonic() - started < 5
 
@@ -81,3 +82,57 @@ def test_bad_local_sources_are_permanent(tmp_path):
             pass
     with pytest.raises(BadVideo, match="local paths are not accepted"), fetch(str(empty), LIMIT, 1.0, False):
         pass
+
+
+def test_a_redirect_loop_and_unknown_compression_are_permanent_with_a_reason(served):
+    with pytest.raises(BadVideo, match="too many redirects"), fetch(served.url("loop"), LIMIT, 5.0):
+        pass
+    with pytest.raises(BadVideo, match=r"compressed \(br\)"), fetch(served.url("brotli/clip.bin"), LIMIT, 5.0):
+        pass
+
+
+def test_a_gzip_body_is_decompressed_within_the_size_limit(served):
+    with fetch(served.url("gzip/clip.bin"), LIMIT, 5.0) as path:
+        assert path.read_bytes() == b"\x00\x01" * 5000
+    with pytest.raises(BadVideo, match="once decompressed"), fetch(served.url("gzip/big.bin"), LIMIT, 5.0):
+        pass
+
+
+def test_a_body_shorter_than_its_content_length_is_transient(served):
+    with pytest.raises(SourceUnavailable, match="closed after 5000 of the 10000 bytes"):
+        with fetch(served.url("short/clip.bin"), LIMIT, 5.0):
+            pass
+
+
+def test_a_trickling_source_meets_the_total_deadline_and_a_cancel(served, tmp_path):
+    started = time.monotonic()
+    with pytest.raises(BadVideo, match="download took longer than the limit of 1 s"):
+        with fetch(served.url("slow"), LIMIT, 5.0, deadline_s=1.0):
+            pass
+    assert time.monotonic() - started < 3
+    started = time.monotonic()
+    with pytest.raises(IngestCancelled, match="deleted or resubmitted"):
+        with fetch(served.url("slow"), LIMIT, 5.0, cancelled=lambda: time.monotonic() - started > 0.5):
+            pass
+    assert time.monotonic() - started < 3
+
+
+def test_a_stall_is_not_reported_as_cannot_connect(served):
+    with pytest.raises(SourceUnavailable, match="no response within 0.5 s"), fetch(served.url("hang"), LIMIT, 0.5):
+        pass
+
+
+def test_directories_and_devices_are_not_regular_files(tmp_path):
+    for uri, kind in ((str(tmp_path), "a directory"), ("/dev/null", "a device"), (tmp_path.as_uri(), "a directory")):
+        with pytest.raises(BadVideo, match=f"not a regular file: .* is {kind}"), fetch(uri, LIMIT, 1.0):
+            pass
+
+
+def test_a_dead_process_download_folder_is_removed_at_start(tmp_path):
+    mine = tmp_path / f"vidstrata-fetch-{os.getpid()}-abc"
+    gone = tmp_path / "vidstrata-fetch-999999999-abc"
+    for folder in (mine, gone):
+        folder.mkdir()
+        (folder / "source").write_bytes(b"partial")
+    assert remove_leftovers(tmp_path) == 1
+    assert mine.exists() and not gone.exists()

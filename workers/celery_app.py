@@ -8,10 +8,45 @@ visibility timeout runs out; the ingest itself is idempotent, so a second run le
 
 from __future__ import annotations
 
+import logging
+
+import redis
 from celery import Celery
+from kombu.transport import redis as kombu_redis
 
 from jobs.contract import INGEST_QUEUE, INGEST_TASK
 from workers.settings import TIME_LIMIT_GRACE_S, WorkerSettings
+
+log = logging.getLogger(__name__)
+
+
+class _QoS(kombu_redis.QoS):
+    """kombu's Redis QoS, except that failing to hand back unacknowledged messages when the broker connection
+    is lost does not end the worker.
+
+    kombu 5.7 restores them through the connection being torn down, which raises (AttributeError: 'NoneType'
+    object has no attribute 'hostname', or a redis ConnectionError) and stops the worker with "Unrecoverable
+    error" on every Redis restart. The messages are still in Redis's unacked hash, and come back to a worker
+    after visibility_timeout_s, so nothing is lost by skipping the restore.
+    """
+
+    def restore_unacked(self, client: object = None) -> None:
+        try:
+            super().restore_unacked(client)
+        except (AttributeError, redis.RedisError) as exc:
+            log.warning("could not hand back %d unacknowledged tasks on a lost broker connection (%s); "
+                        "Redis redelivers them after the visibility timeout", len(self._delivered), exc)
+            self._delivered.clear()
+
+
+class _Channel(kombu_redis.Channel):
+    QoS = _QoS
+
+
+class RedisTransport(kombu_redis.Transport):
+    """kombu's Redis transport with `_QoS`: the worker survives a Redis restart."""
+
+    Channel = _Channel
 
 
 def create_app(settings: WorkerSettings) -> Celery:
@@ -19,6 +54,7 @@ def create_app(settings: WorkerSettings) -> Celery:
     app = Celery("vidstrata", include=["workers.tasks"])
     app.conf.update(
         broker_url=settings.redis.url,
+        broker_transport="workers.celery_app:RedisTransport",
         result_backend=settings.redis.url,
         broker_connection_retry_on_startup=True,
         broker_transport_options={

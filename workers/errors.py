@@ -1,9 +1,11 @@
-"""The two ways an ingest can fail, so the task knows whether to retry without knowing who raised it."""
+"""The two ways an ingest can fail, so the task knows whether to retry without knowing who raised it.
 
+`BadVideo` (permanent) is the decoder's own error, defined with it in `spec.video` and re-exported here.
+"""
 
-class BadVideo(ValueError):
-    """The submitted video can never be ingested as it is (missing, too large, not a video, corrupt):
-    fail at once with this message as the reason, and retry nothing."""
+from spec.video import BadVideo
+
+__all__ = ["BadVideo", "IngestCancelled", "SourceUnavailable"]
 
 
 class SourceUnavailable(RuntimeError):

@@ -26,7 +26,7 @@ from spec.aggregation import VideoAggregate, aggregate_video
 from jobs.status import StatusStore
 from index.store import ClipRecord, VideoIndex, VideoRecord
 from inference.encoder import Encoder
-from workers.decode import FrameBatch, VideoReader
+from spec.video import FrameBatch, VideoReader
 from workers.errors import IngestCancelled
 from workers.fetch import fetch
 from workers.settings import WorkerSettings
@@ -117,6 +117,14 @@ class Ingestor:
         if not self.status.mark_running(video_id, round(min(percent, 100.0), 1), stage):
             raise IngestCancelled(f"video {video_id!r} was deleted during ingest")
 
+    def is_current(self, video_id: str, task_id: str | None) -> bool:
+        """Whether video_id's status record exists and belongs to task_id (when given)."""
+        try:
+            self._check_current(video_id, task_id)
+        except IngestCancelled:
+            return False
+        return True
+
     def _check_current(self, video_id: str, task_id: str | None) -> None:
         """Refuse to work for a deleted video, or for a submission a newer one replaced."""
         record = self.status.get(video_id)
@@ -132,7 +140,8 @@ class Ingestor:
         self._progress(video_id, 0.0, "fetch")
         started = time.perf_counter()
         with fetch(uri, self.settings.max_download_bytes, self.settings.fetch_timeout_s,
-                   self.settings.allow_local_paths) as path:
+                   self.settings.allow_local_paths, self.settings.fetch_deadline_s,
+                   lambda: not self.is_current(video_id, task_id)) as path:
             timings["fetch"] = time.perf_counter() - started
             self._progress(video_id, _FETCHED, "decode")
             info = self.encoder.info()
@@ -142,11 +151,11 @@ class Ingestor:
                     f"{self.index.settings.vector_dim}-d ones: set VIDSTRATA_MILVUS_VECTOR_DIM to match the served model"
                 )
             with VideoReader(path, info.image_size, self.settings.sample_fps, self.settings.max_frames,
-                             self.settings.max_duration_s) as reader:
+                             self.settings.max_duration_s, self.settings.max_frame_pixels) as reader:
                 started = time.perf_counter()
                 timestamps, vectors, timings["decode"] = self._embed(video_id, reader)
                 timings["embed"] = time.perf_counter() - started
-                duration_s = reader.duration_s if reader.duration_s else float(timestamps[-1] + reader.interval_s)
+                duration_s, note = reader.duration_s, reader.note  # from the frames decoded, not the header
         started = time.perf_counter()
         self._progress(video_id, _EMBEDDED, "write")
         aggregate = aggregate_video(vectors, timestamps, duration_s)
@@ -156,7 +165,7 @@ class Ingestor:
         self._check_current(video_id, task_id)
         self._write(video_id, metadata, duration_s, aggregate)
         timings["write"] = time.perf_counter() - started
-        if not self.status.mark_ready(video_id, len(aggregate.clips), duration_s):
+        if not self.status.mark_ready(video_id, len(aggregate.clips), duration_s, note):
             self.index.delete_video(video_id)
             raise IngestCancelled(f"video {video_id!r} was deleted while it was being written; removed it again")
         return IngestSummary(video_id, len(aggregate.clips), duration_s, len(timestamps), timings)

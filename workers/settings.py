@@ -13,6 +13,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 from index.settings import IndexSettings
 from inference.settings import TritonSettings
 from jobs.settings import RedisSettings
+from spec.video import DEFAULT_MAX_PIXELS
 
 TIME_LIMIT_GRACE_S = 5.0  # after the soft limit marks a task FAILED, the hard limit kills it this much later
 
@@ -34,6 +35,12 @@ class WorkerSettings(BaseSettings):
         "all of it.",
     )
     max_duration_s: float = Field(3 * 3600.0, gt=0, description="Longer videos are rejected (FAILED) before decoding.")
+    max_frame_pixels: int = Field(
+        DEFAULT_MAX_PIXELS,
+        ge=1,
+        description="Videos with larger frames (width x height) are rejected (FAILED); bounds a decode's memory "
+        "(spec.video.memory_bound_bytes).",
+    )
     max_download_bytes: int = Field(
         4 * 1024**3,
         ge=1,
@@ -41,6 +48,18 @@ class WorkerSettings(BaseSettings):
     )
     fetch_timeout_s: float = Field(
         30.0, gt=0, description="Connect and per-read timeout of an HTTP(S) download; past it the task retries."
+    )
+    fetch_deadline_s: float = Field(
+        600.0,
+        gt=0,
+        description="Total time one HTTP(S) download may take, however steadily bytes trickle in; past it the "
+        "video is FAILED.",
+    )
+    max_worker_deaths: int = Field(
+        3,
+        ge=1,
+        description="Times a video's task may take its worker process down (killed, out of memory) before the "
+        "video is FAILED instead of being run again.",
     )
     allow_local_paths: bool = Field(
         True, description="Accept local paths and file:// URIs as sources; turn off where only URLs may be ingested."

@@ -8,7 +8,10 @@ does nothing.
 - Transient failures (Triton, Milvus, Redis or the source unreachable) retry with exponential backoff and
   jitter, up to `retry_max` times, then FAILED.
 - Permanent ones (the video itself is bad) are FAILED at once with the reason; nothing is written.
-- Redelivery after a crash reruns the whole ingest; `VideoIndex.replace_video` makes that one copy.
+- Redelivery after a crash reruns the whole ingest; `VideoIndex.replace_video` makes that one copy. Each run
+  opens an attempt in Redis and closes it however it ends, so open attempts count the runs that took their
+  process down: past `max_worker_deaths` the video is FAILED ("worker died N times on this video").
+- FAILED means not searchable: a failed re-ingest also removes the earlier version from the index.
 """
 
 from __future__ import annotations
@@ -22,7 +25,7 @@ from typing import Any
 
 from celery import Task
 from celery.exceptions import SoftTimeLimitExceeded
-from celery.signals import worker_init
+from celery.signals import worker_init, worker_process_init
 
 from index.errors import IndexUnavailable
 from jobs.errors import StatusUnavailable
@@ -34,6 +37,7 @@ from inference.factory import open_encoder
 from workers import metrics
 from workers.celery_app import app, settings
 from workers.errors import BadVideo, IngestCancelled, SourceUnavailable
+from workers.fetch import remove_leftovers
 from workers.ingest import Ingestor
 
 log = logging.getLogger(__name__)
@@ -78,11 +82,34 @@ def backoff_s(retries: int) -> float:
     return ceiling / 2 + random.uniform(0, ceiling / 2)
 
 
-def _fail(status: StatusStore, video_id: str, reason: str) -> dict[str, Any]:
-    status.mark_failed(video_id, reason)
+def _fail(ingestor: Ingestor, video_id: str, task_id: str, reason: str) -> dict[str, Any]:
+    """FAILED with the reason, and no earlier version left in the index: a video that GetVideo calls FAILED
+    is not searchable (a failed re-ingest removes the last good version). A newer submission is left alone."""
+    if not ingestor.is_current(video_id, task_id):
+        return {"video_id": video_id, "state": "CANCELLED", "reason": "a newer submission replaced this one"}
+    if ingestor.index.delete_video(video_id):
+        reason += " (the earlier version of this video was removed from the index)"
+    ingestor.status.mark_failed(video_id, reason)
     metrics.TASKS.labels(outcome="failed").inc()
     log.warning("ingest of %s FAILED: %s", video_id, reason)
     return {"video_id": video_id, "state": "FAILED", "reason": reason}
+
+
+def _retry(self: Task, ingestor: Ingestor, video_id: str, exc: Exception) -> dict[str, Any]:
+    """Retry a transient failure with backoff, or FAILED once retry_max retries are spent."""
+    if isinstance(exc, EncoderUnavailable):
+        _clients.reset_encoder()
+    attempt = self.request.retries + 1
+    if attempt > settings.retry_max:
+        return _fail(ingestor, video_id, self.request.id, f"gave up after {settings.retry_max} retries: {exc}")
+    delay = backoff_s(self.request.retries)
+    metrics.TASKS.labels(outcome="retried").inc()
+    log.warning("ingest of %s: %s; retry %d of %d in %.1f s", video_id, exc, attempt, settings.retry_max, delay)
+    try:
+        ingestor.status.mark_running(video_id, 0.0, f"retry {attempt} of {settings.retry_max} in {delay:.0f} s: {exc}")
+    except StatusUnavailable:
+        pass  # Redis is what failed: the retry itself will report
+    raise self.retry(exc=exc, countdown=delay) from exc
 
 
 @app.task(name=INGEST_TASK, bind=True, max_retries=settings.retry_max)
@@ -90,35 +117,37 @@ def ingest_video(self: Task, video_id: str, uri: str, metadata: dict[str, str]) 
     """Ingest one video; returns the summary, or the reason it failed or was cancelled."""
     ingestor = _clients.ingestor()
     status = ingestor.status
+    opened = False
     try:
-        record = status.get(video_id)
-        if record is not None and self.request.retries == 0 and not self.request.delivery_info.get("redelivered"):
-            metrics.QUEUE_WAIT.observe(max(0.0, time.time() - record.submitted_at))
-        summary = ingestor.run(video_id, uri, metadata, task_id=self.request.id)
-    except IngestCancelled as exc:
-        log.info("ingest of %s cancelled: %s", video_id, exc)
-        return {"video_id": video_id, "state": "CANCELLED", "reason": str(exc)}
-    except PERMANENT as exc:
-        return _fail(status, video_id, str(exc))
-    except TRANSIENT as exc:
-        if isinstance(exc, EncoderUnavailable):
-            _clients.reset_encoder()
-        attempt = self.request.retries + 1
-        if attempt > settings.retry_max:
-            return _fail(status, video_id, f"gave up after {settings.retry_max} retries: {exc}")
-        delay = backoff_s(self.request.retries)
-        metrics.TASKS.labels(outcome="retried").inc()
-        log.warning("ingest of %s: %s; retry %d of %d in %.1f s", video_id, exc, attempt, settings.retry_max, delay)
         try:
-            status.mark_running(video_id, 0.0, f"retry {attempt} of {settings.retry_max} in {delay:.0f} s: {exc}")
-        except StatusUnavailable:
-            pass  # Redis is what failed: the retry itself will report
-        raise self.retry(exc=exc, countdown=delay) from exc
-    except SoftTimeLimitExceeded:
-        return _fail(status, video_id, f"ingest took longer than the limit of {settings.task_time_limit_s:.0f} s")
+            starts = status.open_attempt(self.request.id)
+            opened = True
+            if starts > settings.max_worker_deaths:
+                return _fail(ingestor, video_id, self.request.id,
+                             f"worker died {starts - 1} times on this video (killed, or out of memory); not run again")
+            record = status.get(video_id)
+            if record is not None and self.request.retries == 0 and not self.request.delivery_info.get("redelivered"):
+                metrics.QUEUE_WAIT.observe(max(0.0, time.time() - record.submitted_at))
+            summary = ingestor.run(video_id, uri, metadata, task_id=self.request.id)
+        except IngestCancelled as exc:
+            log.info("ingest of %s cancelled: %s", video_id, exc)
+            return {"video_id": video_id, "state": "CANCELLED", "reason": str(exc)}
+        except PERMANENT as exc:
+            return _fail(ingestor, video_id, self.request.id, str(exc))
+        except SoftTimeLimitExceeded:
+            return _fail(ingestor, video_id, self.request.id,
+                         f"ingest took longer than the limit of {settings.task_time_limit_s:.0f} s")
+    except TRANSIENT as exc:  # also from _fail's own index and status calls
+        return _retry(self, ingestor, video_id, exc)
     except Exception as exc:
-        _fail(status, video_id, f"internal error: {type(exc).__name__}: {exc}")
+        ingestor.status.mark_failed(video_id, f"internal error: {type(exc).__name__}: {exc}")
         raise
+    finally:
+        if opened:
+            try:
+                status.close_attempt(self.request.id)
+            except StatusUnavailable:
+                pass  # the attempt key expires; a later run counts one death too many at worst
     for stage, seconds in summary.timings_s.items():
         metrics.STAGE_DURATION.labels(stage=stage).observe(seconds)
     metrics.FRAMES.inc(summary.frames)
@@ -126,6 +155,14 @@ def ingest_video(self: Task, video_id: str, uri: str, metadata: dict[str, str]) 
     if record is not None:  # run() cancels a video without a record, so only a racing re-submit leaves None
         metrics.LAG.observe(max(0.0, time.time() - record.submitted_at))
     return {"state": "READY", **asdict(summary)}
+
+
+@worker_process_init.connect
+def _remove_leftovers(**_: Any) -> None:
+    """A new prefork child (at start, or replacing one that died) removes what dead processes left on disk."""
+    removed = remove_leftovers()
+    if removed:
+        log.warning("removed %d download folders left by processes that died", removed)
 
 
 @worker_init.connect

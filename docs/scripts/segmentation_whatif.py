@@ -1,7 +1,7 @@
 """Offline what-if for clip segmentation: retrieval per level with other `SegmentationParams`.
 
 Not the evaluation (that is `python -m bench.eval`, through the real stack): a diagnosis tool that replays the
-same functions ingest and the gateway run (workers.decode sampling, the exported ONNX frame and text graphs,
+same functions ingest and the gateway run (spec.video sampling, the exported ONNX frame and text graphs,
 spec.aggregation, gateway.scoring, gateway.fusion) in one process, so a change to the segmentation can be
 judged before it ships. Every video is searched against every query (no ANN), as the eval does.
 
@@ -31,7 +31,7 @@ from gateway.settings import GatewaySettings  # noqa: E402
 from index.store import ClipRecord, VideoRecord  # noqa: E402
 from inference.encoder import Encoder  # noqa: E402
 from inference.factory import open_encoder  # noqa: E402
-from workers.decode import VideoReader  # noqa: E402
+from spec.video import VideoReader  # noqa: E402
 from workers.settings import WorkerSettings  # noqa: E402
 
 

@@ -86,4 +86,4 @@ def test_each_service_reads_its_own_prefix_and_shares_the_dependencies(monkeypat
 def test_no_variable_means_two_things() -> None:
     rows = [line.split("`")[1] for line in settings_table().splitlines()[2:]]
     assert len(rows) == len(set(rows)) and all(row.startswith("VIDSTRATA_") for row in rows)
-    assert "VIDSTRATA_WORKER_METRICS_PORT" not in rows and "VIDSTRATA_WORKER_TRITON_TIMEOUT_S" not in rows
+    assert "VIDSTRATA_METRICS_PORT" not in rows and "VIDSTRATA_TRITON_TIMEOUT_S" not in rows

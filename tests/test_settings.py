@@ -4,6 +4,8 @@ description for every field."""
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
 
 import pytest
 from pydantic import ValidationError
@@ -87,3 +89,11 @@ def test_no_variable_means_two_things() -> None:
     rows = [line.split("`")[1] for line in settings_table().splitlines()[2:]]
     assert len(rows) == len(set(rows)) and all(row.startswith("VIDSTRATA_") for row in rows)
     assert "VIDSTRATA_METRICS_PORT" not in rows and "VIDSTRATA_TRITON_TIMEOUT_S" not in rows
+
+
+def test_importing_a_service_reads_no_settings() -> None:
+    """Settings are read when a process starts its work, not at import: a bad value cannot break an import."""
+    env = dict(os.environ, VIDSTRATA_WORKER_SAMPLE_FPS="not a number", VIDSTRATA_GATEWAY_PORT="not a port")
+    code = "import workers.tasks, workers.main, gateway.server"
+    result = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr

@@ -8,6 +8,8 @@ visibility timeout runs out; the ingest itself is idempotent, so a second run le
 
 from __future__ import annotations
 
+import functools
+
 import logging
 
 import redis
@@ -49,9 +51,14 @@ class RedisTransport(kombu_redis.Transport):
     Channel = _Channel
 
 
-def create_app(settings: WorkerSettings) -> Celery:
-    """A Celery app for these settings, with the ingest task registered under INGEST_TASK."""
-    app = Celery("vidstrata", include=["workers.tasks"])
+@functools.cache
+def worker_settings() -> WorkerSettings:
+    """This process's settings, read from the environment on first use: importing the worker builds nothing."""
+    return WorkerSettings()
+
+
+def configure(app: Celery, settings: WorkerSettings) -> None:
+    """Give `app` the delivery, routing and time-limit configuration of `settings`."""
     app.conf.update(
         broker_url=settings.redis.url,
         broker_transport="workers.celery_app:RedisTransport",
@@ -76,8 +83,12 @@ def create_app(settings: WorkerSettings) -> Celery:
         accept_content=["json"],
         result_expires=24 * 3600,
     )
-    return app
 
 
-settings = WorkerSettings()
-app = create_app(settings)
+# The ingest task registers on this app; its configuration is loaded when Celery first needs it.
+app = Celery("vidstrata", include=["workers.tasks"])
+
+
+@app.on_configure.connect
+def _configure(sender: Celery, **_: object) -> None:
+    configure(sender, worker_settings())

@@ -35,7 +35,7 @@ from index.store import VideoIndex
 from inference.encoder import Encoder, EncoderInputError, EncoderUnavailable
 from inference.factory import open_encoder
 from workers import metrics
-from workers.celery_app import app, settings
+from workers.celery_app import app, worker_settings
 from workers.errors import BadVideo, IngestCancelled, SourceUnavailable
 from workers.fetch import remove_leftovers
 from workers.ingest import Ingestor
@@ -47,6 +47,7 @@ PERMANENT = (BadVideo, EncoderInputError)
 
 
 def _encoder() -> Encoder:
+    settings = worker_settings()
     return open_encoder(settings.triton.url, timeout_s=settings.triton_timeout_s, frame_batch=settings.frame_batch,
                         max_inflight=settings.embed_inflight)
 
@@ -61,6 +62,7 @@ class _Clients:
     def ingestor(self) -> Ingestor:
         with self._lock:
             if self._ingestor is None:
+                settings = worker_settings()
                 self._ingestor = Ingestor(settings, _encoder(), VideoIndex(settings.milvus),
                                           StatusStore(settings.redis.url, settings.redis.timeout_s))
             return self._ingestor
@@ -78,6 +80,7 @@ _clients = _Clients()
 
 def backoff_s(retries: int) -> float:
     """Delay before retry number retries+1: doubling from retry_backoff_s up to the cap, half of it jittered."""
+    settings = worker_settings()
     ceiling = min(settings.retry_backoff_max_s, settings.retry_backoff_s * 2**retries)
     return ceiling / 2 + random.uniform(0, ceiling / 2)
 
@@ -97,6 +100,7 @@ def _fail(ingestor: Ingestor, video_id: str, task_id: str, reason: str) -> dict[
 
 def _retry(self: Task, ingestor: Ingestor, video_id: str, exc: Exception) -> dict[str, Any]:
     """Retry a transient failure with backoff, or FAILED once retry_max retries are spent."""
+    settings = worker_settings()
     if isinstance(exc, EncoderUnavailable):
         _clients.reset_encoder()
     attempt = self.request.retries + 1
@@ -112,9 +116,10 @@ def _retry(self: Task, ingestor: Ingestor, video_id: str, exc: Exception) -> dic
     raise self.retry(exc=exc, countdown=delay) from exc
 
 
-@app.task(name=INGEST_TASK, bind=True, max_retries=settings.retry_max)
+@app.task(name=INGEST_TASK, bind=True, max_retries=None)  # retries are counted against retry_max below
 def ingest_video(self: Task, video_id: str, uri: str, metadata: dict[str, str]) -> dict[str, Any]:
     """Ingest one video; returns the summary, or the reason it failed or was cancelled."""
+    settings = worker_settings()
     ingestor = _clients.ingestor()
     status = ingestor.status
     opened = False
@@ -168,5 +173,6 @@ def _remove_leftovers(**_: Any) -> None:
 @worker_init.connect
 def _serve_metrics(**_: Any) -> None:
     """Start /metrics in the worker's main process, which outlives (and sums) its prefork children."""
+    settings = worker_settings()
     if settings.metrics_port:
         metrics.serve_metrics(settings.metrics_port)

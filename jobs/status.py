@@ -1,9 +1,8 @@
 """Ingest status of each video in Redis, shared by the gateway (submit, get) and the workers (progress).
 
-It lives in index/ because gateway and workers may not import each other. Layout: one hash per video,
-`vidstrata:video:<video_id>`, and one set of video ids per state, `vidstrata:state:<STATE>`, kept in step
-by Lua scripts so that `count_by_state` is O(1). Needs a single Redis (primary), not Redis Cluster,
-like the Celery broker. The URL and timeout come from `jobs.settings.RedisSettings` (`VIDSTRATA_REDIS_*`).
+It lives in jobs/ because gateway and workers may not import each other. Layout: one hash per video,
+`vidstrata:video:<video_id>`, changed by Lua scripts so that "update only if it exists" is atomic. Needs a
+single Redis (primary), not Redis Cluster, like the Celery broker. The URL and timeout come from `jobs.settings.RedisSettings` (`VIDSTRATA_REDIS_*`).
 
 Only `mark_pending` creates a record (and wipes an earlier one). The other marks update an existing record,
 last writer wins, and return False when there is none, so a worker that finishes after the video was
@@ -26,7 +25,6 @@ from jobs.errors import StatusError, StatusUnavailable
 from spec.validation import check_metadata, check_video_id
 
 KEY_PREFIX = "vidstrata:video:"
-STATE_SET_PREFIX = "vidstrata:state:"
 ATTEMPT_PREFIX = "vidstrata:attempts:"  # runs of a task that started and have not ended (their process died)
 ATTEMPT_TTL_S = 7 * 24 * 3600
 MAX_REASON_LENGTH = 4096  # longer failure reasons (tracebacks) are cut to this many characters
@@ -64,18 +62,7 @@ _TRANSITION = """
 local old = redis.call('HGET', KEYS[1], 'state')
 if ARGV[3] == 'update' and not old then return 0 end
 if ARGV[3] == 'create' then redis.call('DEL', KEYS[1]) end
-if old then redis.call('SREM', '""" + STATE_SET_PREFIX + """' .. old, ARGV[1]) end
-redis.call('SADD', '""" + STATE_SET_PREFIX + """' .. ARGV[2], ARGV[1])
 redis.call('HSET', KEYS[1], 'state', ARGV[2], unpack(ARGV, 4))
-return 1
-"""
-
-# KEYS[1]: the video's hash. ARGV[1]: video_id.
-_DELETE = """
-local old = redis.call('HGET', KEYS[1], 'state')
-if not old then return 0 end
-redis.call('SREM', '""" + STATE_SET_PREFIX + """' .. old, ARGV[1])
-redis.call('DEL', KEYS[1])
 return 1
 """
 
@@ -107,7 +94,6 @@ class StatusStore:
             redis_url, decode_responses=True, socket_timeout=timeout_s, socket_connect_timeout=timeout_s
         )
         self._transition = self._redis.register_script(_TRANSITION)
-        self._delete = self._redis.register_script(_DELETE)
 
     def close(self) -> None:
         """Release the connection pool."""
@@ -193,13 +179,4 @@ class StatusStore:
         """Remove the video's status; True if it existed."""
         check_video_id(video_id)
         with _redis_errors(f"delete {video_id!r}"):
-            return bool(self._delete(keys=[KEY_PREFIX + video_id], args=[video_id]))
-
-    def count_by_state(self) -> dict[IngestState, int]:
-        """How many videos are in each state (O(1): one SCARD per state)."""
-        with _redis_errors("count by state"):
-            pipe = self._redis.pipeline(transaction=False)
-            for state in IngestState:
-                pipe.scard(STATE_SET_PREFIX + state.value)
-            counts = pipe.execute()
-        return dict(zip(IngestState, (int(c) for c in counts)))
+            return bool(self._redis.delete(KEY_PREFIX + video_id))

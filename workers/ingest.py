@@ -16,7 +16,7 @@ import threading
 import time
 from collections import deque
 from collections.abc import Iterator
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from typing import Union
 
@@ -24,12 +24,15 @@ import numpy as np
 
 from spec.aggregation import VideoAggregate, aggregate_video
 from jobs.status import StatusStore
+from index.segments import SegmentIndex, SegmentRecord
 from index.store import ClipRecord, VideoIndex, VideoRecord
 from inference.encoder import Encoder
+from inference.speech import TimedText, TritonSpeech
 from workers.decode import FrameBatch, VideoReader
 from workers.errors import IngestCancelled
 from workers.fetch import fetch
 from workers.settings import WorkerSettings
+from workers.speech import SpeechStage, embed_segments
 
 # Share of the progress bar each stage ends at; embedding (with decoding) is most of the work.
 _FETCHED, _EMBEDDED = 5.0, 90.0
@@ -40,7 +43,9 @@ class IngestSummary:
     """What one ingest produced, and where its time went.
 
     timings_s: fetch; decode (decoder busy time, overlapping embed); embed (wall time of decode and embed
-    together, until the last vector); write (clustering, the video head where served, and the index write).
+    together, until the last vector); speech (the speech stage's own wall time, in a thread beside decode and
+    embed; absent when speech is off); speech_wait (how long ingest waited for it after embedding); write
+    (clustering, the video head where served, embedding the segment texts, and the index writes).
     """
 
     video_id: str
@@ -107,11 +112,17 @@ class _Decoder(threading.Thread):
 class Ingestor:
     """Ingests one video at a time with the given encoder, index and status store (all shared, thread-safe)."""
 
-    def __init__(self, settings: WorkerSettings, encoder: Encoder, index: VideoIndex, status: StatusStore) -> None:
+    def __init__(self, settings: WorkerSettings, encoder: Encoder, index: VideoIndex, status: StatusStore,
+                 speech: SpeechStage | None = None) -> None:
         self.settings = settings
         self.encoder = encoder
         self.index = index
         self.status = status
+        self.segments = SegmentIndex(index)
+        if speech is None and settings.speech:
+            speech = SpeechStage(TritonSpeech(settings.triton_url, settings.speech_timeout_s, settings.speech_inflight),
+                                 settings.max_duration_s)
+        self.speech = speech
 
     def _progress(self, video_id: str, percent: float, stage: str) -> None:
         if not self.status.mark_running(video_id, round(min(percent, 100.0), 1), stage):
@@ -141,12 +152,23 @@ class Ingestor:
                     f"the frame encoder makes {info.dim}-d vectors but the index holds "
                     f"{self.index.settings.vector_dim}-d ones: set VIDSTRATA_VECTOR_DIM to match the served model"
                 )
-            with VideoReader(path, info.image_size, self.settings.sample_fps, self.settings.max_frames,
-                             self.settings.max_duration_s) as reader:
+            transcript = self.speech.start(path) if self.speech else None
+            try:
+                with VideoReader(path, info.image_size, self.settings.sample_fps, self.settings.max_frames,
+                                 self.settings.max_duration_s) as reader:
+                    started = time.perf_counter()
+                    timestamps, vectors, timings["decode"] = self._embed(video_id, reader)
+                    timings["embed"] = time.perf_counter() - started
+                    duration_s = reader.duration_s if reader.duration_s else float(timestamps[-1] + reader.interval_s)
                 started = time.perf_counter()
-                timestamps, vectors, timings["decode"] = self._embed(video_id, reader)
-                timings["embed"] = time.perf_counter() - started
-                duration_s = reader.duration_s if reader.duration_s else float(timestamps[-1] + reader.interval_s)
+                speech: list[TimedText] = []
+                if transcript is not None:
+                    speech, timings["speech"] = transcript.result()
+                    timings["speech_wait"] = time.perf_counter() - started
+            finally:
+                if transcript is not None and not transcript.done():  # the source goes away with this block
+                    transcript.cancel()
+                    wait([transcript])
         started = time.perf_counter()
         self._progress(video_id, _EMBEDDED, "write")
         aggregate = aggregate_video(vectors, timestamps, duration_s)
@@ -154,7 +176,8 @@ class Ingestor:
             clip_vectors, video_vector = self.encoder.encode_video(vectors, aggregate.clip_ids(), len(aggregate.clips))
             aggregate = aggregate.with_vectors(clip_vectors, video_vector)
         self._check_current(video_id, task_id)
-        self._write(video_id, metadata, duration_s, aggregate)
+        segments = {"speech": embed_segments(video_id, "speech", speech, self.encoder)}
+        self._write(video_id, metadata, duration_s, aggregate, segments)
         timings["write"] = time.perf_counter() - started
         if not self.status.mark_ready(video_id, len(aggregate.clips), duration_s):
             self.index.delete_video(video_id)
@@ -190,10 +213,14 @@ class Ingestor:
             pool.shutdown(wait=True, cancel_futures=True)
         return np.concatenate(times), np.concatenate(vectors), decoder.busy_s
 
-    def _write(self, video_id: str, metadata: dict[str, str], duration_s: float, aggregate: VideoAggregate) -> None:
+    def _write(self, video_id: str, metadata: dict[str, str], duration_s: float, aggregate: VideoAggregate,
+               segments: dict[str, list[SegmentRecord]]) -> None:
+        """Segments of each kind first (an empty list clears a kind), the video and its clips last (index.segments)."""
         clips = [
             ClipRecord(video_id, i, clip.start_s, clip.end_s, clip.vector) for i, clip in enumerate(aggregate.clips)
         ]
         video = VideoRecord(video_id, aggregate.vector, duration_s, len(clips), metadata, created_at=time.time())
+        for kind, records in segments.items():
+            self.segments.replace_segments(video, kind, records)
         self.index.replace_video(video, clips)
 

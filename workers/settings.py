@@ -67,6 +67,17 @@ class WorkerSettings(IndexSettings):
         9101, ge=0, le=65535, description="Port of the worker's Prometheus /metrics; 0 turns it off."
     )
     concurrency: int = Field(2, ge=1, description="Videos ingested at once by one worker (Celery prefork processes).")
+    speech: bool = Field(
+        True,
+        description="Modality switch of the deployment: transcribe each video's audio track (ASR in Triton's "
+        "speech_recognizer) and index the timed transcript as the speech level.",
+    )
+    speech_timeout_s: float = Field(
+        120.0, gt=0, description="Deadline of one speech window (at most 30 s of audio) sent to Triton's ASR."
+    )
+    speech_inflight: int = Field(
+        4, ge=1, le=32, description="Speech windows in flight to Triton at once, so its batcher can decode them together."
+    )
 
     @model_validator(mode="after")
     def _timeouts_nest(self) -> WorkerSettings:

@@ -15,8 +15,11 @@ from typing import Literal
 
 import numpy as np
 
-# The levels scored for every candidate, in the order of the proto's LevelScores.
-LEVELS = ("video_sentence", "clip_sentence", "clip_phrase")
+# The levels scored for every candidate, in the order of the proto's LevelScores. The text levels (the best
+# timed speech or on-screen text segment against the sentence) are NaN for a video that has none.
+VISUAL_LEVELS = ("video_sentence", "clip_sentence", "clip_phrase")
+TEXT_LEVELS = ("speech_sentence", "screen_text_sentence")
+LEVELS = VISUAL_LEVELS + TEXT_LEVELS
 
 Normalization = Literal["minmax", "zscore"]
 
@@ -55,25 +58,49 @@ def normalize(scores: np.ndarray, how: Normalization) -> np.ndarray:
     """Scores rescaled over this query's candidates, so levels on different scales can be summed.
 
     minmax maps to [0, 1] (all 1 when every candidate ties: a level that cannot tell them apart adds the
-    same to each); zscore centres and scales by the standard deviation (all 0 on a tie).
+    same to each); zscore centres and scales by the standard deviation (all 0 on a tie). NaN (a level the
+    candidate lacks) stays NaN and takes no part in the statistics.
     """
     scores = np.asarray(scores, dtype=np.float64)
-    if scores.size == 0:
-        return scores
+    present = ~np.isnan(scores)
+    if not present.any():
+        return scores.copy()
+    have = scores[present]
     if how == "minmax":
-        low, span = scores.min(), np.ptp(scores)
-        return (scores - low) / span if span > 0 else np.ones_like(scores)
+        low, span = have.min(), np.ptp(have)
+        return (scores - low) / span if span > 0 else np.where(present, 1.0, np.nan)
     if how == "zscore":
-        std = scores.std()
-        return (scores - scores.mean()) / std if std > 0 else np.zeros_like(scores)
+        std = have.std()
+        return (scores - have.mean()) / std if std > 0 else np.where(present, 0.0, np.nan)
     raise ValueError(f"unknown normalization {how!r}")
 
 
 def ranks(scores: np.ndarray) -> np.ndarray:
-    """1-based ranks, best (largest) first; ties share the best rank of their group."""
+    """1-based ranks, best (largest) first; ties share the best rank of their group; NaN stays NaN."""
     scores = np.asarray(scores, dtype=np.float64)
-    ascending = np.sort(scores)
-    return (scores.size - np.searchsorted(ascending, scores, side="right") + 1).astype(np.float64)
+    present = ~np.isnan(scores)
+    ascending = np.sort(scores[present])
+    ranked = np.full(scores.shape, np.nan)
+    ranked[present] = ascending.size - np.searchsorted(ascending, scores[present], side="right") + 1
+    return ranked
+
+
+def contributions(levels: Mapping[str, np.ndarray], config: FusionConfig) -> dict[str, np.ndarray]:
+    """Each weighted level's share of the fused score per candidate: weight * normalised score (WEIGHTED) or
+    weight / (rrf_k + rank) (RRF); NaN where the candidate lacks the level, absent where every one does."""
+    weights = check_weights(config.weights)
+    sizes = {len(scores) for scores in levels.values()}
+    if len(sizes) > 1:
+        raise ValueError(f"every level needs one score per candidate, got sizes {sorted(sizes)}")
+    shares = {}
+    for level in LEVELS:
+        if weights[level] == 0 or level not in levels:  # absent: no candidate has it
+            continue
+        if config.method == FusionMethod.RRF:
+            shares[level] = weights[level] / (config.rrf_k + ranks(levels[level]))
+        else:
+            shares[level] = weights[level] * normalize(levels[level], config.normalization)
+    return shares
 
 
 def fuse(levels: Mapping[str, np.ndarray], config: FusionConfig) -> np.ndarray:
@@ -81,20 +108,20 @@ def fuse(levels: Mapping[str, np.ndarray], config: FusionConfig) -> np.ndarray:
 
     WEIGHTED: sum of weight * normalised score, divided by the sum of weights (so minmax gives [0, 1]).
     RRF: sum of weight / (rrf_k + rank); ranks ignore score scales, so RRF needs no normalisation.
+    A level a candidate lacks (NaN: a silent video has no speech) is left out of its sum, and the sum is
+    rescaled by all weights over the weights of the levels it has: a missing level is never a zero that sinks it.
+    Levels of zero weight may be absent from `levels`.
     """
     weights = check_weights(config.weights)
-    sizes = {len(levels[level]) for level in LEVELS}
-    if len(sizes) != 1:
-        raise ValueError(f"every level needs one score per candidate, got sizes {sorted(sizes)}")
-    fused = np.zeros(sizes.pop(), dtype=np.float64)
-    for level in LEVELS:
-        weight = weights[level]
-        if weight == 0:
-            continue
-        if config.method == FusionMethod.RRF:
-            fused += weight / (config.rrf_k + ranks(levels[level]))
-        else:
-            fused += weight * normalize(levels[level], config.normalization)
+    shares = contributions(levels, config)
+    size = len(next(iter(levels.values()))) if levels else 0
+    fused, present = np.zeros(size, dtype=np.float64), np.zeros(size, dtype=np.float64)
+    for level, share in shares.items():
+        has = ~np.isnan(share)
+        fused += np.where(has, share, 0.0)
+        present += np.where(has, weights[level], 0.0)
+    total = sum(weights.values())
+    fused *= np.divide(total, present, out=np.zeros(size), where=present > 0)
     if config.method == FusionMethod.WEIGHTED:
-        fused /= sum(weights.values())
+        fused /= total
     return fused

@@ -15,7 +15,7 @@ from __future__ import annotations
 import logging
 import time
 import uuid
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from concurrent.futures import TimeoutError as FutureTimeout
 from contextlib import contextmanager
@@ -25,13 +25,14 @@ from typing import Protocol, TypeVar
 import numpy as np
 
 from gateway.errors import DeadlineExceeded, InvalidArgument, NotFound, Unavailable
-from gateway.fusion import LEVELS, fuse
+from gateway.fusion import LEVELS, TEXT_LEVELS, fuse
 from gateway.query import QueryVectors, SearchQuery, candidate_limit, check_submission, check_video_id_arg, query_vectors
-from gateway.scoring import BestClip, score_candidates
+from gateway.scoring import KIND_OF_LEVEL, BestClip, Match, explain, score_candidates
 from gateway.settings import GatewaySettings
 from index.errors import IndexUnavailable
 from jobs.errors import StatusUnavailable
 from jobs.status import IngestState, VideoStatus
+from index.segments import SegmentHit, SegmentRecord
 from index.store import ClipHit, ClipRecord, VideoHit, VideoRecord
 from inference.encoder import Encoder, EncoderInputError, EncoderUnavailable
 
@@ -55,6 +56,15 @@ class SearchIndex(Protocol):
     def counts(self) -> tuple[int, int]: ...
 
 
+class SegmentSearch(Protocol):
+    """What the service needs of index.SegmentIndex (timed speech and on-screen text)."""
+
+    def search(self, vector: np.ndarray, kind: str, limit_videos: int, filter_expr: str | None = None) -> list[SegmentHit]: ...
+    def get_segments(
+        self, video_ids: Iterable[str], kinds: Sequence[str] = ..., vectors: bool = True
+    ) -> dict[str, list[SegmentRecord]]: ...
+
+
 class StatusRecords(Protocol):
     """What the service needs of index.StatusStore."""
 
@@ -74,12 +84,13 @@ class IngestQueue(Protocol):
 
 @dataclass(frozen=True)
 class Hit:
-    """One ranked video: fused score, raw level scores (fusion.LEVELS) and its best clip."""
+    """One ranked video: fused score, raw level scores (fusion.LEVELS; NaN: lacks it), best clip, why it matched."""
 
     video_id: str
     score: float
     levels: dict[str, float]
     best_clip: BestClip
+    match: Match | None = None
 
 
 @dataclass
@@ -164,8 +175,10 @@ class SearchService:
         index: SearchIndex,
         status: StatusRecords,
         queue: IngestQueue,
+        segments: SegmentSearch | None = None,
     ) -> None:
         self.settings = settings
+        self.segments = segments
         self._new_encoder = new_encoder
         self.encoder = new_encoder()
         self.index = index
@@ -193,27 +206,42 @@ class SearchService:
                     return self._milvus(lambda: self.index.search_videos(vectors.sentence, limit, query.filter))
 
             videos_future = self._pool.submit(ann_videos)
+            kinds = self._text_kinds(query)
+            segment_futures = [self._pool.submit(self._milvus, lambda k=k: self.segments.search(  # type: ignore[union-attr]
+                vectors.sentence, k, limit, query.filter)) for k in kinds]
             with _stage(timings, "ann_clips"):
                 clip_lists = self._milvus(
                     lambda: self.index.search_clips_grouped(vectors.clip_queries, limit, query.filter)
                 )
             ranked_lists = [[h.video_id for h in videos_future.result()]] + [[h.video_id for h in c] for c in clip_lists]
+            ranked_lists += [[h.video_id for h in f.result()] for f in segment_futures]
             candidates = union_by_rank(ranked_lists, limit)
             _remaining(deadline)
 
             with _stage(timings, "rescore"):
                 with _stage(timings, "rescore_fetch"):
                     videos, clips = self._milvus(lambda: self.index.get_videos_with_clips(candidates))
-                scored = score_candidates(vectors, candidates, videos, clips)
+                    segments = self._milvus(lambda: self.segments.get_segments(  # type: ignore[union-attr]
+                        candidates, kinds)) if kinds else None
+                scored = score_candidates(vectors, candidates, videos, clips, segments)
             with _stage(timings, "fusion"):
                 fused = fuse(scored.levels, query.fusion)
+                matches = explain(scored, query.fusion)
                 order = sorted(range(len(fused)), key=lambda i: (-fused[i], scored.video_ids[i]))[: query.top_k]
                 hits = [
-                    Hit(scored.video_ids[i], float(fused[i]), {lv: float(scored.levels[lv][i]) for lv in LEVELS},
-                        scored.best_clips[i])
+                    Hit(scored.video_ids[i], float(fused[i]),
+                        {lv: float(scored.levels[lv][i]) for lv in LEVELS if lv in scored.levels},
+                        scored.best_clips[i], matches[i])
                     for i in order
                 ]
         return SearchResult(hits, vectors.phrases, len(scored.video_ids), timings)
+
+    def _text_kinds(self, query: SearchQuery) -> list[str]:
+        """Segment kinds this Search reads: served here, switched on for the deployment, weighted by the query."""
+        if self.segments is None:
+            return []
+        enabled = {"speech": self.settings.speech, "screen_text": self.settings.screen_text}
+        return [KIND_OF_LEVEL[lv] for lv in TEXT_LEVELS if query.fusion.weights.get(lv) and enabled[KIND_OF_LEVEL[lv]]]
 
     def _encode(self, text: str, deadline: float) -> QueryVectors:
         timeout = min(_remaining(deadline), self.settings.triton_timeout_s)
@@ -269,6 +297,17 @@ class SearchService:
             submitted_at=0.0, updated_at=record.created_at, progress=100.0, clip_count=record.clip_count,
             duration_s=record.duration_s,
         )
+
+    def video_text(self, video_id: str) -> dict[str, list[SegmentRecord]]:
+        """The video's timed text by kind ("speech", "screen_text"), each in time order; empty when none is served."""
+        check_video_id_arg(video_id)
+        if self.segments is None:
+            return {}
+        segments = self._milvus(lambda: self.segments.get_segments([video_id], vectors=False)).get(video_id, [])  # type: ignore[union-attr]
+        by_kind: dict[str, list[SegmentRecord]] = {}
+        for segment in segments:
+            by_kind.setdefault(segment.kind, []).append(segment)
+        return by_kind
 
     def delete_video(self, video_id: str) -> None:
         """Remove the video, its clips and its status; NotFound when none of them existed."""

@@ -71,10 +71,20 @@ class GatewaySettings(IndexSettings):
         description="Fusion used when a Search names none: WEIGHTED or RRF.",
     )
     fusion_weights: dict[str, float] = Field(
-        {"video_sentence": 0.3, "clip_sentence": 0.4, "clip_phrase": 0.3},  # calibrated: docs/evaluation.md
+        # visual levels calibrated on `scenes`, text levels on `narrated`: docs/evaluation.md
+        {"video_sentence": 0.3, "clip_sentence": 0.4, "clip_phrase": 0.3, "speech_sentence": 1.0,
+         "screen_text_sentence": 1.0},
         validation_alias=_ENV + "FUSION_WEIGHTS",
         description="Weight per level (JSON object) used by both methods when a Search sends none; "
         "levels left out weigh 0.",
+    )
+    speech: bool = Field(
+        True, validation_alias=_ENV + "SPEECH",
+        description="Modality switch of the deployment: search the timed speech transcript (the speech_sentence level).",
+    )
+    screen_text: bool = Field(
+        True, validation_alias=_ENV + "SCREEN_TEXT",
+        description="Modality switch of the deployment: search the timed on-screen text (screen_text_sentence).",
     )
     normalization: Normalization = Field(
         "minmax", validation_alias=_ENV + "NORMALIZATION",

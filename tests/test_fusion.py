@@ -80,4 +80,22 @@ def test_bad_weights_are_rejected_with_a_reason(weights, message):
 
 
 def test_missing_levels_weigh_zero():
-    assert check_weights({"clip_phrase": 2}) == {"video_sentence": 0.0, "clip_sentence": 0.0, "clip_phrase": 2.0}
+    assert check_weights({"clip_phrase": 2}) == {"video_sentence": 0.0, "clip_sentence": 0.0, "clip_phrase": 2.0,
+                                                 "speech_sentence": 0.0, "screen_text_sentence": 0.0}
+
+
+def test_a_level_a_video_lacks_is_not_a_zero():
+    """A silent video (no speech level) keeps the rank its visual levels earn; with speech, speech decides."""
+    levels = _levels([0.30, 0.31, 0.32], [0.5, 0.6, 0.7], [0.5, 0.6, 0.7])
+    levels["speech_sentence"] = np.array([0.9, 0.2, np.nan])
+    weights = {"video_sentence": 1.0, "clip_sentence": 1.0, "clip_phrase": 1.0, "speech_sentence": 3.0}
+    for method in FusionMethod:
+        fused = fuse(levels, FusionConfig(method, weights, rrf_k=1.0))
+        assert fused.argmax() in (0, 2) and fused[2] > fused[1], (method, fused)
+    weighted = fuse(levels, FusionConfig(FusionMethod.WEIGHTED, weights))
+    np.testing.assert_allclose(weighted, [(0 + 0 + 0 + 3) / 6, (0.5 * 3 + 0) / 6, 1.0])  # silent one: visual only
+    rrf = fuse(levels, FusionConfig(FusionMethod.RRF, weights, rrf_k=1.0))
+    np.testing.assert_allclose(rrf[2], 3 / 2 * 6 / 3)  # rescaled by all weights over the weights it has
+    all_missing = {"clip_phrase": np.array([0.1, 0.2]), "speech_sentence": np.array([np.nan, np.nan])}
+    np.testing.assert_allclose(fuse(all_missing, FusionConfig(FusionMethod.WEIGHTED, {"clip_phrase": 1,
+                                                                                       "speech_sentence": 1})), [0, 1])

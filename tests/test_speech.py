@@ -157,3 +157,28 @@ def test_speech_needs_no_network(model_repository, media, tmp_path):
                             timeout=300, cwd=Path(__file__).resolve().parents[1])
     assert result.returncode == 0, result.stderr[-3000:]
     assert word_recall(LINES[1][1], result.stdout) >= 0.7, result.stdout + result.stderr[-2000:]
+
+
+@pytest.mark.e2e
+def test_the_real_worker_indexes_the_timed_transcript(ingest_stack, media):
+    """Celery worker -> Triton ASR and text encoder -> Milvus Lite; a silent video is READY with no speech, and a
+    re-ingest replaces the transcript."""
+    from index.segments import SegmentIndex
+
+    ingest_stack.start_worker()
+    segments = SegmentIndex(ingest_stack.index)
+    path, spoken = media["narrated"]
+    ingest_stack.submit("narrated", str(path))
+    assert ingest_stack.wait("narrated", timeout_s=120).state.value == "READY"
+    stored = segments.get_segments(["narrated"])["narrated"]
+    assert [s.kind for s in stored] == ["speech", "speech"]
+    for segment, (start, end), (_, line) in zip(stored, spoken, LINES, strict=True):
+        assert abs(segment.start_s - start) < 0.5 and abs(segment.end_s - end) < 1.0
+        assert word_recall(line, segment.text) >= 0.7 and segment.vector is not None
+    for name in ("quiet", "mute"):
+        ingest_stack.submit(name, str(media[name][0]))
+        assert ingest_stack.wait(name, timeout_s=120).state.value == "READY"
+    assert segments.get_segments(["quiet", "mute"]) == {}
+    ingest_stack.submit("narrated", str(media["mute"][0]))  # the same id, now a video without speech
+    assert ingest_stack.wait("narrated", timeout_s=120).state.value == "READY"
+    assert segments.get_segments(["narrated"]) == {}

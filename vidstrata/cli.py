@@ -183,7 +183,8 @@ def search(
     gateway: GatewayOption = DEFAULT_GATEWAY,
     token: TokenOption = "",
 ) -> None:
-    """Search videos; prints rank, video, fused and per-level scores and the best clip's span."""
+    """Search videos; prints rank, video, fused and per-level scores (– where a video lacks the level), and why it
+    matched: the level, span and (for speech or on-screen text) the words of its best moment."""
     from google.protobuf.json_format import MessageToJson
     from rich.console import Console
     from rich.table import Table
@@ -198,13 +199,19 @@ def search(
         typer.echo(MessageToJson(reply, preserving_proto_field_name=True))
         return
     table = Table(title=f"{query!r}  phrases: {' | '.join(reply.phrases)}  ({reply.timings.total_ms:.0f} ms)")
-    for column in ("rank", "video", "score", "video·sent", "clip·sent", "clip·phrase", "best clip"):
-        table.add_column(column, justify="right" if column not in ("video", "best clip") else "left")
+    columns = ("rank", "video", "score", "video·sent", "clip·sent", "clip·phrase", "speech", "screen text", "why")
+    for column in columns:
+        table.add_column(column, justify="left" if column in ("video", "why") else "right")
     for rank, hit in enumerate(reply.hits, 1):
-        clip = hit.best_clip
-        table.add_row(str(rank), hit.video_id, f"{hit.score:.3f}", f"{hit.levels.video_sentence:.3f}",
-                      f"{hit.levels.clip_sentence:.3f}", f"{hit.levels.clip_phrase:.3f}", f"{clip.start_s:.1f}–{clip.end_s:.1f} s")
-    Console(width=120).print(table)
+        levels = hit.levels
+        optional = [f"{getattr(levels, name):.3f}" if levels.HasField(name) else "–"
+                    for name in ("speech_sentence", "screen_text_sentence")]
+        why = hit.why if hit.HasField("why") else None
+        moment = (f"{why.level} {why.start_s:.1f}–{why.end_s:.1f} s" + (f' "{why.snippet}"' if why.snippet else "")
+                  if why else f"clip {hit.best_clip.start_s:.1f}–{hit.best_clip.end_s:.1f} s")
+        table.add_row(str(rank), hit.video_id, f"{hit.score:.3f}", f"{levels.video_sentence:.3f}",
+                      f"{levels.clip_sentence:.3f}", f"{levels.clip_phrase:.3f}", *optional, moment)
+    Console(width=160).print(table)
 
 
 @app.command()

@@ -58,8 +58,9 @@ class GatewayClient:
     def submit(self, uri: str, video_id: str = "", metadata: dict[str, str] | None = None) -> search_pb2.SubmitVideoResponse:
         return self._call("SubmitVideo", search_pb2.SubmitVideoRequest(video_id=video_id, uri=uri, metadata=metadata or {}))
 
-    def get(self, video_id: str) -> search_pb2.Video:
-        return self._call("GetVideo", search_pb2.GetVideoRequest(video_id=video_id))
+    def get(self, video_id: str, include_text: bool = False) -> search_pb2.Video:
+        """The video's status; with include_text also its timed transcript and on-screen text."""
+        return self._call("GetVideo", search_pb2.GetVideoRequest(video_id=video_id, include_text=include_text))
 
     def delete(self, video_id: str) -> search_pb2.DeleteVideoResponse:
         return self._call("DeleteVideo", search_pb2.DeleteVideoRequest(video_id=video_id))

@@ -122,6 +122,11 @@ def ensure_model_repository(repository: Path) -> None:
         return any((repository / model / "1" / name).is_file() for name in ("model.onnx", "model.plan"))
 
     if (repository / "text_encoder" / "config.pbtxt").is_file() and has_weights("frame_encoder") and has_weights("text_encoder_net"):
+        if not (repository / "speech_recognizer" / "1" / "whisper" / "model.bin").is_file():
+            from export.speech_model import write_speech_model
+
+            say(f"adding the speech model (Whisper tiny.en) to {repository} ...")
+            write_speech_model(repository, "python")
         return
     say(f"exporting the default encoders to {repository} (first run only, about a minute) ...")
     from export.pipeline import export_checkpoint

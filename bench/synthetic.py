@@ -18,7 +18,7 @@ from typing import Literal
 
 import av
 import numpy as np
-from PIL import Image
+from PIL import Image, ImageDraw, ImageFont
 
 Span = tuple[float, float]
 Shape = Literal["circle", "square", "triangle"]
@@ -144,6 +144,27 @@ def _cover(photo: np.ndarray, width: int, height: int) -> np.ndarray:
     return np.asarray(image.resize((max(width, round(image.width * scale)), max(height, round(image.height * scale)))))
 
 
+def render_caption(canvas: np.ndarray, text: str, visible_width: int) -> np.ndarray:
+    """The canvas with `text` in white on a dark band across its middle, wrapped to the visible width."""
+    image = Image.fromarray(canvas).convert("RGB")
+    draw = ImageDraw.Draw(image)
+    size = max(12, canvas.shape[0] // 11)
+    font = ImageFont.load_default(size=size)
+    lines, line = [], ""
+    for word in text.split():
+        trial = f"{line} {word}".strip()
+        if line and draw.textlength(trial, font=font) > visible_width * 0.8:
+            lines.append(line)
+            trial = word
+        line = trial
+    lines.append(line)
+    top = canvas.shape[0] // 2 - len(lines) * size * 3 // 4
+    draw.rectangle((0, top - size // 2, image.width, top + len(lines) * size * 3 // 2 + size // 2), fill=(20, 20, 30))
+    for i, row in enumerate(lines):
+        draw.text((visible_width * 0.12, top + i * size * 3 // 2), row, fill=(255, 255, 255), font=font)
+    return np.asarray(image)
+
+
 def write_scene_video(
     path: Path,
     photos: Sequence[np.ndarray],
@@ -154,9 +175,11 @@ def write_scene_video(
     noise: float = 2.0,
     seed: int = 0,
     audio: Audio | None = None,
+    captions: Sequence[str | None] | None = None,
 ) -> list[Span]:
     """One scene per photo (a slow pan across it, plus pixel noise so no two frames are equal), with an
-    optional audio track (e.g. `narration_track`).
+    optional audio track (e.g. `narration_track`) and optional on-screen text per scene (`captions`, None for
+    none: white text on a dark band, word-wrapped, as slides and lower thirds show it).
 
     Returns each scene's (start_s, end_s): the true cuts an ingest's clips should follow.
     """
@@ -166,10 +189,15 @@ def write_scene_video(
     counts = _frame_counts(durations_s, fps)
     rng = np.random.default_rng(seed)
 
+    if captions is not None and len(captions) != len(photos):
+        raise ValueError(f"need one caption (or None) per photo, got {len(captions)} for {len(photos)} photos")
+
     def frames() -> Iterator[np.ndarray]:
-        for photo, count in zip(photos, counts):
+        for scene, (photo, count) in enumerate(zip(photos, counts)):
             # 10% larger than the frame, so the window can pan across it.
             canvas = _cover(photo, round(width * 1.1), round(height * 1.1))
+            if captions is not None and captions[scene]:
+                canvas = render_caption(canvas, captions[scene], width)
             dx, dy = canvas.shape[1] - width, canvas.shape[0] - height
             for i in range(count):
                 t = i / max(count - 1, 1)

@@ -14,6 +14,7 @@ import numpy as np
 
 from gateway.errors import InvalidArgument
 from gateway.fusion import FusionConfig, FusionMethod, check_weights
+from gateway.image_query import decode_image
 from gateway.settings import GatewaySettings
 from index.filters import FilterError, compile_filter
 from spec.validation import check_metadata, check_video_id
@@ -31,6 +32,7 @@ class SearchQuery:
     top_k: int
     filter: str  # in the index.filters language; "" means no filter
     fusion: FusionConfig
+    image: np.ndarray | None = None  # search by image: uint8 RGB [H,W,3], decoded and checked (text is then "")
 
 
 def parse_search(
@@ -40,9 +42,19 @@ def parse_search(
     filter_expr: str = "",
     method: FusionMethod | None = None,
     weights: Mapping[str, float] | None = None,
+    image: bytes = b"",
 ) -> SearchQuery:
-    """Check a Search's fields against the limits in settings and fill in the defaults."""
-    if not text.strip():
+    """Check a Search's fields against the limits in settings and fill in the defaults.
+
+    With `image` (JPEG or PNG bytes) the search is by image: the text must be empty.
+    """
+    decoded = None
+    if image:
+        if text.strip():
+            raise InvalidArgument("give a query or an image, not both")
+        decoded = decode_image(image, settings.max_image_bytes, settings.max_image_pixels)
+        text = ""
+    elif not text.strip():
         raise InvalidArgument("query is empty")
     size = len(text.encode("utf-8"))
     if size > settings.max_query_bytes:
@@ -65,7 +77,7 @@ def parse_search(
         normalization=settings.normalization,
         rrf_k=settings.rrf_k,
     )
-    return SearchQuery(text=text, top_k=top_k, filter=filter_expr, fusion=fusion)
+    return SearchQuery(text=text, top_k=top_k, filter=filter_expr, fusion=fusion, image=decoded)
 
 
 def candidate_limit(query: SearchQuery, settings: GatewaySettings) -> int:

@@ -175,6 +175,7 @@ class VideoSearchServicer(search_pb2_grpc.VideoSearchServicer):
             filter_expr=request.filter,
             method=method,
             weights=dict(request.fusion.weights),
+            image=request.image,
         )
         result = await self._call(context, lambda deadline: self._service.search(query, deadline))
         for stage, seconds in result.timings.stages().items():

@@ -35,6 +35,7 @@ from jobs.status import IngestState, VideoStatus
 from index.segments import SegmentHit, SegmentRecord
 from index.store import ClipHit, ClipRecord, VideoHit, VideoRecord
 from inference.encoder import Encoder, EncoderInputError, EncoderUnavailable
+from spec.preprocess import center_crop_square
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -197,7 +198,8 @@ class SearchService:
         with _stage(timings, "total"):
             self._require(self.triton, self.milvus)
             with _stage(timings, "encode"):
-                vectors = self._encode(query.text, deadline)
+                vectors = self._encode(query.text, deadline) if query.image is None else self._encode_image(
+                    query.image, deadline)
             limit = candidate_limit(query, self.settings)
             _remaining(deadline)
 
@@ -238,7 +240,7 @@ class SearchService:
 
     def _text_kinds(self, query: SearchQuery) -> list[str]:
         """Segment kinds this Search reads: served here, switched on for the deployment, weighted by the query."""
-        if self.segments is None:
+        if self.segments is None or query.image is not None:  # an image searches the visual levels only
             return []
         enabled = {"speech": self.settings.speech, "screen_text": self.settings.screen_text}
         return [KIND_OF_LEVEL[lv] for lv in TEXT_LEVELS if query.fusion.weights.get(lv) and enabled[KIND_OF_LEVEL[lv]]]
@@ -255,6 +257,20 @@ class SearchService:
                 raise DeadlineExceeded(f"the deadline passed while encoding the query: {exc}") from exc
             raise Unavailable(f"Triton is unavailable: {exc}") from exc
         return query_vectors(text, encoded, max_phrases)
+
+    def _encode_image(self, image: np.ndarray, deadline: float) -> QueryVectors:
+        """An image query's vector from the frame encoder: it stands for the sentence and the one phrase."""
+        timeout = min(_remaining(deadline), self.settings.triton_timeout_s)
+        try:
+            frame = center_crop_square(image, self.encoder.info().image_size)
+            vector = self.encoder.encode_frames(frame[None], timeout_s=timeout)[0]
+        except EncoderInputError as exc:
+            raise InvalidArgument(str(exc)) from exc
+        except EncoderUnavailable as exc:
+            if time.monotonic() >= deadline:
+                raise DeadlineExceeded(f"the deadline passed while encoding the image: {exc}") from exc
+            raise Unavailable(f"Triton is unavailable: {exc}") from exc
+        return QueryVectors(vector, [], vector[None, :])
 
     @staticmethod
     def _milvus(call: Callable[[], T]) -> T:

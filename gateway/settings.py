@@ -58,6 +58,14 @@ class GatewaySettings(IndexSettings):
     default_top_k: int = Field(
         10, ge=1, validation_alias=_ENV + "DEFAULT_TOP_K", description="Hits returned when a Search sets no top_k."
     )
+    max_image_bytes: int = Field(
+        8 * 1024 * 1024, ge=1024, validation_alias=_ENV + "MAX_IMAGE_BYTES",
+        description="Largest image (JPEG or PNG bytes) a search by image may send.",
+    )
+    max_image_pixels: int = Field(
+        40_000_000, ge=1, validation_alias=_ENV + "MAX_IMAGE_PIXELS",
+        description="Most pixels of an image searched by; larger ones (decompression bombs) are INVALID_ARGUMENT.",
+    )
     max_top_k: int = Field(
         1000, ge=1, le=10000, validation_alias=_ENV + "MAX_TOP_K", description="Largest top_k a Search may ask for."
     )

@@ -1,5 +1,6 @@
-"""Search by what is said: narrated videos whose pictures are the same, told apart only by their speech,
-through the real worker, Triton (ASR and text encoder), Milvus Lite and the gateway."""
+"""Search by what is said or shown: narrated videos whose pictures are the same, told apart only by their speech,
+and a silent one told apart by its on-screen text, through the real worker, Triton (ASR, OCR and text encoder),
+Milvus Lite and the gateway."""
 
 from __future__ import annotations
 
@@ -27,6 +28,9 @@ PARAPHRASES = {  # never the spoken words
 }
 
 
+SHOWN = "Summer sale: 40% off all running shoes"
+
+
 @pytest.fixture(scope="module")
 def searched(ingest_stack, triton, milvus_uri, tmp_path_factory):
     folder = tmp_path_factory.mktemp("narrated")
@@ -35,10 +39,11 @@ def searched(ingest_stack, triton, milvus_uri, tmp_path_factory):
         audio, _ = narration_track([(start_s, line)], 8.0)
         write_scene_video(folder / f"{video_id}.mp4", photos, [4.0, 4.0], fps=10, audio=audio)
     write_scene_video(folder / "silent.mp4", [load_photo("rocket")], [8.0], fps=10)  # no audio track at all
+    write_scene_video(folder / "sale.mp4", photos, [4.0, 4.0], fps=10, captions=[None, SHOWN])  # text, no speech
     ingest_stack.start_worker()
-    for video_id in [*SAID, "silent"]:
+    for video_id in [*SAID, "silent", "sale"]:
         ingest_stack.submit(video_id, str(folder / f"{video_id}.mp4"))
-    for video_id in [*SAID, "silent"]:
+    for video_id in [*SAID, "silent", "sale"]:
         assert ingest_stack.wait(video_id, timeout_s=180).state.value == "READY"
     gateway = start_gateway(tmp_path_factory.mktemp("gw"), triton.grpc_url, milvus_uri, ingest_stack.redis_url,
                             collection_prefix=ingest_stack.env["VIDSTRATA_COLLECTION_PREFIX"],
@@ -75,3 +80,29 @@ def test_get_video_returns_the_timed_transcript_on_request(searched):
     assert len(video.transcript) == 1 and "oven" in video.transcript[0].text.lower()
     assert abs(video.transcript[0].start_s - SAID["baking"][0]) < 0.6
     assert list(searched.get("silent", include_text=True).transcript) == []
+
+
+def test_on_screen_text_finds_its_video_at_the_span_it_is_shown(searched):
+    hits = searched.search("discounted jogging sneakers", top_k=5).hits
+    top = hits[0]
+    assert top.video_id == "sale", [(h.video_id, h.score, h.why.level, h.why.snippet) for h in hits]
+    assert top.why.level == "screen_text_sentence" and "running shoes" in top.why.snippet
+    assert abs(top.why.start_s - 4.0) <= 1.0 and top.why.end_s >= 7.0
+    assert not top.levels.HasField("speech_sentence") and top.levels.HasField("screen_text_sentence")
+    assert [t.text for t in searched.get("sale", include_text=True).screen_text] == [SHOWN.lower()]
+
+
+def test_search_by_image_finds_the_video_that_shows_it(searched, tmp_path):
+    import io
+
+    from PIL import Image
+
+    photo = io.BytesIO()
+    Image.fromarray(load_photo("rocket")).save(photo, format="JPEG")
+    hits = searched.search(image=photo.getvalue(), top_k=5).hits
+    assert hits[0].video_id == "silent", [(h.video_id, h.score) for h in hits]
+    assert hits[0].why.level == "clip" and not hits[0].levels.HasField("speech_sentence")
+    from vidstrata.client import GatewayError
+
+    with pytest.raises(GatewayError, match="INVALID_ARGUMENT"):
+        searched.search(image=b"GIF89a not really")

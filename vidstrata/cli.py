@@ -176,8 +176,10 @@ def ingest(
 
 @app.command()
 def search(
-    query: Annotated[str, typer.Argument(help="what to look for, in one sentence")],
+    query: Annotated[str, typer.Argument(help="what to look for, in one sentence (leave out with --image)")] = "",
     k: Annotated[int, typer.Option("-k", "--top-k", help="how many videos")] = 10,
+    image: Annotated[Optional[Path], typer.Option("--image", help="search by this JPEG or PNG instead of a sentence",
+                                               exists=True, dir_okay=False)] = None,
     filter_expr: Annotated[str, typer.Option("--filter", help='e.g. meta.lang == "en" and duration_s < 60')] = "",
     as_json: Annotated[bool, typer.Option("--json", help="print the raw response as JSON")] = False,
     gateway: GatewayOption = DEFAULT_GATEWAY,
@@ -192,13 +194,16 @@ def search(
     from vidstrata.client import GatewayError
 
     try:
-        reply = _client(gateway, token).search(query, k, filter_expr)
+        if (image is None) == (not query.strip()):
+            fail("give a sentence or --image PHOTO, not both and not neither")
+        reply = _client(gateway, token).search(query, k, filter_expr, image.read_bytes() if image else b"")
     except GatewayError as exc:
         fail(str(exc))
     if as_json:
         typer.echo(MessageToJson(reply, preserving_proto_field_name=True))
         return
-    table = Table(title=f"{query!r}  phrases: {' | '.join(reply.phrases)}  ({reply.timings.total_ms:.0f} ms)")
+    asked = f"image {image.name}" if image else f"{query!r}  phrases: {' | '.join(reply.phrases)}"
+    table = Table(title=f"{asked}  ({reply.timings.total_ms:.0f} ms)")
     columns = ("rank", "video", "score", "video·sent", "clip·sent", "clip·phrase", "speech", "screen text", "why")
     for column in columns:
         table.add_column(column, justify="left" if column in ("video", "why") else "right")

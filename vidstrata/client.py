@@ -52,8 +52,9 @@ class GatewayClient:
                 raise GatewayError(f"gateway not reachable at {self.address} — is `make up` running?") from None
             raise GatewayError(f"{code.name}: {exc.details()}") from None
 
-    def search(self, query: str, top_k: int = 10, filter_expr: str = "") -> search_pb2.SearchResponse:
-        return self._call("Search", search_pb2.SearchRequest(query=query, top_k=top_k, filter=filter_expr))
+    def search(self, query: str = "", top_k: int = 10, filter_expr: str = "", image: bytes = b"") -> search_pb2.SearchResponse:
+        """Search by a sentence, or by an image (JPEG or PNG bytes) with query left empty."""
+        return self._call("Search", search_pb2.SearchRequest(query=query, top_k=top_k, filter=filter_expr, image=image))
 
     def submit(self, uri: str, video_id: str = "", metadata: dict[str, str] | None = None) -> search_pb2.SubmitVideoResponse:
         return self._call("SubmitVideo", search_pb2.SubmitVideoRequest(video_id=video_id, uri=uri, metadata=metadata or {}))

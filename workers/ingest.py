@@ -27,12 +27,15 @@ from jobs.status import StatusStore
 from index.segments import SegmentIndex, SegmentRecord
 from index.store import ClipRecord, VideoIndex, VideoRecord
 from inference.encoder import Encoder
+from inference.screen_text import TritonScreenText
 from inference.speech import TimedText, TritonSpeech
 from workers.decode import FrameBatch, VideoReader
 from workers.errors import IngestCancelled
 from workers.fetch import fetch
 from workers.settings import WorkerSettings
-from workers.speech import SpeechStage, embed_segments
+from workers.screen_text import read_screen_text
+from workers.speech import transcribe_video
+from workers.text_stages import TimedTextStage, embed_segments
 
 # Share of the progress bar each stage ends at; embedding (with decoding) is most of the work.
 _FETCHED, _EMBEDDED = 5.0, 90.0
@@ -43,9 +46,10 @@ class IngestSummary:
     """What one ingest produced, and where its time went.
 
     timings_s: fetch; decode (decoder busy time, overlapping embed); embed (wall time of decode and embed
-    together, until the last vector); speech (the speech stage's own wall time, in a thread beside decode and
-    embed; absent when speech is off); speech_wait (how long ingest waited for it after embedding); write
-    (clustering, the video head where served, embedding the segment texts, and the index writes).
+    together, until the last vector); speech, screen_text (each timed-text stage's own wall time, in a thread
+    beside decode and embed; absent when the modality is off); speech_wait, screen_text_wait (how long ingest
+    waited for it after embedding); write (clustering, the video head where served, embedding the segment
+    texts, and the index writes).
     """
 
     video_id: str
@@ -113,16 +117,13 @@ class Ingestor:
     """Ingests one video at a time with the given encoder, index and status store (all shared, thread-safe)."""
 
     def __init__(self, settings: WorkerSettings, encoder: Encoder, index: VideoIndex, status: StatusStore,
-                 speech: SpeechStage | None = None) -> None:
+                 stages: list[TimedTextStage] | None = None) -> None:
         self.settings = settings
         self.encoder = encoder
         self.index = index
         self.status = status
         self.segments = SegmentIndex(index)
-        if speech is None and settings.speech:
-            speech = SpeechStage(TritonSpeech(settings.triton_url, settings.speech_timeout_s, settings.speech_inflight),
-                                 settings.max_duration_s)
-        self.speech = speech
+        self.stages = stages if stages is not None else text_stages(settings)
 
     def _progress(self, video_id: str, percent: float, stage: str) -> None:
         if not self.status.mark_running(video_id, round(min(percent, 100.0), 1), stage):
@@ -152,7 +153,7 @@ class Ingestor:
                     f"the frame encoder makes {info.dim}-d vectors but the index holds "
                     f"{self.index.settings.vector_dim}-d ones: set VIDSTRATA_VECTOR_DIM to match the served model"
                 )
-            transcript = self.speech.start(path) if self.speech else None
+            running = {stage.kind: stage.start(path) for stage in self.stages}
             try:
                 with VideoReader(path, info.image_size, self.settings.sample_fps, self.settings.max_frames,
                                  self.settings.max_duration_s) as reader:
@@ -160,15 +161,15 @@ class Ingestor:
                     timestamps, vectors, timings["decode"] = self._embed(video_id, reader)
                     timings["embed"] = time.perf_counter() - started
                     duration_s = reader.duration_s if reader.duration_s else float(timestamps[-1] + reader.interval_s)
-                started = time.perf_counter()
-                speech: list[TimedText] = []
-                if transcript is not None:
-                    speech, timings["speech"] = transcript.result()
-                    timings["speech_wait"] = time.perf_counter() - started
+                texts: dict[str, list[TimedText]] = {}
+                for kind, future in running.items():
+                    started = time.perf_counter()
+                    texts[kind], timings[kind] = future.result()
+                    timings[f"{kind}_wait"] = time.perf_counter() - started
             finally:
-                if transcript is not None and not transcript.done():  # the source goes away with this block
-                    transcript.cancel()
-                    wait([transcript])
+                for future in running.values():  # the source goes away with this block
+                    future.cancel()
+                wait(list(running.values()))
         started = time.perf_counter()
         self._progress(video_id, _EMBEDDED, "write")
         aggregate = aggregate_video(vectors, timestamps, duration_s)
@@ -176,7 +177,9 @@ class Ingestor:
             clip_vectors, video_vector = self.encoder.encode_video(vectors, aggregate.clip_ids(), len(aggregate.clips))
             aggregate = aggregate.with_vectors(clip_vectors, video_vector)
         self._check_current(video_id, task_id)
-        segments = {"speech": embed_segments(video_id, "speech", speech, self.encoder)}
+        # a modality that is off stores nothing, so a re-ingest with it off clears what an earlier one stored
+        segments = {kind: embed_segments(video_id, kind, texts.get(kind, []), self.encoder)
+                    for kind in ("speech", "screen_text")}
         self._write(video_id, metadata, duration_s, aggregate, segments)
         timings["write"] = time.perf_counter() - started
         if not self.status.mark_ready(video_id, len(aggregate.clips), duration_s):
@@ -224,3 +227,18 @@ class Ingestor:
             self.segments.replace_segments(video, kind, records)
         self.index.replace_video(video, clips)
 
+
+def text_stages(settings: WorkerSettings) -> list[TimedTextStage]:
+    """The timed-text stages the deployment switched on, each with its own Triton client."""
+    stages = []
+    if settings.speech:
+        speech = TritonSpeech(settings.triton_url, settings.speech_timeout_s, settings.speech_inflight)
+        stages.append(TimedTextStage(
+            "speech", lambda path: transcribe_video(path, speech, settings.max_duration_s), speech.close))
+    if settings.screen_text:
+        reader = TritonScreenText(settings.triton_url, settings.screen_text_timeout_s)
+        stages.append(TimedTextStage("screen_text", lambda path: read_screen_text(
+            path, reader, settings.screen_text_sample_fps, settings.screen_text_max_per_minute,
+            settings.screen_text_change_threshold, settings.screen_text_max_side, settings.max_duration_s),
+            reader.close))
+    return stages

@@ -10,17 +10,13 @@ segments. The ASR itself runs in Triton, never here.
 
 from __future__ import annotations
 
-import time
 from collections.abc import Iterator
-from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 
 import av
 import numpy as np
 from faster_whisper.vad import VadOptions, get_speech_timestamps
 
-from index.segments import SegmentRecord
-from inference.encoder import Encoder
 from inference.speech import AudioWindow, TimedText, TritonSpeech
 from spec.contract import SPEECH_MAX_WINDOW_S, SPEECH_SAMPLE_RATE
 
@@ -116,37 +112,3 @@ def transcribe_video(path: Path, speech: TritonSpeech, max_duration_s: float, ba
     if batch:
         segments += speech.transcribe(batch)
     return segments
-
-
-def embed_segments(video_id: str, kind: str, segments: list[TimedText], encoder: Encoder,
-                   batch: int = 32) -> list[SegmentRecord]:
-    """Segment records with their text encoder sentence vectors [D], in time order, indexed 0..n-1."""
-    ordered = sorted(segments, key=lambda s: (s.start_s, s.end_s))
-    vectors = [encoder.encode_text([s.text for s in ordered[i : i + batch]]).sentence for i in range(0, len(ordered), batch)]
-    stacked = np.concatenate(vectors) if vectors else np.zeros((0, 0), np.float32)
-    return [SegmentRecord(video_id, kind, i, s.start_s, s.end_s, s.text, stacked[i]) for i, s in enumerate(ordered)]
-
-
-class SpeechStage:
-    """Runs `transcribe_video` in a thread of its own beside frame decoding and embedding."""
-
-    def __init__(self, speech: TritonSpeech, max_duration_s: float) -> None:
-        self.speech = speech
-        self.max_duration_s = max_duration_s
-        self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="speech")
-
-    def start(self, path: Path) -> Future[tuple[list[TimedText], float]]:
-        """The transcript of the file at path and the seconds it took, computed in the background.
-
-        `.result()` raises the stage's errors (EncoderUnavailable: Triton down; av errors: a broken audio track).
-        """
-        return self._pool.submit(self._timed, path)
-
-    def _timed(self, path: Path) -> tuple[list[TimedText], float]:
-        started = time.perf_counter()
-        segments = transcribe_video(path, self.speech, self.max_duration_s)
-        return segments, time.perf_counter() - started
-
-    def close(self) -> None:
-        self._pool.shutdown(wait=True, cancel_futures=True)
-        self.speech.close()

@@ -39,6 +39,10 @@ class FusionConfig:
     weights: Mapping[str, float]
     normalization: Normalization = "minmax"
     rrf_k: float = 60.0
+    # Cosine range of the text levels: text-to-text cosines mean the same in every query (a paraphrase scores
+    # about 0.4-0.7, an unrelated text under 0.2), so they are scaled by this fixed range instead of over the
+    # candidates, where a single video with speech would always normalise to 1, however poor its match.
+    text_range: tuple[float, float] = (0.15, 0.65)
 
 
 def check_weights(weights: Mapping[str, float]) -> dict[str, float]:
@@ -85,9 +89,19 @@ def ranks(scores: np.ndarray) -> np.ndarray:
     return ranked
 
 
+def text_evidence(scores: np.ndarray, text_range: tuple[float, float]) -> np.ndarray:
+    """A text level's cosines scaled by its fixed range to [0, 1]; below the range's floor it is no evidence (NaN,
+    as if the video had no such text: speech about something else neither helps nor sinks a video)."""
+    low, high = text_range
+    scores = np.asarray(scores, dtype=np.float64)
+    scaled = np.clip((scores - low) / (high - low), 0.0, 1.0)
+    return np.where(scores >= low, scaled, np.nan)
+
+
 def contributions(levels: Mapping[str, np.ndarray], config: FusionConfig) -> dict[str, np.ndarray]:
     """Each weighted level's share of the fused score per candidate: weight * normalised score (WEIGHTED) or
-    weight / (rrf_k + rank) (RRF); NaN where the candidate lacks the level, absent where every one does."""
+    weight / (rrf_k + rank) (RRF); NaN where the candidate lacks the level, absent where every one does.
+    Text levels are first scaled by `text_evidence`: WEIGHTED uses that scale, RRF ranks what is left."""
     weights = check_weights(config.weights)
     sizes = {len(scores) for scores in levels.values()}
     if len(sizes) > 1:
@@ -96,10 +110,15 @@ def contributions(levels: Mapping[str, np.ndarray], config: FusionConfig) -> dic
     for level in LEVELS:
         if weights[level] == 0 or level not in levels:  # absent: no candidate has it
             continue
+        scores = levels[level]
+        if level in TEXT_LEVELS:
+            scores = text_evidence(scores, config.text_range)
         if config.method == FusionMethod.RRF:
-            shares[level] = weights[level] / (config.rrf_k + ranks(levels[level]))
+            shares[level] = weights[level] / (config.rrf_k + ranks(scores))
+        elif level in TEXT_LEVELS:
+            shares[level] = weights[level] * scores
         else:
-            shares[level] = weights[level] * normalize(levels[level], config.normalization)
+            shares[level] = weights[level] * normalize(scores, config.normalization)
     return shares
 
 

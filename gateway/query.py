@@ -76,6 +76,7 @@ def parse_search(
         weights=fusion_weights,
         normalization=settings.normalization,
         rrf_k=settings.rrf_k,
+        text_range=settings.text_level_range,
     )
     return SearchQuery(text=text, top_k=top_k, filter=filter_expr, fusion=fusion, image=decoded)
 

@@ -86,6 +86,11 @@ class GatewaySettings(IndexSettings):
         description="Weight per level (JSON object) used by both methods when a Search sends none; "
         "levels left out weigh 0.",
     )
+    text_level_range: tuple[float, float] = Field(
+        (0.15, 0.65), validation_alias=_ENV + "TEXT_LEVEL_RANGE",
+        description="Cosine range [floor, ceiling] that scales the speech and screen-text levels to [0, 1] (JSON "
+        "list); a segment below the floor is no evidence, as if the video had none.",
+    )
     speech: bool = Field(
         True, validation_alias=_ENV + "SPEECH",
         description="Modality switch of the deployment: search the timed speech transcript (the speech_sentence level).",
@@ -134,6 +139,13 @@ class GatewaySettings(IndexSettings):
     @classmethod
     def _check_weights(cls, weights: dict[str, float]) -> dict[str, float]:
         return check_weights(weights)
+
+    @field_validator("text_level_range")
+    @classmethod
+    def _check_range(cls, value: tuple[float, float]) -> tuple[float, float]:
+        if not -1.0 <= value[0] < value[1] <= 1.0:
+            raise ValueError(f"text_level_range must be two cosines with floor < ceiling, got {value}")
+        return value
 
     @model_validator(mode="after")
     def _check_consistency(self) -> GatewaySettings:

@@ -85,17 +85,24 @@ def test_missing_levels_weigh_zero():
 
 
 def test_a_level_a_video_lacks_is_not_a_zero():
-    """A silent video (no speech level) keeps the rank its visual levels earn; with speech, speech decides."""
-    levels = _levels([0.30, 0.31, 0.32], [0.5, 0.6, 0.7], [0.5, 0.6, 0.7])
-    levels["speech_sentence"] = np.array([0.9, 0.2, np.nan])
+    """A silent video (no speech level) keeps the rank its visual levels earn; speech adds evidence on a fixed
+    scale, and speech below the floor of text_range is no evidence at all, not a zero."""
+    levels = _levels([0.30, 0.31, 0.32, 0.31], [0.5, 0.6, 0.7, 0.6], [0.5, 0.6, 0.7, 0.6])
+    levels["speech_sentence"] = np.array([0.65, 0.40, np.nan, 0.05])  # 3: speech about something else
     weights = {"video_sentence": 1.0, "clip_sentence": 1.0, "clip_phrase": 1.0, "speech_sentence": 3.0}
+    weighted = fuse(levels, FusionConfig(FusionMethod.WEIGHTED, weights, text_range=(0.15, 0.65)))
+    np.testing.assert_allclose(weighted, [(0 + 3) / 6, (1.5 + 1.5) / 6, 1.0, 0.5])
     for method in FusionMethod:
         fused = fuse(levels, FusionConfig(method, weights, rrf_k=1.0))
-        assert fused.argmax() in (0, 2) and fused[2] > fused[1], (method, fused)
-    weighted = fuse(levels, FusionConfig(FusionMethod.WEIGHTED, weights))
-    np.testing.assert_allclose(weighted, [(0 + 0 + 0 + 3) / 6, (0.5 * 3 + 0) / 6, 1.0])  # silent one: visual only
+        assert fused[2] > fused[1] and fused[3] == pytest.approx(fused[1] if method == "WEIGHTED" else fused[3])
     rrf = fuse(levels, FusionConfig(FusionMethod.RRF, weights, rrf_k=1.0))
     np.testing.assert_allclose(rrf[2], 3 / 2 * 6 / 3)  # rescaled by all weights over the weights it has
-    all_missing = {"clip_phrase": np.array([0.1, 0.2]), "speech_sentence": np.array([np.nan, np.nan])}
-    np.testing.assert_allclose(fuse(all_missing, FusionConfig(FusionMethod.WEIGHTED, {"clip_phrase": 1,
-                                                                                       "speech_sentence": 1})), [0, 1])
+    np.testing.assert_allclose(rrf[0], (1 / 5 + 1 / 5 + 1 / 5 + 3 / 2))  # best speech: rank 1 of the two with any
+
+
+def test_one_video_with_a_poor_text_match_is_not_lifted_to_the_top():
+    """Scaled over the candidates, the only video with on-screen text would normalise to 1 whatever it says."""
+    levels = _levels([0.3, 0.3], [0.5, 0.6], [0.5, 0.6])
+    levels["screen_text_sentence"] = np.array([0.16, np.nan])
+    fused = fuse(levels, FusionConfig(FusionMethod.WEIGHTED, {"clip_sentence": 1.0, "screen_text_sentence": 1.0}))
+    assert fused[1] > fused[0]

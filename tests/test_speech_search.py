@@ -19,12 +19,12 @@ pytestmark = [pytest.mark.e2e,
 SAID = {  # video -> (second the line starts, the line); every video shows the same two photos
     "cycling": (4.0, "The boy rides his bicycle along the river."),
     "baking": (1.0, "Fresh bread comes out of the oven."),
-    "railway": (5.0, "The train leaves the station at noon."),
+    "railway": (5.0, "A long train leaves the station at noon."),
 }
 PARAPHRASES = {  # never the spoken words
     "cycling": "a kid pedalling a bike beside the water",
     "baking": "warm loaves taken from a hot stove",
-    "railway": "a locomotive departing at midday",
+    "railway": "a railway departure at midday",
 }
 
 

@@ -125,22 +125,20 @@ def contributions(levels: Mapping[str, np.ndarray], config: FusionConfig) -> dic
 def fuse(levels: Mapping[str, np.ndarray], config: FusionConfig) -> np.ndarray:
     """One fused score per candidate (larger is better) from each level's raw scores over the same candidates.
 
-    WEIGHTED: sum of weight * normalised score, divided by the sum of weights (so minmax gives [0, 1]).
-    RRF: sum of weight / (rrf_k + rank); ranks ignore score scales, so RRF needs no normalisation.
-    A level a candidate lacks (NaN: a silent video has no speech) is left out of its sum, and the sum is
-    rescaled by all weights over the weights of the levels it has: a missing level is never a zero that sinks it.
-    Levels of zero weight may be absent from `levels`.
+    WEIGHTED: sum of weight * normalised score, divided by the sum of the weights of the levels in `levels` (so
+    minmax gives [0, 1]). RRF: sum of weight / (rrf_k + rank); ranks ignore score scales, so RRF needs no
+    normalisation. A text level is evidence on a fixed scale (`text_evidence`): it only adds, and a video without speech or
+    on-screen text (NaN) gets exactly what a video whose text does not match gets, nothing. So a missing level
+    is never a penalty below the videos that have it but do not match; it only lets the ones that do match
+    rise. Levels of zero weight may be absent from `levels`.
     """
     weights = check_weights(config.weights)
     shares = contributions(levels, config)
     size = len(next(iter(levels.values()))) if levels else 0
-    fused, present = np.zeros(size, dtype=np.float64), np.zeros(size, dtype=np.float64)
-    for level, share in shares.items():
-        has = ~np.isnan(share)
-        fused += np.where(has, share, 0.0)
-        present += np.where(has, weights[level], 0.0)
-    total = sum(weights.values())
-    fused *= np.divide(total, present, out=np.zeros(size), where=present > 0)
-    if config.method == FusionMethod.WEIGHTED:
-        fused /= total
+    fused = np.zeros(size, dtype=np.float64)
+    for share in shares.values():
+        fused += np.nan_to_num(share, nan=0.0)
+    if config.method == FusionMethod.WEIGHTED:  # over the levels this query scored (e.g. none of text by image)
+        scored = sum(weights[level] for level in LEVELS if level in levels)
+        fused /= scored or 1.0
     return fused

@@ -12,8 +12,8 @@ scored again, exactly and at every level, from its video vector and all its clip
                   best; the sentence term breaks ties toward the clip closest to the whole query.
 - speech_sentence, screen_text_sentence: max over the video's timed segments of that kind (index.segments)
                   of cosine(segment text vector, sentence); NaN for a video without any (never a zero).
-- why it matched: `explain` names the level that gave each hit most of its fused score (the clip levels
-                  together, speech or on-screen text), with that moment's span and, for text, its snippet.
+- why it matched: `explain` names the level that lifted each hit most above the other candidates (the clip
+                  levels together, speech or on-screen text), with that moment's span and, for text, its snippet.
 
 Cosines are taken on re-normalised stored vectors, so the scores are the same under COSINE and IP metrics.
 """
@@ -136,19 +136,23 @@ def _best_segments(
 
 
 def explain(scored: ScoredCandidates, config: FusionConfig) -> list[Match]:
-    """Per candidate, the moment behind its fused score: the level with the largest weighted share of it
-    (fusion.contributions; the clip levels count as one, "clip"), and that level's best clip or segment."""
+    """Per candidate, the moment behind its rank: the level whose weighted share of the fused score
+    (fusion.contributions; the clip levels count as one, "clip") lifts it most above the candidates' median
+    share of that level, and that level's best clip or segment. A level on which every candidate ties (the same
+    pictures) lifts nobody, so a video told apart by its speech is explained by its speech."""
     shares = contributions(scored.levels, config)
     clip = np.zeros(len(scored.video_ids))
     for level in ("clip_sentence", "clip_phrase"):
         clip = clip + np.nan_to_num(shares.get(level, 0.0), nan=0.0)
+    lifts = {level: np.nan_to_num(shares[level], nan=0.0) for level in scored.best_segments if level in shares}
+    lifts = {level: lift - np.median(lift) for level, lift in lifts.items()}
+    clip_lift = clip - np.median(clip) if len(clip) else clip
     matches = []
     for i, best_clip in enumerate(scored.best_clips):
-        match, top = Match("clip", best_clip.start_s, best_clip.end_s), clip[i]
-        for level, segments in scored.best_segments.items():
-            share = shares.get(level)
-            segment = segments[i]
-            if share is not None and segment is not None and not np.isnan(share[i]) and share[i] > top:
-                match, top = Match(level, segment.start_s, segment.end_s, segment.text), share[i]
+        match, top = Match("clip", best_clip.start_s, best_clip.end_s), clip_lift[i]
+        for level, lift in lifts.items():
+            segment = scored.best_segments[level][i]
+            if segment is not None and lift[i] > max(top, 0.0):
+                match, top = Match(level, segment.start_s, segment.end_s, segment.text), lift[i]
         matches.append(match)
     return matches

@@ -104,3 +104,22 @@ def test_one_video_with_a_poor_text_match_is_not_lifted_to_the_top():
     levels["screen_text_sentence"] = np.array([0.16, np.nan])
     fused = fuse(levels, FusionConfig(FusionMethod.WEIGHTED, {"clip_sentence": 1.0, "screen_text_sentence": 1.0}))
     assert fused[1] > fused[0]
+
+
+def test_why_names_the_level_that_sets_a_hit_apart():
+    """Three videos with the same pictures: the one whose speech matches is explained by its speech segment."""
+    from gateway.scoring import BestClip, ScoredCandidates, explain
+    from index.segments import SegmentRecord
+
+    said = SegmentRecord("b", "speech", 0, 4.0, 6.5, "fresh bread comes out of the oven")
+    scored = ScoredCandidates(
+        ["a", "b", "c"],
+        {"video_sentence": np.array([0.3, 0.3, 0.3]), "clip_sentence": np.array([0.5, 0.5, 0.5]),
+         "clip_phrase": np.array([0.5, 0.5, 0.5]), "speech_sentence": np.array([0.1, 0.5, np.nan])},
+        [BestClip(0.0, 4.0, 0.5)] * 3,
+        {"speech_sentence": [SegmentRecord("a", "speech", 0, 1.0, 2.0, "a train"), said, None]},
+    )
+    weights = {"video_sentence": 0.3, "clip_sentence": 0.4, "clip_phrase": 0.3, "speech_sentence": 1.0}
+    matches = explain(scored, FusionConfig(FusionMethod.WEIGHTED, weights))
+    assert [m.level for m in matches] == ["clip", "speech_sentence", "clip"]
+    assert (matches[1].start_s, matches[1].end_s, matches[1].snippet) == (4.0, 6.5, said.text)

@@ -129,6 +129,11 @@ def ensure_model_repository(repository: Path) -> None:
 
             say(f"adding the speech model (Whisper tiny.en) to {repository} ...")
             write_speech_model(repository, "python")
+        if not (repository / "screen_text_reader" / "1" / "characters.txt").is_file():
+            from export.ocr_models import write_ocr_models
+
+            say(f"adding the OCR models (PP-OCRv4) to {repository} ...")
+            write_ocr_models(repository, "python")
         return
     say(f"exporting the default encoders to {repository} (first run only, about a minute) ...")
     from export.pipeline import export_checkpoint

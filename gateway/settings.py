@@ -79,9 +79,9 @@ class GatewaySettings(IndexSettings):
         description="Fusion used when a Search names none: WEIGHTED or RRF.",
     )
     fusion_weights: dict[str, float] = Field(
-        # visual levels calibrated on `scenes`, text levels on `narrated`: docs/evaluation.md
-        {"video_sentence": 0.3, "clip_sentence": 0.4, "clip_phrase": 0.3, "speech_sentence": 1.0,
-         "screen_text_sentence": 1.0},
+        # visual levels calibrated on `scenes` (docs/evaluation.md), text levels on `narrated` (docs/narrated/)
+        {"video_sentence": 0.3, "clip_sentence": 0.4, "clip_phrase": 0.3, "speech_sentence": 2.0,
+         "screen_text_sentence": 2.0},
         validation_alias=_ENV + "FUSION_WEIGHTS",
         description="Weight per level (JSON object) used by both methods when a Search sends none; "
         "levels left out weigh 0.",

@@ -186,9 +186,15 @@ class VideoSearchServicer(search_pb2_grpc.VideoSearchServicer):
     async def SubmitVideo(
         self, request: search_pb2.SubmitVideoRequest, context: grpc.aio.ServicerContext
     ) -> search_pb2.SubmitVideoResponse:
-        submitted = await self._call(
-            context, lambda _: self._service.submit_video(request.video_id, request.uri, dict(request.metadata))
-        )
+        modalities = None
+        if request.HasField("modalities"):
+            wanted = request.modalities
+            if wanted.HasField("visual") and not wanted.visual:
+                raise InvalidArgument("modalities.visual cannot be off: the clips anchor every video in the index")
+            modalities = [name for name in ("speech", "screen_text")
+                          if not wanted.HasField(name) or getattr(wanted, name)]
+        submitted = await self._call(context, lambda _: self._service.submit_video(
+            request.video_id, request.uri, dict(request.metadata), modalities))
         return search_pb2.SubmitVideoResponse(video_id=submitted.video_id, task_id=submitted.task_id)
 
     @_rpc

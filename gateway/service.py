@@ -78,7 +78,8 @@ class StatusRecords(Protocol):
 class IngestQueue(Protocol):
     """What the service needs of gateway.ingest.CeleryIngestQueue."""
 
-    def enqueue(self, task_id: str, video_id: str, uri: str, metadata: dict[str, str]) -> None: ...
+    def enqueue(self, task_id: str, video_id: str, uri: str, metadata: dict[str, str],
+                modalities: list[str] | None = None) -> None: ...
     def length(self) -> int: ...
     def oldest_age_s(self) -> float: ...
 
@@ -281,18 +282,21 @@ class SearchService:
 
     # -- videos -----------------------------------------------------------------------------------
 
-    def submit_video(self, video_id: str, uri: str, metadata: Mapping[str, str]) -> Submitted:
+    def submit_video(self, video_id: str, uri: str, metadata: Mapping[str, str],
+                     modalities: list[str] | None = None) -> Submitted:
         """Record the video as PENDING, then queue its ingest; an empty video_id gets a fresh one.
 
         The status comes first so that a fast worker always finds the record it reports progress to.
-        Submitting an existing id again re-ingests it.
+        Submitting an existing id again re-ingests it. `modalities` (a subset of jobs.contract.MODALITIES) limits
+        the timed texts this ingest extracts; None leaves it to the deployment.
         """
         video_id = video_id or uuid.uuid4().hex
         clean_metadata = check_submission(video_id, uri, metadata)
         task_id = str(uuid.uuid4())
         self._redis(lambda: self.status.mark_pending(video_id, task_id, uri, clean_metadata))
         try:
-            self.queue.enqueue(task_id, video_id, uri, clean_metadata)
+            self.queue.enqueue(task_id, video_id, uri, clean_metadata,
+                               **({"modalities": modalities} if modalities is not None else {}))
         except Exception as exc:  # noqa: BLE001 - kombu and redis raise many types; all mean "not queued"
             log.warning("could not queue ingest of %s: %s", video_id, exc)
             self._redis(lambda: self.status.mark_failed(video_id, f"could not queue the ingest task: {exc}"))

@@ -291,3 +291,10 @@ def test_other_image_formats_and_bombs_are_refused(library):
         _search(_service(library), "", image=word_image("cat", image_format="GIF"))
     with pytest.raises(InvalidArgument, match="pixels"):
         _search(_service(library, max_image_pixels=1000), "", image=word_image("cat", size=(100, 100)))
+
+
+def test_a_submission_can_narrow_the_modalities(fakes):
+    service = _service(fakes)
+    service.submit_video("v1", "/videos/a.mp4", {})
+    service.submit_video("v2", "/videos/b.mp4", {}, modalities=["screen_text"])
+    assert fakes.queue.modalities == [None, ["screen_text"]]

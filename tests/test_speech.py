@@ -182,3 +182,24 @@ def test_the_real_worker_indexes_the_timed_transcript(ingest_stack, media):
     ingest_stack.submit("narrated", str(media["mute"][0]))  # the same id, now a video without speech
     assert ingest_stack.wait("narrated", timeout_s=120).state.value == "READY"
     assert segments.get_segments(["narrated"]) == {}
+
+
+@pytest.mark.e2e
+def test_a_submission_without_speech_stores_none_and_clears_the_old(ingest_stack, media):
+    """Per-submission switch: the same video re-ingested with speech off (only screen text) has no transcript."""
+    import uuid
+
+    from index.segments import SegmentIndex
+
+    if not ingest_stack.workers:
+        ingest_stack.start_worker()
+    segments = SegmentIndex(ingest_stack.index)
+    path = str(media["narrated"][0])
+    ingest_stack.submit("switched", path)
+    assert ingest_stack.wait("switched", timeout_s=120).state.value == "READY"
+    assert [s.kind for s in segments.get_segments(["switched"])["switched"]] == ["speech", "speech"]
+    task_id = str(uuid.uuid4())
+    ingest_stack.status.mark_pending("switched", task_id, path, {})
+    ingest_stack.queue.enqueue(task_id, "switched", path, {}, modalities=["screen_text"])
+    assert ingest_stack.wait("switched", timeout_s=120).state.value == "READY"
+    assert segments.get_segments(["switched"]) == {}

@@ -106,3 +106,12 @@ def test_search_by_image_finds_the_video_that_shows_it(searched, tmp_path):
 
     with pytest.raises(GatewayError, match="INVALID_ARGUMENT"):
         searched.search(image=b"GIF89a not really")
+
+
+def test_the_visual_modality_cannot_be_switched_off(searched):
+    from vidstrata.client import GatewayError
+    from vidstrata.v1 import search_pb2
+
+    request = search_pb2.SubmitVideoRequest(uri="/videos/x.mp4", modalities=search_pb2.Modalities(visual=False))
+    with pytest.raises(GatewayError, match="INVALID_ARGUMENT.*visual"):
+        searched._call("SubmitVideo", request)

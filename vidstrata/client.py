@@ -56,8 +56,13 @@ class GatewayClient:
         """Search by a sentence, or by an image (JPEG or PNG bytes) with query left empty."""
         return self._call("Search", search_pb2.SearchRequest(query=query, top_k=top_k, filter=filter_expr, image=image))
 
-    def submit(self, uri: str, video_id: str = "", metadata: dict[str, str] | None = None) -> search_pb2.SubmitVideoResponse:
-        return self._call("SubmitVideo", search_pb2.SubmitVideoRequest(video_id=video_id, uri=uri, metadata=metadata or {}))
+    def submit(self, uri: str, video_id: str = "", metadata: dict[str, str] | None = None,
+               speech: bool | None = None, screen_text: bool | None = None) -> search_pb2.SubmitVideoResponse:
+        """Queue an ingest; speech/screen_text False turn that modality off for this video (None: the deployment's)."""
+        request = search_pb2.SubmitVideoRequest(video_id=video_id, uri=uri, metadata=metadata or {})
+        if speech is not None or screen_text is not None:
+            request.modalities.CopyFrom(search_pb2.Modalities(speech=speech, screen_text=screen_text))
+        return self._call("SubmitVideo", request)
 
     def get(self, video_id: str, include_text: bool = False) -> search_pb2.Video:
         """The video's status; with include_text also its timed transcript and on-screen text."""

@@ -137,8 +137,13 @@ class Ingestor:
         if task_id and record.task_id and record.task_id != task_id:
             raise IngestCancelled(f"video {video_id!r} was resubmitted as task {record.task_id}; this is {task_id}")
 
-    def run(self, video_id: str, uri: str, metadata: dict[str, str], task_id: str | None = None) -> IngestSummary:
-        """Ingest the video at uri under video_id; the index holds it (and only it) once this returns."""
+    def run(self, video_id: str, uri: str, metadata: dict[str, str], task_id: str | None = None,
+            modalities: list[str] | None = None) -> IngestSummary:
+        """Ingest the video at uri under video_id; the index holds it (and only it) once this returns.
+
+        `modalities` narrows the timed-text stages the deployment runs to these kinds (None: all of them); a
+        kind left out stores nothing, so it also clears what an earlier ingest stored.
+        """
         self._check_current(video_id, task_id)
         timings: dict[str, float] = {}
         self._progress(video_id, 0.0, "fetch")
@@ -153,7 +158,8 @@ class Ingestor:
                     f"the frame encoder makes {info.dim}-d vectors but the index holds "
                     f"{self.index.settings.vector_dim}-d ones: set VIDSTRATA_VECTOR_DIM to match the served model"
                 )
-            running = {stage.kind: stage.start(path) for stage in self.stages}
+            running = {stage.kind: stage.start(path) for stage in self.stages
+                       if modalities is None or stage.kind in modalities}
             try:
                 with VideoReader(path, info.image_size, self.settings.sample_fps, self.settings.max_frames,
                                  self.settings.max_duration_s) as reader:

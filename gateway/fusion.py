@@ -40,9 +40,9 @@ class FusionConfig:
     normalization: Normalization = "minmax"
     rrf_k: float = 60.0
     # Cosine range of the text levels: text-to-text cosines mean the same in every query (a paraphrase scores
-    # about 0.4-0.7, an unrelated text under 0.2), so they are scaled by this fixed range instead of over the
+    # about 0.3-0.7, an unrelated text under 0.15), so they are scaled by this fixed range instead of over the
     # candidates, where a single video with speech would always normalise to 1, however poor its match.
-    text_range: tuple[float, float] = (0.15, 0.65)
+    text_range: tuple[float, float] = (0.15, 0.5)
 
 
 def check_weights(weights: Mapping[str, float]) -> dict[str, float]:

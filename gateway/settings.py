@@ -87,7 +87,7 @@ class GatewaySettings(IndexSettings):
         "levels left out weigh 0.",
     )
     text_level_range: tuple[float, float] = Field(
-        (0.15, 0.65), validation_alias=_ENV + "TEXT_LEVEL_RANGE",
+        (0.15, 0.5), validation_alias=_ENV + "TEXT_LEVEL_RANGE",
         description="Cosine range [floor, ceiling] that scales the speech and screen-text levels to [0, 1] (JSON "
         "list); a segment below the floor is no evidence, as if the video had none.",
     )

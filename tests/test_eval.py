@@ -146,7 +146,8 @@ def test_tiny_eval_on_the_real_stack(tmp_path, model_repository):
     scenes = payload["datasets"]["scenes"]
     assert scenes["ingest"]["videos"] == 4 and scenes["exhaustive"]
     assert scenes["replay_mismatches"] == 0, "replaying the fusion must reproduce the gateway's rankings"
-    assert set(scenes["configs"]) == {"video-sentence", "clip-sentence", "clip-phrase", "fused WEIGHTED", "fused RRF"}
+    assert set(scenes["configs"]) == {"video-sentence", "clip-sentence", "clip-phrase", "speech-sentence",
+                                      "screen-text-sentence", "fused WEIGHTED", "fused RRF"}
     for kinds in scenes["configs"].values():
         assert kinds["scene"]["queries"] >= 8 and kinds["video"]["queries"] == 4
         assert 0 <= kinds["scene"]["r1"] <= kinds["scene"]["r5"] <= 1

@@ -26,10 +26,12 @@ install: $(STAMP) proto system-deps
 proto: $(STAMP)
 	@if [ -f $(PROTO) ]; then $(PY) -m grpc_tools.protoc -I $(PROTO_DIR) --python_out=. --grpc_python_out=. --pyi_out=. $(PROTO); fi
 
-# Debian services the tests start on private ports: redis-server, and promtool/prometheus for the k8s rules.
+# Debian services the tests start on private ports: redis-server, and promtool/prometheus for the k8s rules;
+# espeak-ng speaks the narration of the test and eval videos (speech search).
 system-deps:
 	@missing=""; command -v redis-server >/dev/null || missing="$$missing redis-server"; \
 	command -v promtool >/dev/null || missing="$$missing prometheus"; \
+	command -v espeak-ng >/dev/null || missing="$$missing espeak-ng"; \
 	if [ -n "$$missing" ]; then \
 	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
 	    echo "installing Debian packages:$$missing"; apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null; \

@@ -4,7 +4,9 @@ A dataset is a JSONL file in the format of `encoders.dataset` (shared with train
 Every caption and every scene caption is a query:
 
 - a *video* query (from `captions`) targets its video;
-- a *scene* query (from `scenes`) targets its video and the scene's span, which `best_clip` should hit.
+- a *scene* query (from `scenes`) targets its video and the scene's span, which `best_clip` should hit;
+- a *speech* or *screen_text* query (a scene whose caption paraphrases what is said or shown in its span)
+  targets its video and that span.
 
 A query text can describe several videos (the `scenes` set reuses 16 photos), so each query carries the
 videos it describes equally well (`relevant`): ranks are *filtered*, counting only the non-relevant
@@ -15,7 +17,10 @@ Generators (videos written by bench.synthetic, H.264 with a short keyframe inter
 
 - `scenes`: 2-5 real scikit-image photos per video, in random order with random durations, one scene each;
 - `shapes`: 2-4 coloured shapes crossing a black frame, one event each, with templated multi-event captions
-  ("a red circle moves left, then a blue square appears").
+  ("a red circle moves left, then a blue square appears");
+- `narrated`: two scenes of photos drawn from only three (pictures alone cannot tell the videos apart), a line
+  spoken by espeak-ng in each scene or a caption rendered into the second; queries paraphrase what is said or
+  shown, never with its words, plus the photos' captions as visual queries.
 """
 
 from __future__ import annotations
@@ -29,11 +34,12 @@ from typing import Literal
 import numpy as np
 
 from bench.photos import CAPTIONS, load_photo
-from bench.synthetic import COLORS, ShapeEvent, write_scene_video, write_shapes_video
+from bench.synthetic import COLORS, ShapeEvent, narration_track, write_scene_video, write_shapes_video
 from encoders.dataset import Item, Scene, write_jsonl
 from encoders.dataset import read_jsonl as read_jsonl  # re-exported: bench.eval reads datasets through this module
 
-QueryKind = Literal["scene", "video"]
+QueryKind = Literal["scene", "video", "speech", "screen_text"]
+QUERY_KINDS: tuple[QueryKind, ...] = ("scene", "video", "speech", "screen_text")
 Span = tuple[float, float]
 
 SHAPES = ("circle", "square", "triangle")
@@ -77,7 +83,7 @@ def queries(items: Sequence[Item]) -> list[Query]:
         for caption in item.captions:
             holders["video", caption].add(item.video_id)
         for scene in item.scenes:
-            holders["scene", scene.caption].add(item.video_id)
+            holders[_kind(scene), scene.caption].add(item.video_id)
     out: list[Query] = []
     for item in items:
         seen: set[tuple[QueryKind, str]] = set()
@@ -86,11 +92,16 @@ def queries(items: Sequence[Item]) -> list[Query]:
                 seen.add(("video", caption))
                 out.append(Query(caption, "video", item.video_id, None, frozenset(holders["video", caption])))
         for scene in item.scenes:
-            if ("scene", scene.caption) not in seen:
-                seen.add(("scene", scene.caption))
-                out.append(Query(scene.caption, "scene", item.video_id, (scene.start_s, scene.end_s),
-                                 frozenset(holders["scene", scene.caption])))
+            kind = _kind(scene)
+            if (kind, scene.caption) not in seen:
+                seen.add((kind, scene.caption))
+                out.append(Query(scene.caption, kind, item.video_id, (scene.start_s, scene.end_s),
+                                 frozenset(holders[kind, scene.caption])))
     return out
+
+
+def _kind(scene: Scene) -> QueryKind:
+    return "scene" if scene.modality == "visual" else scene.modality  # type: ignore[return-value]
 
 
 def _durations(rng: np.random.Generator, count: int, sizes: Sizes) -> list[float]:
@@ -156,4 +167,62 @@ def make_shapes(out_dir: Path, videos: int, seed: int = 0, sizes: Sizes = Sizes(
     return write_jsonl(out_dir / "shapes.jsonl", items)
 
 
-GENERATORS = {"scenes": make_scenes, "shapes": make_shapes}
+# (what is said, a paraphrase that shares none of its content words): Whisper tiny.en hears these espeak-ng
+# lines well; the paraphrase is the query.
+SPOKEN = [
+    ("The boy rides his bicycle along the river.", "a kid pedalling a bike beside the water"),
+    ("Fresh bread comes out of the oven.", "warm loaves taken from a hot stove"),
+    ("A long train leaves the station at noon.", "a railway departure at midday"),
+    ("Two dogs chase a ball across the park.", "puppies running after a toy on the grass"),
+    ("She opens the window and the morning light comes in.", "sunshine entering a room at dawn"),
+    ("The farmer feeds the cows in the barn.", "cattle getting their meal from a rancher"),
+    ("We are painting the kitchen walls blue.", "decorating the cooking room in an ocean colour"),
+    ("The children build a castle of sand on the beach.", "kids playing with sand by the sea"),
+    ("My grandmother knits a warm scarf for winter.", "an old lady making woollen clothes for the cold season"),
+    ("The pilot lands the plane during the storm.", "an aircraft touching down in bad weather"),
+    ("Please turn off your phone before the movie starts.", "switch off mobiles ahead of the film"),
+    ("The doctor checks the heartbeat of the patient.", "a physician listening to someone's pulse"),
+]
+SHOWN = [
+    ("Summer sale: 40% off all running shoes", "discounted jogging sneakers"),
+    ("Free delivery on orders over 50 dollars", "no shipping cost above a minimum purchase"),
+    ("Chapter 3: how volcanoes erupt", "a lesson about lava and eruptions"),
+    ("Open daily from 7 am to 6 pm", "business hours of the shop"),
+    ("Recipe: lemon cake with honey", "instructions for baking a citrus dessert"),
+    ("Warning: wet floor", "caution, slippery ground"),
+]
+NARRATED_PHOTOS = ("coffee", "chelsea", "rocket")  # few photos, reused: pictures cannot tell videos apart
+
+
+def make_narrated(out_dir: Path, videos: int, seed: int = 0, sizes: Sizes = Sizes()) -> Path:
+    """`videos` narrated videos; returns the JSONL path (out_dir/narrated.jsonl).
+
+    Each video has two scenes of 5 s (4 s for `tiny` sizes) showing two of three photos. A line from SPOKEN is
+    said in the first scene; the second scene shows a caption from SHOWN (every other video) or has a second
+    line said. Each scene yields a visual query (its photo's caption) and a speech or screen_text query (the
+    paraphrase) with the scene's span. Lines repeat past 12 videos; a query then has several relevant videos.
+    """
+    rng = np.random.default_rng(seed)
+    photos = {name: load_photo(name) for name in NARRATED_PHOTOS}
+    scene_s = 4.0 if sizes.scene_s[1] <= 3.0 else 5.0
+    items = []
+    for i in range(videos):
+        chosen = [NARRATED_PHOTOS[j] for j in rng.choice(len(NARRATED_PHOTOS), size=2, replace=False)]
+        first = SPOKEN[i % len(SPOKEN)]
+        shown = SHOWN[(i // 2) % len(SHOWN)] if i % 2 == 0 else None
+        second = None if shown else SPOKEN[(i + len(SPOKEN) // 2) % len(SPOKEN)]
+        lines = [(0.5, first[0])] + ([(scene_s + 0.5, second[0])] if second else [])
+        audio, _ = narration_track(lines, 2 * scene_s)
+        path = out_dir / "videos" / f"narrated-{i:04d}.mp4"
+        spans = write_scene_video(path, [photos[n] for n in chosen], [scene_s, scene_s], fps=sizes.fps,
+                                  size=sizes.size, gop=sizes.fps, seed=seed * 100_003 + i, audio=audio,
+                                  captions=[None, shown[0] if shown else None])
+        (a0, b0), (a1, b1) = spans
+        scenes = [Scene(a0, b0, CAPTIONS[chosen[0]]), Scene(a0, b0, first[1], "speech"),
+                  Scene(a1, b1, CAPTIONS[chosen[1]])]
+        scenes.append(Scene(a1, b1, shown[1], "screen_text") if shown else Scene(a1, b1, second[1], "speech"))
+        items.append(Item(path, [f"{CAPTIONS[chosen[0]]}, then {CAPTIONS[chosen[1]]}"], scenes))
+    return write_jsonl(out_dir / "narrated.jsonl", items)
+
+
+GENERATORS = {"scenes": make_scenes, "shapes": make_shapes, "narrated": make_narrated}

@@ -42,8 +42,8 @@ import grpc
 import numpy as np
 
 from bench.common import RESULTS_DIR, machine, write_results
-from bench.datasets import GENERATORS, TINY, Item, Query, Sizes, queries, read_jsonl
-from gateway.fusion import LEVELS, FusionConfig, FusionMethod, fuse
+from bench.datasets import GENERATORS, QUERY_KINDS, TINY, Item, Query, Sizes, queries, read_jsonl
+from gateway.fusion import LEVELS, TEXT_LEVELS, VISUAL_LEVELS, FusionConfig, FusionMethod, fuse
 from gateway.settings import GatewaySettings
 
 READY, FAILED = 3, 4  # search_pb2.Video.Status, without importing the generated stubs at module import
@@ -169,20 +169,26 @@ def replay(hits: Sequence[Hit], fusion: FusionConfig) -> list[Hit]:
     """The gateway's ranking of these candidates under another fusion: gateway.fusion.fuse, ties by id."""
     if not hits:
         return []
-    levels = {level: np.array([h.levels[level] for h in hits]) for level in LEVELS}
+    levels = {level: np.array([h.levels.get(level, np.nan) for h in hits]) for level in LEVELS}
     fused = fuse(levels, fusion)
     order = sorted(range(len(hits)), key=lambda i: (-fused[i], hits[i].video_id))
     return [hits[i] for i in order]
 
 
+TEXT_WEIGHTS = (0.0, 0.5, 1.0, 2.0, 4.0)  # text levels are on a fixed [0, 1] scale, weighed against the visual sum 1
+
+
 def weight_grid(step: float = 0.1) -> list[dict[str, float]]:
-    """Every weighting of the levels on a simplex grid (weights sum to 1), all-zero left out."""
+    """Every weighting of the visual levels on a simplex grid (weights sum to 1), times TEXT_WEIGHTS for each
+    text level."""
     n = round(1 / step)
     grid = []
     for a, b in product(range(n + 1), repeat=2):
         if a + b <= n:
-            grid.append({LEVELS[0]: round(a * step, 6), LEVELS[1]: round(b * step, 6),
-                         LEVELS[2]: round((n - a - b) * step, 6)})
+            visual = {VISUAL_LEVELS[0]: round(a * step, 6), VISUAL_LEVELS[1]: round(b * step, 6),
+                      VISUAL_LEVELS[2]: round((n - a - b) * step, 6)}
+            for text in product(TEXT_WEIGHTS, repeat=len(TEXT_LEVELS)):
+                grid.append(visual | dict(zip(TEXT_LEVELS, text, strict=True)))
     return grid
 
 
@@ -190,7 +196,7 @@ def split_texts(qs: Sequence[Query], seed: int) -> tuple[set[str], set[str]]:
     """Distinct query texts in two halves (calibration, held out), shuffled per kind with the seed."""
     rng = np.random.default_rng(seed)
     calibration, held_out = set(), set()
-    for kind in ("scene", "video"):
+    for kind in QUERY_KINDS:
         texts = sorted({q.text for q in qs if q.kind == kind})
         order = rng.permutation(len(texts))
         half = (len(texts) + 1) // 2
@@ -212,7 +218,7 @@ def calibrate(
     for method in FusionMethod:
         scored = []
         for weights in weight_grid(step):
-            config = FusionConfig(method, weights, settings.normalization, settings.rrf_k)
+            config = FusionConfig(method, weights, settings.normalization, settings.rrf_k, settings.text_level_range)
             value = objective(qs, lambda q, c=config: replay(full[q.text].hits, c), videos)
             scored.append((value, weights))
         # Best objective; among equals the most even weights (nearest the centre), so ties do not pick a corner.
@@ -285,8 +291,8 @@ class Gateway:
                     raise
                 self.retries += 1
                 time.sleep(2.0 * attempt)
-        hits = [Hit(h.video_id, h.score, {level: getattr(h.levels, level) for level in LEVELS},
-                    (h.best_clip.start_s, h.best_clip.end_s)) for h in reply.hits]
+        hits = [Hit(h.video_id, h.score, {level: _level(h.levels, level) for level in LEVELS}, _moment(h))
+                for h in reply.hits]
         return Response(hits, reply.candidates, reply.timings.total_ms)
 
     def ingest(self, items: Sequence[Item], dataset: str, timeout_s: float) -> dict[str, float]:
@@ -340,8 +346,22 @@ def search_all(gateway: Gateway, texts: Sequence[str], config: Config, top_k: in
         return dict(zip(texts, replies))
 
 
+def _level(levels: Any, level: str) -> float:
+    """A level's raw score from LevelScores; NaN for an optional level the video lacks."""
+    if level in VISUAL_LEVELS or levels.HasField(level):
+        return float(getattr(levels, level))
+    return float("nan")
+
+
+def _moment(hit: Any) -> tuple[float, float]:
+    """The span a hit's best moment covers: `why` (clip, speech or on-screen text), else the best clip."""
+    if hit.HasField("why"):
+        return (hit.why.start_s, hit.why.end_s)
+    return (hit.best_clip.start_s, hit.best_clip.end_s)
+
+
 def by_kind(qs: Sequence[Query]) -> dict[str, list[Query]]:
-    kinds = {"scene": [q for q in qs if q.kind == "scene"], "video": [q for q in qs if q.kind == "video"]}
+    kinds = {kind: [q for q in qs if q.kind == kind] for kind in QUERY_KINDS}
     return {kind: group for kind, group in kinds.items() if group}
 
 
@@ -380,7 +400,8 @@ def evaluate(
         mismatches = 0
         for config in BASE_CONFIGS:
             weights = dict(config.weights) or settings.fusion_weights
-            fusion = FusionConfig(config.method, weights, settings.normalization, settings.rrf_k)
+            fusion = FusionConfig(config.method, weights, settings.normalization, settings.rrf_k,
+                                  settings.text_level_range)
             for text in texts:
                 replayed = [h.video_id for h in replay(full[text].hits, fusion)]
                 mismatches += replayed != [h.video_id for h in responses[config.name][text].hits]

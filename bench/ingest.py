@@ -29,7 +29,7 @@ from celery import Celery
 
 from bench.common import RESULTS_DIR, machine, median_of, median_runs, rate, write_results
 from bench.photos import CAPTIONS, load_photo
-from bench.synthetic import write_long_video
+from bench.synthetic import narration_track, write_long_video, write_scene_video
 from export.pipeline import export_checkpoint, resolve_checkpoint
 from gateway.ingest import CeleryIngestQueue
 from vidstrata.stack.milvus import start_milvus_lite
@@ -147,6 +147,52 @@ def run_workload(
     }
 
 
+NARRATION = ["The boy rides his bicycle along the river.", "Fresh bread comes out of the oven.",
+             "The train leaves the station at noon.", "A red kite flies above the green hill.",
+             "She opens the window and the morning light comes in.", "Two dogs chase a ball across the park."]
+
+
+def write_narrated(path: Path, duration_s: float, fps: int, seed: int) -> None:
+    """A video of 10-second scenes of real photos, a spoken line every 6 s (espeak-ng), captions on every other
+    scene: the all-modalities workload."""
+    photos = [load_photo(name) for name in CAPTIONS]
+    scenes = max(1, round(duration_s / 10))
+    lines = [(float(t), NARRATION[(seed + i) % len(NARRATION)]) for i, t in enumerate(range(0, int(duration_s) - 5, 6))]
+    audio, _ = narration_track(lines, duration_s)
+    captions = [f"Offer {seed}.{i}: {NARRATION[(seed + i) % len(NARRATION)]}" if i % 2 else None for i in range(scenes)]
+    write_scene_video(path, [photos[(seed + i) % len(photos)] for i in range(scenes)], [duration_s / scenes] * scenes,
+                      fps=fps, audio=audio, captions=captions)
+
+
+def compare_modalities(paths: list[Path], duration_s: float, env: dict[str, str], work: Path,
+                       runs: int) -> list[dict[str, Any]]:
+    """The same narrated videos ingested visual-only, then with speech and on-screen text: seconds of video
+    per second for each, and where the time went (summed per-video stage seconds)."""
+    rows = []
+    for name, on in (("visual only", "false"), ("all modalities", "true")):
+        workload = Workload(f"narrated-{'all' if on == 'true' else 'visual'}", duration_s, len(paths))
+        settings = {**env, "VIDSTRATA_WORKER_SPEECH": on, "VIDSTRATA_WORKER_SCREEN_TEXT": on}
+        measured = [run_workload(workload, paths, settings, work, timeout_s=3600) for _ in range(runs)]
+        row = {"modalities": name, **median_runs(measured), "runs": measured}
+        row["video_s_per_s"] = len(paths) * duration_s / row["seconds"]
+        rows.append(row)
+        print(f"{name}: {row['video_s_per_s']:.2f} s of video per s, stages {row['stage_seconds']}", flush=True)
+    rows[1]["vs_visual_only"] = rows[1]["video_s_per_s"] / rows[0]["video_s_per_s"]
+    return rows
+
+
+def modalities_table(rows: list[dict[str, Any]], videos: int, duration_s: float) -> str:
+    stages = sorted({stage for r in rows for stage in r["stage_seconds"]})
+    lines = [f"{videos} narrated videos of {duration_s:.0f} s with on-screen text, submitted together:", "",
+             "| modalities | seconds | video s / s | vs visual only | " + " | ".join(f"{s} s" for s in stages) + " |",
+             "|---|---|---|---|" + "---|" * len(stages)]
+    for r in rows:
+        cells = " | ".join(f"{r['stage_seconds'].get(s, 0.0):.1f}" for s in stages)
+        lines.append(f"| {r['modalities']} | {r['seconds']:.1f} | {r['video_s_per_s']:.2f} | "
+                     f"{r.get('vs_visual_only', 1.0):.2f} | {cells} |")
+    return "\n".join(lines)
+
+
 def table(rows: list[dict[str, Any]], batch: int, runs: int) -> str:
     lines = [
         f"| workload | videos | frames | seconds | frames/s | videos/s | bare encoder frames/s (batch {batch}) "
@@ -177,7 +223,12 @@ def main(argv: list[str] | None = None) -> Path:
                         help="a python-target repository exported from the default checkpoint (skips the export)")
     parser.add_argument("--tiny", action="store_true", help="smoke run: two 6 s videos and one 20 s video")
     parser.add_argument("--results-dir", type=Path, default=RESULTS_DIR)
+    parser.add_argument("--modalities", type=int, default=0, metavar="N",
+                        help="instead: N narrated 1-minute videos with on-screen text, ingested visual-only and "
+                        "with all modalities (speech, screen text) in the same run")
     args = parser.parse_args(argv)
+    if args.modalities:
+        return main_modalities(args)
     workloads = [Workload("1-min", 60.0, args.short_videos), Workload("10-min", 600.0, 1)]
     if args.tiny:
         workloads = [Workload("6-s", 6.0, 2), Workload("20-s", 20.0, 1)]
@@ -225,6 +276,30 @@ def main(argv: list[str] | None = None) -> Path:
     text = table(rows, args.frame_batch, args.runs)
     arguments = {k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items()}
     path = write_results("ingest", {"rows": rows, "target_ratio": 0.8, "args": arguments}, text, args.results_dir)
+    print(f"{machine()}\n\n{text}\n\nwrote {path}")
+    return path
+
+
+def main_modalities(args: argparse.Namespace) -> Path:
+    """`--modalities N`: throughput with all modalities against visual only, on the same servers and videos."""
+    duration_s = 20.0 if args.tiny else 60.0
+    checkpoint = resolve_checkpoint(None, Path("build"))
+    with tempfile.TemporaryDirectory(prefix="bench-ingest-") as tmp:
+        work = Path(tmp)
+        repository = args.model_repository or export_checkpoint(checkpoint, "python", work / "repo").repository
+        paths = [work / f"narrated-{i}.mp4" for i in range(args.modalities)]
+        for i, path in enumerate(paths):
+            write_narrated(path, duration_s, args.fps, i)
+        with servers(work, repository) as stack:
+            env = dict(os.environ, VIDSTRATA_REDIS_URL=stack.redis_url, VIDSTRATA_MILVUS_URI=stack.milvus_uri,
+                       VIDSTRATA_TRITON_URL=stack.triton_url, VIDSTRATA_MILVUS_COLLECTION_PREFIX="bench_modalities_",
+                       VIDSTRATA_WORKER_SAMPLE_FPS=str(args.sample_fps), VIDSTRATA_WORKER_FRAME_BATCH=str(args.frame_batch),
+                       VIDSTRATA_WORKER_CONCURRENCY=str(args.concurrency), VIDSTRATA_WORKER_METRICS_PORT="0")
+            rows = compare_modalities(paths, duration_s, env, work, 1 if args.tiny else args.runs)
+    text = modalities_table(rows, len(paths), duration_s)
+    arguments = {k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items()}
+    path = write_results("ingest_modalities", {"rows": rows, "target_vs_visual_only": 0.5, "args": arguments},
+                         text, args.results_dir)
     print(f"{machine()}\n\n{text}\n\nwrote {path}")
     return path
 

@@ -6,6 +6,10 @@ Every writer encodes H.264 with PyAV and a short keyframe interval, and returns 
 
 from __future__ import annotations
 
+import io
+import shutil
+import subprocess
+import wave
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from fractions import Fraction
@@ -14,7 +18,7 @@ from typing import Literal
 
 import av
 import numpy as np
-from PIL import Image
+from PIL import Image, ImageDraw, ImageFont
 
 Span = tuple[float, float]
 Shape = Literal["circle", "square", "triangle"]
@@ -53,8 +57,9 @@ class ShapeSpan:
     caption: str
 
 
-def _encode(path: Path, frames: Iterator[np.ndarray], size: tuple[int, int], fps: int, gop: int) -> None:
-    """Write RGB frames as H.264 (yuv420p) with a keyframe at least every `gop` frames."""
+def _encode(path: Path, frames: Iterator[np.ndarray], size: tuple[int, int], fps: int, gop: int,
+            audio: Audio | None = None) -> None:
+    """Write RGB frames as H.264 (yuv420p) with a keyframe at least every `gop` frames, and `audio` as AAC."""
     width, height = size
     if width % 2 or height % 2:
         raise ValueError(f"H.264 with yuv420p needs an even size, got {width}x{height}")
@@ -64,9 +69,63 @@ def _encode(path: Path, frames: Iterator[np.ndarray], size: tuple[int, int], fps
         stream.width, stream.height, stream.pix_fmt = width, height, "yuv420p"
         stream.codec_context.gop_size = gop
         stream.codec_context.options = {"preset": "ultrafast", "x264-params": f"keyint={gop}:min-keyint={gop}"}
+        sound = None
+        if audio is not None:  # every stream exists before the first packet is written
+            sound = container.add_stream("aac", rate=audio.rate)
+            sound.layout = "mono"
         for rgb in frames:
             container.mux(stream.encode(av.VideoFrame.from_ndarray(rgb, format="rgb24")))
         container.mux(stream.encode())
+        if sound is not None and audio is not None:
+            for start in range(0, len(audio.samples), 1024):  # AAC's frame size
+                chunk = audio.samples[None, start : start + 1024]
+                frame = av.AudioFrame.from_ndarray(np.ascontiguousarray(chunk), format="fltp", layout="mono")
+                frame.sample_rate, frame.pts = audio.rate, start
+                container.mux(sound.encode(frame))
+            container.mux(sound.encode())
+
+
+@dataclass(frozen=True)
+class Audio:
+    """A mono track: float32 samples in [-1, 1] at `rate` Hz."""
+
+    samples: np.ndarray
+    rate: int
+
+
+def speak(text: str, voice: str = "en-us", words_per_minute: int = 160) -> Audio:
+    """`text` spoken by Debian's espeak-ng (no personal data, no network): mono float32 at its 22050 Hz.
+
+    Raises FileNotFoundError when espeak-ng is not installed (`make system-deps` installs it).
+    """
+    if shutil.which("espeak-ng") is None:
+        raise FileNotFoundError("espeak-ng is not installed: apt-get install espeak-ng (make system-deps)")
+    wav = subprocess.run(["espeak-ng", "-v", voice, "-s", str(words_per_minute), "--stdout", text],
+                         check=True, capture_output=True).stdout
+    with wave.open(io.BytesIO(wav)) as reader:
+        pcm = np.frombuffer(reader.readframes(reader.getnframes()), dtype=np.int16)
+        return Audio((pcm / 32768.0).astype(np.float32), reader.getframerate())
+
+
+def narration_track(lines: Sequence[tuple[float, str]], duration_s: float, rate: int = 22050) -> tuple[Audio, list[Span]]:
+    """A track of `duration_s` seconds with each (start second, sentence) spoken from its start, silence between.
+
+    Returns the track and each line's spoken span; a line that runs past the next line's start or the end
+    raises ValueError (make the scenes longer).
+    """
+    track = np.zeros(int(duration_s * rate), np.float32)
+    spans: list[Span] = []
+    for i, (start_s, text) in enumerate(lines):
+        voice = speak(text)
+        if voice.rate != rate:
+            raise ValueError(f"espeak-ng spoke at {voice.rate} Hz, the track is {rate} Hz")
+        begin, end = int(start_s * rate), int(start_s * rate) + len(voice.samples)
+        limit = int(lines[i + 1][0] * rate) if i + 1 < len(lines) else len(track)
+        if end > limit:
+            raise ValueError(f"line {i} ({len(voice.samples) / rate:.1f} s) does not fit before {limit / rate:.1f} s")
+        track[begin:end] = voice.samples
+        spans.append((begin / rate, end / rate))
+    return Audio(track, rate), spans
 
 
 def _spans(frame_counts: Sequence[int], fps: int) -> list[Span]:
@@ -85,6 +144,27 @@ def _cover(photo: np.ndarray, width: int, height: int) -> np.ndarray:
     return np.asarray(image.resize((max(width, round(image.width * scale)), max(height, round(image.height * scale)))))
 
 
+def render_caption(canvas: np.ndarray, text: str, visible_width: int) -> np.ndarray:
+    """The canvas with `text` in white on a dark band across its middle, wrapped to the visible width."""
+    image = Image.fromarray(canvas).convert("RGB")
+    draw = ImageDraw.Draw(image)
+    size = max(12, canvas.shape[0] // 11)
+    font = ImageFont.load_default(size=size)
+    lines, line = [], ""
+    for word in text.split():
+        trial = f"{line} {word}".strip()
+        if line and draw.textlength(trial, font=font) > visible_width * 0.8:
+            lines.append(line)
+            trial = word
+        line = trial
+    lines.append(line)
+    top = canvas.shape[0] // 2 - len(lines) * size * 3 // 4
+    draw.rectangle((0, top - size // 2, image.width, top + len(lines) * size * 3 // 2 + size // 2), fill=(20, 20, 30))
+    for i, row in enumerate(lines):
+        draw.text((visible_width * 0.12, top + i * size * 3 // 2), row, fill=(255, 255, 255), font=font)
+    return np.asarray(image)
+
+
 def write_scene_video(
     path: Path,
     photos: Sequence[np.ndarray],
@@ -94,8 +174,12 @@ def write_scene_video(
     gop: int = 10,
     noise: float = 2.0,
     seed: int = 0,
+    audio: Audio | None = None,
+    captions: Sequence[str | None] | None = None,
 ) -> list[Span]:
-    """One scene per photo (a slow pan across it, plus pixel noise so no two frames are equal).
+    """One scene per photo (a slow pan across it, plus pixel noise so no two frames are equal), with an
+    optional audio track (e.g. `narration_track`) and optional on-screen text per scene (`captions`, None for
+    none: white text on a dark band, word-wrapped, as slides and lower thirds show it).
 
     Returns each scene's (start_s, end_s): the true cuts an ingest's clips should follow.
     """
@@ -105,10 +189,15 @@ def write_scene_video(
     counts = _frame_counts(durations_s, fps)
     rng = np.random.default_rng(seed)
 
+    if captions is not None and len(captions) != len(photos):
+        raise ValueError(f"need one caption (or None) per photo, got {len(captions)} for {len(photos)} photos")
+
     def frames() -> Iterator[np.ndarray]:
-        for photo, count in zip(photos, counts):
+        for scene, (photo, count) in enumerate(zip(photos, counts)):
             # 10% larger than the frame, so the window can pan across it.
             canvas = _cover(photo, round(width * 1.1), round(height * 1.1))
+            if captions is not None and captions[scene]:
+                canvas = render_caption(canvas, captions[scene], width)
             dx, dy = canvas.shape[1] - width, canvas.shape[0] - height
             for i in range(count):
                 t = i / max(count - 1, 1)
@@ -119,7 +208,7 @@ def write_scene_video(
                     frame = np.clip(frame + jitter, 0, 255).astype(np.uint8)
                 yield np.ascontiguousarray(frame)
 
-    _encode(path, frames(), size, fps, gop)
+    _encode(path, frames(), size, fps, gop, audio)
     return _spans(counts, fps)
 
 

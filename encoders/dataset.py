@@ -23,6 +23,9 @@ class Scene:
     start_s: float
     end_s: float
     caption: str
+    # what the caption describes: the picture ("visual"), what is said in the span ("speech") or shown as text
+    # ("screen_text"); the JSONL key is optional and defaults to "visual"
+    modality: str = "visual"
 
 
 @dataclass(frozen=True)
@@ -53,7 +56,8 @@ def read_jsonl(path: Path) -> list[Item]:
         try:
             row = json.loads(line)
             video = Path(row["video"])
-            scenes = [Scene(float(s["start_s"]), float(s["end_s"]), str(s["caption"])) for s in row.get("scenes") or []]
+            scenes = [Scene(float(s["start_s"]), float(s["end_s"]), str(s["caption"]), str(s.get("modality", "visual")))
+                      for s in row.get("scenes") or []]
             item = Item(video if video.is_absolute() else (path.parent / video).resolve(),
                         [str(c) for c in row.get("captions") or []], scenes, str(row.get("id") or ""))
         except (KeyError, TypeError, ValueError) as exc:
@@ -82,7 +86,8 @@ def write_jsonl(path: Path, items: Iterable[Item]) -> Path:
             video = str(item.video)
         row: dict[str, object] = {"video": video, "captions": item.captions}
         if item.scenes:
-            row["scenes"] = [{"start_s": s.start_s, "end_s": s.end_s, "caption": s.caption} for s in item.scenes]
+            row["scenes"] = [{"start_s": s.start_s, "end_s": s.end_s, "caption": s.caption}
+                             | ({"modality": s.modality} if s.modality != "visual" else {}) for s in item.scenes]
         if item.id:
             row["id"] = item.id
         lines.append(json.dumps(row))

@@ -1,5 +1,8 @@
 """`vidstrata export`: checkpoint -> ONNX (parity-checked) -> [TensorRT] -> Triton model repository.
 
+The repository also gets the speech model (`export.speech_model`) and the OCR models (`export.ocr_models`),
+the same for every checkpoint.
+
 Nothing reaches the output folder unless every parity check passed. A checkpoint with a trained video head
 adds the `video_head` model; one without removes a `video_head` an earlier export left, so an old head never
 keeps serving beside new frame vectors.
@@ -16,6 +19,8 @@ from pathlib import Path
 from spec.manifest import MANIFEST_FILE
 from encoders.factory import build_default_checkpoint, import_hf_clip, load_checkpoint
 from export.onnx_export import check_onnx_parity, export_onnx
+from export.ocr_models import write_ocr_models
+from export.speech_model import write_speech_model
 from export.triton_repo import Target, write_repository
 from spec.contract import VIDEO_HEAD
 
@@ -65,6 +70,8 @@ def export_checkpoint(checkpoint: Path | None, target: Target, out: Path) -> Exp
             text_model, frame_model = plans.text, plans.frames
         staging = write_repository(
             work / "repository", pair.manifest, folder, text_model, frame_model, target, onnx.video)
+        write_speech_model(staging, target)
+        write_ocr_models(staging, target)
         for entry in staging.iterdir():  # swap each model in whole; other files in `out` stay
             destination = out / entry.name
             if destination.is_dir():

@@ -15,8 +15,11 @@ from typing import Literal
 
 import numpy as np
 
-# The levels scored for every candidate, in the order of the proto's LevelScores.
-LEVELS = ("video_sentence", "clip_sentence", "clip_phrase")
+# The levels scored for every candidate, in the order of the proto's LevelScores. The text levels (the best
+# timed speech or on-screen text segment against the sentence) are NaN for a video that has none.
+VISUAL_LEVELS = ("video_sentence", "clip_sentence", "clip_phrase")
+TEXT_LEVELS = ("speech_sentence", "screen_text_sentence")
+LEVELS = VISUAL_LEVELS + TEXT_LEVELS
 
 Normalization = Literal["minmax", "zscore"]
 
@@ -36,6 +39,10 @@ class FusionConfig:
     weights: Mapping[str, float]
     normalization: Normalization = "minmax"
     rrf_k: float = 60.0
+    # Cosine range of the text levels: text-to-text cosines mean the same in every query (a paraphrase scores
+    # about 0.3-0.7, an unrelated text under 0.15), so they are scaled by this fixed range instead of over the
+    # candidates, where a single video with speech would always normalise to 1, however poor its match.
+    text_range: tuple[float, float] = (0.15, 0.5)
 
 
 def check_weights(weights: Mapping[str, float]) -> dict[str, float]:
@@ -55,46 +62,83 @@ def normalize(scores: np.ndarray, how: Normalization) -> np.ndarray:
     """Scores rescaled over this query's candidates, so levels on different scales can be summed.
 
     minmax maps to [0, 1] (all 1 when every candidate ties: a level that cannot tell them apart adds the
-    same to each); zscore centres and scales by the standard deviation (all 0 on a tie).
+    same to each); zscore centres and scales by the standard deviation (all 0 on a tie). NaN (a level the
+    candidate lacks) stays NaN and takes no part in the statistics.
     """
     scores = np.asarray(scores, dtype=np.float64)
-    if scores.size == 0:
-        return scores
+    present = ~np.isnan(scores)
+    if not present.any():
+        return scores.copy()
+    have = scores[present]
     if how == "minmax":
-        low, span = scores.min(), np.ptp(scores)
-        return (scores - low) / span if span > 0 else np.ones_like(scores)
+        low, span = have.min(), np.ptp(have)
+        return (scores - low) / span if span > 0 else np.where(present, 1.0, np.nan)
     if how == "zscore":
-        std = scores.std()
-        return (scores - scores.mean()) / std if std > 0 else np.zeros_like(scores)
+        std = have.std()
+        return (scores - have.mean()) / std if std > 0 else np.where(present, 0.0, np.nan)
     raise ValueError(f"unknown normalization {how!r}")
 
 
 def ranks(scores: np.ndarray) -> np.ndarray:
-    """1-based ranks, best (largest) first; ties share the best rank of their group."""
+    """1-based ranks, best (largest) first; ties share the best rank of their group; NaN stays NaN."""
     scores = np.asarray(scores, dtype=np.float64)
-    ascending = np.sort(scores)
-    return (scores.size - np.searchsorted(ascending, scores, side="right") + 1).astype(np.float64)
+    present = ~np.isnan(scores)
+    ascending = np.sort(scores[present])
+    ranked = np.full(scores.shape, np.nan)
+    ranked[present] = ascending.size - np.searchsorted(ascending, scores[present], side="right") + 1
+    return ranked
+
+
+def text_evidence(scores: np.ndarray, text_range: tuple[float, float]) -> np.ndarray:
+    """A text level's cosines scaled by its fixed range to [0, 1]; below the range's floor it is no evidence (NaN,
+    as if the video had no such text: speech about something else neither helps nor sinks a video)."""
+    low, high = text_range
+    scores = np.asarray(scores, dtype=np.float64)
+    scaled = np.clip((scores - low) / (high - low), 0.0, 1.0)
+    return np.where(scores >= low, scaled, np.nan)
+
+
+def contributions(levels: Mapping[str, np.ndarray], config: FusionConfig) -> dict[str, np.ndarray]:
+    """Each weighted level's share of the fused score per candidate: weight * normalised score (WEIGHTED) or
+    weight / (rrf_k + rank) (RRF); NaN where the candidate lacks the level, absent where every one does.
+    Text levels are first scaled by `text_evidence`: WEIGHTED uses that scale, RRF ranks what is left."""
+    weights = check_weights(config.weights)
+    sizes = {len(scores) for scores in levels.values()}
+    if len(sizes) > 1:
+        raise ValueError(f"every level needs one score per candidate, got sizes {sorted(sizes)}")
+    shares = {}
+    for level in LEVELS:
+        if weights[level] == 0 or level not in levels:  # absent: no candidate has it
+            continue
+        scores = levels[level]
+        if level in TEXT_LEVELS:
+            scores = text_evidence(scores, config.text_range)
+        if config.method == FusionMethod.RRF:
+            shares[level] = weights[level] / (config.rrf_k + ranks(scores))
+        elif level in TEXT_LEVELS:
+            shares[level] = weights[level] * scores
+        else:
+            shares[level] = weights[level] * normalize(scores, config.normalization)
+    return shares
 
 
 def fuse(levels: Mapping[str, np.ndarray], config: FusionConfig) -> np.ndarray:
     """One fused score per candidate (larger is better) from each level's raw scores over the same candidates.
 
-    WEIGHTED: sum of weight * normalised score, divided by the sum of weights (so minmax gives [0, 1]).
-    RRF: sum of weight / (rrf_k + rank); ranks ignore score scales, so RRF needs no normalisation.
+    WEIGHTED: sum of weight * normalised score, divided by the sum of the weights of the levels in `levels` (so
+    minmax gives [0, 1]). RRF: sum of weight / (rrf_k + rank); ranks ignore score scales, so RRF needs no
+    normalisation. A text level is evidence on a fixed scale (`text_evidence`): it only adds, and a video without speech or
+    on-screen text (NaN) gets exactly what a video whose text does not match gets, nothing. So a missing level
+    is never a penalty below the videos that have it but do not match; it only lets the ones that do match
+    rise. Levels of zero weight may be absent from `levels`.
     """
     weights = check_weights(config.weights)
-    sizes = {len(levels[level]) for level in LEVELS}
-    if len(sizes) != 1:
-        raise ValueError(f"every level needs one score per candidate, got sizes {sorted(sizes)}")
-    fused = np.zeros(sizes.pop(), dtype=np.float64)
-    for level in LEVELS:
-        weight = weights[level]
-        if weight == 0:
-            continue
-        if config.method == FusionMethod.RRF:
-            fused += weight / (config.rrf_k + ranks(levels[level]))
-        else:
-            fused += weight * normalize(levels[level], config.normalization)
-    if config.method == FusionMethod.WEIGHTED:
-        fused /= sum(weights.values())
+    shares = contributions(levels, config)
+    size = len(next(iter(levels.values()))) if levels else 0
+    fused = np.zeros(size, dtype=np.float64)
+    for share in shares.values():
+        fused += np.nan_to_num(share, nan=0.0)
+    if config.method == FusionMethod.WEIGHTED:  # over the levels this query scored (e.g. none of text by image)
+        scored = sum(weights[level] for level in LEVELS if level in levels)
+        fused /= scored or 1.0
     return fused

@@ -31,14 +31,15 @@ class CeleryIngestQueue:
         )
         self._redis = redis.Redis.from_url(redis_url, socket_timeout=timeout_s, socket_connect_timeout=timeout_s)
 
-    def enqueue(self, task_id: str, video_id: str, uri: str, metadata: dict[str, str]) -> None:
+    def enqueue(self, task_id: str, video_id: str, uri: str, metadata: dict[str, str],
+                modalities: list[str] | None = None) -> None:
         """Publish one ingest task; raises (kombu/redis errors) when the broker cannot take it.
 
         Retries briefly (under a second): a dead broker must answer UNAVAILABLE fast, not hang the RPC.
         """
         self._app.send_task(
             INGEST_TASK,
-            args=[video_id, uri, metadata],
+            args=[video_id, uri, metadata] + ([modalities] if modalities is not None else []),
             queue=INGEST_QUEUE,
             task_id=task_id,
             headers={ENQUEUED_AT_HEADER: time.time()},

@@ -15,6 +15,7 @@ import numpy as np
 
 from gateway.errors import InvalidArgument
 from gateway.fusion import FusionConfig, FusionMethod, check_weights
+from gateway.image_query import decode_image
 from gateway.settings import GatewaySettings
 from index.filters import FilterError, compile_filter
 from spec.validation import check_metadata, check_video_id
@@ -32,6 +33,7 @@ class SearchQuery:
     top_k: int
     filter: str  # in the index.filters language; "" means no filter
     fusion: FusionConfig
+    image: np.ndarray | None = None  # search by image: uint8 RGB [H,W,3], decoded and checked (text is then "")
 
 
 def parse_search(
@@ -41,15 +43,22 @@ def parse_search(
     filter_expr: str = "",
     method: FusionMethod | None = None,
     weights: Mapping[str, float] | None = None,
+    image: bytes = b"",
 ) -> SearchQuery:
     """Check a Search's fields against the limits in settings and fill in the defaults.
 
-    The text is normalised first (`normalize_query`), so a query of only invisible characters is empty.
+    The text is normalised first (`normalize_query`), so a query of only invisible characters is empty. With
+    `image` (JPEG or PNG bytes) the search is by image: the text must then be empty.
     """
     _check_query_size(text, settings.max_query_bytes)  # before normalising: bounds its work
     text = normalize_query(text)
     _check_query_size(text, settings.max_query_bytes)  # after: NFKC may expand a character up to 18 of them
-    if not text:
+    decoded = None
+    if image:
+        if text:
+            raise InvalidArgument("give a query or an image, not both")
+        decoded = decode_image(image, settings.max_image_bytes, settings.max_image_pixels)
+    elif not text:
         raise InvalidArgument("query is empty (nothing left after removing control and invisible characters)")
     if top_k is None:
         top_k = settings.default_top_k
@@ -68,8 +77,9 @@ def parse_search(
         weights=fusion_weights,
         normalization=settings.normalization,
         rrf_k=settings.rrf_k,
+        text_range=settings.text_level_range,
     )
-    return SearchQuery(text=text, top_k=top_k, filter=filter_expr, fusion=fusion)
+    return SearchQuery(text=text, top_k=top_k, filter=filter_expr, fusion=fusion, image=decoded)
 
 
 # Unicode categories removed from queries: format (zero-width space, byte-order mark, bidi marks),

@@ -10,6 +10,10 @@ scored again, exactly and at every level, from its video vector and all its clip
 - best clip:      the clip with the highest (cosine(clip, sentence) + max over phrases cosine(clip, phrase)) / 2.
                   A clip usually shows one event, so it earns phrase evidence from the one phrase it matches
                   best; the sentence term breaks ties toward the clip closest to the whole query.
+- speech_sentence, screen_text_sentence: max over the video's timed segments of that kind (index.segments)
+                  of cosine(segment text vector, sentence); NaN for a video without any (never a zero).
+- why it matched: `explain` names the level that lifted each hit most above the other candidates (the clip
+                  levels together, speech or on-screen text), with that moment's span and, for text, its snippet.
 
 Cosines are taken on re-normalised stored vectors, so the scores are the same under COSINE and IP metrics.
 """
@@ -17,13 +21,17 @@ Cosines are taken on re-normalised stored vectors, so the scores are the same un
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
-from gateway.fusion import LEVELS
+from gateway.fusion import LEVELS, TEXT_LEVELS, FusionConfig, contributions
 from gateway.query import QueryVectors
+from index.segments import SegmentRecord
 from index.store import ClipRecord, VideoRecord
+
+# The segment kind (index.schema.SEGMENT_KINDS) behind each text level.
+KIND_OF_LEVEL = {"speech_sentence": "speech", "screen_text_sentence": "screen_text"}
 
 
 @dataclass(frozen=True)
@@ -40,8 +48,19 @@ class ScoredCandidates:
     """Per-level raw scores of the candidates that still exist, aligned with video_ids."""
 
     video_ids: list[str]
-    levels: dict[str, np.ndarray]  # level name (fusion.LEVELS) -> one score per video
+    levels: dict[str, np.ndarray]  # level name (fusion.LEVELS) -> one score per video (NaN: the video lacks it)
     best_clips: list[BestClip]
+    best_segments: dict[str, list[SegmentRecord | None]] = field(default_factory=dict)  # text level -> per video
+
+
+@dataclass(frozen=True)
+class Match:
+    """Why a hit matched: the level that gave it most of its fused score, that moment's span and text."""
+
+    level: str  # "clip" (the visual clip levels) or a text level of fusion.TEXT_LEVELS
+    start_s: float
+    end_s: float
+    snippet: str = ""  # the matched speech or on-screen text; empty for a clip
 
 
 def _cosines(stored: np.ndarray, queries: np.ndarray) -> np.ndarray:
@@ -60,8 +79,12 @@ def score_candidates(
     video_ids: Sequence[str],
     videos: Mapping[str, VideoRecord],
     clips: Mapping[str, Sequence[ClipRecord]],
+    segments: Mapping[str, Sequence[SegmentRecord]] | None = None,
 ) -> ScoredCandidates:
-    """Score each candidate that has a video row and clips; others (deleted since the ANN search) are dropped."""
+    """Score each candidate that has a video row and clips; others (deleted since the ANN search) are dropped.
+
+    `segments` (video -> its timed text segments, with vectors) adds the text levels; None leaves them out.
+    """
     kept = [v for v in video_ids if v in videos and clips.get(v)]
     if not kept:
         return ScoredCandidates([], {level: np.zeros(0) for level in LEVELS}, [])
@@ -89,4 +112,47 @@ def score_candidates(
         "clip_phrase": np.maximum.reduceat(to_phrases, starts, axis=0).mean(axis=1).astype(np.float64),
     }
     best_clips = [BestClip(c.start_s, c.end_s, float(s)) for c, s in zip(best, best_per_video.tolist(), strict=True)]
-    return ScoredCandidates(kept, levels, best_clips)
+    best_segments: dict[str, list[SegmentRecord | None]] = {}
+    if segments is not None:
+        for level in TEXT_LEVELS:
+            levels[level], best_segments[level] = _best_segments(query, kept, segments, KIND_OF_LEVEL[level])
+    return ScoredCandidates(kept, levels, best_clips, best_segments)
+
+
+def _best_segments(
+    query: QueryVectors, kept: Sequence[str], segments: Mapping[str, Sequence[SegmentRecord]], kind: str
+) -> tuple[np.ndarray, list[SegmentRecord | None]]:
+    """Per video: the best cosine of a segment of this kind to the sentence (NaN if none) and that segment."""
+    scores, best = np.full(len(kept), np.nan), []
+    for i, video_id in enumerate(kept):
+        own = [s for s in segments.get(video_id, ()) if s.kind == kind and s.vector is not None]
+        if not own:
+            best.append(None)
+            continue
+        cosines = _cosines(np.stack([s.vector for s in own]), query.sentence[None, :].astype(np.float32))[:, 0]
+        scores[i] = float(cosines.max())
+        best.append(own[int(cosines.argmax())])
+    return scores, best
+
+
+def explain(scored: ScoredCandidates, config: FusionConfig) -> list[Match]:
+    """Per candidate, the moment behind its rank: the level whose weighted share of the fused score
+    (fusion.contributions; the clip levels count as one, "clip") lifts it most above the candidates' median
+    share of that level, and that level's best clip or segment. A level on which every candidate ties (the same
+    pictures) lifts nobody, so a video told apart by its speech is explained by its speech."""
+    shares = contributions(scored.levels, config)
+    clip = np.zeros(len(scored.video_ids))
+    for level in ("clip_sentence", "clip_phrase"):
+        clip = clip + np.nan_to_num(shares.get(level, 0.0), nan=0.0)
+    lifts = {level: np.nan_to_num(shares[level], nan=0.0) for level in scored.best_segments if level in shares}
+    lifts = {level: lift - np.median(lift) for level, lift in lifts.items()}
+    clip_lift = clip - np.median(clip) if len(clip) else clip
+    matches = []
+    for i, best_clip in enumerate(scored.best_clips):
+        match, top = Match("clip", best_clip.start_s, best_clip.end_s), clip_lift[i]
+        for level, lift in lifts.items():
+            segment = scored.best_segments[level][i]
+            if segment is not None and lift[i] > max(top, 0.0):
+                match, top = Match(level, segment.start_s, segment.end_s, segment.text), lift[i]
+        matches.append(match)
+    return matches

@@ -11,9 +11,10 @@ import asyncio
 import functools
 import hmac
 import logging
+import math
 import signal
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any, TypeVar
@@ -33,6 +34,7 @@ from gateway.query import parse_search
 from gateway.service import SearchResult, SearchService
 from gateway.settings import GatewaySettings
 from jobs.status import IngestState, StatusStore, VideoStatus
+from index.segments import SegmentIndex, SegmentRecord
 from index.store import VideoIndex
 from inference.factory import open_encoder
 from vidstrata.v1 import search_pb2, search_pb2_grpc
@@ -97,10 +99,12 @@ def search_response(result: SearchResult, method: FusionMethod) -> search_pb2.Se
             search_pb2.SearchHit(
                 video_id=hit.video_id,
                 score=hit.score,
-                levels=search_pb2.LevelScores(**hit.levels),
+                levels=search_pb2.LevelScores(**{k: v for k, v in hit.levels.items() if math.isfinite(v)}),
                 best_clip=search_pb2.ClipSpan(
                     start_s=hit.best_clip.start_s, end_s=hit.best_clip.end_s, score=hit.best_clip.score
                 ),
+                why=search_pb2.MatchReason(level=hit.match.level, start_s=hit.match.start_s, end_s=hit.match.end_s,
+                                           snippet=hit.match.snippet) if hit.match else None,
             )
             for hit in result.hits
         ],
@@ -115,9 +119,16 @@ def search_response(result: SearchResult, method: FusionMethod) -> search_pb2.Se
     )
 
 
-def video_message(status: VideoStatus) -> search_pb2.Video:
-    """The proto of a video's status."""
+def video_message(status: VideoStatus, text: Mapping[str, Sequence[SegmentRecord]] | None = None) -> search_pb2.Video:
+    """The proto of a video's status, with its timed text (kind -> segments) when asked for."""
+    text = text or {}
+
+    def timed(kind: str) -> list[search_pb2.TimedText]:
+        return [search_pb2.TimedText(start_s=s.start_s, end_s=s.end_s, text=s.text) for s in text.get(kind, ())]
+
     return search_pb2.Video(
+        transcript=timed("speech"),
+        screen_text=timed("screen_text"),
         video_id=status.video_id,
         status=_STATES[status.state],
         progress=status.progress,
@@ -164,6 +175,7 @@ class VideoSearchServicer(search_pb2_grpc.VideoSearchServicer):
             filter_expr=request.filter,
             method=method,
             weights=dict(request.fusion.weights),
+            image=request.image,
         )
         result = await self._call(context, lambda deadline: self._service.search(query, deadline))
         for stage, seconds in result.timings.stages().items():
@@ -174,14 +186,22 @@ class VideoSearchServicer(search_pb2_grpc.VideoSearchServicer):
     async def SubmitVideo(
         self, request: search_pb2.SubmitVideoRequest, context: grpc.aio.ServicerContext
     ) -> search_pb2.SubmitVideoResponse:
-        submitted = await self._call(
-            context, lambda _: self._service.submit_video(request.video_id, request.uri, dict(request.metadata))
-        )
+        modalities = None
+        if request.HasField("modalities"):
+            wanted = request.modalities
+            if wanted.HasField("visual") and not wanted.visual:
+                raise InvalidArgument("modalities.visual cannot be off: the clips anchor every video in the index")
+            modalities = [name for name in ("speech", "screen_text")
+                          if not wanted.HasField(name) or getattr(wanted, name)]
+        submitted = await self._call(context, lambda _: self._service.submit_video(
+            request.video_id, request.uri, dict(request.metadata), modalities))
         return search_pb2.SubmitVideoResponse(video_id=submitted.video_id, task_id=submitted.task_id)
 
     @_rpc
     async def GetVideo(self, request: search_pb2.GetVideoRequest, context: grpc.aio.ServicerContext) -> search_pb2.Video:
-        return video_message(await self._call(context, lambda _: self._service.get_video(request.video_id)))
+        status = await self._call(context, lambda _: self._service.get_video(request.video_id))
+        text = await self._call(context, lambda _: self._service.video_text(request.video_id)) if request.include_text else None
+        return video_message(status, text)
 
     @_rpc
     async def DeleteVideo(
@@ -267,12 +287,14 @@ async def _deny(request: bytes, context: grpc.aio.ServicerContext) -> None:
 
 def build_service(settings: GatewaySettings) -> SearchService:
     """The service wired to the real Triton, Milvus and Redis named in settings (connections open lazily)."""
+    index = VideoIndex(settings.milvus)
     return SearchService(
         settings,
         new_encoder=lambda: open_encoder(settings.triton.url, timeout_s=settings.triton_timeout_s),
-        index=VideoIndex(settings.milvus),
+        index=index,
         status=StatusStore(settings.redis.url, settings.redis.timeout_s),
         queue=CeleryIngestQueue(settings.redis.url, settings.redis.timeout_s),
+        segments=SegmentIndex(index),
     )
 
 

@@ -15,7 +15,7 @@ from __future__ import annotations
 import logging
 import time
 import uuid
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from concurrent.futures import TimeoutError as FutureTimeout
 from contextlib import contextmanager
@@ -25,15 +25,17 @@ from typing import Protocol, TypeVar
 import numpy as np
 
 from gateway.errors import DeadlineExceeded, InvalidArgument, NotFound, Unavailable
-from gateway.fusion import LEVELS, fuse
+from gateway.fusion import LEVELS, TEXT_LEVELS, fuse
 from gateway.query import QueryVectors, SearchQuery, candidate_limit, check_submission, check_video_id_arg, query_vectors
-from gateway.scoring import BestClip, score_candidates
+from gateway.scoring import KIND_OF_LEVEL, BestClip, Match, explain, score_candidates
 from gateway.settings import GatewaySettings
 from index.errors import IndexUnavailable
 from jobs.errors import StatusUnavailable
 from jobs.status import IngestState, VideoStatus
+from index.segments import SegmentHit, SegmentRecord
 from index.store import ClipHit, ClipRecord, VideoHit, VideoRecord
 from inference.encoder import Encoder, EncoderInputError, EncoderUnavailable
+from spec.preprocess import center_crop_square
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -55,6 +57,15 @@ class SearchIndex(Protocol):
     def counts(self) -> tuple[int, int]: ...
 
 
+class SegmentSearch(Protocol):
+    """What the service needs of index.SegmentIndex (timed speech and on-screen text)."""
+
+    def search(self, vector: np.ndarray, kind: str, limit_videos: int, filter_expr: str | None = None) -> list[SegmentHit]: ...
+    def get_segments(
+        self, video_ids: Iterable[str], kinds: Sequence[str] = ..., vectors: bool = True
+    ) -> dict[str, list[SegmentRecord]]: ...
+
+
 class StatusRecords(Protocol):
     """What the service needs of index.StatusStore."""
 
@@ -67,19 +78,21 @@ class StatusRecords(Protocol):
 class IngestQueue(Protocol):
     """What the service needs of gateway.ingest.CeleryIngestQueue."""
 
-    def enqueue(self, task_id: str, video_id: str, uri: str, metadata: dict[str, str]) -> None: ...
+    def enqueue(self, task_id: str, video_id: str, uri: str, metadata: dict[str, str],
+                modalities: list[str] | None = None) -> None: ...
     def length(self) -> int: ...
     def oldest_age_s(self) -> float: ...
 
 
 @dataclass(frozen=True)
 class Hit:
-    """One ranked video: fused score, raw level scores (fusion.LEVELS) and its best clip."""
+    """One ranked video: fused score, raw level scores (fusion.LEVELS; NaN: lacks it), best clip, why it matched."""
 
     video_id: str
     score: float
     levels: dict[str, float]
     best_clip: BestClip
+    match: Match | None = None
 
 
 @dataclass
@@ -164,8 +177,10 @@ class SearchService:
         index: SearchIndex,
         status: StatusRecords,
         queue: IngestQueue,
+        segments: SegmentSearch | None = None,
     ) -> None:
         self.settings = settings
+        self.segments = segments
         self._new_encoder = new_encoder
         self.encoder = new_encoder()
         self.index = index
@@ -184,7 +199,8 @@ class SearchService:
         with _stage(timings, "total"):
             self._require(self.triton, self.milvus)
             with _stage(timings, "encode"):
-                vectors = self._encode(query.text, deadline)
+                vectors = self._encode(query.text, deadline) if query.image is None else self._encode_image(
+                    query.image, deadline)
             limit = candidate_limit(query, self.settings)
             _remaining(deadline)
 
@@ -193,27 +209,42 @@ class SearchService:
                     return self._milvus(lambda: self.index.search_videos(vectors.sentence, limit, query.filter))
 
             videos_future = self._pool.submit(ann_videos)
+            kinds = self._text_kinds(query)
+            segment_futures = [self._pool.submit(self._milvus, lambda k=k: self.segments.search(  # type: ignore[union-attr]
+                vectors.sentence, k, limit, query.filter)) for k in kinds]
             with _stage(timings, "ann_clips"):
                 clip_lists = self._milvus(
                     lambda: self.index.search_clips_grouped(vectors.clip_queries, limit, query.filter)
                 )
             ranked_lists = [[h.video_id for h in videos_future.result()]] + [[h.video_id for h in c] for c in clip_lists]
+            ranked_lists += [[h.video_id for h in f.result()] for f in segment_futures]
             candidates = union_by_rank(ranked_lists, limit)
             _remaining(deadline)
 
             with _stage(timings, "rescore"):
                 with _stage(timings, "rescore_fetch"):
                     videos, clips = self._milvus(lambda: self.index.get_videos_with_clips(candidates))
-                scored = score_candidates(vectors, candidates, videos, clips)
+                    segments = self._milvus(lambda: self.segments.get_segments(  # type: ignore[union-attr]
+                        candidates, kinds)) if kinds else None
+                scored = score_candidates(vectors, candidates, videos, clips, segments)
             with _stage(timings, "fusion"):
                 fused = fuse(scored.levels, query.fusion)
+                matches = explain(scored, query.fusion)
                 order = sorted(range(len(fused)), key=lambda i: (-fused[i], scored.video_ids[i]))[: query.top_k]
                 hits = [
-                    Hit(scored.video_ids[i], float(fused[i]), {lv: float(scored.levels[lv][i]) for lv in LEVELS},
-                        scored.best_clips[i])
+                    Hit(scored.video_ids[i], float(fused[i]),
+                        {lv: float(scored.levels[lv][i]) for lv in LEVELS if lv in scored.levels},
+                        scored.best_clips[i], matches[i])
                     for i in order
                 ]
         return SearchResult(hits, vectors.phrases, len(scored.video_ids), timings)
+
+    def _text_kinds(self, query: SearchQuery) -> list[str]:
+        """Segment kinds this Search reads: served here, switched on for the deployment, weighted by the query."""
+        if self.segments is None or query.image is not None:  # an image searches the visual levels only
+            return []
+        enabled = {"speech": self.settings.speech, "screen_text": self.settings.screen_text}
+        return [KIND_OF_LEVEL[lv] for lv in TEXT_LEVELS if query.fusion.weights.get(lv) and enabled[KIND_OF_LEVEL[lv]]]
 
     def _encode(self, text: str, deadline: float) -> QueryVectors:
         timeout = min(_remaining(deadline), self.settings.triton_timeout_s)
@@ -228,6 +259,20 @@ class SearchService:
             raise Unavailable(f"Triton is unavailable: {exc}") from exc
         return query_vectors(text, encoded, max_phrases)
 
+    def _encode_image(self, image: np.ndarray, deadline: float) -> QueryVectors:
+        """An image query's vector from the frame encoder: it stands for the sentence and the one phrase."""
+        timeout = min(_remaining(deadline), self.settings.triton_timeout_s)
+        try:
+            frame = center_crop_square(image, self.encoder.info().image_size)
+            vector = self.encoder.encode_frames(frame[None], timeout_s=timeout)[0]
+        except EncoderInputError as exc:
+            raise InvalidArgument(str(exc)) from exc
+        except EncoderUnavailable as exc:
+            if time.monotonic() >= deadline:
+                raise DeadlineExceeded(f"the deadline passed while encoding the image: {exc}") from exc
+            raise Unavailable(f"Triton is unavailable: {exc}") from exc
+        return QueryVectors(vector, [], vector[None, :])
+
     @staticmethod
     def _milvus(call: Callable[[], T]) -> T:
         try:
@@ -237,18 +282,21 @@ class SearchService:
 
     # -- videos -----------------------------------------------------------------------------------
 
-    def submit_video(self, video_id: str, uri: str, metadata: Mapping[str, str]) -> Submitted:
+    def submit_video(self, video_id: str, uri: str, metadata: Mapping[str, str],
+                     modalities: list[str] | None = None) -> Submitted:
         """Record the video as PENDING, then queue its ingest; an empty video_id gets a fresh one.
 
         The status comes first so that a fast worker always finds the record it reports progress to.
-        Submitting an existing id again re-ingests it.
+        Submitting an existing id again re-ingests it. `modalities` (a subset of jobs.contract.MODALITIES) limits
+        the timed texts this ingest extracts; None leaves it to the deployment.
         """
         video_id = video_id or uuid.uuid4().hex
         clean_metadata = check_submission(video_id, uri, metadata)
         task_id = str(uuid.uuid4())
         self._redis(lambda: self.status.mark_pending(video_id, task_id, uri, clean_metadata))
         try:
-            self.queue.enqueue(task_id, video_id, uri, clean_metadata)
+            self.queue.enqueue(task_id, video_id, uri, clean_metadata,
+                               **({"modalities": modalities} if modalities is not None else {}))
         except Exception as exc:  # noqa: BLE001 - kombu and redis raise many types; all mean "not queued"
             log.warning("could not queue ingest of %s: %s", video_id, exc)
             self._redis(lambda: self.status.mark_failed(video_id, f"could not queue the ingest task: {exc}"))
@@ -269,6 +317,17 @@ class SearchService:
             submitted_at=0.0, updated_at=record.created_at, progress=100.0, clip_count=record.clip_count,
             duration_s=record.duration_s,
         )
+
+    def video_text(self, video_id: str) -> dict[str, list[SegmentRecord]]:
+        """The video's timed text by kind ("speech", "screen_text"), each in time order; empty when none is served."""
+        check_video_id_arg(video_id)
+        if self.segments is None:
+            return {}
+        segments = self._milvus(lambda: self.segments.get_segments([video_id], vectors=False)).get(video_id, [])  # type: ignore[union-attr]
+        by_kind: dict[str, list[SegmentRecord]] = {}
+        for segment in segments:
+            by_kind.setdefault(segment.kind, []).append(segment)
+        return by_kind
 
     def delete_video(self, video_id: str) -> None:
         """Remove the video, its clips and its status; NotFound when none of them existed."""

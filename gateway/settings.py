@@ -53,6 +53,12 @@ class GatewaySettings(BaseSettings):
     default_top_k: int = Field(
         10, ge=1, description="Hits returned when a Search sets no top_k."
     )
+    max_image_bytes: int = Field(
+        8 * 1024 * 1024, ge=1024, description="Largest image (JPEG or PNG bytes) a search by image may send.",
+    )
+    max_image_pixels: int = Field(
+        40_000_000, ge=1, description="Most pixels of an image searched by; larger ones (decompression bombs) are INVALID_ARGUMENT.",
+    )
     max_top_k: int = Field(
         1000, ge=1, le=10000, description="Largest top_k a Search may ask for."
     )
@@ -64,9 +70,21 @@ class GatewaySettings(BaseSettings):
         FusionMethod.WEIGHTED, description="Fusion used when a Search names none: WEIGHTED or RRF.",
     )
     fusion_weights: dict[str, float] = Field(
-        {"video_sentence": 0.3, "clip_sentence": 0.4, "clip_phrase": 0.3},  # calibrated: docs/evaluation.md
+        # visual levels calibrated on `scenes` (docs/evaluation.md), text levels on `narrated` (docs/narrated/)
+        {"video_sentence": 0.3, "clip_sentence": 0.4, "clip_phrase": 0.3, "speech_sentence": 2.0,
+         "screen_text_sentence": 2.0},
         description="Weight per level (JSON object) used by both methods when a Search sends none; "
         "levels left out weigh 0.",
+    )
+    text_level_range: tuple[float, float] = Field(
+        (0.15, 0.5), description="Cosine range [floor, ceiling] that scales the speech and screen-text levels to [0, 1] (JSON "
+        "list); a segment below the floor is no evidence, as if the video had none.",
+    )
+    speech: bool = Field(
+        True, description="Modality switch of the deployment: search the timed speech transcript (the speech_sentence level).",
+    )
+    screen_text: bool = Field(
+        True, description="Modality switch of the deployment: search the timed on-screen text (screen_text_sentence).",
     )
     normalization: Normalization = Field(
         "minmax", description="Per-query normalisation of level scores before the weighted sum: minmax or zscore.",
@@ -101,6 +119,13 @@ class GatewaySettings(BaseSettings):
     @classmethod
     def _check_weights(cls, weights: dict[str, float]) -> dict[str, float]:
         return check_weights(weights)
+
+    @field_validator("text_level_range")
+    @classmethod
+    def _check_range(cls, value: tuple[float, float]) -> tuple[float, float]:
+        if not -1.0 <= value[0] < value[1] <= 1.0:
+            raise ValueError(f"text_level_range must be two cosines with floor < ceiling, got {value}")
+        return value
 
     @model_validator(mode="after")
     def _check_consistency(self) -> GatewaySettings:

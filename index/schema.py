@@ -1,4 +1,4 @@
-"""The two Milvus collections, defined in one place and versioned.
+"""The Milvus collections (videos, clips, timed text segments), defined in one place and versioned.
 
 Each collection has exactly one vector field: that is what Milvus Lite 3.x, the PyPI milvus 2.3.5 standalone
 and 2.5 clusters all support. `clips` carries copies of the video-level filter fields (metadata, duration,
@@ -31,17 +31,31 @@ MAX_CLIPS_PER_VIDEO = 1024
 MAX_RESULT_WINDOW = 16384
 
 
+SEGMENT_KINDS = ("speech", "screen_text")
+SEGMENT_KIND_MAX_LENGTH = 16
+SEGMENT_ID_MAX_LENGTH = VIDEO_ID_MAX_LENGTH + 1 + SEGMENT_KIND_MAX_LENGTH + 1 + 20  # "<video_id>:<kind>:<index>"
+SEGMENT_TEXT_MAX_LENGTH = 2048  # bytes of UTF-8; longer texts are cut at a character boundary
+# Bounds one video's segments of one kind (about one every 2 s of a 3-hour video).
+MAX_SEGMENTS_PER_VIDEO = 8192
+
+
 @dataclass(frozen=True)
 class CollectionNames:
-    """The names of the two collections under one prefix."""
+    """The names of the collections under one prefix."""
 
     videos: str
     clips: str
+    segments: str
 
 
 def collection_names(prefix: str) -> CollectionNames:
     """Collection names for a prefix ("" in production; a per-test prefix isolates tests)."""
-    return CollectionNames(videos=f"{prefix}videos", clips=f"{prefix}clips")
+    return CollectionNames(videos=f"{prefix}videos", clips=f"{prefix}clips", segments=f"{prefix}segments")
+
+
+def segment_id(video_id: str, kind: str, index: int) -> str:
+    """Primary key of a timed text segment: re-ingesting overwrites a video's segments of a kind in place."""
+    return f"{video_id}:{kind}:{index}"
 
 
 def clip_id(video_id: str, clip_index: int) -> str:
@@ -70,6 +84,24 @@ def clip_schema(dim: int) -> CollectionSchema:
     schema.add_field("clip_index", DataType.INT64)
     schema.add_field("start_s", DataType.FLOAT)
     schema.add_field("end_s", DataType.FLOAT)
+    schema.add_field(VECTOR_FIELD, DataType.FLOAT_VECTOR, dim=dim)
+    schema.add_field("metadata", DataType.JSON)
+    schema.add_field("video_duration_s", DataType.FLOAT)
+    schema.add_field("video_clip_count", DataType.INT64)
+    schema.add_field("video_created_at", DataType.DOUBLE)
+    return schema
+
+
+def segment_schema(dim: int) -> CollectionSchema:
+    """One row per timed text segment (speech or on-screen text), with the clips' copies of the filter fields."""
+    schema = MilvusClient.create_schema(auto_id=False, enable_dynamic_field=False)
+    schema.add_field("segment_id", DataType.VARCHAR, is_primary=True, max_length=SEGMENT_ID_MAX_LENGTH)
+    schema.add_field("video_id", DataType.VARCHAR, max_length=VIDEO_ID_MAX_LENGTH)
+    schema.add_field("kind", DataType.VARCHAR, max_length=SEGMENT_KIND_MAX_LENGTH)
+    schema.add_field("segment_index", DataType.INT64)
+    schema.add_field("start_s", DataType.FLOAT)
+    schema.add_field("end_s", DataType.FLOAT)
+    schema.add_field("text", DataType.VARCHAR, max_length=SEGMENT_TEXT_MAX_LENGTH)
     schema.add_field(VECTOR_FIELD, DataType.FLOAT_VECTOR, dim=dim)
     schema.add_field("metadata", DataType.JSON)
     schema.add_field("video_duration_s", DataType.FLOAT)

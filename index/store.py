@@ -45,6 +45,7 @@ from index.schema import (
     collection_names,
     index_params,
     search_params,
+    segment_schema,
     video_schema,
 )
 from index.settings import IndexSettings
@@ -204,7 +205,7 @@ class VideoIndex:
         return self._client
 
     def ensure_collections(self) -> None:
-        """Create missing collections with their index, check existing ones (SchemaMismatch), and load both.
+        """Create missing collections with their index, check existing ones (SchemaMismatch), and load them.
 
         Loading is required: a new process must load a collection before it can search or query it.
         """
@@ -212,7 +213,9 @@ class VideoIndex:
             client = self._connect()
             timeout = self.settings.milvus_timeout_s
             dim = self.settings.vector_dim
-            for name, schema in ((self.names.videos, video_schema(dim)), (self.names.clips, clip_schema(dim))):
+            collections = ((self.names.videos, video_schema(dim)), (self.names.clips, clip_schema(dim)),
+                           (self.names.segments, segment_schema(dim)))
+            for name, schema in collections:
                 with _milvus_errors(f"ensure collection {name!r}"):
                     if client.has_collection(name, timeout=timeout):
                         check_collection(name, client.describe_collection(name, timeout=timeout), schema)
@@ -335,7 +338,9 @@ class VideoIndex:
         self._call(f"replace video {video.video_id!r}", write)
 
     def delete_video(self, video_id: str) -> bool:
-        """Remove a video and its clips; True if its video row existed. The row goes first, hiding the clips."""
+        """Remove a video, its clips and its timed text segments (index.segments); True if its video row existed.
+
+        The row goes first, hiding the clips and segments."""
         check_video_id(video_id)
         timeout = self.settings.milvus_timeout_s
 
@@ -343,6 +348,7 @@ class VideoIndex:
             existed = bool(client.get(self.names.videos, ids=[video_id], output_fields=["video_id"], timeout=timeout))
             client.delete(self.names.videos, ids=[video_id], timeout=timeout)
             client.delete(self.names.clips, filter=f"video_id == {quote_string(video_id)}", timeout=timeout)
+            client.delete(self.names.segments, filter=f"video_id == {quote_string(video_id)}", timeout=timeout)
             return existed
 
         return self._call(f"delete video {video_id!r}", delete)

@@ -13,3 +13,17 @@ FRAME_INPUTS = ("frames",)
 FRAME_OUTPUTS = ("vectors",)
 VIDEO_HEAD_INPUTS = ("frames", "frame_mask", "clip_ids", "clip_mask")
 VIDEO_HEAD_OUTPUTS = ("frame_vectors", "clip_vectors", "video_vector")
+
+# Speech recognition (ASR): one request is one window of 16 kHz mono float PCM; the answer is its timed segments.
+SPEECH_RECOGNIZER = "speech_recognizer"  # python backend: faster-whisper over Whisper tiny.en (CTranslate2)
+SPEECH_SAMPLE_RATE = 16_000  # Hz, what Whisper's feature extractor expects
+SPEECH_MAX_WINDOW_S = 30.0  # Whisper's receptive field: one window is decoded in one pass
+SPEECH_INPUTS = ("audio",)  # FP32 [samples], batch first
+SPEECH_OUTPUTS = ("start_s", "end_s", "text")  # FP32 [K], FP32 [K], BYTES [K]: seconds from the window's start
+
+# On-screen text (OCR): PP-OCRv4 networks, and the python-backend reader that calls them (BLS) for one frame.
+SCREEN_TEXT_READER = "screen_text_reader"  # frame UINT8 [1,H,W,3] RGB -> text BYTES [1,K], score FP32 [1,K], box FP32 [1,K,4]
+OCR_DET = "ocr_det"  # PP-OCRv4 mobile DB detector: x [N,3,H,W] -> y [N,1,H,W]
+OCR_CLS = "ocr_cls"  # v2.0 angle classifier: x [N,3,48,192] -> y [N,2] (0 or 180 degrees)
+OCR_REC = "ocr_rec"  # PP-OCRv4 mobile recogniser: x [N,3,48,W] -> y [N,T,6625] (CTC)
+SCREEN_TEXT_OUTPUTS = ("text", "score", "box")

@@ -9,6 +9,7 @@ import pytest
 
 from bench.datasets import Query
 from bench.eval import (
+    TEXT_WEIGHTS,
     Hit,
     Metrics,
     Response,
@@ -23,7 +24,7 @@ from bench.eval import (
     tables,
     weight_grid,
 )
-from gateway.fusion import LEVELS, FusionConfig, FusionMethod, fuse
+from gateway.fusion import LEVELS, VISUAL_LEVELS, FusionConfig, FusionMethod, fuse
 from gateway.settings import GatewaySettings
 
 
@@ -71,16 +72,17 @@ def test_replay_is_the_gateways_fusion_with_ties_by_id():
     assert [h.video_id for h in replay(hits, config)] == ["a", "b", "c"], "equal scores: id order, as the gateway"
     only_video = FusionConfig(FusionMethod.RRF, {"video_sentence": 1.0})
     assert replay(hits, only_video)[0].video_id == "c"
-    levels = {lv: np.array([h.levels[lv] for h in hits]) for lv in LEVELS}
+    levels = {lv: np.array([h.levels.get(lv, np.nan) for h in hits]) for lv in LEVELS}
     fused = fuse(levels, config)
     assert [h.video_id for h in replay(hits, config)] == [hits[i].video_id for i in np.lexsort(([h.video_id for h in hits], -fused))]
 
 
 def test_weight_grid_covers_the_simplex():
     grid = weight_grid(0.1)
-    assert len(grid) == 66
-    assert all(abs(sum(w.values()) - 1) < 1e-9 and set(w) == set(LEVELS) for w in grid)
-    assert {"video_sentence": 0.0, "clip_sentence": 0.0, "clip_phrase": 1.0} in grid
+    assert len(grid) == 66 * len(TEXT_WEIGHTS) ** 2  # the visual simplex, times each text level's weights
+    assert all(abs(sum(w[lv] for lv in VISUAL_LEVELS) - 1) < 1e-9 and set(w) == set(LEVELS) for w in grid)
+    assert {"video_sentence": 0.0, "clip_sentence": 0.0, "clip_phrase": 1.0, "speech_sentence": 2.0,
+            "screen_text_sentence": 0.0} in grid
 
 
 def test_split_is_by_text_disjoint_and_seeded():
@@ -144,7 +146,8 @@ def test_tiny_eval_on_the_real_stack(tmp_path, model_repository):
     scenes = payload["datasets"]["scenes"]
     assert scenes["ingest"]["videos"] == 4 and scenes["exhaustive"]
     assert scenes["replay_mismatches"] == 0, "replaying the fusion must reproduce the gateway's rankings"
-    assert set(scenes["configs"]) == {"video-sentence", "clip-sentence", "clip-phrase", "fused WEIGHTED", "fused RRF"}
+    assert set(scenes["configs"]) == {"video-sentence", "clip-sentence", "clip-phrase", "speech-sentence",
+                                      "screen-text-sentence", "fused WEIGHTED", "fused RRF"}
     for kinds in scenes["configs"].values():
         assert kinds["scene"]["queries"] >= 8 and kinds["video"]["queries"] == 4
         assert 0 <= kinds["scene"]["r1"] <= kinds["scene"]["r5"] <= 1

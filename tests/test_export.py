@@ -70,15 +70,36 @@ def test_a_checkpoint_without_a_video_head_removes_an_earlier_one(default_checkp
     stale.mkdir(parents=True)
     (stale / "model.onnx").write_bytes(b"a trained head from an earlier export")
     pipeline.export_checkpoint(default_checkpoint, "python", out)
-    assert sorted(p.name for p in out.iterdir() if p.is_dir()) == [
-        "frame_encoder", "text_encoder", "text_encoder_net", "text_tokenizer"]
+    assert sorted(p.name for p in out.iterdir() if p.is_dir()) == MODELS
 
 
-def test_export_writes_the_four_models(model_repository):
+MODELS = ["frame_encoder", "ocr_cls", "ocr_det", "ocr_rec", "screen_text_reader", "speech_recognizer",
+          "text_encoder", "text_encoder_net", "text_tokenizer"]
+
+
+def test_export_writes_the_encoders_the_speech_and_the_ocr_models(model_repository):
     names = sorted(p.name for p in model_repository.iterdir() if p.is_dir())
-    assert names == ["frame_encoder", "text_encoder", "text_encoder_net", "text_tokenizer"]
+    assert names == MODELS
     assert (model_repository / "text_encoder_net" / "1" / "model.onnx").is_file()
     assert (model_repository / "text_tokenizer" / "1" / "tokenizer.json").is_file()
+    assert (model_repository / "speech_recognizer" / "1" / "whisper" / "model.bin").is_file()
+    assert (model_repository / "screen_text_reader" / "1" / "characters.txt").read_text().count("\n") > 6000
+
+
+@pytest.mark.parametrize("target", ["python", "onnxruntime", "tensorrt"])
+def test_speech_and_ocr_configs_for_every_target(target, tmp_path):
+    """The speech model is python for every target, on CUDA float16 for the GPU target; the OCR networks run on
+    ONNX Runtime (in the python backend locally, the native backend elsewhere, on the GPU for tensorrt)."""
+    from export.ocr_models import network_config
+    from export.speech_model import speech_config
+
+    speech = speech_config(target)
+    assert 'backend: "python"' in speech and "allow_ragged_batch: true" in speech
+    assert ('value: { string_value: "cuda" }' in speech) == (target == "tensorrt")
+    det = network_config("ocr_det", target)
+    assert ('backend: "python"' in det) == (target == "python")
+    assert ('platform: "onnxruntime_onnx"' in det) == (target != "python")
+    assert ("KIND_GPU" in det) == (target == "tensorrt")
 
 
 def test_tensorrt_target_fails_at_once_with_a_clear_message(tmp_path):

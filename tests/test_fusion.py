@@ -80,4 +80,46 @@ def test_bad_weights_are_rejected_with_a_reason(weights, message):
 
 
 def test_missing_levels_weigh_zero():
-    assert check_weights({"clip_phrase": 2}) == {"video_sentence": 0.0, "clip_sentence": 0.0, "clip_phrase": 2.0}
+    assert check_weights({"clip_phrase": 2}) == {"video_sentence": 0.0, "clip_sentence": 0.0, "clip_phrase": 2.0,
+                                                 "speech_sentence": 0.0, "screen_text_sentence": 0.0}
+
+
+def test_a_level_a_video_lacks_is_not_a_zero():
+    """Speech is evidence on a fixed scale that only adds: a silent video (NaN) scores what a video whose speech
+    does not match scores (below the floor of text_range), so it keeps the rank its visual levels earn."""
+    levels = _levels([0.30, 0.31, 0.32, 0.32], [0.5, 0.6, 0.7, 0.7], [0.5, 0.6, 0.7, 0.7])
+    levels["speech_sentence"] = np.array([0.65, 0.40, np.nan, 0.05])  # 3: speech about something else
+    weights = {"video_sentence": 1.0, "clip_sentence": 1.0, "clip_phrase": 1.0, "speech_sentence": 3.0}
+    weighted = fuse(levels, FusionConfig(FusionMethod.WEIGHTED, weights, text_range=(0.15, 0.65)))
+    np.testing.assert_allclose(weighted, [3 / 6, (1.5 + 1.5) / 6, 3 / 6, 3 / 6])
+    assert weighted[2] == weighted[3]  # silent == speech that does not match: not sunk
+    rrf = fuse(levels, FusionConfig(FusionMethod.RRF, weights, rrf_k=1.0))
+    assert rrf[2] == rrf[3] and rrf[0] > rrf[2]
+    np.testing.assert_allclose(rrf[0], 1 / 5 + 1 / 5 + 1 / 5 + 3 / 2)  # best speech: rank 1 of the two with any
+
+
+def test_one_video_with_a_poor_text_match_is_not_lifted_to_the_top():
+    """Scaled over the candidates, the only video with on-screen text would normalise to 1 whatever it says."""
+    levels = _levels([0.3, 0.3], [0.5, 0.6], [0.5, 0.6])
+    levels["screen_text_sentence"] = np.array([0.16, np.nan])
+    fused = fuse(levels, FusionConfig(FusionMethod.WEIGHTED, {"clip_sentence": 1.0, "screen_text_sentence": 1.0}))
+    assert fused[1] > fused[0]
+
+
+def test_why_names_the_level_that_sets_a_hit_apart():
+    """Three videos with the same pictures: the one whose speech matches is explained by its speech segment."""
+    from gateway.scoring import BestClip, ScoredCandidates, explain
+    from index.segments import SegmentRecord
+
+    said = SegmentRecord("b", "speech", 0, 4.0, 6.5, "fresh bread comes out of the oven")
+    scored = ScoredCandidates(
+        ["a", "b", "c"],
+        {"video_sentence": np.array([0.3, 0.3, 0.3]), "clip_sentence": np.array([0.5, 0.5, 0.5]),
+         "clip_phrase": np.array([0.5, 0.5, 0.5]), "speech_sentence": np.array([0.1, 0.5, np.nan])},
+        [BestClip(0.0, 4.0, 0.5)] * 3,
+        {"speech_sentence": [SegmentRecord("a", "speech", 0, 1.0, 2.0, "a train"), said, None]},
+    )
+    weights = {"video_sentence": 0.3, "clip_sentence": 0.4, "clip_phrase": 0.3, "speech_sentence": 1.0}
+    matches = explain(scored, FusionConfig(FusionMethod.WEIGHTED, weights))
+    assert [m.level for m in matches] == ["clip", "speech_sentence", "clip"]
+    assert (matches[1].start_s, matches[1].end_s, matches[1].snippet) == (4.0, 6.5, said.text)

@@ -68,7 +68,8 @@ def test_hits_are_sorted_cut_to_top_k_and_carry_every_level(library):
 def test_rrf_fusion_ranks_too(library):
     result = _search(_service(library), "coffee", method=FusionMethod.RRF)
     assert result.hits[0].video_id == "trip"
-    assert result.hits[0].score == pytest.approx(sum(GatewaySettings().fusion_weights.values()) / 61)
+    visual = ("video_sentence", "clip_sentence", "clip_phrase")  # no segments are served here: no text levels
+    assert result.hits[0].score == pytest.approx(sum(GatewaySettings().fusion_weights[lv] for lv in visual) / 61)
 
 
 def test_timings_cover_every_stage(library):
@@ -258,3 +259,42 @@ def test_after_an_outage_probes_reconnect_with_a_fresh_encoder(fakes):
     assert service.probe(timeout_s=1.0) is True and len(made) == 2
     assert service.encoder is made[1]
     assert service.probe(timeout_s=1.0) is True and len(made) == 2
+
+
+def test_an_image_finds_the_video_that_shows_it_on_the_visual_levels(library):
+    from tests.fixtures.gateway import word_image
+
+    for image_format in ("PNG", "JPEG"):
+        result = _search(_service(library), "", image=word_image("coffee", image_format=image_format))
+        assert result.hits[0].video_id == "trip" and result.phrases == []
+        assert (result.hits[0].best_clip.start_s, result.hits[0].best_clip.end_s) == (8.0, 12.0)
+        assert set(result.hits[0].levels) == {"video_sentence", "clip_sentence", "clip_phrase"}
+    assert library.encoder.texts == ["<image>", "<image>"]  # no text was encoded
+
+
+@pytest.mark.parametrize(("text", "image", "message"), [
+    ("", b"not an image at all", "cannot be decoded"),
+    ("", b"\x89PNG\r\n\x1a\n" + b"\0" * 40, "cannot be decoded"),  # a PNG signature, then garbage
+    ("coffee", b"\x89PNG", "not both"),
+    ("", b"x" * (8 * 1024 * 1024 + 1), "limit"),
+])
+def test_bad_images_are_invalid_arguments_before_any_backend(library, text, image, message):
+    with pytest.raises(InvalidArgument, match=message):
+        _search(_service(library), text, image=image)
+    assert library.encoder.texts == [] and library.index.calls == []
+
+
+def test_other_image_formats_and_bombs_are_refused(library):
+    from tests.fixtures.gateway import word_image
+
+    with pytest.raises(InvalidArgument, match="JPEG or PNG"):
+        _search(_service(library), "", image=word_image("cat", image_format="GIF"))
+    with pytest.raises(InvalidArgument, match="pixels"):
+        _search(_service(library, max_image_pixels=1000), "", image=word_image("cat", size=(100, 100)))
+
+
+def test_a_submission_can_narrow_the_modalities(fakes):
+    service = _service(fakes)
+    service.submit_video("v1", "/videos/a.mp4", {})
+    service.submit_video("v2", "/videos/b.mp4", {}, modalities=["screen_text"])
+    assert fakes.queue.modalities == [None, ["screen_text"]]

@@ -62,7 +62,8 @@ def test_clips_follow_the_scene_cuts_and_hold_their_scene(ingestor, videos, enco
     submit(ingestor, "scenes")
     summary = ingestor.run("scenes", str(path), {"lang": "en"}, task_id="task-1")
     assert (summary.clip_count, summary.duration_s, summary.frames) == (4, 12.0, 24)
-    assert set(summary.timings_s) == {"fetch", "decode", "embed", "write"}
+    assert set(summary.timings_s) == {"fetch", "decode", "embed", "speech", "speech_wait", "screen_text",
+                                      "screen_text_wait", "write"}
     clips = ingest_stack.index.get_clips(["scenes"])["scenes"]
     step = 1 / ingest_stack.settings.sample_fps
     assert len(clips) == len(spans)

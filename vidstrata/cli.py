@@ -176,14 +176,17 @@ def ingest(
 
 @app.command()
 def search(
-    query: Annotated[str, typer.Argument(help="what to look for, in one sentence")],
+    query: Annotated[str, typer.Argument(help="what to look for, in one sentence (leave out with --image)")] = "",
     k: Annotated[int, typer.Option("-k", "--top-k", help="how many videos")] = 10,
+    image: Annotated[Optional[Path], typer.Option("--image", help="search by this JPEG or PNG instead of a sentence",
+                                               exists=True, dir_okay=False)] = None,
     filter_expr: Annotated[str, typer.Option("--filter", help='e.g. meta.lang == "en" and duration_s < 60')] = "",
     as_json: Annotated[bool, typer.Option("--json", help="print the raw response as JSON")] = False,
     gateway: GatewayOption = DEFAULT_GATEWAY,
     token: TokenOption = "",
 ) -> None:
-    """Search videos; prints rank, video, fused and per-level scores and the best clip's span."""
+    """Search videos; prints rank, video, fused and per-level scores (– where a video lacks the level), and why it
+    matched: the level, span and (for speech or on-screen text) the words of its best moment."""
     from google.protobuf.json_format import MessageToJson
     from rich.console import Console
     from rich.table import Table
@@ -191,20 +194,29 @@ def search(
     from vidstrata.client import GatewayError
 
     try:
-        reply = _client(gateway, token).search(query, k, filter_expr)
+        if (image is None) == (not query.strip()):
+            fail("give a sentence or --image PHOTO, not both and not neither")
+        reply = _client(gateway, token).search(query, k, filter_expr, image.read_bytes() if image else b"")
     except GatewayError as exc:
         fail(str(exc))
     if as_json:
         typer.echo(MessageToJson(reply, preserving_proto_field_name=True))
         return
-    table = Table(title=f"{query!r}  phrases: {' | '.join(reply.phrases)}  ({reply.timings.total_ms:.0f} ms)")
-    for column in ("rank", "video", "score", "video·sent", "clip·sent", "clip·phrase", "best clip"):
-        table.add_column(column, justify="right" if column not in ("video", "best clip") else "left")
+    asked = f"image {image.name}" if image else f"{query!r}  phrases: {' | '.join(reply.phrases)}"
+    table = Table(title=f"{asked}  ({reply.timings.total_ms:.0f} ms)")
+    columns = ("rank", "video", "score", "video·sent", "clip·sent", "clip·phrase", "speech", "screen text", "why")
+    for column in columns:
+        table.add_column(column, justify="left" if column in ("video", "why") else "right")
     for rank, hit in enumerate(reply.hits, 1):
-        clip = hit.best_clip
-        table.add_row(str(rank), hit.video_id, f"{hit.score:.3f}", f"{hit.levels.video_sentence:.3f}",
-                      f"{hit.levels.clip_sentence:.3f}", f"{hit.levels.clip_phrase:.3f}", f"{clip.start_s:.1f}–{clip.end_s:.1f} s")
-    Console(width=120).print(table)
+        levels = hit.levels
+        optional = [f"{getattr(levels, name):.3f}" if levels.HasField(name) else "–"
+                    for name in ("speech_sentence", "screen_text_sentence")]
+        why = hit.why if hit.HasField("why") else None
+        moment = (f"{why.level} {why.start_s:.1f}–{why.end_s:.1f} s" + (f' "{why.snippet}"' if why.snippet else "")
+                  if why else f"clip {hit.best_clip.start_s:.1f}–{hit.best_clip.end_s:.1f} s")
+        table.add_row(str(rank), hit.video_id, f"{hit.score:.3f}", f"{levels.video_sentence:.3f}",
+                      f"{levels.clip_sentence:.3f}", f"{levels.clip_phrase:.3f}", *optional, moment)
+    Console(width=160).print(table)
 
 
 @app.command()

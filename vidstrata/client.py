@@ -52,14 +52,21 @@ class GatewayClient:
                 raise GatewayError(f"gateway not reachable at {self.address} — is `make up` running?") from None
             raise GatewayError(f"{code.name}: {exc.details()}") from None
 
-    def search(self, query: str, top_k: int = 10, filter_expr: str = "") -> search_pb2.SearchResponse:
-        return self._call("Search", search_pb2.SearchRequest(query=query, top_k=top_k, filter=filter_expr))
+    def search(self, query: str = "", top_k: int = 10, filter_expr: str = "", image: bytes = b"") -> search_pb2.SearchResponse:
+        """Search by a sentence, or by an image (JPEG or PNG bytes) with query left empty."""
+        return self._call("Search", search_pb2.SearchRequest(query=query, top_k=top_k, filter=filter_expr, image=image))
 
-    def submit(self, uri: str, video_id: str = "", metadata: dict[str, str] | None = None) -> search_pb2.SubmitVideoResponse:
-        return self._call("SubmitVideo", search_pb2.SubmitVideoRequest(video_id=video_id, uri=uri, metadata=metadata or {}))
+    def submit(self, uri: str, video_id: str = "", metadata: dict[str, str] | None = None,
+               speech: bool | None = None, screen_text: bool | None = None) -> search_pb2.SubmitVideoResponse:
+        """Queue an ingest; speech/screen_text False turn that modality off for this video (None: the deployment's)."""
+        request = search_pb2.SubmitVideoRequest(video_id=video_id, uri=uri, metadata=metadata or {})
+        if speech is not None or screen_text is not None:
+            request.modalities.CopyFrom(search_pb2.Modalities(speech=speech, screen_text=screen_text))
+        return self._call("SubmitVideo", request)
 
-    def get(self, video_id: str) -> search_pb2.Video:
-        return self._call("GetVideo", search_pb2.GetVideoRequest(video_id=video_id))
+    def get(self, video_id: str, include_text: bool = False) -> search_pb2.Video:
+        """The video's status; with include_text also its timed transcript and on-screen text."""
+        return self._call("GetVideo", search_pb2.GetVideoRequest(video_id=video_id, include_text=include_text))
 
     def delete(self, video_id: str) -> search_pb2.DeleteVideoResponse:
         return self._call("DeleteVideo", search_pb2.DeleteVideoRequest(video_id=video_id))

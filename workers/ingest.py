@@ -16,7 +16,7 @@ import threading
 import time
 from collections import deque
 from collections.abc import Iterator
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from typing import Union
 
@@ -24,12 +24,18 @@ import numpy as np
 
 from spec.aggregation import VideoAggregate, aggregate_video
 from jobs.status import StatusStore
+from index.segments import SegmentIndex, SegmentRecord
 from index.store import ClipRecord, VideoIndex, VideoRecord
 from inference.encoder import Encoder
+from inference.screen_text import TritonScreenText
+from inference.speech import TimedText, TritonSpeech
 from spec.video import FrameBatch, VideoReader
 from workers.errors import IngestCancelled
 from workers.fetch import fetch
 from workers.settings import WorkerSettings
+from workers.screen_text import read_screen_text
+from workers.speech import transcribe_video
+from workers.text_stages import TimedTextStage, embed_segments
 
 # Share of the progress bar each stage ends at; embedding (with decoding) is most of the work.
 _FETCHED, _EMBEDDED = 5.0, 90.0
@@ -40,7 +46,10 @@ class IngestSummary:
     """What one ingest produced, and where its time went.
 
     timings_s: fetch; decode (decoder busy time, overlapping embed); embed (wall time of decode and embed
-    together, until the last vector); write (clustering, the video head where served, and the index write).
+    together, until the last vector); speech, screen_text (each timed-text stage's own wall time, in a thread
+    beside decode and embed; absent when the modality is off); speech_wait, screen_text_wait (how long ingest
+    waited for it after embedding); write (clustering, the video head where served, embedding the segment
+    texts, and the index writes).
     """
 
     video_id: str
@@ -107,11 +116,14 @@ class _Decoder(threading.Thread):
 class Ingestor:
     """Ingests one video at a time with the given encoder, index and status store (all shared, thread-safe)."""
 
-    def __init__(self, settings: WorkerSettings, encoder: Encoder, index: VideoIndex, status: StatusStore) -> None:
+    def __init__(self, settings: WorkerSettings, encoder: Encoder, index: VideoIndex, status: StatusStore,
+                 stages: list[TimedTextStage] | None = None) -> None:
         self.settings = settings
         self.encoder = encoder
         self.index = index
         self.status = status
+        self.segments = SegmentIndex(index)
+        self.stages = stages if stages is not None else text_stages(settings)
 
     def _progress(self, video_id: str, percent: float, stage: str) -> None:
         if not self.status.mark_running(video_id, round(min(percent, 100.0), 1), stage):
@@ -133,8 +145,13 @@ class Ingestor:
         if task_id and record.task_id and record.task_id != task_id:
             raise IngestCancelled(f"video {video_id!r} was resubmitted as task {record.task_id}; this is {task_id}")
 
-    def run(self, video_id: str, uri: str, metadata: dict[str, str], task_id: str | None = None) -> IngestSummary:
-        """Ingest the video at uri under video_id; the index holds it (and only it) once this returns."""
+    def run(self, video_id: str, uri: str, metadata: dict[str, str], task_id: str | None = None,
+            modalities: list[str] | None = None) -> IngestSummary:
+        """Ingest the video at uri under video_id; the index holds it (and only it) once this returns.
+
+        `modalities` narrows the timed-text stages the deployment runs to these kinds (None: all of them); a
+        kind left out stores nothing, so it also clears what an earlier ingest stored.
+        """
         self._check_current(video_id, task_id)
         timings: dict[str, float] = {}
         self._progress(video_id, 0.0, "fetch")
@@ -150,12 +167,24 @@ class Ingestor:
                     f"the frame encoder makes {info.dim}-d vectors but the index holds "
                     f"{self.index.settings.vector_dim}-d ones: set VIDSTRATA_MILVUS_VECTOR_DIM to match the served model"
                 )
-            with VideoReader(path, info.image_size, self.settings.sample_fps, self.settings.max_frames,
-                             self.settings.max_duration_s, self.settings.max_frame_pixels) as reader:
-                started = time.perf_counter()
-                timestamps, vectors, timings["decode"] = self._embed(video_id, reader)
-                timings["embed"] = time.perf_counter() - started
-                duration_s, note = reader.duration_s, reader.note  # from the frames decoded, not the header
+            running = {stage.kind: stage.start(path) for stage in self.stages
+                       if modalities is None or stage.kind in modalities}
+            try:
+                with VideoReader(path, info.image_size, self.settings.sample_fps, self.settings.max_frames,
+                                 self.settings.max_duration_s, self.settings.max_frame_pixels) as reader:
+                    started = time.perf_counter()
+                    timestamps, vectors, timings["decode"] = self._embed(video_id, reader)
+                    timings["embed"] = time.perf_counter() - started
+                    duration_s, note = reader.duration_s, reader.note  # from the frames decoded, not the header
+                texts: dict[str, list[TimedText]] = {}
+                for kind, future in running.items():
+                    started = time.perf_counter()
+                    texts[kind], timings[kind] = future.result()
+                    timings[f"{kind}_wait"] = time.perf_counter() - started
+            finally:
+                for future in running.values():  # the source goes away with this block
+                    future.cancel()
+                wait(list(running.values()))
         started = time.perf_counter()
         self._progress(video_id, _EMBEDDED, "write")
         aggregate = aggregate_video(vectors, timestamps, duration_s)
@@ -163,7 +192,10 @@ class Ingestor:
             clip_vectors, video_vector = self.encoder.encode_video(vectors, aggregate.clip_ids(), len(aggregate.clips))
             aggregate = aggregate.with_vectors(clip_vectors, video_vector)
         self._check_current(video_id, task_id)
-        self._write(video_id, metadata, duration_s, aggregate)
+        # a modality that is off stores nothing, so a re-ingest with it off clears what an earlier one stored
+        segments = {kind: embed_segments(video_id, kind, texts.get(kind, []), self.encoder)
+                    for kind in ("speech", "screen_text")}
+        self._write(video_id, metadata, duration_s, aggregate, segments)
         timings["write"] = time.perf_counter() - started
         if not self.status.mark_ready(video_id, len(aggregate.clips), duration_s, note):
             self.index.delete_video(video_id)
@@ -199,10 +231,29 @@ class Ingestor:
             pool.shutdown(wait=True, cancel_futures=True)
         return np.concatenate(times), np.concatenate(vectors), decoder.busy_s
 
-    def _write(self, video_id: str, metadata: dict[str, str], duration_s: float, aggregate: VideoAggregate) -> None:
+    def _write(self, video_id: str, metadata: dict[str, str], duration_s: float, aggregate: VideoAggregate,
+               segments: dict[str, list[SegmentRecord]]) -> None:
+        """Segments of each kind first (an empty list clears a kind), the video and its clips last (index.segments)."""
         clips = [
             ClipRecord(video_id, i, clip.start_s, clip.end_s, clip.vector) for i, clip in enumerate(aggregate.clips)
         ]
         video = VideoRecord(video_id, aggregate.vector, duration_s, len(clips), metadata, created_at=time.time())
+        for kind, records in segments.items():
+            self.segments.replace_segments(video, kind, records)
         self.index.replace_video(video, clips)
 
+
+def text_stages(settings: WorkerSettings) -> list[TimedTextStage]:
+    """The timed-text stages the deployment switched on, each with its own Triton client."""
+    stages = []
+    if settings.speech:
+        speech = TritonSpeech(settings.triton.url, settings.speech_timeout_s, settings.speech_inflight)
+        stages.append(TimedTextStage(
+            "speech", lambda path: transcribe_video(path, speech, settings.max_duration_s), speech.close))
+    if settings.screen_text:
+        reader = TritonScreenText(settings.triton.url, settings.screen_text_timeout_s)
+        stages.append(TimedTextStage("screen_text", lambda path: read_screen_text(
+            path, reader, settings.screen_text_sample_fps, settings.screen_text_max_per_minute,
+            settings.screen_text_change_threshold, settings.screen_text_max_side, settings.max_duration_s),
+            reader.close))
+    return stages

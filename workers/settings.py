@@ -94,6 +94,37 @@ class WorkerSettings(BaseSettings):
         9101, ge=0, le=65535, description="Port of the worker's Prometheus /metrics; 0 turns it off."
     )
     concurrency: int = Field(2, ge=1, description="Videos ingested at once by one worker (Celery prefork processes).")
+    speech: bool = Field(
+        True,
+        description="Modality switch of the deployment: transcribe each video's audio track (ASR in Triton's "
+        "speech_recognizer) and index the timed transcript as the speech level.",
+    )
+    speech_timeout_s: float = Field(
+        120.0, gt=0, description="Deadline of one speech window (at most 30 s of audio) sent to Triton's ASR."
+    )
+    screen_text: bool = Field(
+        True,
+        description="Modality switch of the deployment: read on-screen text (OCR in Triton's screen_text_reader) "
+        "from a bounded set of frames and index it as the screen_text level.",
+    )
+    screen_text_sample_fps: float = Field(
+        1.0, gt=0, le=30, description="Frames a second looked at (through a thumbnail) for picture changes worth OCR."
+    )
+    screen_text_max_per_minute: int = Field(
+        12, ge=1, le=600, description="Most frames read by OCR per minute of video (0.3-0.6 s each on 2 CPU cores)."
+    )
+    screen_text_change_threshold: float = Field(
+        0.12, gt=0, le=1,
+        description="Colour-histogram distance (0..1) between a frame and the last one read above which the "
+        "picture changed and is read again; pans move it by ~0.03, cuts and new captions by 0.2 or more.",
+    )
+    screen_text_max_side: int = Field(
+        960, ge=64, le=4096, description="Frames are scaled down to at most this many pixels on the longer side for OCR."
+    )
+    screen_text_timeout_s: float = Field(60.0, gt=0, description="Deadline of reading one frame in Triton's OCR.")
+    speech_inflight: int = Field(
+        4, ge=1, le=32, description="Speech windows in flight to Triton at once, so its batcher can decode them together."
+    )
 
     @model_validator(mode="after")
     def _timeouts_nest(self) -> WorkerSettings:

@@ -117,8 +117,10 @@ def _retry(self: Task, ingestor: Ingestor, video_id: str, exc: Exception) -> dic
 
 
 @app.task(name=INGEST_TASK, bind=True, max_retries=None)  # retries are counted against retry_max below
-def ingest_video(self: Task, video_id: str, uri: str, metadata: dict[str, str]) -> dict[str, Any]:
-    """Ingest one video; returns the summary, or the reason it failed or was cancelled."""
+def ingest_video(self: Task, video_id: str, uri: str, metadata: dict[str, str],
+                 modalities: list[str] | None = None) -> dict[str, Any]:
+    """Ingest one video; returns the summary, or the reason it failed or was cancelled. `modalities`: the timed
+    texts this submission wants (jobs.contract.MODALITIES), None for all the deployment has on."""
     settings = worker_settings()
     ingestor = _clients.ingestor()
     status = ingestor.status
@@ -133,7 +135,7 @@ def ingest_video(self: Task, video_id: str, uri: str, metadata: dict[str, str]) 
             record = status.get(video_id)
             if record is not None and self.request.retries == 0 and not self.request.delivery_info.get("redelivered"):
                 metrics.QUEUE_WAIT.observe(max(0.0, time.time() - record.submitted_at))
-            summary = ingestor.run(video_id, uri, metadata, task_id=self.request.id)
+            summary = ingestor.run(video_id, uri, metadata, task_id=self.request.id, modalities=modalities)
         except IngestCancelled as exc:
             log.info("ingest of %s cancelled: %s", video_id, exc)
             return {"video_id": video_id, "state": "CANCELLED", "reason": str(exc)}

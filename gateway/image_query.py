@@ -1,0 +1,37 @@
+"""Search by image: the bytes of a JPEG or PNG, checked and decoded before anything reaches Triton.
+
+A bad image is the client's error (InvalidArgument), never a crash: too many bytes, not a JPEG or PNG,
+truncated or corrupt data, or more pixels than `max_pixels` (a decompression bomb).
+"""
+
+from __future__ import annotations
+
+import io
+import warnings
+
+import numpy as np
+from PIL import Image, UnidentifiedImageError
+
+from gateway.errors import InvalidArgument
+
+IMAGE_FORMATS = ("JPEG", "PNG")
+
+
+def decode_image(data: bytes, max_bytes: int, max_pixels: int) -> np.ndarray:
+    """uint8 RGB [H,W,3] of a JPEG or PNG of at most max_bytes bytes and max_pixels pixels."""
+    if len(data) > max_bytes:
+        raise InvalidArgument(f"image is {len(data)} bytes; the limit is {max_bytes}")
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            with Image.open(io.BytesIO(data)) as image:
+                if image.format not in IMAGE_FORMATS:
+                    raise InvalidArgument(f"image must be JPEG or PNG, got {image.format}")
+                if image.width * image.height > max_pixels:
+                    raise InvalidArgument(f"image has {image.width}x{image.height} pixels; the limit is {max_pixels}")
+                return np.asarray(image.convert("RGB"), dtype=np.uint8)
+    except InvalidArgument:
+        raise
+    except (UnidentifiedImageError, OSError, ValueError, SyntaxError, Image.DecompressionBombError,
+            Image.DecompressionBombWarning) as exc:
+        raise InvalidArgument(f"image cannot be decoded as JPEG or PNG: {exc}") from exc

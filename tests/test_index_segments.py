@@ -1,0 +1,81 @@
+"""SegmentIndex (timed speech and on-screen text) against the real Milvus Lite gRPC server."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from pymilvus import MilvusClient
+
+from index.segments import SegmentIndex, SegmentRecord
+from index.store import VideoIndex
+from tests.test_index_store import E0, OpenIndex, at_cos, make_video, open_index, raw  # noqa: F401 - fixtures
+
+
+def speech(video_id: str, cosines: list[float], kind: str = "speech") -> list[SegmentRecord]:
+    return [SegmentRecord(video_id, kind, i, 2.0 * i, 2.0 * i + 1.5, f"{kind} line {i} of {video_id}", at_cos(c))
+            for i, c in enumerate(cosines)]
+
+
+@pytest.fixture
+def stores(open_index: OpenIndex) -> tuple[VideoIndex, SegmentIndex]:  # noqa: F811 - the imported fixture
+    videos = open_index()
+    return videos, SegmentIndex(videos)
+
+
+def write(stores: tuple[VideoIndex, SegmentIndex], video_id: str, segments: dict[str, list[SegmentRecord]]) -> None:
+    """What the worker does: segments of each kind first, the video and its clips last."""
+    videos, segments_index = stores
+    video, clips = make_video(video_id, [at_cos(0.1)])
+    for kind, records in segments.items():
+        segments_index.replace_segments(video, kind, records)
+    videos.replace_video(video, clips)
+
+
+def test_reingest_replaces_segments_and_delete_removes_them(stores, raw: MilvusClient) -> None:  # noqa: F811
+    videos, segments = stores
+    write(stores, "v", {"speech": speech("v", [0.2, 0.9, 0.4]), "screen_text": speech("v", [0.3], "screen_text")})
+    stored = segments.get_segments(["v"])["v"]
+    assert [(s.kind, s.index, s.start_s, s.end_s) for s in stored] == [
+        ("screen_text", 0, 0.0, 1.5), ("speech", 0, 0.0, 1.5), ("speech", 1, 2.0, 3.5), ("speech", 2, 4.0, 5.5)]
+    assert stored[2].text == "speech line 1 of v"
+    np.testing.assert_allclose(stored[2].vector, at_cos(0.9), atol=1e-6)
+
+    write(stores, "v", {"speech": speech("v", [0.5]), "screen_text": []})  # shorter transcript, no text now
+    again = segments.get_segments(["v"], vectors=False)["v"]
+    assert [(s.kind, s.index) for s in again] == [("speech", 0)] and again[0].vector is None
+    assert len(raw.query(segments.name, filter='video_id == "v"', output_fields=["segment_id"])) == 1
+
+    assert videos.delete_video("v") is True
+    assert segments.get_segments(["v"]) == {}
+    assert raw.query(segments.name, filter='video_id == "v"', output_fields=["segment_id"]) == []
+
+
+def test_search_gives_the_best_segment_of_each_video_and_hides_unfinished_ingests(stores) -> None:
+    videos, segments = stores
+    write(stores, "a", {"speech": speech("a", [0.2, 0.8])})
+    write(stores, "b", {"speech": speech("b", [0.6]), "screen_text": speech("b", [0.95], "screen_text")})
+    video, _ = make_video("pending", [at_cos(0.1)])
+    segments.replace_segments(video, "speech", speech("pending", [1.0]))  # its video row is not written yet
+    hits = segments.search(E0, "speech", 10)
+    assert [(h.video_id, h.index) for h in hits] == [("a", 1), ("b", 0)]
+    assert hits[0].text == "speech line 1 of a" and (hits[0].start_s, hits[0].end_s) == (2.0, 3.5)
+    np.testing.assert_allclose([h.score for h in hits], [0.8, 0.6], atol=1e-5)
+    assert [h.video_id for h in segments.search(E0, "screen_text", 10)] == ["b"]
+    assert [h.video_id for h in segments.search(E0, "speech", 10, filter_expr='metadata["lang"] == "xx"')] == []
+
+
+def test_bad_segments_are_refused_before_any_write(stores) -> None:
+    videos, segments = stores
+    video, _ = make_video("v", [at_cos(0.1)])
+    with pytest.raises(ValueError, match="kind"):
+        segments.replace_segments(video, "smell", [])
+    with pytest.raises(ValueError, match="0..1"):
+        segments.replace_segments(video, "speech", [speech("v", [0.1, 0.2])[1], speech("v", [0.1, 0.2])[1]])
+    bad = speech("v", [0.1])
+    bad[0].vector = np.zeros(8, np.float32)
+    with pytest.raises(ValueError, match="zero vector"):
+        segments.replace_segments(video, "speech", bad)
+    long = speech("v", [0.1])
+    long[0].text = "é" * 5000  # cut to the column's bytes at a character boundary, not refused
+    segments.replace_segments(video, "speech", long)
+    assert len(segments.get_segments(["v"])["v"][0].text.encode()) <= 2048

@@ -30,12 +30,18 @@ class FusionMethod(StrEnum):
 
 @dataclass(frozen=True)
 class FusionConfig:
-    """One query's fusion: the method, a weight per level in LEVELS, and the method's constants."""
+    """One query's fusion: the method, a weight per level in LEVELS, and the method's constants.
+
+    The weights are checked once, here (ValueError), and completed with 0 for levels left out; `fuse` trusts them.
+    """
 
     method: FusionMethod
     weights: Mapping[str, float]
     normalization: Normalization = "minmax"
     rrf_k: float = 60.0
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "weights", check_weights(self.weights))
 
 
 def check_weights(weights: Mapping[str, float]) -> dict[str, float]:
@@ -82,7 +88,7 @@ def fuse(levels: Mapping[str, np.ndarray], config: FusionConfig) -> np.ndarray:
     WEIGHTED: sum of weight * normalised score, divided by the sum of weights (so minmax gives [0, 1]).
     RRF: sum of weight / (rrf_k + rank); ranks ignore score scales, so RRF needs no normalisation.
     """
-    weights = check_weights(config.weights)
+    weights = config.weights
     sizes = {len(levels[level]) for level in LEVELS}
     if len(sizes) != 1:
         raise ValueError(f"every level needs one score per candidate, got sizes {sorted(sizes)}")

@@ -26,13 +26,23 @@ import numpy as np
 
 from gateway.errors import DeadlineExceeded, InvalidArgument, NotFound, Unavailable
 from gateway.fusion import LEVELS, fuse
-from gateway.query import QueryVectors, SearchQuery, candidate_limit, check_submission, check_video_id_arg, query_vectors
+from gateway import metrics
+from gateway.query import (
+    QueryVectorCache,
+    QueryVectors,
+    SearchQuery,
+    candidate_limit,
+    check_submission,
+    check_video_id_arg,
+    query_vectors,
+)
 from gateway.scoring import BestClip, score_candidates
 from gateway.settings import GatewaySettings
 from index.errors import IndexUnavailable
 from jobs.errors import StatusUnavailable
 from jobs.status import IngestState, VideoStatus
-from index.store import ClipHit, ClipRecord, VideoHit, VideoRecord
+from index.filters import CompiledFilter
+from index.store import CandidateVectors, ClipHit, VideoHit, VideoRecord
 from inference.encoder import Encoder, EncoderInputError, EncoderUnavailable
 
 log = logging.getLogger(__name__)
@@ -43,14 +53,14 @@ PROBE_VIDEO_ID = "vidstrata-probe"  # looked up by the Milvus probe; need not ex
 class SearchIndex(Protocol):
     """What the service needs of index.VideoIndex."""
 
-    def search_videos(self, vector: np.ndarray, limit: int, filter_expr: str | None = None) -> list[VideoHit]: ...
+    def search_videos(
+        self, vector: np.ndarray, limit: int, filter_expr: str | CompiledFilter | None = None
+    ) -> list[VideoHit]: ...
     def search_clips_grouped(
-        self, vectors: np.ndarray, limit_videos: int, filter_expr: str | None = None
+        self, vectors: np.ndarray, limit_videos: int, filter_expr: str | CompiledFilter | None = None
     ) -> list[list[ClipHit]]: ...
     def get_videos(self, video_ids: Iterable[str]) -> dict[str, VideoRecord]: ...
-    def get_videos_with_clips(
-        self, video_ids: Iterable[str]
-    ) -> tuple[dict[str, VideoRecord], dict[str, list[ClipRecord]]]: ...
+    def get_candidate_vectors(self, video_ids: Iterable[str]) -> CandidateVectors: ...
     def delete_video(self, video_id: str) -> bool: ...
     def counts(self) -> tuple[int, int]: ...
 
@@ -173,6 +183,7 @@ class SearchService:
         self.queue = queue
         self.triton = DependencyState("Triton")
         self.milvus = DependencyState("Milvus")
+        self.query_cache = QueryVectorCache(settings.query_cache_size)
         # ANN fan-out and probes: separate from the server's request threads, so neither waits on the other.
         self._pool = ThreadPoolExecutor(max_workers=settings.worker_threads, thread_name_prefix="search")
 
@@ -203,8 +214,8 @@ class SearchService:
 
             with _stage(timings, "rescore"):
                 with _stage(timings, "rescore_fetch"):
-                    videos, clips = self._milvus(lambda: self.index.get_videos_with_clips(candidates))
-                scored = score_candidates(vectors, candidates, videos, clips)
+                    rows = self._milvus(lambda: self.index.get_candidate_vectors(candidates))
+                scored = score_candidates(vectors, candidates, rows.videos, rows.clips)
             with _stage(timings, "fusion"):
                 fused = fuse(scored.levels, query.fusion)
                 order = sorted(range(len(fused)), key=lambda i: (-fused[i], scored.video_ids[i]))[: query.top_k]
@@ -216,17 +227,25 @@ class SearchService:
         return SearchResult(hits, vectors.phrases, len(scored.video_ids), timings)
 
     def _encode(self, text: str, deadline: float) -> QueryVectors:
+        """The query's vectors: from the cache when this model encoded this text before, else from Triton."""
         timeout = min(_remaining(deadline), self.settings.triton_timeout_s)
         try:
+            version = self.encoder.info().model_version
+            cached = self.query_cache.get(version, text)
+            if self.query_cache.capacity:
+                metrics.QUERY_CACHE_LOOKUPS.labels(result="miss" if cached is None else "hit").inc()
+            if cached is not None:
+                return cached
             encoded = self.encoder.encode_text([text], timeout_s=timeout)
-            max_phrases = self.encoder.info().max_phrases
         except EncoderInputError as exc:
             raise InvalidArgument(str(exc)) from exc
         except EncoderUnavailable as exc:
             if time.monotonic() >= deadline:
                 raise DeadlineExceeded(f"the deadline passed while encoding the query: {exc}") from exc
             raise Unavailable(f"Triton is unavailable: {exc}") from exc
-        return query_vectors(text, encoded, max_phrases)
+        vectors = query_vectors(text, encoded)
+        self.query_cache.put(version, text, vectors)
+        return vectors
 
     @staticmethod
     def _milvus(call: Callable[[], T]) -> T:
@@ -328,7 +347,7 @@ class SearchService:
         encoder = self.encoder if self.triton.up else self._new_encoder()
         if not encoder.ready():
             raise EncoderUnavailable(f"the encoder models are not ready at {self.settings.triton_url}")
-        encoder.info()  # cached from here on: Search needs max_phrases
+        encoder.info()  # cached from here on: Search keys its query cache on the model version
         self.encoder = encoder
 
     def _check_milvus(self) -> None:

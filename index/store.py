@@ -30,7 +30,7 @@ from pymilvus import MilvusClient, Status
 from pymilvus.exceptions import ConnectError, ErrorCode, MilvusException, MilvusUnavailableException
 
 from index.errors import IndexUnavailable, StorageError
-from index.filters import compile_filter, quote_string
+from index.filters import CompiledFilter, compile_filter, quote_string
 from spec.validation import check_metadata, check_video_id
 from index.schema import (
     MAX_CLIPS_PER_VIDEO,
@@ -84,6 +84,14 @@ class ClipRecord:
     vector: np.ndarray = field(repr=False)
 
 
+@dataclass
+class CandidateVectors:
+    """What exact rescoring reads of candidate videos: each video's vector and its trusted clips, by video id."""
+
+    videos: dict[str, np.ndarray]
+    clips: dict[str, list[ClipRecord]]
+
+
 class VideoHit(NamedTuple):
     """A video found by ANN search; a larger score is a better match (COSINE or IP)."""
 
@@ -92,12 +100,10 @@ class VideoHit(NamedTuple):
 
 
 class ClipHit(NamedTuple):
-    """The best-matching clip of one video for one query vector."""
+    """The best-matching clip of one video for one query vector (its span is read with the clip's vectors)."""
 
     video_id: str
     clip_index: int
-    start_s: float
-    end_s: float
     score: float
 
 
@@ -151,6 +157,19 @@ def _check_limit(limit: int, what: str) -> int:
 def _chunks(items: Sequence[str], size: int) -> Iterator[Sequence[str]]:
     for start in range(0, len(items), size):
         yield items[start : start + size]
+
+
+def _milvus_filter(filter_expr: str | CompiledFilter | None, collection: str) -> str:
+    """A user filter (text, or compiled once by the caller) as the Milvus expression for one collection."""
+    if isinstance(filter_expr, CompiledFilter):
+        return filter_expr.for_collection(collection)  # type: ignore[arg-type]
+    return compile_filter(filter_expr or "", collection)  # type: ignore[arg-type]
+
+
+def _split_clip_id(primary_key: str) -> tuple[str, int]:
+    """(video_id, clip_index) of a clip's primary key (schema.clip_id); video ids never contain ':'."""
+    video_id, _, index = primary_key.rpartition(":")
+    return video_id, int(index)
 
 
 def _unique_ids(video_ids: Iterable[str]) -> list[str]:
@@ -349,20 +368,23 @@ class VideoIndex:
 
     # -- reads ------------------------------------------------------------------------------------
 
-    def search_videos(self, vector: np.ndarray, limit: int, filter_expr: str | None = None) -> list[VideoHit]:
+    def search_videos(
+        self, vector: np.ndarray, limit: int, filter_expr: str | CompiledFilter | None = None
+    ) -> list[VideoHit]:
         """Nearest videos to one query vector, best first.
 
-        filter_expr is a user filter in the index.filters language (never raw Milvus syntax).
+        filter_expr is a user filter in the index.filters language (never raw Milvus syntax), or compiled once
+        by the caller. Only primary keys and distances come back: every output field costs parse time.
         """
         query = self._vector(vector, "query vector")
         _check_limit(limit, "limit")
-        milvus_filter = compile_filter(filter_expr or "", "videos")
+        milvus_filter = _milvus_filter(filter_expr, "videos")
         result = self._call("search videos", lambda client: client.search(
             self.names.videos,
             data=[query],
             filter=milvus_filter,
             limit=limit,
-            output_fields=["video_id"],
+            output_fields=[],
             search_params=search_params(self.settings, limit),
             consistency_level=self.settings.read_consistency,
             timeout=self.settings.milvus_timeout_s,
@@ -371,46 +393,42 @@ class VideoIndex:
         return sorted(hits, key=lambda h: h.score, reverse=True)
 
     def search_clips_grouped(
-        self, vectors: np.ndarray, limit_videos: int, filter_expr: str | None = None
+        self, vectors: np.ndarray, limit_videos: int, filter_expr: str | CompiledFilter | None = None
     ) -> list[list[ClipHit]]:
         """For each query vector (rows of a (Q, D) array): the best clip of each of the best videos.
 
         Fetches limit_videos * clip_overfetch clips and keeps the first hit per video on the client, because
         grouped search is missing on the 2.3.5 standalone. A video whose clips crowd out the others can
-        leave fewer than limit_videos videos; raise clip_overfetch if that matters.
+        leave fewer than limit_videos videos; raise clip_overfetch if that matters. Only primary keys and
+        distances come back (the clip id names its video and index). Hits are raw ANN hits: the trust rule
+        (module docstring) is applied where the candidates' rows are read, by `get_candidate_vectors`, so a
+        Search reads each video row once.
         """
         queries = self._vectors(vectors, "query vectors")
         _check_limit(limit_videos, "limit_videos")
-        milvus_filter = compile_filter(filter_expr or "", "clips")
+        milvus_filter = _milvus_filter(filter_expr, "clips")
         fetch = min(limit_videos * self.settings.clip_overfetch, MAX_RESULT_WINDOW)
         result = self._call("search clips", lambda client: client.search(
             self.names.clips,
             data=list(queries),
             filter=milvus_filter,
             limit=fetch,
-            output_fields=["video_id", "clip_index", "start_s", "end_s"],
+            output_fields=[],
             search_params=search_params(self.settings, fetch),
             consistency_level=self.settings.read_consistency,
             timeout=self.settings.milvus_timeout_s,
         ))
-        trusted = self._clip_counts({hit["entity"]["video_id"] for hits in result for hit in hits})
         per_query: list[list[ClipHit]] = []
         for hits in result:
             best: dict[str, ClipHit] = {}
             for hit in sorted(hits, key=lambda h: h.distance, reverse=True):
-                entity = hit["entity"]
-                video_id, clip_index = entity["video_id"], int(entity["clip_index"])
-                if video_id not in best and clip_index < trusted.get(video_id, 0):
-                    best[video_id] = ClipHit(
-                        video_id, clip_index, float(entity["start_s"]), float(entity["end_s"]), float(hit.distance)
-                    )
-            per_query.append(list(best.values())[:limit_videos])
+                video_id, clip_index = _split_clip_id(str(hit.id))
+                if video_id not in best:
+                    best[video_id] = ClipHit(video_id, clip_index, float(hit.distance))
+                    if len(best) == limit_videos:
+                        break
+            per_query.append(list(best.values()))
         return per_query
-
-    def _clip_counts(self, video_ids: set[str]) -> dict[str, int]:
-        """clip_count of each video whose row exists: the trust rule for clips (see module docstring)."""
-        rows = self._get_by_ids(self.names.videos, list(video_ids), ["video_id", "clip_count"])
-        return {row["video_id"]: int(row["clip_count"]) for row in rows}
 
     def _get_by_ids(self, collection: str, ids: list[str], fields: list[str]) -> list[dict[str, Any]]:
         """Rows by primary key: one call per result window, the cheapest read Milvus has."""
@@ -440,29 +458,31 @@ class VideoIndex:
 
     def get_clips(self, video_ids: Iterable[str]) -> dict[str, list[ClipRecord]]:
         """The trusted clips of these videos, vectors included, sorted by clip_index; unknown ids are absent."""
-        return self.get_videos_with_clips(video_ids)[1]
+        return self.get_candidate_vectors(video_ids).clips
 
-    def get_videos_with_clips(
-        self, video_ids: Iterable[str]
-    ) -> tuple[dict[str, VideoRecord], dict[str, list[ClipRecord]]]:
-        """Video rows and their trusted clips in two primary-key reads: the rescoring stage's fetch.
+    def get_candidate_vectors(self, video_ids: Iterable[str]) -> CandidateVectors:
+        """Video vectors and trusted clips (span and vector) in two primary-key reads: the rescoring stage's fetch.
 
-        A video row's clip_count names exactly its trusted clips (schema.clip_id), so no filter query is needed.
+        Only what exact rescoring uses comes back (no metadata, status or dates): every field costs parse time.
+        A video row's clip_count names exactly its trusted clips (schema.clip_id), so no filter query is needed;
+        a video without a row (deleted, or an ingest that never finished) is absent.
         """
-        videos = self.get_videos(video_ids)
-        ids = [clip_id(v, i) for v, video in videos.items() for i in range(video.clip_count)]
+        rows = self._get_by_ids(self.names.videos, _unique_ids(video_ids), ["clip_count", VECTOR_FIELD])
+        videos = {row["video_id"]: np.asarray(row[VECTOR_FIELD], dtype=np.float32) for row in rows}
+        ids = [clip_id(row["video_id"], i) for row in rows for i in range(int(row["clip_count"]))]
         clips: dict[str, list[ClipRecord]] = {}
-        for row in self._get_by_ids(self.names.clips, ids, ["video_id", "clip_index", "start_s", "end_s", VECTOR_FIELD]):
-            clips.setdefault(row["video_id"], []).append(ClipRecord(
-                video_id=row["video_id"],
-                clip_index=int(row["clip_index"]),
+        for row in self._get_by_ids(self.names.clips, ids, ["start_s", "end_s", VECTOR_FIELD]):
+            video_id, clip_index = _split_clip_id(row["clip_id"])
+            clips.setdefault(video_id, []).append(ClipRecord(
+                video_id=video_id,
+                clip_index=clip_index,
                 start_s=float(row["start_s"]),
                 end_s=float(row["end_s"]),
                 vector=np.asarray(row[VECTOR_FIELD], dtype=np.float32),
             ))
-        for rows in clips.values():
-            rows.sort(key=lambda c: c.clip_index)
-        return videos, clips
+        for records in clips.values():
+            records.sort(key=lambda c: c.clip_index)
+        return CandidateVectors(videos, clips)
 
     def counts(self) -> tuple[int, int]:
         """(videos, clips) rows stored; clips may include invisible leftovers of an interrupted replace."""

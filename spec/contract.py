@@ -8,8 +8,10 @@ VIDEO_HEAD = "video_head"  # a trained video head: frames -> clips -> video; abs
 
 TEXT_IN = "text"
 TEXT_NET_INPUTS = ("input_ids", "attention_mask", "phrase_ids")
-TEXT_OUTPUTS = ("sentence", "phrases", "phrase_mask", "tokens")
+TEXT_OUTPUTS = ("sentence", "phrases", "phrase_mask", "tokens")  # of the text graph
+TEXT_PHRASES = "phrase_texts"  # of the tokenizer (and so the ensemble): the text of each phrase slot, "" if unused
 FRAME_INPUTS = ("frames",)
 FRAME_OUTPUTS = ("vectors",)
 VIDEO_HEAD_INPUTS = ("frames", "frame_mask", "clip_ids", "clip_mask")
 VIDEO_HEAD_OUTPUTS = ("frame_vectors", "clip_vectors", "video_vector")
+MODEL_VERSION_PARAMETER = "model_version"  # config parameter of the text_encoder ensemble: digest of its text graph

@@ -13,6 +13,8 @@ from gateway.query import QueryVectors, parse_search
 from gateway.scoring import score_candidates
 from gateway.service import SearchService, union_by_rank
 from gateway.settings import GatewaySettings
+from index.filters import compile_filter, compile_filters
+from index.store import CandidateVectors
 from jobs.status import IngestState
 from tests.fixtures.gateway import FakeBackends, FakeEncoder, embed, scene_video
 
@@ -81,24 +83,28 @@ def test_timings_cover_every_stage(library):
 def test_filter_reaches_both_ann_searches_and_nothing_else(library):
     _search(_service(library), "coffee", filter_expr='meta.lang == "en"')
     filters = {name: arg for name, arg in library.index.calls if name.startswith("search")}
-    assert filters == {"search_videos": 'meta.lang == "en"', "search_clips_grouped": 'meta.lang == "en"'}
+    assert filters == {"search_videos": compile_filters('meta.lang == "en"'),
+                       "search_clips_grouped": compile_filters('meta.lang == "en"')}
+    # compiled once by parse_search: both searches get the same object, rendered for their collection
+    assert filters["search_videos"].videos == compile_filter('meta.lang == "en"', "videos")
+    assert filters["search_clips_grouped"].clips == compile_filter('meta.lang == "en"', "clips")
 
 
 def test_the_candidate_union_is_cut_to_the_candidate_limit(library):
     result = _search(_service(library, candidates=2), "a dog", top_k=1)
-    fetched = next(arg for name, arg in library.index.calls if name == "get_videos_with_clips")
+    fetched = next(arg for name, arg in library.index.calls if name == "get_candidate_vectors")
     assert len(fetched) == 2 and result.candidates == 2
 
 
 def test_candidates_deleted_after_the_ann_search_are_dropped(library):
     service = _service(library)
-    original = library.index.get_videos_with_clips
+    original = library.index.get_candidate_vectors
 
     def without_trip(ids):
-        videos, clips = original(ids)
-        return videos, {k: v for k, v in clips.items() if k != "trip"}
+        rows = original(ids)
+        return CandidateVectors(rows.videos, {k: v for k, v in rows.clips.items() if k != "trip"})
 
-    library.index.get_videos_with_clips = without_trip  # type: ignore[method-assign]
+    library.index.get_candidate_vectors = without_trip  # type: ignore[method-assign]
     result = _search(service, "coffee")
     assert "trip" not in [h.video_id for h in result.hits]
 
@@ -116,7 +122,7 @@ def test_union_keeps_each_lists_best_before_any_seconds():
 def test_best_clip_prefers_the_clip_matching_one_phrase_strongly():
     video, clips = scene_video("v", ["a cat", "a rocket", "a cat and a rocket"])
     query = QueryVectors(embed(["rocket"]), ["rocket"], embed(["rocket"])[None])
-    scored = score_candidates(query, ["v"], {"v": video}, {"v": clips})
+    scored = score_candidates(query, ["v"], {"v": video.vector}, {"v": clips})
     assert (scored.best_clips[0].start_s, scored.best_clips[0].end_s) == (4.0, 8.0)
     assert scored.levels["clip_sentence"][0] == pytest.approx(float(clips[1].vector @ embed(["rocket"])))
 
@@ -241,7 +247,7 @@ def test_scores_use_cosines_even_for_unnormalised_stored_vectors():
     for clip in clips:
         clip.vector = clip.vector * 3
     query = QueryVectors(embed(["cat"]), ["cat"], embed(["cat"])[None])
-    scored = score_candidates(query, ["v"], {"v": video}, {"v": clips})
+    scored = score_candidates(query, ["v"], {"v": video.vector}, {"v": clips})
     np.testing.assert_allclose([scored.levels[lv][0] for lv in scored.levels], [1.0, 1.0, 1.0], atol=1e-5)
 
 

@@ -174,13 +174,13 @@ def measure(address: str, concurrency: int, requests: int, top_k: int) -> dict[s
 
 @contextmanager
 def _gateway(work: Path, triton_url: str, milvus_uri: str, redis_url: str, prefix: str, candidates: int,
-             query_cache: int) -> Iterator[str]:
+             query_cache: int, clip_overfetch: int) -> Iterator[str]:
     """A gateway on free ports, with benchmark-sized deadlines; yields its address once it is SERVING."""
     env = dict(os.environ, VIDSTRATA_TRITON_URL=triton_url, VIDSTRATA_MILVUS_URI=milvus_uri,
                VIDSTRATA_REDIS_URL=redis_url, VIDSTRATA_COLLECTION_PREFIX=prefix, VIDSTRATA_MILVUS_TIMEOUT_S="120",
                VIDSTRATA_GATEWAY_REQUEST_TIMEOUT_S="120", VIDSTRATA_GATEWAY_PROBE_TIMEOUT_S="30",
                VIDSTRATA_GATEWAY_TRITON_TIMEOUT_S="120", VIDSTRATA_GATEWAY_CANDIDATES=str(candidates),
-               VIDSTRATA_GATEWAY_QUERY_CACHE_SIZE=str(query_cache))
+               VIDSTRATA_GATEWAY_QUERY_CACHE_SIZE=str(query_cache), VIDSTRATA_CLIP_OVERFETCH=str(clip_overfetch))
     gateway = start_gateway(env, work / f"gateway-{prefix}.log")
     try:
         yield gateway.address
@@ -205,7 +205,7 @@ class SearchStack:
     def gateway(self, index: VideoIndex, candidates: int) -> AbstractContextManager[str]:
         """A gateway subprocess over `index`; yields its address once it is SERVING."""
         return _gateway(self.work, self.triton_url, self.milvus_uri, self.redis_url,
-                        index.settings.collection_prefix, candidates, self.query_cache)
+                        index.settings.collection_prefix, candidates, self.query_cache, index.settings.clip_overfetch)
 
 
 def add_stack_arguments(parser: argparse.ArgumentParser) -> None:
@@ -222,6 +222,8 @@ def add_stack_arguments(parser: argparse.ArgumentParser) -> None:
                         "into build/milvus-venv on first use) or Milvus Lite (the `vidstrata up` default)")
     parser.add_argument("--triton-url", help="use this Triton instead of starting one")
     parser.add_argument("--milvus-uri", help="use this running Milvus instead of starting one (--milvus)")
+    parser.add_argument("--clip-overfetch", type=int, default=IndexSettings().clip_overfetch,
+                        help="VIDSTRATA_CLIP_OVERFETCH of the gateway and of this process's index (the exact check)")
     parser.add_argument("--query-cache", type=int, default=0,
                         help="VIDSTRATA_GATEWAY_QUERY_CACHE_SIZE of the gateway; 0 (default) so every Search encodes")
     parser.add_argument("--redis-url", help="use this Redis instead of starting one")
@@ -267,6 +269,7 @@ def search_stack(args: argparse.Namespace) -> Iterator[SearchStack]:
         client = connect_milvus(milvus_uri)
         stack.callback(client.close)
         indexes = {videos: VideoIndex(IndexSettings(milvus_uri=milvus_uri, vector_dim=dim, milvus_timeout_s=600,
+                                                    clip_overfetch=args.clip_overfetch,
                                                     collection_prefix=f"bench{videos}x{args.clips_per_video}_"))
                    for videos in args.videos}
         for index in indexes.values():

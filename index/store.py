@@ -172,6 +172,18 @@ def _split_clip_id(primary_key: str) -> tuple[str, int]:
     return video_id, int(index)
 
 
+def _group_by_video(hits: Iterable[Any], limit_videos: int) -> list[ClipHit]:
+    """The best clip of each video among ANN hits, best first, at most limit_videos."""
+    best: dict[str, ClipHit] = {}
+    for hit in sorted(hits, key=lambda h: h.distance, reverse=True):
+        video_id, clip_index = _split_clip_id(str(hit.id))
+        if video_id not in best:
+            best[video_id] = ClipHit(video_id, clip_index, float(hit.distance))
+            if len(best) == limit_videos:
+                break
+    return list(best.values())
+
+
 def _unique_ids(video_ids: Iterable[str]) -> list[str]:
     return list(dict.fromkeys(check_video_id(v) for v in video_ids))
 
@@ -397,38 +409,38 @@ class VideoIndex:
     ) -> list[list[ClipHit]]:
         """For each query vector (rows of a (Q, D) array): the best clip of each of the best videos.
 
-        Fetches limit_videos * clip_overfetch clips and keeps the first hit per video on the client, because
-        grouped search is missing on the 2.3.5 standalone. A video whose clips crowd out the others can
-        leave fewer than limit_videos videos; raise clip_overfetch if that matters. Only primary keys and
-        distances come back (the clip id names its video and index). Hits are raw ANN hits: the trust rule
-        (module docstring) is applied where the candidates' rows are read, by `get_candidate_vectors`, so a
-        Search reads each video row once.
+        Grouped search is missing on the 2.3.5 standalone, so clips are grouped by video here: the search fetches
+        limit_videos * clip_overfetch clips and keeps the first hit per video. When a video's many clips crowd
+        the others out (fewer than limit_videos videos in a full page), it searches again, 4x wider, up to
+        limit_videos * clip_overfetch_max: a narrow first page keeps HNSW's ef (= the page) small, and only
+        crowded queries pay for a wider one. Only primary keys and distances come back (the clip id names its
+        video and index). Hits are raw ANN hits: the trust rule (module docstring) is applied where the
+        candidates' rows are read, by `get_candidate_vectors`, so a Search reads each video row once.
         """
         queries = self._vectors(vectors, "query vectors")
         _check_limit(limit_videos, "limit_videos")
         milvus_filter = _milvus_filter(filter_expr, "clips")
-        fetch = min(limit_videos * self.settings.clip_overfetch, MAX_RESULT_WINDOW)
-        result = self._call("search clips", lambda client: client.search(
-            self.names.clips,
-            data=list(queries),
-            filter=milvus_filter,
-            limit=fetch,
-            output_fields=[],
-            search_params=search_params(self.settings, fetch),
-            consistency_level=self.settings.read_consistency,
-            timeout=self.settings.milvus_timeout_s,
-        ))
-        per_query: list[list[ClipHit]] = []
-        for hits in result:
-            best: dict[str, ClipHit] = {}
-            for hit in sorted(hits, key=lambda h: h.distance, reverse=True):
-                video_id, clip_index = _split_clip_id(str(hit.id))
-                if video_id not in best:
-                    best[video_id] = ClipHit(video_id, clip_index, float(hit.distance))
-                    if len(best) == limit_videos:
-                        break
-            per_query.append(list(best.values()))
-        return per_query
+        widest = min(limit_videos * max(self.settings.clip_overfetch, self.settings.clip_overfetch_max),
+                     MAX_RESULT_WINDOW)
+        fetch = min(limit_videos * self.settings.clip_overfetch, widest)
+        while True:
+            page = fetch
+            result = self._call("search clips", lambda client: client.search(
+                self.names.clips,
+                data=list(queries),
+                filter=milvus_filter,
+                limit=page,
+                output_fields=[],
+                search_params=search_params(self.settings, page),
+                consistency_level=self.settings.read_consistency,
+                timeout=self.settings.milvus_timeout_s,
+            ))
+            per_query = [_group_by_video(hits, limit_videos) for hits in result]
+            crowded = any(len(grouped) < limit_videos and len(hits) >= page
+                          for grouped, hits in zip(per_query, result, strict=True))
+            if not crowded or fetch >= widest:
+                return per_query
+            fetch = min(fetch * 4, widest)
 
     def _get_by_ids(self, collection: str, ids: list[str], fields: list[str]) -> list[dict[str, Any]]:
         """Rows by primary key: one call per result window, the cheapest read Milvus has."""

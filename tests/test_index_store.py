@@ -194,8 +194,9 @@ def test_grouped_clip_search_returns_best_clip_per_video(index: VideoIndex) -> N
 
 def test_clip_overfetch_decides_how_far_grouping_sees(open_index: OpenIndex) -> None:
     crowded = [at_cos(0.99 - k * 1e-4) for k in range(20)]
-    for overfetch, expected in [(8, ["D"]), (32, ["D", "A"])]:
-        index = open_index(clip_overfetch=overfetch)
+    # A page of 2 x 8 clips holds only D's; the search widens (x4) while allowed, so a narrow start still finds A.
+    for overfetch, widest, expected in [(8, 8, ["D"]), (32, 32, ["D", "A"]), (2, 32, ["D", "A"]), (2, 4, ["D"])]:
+        index = open_index(clip_overfetch=overfetch, clip_overfetch_max=widest)
         index.replace_video(*make_video("D", crowded))
         index.replace_video(*make_video("A", [at_cos(0.5)]))
         assert [h.video_id for h in index.search_clips_grouped(E0[None, :], 2)[0]] == expected

@@ -57,9 +57,9 @@ def bare_search(encoder: TritonEncoder, index: VideoIndex, pool: ThreadPoolExecu
     videos_future = pool.submit(index.search_videos, vectors.sentence, limit)
     clip_lists = index.search_clips_grouped(vectors.clip_queries, limit)
     video_hits = videos_future.result()
-    candidates = union_by_rank([[h.video_id for h in video_hits]] + [[h.video_id for h in c] for c in clip_lists],
-                               limit)
-    index.get_candidate_vectors(candidates)
+    hit_lists = [video_hits, *clip_lists]
+    candidates = union_by_rank([[h.video_id for h in hits] for hits in hit_lists], limit)
+    index.get_candidate_vectors(candidates, {h.video_id: h.clip_count for hits in hit_lists for h in hits})
 
 
 def measure_bare(encoder: TritonEncoder, index: VideoIndex, concurrency: int, requests: int, limit: int) -> dict[str, float]:

@@ -60,7 +60,9 @@ class SearchIndex(Protocol):
         self, vectors: np.ndarray, limit_videos: int, filter_expr: str | CompiledFilter | None = None
     ) -> list[list[ClipHit]]: ...
     def get_videos(self, video_ids: Iterable[str]) -> dict[str, VideoRecord]: ...
-    def get_candidate_vectors(self, video_ids: Iterable[str]) -> CandidateVectors: ...
+    def get_candidate_vectors(
+        self, video_ids: Iterable[str], clip_counts: Mapping[str, int] | None = None
+    ) -> CandidateVectors: ...
     def delete_video(self, video_id: str) -> bool: ...
     def counts(self) -> tuple[int, int]: ...
 
@@ -208,13 +210,14 @@ class SearchService:
                 clip_lists = self._milvus(
                     lambda: self.index.search_clips_grouped(vectors.clip_queries, limit, query.filter)
                 )
-            ranked_lists = [[h.video_id for h in videos_future.result()]] + [[h.video_id for h in c] for c in clip_lists]
-            candidates = union_by_rank(ranked_lists, limit)
+            hit_lists: list[list[VideoHit] | list[ClipHit]] = [videos_future.result(), *clip_lists]
+            candidates = union_by_rank([[h.video_id for h in hits] for hits in hit_lists], limit)
+            clip_counts = {h.video_id: h.clip_count for hits in hit_lists for h in hits}
             _remaining(deadline)
 
             with _stage(timings, "rescore"):
                 with _stage(timings, "rescore_fetch"):
-                    rows = self._milvus(lambda: self.index.get_candidate_vectors(candidates))
+                    rows = self._milvus(lambda: self.index.get_candidate_vectors(candidates, clip_counts))
                 scored = score_candidates(vectors, candidates, rows.videos, rows.clips)
             with _stage(timings, "fusion"):
                 fused = fuse(scored.levels, query.fusion)

@@ -19,7 +19,8 @@ from __future__ import annotations
 
 import math
 import threading
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple, TypeVar
@@ -93,18 +94,26 @@ class CandidateVectors:
 
 
 class VideoHit(NamedTuple):
-    """A video found by ANN search; a larger score is a better match (COSINE or IP)."""
+    """A video found by ANN search; a larger score is a better match (COSINE or IP).
+
+    clip_count is the row's, so the candidates' clips can be read without reading the video rows first.
+    """
 
     video_id: str
     score: float
+    clip_count: int
 
 
 class ClipHit(NamedTuple):
-    """The best-matching clip of one video for one query vector (its span is read with the clip's vectors)."""
+    """The best-matching clip of one video for one query vector (its span is read with the clip's vectors).
+
+    clip_count is the video's clip count as the clip row copies it (video_clip_count).
+    """
 
     video_id: str
     clip_index: int
     score: float
+    clip_count: int
 
 
 def connect_milvus(uri: str, token: str = "", timeout_s: float = 10.0) -> MilvusClient:
@@ -178,7 +187,7 @@ def _group_by_video(hits: Iterable[Any], limit_videos: int) -> list[ClipHit]:
     for hit in sorted(hits, key=lambda h: h.distance, reverse=True):
         video_id, clip_index = _split_clip_id(str(hit.id))
         if video_id not in best:
-            best[video_id] = ClipHit(video_id, clip_index, float(hit.distance))
+            best[video_id] = ClipHit(video_id, clip_index, float(hit.distance), int(hit["entity"]["video_clip_count"]))
             if len(best) == limit_videos:
                 break
     return list(best.values())
@@ -202,6 +211,7 @@ class VideoIndex:
         self._client: MilvusClient | None = None
         self._ready = False
         self._lock = threading.Lock()
+        self._pool: ThreadPoolExecutor | None = None
 
     # -- connection and collections ---------------------------------------------------------------
 
@@ -264,7 +274,9 @@ class VideoIndex:
         with self._lock:
             if self._client is not None:
                 self._client.close()
-            self._client = None
+            if self._pool is not None:
+                self._pool.shutdown(wait=False)
+            self._client, self._pool = None, None
             self._ready = False
 
     def __enter__(self) -> VideoIndex:
@@ -386,7 +398,8 @@ class VideoIndex:
         """Nearest videos to one query vector, best first.
 
         filter_expr is a user filter in the index.filters language (never raw Milvus syntax), or compiled once
-        by the caller. Only primary keys and distances come back: every output field costs parse time.
+        by the caller. Only the primary key, the distance and clip_count come back: every output field costs
+        parse time.
         """
         query = self._vector(vector, "query vector")
         _check_limit(limit, "limit")
@@ -396,12 +409,12 @@ class VideoIndex:
             data=[query],
             filter=milvus_filter,
             limit=limit,
-            output_fields=[],
+            output_fields=["clip_count"],
             search_params=search_params(self.settings, limit),
             consistency_level=self.settings.read_consistency,
             timeout=self.settings.milvus_timeout_s,
         ))
-        hits = [VideoHit(str(hit.id), float(hit.distance)) for hit in result[0]]
+        hits = [VideoHit(str(hit.id), float(hit.distance), int(hit["entity"]["clip_count"])) for hit in result[0]]
         return sorted(hits, key=lambda h: h.score, reverse=True)
 
     def search_clips_grouped(
@@ -413,8 +426,8 @@ class VideoIndex:
         limit_videos * clip_overfetch clips and keeps the first hit per video. When a video's many clips crowd
         the others out (fewer than limit_videos videos in a full page), it searches again, 4x wider, up to
         limit_videos * clip_overfetch_max: a narrow first page keeps HNSW's ef (= the page) small, and only
-        crowded queries pay for a wider one. Only primary keys and distances come back (the clip id names its
-        video and index). Hits are raw ANN hits: the trust rule (module docstring) is applied where the
+        crowded queries pay for a wider one. Only the primary key (it names the video and the clip index), the
+        distance and the video's clip count come back. Hits are raw ANN hits: the trust rule (module docstring) is applied where the
         candidates' rows are read, by `get_candidate_vectors`, so a Search reads each video row once.
         """
         queries = self._vectors(vectors, "query vectors")
@@ -430,7 +443,7 @@ class VideoIndex:
                 data=list(queries),
                 filter=milvus_filter,
                 limit=page,
-                output_fields=[],
+                output_fields=["video_clip_count"],
                 search_params=search_params(self.settings, page),
                 consistency_level=self.settings.read_consistency,
                 timeout=self.settings.milvus_timeout_s,
@@ -472,19 +485,35 @@ class VideoIndex:
         """The trusted clips of these videos, vectors included, sorted by clip_index; unknown ids are absent."""
         return self.get_candidate_vectors(video_ids).clips
 
-    def get_candidate_vectors(self, video_ids: Iterable[str]) -> CandidateVectors:
-        """Video vectors and trusted clips (span and vector) in two primary-key reads: the rescoring stage's fetch.
+    def get_candidate_vectors(
+        self, video_ids: Iterable[str], clip_counts: Mapping[str, int] | None = None
+    ) -> CandidateVectors:
+        """Video vectors and trusted clips (span and vector) by primary key: the rescoring stage's fetch.
 
         Only what exact rescoring uses comes back (no metadata, status or dates): every field costs parse time.
-        A video row's clip_count names exactly its trusted clips (schema.clip_id), so no filter query is needed;
-        a video without a row (deleted, or an ingest that never finished) is absent.
+        With `clip_counts` (from the ANN hits) the video rows and the clips are read at the same time; without,
+        the rows are read first. Either way the video row decides (module docstring): a video without a row is
+        absent, clips at or past its clip_count are dropped, and clips the hint missed are read afterwards.
         """
-        rows = self._get_by_ids(self.names.videos, _unique_ids(video_ids), ["clip_count", VECTOR_FIELD])
+        ids = _unique_ids(video_ids)
+        video_fields = ["clip_count", VECTOR_FIELD]
+        if clip_counts is None:
+            rows = self._get_by_ids(self.names.videos, ids, video_fields)
+            clip_rows = self._get_clip_rows({row["video_id"]: (0, int(row["clip_count"])) for row in rows})
+        else:
+            pending = self._fetch_pool().submit(self._get_by_ids, self.names.videos, ids, video_fields)
+            clip_rows = self._get_clip_rows({v: (0, int(clip_counts.get(v, 0))) for v in ids})
+            rows = pending.result()
+            missed = {row["video_id"]: (int(clip_counts.get(row["video_id"], 0)), int(row["clip_count"]))
+                      for row in rows if int(row["clip_count"]) > int(clip_counts.get(row["video_id"], 0))}
+            clip_rows += self._get_clip_rows(missed)
+        counts = {row["video_id"]: int(row["clip_count"]) for row in rows}
         videos = {row["video_id"]: np.asarray(row[VECTOR_FIELD], dtype=np.float32) for row in rows}
-        ids = [clip_id(row["video_id"], i) for row in rows for i in range(int(row["clip_count"]))]
         clips: dict[str, list[ClipRecord]] = {}
-        for row in self._get_by_ids(self.names.clips, ids, ["start_s", "end_s", VECTOR_FIELD]):
+        for row in clip_rows:
             video_id, clip_index = _split_clip_id(row["clip_id"])
+            if clip_index >= counts.get(video_id, 0):
+                continue
             clips.setdefault(video_id, []).append(ClipRecord(
                 video_id=video_id,
                 clip_index=clip_index,
@@ -495,6 +524,18 @@ class VideoIndex:
         for records in clips.values():
             records.sort(key=lambda c: c.clip_index)
         return CandidateVectors(videos, clips)
+
+    def _get_clip_rows(self, ranges: Mapping[str, tuple[int, int]]) -> list[dict[str, Any]]:
+        """Clip rows (span and vector) of clip_index in [first, end) of each video."""
+        ids = [clip_id(v, i) for v, (first, end) in ranges.items() for i in range(first, end)]
+        return self._get_by_ids(self.names.clips, ids, ["start_s", "end_s", VECTOR_FIELD]) if ids else []
+
+    def _fetch_pool(self) -> ThreadPoolExecutor:
+        """Threads for reads that overlap (video rows beside clip rows); made on first use."""
+        with self._lock:
+            if self._pool is None:
+                self._pool = ThreadPoolExecutor(max_workers=4, thread_name_prefix="milvus-read")
+            return self._pool
 
     def counts(self) -> tuple[int, int]:
         """(videos, clips) rows stored; clips may include invisible leftovers of an interrupted replace."""

@@ -100,8 +100,8 @@ def test_candidates_deleted_after_the_ann_search_are_dropped(library):
     service = _service(library)
     original = library.index.get_candidate_vectors
 
-    def without_trip(ids):
-        rows = original(ids)
+    def without_trip(ids, clip_counts=None):
+        rows = original(ids, clip_counts)
         return CandidateVectors(rows.videos, {k: v for k, v in rows.clips.items() if k != "trip"})
 
     library.index.get_candidate_vectors = without_trip  # type: ignore[method-assign]

@@ -111,13 +111,14 @@ def synthesise(index: VideoIndex, client: MilvusClient, videos: int, clips_per_v
 
 
 def wait_indexed(client: MilvusClient, collections: tuple[str, ...], timeout_s: float = 3600.0) -> None:
-    """Block until every row of these collections is in the vector index (Milvus builds it in the background)."""
+    """Block until every row of these collections is in a vector index (Milvus builds it in the background; the
+    2.3.5 standalone then keeps compacting segments and re-indexing the merged ones for minutes)."""
     deadline = time.monotonic() + timeout_s
     for name in collections:
         while time.monotonic() < deadline:
             info = client.describe_index(name, VECTOR_FIELD)
-            pending, indexed, total = (int(info.get(k, 0)) for k in ("pending_index_rows", "indexed_rows", "total_rows"))
-            if pending == 0 and indexed >= total:
+            # indexed_rows, not pending_index_rows: 2.3.5 keeps rows pending while compaction merges indexed segments
+            if int(info.get("indexed_rows", 0)) >= int(info.get("total_rows", 0)):
                 break
             time.sleep(2.0)
 

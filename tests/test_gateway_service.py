@@ -264,3 +264,29 @@ def test_after_an_outage_probes_reconnect_with_a_fresh_encoder(fakes):
     assert service.probe(timeout_s=1.0) is True and len(made) == 2
     assert service.encoder is made[1]
     assert service.probe(timeout_s=1.0) is True and len(made) == 2
+
+
+def test_a_repeated_query_does_not_pay_the_encoder_twice(library):
+    service = _service(library, query_cache_size=2)
+    first = _search(service, "a cup of coffee, then a rocket")
+    again = _search(service, "a cup of coffee, then a rocket")
+    assert library.encoder.texts == ["a cup of coffee, then a rocket"]  # encoded once
+    assert [h.video_id for h in again.hits] == [h.video_id for h in first.hits] and again.phrases == first.phrases
+    assert (service.query_cache.hits, service.query_cache.lookups) == (1, 2) and service.query_cache.hit_ratio() == 0.5
+
+
+def test_the_query_cache_is_bounded_and_keyed_by_the_model_version(library):
+    service = _service(library, query_cache_size=2)
+    for text in ("coffee", "rocket", "boat", "coffee"):  # "coffee" was evicted by the third query
+        _search(service, text)
+    assert library.encoder.texts == ["coffee", "rocket", "boat", "coffee"] and len(service.query_cache) == 2
+    library.encoder.model_version = "a re-exported model"
+    _search(service, "coffee")
+    assert library.encoder.texts[-1] == "coffee" and len(library.encoder.texts) == 5
+
+
+def test_a_query_cache_of_size_zero_is_off(library):
+    service = _service(library, query_cache_size=0)
+    _search(service, "coffee")
+    _search(service, "coffee")
+    assert library.encoder.texts == ["coffee", "coffee"] and service.query_cache.lookups == 0

@@ -53,18 +53,35 @@ QUERIES = _captions + [f"{a}, then {b}" for a, b in zip(_captions, _captions[1:]
 LANGS = ("en", "de", "fr", "es")
 
 
-def synthetic_batches(videos: int, clips_per_video: int, dim: int, seed: int = 0,
-                      batch_videos: int = 500) -> Iterator[tuple[int, np.ndarray, np.ndarray]]:
-    """(first video number, clip vectors [n,C,D], video vectors [n,D]) per batch: random unit clip vectors and their
-    normalised mean. Deterministic in the seed, so the exact-search check can regenerate what `synthesise` stored."""
+def synthetic_batches(videos: int, clips_per_video: int, dim: int, seed: int = 0, batch_videos: int = 500,
+                      intrinsic_dim: int = 0) -> Iterator[tuple[int, np.ndarray, np.ndarray]]:
+    """(first video number, clip vectors [n,C,D], video vectors [n,D]) per batch; the video vector is the normalised
+    mean of its clips. Deterministic in the seed, so the exact-search check can regenerate what `synthesise` stored.
+
+    intrinsic_dim 0: independent uniform unit vectors, the worst case for any ANN index (in 384 dimensions every
+    vector is nearly equidistant from a query, so HNSW's top 10 is close to arbitrary). intrinsic_dim k > 0: vectors
+    near a random k-dimensional subspace, clips of one video close to each other, as real embeddings are (low
+    intrinsic dimension, scenes that repeat within a video).
+    """
     rng = np.random.default_rng(seed)
+    basis = np.random.default_rng(seed + 1).standard_normal((intrinsic_dim, dim)) if intrinsic_dim else None
     for first in range(0, videos, batch_videos):
         count = min(batch_videos, videos - first)
-        clips = rng.standard_normal((count, clips_per_video, dim)).astype(np.float32)
+        if basis is None:
+            clips = rng.standard_normal((count, clips_per_video, dim)).astype(np.float32)
+        else:
+            topics = rng.standard_normal((count, 1, intrinsic_dim)) + 0.5 * rng.standard_normal(
+                (count, clips_per_video, intrinsic_dim))
+            clips = (topics @ basis + rng.standard_normal((count, clips_per_video, dim))).astype(np.float32)
         clips /= np.linalg.norm(clips, axis=-1, keepdims=True)
         means = clips.mean(axis=1)
         means /= np.linalg.norm(means, axis=-1, keepdims=True)
         yield first, clips, means
+
+
+def bench_prefix(videos: int, args: argparse.Namespace) -> str:
+    """Collections of one synthetic index: its size, clips per video and structure (so each is loaded once)."""
+    return f"bench{videos}x{args.clips_per_video}{f'd{args.intrinsic_dim}' if args.intrinsic_dim else ''}_"
 
 
 def video_name(number: int) -> str:
@@ -72,7 +89,7 @@ def video_name(number: int) -> str:
 
 
 def synthesise(index: VideoIndex, client: MilvusClient, videos: int, clips_per_video: int, seed: int = 0,
-               batch_videos: int = 500) -> float:
+               batch_videos: int = 500, intrinsic_dim: int = 0) -> float:
     """Fill the index's collections with `videos` synthetic videos (rows as index.store writes them); seconds taken,
     index build included (searches before the build ends scan unindexed segments and measure nothing real).
 
@@ -85,7 +102,7 @@ def synthesise(index: VideoIndex, client: MilvusClient, videos: int, clips_per_v
     started = time.perf_counter()
     for name in (index.names.videos, index.names.clips):
         client.delete(name, filter='video_id != ""')
-    for first, clips, means in synthetic_batches(videos, clips_per_video, dim, seed, batch_videos):
+    for first, clips, means in synthetic_batches(videos, clips_per_video, dim, seed, batch_videos, intrinsic_dim):
         count = len(clips)
         video_rows, clip_rows = [], []
         for i in range(count):
@@ -223,6 +240,9 @@ def add_stack_arguments(parser: argparse.ArgumentParser) -> None:
                         "into build/milvus-venv on first use) or Milvus Lite (the `vidstrata up` default)")
     parser.add_argument("--triton-url", help="use this Triton instead of starting one")
     parser.add_argument("--milvus-uri", help="use this running Milvus instead of starting one (--milvus)")
+    parser.add_argument("--intrinsic-dim", type=int, default=16,
+                        help="synthetic vectors near a random subspace of this dimension, like real embeddings; "
+                        "0: uniform random vectors (the worst case for ANN recall)")
     parser.add_argument("--clip-overfetch", type=int, default=IndexSettings().clip_overfetch,
                         help="VIDSTRATA_CLIP_OVERFETCH of the gateway and of this process's index (the exact check)")
     parser.add_argument("--query-cache", type=int, default=0,
@@ -271,7 +291,7 @@ def search_stack(args: argparse.Namespace) -> Iterator[SearchStack]:
         stack.callback(client.close)
         indexes = {videos: VideoIndex(IndexSettings(milvus_uri=milvus_uri, vector_dim=dim, milvus_timeout_s=600,
                                                     clip_overfetch=args.clip_overfetch,
-                                                    collection_prefix=f"bench{videos}x{args.clips_per_video}_"))
+                                                    collection_prefix=bench_prefix(videos, args)))
                    for videos in args.videos}
         for index in indexes.values():
             index.ensure_collections()
@@ -316,7 +336,7 @@ def main(argv: list[str] | None = None) -> Path:
     with search_stack(args) as stack:
         for videos, index in stack.indexes.items():
             print(f"index of {videos} videos x {args.clips_per_video} clips ...", flush=True)
-            load_s = synthesise(index, stack.client, videos, args.clips_per_video)
+            load_s = synthesise(index, stack.client, videos, args.clips_per_video, intrinsic_dim=args.intrinsic_dim)
             with stack.gateway(index, args.candidates) as address:
                 for concurrency in args.concurrency:
                     run = measure(address, concurrency, args.requests, args.top_k)

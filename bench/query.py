@@ -97,27 +97,30 @@ def measure_bare(encoder: TritonEncoder, index: VideoIndex, concurrency: int, re
 
 # The agreement check's queries: every caption, and every ordered pair of captions as a two-event query.
 _captions = list(CAPTIONS.values())
+# The candidate limit that defines the exact answer: the gateway default before issue 13.
+REFERENCE_CANDIDATES = 100
 CHECK_QUERIES = _captions + [f"{a}, then {b}" for a in _captions for b in _captions if a != b]
 
 
 def exact_agreement(stack: SearchStack, index: VideoIndex, address: str, videos: int, clips_per_video: int,
-                    candidates: int, top_k: int, queries: list[str]) -> dict[str, float]:
+                    candidates: int, top_k: int, queries: list[str], intrinsic_dim: int = 0) -> dict[str, float]:
     """How often the ANN path's top_k equals the exact one, on the synthetic index (brute force over all vectors).
 
     Exact: the same Search with every ANN list replaced by a brute-force one (video cosines, and per query vector
-    each video's best clip cosine), then the gateway's own union, rescoring and fusion. ANN: the gateway's hits.
+    each video's best clip cosine) of at least REFERENCE_CANDIDATES videos, then the gateway's own union, rescoring
+    and fusion. ANN: the gateway's hits, at its own candidate limit (so a smaller limit shows what it costs).
     Also the grouped clip lists alone: `search_clips_grouped`'s top_k videos per query vector vs brute force.
     Returns mean recall@top_k of both, and the share of queries whose end-to-end top_k set is exactly the exact one.
     """
     dim = index.settings.vector_dim
     clip_matrix = np.empty((videos, clips_per_video, dim), np.float32)
     video_matrix = np.empty((videos, dim), np.float32)
-    for first, clips, means in synthetic_batches(videos, clips_per_video, dim):
+    for first, clips, means in synthetic_batches(videos, clips_per_video, dim, intrinsic_dim=intrinsic_dim):
         clip_matrix[first : first + len(clips)], video_matrix[first : first + len(clips)] = clips, means
     names = [video_name(i) for i in range(videos)]
     settings = GatewaySettings()
     fusion = FusionConfig(settings.fusion_method, settings.fusion_weights, settings.normalization, settings.rrf_k)
-    limit = max(candidates, top_k)
+    limit = max(candidates, top_k, REFERENCE_CANDIDATES)
     end_to_end, grouped, identical = [], [], 0
     with grpc.insecure_channel(address) as channel:
         stub = search_pb2_grpc.VideoSearchStub(channel)
@@ -138,7 +141,7 @@ def exact_agreement(stack: SearchStack, index: VideoIndex, address: str, videos:
             ann = {hit.video_id for hit in reply.hits}
             end_to_end.append(len(ann & exact) / top_k)
             identical += ann == exact
-            ann_lists = index.search_clips_grouped(vectors.clip_queries, limit)
+            ann_lists = index.search_clips_grouped(vectors.clip_queries, max(candidates, top_k))
             for q, hits in enumerate(ann_lists):
                 truth = {names[i] for i in exact_lists[q + 1][:top_k]}
                 grouped.append(len({h.video_id for h in hits[:top_k]} & truth) / top_k)
@@ -205,7 +208,7 @@ def main(argv: list[str] | None = None) -> Path:
     with search_stack(args) as stack:
         for videos, index in stack.indexes.items():
             print(f"index of {videos} videos x {args.clips_per_video} clips ...", flush=True)
-            load_s = synthesise(index, stack.client, videos, args.clips_per_video)
+            load_s = synthesise(index, stack.client, videos, args.clips_per_video, intrinsic_dim=args.intrinsic_dim)
             with stack.gateway(index, args.candidates) as address:
                 rss = stack.milvus_rss() if stack.milvus_rss else 0
                 for concurrency in args.concurrency:
@@ -228,7 +231,7 @@ def main(argv: list[str] | None = None) -> Path:
                 agreement = None
                 if args.check_queries:
                     agreement = exact_agreement(stack, index, address, videos, args.clips_per_video, args.candidates,
-                                                args.top_k, CHECK_QUERIES[: args.check_queries])
+                                                args.top_k, CHECK_QUERIES[: args.check_queries], args.intrinsic_dim)
                     print(f"  exact-search agreement: {agreement}", flush=True)
             sizes.append({"videos": videos, "clips": videos * args.clips_per_video, "load_s": load_s,
                           "milvus_rss_mib": rss / 2**20, "agreement": agreement})

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from index.store import connect_milvus
-from vidstrata.stack.process import ManagedProcess, children_of, free_port, port_open, process_rss
+from vidstrata.stack.process import ManagedProcess, ProcessFailed, children_of, free_port, port_open, process_rss
 
 
 def milvus_lite_binary() -> str:
@@ -64,6 +64,7 @@ def start_milvus_lite(
 
 MILVUS_STANDALONE_VERSION = "2.3.5"  # PyPI `milvus`: a real C++ standalone build, no Docker (DESIGN §5)
 MILVUS_STANDALONE_VENV = Path("build/milvus-venv")
+ETCD_PEER_PORT = 2380  # fixed in the 2.3.5 build (milvus-server cannot move it): one standalone per machine
 
 
 def milvus_standalone_binary(venv: Path = MILVUS_STANDALONE_VENV) -> Path:
@@ -83,13 +84,14 @@ def milvus_standalone_binary(venv: Path = MILVUS_STANDALONE_VENV) -> Path:
     return binary.resolve()
 
 
-def _running(pid: int) -> bool:
-    """True while pid exists and is not a zombie waiting to be reaped."""
+def is_running(pid: int) -> bool:
+    """True while pid has a live thread: a Go process whose main thread exited shows 'Z' but may still run."""
     try:
         state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+        threads = len(os.listdir(f"/proc/{pid}/task"))
     except (OSError, IndexError):
         return False
-    return state not in ("Z", "X")
+    return state not in ("Z", "X") or threads > 1
 
 
 @dataclass
@@ -119,11 +121,13 @@ class MilvusStandalone:
         if pid is not None:
             os.kill(pid, signal.SIGINT)
             deadline = time.monotonic() + timeout_s
-            while _running(pid) and time.monotonic() < deadline:
+            while is_running(pid) and time.monotonic() < deadline:
                 time.sleep(0.2)
-            if _running(pid):
-                os.kill(pid, signal.SIGKILL)
         self.process.stop(timeout_s=5.0)
+        if pid is not None and is_running(pid):  # still alive (or left its group): by its own PID, for good
+            os.kill(pid, signal.SIGKILL)
+            while is_running(pid):
+                time.sleep(0.1)
 
 
 def start_milvus_standalone(data_dir: Path, port: int | None = None, timeout_s: float = 180.0,
@@ -133,6 +137,9 @@ def start_milvus_standalone(data_dir: Path, port: int | None = None, timeout_s: 
     The data folder survives `stop()`: a later start with the same folder serves the same collections, so a
     benchmark loads its vectors once. Ready when a real RPC is answered (start-up takes 10-40 s).
     """
+    if port_open(ETCD_PEER_PORT):
+        raise ProcessFailed(f"port {ETCD_PEER_PORT} is taken: the 2.3.5 standalone's embedded etcd always listens there, "
+                            "so another one is probably running on this machine; stop it, or use it (--milvus-uri)")
     port = port or free_port()
     data_dir = data_dir.resolve()
     data_dir.mkdir(parents=True, exist_ok=True)

@@ -5,7 +5,7 @@ What it adds to bench.gateway (whose stack, synthetic index and load generator i
 - every figure is the median of `--repeats` (>= 3) runs, at concurrency 1, 4 and 16 by default;
 - a *bare* baseline at the same concurrency: the calls the gateway must make, sent straight from this process
   with no gateway in between: Triton text encode (TritonEncoder), then the two ANN searches concurrently
-  (VideoIndex.search_videos, search_clips_grouped), then the candidates' vectors (get_videos_with_clips);
+  (VideoIndex.search_videos, search_clips_grouped), then the candidates' vectors (get_candidate_vectors);
 - ratio = gateway latency / bare latency (p50), and gateway QPS / bare QPS: how close Search runs to the speed
   of its encoder and Milvus.
 

@@ -9,8 +9,14 @@ What it adds to bench.gateway (whose stack, synthetic index and load generator i
 - ratio = gateway latency / bare latency (p50), and gateway QPS / bare QPS: how close Search runs to the speed
   of its encoder and Milvus.
 
-The index is synthetic (bench.gateway.synthesise: random unit vectors, 4 clips per video) because ingesting
-10^5 real videos would take days here; the queries are real sentences, encoded by Triton in every Search.
+- the exact-search agreement of the gateway's top 10 (brute force over every stored vector, `exact_agreement`),
+  the Milvus engine's memory and the load + index time per index size; `--plot` draws them against the size.
+
+Milvus is the C++ 2.3.5 standalone, installed, started and stopped by the benchmark (`--milvus lite` for the
+embedded default, `--milvus-uri` for a running one); its data folder keeps each loaded index for the next run.
+The index is synthetic (bench.gateway.synthesise: unit vectors near a 16-dimensional subspace by default, 4 clips
+per video) because ingesting 10^5 real videos would take days here; the queries are real sentences, encoded by
+Triton in every Search (the gateway's query cache is off unless --query-cache).
 """
 
 from __future__ import annotations

@@ -8,7 +8,7 @@ PROTO_DIR := gateway/proto
 PROTO := $(PROTO_DIR)/vidstrata/v1/search.proto
 PYTEST_ARGS ?=
 
-.PHONY: install proto lint-imports test test-fast up docs model-repository bench bench-encoders bench-ingest bench-gateway eval system-deps clean
+.PHONY: install proto lint-imports test test-fast up docs model-repository bench bench-encoders bench-ingest bench-gateway bench-query bench-curve eval system-deps clean
 
 $(PY):
 	python3 -m venv $(VENV)
@@ -66,6 +66,16 @@ bench-ingest: install
 
 bench-gateway: install
 	$(PY) -m bench.gateway
+
+# Search at 10k and 100k videos on the C++ Milvus 2.3.5 standalone, which it installs (build/milvus-venv), starts and
+# stops itself; the loaded data stays in build/bench-gateway/milvus-standalone for the next run.
+bench-query: install
+	$(PY) -m bench.query
+
+# The cost curve (docs/search-at-scale.md): 10k, 100k and 300k videos; add 1000000 to VIDEOS for the long option.
+VIDEOS ?= 10000 100000 300000
+bench-curve: install
+	$(PY) -m bench.query --videos $(VIDEOS) --concurrency 1 16 --no-bare --plot docs/query-cost.png
 
 # Every speed benchmark in turn (encoders, ingest, gateway, query), then one summary table.
 bench: install

@@ -21,7 +21,7 @@ import os
 import statistics
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from contextlib import AbstractContextManager, ExitStack, contextmanager
 from pathlib import Path
@@ -36,13 +36,13 @@ from bench.photos import CAPTIONS
 from export.pipeline import export_checkpoint, resolve_checkpoint
 from gateway.settings import GatewaySettings
 from index.schema import VECTOR_FIELD, clip_id
-from vidstrata.stack.milvus import start_milvus_lite
+from vidstrata.stack.milvus import MILVUS_STANDALONE_VERSION, start_milvus_lite, start_milvus_standalone
 from index.settings import IndexSettings
 from index.store import VideoIndex, connect_milvus
 from inference.triton_encoder import TritonEncoder
 from vidstrata.stack.triton import TritonPorts, start_tritonserver
 from vidstrata.stack.gateway import start_gateway
-from vidstrata.stack.process import free_port
+from vidstrata.stack.process import free_port, process_rss
 from vidstrata.stack.redis import find_or_install_redis, start_redis
 from vidstrata.v1 import search_pb2, search_pb2_grpc
 
@@ -53,9 +53,45 @@ QUERIES = _captions + [f"{a}, then {b}" for a, b in zip(_captions, _captions[1:]
 LANGS = ("en", "de", "fr", "es")
 
 
+def synthetic_batches(videos: int, clips_per_video: int, dim: int, seed: int = 0, batch_videos: int = 500,
+                      intrinsic_dim: int = 0) -> Iterator[tuple[int, np.ndarray, np.ndarray]]:
+    """(first video number, clip vectors [n,C,D], video vectors [n,D]) per batch; the video vector is the normalised
+    mean of its clips. Deterministic in the seed, so the exact-search check can regenerate what `synthesise` stored.
+
+    intrinsic_dim 0: independent uniform unit vectors, the worst case for any ANN index (in 384 dimensions every
+    vector is nearly equidistant from a query, so HNSW's top 10 is close to arbitrary). intrinsic_dim k > 0: vectors
+    near a random k-dimensional subspace, clips of one video close to each other, as real embeddings are (low
+    intrinsic dimension, scenes that repeat within a video).
+    """
+    rng = np.random.default_rng(seed)
+    basis = np.random.default_rng(seed + 1).standard_normal((intrinsic_dim, dim)) if intrinsic_dim else None
+    for first in range(0, videos, batch_videos):
+        count = min(batch_videos, videos - first)
+        if basis is None:
+            clips = rng.standard_normal((count, clips_per_video, dim)).astype(np.float32)
+        else:
+            topics = rng.standard_normal((count, 1, intrinsic_dim)) + 0.5 * rng.standard_normal(
+                (count, clips_per_video, intrinsic_dim))
+            clips = (topics @ basis + rng.standard_normal((count, clips_per_video, dim))).astype(np.float32)
+        clips /= np.linalg.norm(clips, axis=-1, keepdims=True)
+        means = clips.mean(axis=1)
+        means /= np.linalg.norm(means, axis=-1, keepdims=True)
+        yield first, clips, means
+
+
+def bench_prefix(videos: int, args: argparse.Namespace) -> str:
+    """Collections of one synthetic index: its size, clips per video and structure (so each is loaded once)."""
+    return f"bench{videos}x{args.clips_per_video}{f'd{args.intrinsic_dim}' if args.intrinsic_dim else ''}_"
+
+
+def video_name(number: int) -> str:
+    return f"v{number:07d}"
+
+
 def synthesise(index: VideoIndex, client: MilvusClient, videos: int, clips_per_video: int, seed: int = 0,
-               batch_videos: int = 500) -> float:
-    """Fill the index's collections with `videos` synthetic videos (rows as index.store writes them); seconds taken.
+               batch_videos: int = 500, intrinsic_dim: int = 0) -> float:
+    """Fill the index's collections with `videos` synthetic videos (rows as index.store writes them); seconds taken,
+    index build included (searches before the build ends scan unindexed segments and measure nothing real).
 
     Skipped when the collections already hold exactly these rows (a persistent --data-dir keeps them). Ends with
     a flush: Milvus Lite scans unflushed rows in Python (a top-1 search at 10k videos: 4.5 s before, 0.03 s after).
@@ -63,19 +99,14 @@ def synthesise(index: VideoIndex, client: MilvusClient, videos: int, clips_per_v
     if index.counts() == (videos, videos * clips_per_video):
         return 0.0
     dim = index.settings.vector_dim
-    rng = np.random.default_rng(seed)
     started = time.perf_counter()
     for name in (index.names.videos, index.names.clips):
         client.delete(name, filter='video_id != ""')
-    for first in range(0, videos, batch_videos):
-        count = min(batch_videos, videos - first)
-        clips = rng.standard_normal((count, clips_per_video, dim)).astype(np.float32)
-        clips /= np.linalg.norm(clips, axis=-1, keepdims=True)
-        means = clips.mean(axis=1)
-        means /= np.linalg.norm(means, axis=-1, keepdims=True)
+    for first, clips, means in synthetic_batches(videos, clips_per_video, dim, seed, batch_videos, intrinsic_dim):
+        count = len(clips)
         video_rows, clip_rows = [], []
         for i in range(count):
-            video_id = f"v{first + i:07d}"
+            video_id = video_name(first + i)
             metadata = {"lang": LANGS[(first + i) % len(LANGS)]}
             duration = 5.0 * clips_per_video
             video_rows.append({"video_id": video_id, VECTOR_FIELD: means[i], "duration_s": duration,
@@ -88,10 +119,25 @@ def synthesise(index: VideoIndex, client: MilvusClient, videos: int, clips_per_v
                           for k in range(clips_per_video)]
         client.insert(index.names.clips, clip_rows)
         client.insert(index.names.videos, video_rows)
-        print(f"  loaded {first + count}/{videos} videos ({time.perf_counter() - started:.0f} s)", flush=True)
+        if (first // batch_videos) % 20 == 0:
+            print(f"  loaded {first + count}/{videos} videos ({time.perf_counter() - started:.0f} s)", flush=True)
     for name in (index.names.videos, index.names.clips):
         client.flush(name)
+    wait_indexed(client, (index.names.videos, index.names.clips))
     return time.perf_counter() - started
+
+
+def wait_indexed(client: MilvusClient, collections: tuple[str, ...], timeout_s: float = 3600.0) -> None:
+    """Block until every row of these collections is in a vector index (Milvus builds it in the background; the
+    2.3.5 standalone then keeps compacting segments and re-indexing the merged ones for minutes)."""
+    deadline = time.monotonic() + timeout_s
+    for name in collections:
+        while time.monotonic() < deadline:
+            info = client.describe_index(name, VECTOR_FIELD)
+            # indexed_rows, not pending_index_rows: 2.3.5 keeps rows pending while compaction merges indexed segments
+            if int(info.get("indexed_rows", 0)) >= int(info.get("total_rows", 0)):
+                break
+            time.sleep(2.0)
 
 
 async def _run_clients(address: str, concurrency: int, requests: int, top_k: int) -> tuple[list[float], list[Any], float]:
@@ -145,12 +191,14 @@ def measure(address: str, concurrency: int, requests: int, top_k: int) -> dict[s
 
 
 @contextmanager
-def _gateway(work: Path, triton_url: str, milvus_uri: str, redis_url: str, prefix: str, candidates: int) -> Iterator[str]:
+def _gateway(work: Path, triton_url: str, milvus_uri: str, redis_url: str, prefix: str, candidates: int,
+             query_cache: int, clip_overfetch: int) -> Iterator[str]:
     """A gateway on free ports, with benchmark-sized deadlines; yields its address once it is SERVING."""
     env = dict(os.environ, VIDSTRATA_TRITON_URL=triton_url, VIDSTRATA_MILVUS_URI=milvus_uri,
                VIDSTRATA_REDIS_URL=redis_url, VIDSTRATA_MILVUS_COLLECTION_PREFIX=prefix, VIDSTRATA_MILVUS_TIMEOUT_S="120",
                VIDSTRATA_GATEWAY_REQUEST_TIMEOUT_S="120", VIDSTRATA_GATEWAY_PROBE_TIMEOUT_S="30",
-               VIDSTRATA_GATEWAY_TRITON_TIMEOUT_S="120", VIDSTRATA_GATEWAY_CANDIDATES=str(candidates))
+               VIDSTRATA_GATEWAY_TRITON_TIMEOUT_S="120", VIDSTRATA_GATEWAY_CANDIDATES=str(candidates),
+               VIDSTRATA_GATEWAY_QUERY_CACHE_SIZE=str(query_cache), VIDSTRATA_MILVUS_CLIP_OVERFETCH=str(clip_overfetch))
     gateway = start_gateway(env, work / f"gateway-{prefix}.log")
     try:
         yield gateway.address
@@ -169,11 +217,13 @@ class SearchStack:
     encoder: TritonEncoder
     client: MilvusClient
     indexes: dict[int, VideoIndex]
+    milvus_rss: Callable[[], int] | None = None  # resident bytes of the Milvus we started; None for --milvus-uri
+    query_cache: int = 0
 
     def gateway(self, index: VideoIndex, candidates: int) -> AbstractContextManager[str]:
         """A gateway subprocess over `index`; yields its address once it is SERVING."""
         return _gateway(self.work, self.triton_url, self.milvus_uri, self.redis_url,
-                        index.settings.collection_prefix, candidates)
+                        index.settings.collection_prefix, candidates, self.query_cache, index.settings.clip_overfetch)
 
 
 def add_stack_arguments(parser: argparse.ArgumentParser) -> None:
@@ -184,9 +234,19 @@ def add_stack_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--candidates", type=int, default=GatewaySettings().candidates,
                         help="VIDSTRATA_GATEWAY_CANDIDATES of the gateway (and the bare baseline's ANN limit)")
     parser.add_argument("--data-dir", type=Path, default=Path("build/bench-gateway"),
-                        help="Milvus Lite data and logs; synthetic rows are kept here and reused by the next run")
+                        help="Milvus data and logs; synthetic rows are kept here and reused by the next run")
+    parser.add_argument("--milvus", choices=("standalone", "lite"), default="standalone",
+                        help=f"Milvus to start: the C++ {MILVUS_STANDALONE_VERSION} standalone (PyPI `milvus`, installed "
+                        "into build/milvus-venv on first use) or Milvus Lite (the `vidstrata up` default)")
     parser.add_argument("--triton-url", help="use this Triton instead of starting one")
-    parser.add_argument("--milvus-uri", help="use this Milvus (e.g. a C++ standalone) instead of Milvus Lite")
+    parser.add_argument("--milvus-uri", help="use this running Milvus instead of starting one (--milvus)")
+    parser.add_argument("--intrinsic-dim", type=int, default=16,
+                        help="synthetic vectors near a random subspace of this dimension, like real embeddings; "
+                        "0: uniform random vectors (the worst case for ANN recall)")
+    parser.add_argument("--clip-overfetch", type=int, default=IndexSettings().clip_overfetch,
+                        help="VIDSTRATA_MILVUS_CLIP_OVERFETCH of the gateway and of this process's index (the exact check)")
+    parser.add_argument("--query-cache", type=int, default=0,
+                        help="VIDSTRATA_GATEWAY_QUERY_CACHE_SIZE of the gateway; 0 (default) so every Search encodes")
     parser.add_argument("--redis-url", help="use this Redis instead of starting one")
     parser.add_argument("--results-dir", type=Path, default=RESULTS_DIR)
 
@@ -215,21 +275,29 @@ def search_stack(args: argparse.Namespace) -> Iterator[SearchStack]:
         if args.triton_url is None:
             triton.wait_ready(encoder.ready, timeout_s=180)
         dim = encoder.info().dim
-        milvus_uri = args.milvus_uri
-        if milvus_uri is None:
+        milvus_uri, milvus_rss = args.milvus_uri, None
+        if milvus_uri is None and args.milvus == "lite":
             milvus, milvus_uri = start_milvus_lite(work / "milvus")
             stack.callback(milvus.stop)
+            milvus_rss = lambda: process_rss(milvus.pid, children=True)  # noqa: E731
+        elif milvus_uri is None:
+            print(f"starting Milvus {MILVUS_STANDALONE_VERSION} standalone in {work / 'milvus-standalone'} ...", flush=True)
+            standalone = start_milvus_standalone(work / "milvus-standalone")
+            stack.callback(standalone.stop)
+            milvus_uri, milvus_rss = standalone.uri, standalone.rss_bytes
         # Every Milvus client of this process is opened now, back to back: pymilvus 3 shares one connection per
         # URI and health-checks it when a new client arrives after 30 s idle, which fails on a loaded machine.
         client = connect_milvus(milvus_uri)
         stack.callback(client.close)
         indexes = {videos: VideoIndex(IndexSettings(milvus_uri=milvus_uri, vector_dim=dim, milvus_timeout_s=600,
-                                                    collection_prefix=f"bench{videos}x{args.clips_per_video}_"))
+                                                    clip_overfetch=args.clip_overfetch,
+                                                    collection_prefix=bench_prefix(videos, args)))
                    for videos in args.videos}
         for index in indexes.values():
             index.ensure_collections()
             stack.callback(index.close)
-        yield SearchStack(work, triton_url, redis_url, milvus_uri, encoder, client, indexes)
+        yield SearchStack(work, triton_url, redis_url, milvus_uri, encoder, client, indexes, milvus_rss,
+                          args.query_cache)
 
 
 def table(runs: list[dict[str, Any]]) -> str:
@@ -268,7 +336,7 @@ def main(argv: list[str] | None = None) -> Path:
     with search_stack(args) as stack:
         for videos, index in stack.indexes.items():
             print(f"index of {videos} videos x {args.clips_per_video} clips ...", flush=True)
-            load_s = synthesise(index, stack.client, videos, args.clips_per_video)
+            load_s = synthesise(index, stack.client, videos, args.clips_per_video, intrinsic_dim=args.intrinsic_dim)
             with stack.gateway(index, args.candidates) as address:
                 for concurrency in args.concurrency:
                     run = measure(address, concurrency, args.requests, args.top_k)

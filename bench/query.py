@@ -5,12 +5,18 @@ What it adds to bench.gateway (whose stack, synthetic index and load generator i
 - every figure is the median of `--repeats` (>= 3) runs, at concurrency 1, 4 and 16 by default;
 - a *bare* baseline at the same concurrency: the calls the gateway must make, sent straight from this process
   with no gateway in between: Triton text encode (TritonEncoder), then the two ANN searches concurrently
-  (VideoIndex.search_videos, search_clips_grouped), then the candidates' vectors (get_videos_with_clips);
+  (VideoIndex.search_videos, search_clips_grouped), then the candidates' vectors (get_candidate_vectors);
 - ratio = gateway latency / bare latency (p50), and gateway QPS / bare QPS: how close Search runs to the speed
   of its encoder and Milvus.
 
-The index is synthetic (bench.gateway.synthesise: random unit vectors, 4 clips per video) because ingesting
-10^5 real videos would take days here; the queries are real sentences, encoded by Triton in every Search.
+- the exact-search agreement of the gateway's top 10 (brute force over every stored vector, `exact_agreement`),
+  the Milvus engine's memory and the load + index time per index size; `--plot` draws them against the size.
+
+Milvus is the C++ 2.3.5 standalone, installed, started and stopped by the benchmark (`--milvus lite` for the
+embedded default, `--milvus-uri` for a running one); its data folder keeps each loaded index for the next run.
+The index is synthetic (bench.gateway.synthesise: unit vectors near a 16-dimensional subspace by default, 4 clips
+per video) because ingesting 10^5 real videos would take days here; the queries are real sentences, encoded by
+Triton in every Search (the gateway's query cache is off unless --query-cache).
 """
 
 from __future__ import annotations
@@ -24,31 +30,46 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
+import grpc
+import numpy as np
+
 from bench.common import machine, median_runs, percentile, write_results
-from bench.gateway import QUERIES, add_stack_arguments, measure, search_stack, synthesise
+from bench.gateway import (
+    QUERIES,
+    SearchStack,
+    add_stack_arguments,
+    measure,
+    search_stack,
+    synthesise,
+    synthetic_batches,
+    video_name,
+)
+from bench.photos import CAPTIONS
+from gateway.fusion import FusionConfig, fuse
 from gateway.query import query_vectors
+from gateway.scoring import score_candidates
 from gateway.service import union_by_rank
-from index.store import VideoIndex
+from gateway.settings import GatewaySettings
+from index.store import ClipRecord, VideoIndex
 from inference.triton_encoder import TritonEncoder
+from vidstrata.v1 import search_pb2, search_pb2_grpc
 
 STAGES = ("encode", "ann_videos", "ann_clips", "rescore", "rescore_fetch", "fusion", "total")
 
 
-def bare_search(encoder: TritonEncoder, index: VideoIndex, pool: ThreadPoolExecutor, text: str, limit: int,
-                max_phrases: int) -> None:
+def bare_search(encoder: TritonEncoder, index: VideoIndex, pool: ThreadPoolExecutor, text: str, limit: int) -> None:
     """The dependency calls of one Search, with nothing around them: encode, both ANN searches, the fetch."""
-    vectors = query_vectors(text, encoder.encode_text([text]), max_phrases)
+    vectors = query_vectors(text, encoder.encode_text([text]))
     videos_future = pool.submit(index.search_videos, vectors.sentence, limit)
     clip_lists = index.search_clips_grouped(vectors.clip_queries, limit)
     video_hits = videos_future.result()
-    candidates = union_by_rank([[h.video_id for h in video_hits]] + [[h.video_id for h in c] for c in clip_lists],
-                               limit)
-    index.get_videos_with_clips(candidates)
+    hit_lists = [video_hits, *clip_lists]
+    candidates = union_by_rank([[h.video_id for h in hits] for hits in hit_lists], limit)
+    index.get_candidate_vectors(candidates, {h.video_id: h.clip_count for hits in hit_lists for h in hits})
 
 
 def measure_bare(encoder: TritonEncoder, index: VideoIndex, concurrency: int, requests: int, limit: int) -> dict[str, float]:
     """`concurrency` threads sending bare searches back to back until `requests` are done (after a warm-up)."""
-    max_phrases = encoder.info().max_phrases
     pool = ThreadPoolExecutor(max_workers=2 * concurrency, thread_name_prefix="bare-fanout")
     latencies: list[float] = []
     lock = threading.Lock()
@@ -59,7 +80,7 @@ def measure_bare(encoder: TritonEncoder, index: VideoIndex, concurrency: int, re
         def client() -> None:
             for i in counter:
                 started = time.perf_counter()
-                bare_search(encoder, index, pool, QUERIES[i % len(QUERIES)], limit, max_phrases)
+                bare_search(encoder, index, pool, QUERIES[i % len(QUERIES)], limit)
                 if record:
                     with lock:
                         latencies.append(time.perf_counter() - started)
@@ -80,26 +101,89 @@ def measure_bare(encoder: TritonEncoder, index: VideoIndex, concurrency: int, re
     return {"qps": len(latencies) / elapsed, **{f"p{q}_ms": 1e3 * percentile(latencies, q) for q in (50, 95, 99)}}
 
 
-def table(rows: list[dict[str, Any]], repeats: int) -> str:
+# The agreement check's queries: every caption, and every ordered pair of captions as a two-event query.
+_captions = list(CAPTIONS.values())
+# The candidate limit that defines the exact answer: the gateway default before issue 13.
+REFERENCE_CANDIDATES = 100
+CHECK_QUERIES = _captions + [f"{a}, then {b}" for a in _captions for b in _captions if a != b]
+
+
+def exact_agreement(stack: SearchStack, index: VideoIndex, address: str, videos: int, clips_per_video: int,
+                    candidates: int, top_k: int, queries: list[str], intrinsic_dim: int = 0) -> dict[str, float]:
+    """How often the ANN path's top_k equals the exact one, on the synthetic index (brute force over all vectors).
+
+    Exact: the same Search with every ANN list replaced by a brute-force one (video cosines, and per query vector
+    each video's best clip cosine) of at least REFERENCE_CANDIDATES videos, then the gateway's own union, rescoring
+    and fusion. ANN: the gateway's hits, at its own candidate limit (so a smaller limit shows what it costs).
+    Also the grouped clip lists alone: `search_clips_grouped`'s top_k videos per query vector vs brute force.
+    Returns mean recall@top_k of both, and the share of queries whose end-to-end top_k set is exactly the exact one.
+    """
+    dim = index.settings.vector_dim
+    clip_matrix = np.empty((videos, clips_per_video, dim), np.float32)
+    video_matrix = np.empty((videos, dim), np.float32)
+    for first, clips, means in synthetic_batches(videos, clips_per_video, dim, intrinsic_dim=intrinsic_dim):
+        clip_matrix[first : first + len(clips)], video_matrix[first : first + len(clips)] = clips, means
+    names = [video_name(i) for i in range(videos)]
+    settings = GatewaySettings()
+    fusion = FusionConfig(settings.fusion_method, settings.fusion_weights, settings.normalization, settings.rrf_k)
+    limit = max(candidates, top_k, REFERENCE_CANDIDATES)
+    end_to_end, grouped, identical = [], [], 0
+    with grpc.insecure_channel(address) as channel:
+        stub = search_pb2_grpc.VideoSearchStub(channel)
+        for text in queries:
+            vectors = query_vectors(text, stack.encoder.encode_text([text]))
+            best_clip = np.einsum("vcd,qd->vqc", clip_matrix, vectors.clip_queries, optimize=True).max(axis=2)  # [V,Q]
+            video_cos = video_matrix @ vectors.sentence
+            exact_lists = [np.argsort(-video_cos, kind="stable")[:limit]] + [
+                np.argsort(-best_clip[:, q], kind="stable")[:limit] for q in range(best_clip.shape[1])]
+            chosen = union_by_rank([[names[i] for i in ranked] for ranked in exact_lists], limit)
+            numbers = [int(v[1:]) for v in chosen]
+            clips = {names[n]: [ClipRecord(names[n], k, 5.0 * k, 5.0 * (k + 1), clip_matrix[n, k])
+                                for k in range(clips_per_video)] for n in numbers}
+            scored = score_candidates(vectors, chosen, {names[n]: video_matrix[n] for n in numbers}, clips)
+            fused = fuse(scored.levels, fusion)
+            exact = {scored.video_ids[i] for i in sorted(range(len(fused)), key=lambda i: (-fused[i], scored.video_ids[i]))[:top_k]}
+            reply = stub.Search(search_pb2.SearchRequest(query=text, top_k=top_k), timeout=120)
+            ann = {hit.video_id for hit in reply.hits}
+            end_to_end.append(len(ann & exact) / top_k)
+            identical += ann == exact
+            ann_lists = index.search_clips_grouped(vectors.clip_queries, max(candidates, top_k))
+            for q, hits in enumerate(ann_lists):
+                truth = {names[i] for i in exact_lists[q + 1][:top_k]}
+                grouped.append(len({h.video_id for h in hits[:top_k]} & truth) / top_k)
+    return {"queries": len(queries), "recall_at_k": float(np.mean(end_to_end)), "identical_share": identical / len(queries),
+            "grouped_clip_recall_at_k": float(np.mean(grouped))}
+
+
+def table(rows: list[dict[str, Any]], sizes: list[dict[str, Any]], repeats: int) -> str:
     lines = [
         "| videos | clips | concurrency | QPS | p50 ms | p95 ms | p99 ms | encode | ANN videos | ANN clips | fetch "
-        "| rescore | fusion | gateway total | gateway overhead p50 | bare p50 ms | bare QPS | p50 gateway / bare "
-        "| QPS gateway / bare |",
-        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
+        "| rescore | fusion | gateway total | gateway overhead p50 | bare p50 ms | bare QPS | p50 gateway / bare |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in rows:
         g, b, s = r["gateway"], r["bare"], r["gateway"]["stages_ms"]
+        bare = f"{b['p50_ms']:.1f} | {b['qps']:.1f} | {r['ratio_p50']:.2f}" if b else "– | – | –"
         lines.append(
             f"| {r['videos']} | {r['clips']} | {r['concurrency']} | {g['qps']:.1f} | {g['p50_ms']:.1f} "
             f"| {g['p95_ms']:.1f} | {g['p99_ms']:.1f} | {s['encode']:.1f} | {s['ann_videos']:.1f} | {s['ann_clips']:.1f} "
             f"| {s['rescore_fetch']:.1f} | {s['rescore'] - s['rescore_fetch']:.1f} | {s['fusion']:.2f} | {s['total']:.1f} "
-            f"| {g['overhead_in_gateway_ms']['p50']:.2f} | {b['p50_ms']:.1f} | {b['qps']:.1f} | {r['ratio_p50']:.2f} | {r['ratio_qps']:.2f} |"
+            f"| {g['overhead_in_gateway_ms']['p50']:.2f} | {bare} |"
         )
     lines += ["", f"Median of {repeats} runs per row. Latency columns are client-side; stage columns (ms, means of "
               "the responses' own timings) are inside the gateway: ANN videos and ANN clips run concurrently, fetch "
               "is the candidates' vectors, rescore the exact scoring after it. Bare: the same Triton and Milvus "
               "calls sent straight from the benchmark process, at the same concurrency. Gateway overhead: the gateway's "
-              "total minus its waits on Triton and Milvus (encode + the longer ANN + fetch), as in bench.gateway."]
+              "total minus its waits on Triton and Milvus (encode + the longer ANN + fetch), as in bench.gateway.", "",
+              "| videos | load + index s | Milvus RSS MiB | top-10 recall vs exact | top-10 identical | grouped clip "
+              "top-10 recall | queries |", "|---|---|---|---|---|---|---|"]
+    for z in sizes:
+        a = z["agreement"] or {}
+        lines.append(f"| {z['videos']} | {z['load_s']:.0f} | {z['milvus_rss_mib']:.0f} "
+                     f"| {a.get('recall_at_k', float('nan')):.4f} | {a.get('identical_share', float('nan')):.3f} "
+                     f"| {a.get('grouped_clip_recall_at_k', float('nan')):.4f} | {a.get('queries', 0)} |")
+    lines += ["", "Load + index: 0 when the data folder already held the rows. Exact: brute force over every stored "
+              "vector, then the gateway's own union, rescoring and fusion (bench.query.exact_agreement)."]
     return "\n".join(lines)
 
 
@@ -114,40 +198,88 @@ def main(argv: list[str] | None = None) -> Path:
     parser.add_argument("--concurrency", type=int, nargs="+", default=[1, 4, 16])
     parser.add_argument("--requests", type=int, default=100, help="Searches measured per run")
     parser.add_argument("--repeats", type=int, default=3, help="runs per figure; the median is reported")
+    parser.add_argument("--no-bare", action="store_true", help="skip the bare-dependency baseline (halves the time)")
+    parser.add_argument("--check-queries", type=int, default=len(CHECK_QUERIES),
+                        help="queries of the exact-search agreement check (0: skip it)")
+    parser.add_argument("--plot", type=Path, help="write the cost curve (figures against index size) to this PNG")
     parser.add_argument("--tiny", action="store_true", help="smoke run: 60 videos of 2 clips, concurrency 1 and 4, "
                         "at most 10 requests, 1 repeat")
     args = parser.parse_args(argv)
     if args.tiny:
         args.videos, args.clips_per_video, args.concurrency = [60], 2, [1, 4]
-        args.requests, args.repeats = min(args.requests, 10), 1
+        args.requests, args.repeats, args.check_queries = min(args.requests, 10), 1, min(args.check_queries, 10)
     command = "python -m bench.query " + shlex.join(sys.argv[1:] if argv is None else argv)
     limit = max(args.candidates, args.top_k)  # what the gateway asks each ANN list for (gateway.query.candidate_limit)
-    rows = []
+    rows, sizes = [], []
     with search_stack(args) as stack:
         for videos, index in stack.indexes.items():
             print(f"index of {videos} videos x {args.clips_per_video} clips ...", flush=True)
-            load_s = synthesise(index, stack.client, videos, args.clips_per_video)
+            load_s = synthesise(index, stack.client, videos, args.clips_per_video, intrinsic_dim=args.intrinsic_dim)
             with stack.gateway(index, args.candidates) as address:
+                rss = stack.milvus_rss() if stack.milvus_rss else 0
                 for concurrency in args.concurrency:
                     gateway_runs, bare_runs = [], []
                     for _ in range(args.repeats):  # interleaved, so drift on a shared machine hits both alike
                         gateway_runs.append(measure(address, concurrency, args.requests, args.top_k))
-                        bare_runs.append(measure_bare(stack.encoder, index, concurrency, args.requests, limit))
-                    gateway, bare = median_runs(gateway_runs), median_runs(bare_runs)
+                        if not args.no_bare:
+                            bare_runs.append(measure_bare(stack.encoder, index, concurrency, args.requests, limit))
+                    gateway = median_runs(gateway_runs)
+                    bare = median_runs(bare_runs) if bare_runs else None
                     row = {"videos": videos, "clips": videos * args.clips_per_video, "load_s": load_s,
                            "candidates": args.candidates, "concurrency": concurrency, "gateway": gateway, "bare": bare,
-                           "ratio_p50": gateway["p50_ms"] / bare["p50_ms"], "ratio_qps": gateway["qps"] / bare["qps"],
+                           "ratio_p50": gateway["p50_ms"] / bare["p50_ms"] if bare else None,
+                           "ratio_qps": gateway["qps"] / bare["qps"] if bare else None,
                            "runs": {"gateway": gateway_runs, "bare": bare_runs}}
                     rows.append(row)
-                    print(f"  concurrency {concurrency}: gateway {gateway['qps']:.1f} QPS p50 {gateway['p50_ms']:.1f} ms; "
-                          f"bare {bare['qps']:.1f} QPS p50 {bare['p50_ms']:.1f} ms; ratio p50 {row['ratio_p50']:.2f}",
-                          flush=True)
-    text = table(rows, args.repeats)
+                    print(f"  concurrency {concurrency}: gateway {gateway['qps']:.1f} QPS p50 {gateway['p50_ms']:.1f} ms "
+                          f"p99 {gateway['p99_ms']:.1f} ms, overhead p50 {gateway['overhead_in_gateway_ms']['p50']:.2f} ms"
+                          + (f"; bare {bare['qps']:.1f} QPS p50 {bare['p50_ms']:.1f} ms" if bare else ""), flush=True)
+                agreement = None
+                if args.check_queries:
+                    agreement = exact_agreement(stack, index, address, videos, args.clips_per_video, args.candidates,
+                                                args.top_k, CHECK_QUERIES[: args.check_queries], args.intrinsic_dim)
+                    print(f"  exact-search agreement: {agreement}", flush=True)
+            sizes.append({"videos": videos, "clips": videos * args.clips_per_video, "load_s": load_s,
+                          "milvus_rss_mib": rss / 2**20, "agreement": agreement})
+    text = table(rows, sizes, args.repeats)
     arguments = {k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items()}
-    path = write_results("query", {"command": command, "rows": rows, "args": arguments,
-                                   "milvus": "external" if args.milvus_uri else "milvus-lite server"},
-                         f"{_header(command)}\n\n{text}", args.results_dir)
+    milvus = "external" if args.milvus_uri else args.milvus
+    path = write_results("query", {"command": command, "rows": rows, "sizes": sizes, "args": arguments,
+                                   "milvus": milvus}, f"{_header(command)}\n\n{text}", args.results_dir)
+    if args.plot:
+        plot_cost(rows, sizes, milvus, args.plot)
     print(f"\n{text}\n\nwrote {path}")
+    return path
+
+
+def plot_cost(rows: list[dict[str, Any]], sizes: list[dict[str, Any]], milvus: str, path: Path) -> Path:
+    """p50/p99 at concurrency 1, QPS at the highest concurrency, and Milvus memory, against index size (log x)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    videos = [s["videos"] for s in sizes]
+    low, high = min(r["concurrency"] for r in rows), max(r["concurrency"] for r in rows)
+    at = {(r["videos"], r["concurrency"]): r["gateway"] for r in rows}
+    fig, axes = plt.subplots(1, 3, figsize=(13, 3.8))
+    axes[0].plot(videos, [at[v, low]["p50_ms"] for v in videos], "o-", label=f"p50, concurrency {low}")
+    axes[0].plot(videos, [at[v, low]["p99_ms"] for v in videos], "s--", label=f"p99, concurrency {low}")
+    axes[0].set_ylabel("Search latency (ms)")
+    axes[1].plot(videos, [at[v, high]["qps"] for v in videos], "o-", label=f"concurrency {high}")
+    axes[1].set_ylabel("Search QPS")
+    axes[2].plot(videos, [s["milvus_rss_mib"] for s in sizes], "o-", label="Milvus RSS")
+    axes[2].set_ylabel("MiB")
+    for ax in axes:
+        ax.set_xscale("log")
+        ax.set_xlabel("videos (4 clips each)")
+        ax.grid(True, alpha=0.3)
+        ax.legend()
+    fig.suptitle(f"Search cost against index size, Milvus {milvus}, 2-core CPU VM")
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
     return path
 
 

@@ -1,8 +1,10 @@
 """Write a Triton model repository for one target: python (local), onnxruntime (CPU pods), tensorrt (GPU).
 
 Layout, the same for every target:
-  text_encoder      ensemble: text (BYTES) -> text_tokenizer -> text_encoder_net -> sentence/phrases/tokens
-  text_tokenizer    python backend (tokenization runs in Triton, so clients never need a tokenizer)
+  text_encoder      ensemble: text (BYTES) -> text_tokenizer -> text_encoder_net -> sentence/phrases/tokens,
+                    plus the tokenizer's phrase_texts (the phrases the vectors belong to)
+  text_tokenizer    python backend (tokenization runs in Triton, so clients never need a tokenizer); pads to the
+                    longest text of a request, except for tensorrt, whose plan takes exactly max_tokens
   text_encoder_net  the text graph (python+ORT, onnxruntime_onnx or tensorrt_plan)
   frame_encoder     the frame graph: uint8 frames [S,S,3] -> vectors [D]
   video_head        only for a checkpoint with a trained video head: one video's frame vectors -> clip vectors
@@ -17,13 +19,15 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
-from spec.manifest import TOKENIZER_FILE, Manifest
+from spec.manifest import TOKENIZER_FILE, Manifest, file_digest
 from spec.contract import (
     FRAME_ENCODER,
+    MODEL_VERSION_PARAMETER,
     TEXT_ENCODER,
     TEXT_IN,
     TEXT_NET,
     TEXT_OUTPUTS,
+    TEXT_PHRASES,
     TEXT_TOKENIZER,
     VIDEO_HEAD,
 )
@@ -129,23 +133,32 @@ def video_head_config(manifest: Manifest, target: Target) -> str:
             + (_params({"intra_op_threads": 1}) if target == "python" else ""))
 
 
-def tokenizer_config(manifest: Manifest) -> str:
+def tokenizer_config(manifest: Manifest, target: Target) -> str:
+    """Tokens as long as the request's longest text (TensorRT: exactly max_tokens, the plan's fixed length),
+    and the text of each phrase slot, so clients show the phrases the vectors came from without splitting again."""
     pre = manifest.preprocessing
-    outputs = [_tensor(n, "TYPE_INT64", [pre.max_tokens]) for n in ("input_ids", "attention_mask", "phrase_ids")]
+    fixed = target == "tensorrt"
+    tokens = pre.max_tokens if fixed else -1
+    outputs = [_tensor(n, "TYPE_INT64", [tokens]) for n in ("input_ids", "attention_mask", "phrase_ids")]
+    outputs.append(_tensor(TEXT_PHRASES, "TYPE_STRING", [pre.max_phrases]))
     return (f'name: "{TEXT_TOKENIZER}"\nbackend: "python"\n' + _batching(TEXT_BATCHING, "KIND_CPU")
             + _io("input", [_tensor(TEXT_IN, "TYPE_STRING", [1])]) + _io("output", outputs)
-            + _params({"max_tokens": pre.max_tokens, "max_phrases": pre.max_phrases, "max_text_bytes": pre.max_text_bytes}))
+            + _params({"max_tokens": pre.max_tokens, "max_phrases": pre.max_phrases, "max_text_bytes": pre.max_text_bytes,
+                       "fixed_length": int(fixed)}))
 
 
-def ensemble_config(manifest: Manifest) -> str:
+def ensemble_config(manifest: Manifest, model_version: str) -> str:
+    """The text pipeline; `model_version` (a digest of the text graph) lets clients key caches of its vectors."""
     pre = manifest.preprocessing
     outputs = [
         _tensor("sentence", "TYPE_FP32", [manifest.dim]),
         _tensor("phrases", "TYPE_FP32", [pre.max_phrases, manifest.dim]),
         _tensor("phrase_mask", "TYPE_FP32", [pre.max_phrases]),
         _tensor("tokens", "TYPE_FP32", [-1, manifest.dim]),
+        _tensor(TEXT_PHRASES, "TYPE_STRING", [pre.max_phrases]),
     ]
     token_maps = "".join(f'      output_map {{ key: "{n}" value: "_{n}" }}\n' for n in ("input_ids", "attention_mask", "phrase_ids"))
+    token_maps += f'      output_map {{ key: "{TEXT_PHRASES}" value: "{TEXT_PHRASES}" }}\n'
     net_inputs = "".join(f'      input_map {{ key: "{n}" value: "_{n}" }}\n' for n in ("input_ids", "attention_mask", "phrase_ids"))
     net_outputs = "".join(f'      output_map {{ key: "{n}" value: "{n}" }}\n' for n in TEXT_OUTPUTS)
     return (
@@ -155,7 +168,7 @@ def ensemble_config(manifest: Manifest) -> str:
         f'    {{\n      model_name: "{TEXT_TOKENIZER}"\n      model_version: -1\n'
         f'      input_map {{ key: "{TEXT_IN}" value: "{TEXT_IN}" }}\n{token_maps}    }},\n'
         f'    {{\n      model_name: "{TEXT_NET}"\n      model_version: -1\n{net_inputs}{net_outputs}    }}\n'
-        "  ]\n}\n"
+        "  ]\n}\n" + _params({MODEL_VERSION_PARAMETER: model_version})
     )
 
 
@@ -187,9 +200,9 @@ def write_repository(
     _write_graph(root, FRAME_ENCODER, frame_config(manifest, target), frame_model, target)
     if video_model is not None:
         _write_graph(root, VIDEO_HEAD, video_head_config(manifest, target), video_model, _video_head_runtime(target))
-    tokenizer = write_model_folder(root, TEXT_TOKENIZER, tokenizer_config(manifest))
+    tokenizer = write_model_folder(root, TEXT_TOKENIZER, tokenizer_config(manifest, target))
     shutil.copyfile(checkpoint / TOKENIZER_FILE, tokenizer / TOKENIZER_FILE)
     (tokenizer / "model.py").write_text(_python_shim("TextTokenizerModel"))
-    write_model_folder(root, TEXT_ENCODER, ensemble_config(manifest))
+    write_model_folder(root, TEXT_ENCODER, ensemble_config(manifest, file_digest(text_model)))
     manifest.save(root)  # what the repository was built from, for people and for drift checks
     return root

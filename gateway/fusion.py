@@ -33,7 +33,10 @@ class FusionMethod(StrEnum):
 
 @dataclass(frozen=True)
 class FusionConfig:
-    """One query's fusion: the method, a weight per level in LEVELS, and the method's constants."""
+    """One query's fusion: the method, a weight per level in LEVELS, and the method's constants.
+
+    The weights are checked once, here (ValueError), and completed with 0 for levels left out; `fuse` trusts them.
+    """
 
     method: FusionMethod
     weights: Mapping[str, float]
@@ -43,6 +46,9 @@ class FusionConfig:
     # about 0.3-0.7, an unrelated text under 0.15), so they are scaled by this fixed range instead of over the
     # candidates, where a single video with speech would always normalise to 1, however poor its match.
     text_range: tuple[float, float] = (0.15, 0.5)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "weights", check_weights(self.weights))
 
 
 def check_weights(weights: Mapping[str, float]) -> dict[str, float]:
@@ -102,7 +108,7 @@ def contributions(levels: Mapping[str, np.ndarray], config: FusionConfig) -> dic
     """Each weighted level's share of the fused score per candidate: weight * normalised score (WEIGHTED) or
     weight / (rrf_k + rank) (RRF); NaN where the candidate lacks the level, absent where every one does.
     Text levels are first scaled by `text_evidence`: WEIGHTED uses that scale, RRF ranks what is left."""
-    weights = check_weights(config.weights)
+    weights = config.weights  # checked once, by FusionConfig
     sizes = {len(scores) for scores in levels.values()}
     if len(sizes) > 1:
         raise ValueError(f"every level needs one score per candidate, got sizes {sorted(sizes)}")
@@ -132,7 +138,7 @@ def fuse(levels: Mapping[str, np.ndarray], config: FusionConfig) -> np.ndarray:
     is never a penalty below the videos that have it but do not match; it only lets the ones that do match
     rise. Levels of zero weight may be absent from `levels`.
     """
-    weights = check_weights(config.weights)
+    weights = config.weights
     shares = contributions(levels, config)
     size = len(next(iter(levels.values()))) if levels else 0
     fused = np.zeros(size, dtype=np.float64)

@@ -53,6 +53,15 @@ INFLIGHT = Gauge(
     "RPCs being handled right now, by method.",
     ["rpc"],
 )
+QUERY_CACHE_LOOKUPS = Counter(
+    "vidstrata_gateway_query_cache_lookups_total",
+    "Searches that looked up their query in the query-vector cache, by result: hit (no Triton call) or miss.",
+    ["result"],
+)
+QUERY_CACHE_HIT_RATIO = Gauge(
+    "vidstrata_gateway_query_cache_hit_ratio",
+    "Share of query-vector cache lookups that hit since the gateway started, sampled at scrape time.",
+)
 INGEST_QUEUE_LENGTH = Gauge(
     "vidstrata_ingest_queue_length",
     "Ingest tasks waiting in the Redis list `ingest`, sampled at scrape time.",
@@ -62,6 +71,8 @@ INGEST_QUEUE_OLDEST_AGE = Gauge(
     "Age of the oldest ingest task still waiting in the queue (0 when empty), sampled at scrape time.",
 )
 
+for _result in ("hit", "miss"):
+    QUERY_CACHE_LOOKUPS.labels(result=_result)
 # Every stage exists from the start, at zero, so rates and quantiles have a series before the first Search.
 for _stage in STAGES:
     STAGE_DURATION.labels(stage=_stage)

@@ -7,6 +7,8 @@ round trip and never reaches a backend.
 from __future__ import annotations
 
 import unicodedata
+import threading
+from collections import OrderedDict
 from collections.abc import Mapping
 from dataclasses import dataclass
 from urllib.parse import urlsplit
@@ -14,13 +16,12 @@ from urllib.parse import urlsplit
 import numpy as np
 
 from gateway.errors import InvalidArgument
-from gateway.fusion import FusionConfig, FusionMethod, check_weights
+from gateway.fusion import FusionConfig, FusionMethod
 from gateway.image_query import decode_image
 from gateway.settings import GatewaySettings
-from index.filters import FilterError, compile_filter
+from index.filters import CompiledFilter, FilterError, compile_filters
 from spec.validation import check_metadata, check_video_id
 from inference.encoder import TextVectors
-from spec.preprocess import phrase_texts
 
 MAX_URI_LENGTH = 4096
 
@@ -31,8 +32,8 @@ class SearchQuery:
 
     text: str
     top_k: int
-    filter: str  # in the index.filters language; "" means no filter
-    fusion: FusionConfig
+    filter: CompiledFilter  # parsed once here, rendered for both collections
+    fusion: FusionConfig  # its weights are validated once, when it is built
     image: np.ndarray | None = None  # search by image: uint8 RGB [H,W,3], decoded and checked (text is then "")
 
 
@@ -65,21 +66,20 @@ def parse_search(
     if not 1 <= top_k <= settings.max_top_k:
         raise InvalidArgument(f"top_k must be in [1, {settings.max_top_k}], got {top_k}")
     try:
-        compile_filter(filter_expr)
+        compiled = compile_filters(filter_expr)
     except FilterError as exc:
         raise InvalidArgument(str(exc)) from exc
     try:
-        fusion_weights = check_weights(weights) if weights else settings.fusion_weights
+        fusion = FusionConfig(
+            method=method or settings.fusion_method,
+            weights=weights or settings.fusion_weights,
+            normalization=settings.normalization,
+            rrf_k=settings.rrf_k,
+            text_range=settings.text_level_range,
+        )
     except ValueError as exc:
         raise InvalidArgument(str(exc)) from exc
-    fusion = FusionConfig(
-        method=method or settings.fusion_method,
-        weights=fusion_weights,
-        normalization=settings.normalization,
-        rrf_k=settings.rrf_k,
-        text_range=settings.text_level_range,
-    )
-    return SearchQuery(text=text, top_k=top_k, filter=filter_expr, fusion=fusion, image=decoded)
+    return SearchQuery(text=text, top_k=top_k, filter=compiled, fusion=fusion, image=decoded)
 
 
 # Unicode categories removed from queries: format (zero-width space, byte-order mark, bidi marks),
@@ -121,19 +121,60 @@ class QueryVectors:
         return np.vstack([self.sentence[None, :], self.phrase_vectors])
 
 
-def query_vectors(text: str, vectors: TextVectors, max_phrases: int) -> QueryVectors:
-    """Pair the encoder's phrase slots with the phrase texts, for a query encoded alone (batch of 1).
+def query_vectors(text: str, vectors: TextVectors) -> QueryVectors:
+    """The used phrase slots of a query encoded alone (batch of 1), labelled with the phrase texts the encoder
+    returned for them: the query is split once, by the tokenizer that made the vectors.
 
-    Slot i holds phrase i of `phrase_texts`; a slot is unused when its phrase lost all its tokens to
-    truncation, so such trailing phrases are dropped. A query whose every slot is empty is matched by its
-    sentence alone, so clip-phrase never averages over nothing.
+    A slot is unused when its phrase lost all its tokens to truncation, so such trailing phrases are dropped.
+    A query whose every slot is empty is matched by its sentence alone, so clip-phrase never averages over nothing.
     """
-    texts = phrase_texts(text, max_phrases)
-    used = [i for i in np.flatnonzero(vectors.phrase_mask[0]) if i < len(texts)]
+    used = np.flatnonzero(vectors.phrase_mask[0])
     sentence = vectors.sentence[0]
-    if not used:
+    if not len(used):
         return QueryVectors(sentence, [text.strip()], sentence[None, :])
-    return QueryVectors(sentence, [texts[i] for i in used], vectors.phrases[0, used])
+    return QueryVectors(sentence, [vectors.phrase_texts[0][i] for i in used], vectors.phrases[0, used])
+
+
+class QueryVectorCache:
+    """A bounded LRU of encoded queries, keyed by (model version, exact text): a repeated query skips Triton.
+
+    The key holds the served text graph's digest (EncoderInfo.model_version), so a re-exported model never
+    answers with vectors of the old one. `capacity` 0 turns it off. Thread-safe; counts hits and lookups.
+    """
+
+    def __init__(self, capacity: int) -> None:
+        self.capacity = capacity
+        self.hits = 0
+        self.lookups = 0
+        self._entries: OrderedDict[tuple[str, str], QueryVectors] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def get(self, model_version: str, text: str) -> QueryVectors | None:
+        if not self.capacity:
+            return None
+        with self._lock:
+            self.lookups += 1
+            found = self._entries.get((model_version, text))
+            if found is not None:
+                self.hits += 1
+                self._entries.move_to_end((model_version, text))
+            return found
+
+    def put(self, model_version: str, text: str, vectors: QueryVectors) -> None:
+        if not self.capacity:
+            return
+        with self._lock:
+            self._entries[(model_version, text)] = vectors
+            self._entries.move_to_end((model_version, text))
+            while len(self._entries) > self.capacity:
+                self._entries.popitem(last=False)
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+    def hit_ratio(self) -> float:
+        """Hits / lookups since start (0 before the first lookup)."""
+        return self.hits / self.lookups if self.lookups else 0.0
 
 
 def check_video_id_arg(video_id: str) -> str:

@@ -28,7 +28,7 @@ import numpy as np
 from gateway.fusion import LEVELS, TEXT_LEVELS, FusionConfig, contributions
 from gateway.query import QueryVectors
 from index.segments import SegmentRecord
-from index.store import ClipRecord, VideoRecord
+from index.store import ClipRecord
 
 # The segment kind (index.schema.SEGMENT_KINDS) behind each text level.
 KIND_OF_LEVEL = {"speech_sentence": "speech", "screen_text_sentence": "screen_text"}
@@ -77,11 +77,12 @@ def _cosines(stored: np.ndarray, queries: np.ndarray) -> np.ndarray:
 def score_candidates(
     query: QueryVectors,
     video_ids: Sequence[str],
-    videos: Mapping[str, VideoRecord],
+    videos: Mapping[str, np.ndarray],
     clips: Mapping[str, Sequence[ClipRecord]],
     segments: Mapping[str, Sequence[SegmentRecord]] | None = None,
 ) -> ScoredCandidates:
-    """Score each candidate that has a video row and clips; others (deleted since the ANN search) are dropped.
+    """Score each candidate that has a video vector [D] and trusted clips; others (deleted since the ANN search,
+    or found only through a clip its video row does not trust) are dropped.
 
     `segments` (video -> its timed text segments, with vectors) adds the text levels; None leaves them out.
     """
@@ -94,7 +95,7 @@ def score_candidates(
 
     # One matrix product for everything: rows are the videos then all their clips, columns the sentence then
     # each phrase. Small products like this are memory-bound; one call beats several.
-    stored = np.stack([videos[v].vector for v in kept] + [clip.vector for clip in all_clips])
+    stored = np.stack([videos[v] for v in kept] + [clip.vector for clip in all_clips])
     cosines = _cosines(stored, np.vstack([query.sentence[None, :], query.phrase_vectors]).astype(np.float32))  # (V+C, 1+P)
     to_sentence, to_phrases = cosines[len(kept):, 0], cosines[len(kept):, 1:]
     clip_score = (to_sentence + to_phrases.max(axis=1)) / 2

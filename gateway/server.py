@@ -369,6 +369,7 @@ async def start(settings: GatewaySettings, service: SearchService | None = None)
     if settings.metrics_port:
         metrics_server, _ = start_http_server(settings.metrics_port, addr=settings.host)
         metrics.sample_ingest_queue(service.queue.length, service.queue.oldest_age_s)
+        metrics.QUERY_CACHE_HIT_RATIO.set_function(service.query_cache.hit_ratio)
     await server.start()
     if health_server is not None:
         await health_server.start()

@@ -26,14 +26,24 @@ import numpy as np
 
 from gateway.errors import DeadlineExceeded, InvalidArgument, NotFound, Unavailable
 from gateway.fusion import LEVELS, TEXT_LEVELS, fuse
-from gateway.query import QueryVectors, SearchQuery, candidate_limit, check_submission, check_video_id_arg, query_vectors
+from gateway import metrics
+from gateway.query import (
+    QueryVectorCache,
+    QueryVectors,
+    SearchQuery,
+    candidate_limit,
+    check_submission,
+    check_video_id_arg,
+    query_vectors,
+)
 from gateway.scoring import KIND_OF_LEVEL, BestClip, Match, explain, score_candidates
 from gateway.settings import GatewaySettings
 from index.errors import IndexUnavailable
 from jobs.errors import StatusUnavailable
 from jobs.status import IngestState, VideoStatus
+from index.filters import CompiledFilter
 from index.segments import SegmentHit, SegmentRecord
-from index.store import ClipHit, ClipRecord, VideoHit, VideoRecord
+from index.store import CandidateVectors, ClipHit, VideoHit, VideoRecord
 from inference.encoder import Encoder, EncoderInputError, EncoderUnavailable
 from spec.preprocess import center_crop_square
 
@@ -45,14 +55,16 @@ PROBE_VIDEO_ID = "vidstrata-probe"  # looked up by the Milvus probe; need not ex
 class SearchIndex(Protocol):
     """What the service needs of index.VideoIndex."""
 
-    def search_videos(self, vector: np.ndarray, limit: int, filter_expr: str | None = None) -> list[VideoHit]: ...
+    def search_videos(
+        self, vector: np.ndarray, limit: int, filter_expr: str | CompiledFilter | None = None
+    ) -> list[VideoHit]: ...
     def search_clips_grouped(
-        self, vectors: np.ndarray, limit_videos: int, filter_expr: str | None = None
+        self, vectors: np.ndarray, limit_videos: int, filter_expr: str | CompiledFilter | None = None
     ) -> list[list[ClipHit]]: ...
     def get_videos(self, video_ids: Iterable[str]) -> dict[str, VideoRecord]: ...
-    def get_videos_with_clips(
-        self, video_ids: Iterable[str]
-    ) -> tuple[dict[str, VideoRecord], dict[str, list[ClipRecord]]]: ...
+    def get_candidate_vectors(
+        self, video_ids: Iterable[str], clip_counts: Mapping[str, int] | None = None
+    ) -> CandidateVectors: ...
     def delete_video(self, video_id: str) -> bool: ...
     def counts(self) -> tuple[int, int]: ...
 
@@ -188,6 +200,7 @@ class SearchService:
         self.queue = queue
         self.triton = DependencyState("Triton")
         self.milvus = DependencyState("Milvus")
+        self.query_cache = QueryVectorCache(settings.query_cache_size)
         # ANN fan-out and probes: separate from the server's request threads, so neither waits on the other.
         self._pool = ThreadPoolExecutor(max_workers=settings.worker_threads, thread_name_prefix="search")
 
@@ -216,17 +229,18 @@ class SearchService:
                 clip_lists = self._milvus(
                     lambda: self.index.search_clips_grouped(vectors.clip_queries, limit, query.filter)
                 )
-            ranked_lists = [[h.video_id for h in videos_future.result()]] + [[h.video_id for h in c] for c in clip_lists]
-            ranked_lists += [[h.video_id for h in f.result()] for f in segment_futures]
-            candidates = union_by_rank(ranked_lists, limit)
+            hit_lists: list[list[VideoHit] | list[ClipHit]] = [videos_future.result(), *clip_lists]
+            segment_lists = [f.result() for f in segment_futures]
+            candidates = union_by_rank([[h.video_id for h in hits] for hits in [*hit_lists, *segment_lists]], limit)
+            clip_counts = {h.video_id: h.clip_count for hits in hit_lists for h in hits}
             _remaining(deadline)
 
             with _stage(timings, "rescore"):
                 with _stage(timings, "rescore_fetch"):
-                    videos, clips = self._milvus(lambda: self.index.get_videos_with_clips(candidates))
+                    rows = self._milvus(lambda: self.index.get_candidate_vectors(candidates, clip_counts))
                     segments = self._milvus(lambda: self.segments.get_segments(  # type: ignore[union-attr]
                         candidates, kinds)) if kinds else None
-                scored = score_candidates(vectors, candidates, videos, clips, segments)
+                scored = score_candidates(vectors, candidates, rows.videos, rows.clips, segments)
             with _stage(timings, "fusion"):
                 fused = fuse(scored.levels, query.fusion)
                 matches = explain(scored, query.fusion)
@@ -247,17 +261,25 @@ class SearchService:
         return [KIND_OF_LEVEL[lv] for lv in TEXT_LEVELS if query.fusion.weights.get(lv) and enabled[KIND_OF_LEVEL[lv]]]
 
     def _encode(self, text: str, deadline: float) -> QueryVectors:
+        """The query's vectors: from the cache when this model encoded this text before, else from Triton."""
         timeout = min(_remaining(deadline), self.settings.triton_timeout_s)
         try:
+            version = self.encoder.info().model_version
+            cached = self.query_cache.get(version, text)
+            if self.query_cache.capacity:
+                metrics.QUERY_CACHE_LOOKUPS.labels(result="miss" if cached is None else "hit").inc()
+            if cached is not None:
+                return cached
             encoded = self.encoder.encode_text([text], timeout_s=timeout)
-            max_phrases = self.encoder.info().max_phrases
         except EncoderInputError as exc:
             raise InvalidArgument(str(exc)) from exc
         except EncoderUnavailable as exc:
             if time.monotonic() >= deadline:
                 raise DeadlineExceeded(f"the deadline passed while encoding the query: {exc}") from exc
             raise Unavailable(f"Triton is unavailable: {exc}") from exc
-        return query_vectors(text, encoded, max_phrases)
+        vectors = query_vectors(text, encoded)
+        self.query_cache.put(version, text, vectors)
+        return vectors
 
     def _encode_image(self, image: np.ndarray, deadline: float) -> QueryVectors:
         """An image query's vector from the frame encoder: it stands for the sentence and the one phrase."""
@@ -387,7 +409,7 @@ class SearchService:
         encoder = self.encoder if self.triton.up else self._new_encoder()
         if not encoder.ready():
             raise EncoderUnavailable(f"the encoder models are not ready at {self.settings.triton.url}")
-        encoder.info()  # cached from here on: Search needs max_phrases
+        encoder.info()  # cached from here on: Search keys its query cache on the model version
         self.encoder = encoder
 
     def _check_milvus(self) -> None:

@@ -363,6 +363,35 @@ class _Parser:
         return _In(field, tuple(values), negated)
 
 
+@dataclass(frozen=True)
+class CompiledFilter:
+    """One user filter rendered for both collections; `text` is what the user sent ("" : no filter)."""
+
+    text: str
+    videos: str
+    clips: str
+
+    def for_collection(self, collection: Collection) -> str:
+        return self.videos if collection == "videos" else self.clips
+
+
+def compile_filters(expr: str) -> CompiledFilter:
+    """Parse a user filter once and render it for the `videos` and the `clips` collection (FilterError if bad)."""
+    tree = _parse(expr)
+    if tree is None:
+        return CompiledFilter(expr, "", "")
+    return CompiledFilter(expr, tree.render("videos"), tree.render("clips"))
+
+
+def _parse(expr: str) -> _Node | None:
+    """The syntax tree of a filter, None for a blank one."""
+    if len(expr) > MAX_FILTER_LENGTH:
+        raise FilterError(f"filter longer than {MAX_FILTER_LENGTH} characters", MAX_FILTER_LENGTH)
+    if not expr.strip():
+        return None
+    return _Parser(_tokenize(expr)).parse()
+
+
 def compile_filter(expr: str, collection: Collection = "videos") -> str:
     """Parse a user filter and render it as a Milvus boolean expression for one collection.
 
@@ -370,8 +399,5 @@ def compile_filter(expr: str, collection: Collection = "videos") -> str:
     """
     if collection not in ("videos", "clips"):
         raise ValueError(f"collection must be 'videos' or 'clips', not {collection!r}")
-    if len(expr) > MAX_FILTER_LENGTH:
-        raise FilterError(f"filter longer than {MAX_FILTER_LENGTH} characters", MAX_FILTER_LENGTH)
-    if not expr.strip():
-        return ""
-    return _Parser(_tokenize(expr)).parse().render(collection)
+    tree = _parse(expr)
+    return "" if tree is None else tree.render(collection)

@@ -20,7 +20,7 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
-from index.filters import compile_filter, quote_string
+from index.filters import CompiledFilter, quote_string
 from index.schema import (
     MAX_RESULT_WINDOW,
     MAX_SEGMENTS_PER_VIDEO,
@@ -30,7 +30,15 @@ from index.schema import (
     search_params,
     segment_id,
 )
-from index.store import VideoIndex, VideoRecord, _check_limit, _check_number, _chunks, _unique_ids
+from index.store import (
+    VideoIndex,
+    VideoRecord,
+    _check_limit,
+    _check_number,
+    _chunks,
+    _milvus_filter,
+    _unique_ids,
+)
 from spec.validation import check_metadata, check_video_id
 
 
@@ -142,7 +150,9 @@ class SegmentIndex:
             rows.sort(key=lambda s: (s.kind, s.start_s, s.index))
         return found
 
-    def search(self, vector: np.ndarray, kind: str, limit_videos: int, filter_expr: str | None = None) -> list[SegmentHit]:
+    def search(
+        self, vector: np.ndarray, kind: str, limit_videos: int, filter_expr: str | CompiledFilter | None = None
+    ) -> list[SegmentHit]:
         """The best segment of this kind of each of the best videos for one query vector, best first.
 
         Over-fetches like clip search (clip_overfetch segments per wanted video) and keeps the first hit of
@@ -151,7 +161,7 @@ class SegmentIndex:
         query = self.videos._vector(vector, "query vector")
         _check_kind(kind)
         _check_limit(limit_videos, "limit_videos")
-        user = compile_filter(filter_expr or "", "clips")
+        user = _milvus_filter(filter_expr, "clips")  # segments carry the same video_* copies as clips
         milvus_filter = f"kind == {quote_string(kind)}" + (f" and ({user})" if user else "")
         fetch = min(limit_videos * self.videos.settings.clip_overfetch, MAX_RESULT_WINDOW)
         settings = self.videos.settings

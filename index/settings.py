@@ -51,10 +51,18 @@ class IndexSettings(BaseSettings):
         384, ge=2, le=32768, description="Dimension of video and clip vectors; fixed when a collection is created."
     )
     clip_overfetch: int = Field(
-        8,
+        2,
         ge=1,
         le=1000,
-        description="Clip hits fetched per wanted video in grouped clip search (grouping happens client-side).",
+        description="Clip hits fetched per wanted video in grouped clip search (grouping happens client-side); "
+        "HNSW's ef follows it, so it sets the clip search's cost. Chosen with bench.query's exact-search check.",
+    )
+    clip_overfetch_max: int = Field(
+        32,
+        ge=1,
+        le=1000,
+        description="Widest grouped clip search: when a video's clips crowd the others out of a page, the search "
+        "is repeated 4x wider up to this many clip hits per wanted video.",
     )
     read_consistency: Literal["Strong", "Bounded", "Session", "Eventually"] = Field(
         "Bounded",

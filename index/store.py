@@ -19,7 +19,8 @@ from __future__ import annotations
 
 import math
 import threading
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple, TypeVar
@@ -30,7 +31,7 @@ from pymilvus import MilvusClient, Status
 from pymilvus.exceptions import ConnectError, ErrorCode, MilvusException, MilvusUnavailableException
 
 from index.errors import IndexUnavailable, StorageError
-from index.filters import compile_filter, quote_string
+from index.filters import CompiledFilter, compile_filter, quote_string
 from spec.validation import check_metadata, check_video_id
 from index.schema import (
     MAX_CLIPS_PER_VIDEO,
@@ -85,21 +86,35 @@ class ClipRecord:
     vector: np.ndarray = field(repr=False)
 
 
+@dataclass
+class CandidateVectors:
+    """What exact rescoring reads of candidate videos: each video's vector and its trusted clips, by video id."""
+
+    videos: dict[str, np.ndarray]
+    clips: dict[str, list[ClipRecord]]
+
+
 class VideoHit(NamedTuple):
-    """A video found by ANN search; a larger score is a better match (COSINE or IP)."""
+    """A video found by ANN search; a larger score is a better match (COSINE or IP).
+
+    clip_count is the row's, so the candidates' clips can be read without reading the video rows first.
+    """
 
     video_id: str
     score: float
+    clip_count: int
 
 
 class ClipHit(NamedTuple):
-    """The best-matching clip of one video for one query vector."""
+    """The best-matching clip of one video for one query vector (its span is read with the clip's vectors).
+
+    clip_count is the video's clip count as the clip row copies it (video_clip_count).
+    """
 
     video_id: str
     clip_index: int
-    start_s: float
-    end_s: float
     score: float
+    clip_count: int
 
 
 def connect_milvus(uri: str, token: str = "", timeout_s: float = 10.0) -> MilvusClient:
@@ -154,6 +169,31 @@ def _chunks(items: Sequence[str], size: int) -> Iterator[Sequence[str]]:
         yield items[start : start + size]
 
 
+def _milvus_filter(filter_expr: str | CompiledFilter | None, collection: str) -> str:
+    """A user filter (text, or compiled once by the caller) as the Milvus expression for one collection."""
+    if isinstance(filter_expr, CompiledFilter):
+        return filter_expr.for_collection(collection)  # type: ignore[arg-type]
+    return compile_filter(filter_expr or "", collection)  # type: ignore[arg-type]
+
+
+def _split_clip_id(primary_key: str) -> tuple[str, int]:
+    """(video_id, clip_index) of a clip's primary key (schema.clip_id); video ids never contain ':'."""
+    video_id, _, index = primary_key.rpartition(":")
+    return video_id, int(index)
+
+
+def _group_by_video(hits: Iterable[Any], limit_videos: int) -> list[ClipHit]:
+    """The best clip of each video among ANN hits, best first, at most limit_videos."""
+    best: dict[str, ClipHit] = {}
+    for hit in sorted(hits, key=lambda h: h.distance, reverse=True):
+        video_id, clip_index = _split_clip_id(str(hit.id))
+        if video_id not in best:
+            best[video_id] = ClipHit(video_id, clip_index, float(hit.distance), int(hit["entity"]["video_clip_count"]))
+            if len(best) == limit_videos:
+                break
+    return list(best.values())
+
+
 def _unique_ids(video_ids: Iterable[str]) -> list[str]:
     return list(dict.fromkeys(check_video_id(v) for v in video_ids))
 
@@ -172,6 +212,7 @@ class VideoIndex:
         self._client: MilvusClient | None = None
         self._ready = False
         self._lock = threading.Lock()
+        self._pool: ThreadPoolExecutor | None = None
 
     # -- connection and collections ---------------------------------------------------------------
 
@@ -236,7 +277,9 @@ class VideoIndex:
         with self._lock:
             if self._client is not None:
                 self._client.close()
-            self._client = None
+            if self._pool is not None:
+                self._pool.shutdown(wait=False)
+            self._client, self._pool = None, None
             self._ready = False
 
     def __enter__(self) -> VideoIndex:
@@ -355,68 +398,68 @@ class VideoIndex:
 
     # -- reads ------------------------------------------------------------------------------------
 
-    def search_videos(self, vector: np.ndarray, limit: int, filter_expr: str | None = None) -> list[VideoHit]:
+    def search_videos(
+        self, vector: np.ndarray, limit: int, filter_expr: str | CompiledFilter | None = None
+    ) -> list[VideoHit]:
         """Nearest videos to one query vector, best first.
 
-        filter_expr is a user filter in the index.filters language (never raw Milvus syntax).
+        filter_expr is a user filter in the index.filters language (never raw Milvus syntax), or compiled once
+        by the caller. Only the primary key, the distance and clip_count come back: every output field costs
+        parse time.
         """
         query = self._vector(vector, "query vector")
         _check_limit(limit, "limit")
-        milvus_filter = compile_filter(filter_expr or "", "videos")
+        milvus_filter = _milvus_filter(filter_expr, "videos")
         result = self._call("search videos", lambda client: client.search(
             self.names.videos,
             data=[query],
             filter=milvus_filter,
             limit=limit,
-            output_fields=["video_id"],
+            output_fields=["clip_count"],
             search_params=search_params(self.settings, limit),
             consistency_level=self.settings.read_consistency,
             timeout=self.settings.milvus_timeout_s,
         ))
-        hits = [VideoHit(str(hit.id), float(hit.distance)) for hit in result[0]]
+        hits = [VideoHit(str(hit.id), float(hit.distance), int(hit["entity"]["clip_count"])) for hit in result[0]]
         return sorted(hits, key=lambda h: h.score, reverse=True)
 
     def search_clips_grouped(
-        self, vectors: np.ndarray, limit_videos: int, filter_expr: str | None = None
+        self, vectors: np.ndarray, limit_videos: int, filter_expr: str | CompiledFilter | None = None
     ) -> list[list[ClipHit]]:
         """For each query vector (rows of a (Q, D) array): the best clip of each of the best videos.
 
-        Fetches limit_videos * clip_overfetch clips and keeps the first hit per video on the client, because
-        grouped search is missing on the 2.3.5 standalone. A video whose clips crowd out the others can
-        leave fewer than limit_videos videos; raise clip_overfetch if that matters.
+        Grouped search is missing on the 2.3.5 standalone, so clips are grouped by video here: the search fetches
+        limit_videos * clip_overfetch clips and keeps the first hit per video. When a video's many clips crowd
+        the others out (fewer than limit_videos videos in a full page), it searches again, 4x wider, up to
+        limit_videos * clip_overfetch_max: a narrow first page keeps HNSW's ef (= the page) small, and only
+        crowded queries pay for a wider one. Only the primary key (it names the video and the clip index), the
+        distance and the video's clip count come back. Hits are raw ANN hits: the trust rule (module docstring) is applied where the
+        candidates' rows are read, by `get_candidate_vectors`, so a Search reads each video row once.
         """
         queries = self._vectors(vectors, "query vectors")
         _check_limit(limit_videos, "limit_videos")
-        milvus_filter = compile_filter(filter_expr or "", "clips")
-        fetch = min(limit_videos * self.settings.clip_overfetch, MAX_RESULT_WINDOW)
-        result = self._call("search clips", lambda client: client.search(
-            self.names.clips,
-            data=list(queries),
-            filter=milvus_filter,
-            limit=fetch,
-            output_fields=["video_id", "clip_index", "start_s", "end_s"],
-            search_params=search_params(self.settings, fetch),
-            consistency_level=self.settings.read_consistency,
-            timeout=self.settings.milvus_timeout_s,
-        ))
-        trusted = self._clip_counts({hit["entity"]["video_id"] for hits in result for hit in hits})
-        per_query: list[list[ClipHit]] = []
-        for hits in result:
-            best: dict[str, ClipHit] = {}
-            for hit in sorted(hits, key=lambda h: h.distance, reverse=True):
-                entity = hit["entity"]
-                video_id, clip_index = entity["video_id"], int(entity["clip_index"])
-                if video_id not in best and clip_index < trusted.get(video_id, 0):
-                    best[video_id] = ClipHit(
-                        video_id, clip_index, float(entity["start_s"]), float(entity["end_s"]), float(hit.distance)
-                    )
-            per_query.append(list(best.values())[:limit_videos])
-        return per_query
-
-    def _clip_counts(self, video_ids: set[str]) -> dict[str, int]:
-        """clip_count of each video whose row exists: the trust rule for clips (see module docstring)."""
-        rows = self._get_by_ids(self.names.videos, list(video_ids), ["video_id", "clip_count"])
-        return {row["video_id"]: int(row["clip_count"]) for row in rows}
+        milvus_filter = _milvus_filter(filter_expr, "clips")
+        widest = min(limit_videos * max(self.settings.clip_overfetch, self.settings.clip_overfetch_max),
+                     MAX_RESULT_WINDOW)
+        fetch = min(limit_videos * self.settings.clip_overfetch, widest)
+        while True:
+            page = fetch
+            result = self._call("search clips", lambda client: client.search(
+                self.names.clips,
+                data=list(queries),
+                filter=milvus_filter,
+                limit=page,
+                output_fields=["video_clip_count"],
+                search_params=search_params(self.settings, page),
+                consistency_level=self.settings.read_consistency,
+                timeout=self.settings.milvus_timeout_s,
+            ))
+            per_query = [_group_by_video(hits, limit_videos) for hits in result]
+            crowded = any(len(grouped) < limit_videos and len(hits) >= page
+                          for grouped, hits in zip(per_query, result, strict=True))
+            if not crowded or fetch >= widest:
+                return per_query
+            fetch = min(fetch * 4, widest)
 
     def _get_by_ids(self, collection: str, ids: list[str], fields: list[str]) -> list[dict[str, Any]]:
         """Rows by primary key: one call per result window, the cheapest read Milvus has."""
@@ -446,29 +489,59 @@ class VideoIndex:
 
     def get_clips(self, video_ids: Iterable[str]) -> dict[str, list[ClipRecord]]:
         """The trusted clips of these videos, vectors included, sorted by clip_index; unknown ids are absent."""
-        return self.get_videos_with_clips(video_ids)[1]
+        return self.get_candidate_vectors(video_ids).clips
 
-    def get_videos_with_clips(
-        self, video_ids: Iterable[str]
-    ) -> tuple[dict[str, VideoRecord], dict[str, list[ClipRecord]]]:
-        """Video rows and their trusted clips in two primary-key reads: the rescoring stage's fetch.
+    def get_candidate_vectors(
+        self, video_ids: Iterable[str], clip_counts: Mapping[str, int] | None = None
+    ) -> CandidateVectors:
+        """Video vectors and trusted clips (span and vector) by primary key: the rescoring stage's fetch.
 
-        A video row's clip_count names exactly its trusted clips (schema.clip_id), so no filter query is needed.
+        Only what exact rescoring uses comes back (no metadata, status or dates): every field costs parse time.
+        With `clip_counts` (from the ANN hits) the video rows and the clips are read at the same time; without,
+        the rows are read first. Either way the video row decides (module docstring): a video without a row is
+        absent, clips at or past its clip_count are dropped, and clips the hint missed are read afterwards.
         """
-        videos = self.get_videos(video_ids)
-        ids = [clip_id(v, i) for v, video in videos.items() for i in range(video.clip_count)]
+        ids = _unique_ids(video_ids)
+        video_fields = ["clip_count", VECTOR_FIELD]
+        if clip_counts is None:
+            rows = self._get_by_ids(self.names.videos, ids, video_fields)
+            clip_rows = self._get_clip_rows({row["video_id"]: (0, int(row["clip_count"])) for row in rows})
+        else:
+            pending = self._fetch_pool().submit(self._get_by_ids, self.names.videos, ids, video_fields)
+            clip_rows = self._get_clip_rows({v: (0, int(clip_counts.get(v, 0))) for v in ids})
+            rows = pending.result()
+            missed = {row["video_id"]: (int(clip_counts.get(row["video_id"], 0)), int(row["clip_count"]))
+                      for row in rows if int(row["clip_count"]) > int(clip_counts.get(row["video_id"], 0))}
+            clip_rows += self._get_clip_rows(missed)
+        counts = {row["video_id"]: int(row["clip_count"]) for row in rows}
+        videos = {row["video_id"]: np.asarray(row[VECTOR_FIELD], dtype=np.float32) for row in rows}
         clips: dict[str, list[ClipRecord]] = {}
-        for row in self._get_by_ids(self.names.clips, ids, ["video_id", "clip_index", "start_s", "end_s", VECTOR_FIELD]):
-            clips.setdefault(row["video_id"], []).append(ClipRecord(
-                video_id=row["video_id"],
-                clip_index=int(row["clip_index"]),
+        for row in clip_rows:
+            video_id, clip_index = _split_clip_id(row["clip_id"])
+            if clip_index >= counts.get(video_id, 0):
+                continue
+            clips.setdefault(video_id, []).append(ClipRecord(
+                video_id=video_id,
+                clip_index=clip_index,
                 start_s=float(row["start_s"]),
                 end_s=float(row["end_s"]),
                 vector=np.asarray(row[VECTOR_FIELD], dtype=np.float32),
             ))
-        for rows in clips.values():
-            rows.sort(key=lambda c: c.clip_index)
-        return videos, clips
+        for records in clips.values():
+            records.sort(key=lambda c: c.clip_index)
+        return CandidateVectors(videos, clips)
+
+    def _get_clip_rows(self, ranges: Mapping[str, tuple[int, int]]) -> list[dict[str, Any]]:
+        """Clip rows (span and vector) of clip_index in [first, end) of each video."""
+        ids = [clip_id(v, i) for v, (first, end) in ranges.items() for i in range(first, end)]
+        return self._get_by_ids(self.names.clips, ids, ["start_s", "end_s", VECTOR_FIELD]) if ids else []
+
+    def _fetch_pool(self) -> ThreadPoolExecutor:
+        """Threads for reads that overlap (video rows beside clip rows); made on first use."""
+        with self._lock:
+            if self._pool is None:
+                self._pool = ThreadPoolExecutor(max_workers=4, thread_name_prefix="milvus-read")
+            return self._pool
 
     def counts(self) -> tuple[int, int]:
         """(videos, clips) rows stored; clips may include invisible leftovers of an interrupted replace."""

@@ -24,12 +24,17 @@ class EncoderInputError(ValueError):
 
 @dataclass(frozen=True)
 class TextVectors:
-    """Multi-level text vectors, all L2-normalised: sentence [B,D], phrases [B,P,D], tokens [B,L,D]."""
+    """Multi-level text vectors, all L2-normalised: sentence [B,D], phrases [B,P,D], tokens [B,L,D].
+
+    `phrase_texts[b][i]` is the text of phrase slot i ("" where phrase_mask is False), as the tokenizer that
+    made the vectors split it: callers label phrases with it and never split the query themselves.
+    """
 
     sentence: np.ndarray
     phrases: np.ndarray
     phrase_mask: np.ndarray  # [B,P] bool: which phrase slots are used
     tokens: np.ndarray  # padding tokens are zero vectors
+    phrase_texts: list[list[str]]
 
 
 @dataclass(frozen=True)
@@ -40,6 +45,7 @@ class EncoderInfo:
     image_size: int
     max_phrases: int
     video_head: bool = False  # a learned video head is served: clip and video vectors come from `encode_video`
+    model_version: str = ""  # digest of the served text graph: text vectors are a function of (text, model_version)
 
 
 class Encoder(Protocol):

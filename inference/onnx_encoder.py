@@ -6,7 +6,7 @@ from pathlib import Path
 
 import numpy as np
 
-from spec.manifest import Manifest
+from spec.manifest import Manifest, file_digest
 from spec.contract import FRAME_ENCODER, TEXT_NET, TEXT_TOKENIZER, VIDEO_HEAD
 from inference.encoder import EncoderInfo, EncoderInputError, TextVectors, check_frames, video_head_inputs
 from spec.preprocess import TextTokenizer
@@ -23,7 +23,9 @@ class OnnxEncoder:
 
         self.manifest = manifest
         pre = self.manifest.preprocessing
-        self.tokenizer = TextTokenizer(tokenizer_json, pre.max_tokens, pre.max_phrases, pre.max_text_bytes)
+        self.tokenizer = TextTokenizer(tokenizer_json, pre.max_tokens, pre.max_phrases, pre.max_text_bytes,
+                                       fixed_length=False)
+        self.model_version = file_digest(text_onnx)
         options = ort.SessionOptions()
         options.intra_op_num_threads = threads
         providers = ["CPUExecutionProvider"]
@@ -49,7 +51,7 @@ class OnnxEncoder:
     def info(self) -> EncoderInfo:
         pre = self.manifest.preprocessing
         return EncoderInfo(dim=self.manifest.dim, image_size=pre.image_size, max_phrases=pre.max_phrases,
-                           video_head=self.video is not None)
+                           video_head=self.video is not None, model_version=self.model_version)
 
     def encode_text(self, texts: list[str], timeout_s: float | None = None) -> TextVectors:
         try:
@@ -59,7 +61,7 @@ class OnnxEncoder:
         sentence, phrases, mask, token_vectors = self.text.run(None, {
             "input_ids": tokens.input_ids, "attention_mask": tokens.attention_mask, "phrase_ids": tokens.phrase_ids,
         })
-        return TextVectors(sentence, phrases, mask > 0, token_vectors)
+        return TextVectors(sentence, phrases, mask > 0, token_vectors, tokens.phrases)
 
     def encode_frames(self, frames: np.ndarray, timeout_s: float | None = None) -> np.ndarray:
         check_frames(frames, self.manifest.preprocessing.image_size)

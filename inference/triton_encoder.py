@@ -8,7 +8,7 @@ import numpy as np
 import tritonclient.grpc as grpcclient
 from tritonclient.utils import InferenceServerException, np_to_triton_dtype
 
-from spec.contract import FRAME_ENCODER, TEXT_ENCODER, TEXT_IN, TEXT_OUTPUTS, VIDEO_HEAD
+from spec.contract import FRAME_ENCODER, MODEL_VERSION_PARAMETER, TEXT_ENCODER, TEXT_IN, TEXT_OUTPUTS, TEXT_PHRASES, VIDEO_HEAD
 from inference.encoder import (
     EncoderInfo,
     EncoderInputError,
@@ -47,12 +47,19 @@ class TritonEncoder:
                 text = self._client.get_model_metadata(TEXT_ENCODER, as_json=True, client_timeout=self.timeout_s)
                 frames = self._client.get_model_metadata(FRAME_ENCODER, as_json=True, client_timeout=self.timeout_s)
                 video_head = self._serves(VIDEO_HEAD)
+                config = self._client.get_model_config(TEXT_ENCODER, as_json=True, client_timeout=self.timeout_s)
             except InferenceServerException as exc:
                 raise EncoderUnavailable(f"Triton at {self.url}: {exc.message()}") from exc
-            phrases = next(o for o in text["outputs"] if o["name"] == "phrases")
+            outputs = {o["name"]: o for o in text["outputs"]}
+            if TEXT_PHRASES not in outputs:
+                raise EncoderUnavailable(f"{TEXT_ENCODER} at {self.url} has no {TEXT_PHRASES!r} output, so its phrase "
+                                         "vectors cannot be labelled; re-export the repository with `vidstrata export`")
+            phrases = outputs["phrases"]
             size = int(frames["inputs"][0]["shape"][1])
+            version = config.get("config", {}).get("parameters", {}).get(MODEL_VERSION_PARAMETER, {})
             self._info = EncoderInfo(dim=int(phrases["shape"][-1]), image_size=size,
-                                     max_phrases=int(phrases["shape"][1]), video_head=video_head)
+                                     max_phrases=int(phrases["shape"][1]), video_head=video_head,
+                                     model_version=version.get("string_value", ""))
         return self._info
 
     def _serves(self, model: str) -> bool:
@@ -71,13 +78,14 @@ class TritonEncoder:
         data = np.array([[t.encode("utf-8")] for t in texts], dtype=np.object_)
         tensor = grpcclient.InferInput(TEXT_IN, list(data.shape), "BYTES")
         tensor.set_data_from_numpy(data)
-        outputs = [grpcclient.InferRequestedOutput(name) for name in TEXT_OUTPUTS]
+        outputs = [grpcclient.InferRequestedOutput(name) for name in (*TEXT_OUTPUTS, TEXT_PHRASES)]
         try:
             result = self._client.infer(TEXT_ENCODER, [tensor], outputs=outputs, client_timeout=timeout_s or self.timeout_s)
         except InferenceServerException as exc:
             raise _classify(exc, f"{TEXT_ENCODER} at {self.url}") from exc
         sentence, phrases, mask, tokens = (result.as_numpy(name) for name in TEXT_OUTPUTS)
-        return TextVectors(sentence, phrases, mask > 0, tokens)
+        texts_out = [[p.decode("utf-8") for p in row] for row in result.as_numpy(TEXT_PHRASES)]
+        return TextVectors(sentence, phrases, mask > 0, tokens, texts_out)
 
     def _infer_frames(self, chunk: np.ndarray, timeout_s: float) -> np.ndarray:
         tensor = grpcclient.InferInput("frames", list(chunk.shape), "UINT8")

@@ -12,6 +12,7 @@ from typing import Any
 import numpy as np
 import triton_python_backend_utils as pb_utils  # type: ignore[import-not-found]
 
+from spec.contract import TEXT_PHRASES
 from spec.preprocess import TextTokenizer
 
 
@@ -65,7 +66,7 @@ class OnnxRunner:
 
 
 class TextTokenizerModel:
-    """Raw UTF-8 text (BYTES) -> fixed-length token ids, mask and phrase ids; clients need no tokenizer."""
+    """Raw UTF-8 text (BYTES) -> token ids, mask, phrase ids and phrase texts; clients need no tokenizer."""
 
     def initialize(self, args: dict[str, Any]) -> None:
         _, params, folder = _parameters(args)
@@ -74,6 +75,7 @@ class TextTokenizerModel:
             max_tokens=int(params["max_tokens"]),
             max_phrases=int(params["max_phrases"]),
             max_text_bytes=int(params["max_text_bytes"]),
+            fixed_length=params.get("fixed_length", "1") == "1",
         )
 
     def execute(self, requests: list[Any]) -> list[Any]:
@@ -90,6 +92,8 @@ class TextTokenizerModel:
                 pb_utils.Tensor("input_ids", tokens.input_ids),
                 pb_utils.Tensor("attention_mask", tokens.attention_mask),
                 pb_utils.Tensor("phrase_ids", tokens.phrase_ids),
+                pb_utils.Tensor(TEXT_PHRASES, np.array([[p.encode("utf-8") for p in row] for row in tokens.phrases],
+                                                       dtype=np.object_)),
             ]))
         return responses
 

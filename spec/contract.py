@@ -8,7 +8,8 @@ VIDEO_HEAD = "video_head"  # a trained video head: frames -> clips -> video; abs
 
 TEXT_IN = "text"
 TEXT_NET_INPUTS = ("input_ids", "attention_mask", "phrase_ids")
-TEXT_OUTPUTS = ("sentence", "phrases", "phrase_mask", "tokens")
+TEXT_OUTPUTS = ("sentence", "phrases", "phrase_mask", "tokens")  # of the text graph
+TEXT_PHRASES = "phrase_texts"  # of the tokenizer (and so the ensemble): the text of each phrase slot, "" if unused
 FRAME_INPUTS = ("frames",)
 FRAME_OUTPUTS = ("vectors",)
 VIDEO_HEAD_INPUTS = ("frames", "frame_mask", "clip_ids", "clip_mask")
@@ -27,3 +28,4 @@ OCR_DET = "ocr_det"  # PP-OCRv4 mobile DB detector: x [N,3,H,W] -> y [N,1,H,W]
 OCR_CLS = "ocr_cls"  # v2.0 angle classifier: x [N,3,48,192] -> y [N,2] (0 or 180 degrees)
 OCR_REC = "ocr_rec"  # PP-OCRv4 mobile recogniser: x [N,3,48,W] -> y [N,T,6625] (CTC)
 SCREEN_TEXT_OUTPUTS = ("text", "score", "box")
+MODEL_VERSION_PARAMETER = "model_version"  # config parameter of the text_encoder ensemble: digest of its text graph

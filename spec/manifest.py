@@ -6,6 +6,7 @@ export bakes it into the ONNX graphs and the Triton configs, so no client repeat
 
 from __future__ import annotations
 
+import hashlib
 import json
 from pathlib import Path
 from typing import Any, Literal
@@ -84,3 +85,12 @@ class Manifest(BaseModel):
                 f"{path}: manifest format_version {version} is not supported (want one of {SUPPORTED_VERSIONS})"
             )
         return cls.model_validate(data | {"format_version": MANIFEST_VERSION})
+
+
+def file_digest(path: Path) -> str:
+    """First 16 hex digits of a file's SHA-256: names the exact text graph served (a query cache keys on it)."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()[:16]

@@ -55,22 +55,34 @@ def phrase_texts(text: str, max_phrases: int) -> list[str]:
 
 @dataclass(frozen=True)
 class TokenizedText:
-    """Fixed-length token batch; `phrase_ids` maps each token to its phrase (-1: special or padding)."""
+    """A token batch; `phrase_ids` maps each token to its phrase (-1: special or padding).
+
+    L is `max_tokens` for a fixed-length tokenizer, else the longest text of the batch (padding tokens are
+    masked out, so both give the same vectors). `phrases[b][i]` is the text of phrase slot i of text b
+    ("" for an unused slot): the phrases the vectors were computed from, returned so nobody splits again.
+    """
 
     input_ids: np.ndarray  # [B, L] int64
     attention_mask: np.ndarray  # [B, L] int64
     phrase_ids: np.ndarray  # [B, L] int64
+    phrases: list[list[str]]  # B lists of max_phrases strings
 
 
 class TextTokenizer:
-    """Tokenizes to exactly `max_tokens` (truncating), so the dynamic batcher sees one shape."""
+    """Tokenizes (truncating at `max_tokens`) and assigns every token to its phrase.
 
-    def __init__(self, tokenizer_json: Path, max_tokens: int, max_phrases: int, max_text_bytes: int) -> None:
+    `fixed_length=True` pads every batch to exactly `max_tokens` (TensorRT plans and training want one
+    shape); `False` pads only to the batch's longest text: a short query then costs its real tokens, not 64.
+    """
+
+    def __init__(self, tokenizer_json: Path, max_tokens: int, max_phrases: int, max_text_bytes: int,
+                 fixed_length: bool = True) -> None:
         from tokenizers import Tokenizer
 
         self.max_tokens = max_tokens
         self.max_phrases = max_phrases
         self.max_text_bytes = max_text_bytes
+        self.fixed_length = fixed_length
         self._tok = Tokenizer.from_file(str(tokenizer_json))
         self._tok.no_padding()
         self._tok.enable_truncation(max_tokens)
@@ -88,10 +100,13 @@ class TextTokenizer:
         for text in texts:
             self.validate(text)
         batch = len(texts)
-        ids = np.full((batch, self.max_tokens), self._pad_id, dtype=np.int64)
-        mask = np.zeros((batch, self.max_tokens), dtype=np.int64)
-        phrase_ids = np.full((batch, self.max_tokens), -1, dtype=np.int64)
-        for row, (text, enc) in enumerate(zip(texts, self._tok.encode_batch(texts), strict=True)):
+        encodings = self._tok.encode_batch(texts)
+        length = self.max_tokens if self.fixed_length else max(len(enc.ids) for enc in encodings)
+        ids = np.full((batch, length), self._pad_id, dtype=np.int64)
+        mask = np.zeros((batch, length), dtype=np.int64)
+        phrase_ids = np.full((batch, length), -1, dtype=np.int64)
+        phrases = [[""] * self.max_phrases for _ in texts]
+        for row, (text, enc) in enumerate(zip(texts, encodings, strict=True)):
             n = len(enc.ids)
             ids[row, :n] = enc.ids
             mask[row, :n] = enc.attention_mask
@@ -103,7 +118,10 @@ class TextTokenizer:
                     if a <= start < b or (start == end == b):
                         phrase_ids[row, col] = phrase
                         break
-        return TokenizedText(ids, mask, phrase_ids)
+            for slot in np.unique(phrase_ids[row][phrase_ids[row] >= 0]):  # slots that kept a token
+                a, b = spans[slot]
+                phrases[row][slot] = text[a:b].strip()
+        return TokenizedText(ids, mask, phrase_ids, phrases)
 
 
 def center_crop_square(rgb: np.ndarray, size: int) -> np.ndarray:

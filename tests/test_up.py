@@ -197,3 +197,12 @@ def test_up_cli_grpcurl_readme_sigterm_and_restart(model_repository, tmp_path):
     finally:
         if again.proc.poll() is None:
             again.stop()
+
+
+def test_up_warns_once_the_index_outgrows_milvus_lite():
+    from vidstrata.up import UpSettings, lite_size_warning
+
+    limit = UpSettings().lite_max_videos
+    assert lite_size_warning(limit, limit) is None
+    warning = lite_size_warning(limit + 1, limit)
+    assert warning is not None and "VIDSTRATA_MILVUS_URI" in warning and str(limit + 1) in warning

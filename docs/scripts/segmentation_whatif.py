@@ -72,7 +72,7 @@ def main() -> None:
     qs = queries(items)
     spans = {(i.video_id, s.caption): (s.start_s, s.end_s) for i in items for s in i.scenes}
     texts = sorted({q.text for q in qs})
-    vectors = {t: query_vectors(t, encoder.encode_text([t]), encoder.info().max_phrases) for t in texts}
+    vectors = {t: query_vectors(t, encoder.encode_text([t])) for t in texts}
     ids = [item.video_id for item in items]
     configs = [(level.replace("_", "-"), FusionMethod.WEIGHTED, {level: 1.0})
                for level in ("video_sentence", "clip_sentence", "clip_phrase")]

@@ -1,13 +1,19 @@
-"""Start the real Milvus Lite gRPC server; shared by the test fixture and `vidstrata up`."""
+"""Start the real Milvus servers: the Milvus Lite gRPC server (tests, `vidstrata up`) and the C++ 2.3.5 standalone
+(benchmarks at scale), each with the data folder it keeps between runs."""
 
 from __future__ import annotations
 
+import os
 import shutil
+import signal
+import subprocess
 import sys
+import time
+from dataclasses import dataclass
 from pathlib import Path
 
 from index.store import connect_milvus
-from vidstrata.stack.process import ManagedProcess, free_port, port_open
+from vidstrata.stack.process import ManagedProcess, ProcessFailed, children_of, free_port, port_open, process_rss
 
 
 def milvus_lite_binary() -> str:
@@ -54,3 +60,98 @@ def start_milvus_lite(
         proc.stop()
         raise
     return proc, uri
+
+
+MILVUS_STANDALONE_VERSION = "2.3.5"  # PyPI `milvus`: a real C++ standalone build, no Docker (DESIGN §5)
+MILVUS_STANDALONE_VENV = Path("build/milvus-venv")
+ETCD_PEER_PORT = 2380  # fixed in the 2.3.5 build (milvus-server cannot move it): one standalone per machine
+
+
+def milvus_standalone_binary(venv: Path = MILVUS_STANDALONE_VENV) -> Path:
+    """`milvus-server` of PyPI `milvus` 2.3.5, installed into a venv of its own on first use.
+
+    A separate venv because that package pins old pymilvus-era dependencies the project must not inherit.
+    Raises subprocess.CalledProcessError when pip cannot install it (no index reachable).
+    """
+    binary = venv / "bin" / "milvus-server"
+    installed = venv / f".milvus-{MILVUS_STANDALONE_VERSION}"
+    if binary.exists() and installed.exists():
+        return binary.resolve()
+    subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
+    subprocess.run([str(venv / "bin" / "python"), "-m", "pip", "install", "-q",
+                    f"milvus=={MILVUS_STANDALONE_VERSION}"], check=True)
+    installed.touch()
+    return binary.resolve()
+
+
+def is_running(pid: int) -> bool:
+    """True while pid has a live thread: a Go process whose main thread exited shows 'Z' but may still run."""
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+        threads = len(os.listdir(f"/proc/{pid}/task"))
+    except (OSError, IndexError):
+        return False
+    return state not in ("Z", "X") or threads > 1
+
+
+@dataclass
+class MilvusStandalone:
+    """A running 2.3.5 standalone: `milvus-server` (Python) and its engine child `milvus run standalone`."""
+
+    process: ManagedProcess
+    uri: str
+    data_dir: Path
+
+    def engine_pid(self) -> int | None:
+        """PID of `milvus run standalone`, the child that holds the data (None once it is gone)."""
+        for child in children_of(self.process.pid):
+            if "milvus" in Path(f"/proc/{child}/comm").read_text(errors="replace"):
+                return child
+        return None
+
+    def rss_bytes(self) -> int:
+        """Resident memory of the engine (VmRSS), 0 when it is not running."""
+        pid = self.engine_pid()
+        return 0 if pid is None else process_rss(pid)
+
+    def stop(self, timeout_s: float = 30.0) -> None:
+        """Stop the engine by its own PID (it ignores SIGTERM): SIGINT, which it handles by flushing and exiting,
+        then SIGKILL after timeout_s; then the `milvus-server` wrapper and its process group."""
+        pid = self.engine_pid()
+        if pid is not None:
+            os.kill(pid, signal.SIGINT)
+            deadline = time.monotonic() + timeout_s
+            while is_running(pid) and time.monotonic() < deadline:
+                time.sleep(0.2)
+        self.process.stop(timeout_s=5.0)
+        if pid is not None and is_running(pid):  # still alive (or left its group): by its own PID, for good
+            os.kill(pid, signal.SIGKILL)
+            while is_running(pid):
+                time.sleep(0.1)
+
+
+def start_milvus_standalone(data_dir: Path, port: int | None = None, timeout_s: float = 180.0,
+                            venv: Path = MILVUS_STANDALONE_VENV) -> MilvusStandalone:
+    """Start the C++ Milvus 2.3.5 standalone (installing it first if needed) with its data in data_dir.
+
+    The data folder survives `stop()`: a later start with the same folder serves the same collections, so a
+    benchmark loads its vectors once. Ready when a real RPC is answered (start-up takes 10-40 s).
+    """
+    if port_open(ETCD_PEER_PORT):
+        raise ProcessFailed(f"port {ETCD_PEER_PORT} is taken: the 2.3.5 standalone's embedded etcd always listens there, "
+                            "so another one is probably running on this machine; stop it, or use it (--milvus-uri)")
+    port = port or free_port()
+    data_dir = data_dir.resolve()
+    data_dir.mkdir(parents=True, exist_ok=True)
+    proc = ManagedProcess(
+        "milvus-standalone",
+        [str(milvus_standalone_binary(venv)), "--data", str(data_dir), "--proxy-port", str(port)],
+        log_path=data_dir / "milvus-server.log",
+    ).start()
+    server = MilvusStandalone(proc, f"http://127.0.0.1:{port}", data_dir)
+    try:
+        proc.wait_ready(lambda: port_open(port) and milvus_answers(server.uri), timeout_s=timeout_s)
+    except BaseException:
+        server.stop()
+        raise
+    return server

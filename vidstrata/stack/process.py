@@ -31,6 +31,27 @@ def port_open(port: int, host: str = "127.0.0.1") -> bool:
         return sock.connect_ex((host, port)) == 0
 
 
+def children_of(pid: int) -> list[int]:
+    """Direct children of pid (Linux /proc; empty elsewhere or once pid is gone)."""
+    try:
+        return [int(c) for c in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()]
+    except OSError:
+        return []
+
+
+def process_rss(pid: int, children: bool = False) -> int:
+    """Resident memory (VmRSS) of pid, plus its direct children's when asked, in bytes; 0 for a process that is gone."""
+    total = 0
+    for one in [pid, *(children_of(pid) if children else [])]:
+        try:
+            for line in Path(f"/proc/{one}/status").read_text().splitlines():
+                if line.startswith("VmRSS:"):
+                    total += int(line.split()[1]) * 1024
+        except OSError:
+            pass
+    return total
+
+
 _PR_SET_PDEATHSIG = 1
 
 

@@ -64,7 +64,7 @@ def test_run_all_runs_each_benchmark_in_order_and_summarises(tmp_path, monkeypat
 
     monkeypatch.setattr(run_all.subprocess, "call", fake_call)
     assert run_all.main(["--tiny", "--results-dir", str(tmp_path), "--keep-going"]) == 1
-    assert [c[0] for c in calls] == ["bench.encoders", "bench.ingest", "bench.gateway", "bench.query"]
+    assert [c[0] for c in calls] == ["bench.encoders", "bench.ingest", "bench.gateway", "bench.query", "bench.chaos"]
     assert all(c[1:] == ["--tiny", "--results-dir", str(tmp_path)] for c in calls)
     summary = (tmp_path / "bench.md").read_text()
     assert "| query table |" in summary and "failed with exit code 3" in summary and "Machine:" in summary

@@ -23,31 +23,30 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import shlex
 import statistics
 import sys
 import tempfile
 import time
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
-from itertools import product
 from pathlib import Path
 from typing import Any
 
 import grpc
-import numpy as np
 
 from bench.common import RESULTS_DIR, machine, write_results
 from bench.datasets import GENERATORS, QUERY_KINDS, TINY, Item, Query, Sizes, queries, read_jsonl
-from gateway.fusion import LEVELS, TEXT_LEVELS, VISUAL_LEVELS, FusionConfig, FusionMethod, fuse
+from gateway.fusion import LEVELS, VISUAL_LEVELS, FusionConfig, FusionMethod
 from gateway.settings import GatewaySettings
+from bench.calibration import calibrate, objective, replay, split_texts
+from bench.metrics import RankedVideo, Response, score_queries
+from bench.report import LEVEL_NAMES, plot, tables
 
 READY, FAILED = 3, 4  # search_pb2.Video.Status, without importing the generated stubs at module import
-LEVEL_NAMES = {level: level.replace("_", "-") for level in LEVELS}  # video_sentence -> video-sentence
 DEFAULT_VIDEOS = 40
 TINY_VIDEOS = 6
 SEARCH_ATTEMPTS = 3
@@ -68,165 +67,6 @@ BASE_CONFIGS = [Config(LEVEL_NAMES[level], FusionMethod.WEIGHTED, {level: 1.0}) 
 ]
 
 
-@dataclass(frozen=True)
-class Hit:
-    video_id: str
-    score: float
-    levels: dict[str, float]
-    span: tuple[float, float]
-
-
-@dataclass(frozen=True)
-class Response:
-    """One Search's hits (best first), how many candidates the gateway rescored, and its total time."""
-
-    hits: list[Hit]
-    candidates: int
-    total_ms: float
-
-
-# -- metrics -------------------------------------------------------------------------------------------
-
-
-def iou(a: tuple[float, float], b: tuple[float, float]) -> float:
-    """Intersection over union of two time spans."""
-    inter = max(0.0, min(a[1], b[1]) - max(a[0], b[0]))
-    union = max(a[1], b[1]) - min(a[0], b[0])
-    return inter / union if union > 0 else 0.0
-
-
-def filtered_rank(ranking: Sequence[str], query: Query, videos: int) -> int:
-    """1 + the videos ranked above the target that the text does not describe; a target missing from the
-    ranking gets the worst rank (every other non-relevant video above it)."""
-    above = 0
-    for video_id in ranking:
-        if video_id == query.target:
-            return above + 1
-        if video_id not in query.relevant:
-            above += 1
-    return videos - len(query.relevant) + 1
-
-
-@dataclass(frozen=True)
-class Metrics:
-    queries: int
-    r1: float
-    r5: float
-    r10: float
-    median_rank: float
-    mean_rank: float
-    mrr: float
-    span_iou: float | None = None  # scene queries: mean IoU of the target video's best clip with its scene
-    span_hit: float | None = None  # share of scene queries with that IoU >= 0.5
-    top1_span_hit: float | None = None  # first hit is relevant and its best clip has IoU >= 0.5
-
-    def row(self) -> list[str]:
-        def pct(value: float | None) -> str:
-            return "" if value is None else f"{100 * value:.1f}"
-
-        return [str(self.queries), pct(self.r1), pct(self.r5), pct(self.r10), f"{self.median_rank:g}",
-                f"{self.mean_rank:.1f}", f"{self.mrr:.3f}", pct(self.span_iou), pct(self.span_hit),
-                pct(self.top1_span_hit)]
-
-
-METRIC_HEADER = ["queries", "R@1", "R@5", "R@10", "MdR", "MnR", "MRR", "span IoU", "IoU≥0.5", "top-1 span"]
-
-
-def score_queries(
-    qs: Sequence[Query],
-    ranking_of: Callable[[Query], Sequence[Hit]],
-    spans: Mapping[tuple[str, str], tuple[float, float]],
-    videos: int,
-) -> Metrics:
-    """Metrics of queries of one kind; `spans[(video_id, caption)]` is that scene's true span."""
-    if not qs:
-        raise ValueError("no queries to score")
-    ranks, ious, top1 = [], [], []
-    for q in qs:
-        hits = ranking_of(q)
-        ranks.append(filtered_rank([h.video_id for h in hits], q, videos))
-        if q.span is not None:
-            target = next((h for h in hits if h.video_id == q.target), None)
-            ious.append(iou(target.span, q.span) if target else 0.0)
-            first = hits[0] if hits else None
-            top1.append(bool(first and first.video_id in q.relevant
-                             and iou(first.span, spans[first.video_id, q.text]) >= 0.5))
-    r = np.asarray(ranks, dtype=np.float64)
-    scene = bool(ious)
-    return Metrics(
-        queries=len(qs), r1=float((r <= 1).mean()), r5=float((r <= 5).mean()), r10=float((r <= 10).mean()),
-        median_rank=float(np.median(r)), mean_rank=float(r.mean()), mrr=float((1 / r).mean()),
-        span_iou=float(np.mean(ious)) if scene else None,
-        span_hit=float(np.mean(np.asarray(ious) >= 0.5)) if scene else None,
-        top1_span_hit=float(np.mean(top1)) if scene else None,
-    )
-
-
-# -- fusion replay and calibration ----------------------------------------------------------------------
-
-
-def replay(hits: Sequence[Hit], fusion: FusionConfig) -> list[Hit]:
-    """The gateway's ranking of these candidates under another fusion: gateway.fusion.fuse, ties by id."""
-    if not hits:
-        return []
-    levels = {level: np.array([h.levels.get(level, np.nan) for h in hits]) for level in LEVELS}
-    fused = fuse(levels, fusion)
-    order = sorted(range(len(hits)), key=lambda i: (-fused[i], hits[i].video_id))
-    return [hits[i] for i in order]
-
-
-TEXT_WEIGHTS = (0.0, 0.5, 1.0, 2.0, 4.0)  # text levels are on a fixed [0, 1] scale, weighed against the visual sum 1
-
-
-def weight_grid(step: float = 0.1) -> list[dict[str, float]]:
-    """Every weighting of the visual levels on a simplex grid (weights sum to 1), times TEXT_WEIGHTS for each
-    text level."""
-    n = round(1 / step)
-    grid = []
-    for a, b in product(range(n + 1), repeat=2):
-        if a + b <= n:
-            visual = {VISUAL_LEVELS[0]: round(a * step, 6), VISUAL_LEVELS[1]: round(b * step, 6),
-                      VISUAL_LEVELS[2]: round((n - a - b) * step, 6)}
-            for text in product(TEXT_WEIGHTS, repeat=len(TEXT_LEVELS)):
-                grid.append(visual | dict(zip(TEXT_LEVELS, text, strict=True)))
-    return grid
-
-
-def split_texts(qs: Sequence[Query], seed: int) -> tuple[set[str], set[str]]:
-    """Distinct query texts in two halves (calibration, held out), shuffled per kind with the seed."""
-    rng = np.random.default_rng(seed)
-    calibration, held_out = set(), set()
-    for kind in QUERY_KINDS:
-        texts = sorted({q.text for q in qs if q.kind == kind})
-        order = rng.permutation(len(texts))
-        half = (len(texts) + 1) // 2
-        calibration |= {texts[i] for i in order[:half]}
-        held_out |= {texts[i] for i in order[half:]}
-    return calibration, held_out - calibration
-
-
-def objective(qs: Sequence[Query], ranking_of: Callable[[Query], Sequence[Hit]], videos: int) -> float:
-    """Mean reciprocal filtered rank: what calibration maximises (smooth, and rewards R@1 most)."""
-    return float(np.mean([1 / filtered_rank([h.video_id for h in ranking_of(q)], q, videos) for q in qs]))
-
-
-def calibrate(
-    qs: Sequence[Query], full: Mapping[str, Response], settings: GatewaySettings, videos: int, step: float = 0.1
-) -> dict[str, dict[str, Any]]:
-    """Per method, the grid weights with the best objective on `qs`, from a replay of every candidate's levels."""
-    best: dict[str, dict[str, Any]] = {}
-    for method in FusionMethod:
-        scored = []
-        for weights in weight_grid(step):
-            config = FusionConfig(method, weights, settings.normalization, settings.rrf_k, settings.text_level_range)
-            value = objective(qs, lambda q, c=config: replay(full[q.text].hits, c), videos)
-            scored.append((value, weights))
-        # Best objective; among equals the most even weights (nearest the centre), so ties do not pick a corner.
-        value, weights = max(scored, key=lambda s: (round(s[0], 9), -np.ptp(list(s[1].values()))))
-        best[method.value] = {"weights": weights, "calibration_mrr": value}
-    return best
-
-
 # -- the stack -------------------------------------------------------------------------------------------
 
 
@@ -239,7 +79,7 @@ EVAL_GATEWAY_ENV = {"VIDSTRATA_GATEWAY_REQUEST_TIMEOUT_S": "120", "VIDSTRATA_GAT
 def real_stack(data_dir: Path, model_repository: Path, env: Mapping[str, str] = EVAL_GATEWAY_ENV) -> Iterator[str]:
     """vidstrata.up's stack on free ports with its data in data_dir; yields the gateway address.
 
-    `env` is added to the children's environment (vidstrata.up passes os.environ on) while they start.
+    `env` goes to the worker and gateway on top of this process's environment, which is left as it was.
     """
     from vidstrata.stack.process import free_port
     from vidstrata.up import Stack, UpSettings, launch
@@ -247,23 +87,17 @@ def real_stack(data_dir: Path, model_repository: Path, env: Mapping[str, str] = 
     ports = {name: free_port() for name in (
         "redis_port", "milvus_port", "triton_http_port", "triton_grpc_port", "triton_metrics_port",
         "gateway_port", "gateway_metrics_port", "worker_metrics_port")}
-    stack = Stack(UpSettings(data_dir=data_dir, model_repository=model_repository, ingest_samples=False, **ports))
-    saved = {key: os.environ.get(key) for key in env}
+    stack = Stack(UpSettings(data_dir=data_dir, model_repository=model_repository, ingest_samples=False, **ports),
+                  child_env=env)
     try:
-        os.environ.update(env)
         stack.lock()
         launch(stack)
         yield f"127.0.0.1:{ports['gateway_port']}"
     finally:
         stack.stop()
-        for key, value in saved.items():
-            if value is None:
-                os.environ.pop(key, None)
-            else:
-                os.environ[key] = value
 
 
-class Gateway:
+class EvalClient:
     """The eval's view of the gateway: ingest via GatewayClient, Search with fusion via the stub."""
 
     def __init__(self, address: str, timeout_s: float = 150.0) -> None:
@@ -291,7 +125,7 @@ class Gateway:
                     raise
                 self.retries += 1
                 time.sleep(2.0 * attempt)
-        hits = [Hit(h.video_id, h.score, {level: _level(h.levels, level) for level in LEVELS}, _moment(h))
+        hits = [RankedVideo(h.video_id, h.score, {level: _level(h.levels, level) for level in LEVELS}, _moment(h))
                 for h in reply.hits]
         return Response(hits, reply.candidates, reply.timings.total_ms)
 
@@ -340,7 +174,7 @@ class Gateway:
 # -- one dataset -----------------------------------------------------------------------------------------
 
 
-def search_all(gateway: Gateway, texts: Sequence[str], config: Config, top_k: int, threads: int) -> dict[str, Response]:
+def search_all(gateway: EvalClient, texts: Sequence[str], config: Config, top_k: int, threads: int) -> dict[str, Response]:
     with ThreadPoolExecutor(max_workers=threads) as pool:
         replies = pool.map(lambda t: gateway.search(t, config, top_k), texts)
         return dict(zip(texts, replies))
@@ -366,7 +200,7 @@ def by_kind(qs: Sequence[Query]) -> dict[str, list[Query]]:
 
 
 def evaluate(
-    gateway: Gateway, name: str, items: Sequence[Item], seed: int, calibrate_weights: bool, threads: int,
+    gateway: EvalClient, name: str, items: Sequence[Item], seed: int, calibrate_weights: bool, threads: int,
     ingest_timeout_s: float,
 ) -> dict[str, Any]:
     """Ingest one dataset, search every query in every configuration, score; deletes the videos after."""
@@ -416,7 +250,7 @@ def evaluate(
 
 
 def calibration(
-    gateway: Gateway, qs: Sequence[Query], full: Mapping[str, Response], responses: Mapping[str, Mapping[str, Response]],
+    gateway: EvalClient, qs: Sequence[Query], full: Mapping[str, Response], responses: Mapping[str, Mapping[str, Response]],
     settings: GatewaySettings, spans: Mapping[tuple[str, str], tuple[float, float]], videos: int, top_k: int,
     seed: int, threads: int,
 ) -> dict[str, Any]:
@@ -448,85 +282,6 @@ def calibration(
             for config in configs
         },
     }
-
-
-# -- report ------------------------------------------------------------------------------------------------
-
-
-def _table(rows: list[list[str]], header: list[str]) -> str:
-    lines = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
-    return "\n".join(["\n".join(lines)] + ["| " + " | ".join(r) + " |" for r in rows])
-
-
-def tables(payload: Mapping[str, Any]) -> str:
-    """The Markdown report: one table of all configurations, and the held-out table where calibrated."""
-    m = payload["machine"]
-    out = [f"Machine: {m['cpu']}, {m['cores']} cores, Python {m['python']}. Date: {m['date']}. "
-           f"Command: `{payload['command']}`.", ""]
-    rows = []
-    for name, ds in payload["datasets"].items():
-        for config, kinds in ds["configs"].items():
-            for kind, metrics in kinds.items():
-                rows.append([name, kind, config] + Metrics(**metrics).row())
-    out += ["Every query, gateway default fusion weights "
-            f"({_weights(next(iter(payload['datasets'].values()))['defaults']['weights'])}). "
-            "Ranks are filtered; R@k, span IoU and shares in %.", "",
-            _table(rows, ["dataset", "query", "configuration"] + METRIC_HEADER), ""]
-    for name, ds in payload["datasets"].items():
-        cal = ds.get("calibration")
-        if not cal:
-            continue
-        split = cal["split"]
-        out += [f"Calibration on `{name}` (seed {split['seed']}): weights searched on {split['calibration_texts']} "
-                f"query texts ({split['calibration_queries']} queries), reported on the other "
-                f"{split['held_out_texts']} texts ({split['held_out_queries']} queries).", ""]
-        for method, found in cal["best"].items():
-            out.append(f"- {method}: {_weights(found['weights'])} (calibration MRR {found['calibration_mrr']:.3f}, "
-                       f"held-out MRR {found['held_out_mrr']:.3f})")
-        if "held_out_mrr" in cal:
-            out.append("- held-out MRR (all queries) of every configuration: "
-                       + ", ".join(f"{name} {mrr:.3f}" for name, mrr in cal["held_out_mrr"].items()))
-        out += ["", _table([[kind, config] + Metrics(**metrics).row()
-                            for config, kinds in cal["held_out"].items() for kind, metrics in kinds.items()],
-                           ["query", "configuration"] + METRIC_HEADER), ""]
-    return "\n".join(out)
-
-
-def _weights(weights: Mapping[str, float]) -> str:
-    return ", ".join(f"{LEVEL_NAMES[k]} {v:g}" for k, v in weights.items())
-
-
-def plot(payload: Mapping[str, Any], path: Path) -> Path:
-    """Bars of R@1/R@5/R@10 per configuration, one panel per dataset and query kind."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    panels = [(name, kind, ds["configs"]) for name, ds in payload["datasets"].items()
-              for kind in next(iter(ds["configs"].values()))]
-    fig, axes = plt.subplots(1, len(panels), figsize=(4.2 * len(panels), 3.8), squeeze=False)
-    for ax, (name, kind, configs) in zip(axes[0], panels):
-        names = list(configs)
-        x = np.arange(len(names))
-        for offset, (key, label) in zip((-0.27, 0, 0.27), (("r1", "R@1"), ("r5", "R@5"), ("r10", "R@10"))):
-            ax.bar(x + offset, [100 * configs[n][kind][key] for n in names], 0.27, label=label)
-        ax.set_xticks(x, [n.replace("fused ", "fused\n").replace("-", "-\n") for n in names], fontsize=7)
-        ax.set_ylim(0, 100)
-        n_queries = configs[names[0]][kind]["queries"]
-        ax.set_title(f"{name}: {kind} queries (n={n_queries}, {payload['datasets'][name]['videos']} videos)",
-                     fontsize=9)
-        ax.set_ylabel("recall (%)")
-        ax.grid(axis="y", alpha=0.3)
-    axes[0][0].legend(fontsize=8)
-    fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
-    return path
-
-
-# -- main ----------------------------------------------------------------------------------------------------
 
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
@@ -571,7 +326,7 @@ def run(args: argparse.Namespace, work: Path, command: str) -> dict[str, Any]:
     started = time.perf_counter()
     with real_stack(work / "stack", args.model_repository.resolve()) as address:
         print(f"stack up in {time.perf_counter() - started:.0f}s; gateway at {address}", flush=True)
-        gateway = Gateway(address)
+        gateway = EvalClient(address)
         try:
             for name, items in datasets.items():
                 payload["datasets"][name] = evaluate(gateway, name, items, args.seed, args.calibrate, args.threads,

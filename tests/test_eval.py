@@ -8,28 +8,16 @@ import numpy as np
 import pytest
 
 from bench.datasets import Query
-from bench.eval import (
-    TEXT_WEIGHTS,
-    Hit,
-    Metrics,
-    Response,
-    calibrate,
-    filtered_rank,
-    iou,
-    main,
-    plot,
-    replay,
-    score_queries,
-    split_texts,
-    tables,
-    weight_grid,
-)
+from bench.calibration import TEXT_WEIGHTS, calibrate, replay, split_texts, weight_grid
+from bench.eval import main
+from bench.metrics import Metrics, RankedVideo, Response, filtered_rank, iou, score_queries
+from bench.report import plot, tables
 from gateway.fusion import LEVELS, VISUAL_LEVELS, FusionConfig, FusionMethod, fuse
 from gateway.settings import GatewaySettings
 
 
 def _hit(video_id, vs=0.0, cs=0.0, cp=0.0, span=(0.0, 1.0)):
-    return Hit(video_id, 0.0, {"video_sentence": vs, "clip_sentence": cs, "clip_phrase": cp}, span)
+    return RankedVideo(video_id, 0.0, {"video_sentence": vs, "clip_sentence": cs, "clip_phrase": cp}, span)
 
 
 def _query(text, target, relevant=(), span=None, kind="scene"):

@@ -11,7 +11,7 @@ import fcntl
 import os
 import signal
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -65,8 +65,10 @@ def say(message: str) -> None:
 class Stack:
     """The running components, stopped in reverse order."""
 
-    def __init__(self, settings: UpSettings) -> None:
+    def __init__(self, settings: UpSettings, child_env: Mapping[str, str] | None = None) -> None:
+        """`child_env`: extra VIDSTRATA_* settings for the worker and gateway (e.g. longer deadlines for an eval)."""
         self.settings = settings
+        self.child_env = dict(child_env or {})
         self.data = settings.data_dir.resolve()
         self.logs = self.data / "logs"
         self.components: list[Component] = []
@@ -92,6 +94,7 @@ class Stack:
         s = self.settings
         return dict(
             os.environ,
+            **self.child_env,
             VIDSTRATA_REDIS_URL=f"redis://127.0.0.1:{s.redis_port}/0",
             VIDSTRATA_MILVUS_URI=f"http://127.0.0.1:{s.milvus_port}",
             VIDSTRATA_TRITON_URL=f"127.0.0.1:{s.triton_grpc_port}",

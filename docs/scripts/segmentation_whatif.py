@@ -22,7 +22,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
 from bench.datasets import Item, queries, read_jsonl  # noqa: E402
-from bench.eval import Hit, score_queries  # noqa: E402
+from bench.metrics import RankedVideo, score_queries  # noqa: E402
 from spec.aggregation import SegmentationParams, aggregate_video  # noqa: E402
 from gateway.fusion import FusionConfig, FusionMethod, fuse  # noqa: E402
 from gateway.query import query_vectors  # noqa: E402
@@ -106,7 +106,7 @@ def main() -> None:
                 scored = score_candidates(vectors[text], ids, videos, clips)
                 fused = fuse(scored.levels, fusion)
                 order = sorted(range(len(scored.video_ids)), key=lambda i: (-fused[i], scored.video_ids[i]))
-                ranking[text] = [Hit(scored.video_ids[i], float(fused[i]), {},
+                ranking[text] = [RankedVideo(scored.video_ids[i], float(fused[i]), {},
                                      (scored.best_clips[i].start_s, scored.best_clips[i].end_s)) for i in order]
             for kind in ("scene", "video"):
                 group = [q for q in qs if q.kind == kind]

@@ -4,21 +4,21 @@ Messages are written for the client: they say what was wrong and what is allowed
 """
 
 
-class GatewayError(Exception):
+class ServiceError(Exception):
     """Base of the errors the service raises on purpose."""
 
 
-class InvalidArgument(GatewayError):
+class InvalidArgument(ServiceError):
     """The request itself is wrong; retrying it unchanged cannot help (INVALID_ARGUMENT)."""
 
 
-class NotFound(GatewayError):
+class NotFound(ServiceError):
     """The video named in the request does not exist (NOT_FOUND)."""
 
 
-class Unavailable(GatewayError):
+class Unavailable(ServiceError):
     """A dependency (Triton, Milvus, Redis) is down or too slow: retry later (UNAVAILABLE)."""
 
 
-class DeadlineExceeded(GatewayError):
+class DeadlineExceeded(ServiceError):
     """The request's deadline passed before the work finished (DEADLINE_EXCEEDED)."""

@@ -27,7 +27,7 @@ from grpc_reflection.v1alpha import reflection
 from prometheus_client import start_http_server
 
 from gateway import metrics
-from gateway.errors import DeadlineExceeded, GatewayError, InvalidArgument, NotFound, Unavailable
+from gateway.errors import DeadlineExceeded, ServiceError, InvalidArgument, NotFound, Unavailable
 from gateway.fusion import FusionMethod
 from gateway.ingest import CeleryIngestQueue
 from gateway.query import parse_search
@@ -44,7 +44,7 @@ T = TypeVar("T")
 
 SERVICE_NAME = search_pb2.DESCRIPTOR.services_by_name["VideoSearch"].full_name  # "vidstrata.v1.VideoSearch"
 _METHOD_PREFIX = f"/{SERVICE_NAME}/"
-_CODES: tuple[tuple[type[GatewayError], grpc.StatusCode], ...] = (
+_CODES: tuple[tuple[type[ServiceError], grpc.StatusCode], ...] = (
     (InvalidArgument, grpc.StatusCode.INVALID_ARGUMENT),
     (NotFound, grpc.StatusCode.NOT_FOUND),
     (Unavailable, grpc.StatusCode.UNAVAILABLE),
@@ -58,7 +58,7 @@ _STATES = {
 }
 
 
-def _code_of(error: GatewayError) -> grpc.StatusCode:
+def _code_of(error: ServiceError) -> grpc.StatusCode:
     return next(code for kind, code in _CODES if isinstance(error, kind))
 
 
@@ -66,13 +66,13 @@ Handler = Callable[[Any, Any, grpc.aio.ServicerContext], Awaitable[Any]]
 
 
 def _rpc(method: Handler) -> Handler:
-    """Map what a handler raises to a gRPC status: GatewayError by kind, anything else INTERNAL (logged)."""
+    """Map what a handler raises to a gRPC status: ServiceError by kind, anything else INTERNAL (logged)."""
 
     @functools.wraps(method)
     async def handle(self: Any, request: Any, context: grpc.aio.ServicerContext) -> Any:
         try:
             return await method(self, request, context)
-        except GatewayError as exc:
+        except ServiceError as exc:
             await context.abort(_code_of(exc), str(exc))
         except asyncio.TimeoutError:
             await context.abort(grpc.StatusCode.DEADLINE_EXCEEDED, "the deadline passed before the call finished")

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import importlib.util
-from dataclasses import dataclass
 from pathlib import Path
 
 import grpc
@@ -15,13 +14,6 @@ SAMPLE_FILES = {"bigbuckbunny": "bigbuckbunny.mp4", "bikes": "bikes.mp4", "carph
 
 class GatewayError(RuntimeError):
     """A call failed; the message is one line meant for people."""
-
-
-@dataclass(frozen=True)
-class Stats:
-    videos: int
-    clips: int
-    queue_length: int
 
 
 def sample_videos() -> dict[str, Path]:
@@ -71,9 +63,9 @@ class GatewayClient:
     def delete(self, video_id: str) -> search_pb2.DeleteVideoResponse:
         return self._call("DeleteVideo", search_pb2.DeleteVideoRequest(video_id=video_id))
 
-    def stats(self) -> Stats:
-        reply = self._call("GetStats", search_pb2.GetStatsRequest())
-        return Stats(reply.videos, reply.clips, reply.queue_length)
+    def stats(self) -> search_pb2.GetStatsResponse:
+        """Counts of videos and clips, and the ingest queue's length."""
+        return self._call("GetStats", search_pb2.GetStatsRequest())
 
     def close(self) -> None:
         self._channel.close()

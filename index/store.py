@@ -487,10 +487,6 @@ class VideoIndex:
             for row in self._get_by_ids(self.names.videos, _unique_ids(video_ids), fields)
         }
 
-    def get_clips(self, video_ids: Iterable[str]) -> dict[str, list[ClipRecord]]:
-        """The trusted clips of these videos, vectors included, sorted by clip_index; unknown ids are absent."""
-        return self.get_candidate_vectors(video_ids).clips
-
     def get_candidate_vectors(
         self, video_ids: Iterable[str], clip_counts: Mapping[str, int] | None = None
     ) -> CandidateVectors:

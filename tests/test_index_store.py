@@ -130,7 +130,7 @@ def test_replace_is_idempotent_and_leaves_no_stale_clips(index: VideoIndex, raw:
     index.replace_video(shorter, new_clips)
     assert index.counts() == (1, 2)
     assert raw_clip_ids(raw, index, "v1") == ["v1:0", "v1:1"]
-    stored = index.get_clips(["v1"])["v1"]
+    stored = index.get_candidate_vectors(["v1"]).clips["v1"]
     assert [(c.clip_index, c.start_s, c.end_s) for c in stored] == [(0, 0.0, 3.0), (1, 3.0, 6.0)]
     np.testing.assert_allclose(stored[0].vector, at_cos(0.9), atol=1e-6)
     assert index.get_videos(["v1"])["v1"].metadata == {"lang": "fr"}
@@ -151,7 +151,7 @@ def test_get_videos_round_trips_fields(index: VideoIndex) -> None:
         7.5, 2, {"lang": "en", "a.b-c": "x"}, 1_700_000_000.0, "READY"
     )
     np.testing.assert_allclose(got.vector, video.vector, atol=1e-6)
-    assert index.get_clips(["missing"]) == {}
+    assert index.get_candidate_vectors(["missing"]).clips == {}
 
 
 def test_delete_video(index: VideoIndex, raw: MilvusClient) -> None:
@@ -159,7 +159,7 @@ def test_delete_video(index: VideoIndex, raw: MilvusClient) -> None:
     index.replace_video(*make_video("kept", [at_cos(0.5)] * 2))
     assert index.delete_video("gone") is True
     assert index.delete_video("gone") is False
-    assert index.get_videos(["gone"]) == {} and index.get_clips(["gone"]) == {}
+    assert index.get_videos(["gone"]) == {} and index.get_candidate_vectors(["gone"]).clips == {}
     assert raw_clip_ids(raw, index, "gone") == []
     assert index.counts() == (1, 2)
     assert [h.video_id for h in index.search_videos(E0, 10)] == ["kept"]
@@ -239,7 +239,7 @@ def test_readers_trust_only_clips_whose_video_row_allows_them(index: VideoIndex,
     # An interrupted first ingest: clips written, video row never written. The raw ANN hit may name the video,
     # but the rescoring read (the one read of video rows per Search) finds nothing to score.
     raw.delete(index.names.videos, ids=["v"])
-    assert index.get_clips(["v"]) == {}
+    assert index.get_candidate_vectors(["v"]).clips == {}
     rows = index.get_candidate_vectors(["v"])
     assert rows.videos == {} and rows.clips == {}
     assert index.counts() == (0, 2)
@@ -247,7 +247,7 @@ def test_readers_trust_only_clips_whose_video_row_allows_them(index: VideoIndex,
     index.replace_video(*make_video("v", [at_cos(0.5), at_cos(0.4)], {"lang": "en"}))
     stale = raw.get(index.names.clips, ids=["v:0"])[0] | {"clip_id": "v:2", "clip_index": 2, "vector": E0}
     raw.upsert(index.names.clips, [stale])
-    assert [c.clip_index for c in index.get_clips(["v"])["v"]] == [0, 1]
+    assert [c.clip_index for c in index.get_candidate_vectors(["v"]).clips["v"]] == [0, 1]
     assert [c.clip_index for c in index.get_candidate_vectors(["v"]).clips["v"]] == [0, 1]
     # With clip counts from ANN hits the reads overlap; the row still decides: a stale hint of 3 keeps 2 clips,
     # a hint of 1 (the video grew since) reads the missing clip afterwards, a video without a row stays absent.
@@ -356,7 +356,7 @@ def test_reads_reject_bad_input() -> None:
     with pytest.raises(ValueError, match="NaN"):
         index.search_clips_grouped(np.full((2, DIM), np.nan), 1)
     with pytest.raises(ValueError, match="must match"):
-        index.get_clips(['x" or video_id != "'])
+        index.get_candidate_vectors(['x" or video_id != "'])
     with pytest.raises(ValueError, match="must match"):
         index.delete_video("")
 

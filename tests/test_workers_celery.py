@@ -71,12 +71,12 @@ def test_generated_and_real_videos_become_ready(stack, worker, videos):
         record = stack.wait(video_id)
         assert record.state == IngestState.READY, record
         assert record.duration_s == pytest.approx(duration, abs=0.01)
-        clips = stack.index.get_clips([video_id])[video_id]
+        clips = stack.index.get_candidate_vectors([video_id]).clips[video_id]
         assert len(clips) == record.clip_count >= 1
         assert clips[0].start_s == 0.0 and clips[-1].end_s == pytest.approx(duration, abs=0.01)
         assert all(a.end_s == b.start_s for a, b in zip(clips, clips[1:])), "clips tile the video"
         assert stack.index.get_videos([video_id])[video_id].metadata == {"source": path.name}
-    assert len(stack.index.get_clips(["scenes"])["scenes"]) == 3
+    assert len(stack.index.get_candidate_vectors(["scenes"]).clips["scenes"]) == 3
     text = worker.metrics()
     assert metric(text, "vidstrata_ingest_tasks_total", outcome="ready") >= len(sources)
     assert metric(text, "vidstrata_ingest_frames_total") >= 12 + 12 + 20 + 11 + 8

@@ -64,7 +64,7 @@ def test_clips_follow_the_scene_cuts_and_hold_their_scene(ingestor, videos, enco
     assert (summary.clip_count, summary.duration_s, summary.frames) == (4, 12.0, 24)
     assert set(summary.timings_s) == {"fetch", "decode", "embed", "speech", "speech_wait", "screen_text",
                                       "screen_text_wait", "write"}
-    clips = ingest_stack.index.get_clips(["scenes"])["scenes"]
+    clips = ingest_stack.index.get_candidate_vectors(["scenes"]).clips["scenes"]
     step = 1 / ingest_stack.settings.sample_fps
     assert len(clips) == len(spans)
     for clip, (start, end) in zip(clips, spans):
@@ -95,7 +95,7 @@ def test_reingest_leaves_exactly_the_new_clips_and_delete_removes_all(ingestor, 
     submit(ingestor, "again")
     ingestor.run("again", str(videos["two"][0]), {}, task_id="task-1")
     assert ingest_stack.stored("again") == (1, 2)
-    clips = ingest_stack.index.get_clips(["again"])["again"]
+    clips = ingest_stack.index.get_candidate_vectors(["again"]).clips["again"]
     assert [c.clip_index for c in clips] == [0, 1] and clips[-1].end_s == 5.0
     assert ingest_stack.index.delete_video("again")
     assert ingest_stack.stored("again") == (0, 0)
@@ -143,8 +143,8 @@ def test_a_served_video_head_makes_the_clip_and_video_vectors_over_the_same_clip
     submit(with_head, "headed")
     assert with_head.run("headed", path, {}, task_id="task-1").clip_count == 4
     (frames, clip_ids, clip_count), = headed.calls
-    clips = ingest_stack.index.get_clips(["headed"])["headed"]
-    free_clips = ingest_stack.index.get_clips(["parameter-free"])["parameter-free"]
+    clips = ingest_stack.index.get_candidate_vectors(["headed"]).clips["headed"]
+    free_clips = ingest_stack.index.get_candidate_vectors(["parameter-free"]).clips["parameter-free"]
     assert [(c.start_s, c.end_s) for c in clips] == [(c.start_s, c.end_s) for c in free_clips]  # the spans stay
     assert frames.shape == (24, ingest_stack.settings.milvus.vector_dim) and clip_count == 4
     assert clip_ids.tolist() == sorted(clip_ids.tolist()) and np.bincount(clip_ids).min() > 0
@@ -157,13 +157,13 @@ def test_a_served_video_head_makes_the_clip_and_video_vectors_over_the_same_clip
 def test_a_failing_video_head_leaves_the_indexed_video_as_it_was(ingestor, videos, encoder, ingest_stack):
     submit(ingestor, "kept")
     ingestor.run("kept", str(videos["two"][0]), {}, task_id="task-1")
-    before = ingest_stack.index.get_clips(["kept"])["kept"]
+    before = ingest_stack.index.get_candidate_vectors(["kept"]).clips["kept"]
     failing = Ingestor(ingest_stack.settings, HeadedEncoder(encoder, EncoderUnavailable("video_head is loading")),
                        ingest_stack.index, ingestor.status)
     submit(failing, "kept")
     with pytest.raises(EncoderUnavailable, match="loading"):
         failing.run("kept", str(videos["four"][0]), {}, task_id="task-1")
-    after = ingest_stack.index.get_clips(["kept"])["kept"]
+    after = ingest_stack.index.get_candidate_vectors(["kept"]).clips["kept"]
     assert ingest_stack.stored("kept") == (1, 2)
     for old, new in zip(before, after, strict=True):
         assert (old.start_s, old.end_s) == (new.start_s, new.end_s)

@@ -51,14 +51,14 @@ def random_text_inputs(
         mask[row, :n] = 1
         cuts = np.sort(rng.integers(1, n - 1, size=int(rng.integers(0, pre.max_phrases))))
         phrase_ids[row, 1 : n - 1] = np.minimum(np.searchsorted(cuts, np.arange(1, n - 1), side="right"), pre.max_phrases - 1)
-    return {"input_ids": ids, "attention_mask": mask, "phrase_ids": phrase_ids}
+    return dict(zip(TEXT_NET_INPUTS, (ids, mask, phrase_ids), strict=True))
 
 
 def random_frame_inputs(
     pair: EncoderPair, batch: int, rng: np.random.Generator, length_fraction: float = 1.0
 ) -> dict[str, np.ndarray]:
     size = pair.manifest.preprocessing.image_size
-    return {"frames": rng.integers(0, 256, size=(batch, size, size, 3), dtype=np.uint8)}
+    return {FRAME_INPUTS[0]: rng.integers(0, 256, size=(batch, size, size, 3), dtype=np.uint8)}
 
 
 def random_video_inputs(
@@ -78,7 +78,7 @@ def random_video_inputs(
         clip_ids[row, :n] = np.searchsorted(cuts, np.arange(n), side="right")
         counts.append(len(cuts) + 1)
     clip_mask = (np.arange(max(counts))[None, :] < np.array(counts)[:, None]).astype(np.float32)
-    return {"frames": vectors * frame_mask[..., None], "frame_mask": frame_mask, "clip_ids": clip_ids, "clip_mask": clip_mask}
+    return dict(zip(VIDEO_HEAD_INPUTS, (vectors * frame_mask[..., None], frame_mask, clip_ids, clip_mask), strict=True))
 
 
 def export_onnx(pair: EncoderPair, out_dir: Path) -> OnnxModels:
@@ -90,14 +90,14 @@ def export_onnx(pair: EncoderPair, out_dir: Path) -> OnnxModels:
     seq = {0: "batch", 1: "tokens"}
     torch.onnx.export(
         pair.text, text_example, str(text_path), input_names=list(TEXT_NET_INPUTS), output_names=list(TEXT_OUTPUTS),
-        dynamic_axes={"input_ids": seq, "attention_mask": seq, "phrase_ids": seq, "sentence": {0: "batch"},
-                      "phrases": {0: "batch"}, "phrase_mask": {0: "batch"}, "tokens": seq},
+        dynamic_axes={**{name: seq for name in TEXT_NET_INPUTS},
+                      **dict(zip(TEXT_OUTPUTS, ({0: "batch"}, {0: "batch"}, {0: "batch"}, seq), strict=True))},
         opset_version=OPSET, dynamo=False,
     )
-    frame_example = (torch.from_numpy(random_frame_inputs(pair, 2, rng)["frames"]),)
+    frame_example = (torch.from_numpy(random_frame_inputs(pair, 2, rng)[FRAME_INPUTS[0]]),)
     torch.onnx.export(
         pair.frames, frame_example, str(frame_path), input_names=list(FRAME_INPUTS), output_names=list(FRAME_OUTPUTS),
-        dynamic_axes={"frames": {0: "batch"}, "vectors": {0: "batch"}}, opset_version=OPSET, dynamo=False,
+        dynamic_axes={FRAME_INPUTS[0]: {0: "batch"}, FRAME_OUTPUTS[0]: {0: "batch"}}, opset_version=OPSET, dynamo=False,
     )
     if pair.video is None:
         return OnnxModels(text_path, frame_path)
@@ -112,8 +112,8 @@ def export_video_head(pair: EncoderPair, path: Path) -> Path:
     frames, clips = {0: "batch", 1: "frames"}, {0: "batch", 1: "clips"}
     torch.onnx.export(
         pair.video, example, str(path), input_names=list(VIDEO_HEAD_INPUTS), output_names=list(VIDEO_HEAD_OUTPUTS),
-        dynamic_axes={"frames": frames, "frame_mask": frames, "clip_ids": frames, "clip_mask": clips,
-                      "frame_vectors": frames, "clip_vectors": clips, "video_vector": {0: "batch"}},
+        dynamic_axes={**dict(zip(VIDEO_HEAD_INPUTS, (frames, frames, frames, clips), strict=True)),
+                      **dict(zip(VIDEO_HEAD_OUTPUTS, (frames, clips, {0: "batch"}), strict=True))},
         opset_version=OPSET, dynamo=False,
     )
     return path

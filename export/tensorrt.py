@@ -12,6 +12,7 @@ from pathlib import Path
 import numpy as np
 
 from encoders.model import EncoderPair
+from spec.contract import FRAME_INPUTS, TEXT_NET_INPUTS
 from export.onnx_export import OnnxModels, ParityError, max_abs_diff, random_frame_inputs, random_text_inputs
 
 FP16_TOLERANCE = 2e-2  # on unit-norm vectors: fp16 keeps ~3 significant digits through deep nets
@@ -95,8 +96,8 @@ def build_plans(pair: EncoderPair, onnx: OnnxModels, out_dir: Path) -> PlanModel
     import onnxruntime as ort
 
     pre = pair.manifest.preprocessing
-    text_shapes = {name: (pre.max_tokens,) for name in ("input_ids", "attention_mask", "phrase_ids")}
-    frame_shapes = {"frames": (pre.image_size, pre.image_size, 3)}
+    text_shapes = {name: (pre.max_tokens,) for name in TEXT_NET_INPUTS}
+    frame_shapes = {FRAME_INPUTS[0]: (pre.image_size, pre.image_size, 3)}
     plans = PlanModels(
         build_plan(onnx.text, out_dir / "text.plan", text_shapes),
         build_plan(onnx.frames, out_dir / "frames.plan", frame_shapes),

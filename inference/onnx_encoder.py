@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 
 from spec.manifest import Manifest, file_digest
-from spec.contract import FRAME_ENCODER, TEXT_NET, TEXT_TOKENIZER, VIDEO_HEAD
+from spec.contract import FRAME_ENCODER, FRAME_INPUTS, TEXT_NET, TEXT_NET_INPUTS, TEXT_TOKENIZER, VIDEO_HEAD, VIDEO_HEAD_OUTPUTS
 from inference.encoder import EncoderInfo, EncoderInputError, TextVectors, check_frames, video_head_inputs
 from spec.preprocess import TextTokenizer
 
@@ -59,13 +59,13 @@ class OnnxEncoder:
         except ValueError as exc:
             raise EncoderInputError(str(exc)) from exc
         sentence, phrases, mask, token_vectors = self.text.run(None, {
-            "input_ids": tokens.input_ids, "attention_mask": tokens.attention_mask, "phrase_ids": tokens.phrase_ids,
+            **dict(zip(TEXT_NET_INPUTS, (tokens.input_ids, tokens.attention_mask, tokens.phrase_ids), strict=True)),
         })
         return TextVectors(sentence, phrases, mask > 0, token_vectors, tokens.phrases)
 
     def encode_frames(self, frames: np.ndarray, timeout_s: float | None = None) -> np.ndarray:
         check_frames(frames, self.manifest.preprocessing.image_size)
-        return self.frames.run(None, {"frames": frames})[0]
+        return self.frames.run(None, {FRAME_INPUTS[0]: frames})[0]
 
     def encode_video(
         self, frames: np.ndarray, clip_ids: np.ndarray, clip_count: int, timeout_s: float | None = None
@@ -73,7 +73,7 @@ class OnnxEncoder:
         if self.video is None:
             raise RuntimeError(f"this OnnxEncoder was given no {VIDEO_HEAD} graph (video_onnx)")
         inputs = video_head_inputs(frames, clip_ids, clip_count, self.manifest.dim)
-        clips, video = self.video.run(["clip_vectors", "video_vector"], inputs)
+        clips, video = self.video.run(list(VIDEO_HEAD_OUTPUTS[1:]), inputs)
         return clips[0], video[0]
 
     def ready(self) -> bool:

@@ -8,7 +8,18 @@ import numpy as np
 import tritonclient.grpc as grpcclient
 from tritonclient.utils import InferenceServerException, np_to_triton_dtype
 
-from spec.contract import FRAME_ENCODER, MODEL_VERSION_PARAMETER, TEXT_ENCODER, TEXT_IN, TEXT_OUTPUTS, TEXT_PHRASES, VIDEO_HEAD
+from spec.contract import (
+    FRAME_ENCODER,
+    FRAME_INPUTS,
+    FRAME_OUTPUTS,
+    MODEL_VERSION_PARAMETER,
+    TEXT_ENCODER,
+    TEXT_IN,
+    TEXT_OUTPUTS,
+    TEXT_PHRASES,
+    VIDEO_HEAD,
+    VIDEO_HEAD_OUTPUTS,
+)
 from inference.encoder import (
     EncoderInfo,
     EncoderInputError,
@@ -54,7 +65,7 @@ class TritonEncoder:
             if TEXT_PHRASES not in outputs:
                 raise EncoderUnavailable(f"{TEXT_ENCODER} at {self.url} has no {TEXT_PHRASES!r} output, so its phrase "
                                          "vectors cannot be labelled; re-export the repository with `vidstrata export`")
-            phrases = outputs["phrases"]
+            phrases = outputs[TEXT_OUTPUTS[1]]
             size = int(frames["inputs"][0]["shape"][1])
             version = config.get("config", {}).get("parameters", {}).get(MODEL_VERSION_PARAMETER, {})
             self._info = EncoderInfo(dim=int(phrases["shape"][-1]), image_size=size,
@@ -88,13 +99,13 @@ class TritonEncoder:
         return TextVectors(sentence, phrases, mask > 0, tokens, texts_out)
 
     def _infer_frames(self, chunk: np.ndarray, timeout_s: float) -> np.ndarray:
-        tensor = grpcclient.InferInput("frames", list(chunk.shape), "UINT8")
+        tensor = grpcclient.InferInput(FRAME_INPUTS[0], list(chunk.shape), "UINT8")
         tensor.set_data_from_numpy(chunk)
         try:
             result = self._client.infer(FRAME_ENCODER, [tensor], client_timeout=timeout_s)
         except InferenceServerException as exc:
             raise _classify(exc, f"{FRAME_ENCODER} at {self.url}") from exc
-        return result.as_numpy("vectors")
+        return result.as_numpy(FRAME_OUTPUTS[0])
 
     def encode_frames(self, frames: np.ndarray, timeout_s: float | None = None) -> np.ndarray:
         check_frames(frames, self.info().image_size)
@@ -113,12 +124,13 @@ class TritonEncoder:
         for name, array in video_head_inputs(frames, clip_ids, clip_count, info.dim).items():
             tensors.append(grpcclient.InferInput(name, list(array.shape), np_to_triton_dtype(array.dtype)))
             tensors[-1].set_data_from_numpy(array)
-        outputs = [grpcclient.InferRequestedOutput(name) for name in ("clip_vectors", "video_vector")]
+        clip_vectors, video_vector = VIDEO_HEAD_OUTPUTS[1:]
+        outputs = [grpcclient.InferRequestedOutput(name) for name in (clip_vectors, video_vector)]
         try:
             result = self._client.infer(VIDEO_HEAD, tensors, outputs=outputs, client_timeout=timeout_s or self.timeout_s)
         except InferenceServerException as exc:
             raise _classify(exc, f"{VIDEO_HEAD} at {self.url}") from exc
-        return result.as_numpy("clip_vectors")[0], result.as_numpy("video_vector")[0]
+        return result.as_numpy(clip_vectors)[0], result.as_numpy(video_vector)[0]
 
     def ready(self) -> bool:
         try:

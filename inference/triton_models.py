@@ -12,7 +12,7 @@ from typing import Any
 import numpy as np
 import triton_python_backend_utils as pb_utils  # type: ignore[import-not-found]
 
-from spec.contract import TEXT_PHRASES
+from spec.contract import TEXT_IN, TEXT_NET_INPUTS, TEXT_PHRASES
 from spec.preprocess import TextTokenizer
 
 
@@ -81,7 +81,7 @@ class TextTokenizerModel:
     def execute(self, requests: list[Any]) -> list[Any]:
         responses = []
         for request in requests:
-            raw = pb_utils.get_input_tensor_by_name(request, "text").as_numpy().reshape(-1)
+            raw = pb_utils.get_input_tensor_by_name(request, TEXT_IN).as_numpy().reshape(-1)
             try:
                 texts = [item.decode("utf-8") if isinstance(item, bytes) else str(item) for item in raw]
                 tokens = self.tokenizer(texts)
@@ -89,9 +89,8 @@ class TextTokenizerModel:
                 responses.append(pb_utils.InferenceResponse(output_tensors=[], error=_input_error(f"bad text: {exc}")))
                 continue
             responses.append(pb_utils.InferenceResponse(output_tensors=[
-                pb_utils.Tensor("input_ids", tokens.input_ids),
-                pb_utils.Tensor("attention_mask", tokens.attention_mask),
-                pb_utils.Tensor("phrase_ids", tokens.phrase_ids),
+                *(pb_utils.Tensor(name, array) for name, array in zip(
+                    TEXT_NET_INPUTS, (tokens.input_ids, tokens.attention_mask, tokens.phrase_ids), strict=True)),
                 pb_utils.Tensor(TEXT_PHRASES, np.array([[p.encode("utf-8") for p in row] for row in tokens.phrases],
                                                        dtype=np.object_)),
             ]))

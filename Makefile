@@ -40,7 +40,7 @@ system-deps:
 
 # The import contracts of DESIGN.md §2 first: a wrong arrow fails the build before any test runs.
 lint-imports: install
-	$(VENV)/bin/lint-imports
+	$(VENV)/bin/lint-imports --no-cache
 
 test: install lint-imports
 	$(PY) -m pytest $(PYTEST_ARGS)

@@ -21,7 +21,7 @@ PACKAGES = ("spec", "encoders", "export", "inference", "index", "jobs", "workers
 
 def lint(root: Path) -> subprocess.CompletedProcess[str]:
     env = dict(os.environ, PYTHONPATH=str(root))
-    return subprocess.run([str(LINT_IMPORTS), "--config", str(root / "pyproject.toml")], cwd=root, env=env,
+    return subprocess.run([str(LINT_IMPORTS), "--no-cache", "--config", str(root / "pyproject.toml")], cwd=root, env=env,
                           capture_output=True, text=True, timeout=120)
 
 

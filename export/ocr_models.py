@@ -96,4 +96,4 @@ def write_ocr_models(root: Path, target: Target, weights: Path | None = None) ->
     reader = write_model_folder(root, SCREEN_TEXT_READER, reader_config())
     (reader / "characters.txt").write_text(characters, encoding="utf-8")
     (reader / "model.py").write_text(
-        _python_shim("ScreenTextReaderModel").replace("inference.triton_models", "inference.triton_ocr"))
+        _python_shim("ScreenTextReaderModel", "export.triton_ocr"))

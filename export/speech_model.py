@@ -60,7 +60,7 @@ def write_speech_model(root: Path, target: Target, weights: Path | None = None) 
     source = weights or whisper_folder()
     version = write_model_folder(root, SPEECH_RECOGNIZER, speech_config(target))
     (version / "model.py").write_text(
-        _python_shim("SpeechRecognizerModel").replace("inference.triton_models", "inference.triton_speech"))
+        _python_shim("SpeechRecognizerModel", "export.triton_speech"))
     shutil.rmtree(version / "whisper", ignore_errors=True)
     shutil.copytree(source, version / "whisper", ignore=shutil.ignore_patterns("__pycache__", "*.py"))
     return root / SPEECH_RECOGNIZER

@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 import triton_python_backend_utils as pb_utils  # type: ignore[import-not-found]
 
-from inference.triton_models import _input_error, _parameters
+from export.triton_models import _input_error, _parameters
 from spec.contract import SPEECH_MAX_WINDOW_S, SPEECH_SAMPLE_RATE
 
 

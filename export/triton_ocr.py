@@ -26,6 +26,7 @@ from PIL import Image
 from scipy import ndimage
 
 from export.triton_models import _input_error, _parameters
+from spec.contract import SCREEN_TEXT_MIN_SIDE
 
 DET_LIMIT_SIDE = 736  # the shorter side is scaled up to at least this (PP-OCR's det default), to a multiple of 32
 DET_MAX_SIDE = 1600  # and the longer side down to at most this, to bound det time
@@ -138,9 +139,9 @@ class ScreenTextReaderModel:
         responses = []
         for request in requests:
             frame = pb_utils.get_input_tensor_by_name(request, "frame").as_numpy()
-            if frame.ndim != 4 or frame.shape[0] != 1 or frame.shape[3] != 3 or min(frame.shape[1:3]) < 8:
+            if frame.ndim != 4 or frame.shape[0] != 1 or frame.shape[3] != 3 or min(frame.shape[1:3]) < SCREEN_TEXT_MIN_SIDE:
                 responses.append(pb_utils.InferenceResponse(output_tensors=[], error=_input_error(
-                    f"frame must be UINT8 RGB [1, H>=8, W>=8, 3], got {list(frame.shape)}")))
+                    f"frame must be UINT8 RGB [1, H>={SCREEN_TEXT_MIN_SIDE}, W>={SCREEN_TEXT_MIN_SIDE}, 3], got {list(frame.shape)}")))
                 continue
             try:
                 lines = self.read(np.ascontiguousarray(frame[0]))

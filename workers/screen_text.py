@@ -21,6 +21,7 @@ import numpy as np
 
 from inference.screen_text import TritonScreenText
 from inference.speech import TimedText
+from spec.contract import SCREEN_TEXT_MIN_SIDE
 from spec.screen_text import Sighting, merge_sightings, normalize_text
 
 THUMBNAIL = 64
@@ -62,7 +63,8 @@ def pick_frames(path: Path, sample_fps: float, max_per_minute: int, change_thres
             if pending and t - last_pick >= min_gap_s - 1e-6:
                 scale = min(1.0, max_side / max(frame.width, frame.height))
                 width, height = (max(2, int(side * scale) // 2 * 2) for side in (frame.width, frame.height))
-                yield t, frame.reformat(width=width, height=height, format="rgb24").to_ndarray()
+                if min(width, height) >= SCREEN_TEXT_MIN_SIDE:  # a sliver (a 2048x4 banner) holds no legible text
+                    yield t, frame.reformat(width=width, height=height, format="rgb24").to_ndarray()
                 last_pick, pending, last_seen = t, False, seen
 
 
@@ -79,14 +81,15 @@ def read_screen_text(path: Path, reader: TritonScreenText, sample_fps: float, ma
             lines.append(tuple(n for n in (normalize_text(line) for line in found) if n))
         pending.clear()
 
-    end_s = 0.0
     for t, frame in pick_frames(path, sample_fps, max_per_minute, change_threshold, max_side, max_duration_s):
         pending.append((t, frame))
         if len(pending) == batch:
             flush()
     flush()
+    if not times:  # no frame worth reading (no picture change, or every frame a sliver)
+        return []
     with av.open(str(path)) as container:  # the last read frame's text lasts until the end of the video
         end_s = (container.duration or 0) / av.time_base
-    ends = times[1:] + [max(end_s, times[-1] + 1.0 / sample_fps) if times else 0.0]
+    ends = times[1:] + [max(end_s, times[-1] + 1.0 / sample_fps)]
     sightings = [Sighting(t, until, found) for t, until, found in zip(times, ends, lines, strict=True)]
     return [TimedText(s.start_s, s.end_s, s.text) for s in merge_sightings(sightings)]

@@ -166,6 +166,19 @@ def _stage(timings: StageTimings, name: str) -> Iterator[None]:
         setattr(timings, name, time.perf_counter() - started)
 
 
+@contextmanager
+def _encoder_errors(deadline: float, what: str) -> Iterator[None]:
+    """Encoder errors as the service's: bad input INVALID_ARGUMENT, Triton down UNAVAILABLE (or past the deadline)."""
+    try:
+        yield
+    except EncoderInputError as exc:
+        raise InvalidArgument(str(exc)) from exc
+    except EncoderUnavailable as exc:
+        if time.monotonic() >= deadline:
+            raise DeadlineExceeded(f"the deadline passed while encoding {what}: {exc}") from exc
+        raise Unavailable(f"Triton is unavailable: {exc}") from exc
+
+
 def _remaining(deadline: float) -> float:
     left = deadline - time.monotonic()
     if left <= 0:
@@ -263,7 +276,7 @@ class SearchService:
     def _encode(self, text: str, deadline: float) -> QueryVectors:
         """The query's vectors: from the cache when this model encoded this text before, else from Triton."""
         timeout = min(_remaining(deadline), self.settings.triton_timeout_s)
-        try:
+        with _encoder_errors(deadline, "the query"):
             version = self.encoder.info().model_version
             cached = self.query_cache.get(version, text)
             if self.query_cache.capacity:
@@ -271,12 +284,6 @@ class SearchService:
             if cached is not None:
                 return cached
             encoded = self.encoder.encode_text([text], timeout_s=timeout)
-        except EncoderInputError as exc:
-            raise InvalidArgument(str(exc)) from exc
-        except EncoderUnavailable as exc:
-            if time.monotonic() >= deadline:
-                raise DeadlineExceeded(f"the deadline passed while encoding the query: {exc}") from exc
-            raise Unavailable(f"Triton is unavailable: {exc}") from exc
         vectors = query_vectors(text, encoded)
         self.query_cache.put(version, text, vectors)
         return vectors
@@ -284,15 +291,9 @@ class SearchService:
     def _encode_image(self, image: np.ndarray, deadline: float) -> QueryVectors:
         """An image query's vector from the frame encoder: it stands for the sentence and the one phrase."""
         timeout = min(_remaining(deadline), self.settings.triton_timeout_s)
-        try:
+        with _encoder_errors(deadline, "the image"):
             frame = center_crop_square(image, self.encoder.info().image_size)
             vector = self.encoder.encode_frames(frame[None], timeout_s=timeout)[0]
-        except EncoderInputError as exc:
-            raise InvalidArgument(str(exc)) from exc
-        except EncoderUnavailable as exc:
-            if time.monotonic() >= deadline:
-                raise DeadlineExceeded(f"the deadline passed while encoding the image: {exc}") from exc
-            raise Unavailable(f"Triton is unavailable: {exc}") from exc
         return QueryVectors(vector, [], vector[None, :])
 
     @staticmethod

@@ -85,6 +85,11 @@ def clip_schema(dim: int) -> CollectionSchema:
     schema.add_field("start_s", DataType.FLOAT)
     schema.add_field("end_s", DataType.FLOAT)
     schema.add_field(VECTOR_FIELD, DataType.FLOAT_VECTOR, dim=dim)
+    return _with_video_copies(schema)
+
+
+def _with_video_copies(schema: CollectionSchema) -> CollectionSchema:
+    """Add the video-level filter fields that clips and segments carry, so one user filter applies to them."""
     schema.add_field("metadata", DataType.JSON)
     schema.add_field("video_duration_s", DataType.FLOAT)
     schema.add_field("video_clip_count", DataType.INT64)
@@ -103,11 +108,7 @@ def segment_schema(dim: int) -> CollectionSchema:
     schema.add_field("end_s", DataType.FLOAT)
     schema.add_field("text", DataType.VARCHAR, max_length=SEGMENT_TEXT_MAX_LENGTH)
     schema.add_field(VECTOR_FIELD, DataType.FLOAT_VECTOR, dim=dim)
-    schema.add_field("metadata", DataType.JSON)
-    schema.add_field("video_duration_s", DataType.FLOAT)
-    schema.add_field("video_clip_count", DataType.INT64)
-    schema.add_field("video_created_at", DataType.DOUBLE)
-    return schema
+    return _with_video_copies(schema)
 
 
 def index_params(settings: IndexSettings) -> IndexParams:

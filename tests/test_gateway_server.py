@@ -176,16 +176,22 @@ def test_metrics_count_requests_by_code_and_time_stages(running):
     before = running.metrics()
     stub.Search(search_pb2.SearchRequest(query="coffee"))
     _code(stub.Search, search_pb2.SearchRequest(query=""))
-    after = running.metrics()
 
     def value(text: str, series: str) -> float:
         line = next((ln for ln in text.splitlines() if ln.startswith(series + " ")), None)
         return float(line.split()[-1]) if line else 0.0
 
-    for series, delta in (('vidstrata_gateway_requests_total{code="OK",rpc="Search"}', 1),
-                          ('vidstrata_gateway_requests_total{code="INVALID_ARGUMENT",rpc="Search"}', 1),
-                          ('vidstrata_gateway_request_duration_seconds_count{code="OK",rpc="Search"}', 1),
-                          ('vidstrata_gateway_stage_duration_seconds_count{stage="rescore"}', 1)):
+    expected = (('vidstrata_gateway_requests_total{code="OK",rpc="Search"}', 1),
+                ('vidstrata_gateway_requests_total{code="INVALID_ARGUMENT",rpc="Search"}', 1),
+                ('vidstrata_gateway_request_duration_seconds_count{code="OK",rpc="Search"}', 1),
+                ('vidstrata_gateway_stage_duration_seconds_count{stage="rescore"}', 1))
+    # The interceptor counts a call once its reply is on the wire, so a client may read /metrics a moment early.
+    deadline = time.monotonic() + 5
+    after = running.metrics()
+    while time.monotonic() < deadline and any(value(after, s) - value(before, s) != d for s, d in expected):
+        time.sleep(0.05)
+        after = running.metrics()
+    for series, delta in expected:
         assert value(after, series) - value(before, series) == delta, series
     assert 'vidstrata_gateway_inflight_requests{rpc="Search"} 0.0' in after
     assert "vidstrata_ingest_queue_length 0.0" in after

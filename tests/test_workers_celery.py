@@ -146,7 +146,8 @@ def test_task_of_a_vanished_worker_comes_back_after_the_visibility_timeout(stack
     """SIGKILL the whole worker (node loss): Redis hands its unacknowledged task to a new worker."""
     worker.process.stop()
     # Short limits (the visibility timeout must exceed the time limit), so the test waits seconds, not hours.
-    limits = {"task_time_limit_s": "10", "visibility_timeout_s": "16", "sample_fps": "1"}
+    limits = {"task_time_limit_s": "10", "visibility_timeout_s": "16", "sample_fps": "1",
+              "speech": "false", "screen_text": "false"}  # delivery is under test here, not the text stages
     doomed = stack.start_worker(**limits)
     stack.submit("killed-worker", str(videos / "long.mp4"))
     stack.wait_running("killed-worker", min_progress=20)

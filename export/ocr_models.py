@@ -16,7 +16,7 @@ import onnx
 from onnx import helper
 
 from export.triton_repo import Target, _backend_line, _io, _params, _python_shim, _tensor, write_model_folder
-from spec.contract import OCR_CLS, OCR_DET, OCR_REC, SCREEN_TEXT_READER
+from spec.contract import OCR_CLS, OCR_DET, OCR_REC, SCREEN_TEXT_INPUTS, SCREEN_TEXT_OUTPUTS, SCREEN_TEXT_READER
 
 OCR_FILES = {
     OCR_DET: "ch_PP-OCRv4_det_infer.onnx",
@@ -70,9 +70,9 @@ def network_config(name: str, target: Target) -> str:
 
 
 def reader_config() -> str:
-    outputs = [_tensor("text", "TYPE_STRING", [-1]), _tensor("score", "TYPE_FP32", [-1]),
-               _tensor("box", "TYPE_FP32", [-1, 4])]
-    frame = '  { name: "frame" data_type: TYPE_UINT8 dims: [ -1, -1, 3 ] allow_ragged_batch: true }'
+    outputs = [_tensor(name, kind, shape) for name, kind, shape in zip(
+        SCREEN_TEXT_OUTPUTS, ("TYPE_STRING", "TYPE_FP32", "TYPE_FP32"), ([-1], [-1], [-1, 4]), strict=True)]
+    frame = f'  {{ name: "{SCREEN_TEXT_INPUTS[0]}" data_type: TYPE_UINT8 dims: [ -1, -1, 3 ] allow_ragged_batch: true }}'
     return (f'name: "{SCREEN_TEXT_READER}"\nbackend: "python"\nmax_batch_size: 4\n'
             "dynamic_batching { max_queue_delay_microseconds: 1000 }\n"
             "instance_group [ { count: 1 kind: KIND_CPU } ]\n"

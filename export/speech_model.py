@@ -21,7 +21,7 @@ from export.triton_repo import (
     _tensor,
     write_model_folder,
 )
-from spec.contract import SPEECH_RECOGNIZER
+from spec.contract import SPEECH_INPUTS, SPEECH_OUTPUTS, SPEECH_RECOGNIZER
 
 # Windows of one video (and of concurrent ingests) decode together in one batched generate call.
 SPEECH_BATCHING = BatchingPolicy(max_batch_size=8, preferred=(4, 8), max_queue_delay_us=20_000)
@@ -47,9 +47,9 @@ def speech_config(target: Target) -> str:
     """Ragged batching: every request is one window of its own length, so the batcher may merge any of them."""
     kind = "KIND_GPU" if target == "tensorrt" else "KIND_CPU"
     device = "cuda" if target == "tensorrt" else "cpu"
-    audio = '  { name: "audio" data_type: TYPE_FP32 dims: [ -1 ] allow_ragged_batch: true }'
-    outputs = [_tensor("start_s", "TYPE_FP32", [-1]), _tensor("end_s", "TYPE_FP32", [-1]),
-               _tensor("text", "TYPE_STRING", [-1])]
+    audio = f'  {{ name: "{SPEECH_INPUTS[0]}" data_type: TYPE_FP32 dims: [ -1 ] allow_ragged_batch: true }}'
+    outputs = [_tensor(name, kind, [-1])
+               for name, kind in zip(SPEECH_OUTPUTS, ("TYPE_FP32", "TYPE_FP32", "TYPE_STRING"), strict=True)]
     return (f'name: "{SPEECH_RECOGNIZER}"\nbackend: "python"\n' + _batching(SPEECH_BATCHING, kind)
             + _io("input", [audio]) + _io("output", outputs)
             + _params({"device": device, "compute_type": "int8", "beam_size": 1, "cpu_threads": 0}))

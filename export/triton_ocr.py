@@ -26,7 +26,7 @@ from PIL import Image
 from scipy import ndimage
 
 from export.triton_models import _input_error, _parameters
-from spec.contract import SCREEN_TEXT_MIN_SIDE
+from spec.contract import SCREEN_TEXT_INPUTS, SCREEN_TEXT_MIN_SIDE, SCREEN_TEXT_OUTPUTS
 
 DET_LIMIT_SIDE = 736  # the shorter side is scaled up to at least this (PP-OCR's det default), to a multiple of 32
 DET_MAX_SIDE = 1600  # and the longer side down to at most this, to bound det time
@@ -138,7 +138,7 @@ class ScreenTextReaderModel:
     def execute(self, requests: list[Any]) -> list[Any]:
         responses = []
         for request in requests:
-            frame = pb_utils.get_input_tensor_by_name(request, "frame").as_numpy()
+            frame = pb_utils.get_input_tensor_by_name(request, SCREEN_TEXT_INPUTS[0]).as_numpy()
             if frame.ndim != 4 or frame.shape[0] != 1 or frame.shape[3] != 3 or min(frame.shape[1:3]) < SCREEN_TEXT_MIN_SIDE:
                 responses.append(pb_utils.InferenceResponse(output_tensors=[], error=_input_error(
                     f"frame must be UINT8 RGB [1, H>={SCREEN_TEXT_MIN_SIDE}, W>={SCREEN_TEXT_MIN_SIDE}, 3], got {list(frame.shape)}")))
@@ -150,9 +150,10 @@ class ScreenTextReaderModel:
                     f"OCR failed: {exc}")))
                 continue
             responses.append(pb_utils.InferenceResponse(output_tensors=[
-                pb_utils.Tensor("text", np.array([[t.encode("utf-8") for t, _, _ in lines]], np.object_).reshape(1, -1)),
-                pb_utils.Tensor("score", np.array([[s for _, s, _ in lines]], np.float32).reshape(1, -1)),
-                pb_utils.Tensor("box", np.array([[b for _, _, b in lines]], np.float32).reshape(1, -1, 4)),
+                *(pb_utils.Tensor(name, array) for name, array in zip(SCREEN_TEXT_OUTPUTS, (
+                    np.array([[t.encode("utf-8") for t, _, _ in lines]], np.object_).reshape(1, -1),
+                    np.array([[s for _, s, _ in lines]], np.float32).reshape(1, -1),
+                    np.array([[b for _, _, b in lines]], np.float32).reshape(1, -1, 4)), strict=True)),
             ]))
         return responses
 

@@ -17,7 +17,7 @@ import numpy as np
 import triton_python_backend_utils as pb_utils  # type: ignore[import-not-found]
 
 from export.triton_models import _input_error, _parameters
-from spec.contract import SPEECH_MAX_WINDOW_S, SPEECH_SAMPLE_RATE
+from spec.contract import SPEECH_INPUTS, SPEECH_MAX_WINDOW_S, SPEECH_OUTPUTS, SPEECH_SAMPLE_RATE
 
 
 def assign_segments(
@@ -58,7 +58,7 @@ class SpeechRecognizerModel:
         windows: list[np.ndarray | None] = []
         errors: dict[int, Any] = {}
         for i, request in enumerate(requests):
-            audio = pb_utils.get_input_tensor_by_name(request, "audio").as_numpy()
+            audio = pb_utils.get_input_tensor_by_name(request, SPEECH_INPUTS[0]).as_numpy()
             if audio.ndim != 2 or audio.shape[0] != 1 or audio.shape[1] == 0:
                 errors[i] = _input_error(f"audio must be FP32 [1, samples>0], got {list(audio.shape)}")
             elif audio.shape[1] > SPEECH_MAX_WINDOW_S * SPEECH_SAMPLE_RATE:
@@ -90,9 +90,9 @@ class SpeechRecognizerModel:
                 continue
             found = next(next_window)
             responses.append(pb_utils.InferenceResponse(output_tensors=[
-                pb_utils.Tensor("start_s", np.array([[s for s, _, _ in found]], dtype=np.float32).reshape(1, -1)),
-                pb_utils.Tensor("end_s", np.array([[e for _, e, _ in found]], dtype=np.float32).reshape(1, -1)),
-                pb_utils.Tensor("text", np.array([[t.encode("utf-8") for _, _, t in found]],
+                pb_utils.Tensor(SPEECH_OUTPUTS[0], np.array([[s for s, _, _ in found]], dtype=np.float32).reshape(1, -1)),
+                pb_utils.Tensor(SPEECH_OUTPUTS[1], np.array([[e for _, e, _ in found]], dtype=np.float32).reshape(1, -1)),
+                pb_utils.Tensor(SPEECH_OUTPUTS[2], np.array([[t.encode("utf-8") for _, _, t in found]],
                                                  dtype=np.object_).reshape(1, -1)),
             ]))
         return responses

@@ -9,7 +9,7 @@ import tritonclient.grpc as grpcclient
 from tritonclient.utils import InferenceServerException
 
 from inference.encoder import EncoderInputError, EncoderUnavailable
-from spec.contract import SCREEN_TEXT_OUTPUTS, SCREEN_TEXT_READER
+from spec.contract import SCREEN_TEXT_INPUTS, SCREEN_TEXT_OUTPUTS, SCREEN_TEXT_READER
 
 
 class TritonScreenText:
@@ -25,7 +25,7 @@ class TritonScreenText:
         if frame.dtype != np.uint8 or frame.ndim != 3 or frame.shape[2] != 3:
             raise EncoderInputError(f"a frame must be uint8 RGB [H,W,3], got {frame.dtype} {list(frame.shape)}")
         batch = np.ascontiguousarray(frame)[None]
-        tensor = grpcclient.InferInput("frame", list(batch.shape), "UINT8")
+        tensor = grpcclient.InferInput(SCREEN_TEXT_INPUTS[0], list(batch.shape), "UINT8")
         tensor.set_data_from_numpy(batch)
         try:
             result = self._client.infer(SCREEN_TEXT_READER, [tensor], client_timeout=self.timeout_s,
@@ -33,7 +33,7 @@ class TritonScreenText:
         except InferenceServerException as exc:
             kind = EncoderInputError if exc.status() == "StatusCode.INVALID_ARGUMENT" else EncoderUnavailable
             raise kind(f"{SCREEN_TEXT_READER} at {self.url}: {exc.message()}") from exc
-        return [t.decode("utf-8") if isinstance(t, bytes) else str(t) for t in result.as_numpy("text").reshape(-1)]
+        return [t.decode("utf-8") if isinstance(t, bytes) else str(t) for t in result.as_numpy(SCREEN_TEXT_OUTPUTS[0]).reshape(-1)]
 
     def read(self, frames: list[np.ndarray]) -> list[list[str]]:
         """The lines of text of each frame, in reading order."""

@@ -13,7 +13,13 @@ import tritonclient.grpc as grpcclient
 from tritonclient.utils import InferenceServerException
 
 from inference.encoder import EncoderInputError, EncoderUnavailable
-from spec.contract import SPEECH_MAX_WINDOW_S, SPEECH_OUTPUTS, SPEECH_RECOGNIZER, SPEECH_SAMPLE_RATE
+from spec.contract import (
+    SPEECH_INPUTS,
+    SPEECH_MAX_WINDOW_S,
+    SPEECH_OUTPUTS,
+    SPEECH_RECOGNIZER,
+    SPEECH_SAMPLE_RATE,
+)
 
 
 @dataclass(frozen=True)
@@ -47,7 +53,7 @@ class TritonSpeech:
         if samples.shape[1] == 0 or samples.shape[1] > SPEECH_MAX_WINDOW_S * SPEECH_SAMPLE_RATE:
             raise EncoderInputError(f"an audio window holds 1..{int(SPEECH_MAX_WINDOW_S * SPEECH_SAMPLE_RATE)} "
                                     f"samples, got {samples.shape[1]}")
-        tensor = grpcclient.InferInput("audio", list(samples.shape), "FP32")
+        tensor = grpcclient.InferInput(SPEECH_INPUTS[0], list(samples.shape), "FP32")
         tensor.set_data_from_numpy(samples)
         try:
             result = self._client.infer(SPEECH_RECOGNIZER, [tensor], client_timeout=self.timeout_s,

@@ -399,5 +399,4 @@ def compile_filter(expr: str, collection: Collection = "videos") -> str:
     """
     if collection not in ("videos", "clips"):
         raise ValueError(f"collection must be 'videos' or 'clips', not {collection!r}")
-    tree = _parse(expr)
-    return "" if tree is None else tree.render(collection)
+    return compile_filters(expr).for_collection(collection)

@@ -249,10 +249,11 @@ class SearchService:
             _remaining(deadline)
 
             with _stage(timings, "rescore"):
-                with _stage(timings, "rescore_fetch"):
-                    rows = self._milvus(lambda: self.index.get_candidate_vectors(candidates, clip_counts))
-                    segments = self._milvus(lambda: self.segments.get_segments(  # type: ignore[union-attr]
+                with _stage(timings, "rescore_fetch"):  # the segments are read beside the videos and clips
+                    segments_future = self._pool.submit(self._milvus, lambda: self.segments.get_segments(  # type: ignore[union-attr]
                         candidates, kinds)) if kinds else None
+                    rows = self._milvus(lambda: self.index.get_candidate_vectors(candidates, clip_counts))
+                    segments = segments_future.result() if segments_future else None
                 scored = score_candidates(vectors, candidates, rows.videos, rows.clips, segments)
             with _stage(timings, "fusion"):
                 fused = fuse(scored.levels, query.fusion)

@@ -156,7 +156,8 @@ class SegmentIndex:
         """The best segment of this kind of each of the best videos for one query vector, best first.
 
         Over-fetches like clip search (clip_overfetch segments per wanted video) and keeps the first hit of
-        each video; videos without a row (not yet or no longer indexed) are dropped.
+        each video. Like clip hits, these are candidates, not trusted results: the rescoring read of the video
+        rows drops a video without one (not yet or no longer indexed), so no row is read here.
         """
         query = self.videos._vector(vector, "query vector")
         _check_kind(kind)
@@ -172,11 +173,10 @@ class SegmentIndex:
             timeout=settings.milvus_timeout_s,
         ))
         hits = sorted(result[0], key=lambda h: h.distance, reverse=True)
-        existing = set(self.videos.get_videos({h["entity"]["video_id"] for h in hits}))
         best: dict[str, SegmentHit] = {}
         for hit in hits:
             entity = hit["entity"]
-            if entity["video_id"] in existing and entity["video_id"] not in best:
+            if entity["video_id"] not in best:
                 best[entity["video_id"]] = SegmentHit(
                     entity["video_id"], kind, int(entity["segment_index"]), float(entity["start_s"]),
                     float(entity["end_s"]), entity["text"], float(hit.distance))

@@ -50,16 +50,18 @@ def test_reingest_replaces_segments_and_delete_removes_them(stores, raw: MilvusC
     assert raw.query(segments.name, filter='video_id == "v"', output_fields=["segment_id"]) == []
 
 
-def test_search_gives_the_best_segment_of_each_video_and_hides_unfinished_ingests(stores) -> None:
+def test_search_gives_the_best_segment_of_each_video_and_the_rescoring_read_hides_unfinished_ingests(stores) -> None:
     videos, segments = stores
     write(stores, "a", {"speech": speech("a", [0.2, 0.8])})
     write(stores, "b", {"speech": speech("b", [0.6]), "screen_text": speech("b", [0.95], "screen_text")})
     video, _ = make_video("pending", [at_cos(0.1)])
     segments.replace_segments(video, "speech", speech("pending", [1.0]))  # its video row is not written yet
     hits = segments.search(E0, "speech", 10)
-    assert [(h.video_id, h.index) for h in hits] == [("a", 1), ("b", 0)]
-    assert hits[0].text == "speech line 1 of a" and (hits[0].start_s, hits[0].end_s) == (2.0, 3.5)
-    np.testing.assert_allclose([h.score for h in hits], [0.8, 0.6], atol=1e-5)
+    # ANN hits are candidates: the pending video is one, and the rescoring read (video rows) is what drops it
+    assert [(h.video_id, h.index) for h in hits] == [("pending", 0), ("a", 1), ("b", 0)]
+    assert set(videos.get_candidate_vectors([h.video_id for h in hits]).videos) == {"a", "b"}
+    assert hits[1].text == "speech line 1 of a" and (hits[1].start_s, hits[1].end_s) == (2.0, 3.5)
+    np.testing.assert_allclose([h.score for h in hits], [1.0, 0.8, 0.6], atol=1e-5)
     assert [h.video_id for h in segments.search(E0, "screen_text", 10)] == ["b"]
     assert [h.video_id for h in segments.search(E0, "speech", 10, filter_expr='metadata["lang"] == "xx"')] == []
 

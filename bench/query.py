@@ -155,17 +155,37 @@ def exact_agreement(stack: SearchStack, index: VideoIndex, address: str, videos:
             "grouped_clip_recall_at_k": float(np.mean(grouped))}
 
 
+def load_alone(stack: SearchStack, index: VideoIndex) -> tuple[int, int]:
+    """Release every other size's collections, then (re)load this index's: the engine's resident bytes afterwards,
+    and what loading this index added to them (its memory on its own). (0, 0) for a Milvus not started here.
+
+    Without this the engine holds every size of the run at once, and its memory says nothing about one size.
+    """
+    if stack.milvus_rss is None:
+        return 0, 0
+    own = (index.names.videos, index.names.clips)
+    for other in stack.indexes.values():
+        for name in (other.names.videos, other.names.clips):
+            stack.client.release_collection(name)
+    time.sleep(5.0)  # let the engine hand freed segments back before the baseline
+    before = stack.milvus_rss()
+    for name in own:
+        stack.client.load_collection(name)
+    after = stack.milvus_rss()
+    return after, max(after - before, 0)
+
+
 def table(rows: list[dict[str, Any]], sizes: list[dict[str, Any]], repeats: int) -> str:
     lines = [
-        "| videos | clips | concurrency | QPS | p50 ms | p95 ms | p99 ms | encode | ANN videos | ANN clips | fetch "
-        "| rescore | fusion | gateway total | gateway overhead p50 | bare p50 ms | bare QPS | p50 gateway / bare |",
-        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
+        "| videos | clips | candidates | concurrency | QPS | p50 ms | p95 ms | p99 ms | encode | ANN videos | ANN clips "
+        "| fetch | rescore | fusion | gateway total | gateway overhead p50 | bare p50 ms | bare QPS | p50 gateway / bare |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in rows:
         g, b, s = r["gateway"], r["bare"], r["gateway"]["stages_ms"]
         bare = f"{b['p50_ms']:.1f} | {b['qps']:.1f} | {r['ratio_p50']:.2f}" if b else "– | – | –"
         lines.append(
-            f"| {r['videos']} | {r['clips']} | {r['concurrency']} | {g['qps']:.1f} | {g['p50_ms']:.1f} "
+            f"| {r['videos']} | {r['clips']} | {r['candidates']} | {r['concurrency']} | {g['qps']:.1f} | {g['p50_ms']:.1f} "
             f"| {g['p95_ms']:.1f} | {g['p99_ms']:.1f} | {s['encode']:.1f} | {s['ann_videos']:.1f} | {s['ann_clips']:.1f} "
             f"| {s['rescore_fetch']:.1f} | {s['rescore'] - s['rescore_fetch']:.1f} | {s['fusion']:.2f} | {s['total']:.1f} "
             f"| {g['overhead_in_gateway_ms']['p50']:.2f} | {bare} |"
@@ -175,16 +195,48 @@ def table(rows: list[dict[str, Any]], sizes: list[dict[str, Any]], repeats: int)
               "is the candidates' vectors, rescore the exact scoring after it. Bare: the same Triton and Milvus "
               "calls sent straight from the benchmark process, at the same concurrency. Gateway overhead: the gateway's "
               "total minus its waits on Triton and Milvus (encode + the longer ANN + fetch), as in bench.gateway.", "",
-              "| videos | load + index s | Milvus RSS MiB | top-10 recall vs exact | top-10 identical | grouped clip "
-              "top-10 recall | queries |", "|---|---|---|---|---|---|---|"]
-    for z in sizes:
-        a = z["agreement"] or {}
-        lines.append(f"| {z['videos']} | {z['load_s']:.0f} | {z['milvus_rss_mib']:.0f} "
-                     f"| {a.get('recall_at_k', float('nan')):.4f} | {a.get('identical_share', float('nan')):.3f} "
-                     f"| {a.get('grouped_clip_recall_at_k', float('nan')):.4f} | {a.get('queries', 0)} |")
-    lines += ["", "Load + index: 0 when the data folder already held the rows. Exact: brute force over every stored "
-              "vector, then the gateway's own union, rescoring and fusion (bench.query.exact_agreement)."]
+              "| videos | load + index s | Milvus RSS MiB | of which this index MiB |", "|---|---|---|---|"]
+    lines += [f"| {z['videos']} | {z['load_s']:.0f} | {z['milvus_rss_mib']:.0f} | {z['index_rss_mib']:.0f} |" for z in sizes]
+    lines += ["", "Load + index: 0 when the data folder already held the rows. Memory: the engine's resident set with "
+              "only this size loaded (the others released), and what loading it added (bench.query.load_alone).", "",
+              "| videos | candidates | top-10 recall vs exact | top-10 identical | grouped clip top-10 recall | queries |",
+              "|---|---|---|---|---|---|"]
+    lines += [f"| {z['videos']} | {a['candidates']} | {a['recall_at_k']:.4f} | {a['identical_share']:.3f} "
+              f"| {a['grouped_clip_recall_at_k']:.4f} | {a['queries']} |" for z in sizes for a in z["agreements"]]
+    lines += ["", f"Exact: brute force over every stored vector, ANN lists of {REFERENCE_CANDIDATES} videos, then the "
+              "gateway's own union, rescoring and fusion (bench.query.exact_agreement); the ANN path at each limit."]
     return "\n".join(lines)
+
+
+def measure_limit(stack: SearchStack, index: VideoIndex, videos: int, candidates: int,
+                  args: argparse.Namespace) -> tuple[list[dict[str, Any]], dict[str, float] | None]:
+    """One gateway at this candidate limit over `index`: a row per concurrency (medians of args.repeats runs, with
+    the bare baseline unless --no-bare), and its exact-search agreement (None with --check-queries 0)."""
+    limit = max(candidates, args.top_k)  # what the gateway asks each ANN list for (gateway.query.candidate_limit)
+    rows = []
+    with stack.gateway(index, candidates) as address:
+        for concurrency in args.concurrency:
+            gateway_runs, bare_runs = [], []
+            for _ in range(args.repeats):  # interleaved, so drift on a shared machine hits both alike
+                gateway_runs.append(measure(address, concurrency, args.requests, args.top_k))
+                if not args.no_bare:
+                    bare_runs.append(measure_bare(stack.encoder, index, concurrency, args.requests, limit))
+            gateway = median_runs(gateway_runs)
+            bare = median_runs(bare_runs) if bare_runs else None
+            rows.append({"videos": videos, "clips": videos * args.clips_per_video, "candidates": candidates,
+                         "concurrency": concurrency, "gateway": gateway, "bare": bare,
+                         "ratio_p50": gateway["p50_ms"] / bare["p50_ms"] if bare else None,
+                         "ratio_qps": gateway["qps"] / bare["qps"] if bare else None,
+                         "runs": {"gateway": gateway_runs, "bare": bare_runs}})
+            print(f"    concurrency {concurrency}: gateway {gateway['qps']:.1f} QPS p50 {gateway['p50_ms']:.1f} ms "
+                  f"p99 {gateway['p99_ms']:.1f} ms, overhead p50 {gateway['overhead_in_gateway_ms']['p50']:.2f} ms"
+                  + (f"; bare {bare['qps']:.1f} QPS p50 {bare['p50_ms']:.1f} ms" if bare else ""), flush=True)
+        agreement = None
+        if args.check_queries:
+            agreement = exact_agreement(stack, index, address, videos, args.clips_per_video, candidates,
+                                        args.top_k, CHECK_QUERIES[: args.check_queries], args.intrinsic_dim)
+            print(f"    exact-search agreement: {agreement}", flush=True)
+    return rows, agreement
 
 
 def _header(command: str) -> str:
@@ -201,6 +253,8 @@ def main(argv: list[str] | None = None) -> Path:
     parser.add_argument("--no-bare", action="store_true", help="skip the bare-dependency baseline (halves the time)")
     parser.add_argument("--check-queries", type=int, default=len(CHECK_QUERIES),
                         help="queries of the exact-search agreement check (0: skip it)")
+    parser.add_argument("--candidate-limits", type=int, nargs="+",
+                        help="measure each of these candidate limits in turn (latency and agreement; default: --candidates)")
     parser.add_argument("--plot", type=Path, help="write the cost curve (figures against index size) to this PNG")
     parser.add_argument("--tiny", action="store_true", help="smoke run: 60 videos of 2 clips, concurrency 1 and 4, "
                         "at most 10 requests, 1 repeat")
@@ -209,38 +263,21 @@ def main(argv: list[str] | None = None) -> Path:
         args.videos, args.clips_per_video, args.concurrency = [60], 2, [1, 4]
         args.requests, args.repeats, args.check_queries = min(args.requests, 10), 1, min(args.check_queries, 10)
     command = "python -m bench.query " + shlex.join(sys.argv[1:] if argv is None else argv)
-    limit = max(args.candidates, args.top_k)  # what the gateway asks each ANN list for (gateway.query.candidate_limit)
     rows, sizes = [], []
     with search_stack(args) as stack:
         for videos, index in stack.indexes.items():
             print(f"index of {videos} videos x {args.clips_per_video} clips ...", flush=True)
             load_s = synthesise(index, stack.client, videos, args.clips_per_video, intrinsic_dim=args.intrinsic_dim)
-            with stack.gateway(index, args.candidates) as address:
-                rss = stack.milvus_rss() if stack.milvus_rss else 0
-                for concurrency in args.concurrency:
-                    gateway_runs, bare_runs = [], []
-                    for _ in range(args.repeats):  # interleaved, so drift on a shared machine hits both alike
-                        gateway_runs.append(measure(address, concurrency, args.requests, args.top_k))
-                        if not args.no_bare:
-                            bare_runs.append(measure_bare(stack.encoder, index, concurrency, args.requests, limit))
-                    gateway = median_runs(gateway_runs)
-                    bare = median_runs(bare_runs) if bare_runs else None
-                    row = {"videos": videos, "clips": videos * args.clips_per_video, "load_s": load_s,
-                           "candidates": args.candidates, "concurrency": concurrency, "gateway": gateway, "bare": bare,
-                           "ratio_p50": gateway["p50_ms"] / bare["p50_ms"] if bare else None,
-                           "ratio_qps": gateway["qps"] / bare["qps"] if bare else None,
-                           "runs": {"gateway": gateway_runs, "bare": bare_runs}}
-                    rows.append(row)
-                    print(f"  concurrency {concurrency}: gateway {gateway['qps']:.1f} QPS p50 {gateway['p50_ms']:.1f} ms "
-                          f"p99 {gateway['p99_ms']:.1f} ms, overhead p50 {gateway['overhead_in_gateway_ms']['p50']:.2f} ms"
-                          + (f"; bare {bare['qps']:.1f} QPS p50 {bare['p50_ms']:.1f} ms" if bare else ""), flush=True)
-                agreement = None
-                if args.check_queries:
-                    agreement = exact_agreement(stack, index, address, videos, args.clips_per_video, args.candidates,
-                                                args.top_k, CHECK_QUERIES[: args.check_queries], args.intrinsic_dim)
-                    print(f"  exact-search agreement: {agreement}", flush=True)
+            rss, index_rss = load_alone(stack, index)
+            agreements = []
+            for candidates in args.candidate_limits or [args.candidates]:
+                print(f"  candidate limit {candidates}:", flush=True)
+                row_group, agreement = measure_limit(stack, index, videos, candidates, args)
+                rows += row_group
+                if agreement:
+                    agreements.append({"candidates": candidates, **agreement})
             sizes.append({"videos": videos, "clips": videos * args.clips_per_video, "load_s": load_s,
-                          "milvus_rss_mib": rss / 2**20, "agreement": agreement})
+                          "milvus_rss_mib": rss / 2**20, "index_rss_mib": index_rss / 2**20, "agreements": agreements})
     text = table(rows, sizes, args.repeats)
     arguments = {k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items()}
     milvus = "external" if args.milvus_uri else args.milvus
@@ -261,14 +298,17 @@ def plot_cost(rows: list[dict[str, Any]], sizes: list[dict[str, Any]], milvus: s
 
     videos = [s["videos"] for s in sizes]
     low, high = min(r["concurrency"] for r in rows), max(r["concurrency"] for r in rows)
-    at = {(r["videos"], r["concurrency"]): r["gateway"] for r in rows}
+    at = {(r["videos"], r["candidates"], r["concurrency"]): r["gateway"] for r in rows}
     fig, axes = plt.subplots(1, 3, figsize=(13, 3.8))
-    axes[0].plot(videos, [at[v, low]["p50_ms"] for v in videos], "o-", label=f"p50, concurrency {low}")
-    axes[0].plot(videos, [at[v, low]["p99_ms"] for v in videos], "s--", label=f"p99, concurrency {low}")
-    axes[0].set_ylabel("Search latency (ms)")
-    axes[1].plot(videos, [at[v, high]["qps"] for v in videos], "o-", label=f"concurrency {high}")
-    axes[1].set_ylabel("Search QPS")
-    axes[2].plot(videos, [s["milvus_rss_mib"] for s in sizes], "o-", label="Milvus RSS")
+    for limit in sorted({r["candidates"] for r in rows}, reverse=True):  # a line per candidate limit measured
+        sized = [v for v in videos if (v, limit, low) in at]
+        axes[0].plot(sized, [at[v, limit, low]["p50_ms"] for v in sized], "o-", label=f"p50, {limit} candidates")
+        axes[0].plot(sized, [at[v, limit, low]["p99_ms"] for v in sized], "s--", label=f"p99, {limit} candidates")
+        axes[1].plot(sized, [at[v, limit, high]["qps"] for v in sized], "o-", label=f"{limit} candidates")
+    axes[0].set_ylabel(f"Search latency at concurrency {low} (ms)")
+    axes[1].set_ylabel(f"Search QPS at concurrency {high}")
+    axes[2].plot(videos, [s["milvus_rss_mib"] for s in sizes], "o-", label="Milvus RSS, this size loaded")
+    axes[2].plot(videos, [s["index_rss_mib"] for s in sizes], "s--", label="of which the index")
     axes[2].set_ylabel("MiB")
     for ax in axes:
         ax.set_xscale("log")

@@ -18,15 +18,16 @@ def test_median_runs_takes_each_field_over_the_runs_nested_too():
 def test_table_shows_gateway_bare_and_ratio():
     stages = {"encode": 3.0, "ann_videos": 4.0, "ann_clips": 6.0, "rescore": 2.5, "rescore_fetch": 2.0,
               "fusion": 0.1, "total": 12.0}
-    row = {"videos": 10, "clips": 40, "concurrency": 4, "ratio_p50": 1.25, "ratio_qps": 0.8,
+    row = {"videos": 10, "clips": 40, "candidates": 100, "concurrency": 4, "ratio_p50": 1.25, "ratio_qps": 0.8,
            "gateway": {"qps": 80.0, "p50_ms": 15.0, "p95_ms": 20.0, "p99_ms": 25.0, "stages_ms": stages,
                        "overhead_in_gateway_ms": {"p50": 0.9, "p95": 1.5}},
            "bare": {"qps": 100.0, "p50_ms": 12.0, "p95_ms": 14.0, "p99_ms": 15.0}}
-    size = {"videos": 10, "clips": 40, "load_s": 12.4, "milvus_rss_mib": 250.0,
-            "agreement": {"queries": 240, "recall_at_k": 0.9975, "identical_share": 0.975, "grouped_clip_recall_at_k": 0.995}}
+    size = {"videos": 10, "clips": 40, "load_s": 12.4, "milvus_rss_mib": 250.0, "index_rss_mib": 40.0,
+            "agreements": [{"candidates": 100, "queries": 240, "recall_at_k": 0.9975, "identical_share": 0.975,
+                            "grouped_clip_recall_at_k": 0.995}]}
     text = table([row], [size], repeats=3)
-    assert "| 10 | 40 | 4 | 80.0 | 15.0 | 20.0 | 25.0 | 3.0 | 4.0 | 6.0 | 2.0 | 0.5 | 0.10 | 12.0 | 0.90 | 12.0 | 100.0 | 1.25 |" in text
-    assert "| 10 | 12 | 250 | 0.9975 | 0.975 | 0.9950 | 240 |" in text
+    assert "| 10 | 40 | 100 | 4 | 80.0 | 15.0 | 20.0 | 25.0 | 3.0 | 4.0 | 6.0 | 2.0 | 0.5 | 0.10 | 12.0 | 0.90 | 12.0 | 100.0 | 1.25 |" in text
+    assert "| 10 | 12 | 250 | 40 |" in text and "| 10 | 100 | 0.9975 | 0.975 | 0.9950 | 240 |" in text
     assert "Median of 3 runs" in text
 
 
@@ -44,9 +45,10 @@ def test_tiny_query_benchmark_writes_results(triton, milvus_uri, redis_url, tmp_
             assert 0 < row[side]["p50_ms"] <= row[side]["p95_ms"] <= row[side]["p99_ms"] and row[side]["qps"] > 0
         assert row["ratio_p50"] > 0 and len(row["runs"]["gateway"]) == 1
     [size] = saved["sizes"]
-    assert size["agreement"]["queries"] == 6 and 0 <= size["agreement"]["recall_at_k"] <= 1
+    [agreement] = size["agreements"]
+    assert agreement["queries"] == 6 and 0 <= agreement["recall_at_k"] <= 1
     markdown = (tmp_path / "query.md").read_text()
-    assert "| 60 | 120 | 4 |" in markdown and "Command: `python -m bench.query --tiny" in markdown
+    assert "| 60 | 120 | 100 | 4 |" in markdown and "Command: `python -m bench.query --tiny" in markdown
 
 
 def test_run_all_runs_each_benchmark_in_order_and_summarises(tmp_path, monkeypatch):

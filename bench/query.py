@@ -156,17 +156,17 @@ def exact_agreement(stack: SearchStack, index: VideoIndex, address: str, videos:
 
 
 def load_alone(stack: SearchStack, index: VideoIndex) -> tuple[int, int]:
-    """Release every other size's collections, then (re)load this index's: the engine's resident bytes afterwards,
-    and what loading this index added to them (its memory on its own). (0, 0) for a Milvus not started here.
+    """Release every collection of the benchmark's Milvus, then (re)load this index's: the engine's resident bytes
+    afterwards, and what loading this index added to them (its memory on its own). (0, 0) for a Milvus not
+    started here (--milvus-uri: its collections are not ours to release).
 
-    Without this the engine holds every size of the run at once, and its memory says nothing about one size.
+    Without this the engine holds every size ever loaded in its data folder, and its memory says nothing about one.
     """
     if stack.milvus_rss is None:
         return 0, 0
     own = (index.names.videos, index.names.clips)
-    for other in stack.indexes.values():
-        for name in (other.names.videos, other.names.clips):
-            stack.client.release_collection(name)
+    for name in stack.client.list_collections():
+        stack.client.release_collection(name)
     time.sleep(5.0)  # let the engine hand freed segments back before the baseline
     before = stack.milvus_rss()
     for name in own:

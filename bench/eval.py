@@ -287,7 +287,10 @@ def calibration(
     spans: Mapping[tuple[str, str], tuple[float, float]], videos: int, top_k: int, seed: int, threads: int,
 ) -> dict[str, Any]:
     """Weights and text range searched on one half of the texts, then every configuration scored on the other
-    half through a real gateway (one started with the calibrated text range where it is not the stack's)."""
+    half through a real gateway (one started with the calibrated text range where it is not the stack's).
+
+    Where a method's calibrated range is not the stack's, the held-out half is also searched with the default
+    weights at that range (`fused <method>, text range [a, b]`): whether the range alone should change."""
     cal_texts, held_texts = split_texts(qs, seed)
     cal = [q for q in qs if q.text in cal_texts]
     held = [q for q in qs if q.text in held_texts]
@@ -295,14 +298,19 @@ def calibration(
     configs = list(BASE_CONFIGS)
     held_responses = {name: dict(rs) for name, rs in responses.items()}
     for method, found in best.items():
-        config = Config(f"calibrated {method}", FusionMethod(method), found["weights"], tuple(found["text_range"]))
-        configs.append(config)
-        if config.text_range == tuple(settings.text_level_range):
+        text_range = tuple(found["text_range"])
+        config = Config(f"calibrated {method}", FusionMethod(method), found["weights"], text_range)
+        if text_range == tuple(settings.text_level_range):
+            configs.append(config)
             held_responses[config.name] = search_all(gateway, sorted(held_texts), config, top_k, threads)
         else:
-            env = {"VIDSTRATA_GATEWAY_TEXT_LEVEL_RANGE": json.dumps(list(config.text_range))}
+            default_weights = Config(f"fused {method}, text range [{text_range[0]:g}, {text_range[1]:g}]",
+                                     FusionMethod(method), {}, text_range)
+            env = {"VIDSTRATA_GATEWAY_TEXT_LEVEL_RANGE": json.dumps(list(text_range))}
             with open_gateway(env) as other:
-                held_responses[config.name] = search_all(other, sorted(held_texts), config, top_k, threads)
+                for c in (config, default_weights):
+                    configs.append(c)
+                    held_responses[c.name] = search_all(other, sorted(held_texts), c, top_k, threads)
         found["held_out_mrr"] = objective(held, lambda q, c=config.name: held_responses[c][q.text].hits, videos)
     chosen = max(best, key=lambda m: best[m]["calibration_mrr"])
     held_out_mrr = {config.name: objective(held, lambda q, c=config.name: held_responses[c][q.text].hits, videos)

@@ -59,13 +59,12 @@ SEARCH_ATTEMPTS = 3
 
 @dataclass(frozen=True)
 class Config:
-    """One way of ranking: a fusion method and its weights (empty: the gateway's defaults), and the text levels'
-    cosine range (None: the gateway's)."""
+    """One way of ranking: a fusion method and its weights (empty: the gateway's defaults). The text levels' range
+    is the gateway's: a setting of the gateway it is sent to, not of the request."""
 
     name: str
     method: FusionMethod
     weights: Mapping[str, float] = field(default_factory=dict)
-    text_range: tuple[float, float] | None = None
 
 
 BASE_CONFIGS = [Config(LEVEL_NAMES[level], FusionMethod.WEIGHTED, {level: 1.0}) for level in LEVELS] + [
@@ -299,13 +298,13 @@ def calibration(
     held_responses = {name: dict(rs) for name, rs in responses.items()}
     for method, found in best.items():
         text_range = tuple(found["text_range"])
-        config = Config(f"calibrated {method}", FusionMethod(method), found["weights"], text_range)
+        config = Config(f"calibrated {method}", FusionMethod(method), found["weights"])
         if text_range == tuple(settings.text_level_range):
             configs.append(config)
             held_responses[config.name] = search_all(gateway, sorted(held_texts), config, top_k, threads)
         else:
             default_weights = Config(f"fused {method}, text range [{text_range[0]:g}, {text_range[1]:g}]",
-                                     FusionMethod(method), {}, text_range)
+                                     FusionMethod(method))
             env = {"VIDSTRATA_GATEWAY_TEXT_LEVEL_RANGE": json.dumps(list(text_range))}
             with open_gateway(env) as other:
                 for c in (config, default_weights):

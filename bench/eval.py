@@ -14,9 +14,11 @@ R@1/5/10 (%), median and mean rank (filtered: only videos the text does not also
 it), and for scene queries the span accuracy of the target video's `best_clip` (mean IoU with the true
 scene, share with IoU >= 0.5) and "top-1 span" (the first hit is relevant and its best clip has IoU >= 0.5).
 
-`--calibrate` splits the distinct query texts in two (seeded, per kind), searches a weight grid on one half
-by replaying the gateway's own fusion (gateway.fusion.fuse) over the level scores Search returned for every
-candidate, then reports the best weights of each method on the other half through the real gateway.
+`--calibrate` splits the distinct query texts in two (seeded, per kind), searches a grid of weights and of the
+text levels' cosine range on one half by replaying the gateway's own fusion (gateway.fusion.fuse) over the level
+scores Search returned for every candidate, then reports the best of each method on the other half through a
+real gateway: the stack's own, or one more started on the same servers with the chosen text range (a deployment
+setting, VIDSTRATA_GATEWAY_TEXT_LEVEL_RANGE, not a request field).
 """
 
 from __future__ import annotations
@@ -28,13 +30,13 @@ import statistics
 import sys
 import tempfile
 import time
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import grpc
 
@@ -46,6 +48,9 @@ from bench.calibration import calibrate, objective, replay, split_texts
 from bench.metrics import RankedVideo, Response, score_queries
 from bench.report import LEVEL_NAMES, plot, tables
 
+if TYPE_CHECKING:
+    from vidstrata.up import Stack
+
 READY, FAILED = 3, 4  # search_pb2.Video.Status, without importing the generated stubs at module import
 DEFAULT_VIDEOS = 40
 TINY_VIDEOS = 6
@@ -54,7 +59,8 @@ SEARCH_ATTEMPTS = 3
 
 @dataclass(frozen=True)
 class Config:
-    """One way of ranking: a fusion method and its weights (empty: the gateway's defaults)."""
+    """One way of ranking: a fusion method and its weights (empty: the gateway's defaults). The text levels' range
+    is the gateway's: a setting of the gateway it is sent to, not of the request."""
 
     name: str
     method: FusionMethod
@@ -76,8 +82,8 @@ EVAL_GATEWAY_ENV = {"VIDSTRATA_GATEWAY_REQUEST_TIMEOUT_S": "120", "VIDSTRATA_GAT
 
 
 @contextmanager
-def real_stack(data_dir: Path, model_repository: Path, env: Mapping[str, str] = EVAL_GATEWAY_ENV) -> Iterator[str]:
-    """vidstrata.up's stack on free ports with its data in data_dir; yields the gateway address.
+def real_stack(data_dir: Path, model_repository: Path, env: Mapping[str, str] = EVAL_GATEWAY_ENV) -> Iterator[Stack]:
+    """vidstrata.up's stack on free ports with its data in data_dir; yields it (its gateway: `gateway_address`).
 
     `env` goes to the worker and gateway on top of this process's environment, which is left as it was.
     """
@@ -92,9 +98,31 @@ def real_stack(data_dir: Path, model_repository: Path, env: Mapping[str, str] = 
     try:
         stack.lock()
         launch(stack)
-        yield f"127.0.0.1:{ports['gateway_port']}"
+        yield stack
     finally:
         stack.stop()
+
+
+def gateway_address(stack: Stack) -> str:
+    """The address of the stack's own gateway."""
+    return f"127.0.0.1:{stack.settings.gateway_port}"
+
+
+GatewayOpener = Callable[[Mapping[str, str]], AbstractContextManager["EvalClient"]]
+
+
+@contextmanager
+def extra_gateway(stack: Stack, env: Mapping[str, str]) -> Iterator[EvalClient]:
+    """One more gateway on the stack's servers, with `env` on top of the stack's settings (another text range)."""
+    from vidstrata.stack.gateway import start_gateway
+
+    process = start_gateway(stack.env() | dict(env), stack.logs / "gateway-extra.log")
+    client = EvalClient(process.address)
+    try:
+        yield client
+    finally:
+        client.close()
+        process.stop()
 
 
 class EvalClient:
@@ -201,9 +229,11 @@ def by_kind(qs: Sequence[Query]) -> dict[str, list[Query]]:
 
 def evaluate(
     gateway: EvalClient, name: str, items: Sequence[Item], seed: int, calibrate_weights: bool, threads: int,
-    ingest_timeout_s: float,
+    ingest_timeout_s: float, open_gateway: GatewayOpener,
 ) -> dict[str, Any]:
-    """Ingest one dataset, search every query in every configuration, score; deletes the videos after."""
+    """Ingest one dataset, search every query in every configuration, score; deletes the videos after.
+
+    open_gateway(env): another gateway on the same servers with these settings, for a calibrated text range."""
     settings = GatewaySettings()
     qs = queries(items)
     spans = {(item.video_id, s.caption): (s.start_s, s.end_s) for item in items for s in item.scenes}
@@ -220,7 +250,8 @@ def evaluate(
             "videos": videos, "queries": {k: len(g) for k, g in by_kind(qs).items()}, "texts": len(texts),
             "ingest": ingest, "top_k": top_k,
             "defaults": {"method": settings.fusion_method.value, "weights": settings.fusion_weights,
-                         "normalization": settings.normalization, "rrf_k": settings.rrf_k},
+                         "text_range": list(settings.text_level_range), "normalization": settings.normalization,
+                         "rrf_k": settings.rrf_k},
             "configs": {}, "exhaustive": all(r.candidates == len(r.hits) for r in responses["fused WEIGHTED"].values()),
             "search_total_ms_median": statistics.median(r.total_ms for rs in responses.values() for r in rs.values()),
         }
@@ -241,8 +272,8 @@ def evaluate(
                 mismatches += replayed != [h.video_id for h in responses[config.name][text].hits]
         result["replay_mismatches"] = mismatches
         if calibrate_weights:
-            result["calibration"] = calibration(gateway, qs, full, responses, settings, spans, videos, top_k, seed,
-                                                threads)
+            result["calibration"] = calibration(gateway, open_gateway, qs, full, responses, settings, spans, videos,
+                                                top_k, seed, threads)
         result["search_retries"] = gateway.retries
         return result
     finally:
@@ -250,11 +281,15 @@ def evaluate(
 
 
 def calibration(
-    gateway: EvalClient, qs: Sequence[Query], full: Mapping[str, Response], responses: Mapping[str, Mapping[str, Response]],
-    settings: GatewaySettings, spans: Mapping[tuple[str, str], tuple[float, float]], videos: int, top_k: int,
-    seed: int, threads: int,
+    gateway: EvalClient, open_gateway: GatewayOpener, qs: Sequence[Query], full: Mapping[str, Response],
+    responses: Mapping[str, Mapping[str, Response]], settings: GatewaySettings,
+    spans: Mapping[tuple[str, str], tuple[float, float]], videos: int, top_k: int, seed: int, threads: int,
 ) -> dict[str, Any]:
-    """Weights searched on one half of the texts, then every configuration scored on the other half."""
+    """Weights and text range searched on one half of the texts, then every configuration scored on the other
+    half through a real gateway (one started with the calibrated text range where it is not the stack's).
+
+    Where a method's calibrated range is not the stack's, the held-out half is also searched with the default
+    weights at that range (`fused <method>, text range [a, b]`): whether the range alone should change."""
     cal_texts, held_texts = split_texts(qs, seed)
     cal = [q for q in qs if q.text in cal_texts]
     held = [q for q in qs if q.text in held_texts]
@@ -262,9 +297,19 @@ def calibration(
     configs = list(BASE_CONFIGS)
     held_responses = {name: dict(rs) for name, rs in responses.items()}
     for method, found in best.items():
+        text_range = tuple(found["text_range"])
         config = Config(f"calibrated {method}", FusionMethod(method), found["weights"])
-        configs.append(config)
-        held_responses[config.name] = search_all(gateway, sorted(held_texts), config, top_k, threads)
+        if text_range == tuple(settings.text_level_range):
+            configs.append(config)
+            held_responses[config.name] = search_all(gateway, sorted(held_texts), config, top_k, threads)
+        else:
+            default_weights = Config(f"fused {method}, text range [{text_range[0]:g}, {text_range[1]:g}]",
+                                     FusionMethod(method))
+            env = {"VIDSTRATA_GATEWAY_TEXT_LEVEL_RANGE": json.dumps(list(text_range))}
+            with open_gateway(env) as other:
+                for c in (config, default_weights):
+                    configs.append(c)
+                    held_responses[c.name] = search_all(other, sorted(held_texts), c, top_k, threads)
         found["held_out_mrr"] = objective(held, lambda q, c=config.name: held_responses[c][q.text].hits, videos)
     chosen = max(best, key=lambda m: best[m]["calibration_mrr"])
     held_out_mrr = {config.name: objective(held, lambda q, c=config.name: held_responses[c][q.text].hits, videos)
@@ -273,7 +318,8 @@ def calibration(
         "split": {"seed": seed, "calibration_texts": len(cal_texts), "held_out_texts": len(held_texts),
                   "calibration_queries": len(cal), "held_out_queries": len(held)},
         "grid_step": 0.1, "objective": "mean reciprocal filtered rank (all query kinds)",
-        "best": best, "chosen": {"method": chosen, "weights": best[chosen]["weights"]},
+        "best": best,
+        "chosen": {"method": chosen, "weights": best[chosen]["weights"], "text_range": best[chosen]["text_range"]},
         "held_out_mrr": held_out_mrr,
         "held_out": {
             config.name: {kind: asdict(score_queries(group, lambda q, c=config.name: held_responses[c][q.text].hits,
@@ -324,13 +370,14 @@ def run(args: argparse.Namespace, work: Path, command: str) -> dict[str, Any]:
         datasets[path.stem] = read_jsonl(path)
     payload: dict[str, Any] = {"command": command, "seed": args.seed, "tiny": args.tiny, "datasets": {}}
     started = time.perf_counter()
-    with real_stack(work / "stack", args.model_repository.resolve()) as address:
+    with real_stack(work / "stack", args.model_repository.resolve()) as stack:
+        address = gateway_address(stack)
         print(f"stack up in {time.perf_counter() - started:.0f}s; gateway at {address}", flush=True)
         gateway = EvalClient(address)
         try:
             for name, items in datasets.items():
                 payload["datasets"][name] = evaluate(gateway, name, items, args.seed, args.calibrate, args.threads,
-                                                     args.ingest_timeout)
+                                                     args.ingest_timeout, lambda env: extra_gateway(stack, env))
         finally:
             gateway.close()
     payload["wall_s"] = time.perf_counter() - started

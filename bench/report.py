@@ -38,12 +38,13 @@ def tables(payload: Mapping[str, Any]) -> str:
         if not cal:
             continue
         split = cal["split"]
-        out += [f"Calibration on `{name}` (seed {split['seed']}): weights searched on {split['calibration_texts']} "
-                f"query texts ({split['calibration_queries']} queries), reported on the other "
-                f"{split['held_out_texts']} texts ({split['held_out_queries']} queries).", ""]
+        out += [f"Calibration on `{name}` (seed {split['seed']}): weights and text range searched on "
+                f"{split['calibration_texts']} query texts ({split['calibration_queries']} queries), reported on the "
+                f"other {split['held_out_texts']} texts ({split['held_out_queries']} queries).", ""]
         for method, found in cal["best"].items():
-            out.append(f"- {method}: {_weights(found['weights'])} (calibration MRR {found['calibration_mrr']:.3f}, "
-                       f"held-out MRR {found['held_out_mrr']:.3f})")
+            low, high = found["text_range"]
+            out.append(f"- {method}: {_weights(found['weights'])}, text range [{low:g}, {high:g}] (calibration MRR "
+                       f"{found['calibration_mrr']:.3f}, held-out MRR {found['held_out_mrr']:.3f})")
         if "held_out_mrr" in cal:
             out.append("- held-out MRR (all queries) of every configuration: "
                        + ", ".join(f"{name} {mrr:.3f}" for name, mrr in cal["held_out_mrr"].items()))

@@ -14,9 +14,9 @@ exists, so a first ingest is invisible until it is complete. A re-ingest upserts
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, NamedTuple
+from typing import Any, ClassVar, Self
 
 import numpy as np
 
@@ -43,8 +43,10 @@ from spec.validation import check_metadata, check_video_id
 
 
 @dataclass
-class SegmentRecord:
+class Segment:
     """One timed text segment of a video: what was said (kind "speech") or shown ("screen_text") in a span."""
+
+    COLUMNS: ClassVar[tuple[str, ...]] = ("video_id", "kind", "segment_index", "start_s", "end_s", "text")
 
     video_id: str
     kind: str
@@ -52,18 +54,25 @@ class SegmentRecord:
     start_s: float
     end_s: float
     text: str
+
+    @classmethod
+    def from_row(cls, row: Mapping[str, Any], **more: Any) -> Self:
+        """The segment a stored row (or search entity) with `COLUMNS` holds; `more`: a subclass's own fields."""
+        return cls(row["video_id"], row["kind"], int(row["segment_index"]), float(row["start_s"]),
+                   float(row["end_s"]), row["text"], **more)
+
+
+@dataclass
+class SegmentRecord(Segment):
+    """A segment as stored: with its text vector [D] (None when read without vectors)."""
+
     vector: np.ndarray | None = field(default=None, repr=False)
 
 
-class SegmentHit(NamedTuple):
+@dataclass
+class SegmentHit(Segment):
     """The best-matching segment of one video for one query vector (larger score is better)."""
 
-    video_id: str
-    kind: str
-    index: int
-    start_s: float
-    end_s: float
-    text: str
     score: float
 
 
@@ -129,7 +138,7 @@ class SegmentIndex:
         Does not check the trust rule: callers read segments of videos whose rows they already hold.
         """
         kinds = [_check_kind(k) for k in kinds]
-        fields = ["video_id", "kind", "segment_index", "start_s", "end_s", "text"] + ([VECTOR_FIELD] if vectors else [])
+        fields = [*Segment.COLUMNS, *([VECTOR_FIELD] if vectors else [])]
         found: dict[str, list[SegmentRecord]] = {}
         kind_list = ", ".join(quote_string(k) for k in kinds)
         # a query returns at most one result window, so ask for few enough videos that all their rows fit
@@ -141,10 +150,8 @@ class SegmentIndex:
                 timeout=self.videos.settings.milvus_timeout_s,
             ))
             for row in rows:
-                found.setdefault(row["video_id"], []).append(SegmentRecord(
-                    row["video_id"], row["kind"], int(row["segment_index"]), float(row["start_s"]),
-                    float(row["end_s"]), row["text"],
-                    np.asarray(row[VECTOR_FIELD], dtype=np.float32) if vectors else None,
+                found.setdefault(row["video_id"], []).append(SegmentRecord.from_row(
+                    row, vector=np.asarray(row[VECTOR_FIELD], dtype=np.float32) if vectors else None,
                 ))
         for rows in found.values():
             rows.sort(key=lambda s: (s.kind, s.start_s, s.index))
@@ -168,7 +175,7 @@ class SegmentIndex:
         settings = self.videos.settings
         result = self.videos._call(f"search {kind} segments", lambda client: client.search(
             self.name, data=[query], filter=milvus_filter, limit=fetch,
-            output_fields=["video_id", "segment_index", "start_s", "end_s", "text"],
+            output_fields=list(Segment.COLUMNS),
             search_params=search_params(settings, fetch), consistency_level=settings.read_consistency,
             timeout=settings.milvus_timeout_s,
         ))
@@ -177,7 +184,5 @@ class SegmentIndex:
         for hit in hits:
             entity = hit["entity"]
             if entity["video_id"] not in best:
-                best[entity["video_id"]] = SegmentHit(
-                    entity["video_id"], kind, int(entity["segment_index"]), float(entity["start_s"]),
-                    float(entity["end_s"]), entity["text"], float(hit.distance))
+                best[entity["video_id"]] = SegmentHit.from_row(entity, score=float(hit.distance))
         return list(best.values())[:limit_videos]

@@ -1,4 +1,5 @@
-"""The one video decoder: ingest (workers) and training (encoders.train_data) sample frames through it.
+"""The one video decoder: ingest (the frame encoder's samples and the on-screen text stage's frames) and
+training (encoders.train_data) read frames through it.
 
 A video is read in the file's real geometry and real time:
 
@@ -26,6 +27,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
+from typing import Self
 
 import av
 import numpy as np
@@ -97,19 +99,16 @@ def _display_matrix(frame: av.VideoFrame) -> tuple[float, ...] | None:
     return None
 
 
-class VideoReader:
-    """An open video: its duration, sampling plan and a generator of frame batches. Use as a context manager.
+class VideoSource:
+    """An open video stream in real geometry and time: every decoded frame with its time, and a way to turn one
+    upright. Stages that choose their own frames (on-screen text) read through it; `VideoReader` adds the
+    encoder's sampling plan. Use as a context manager.
 
-    After `batches` is exhausted, `duration_s` is the end of the last decoded frame and `note` says whether
+    After `frames` is exhausted, `duration_s` is the end of the last decoded frame and `note` says whether
     the file ended before its stated duration.
     """
 
-    def __init__(
-        self, path: Path, image_size: int, sample_fps: float, max_frames: int, max_duration_s: float,
-        max_pixels: int = DEFAULT_MAX_PIXELS,
-    ) -> None:
-        self.image_size = image_size
-        self.max_frames = max_frames
+    def __init__(self, path: Path, max_duration_s: float, max_pixels: int = DEFAULT_MAX_PIXELS) -> None:
         self.max_duration_s = max_duration_s
         self.max_pixels = max_pixels
         self.note = ""
@@ -132,8 +131,6 @@ class VideoReader:
             self._container.close()
             raise
         self.rotation, self.mirrored = 0, False  # read from the first decoded frame's display matrix
-        self.interval_s = sampling_interval(self.duration_s, sample_fps, max_frames)
-        self.expected_frames = min(max_frames, max(1, math.ceil(self.duration_s / self.interval_s)))
 
     def _video_stream(self) -> av.VideoStream:
         streams = self._container.streams
@@ -190,6 +187,95 @@ class VideoReader:
             pass  # a damaged tail: what was read so far is the measure, decoding reports the damage
         return max(end - (start or 0.0), count * self._period)
 
+    def _sample_aspect_width(self, frame: av.VideoFrame) -> int:
+        """The frame's width in square pixels (the stream's sample aspect ratio applied)."""
+        sar = self._stream.sample_aspect_ratio or Fraction(1)
+        return max(1, round(frame.width * sar))
+
+    def _turn_upright(self, rgb: np.ndarray) -> np.ndarray:
+        """rgb [H,W,3] turned and mirrored as the display matrix of the first decoded frame says."""
+        upright = np.rot90(rgb, self.rotation)
+        return np.ascontiguousarray(upright[:, ::-1] if self.mirrored else upright)
+
+    def upright(self, frame: av.VideoFrame, max_side: int) -> np.ndarray:
+        """The whole frame as uint8 RGB [H,W,3], upright and in square pixels, its longer side at most max_side.
+
+        For readers of the whole picture (OCR), where `VideoReader`'s centre crop would cut text off. Reduced
+        before converted, like the encoder's input: swscale scales it down, then it is turned.
+        """
+        self._check_geometry(frame.width, frame.height)
+        width = self._sample_aspect_width(frame)
+        scale = min(1.0, max_side / max(width, frame.height))
+        fit_w, fit_h = (max(2, int(side * scale) // 2 * 2) for side in (width, frame.height))
+        return self._turn_upright(frame.reformat(width=fit_w, height=fit_h, format="rgb24").to_ndarray())
+
+    def frames(self) -> Iterator[tuple[float, av.VideoFrame]]:
+        """Every decoded frame with its time (s from the start); FFmpeg errors and frames past max_duration_s
+        become BadVideo. Frames without a timestamp follow the previous one by one frame period.
+
+        The first frame's display matrix sets `rotation` and `mirrored`; once exhausted, `duration_s` is the
+        end of the last frame and `note` says whether the file ends before its header says.
+        """
+        start: float | None = None
+        if self._stream.start_time is not None and self._stream.time_base is not None:
+            start = float(self._stream.start_time * self._stream.time_base)
+        last: float | None = None
+        end = 0.0
+        decoded = self._container.decode(self._stream)
+        while True:
+            try:
+                frame = next(decoded)
+            except (StopIteration, av.error.EOFError):
+                break
+            except av.error.FFmpegError as exc:
+                raise BadVideo(f"corrupt video stream after {last or 0.0:.1f} s: {exc.strerror}") from exc
+            length = float(frame.duration * frame.time_base) if frame.duration and frame.time_base else self._period
+            if frame.time is None:
+                t = 0.0 if last is None else last + self._period
+            else:
+                if start is None:
+                    start = frame.time
+                t = max(0.0, frame.time - start)
+                if last is not None and t < last:  # out of order or repeated timestamps: keep time monotonic
+                    t = last
+            if t > self.max_duration_s:
+                raise BadVideo(f"video is longer than the limit of {self.max_duration_s:.0f} s")
+            if last is None:
+                self.rotation, self.mirrored = display_rotation(frame)
+            last = t
+            end = max(end, t + length)
+            yield t, frame
+        if last is None:
+            return
+        stated = self.stated_duration_s
+        if stated is not None and end < stated - _TRUNCATION_TOLERANCE_S:
+            self.note = f"the file ends early: frames end at {end:.1f} s of the {stated:.1f} s its header states"
+        self.duration_s = end
+
+    def close(self) -> None:
+        self._container.close()
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+class VideoReader(VideoSource):
+    """An open video with the encoder's sampling plan: its duration and a generator of encoder-sized frame
+    batches. Use as a context manager."""
+
+    def __init__(
+        self, path: Path, image_size: int, sample_fps: float, max_frames: int, max_duration_s: float,
+        max_pixels: int = DEFAULT_MAX_PIXELS,
+    ) -> None:
+        super().__init__(path, max_duration_s, max_pixels)
+        self.image_size = image_size
+        self.max_frames = max_frames
+        self.interval_s = sampling_interval(self.duration_s, sample_fps, max_frames)
+        self.expected_frames = min(max_frames, max(1, math.ceil(self.duration_s / self.interval_s)))
+
     def _to_input(self, frame: av.VideoFrame) -> np.ndarray:
         """The frame upright, its shorter side scaled to image_size (square pixels), centre-cropped.
 
@@ -199,8 +285,7 @@ class VideoReader:
         """
         self._check_geometry(frame.width, frame.height)
         size = self.image_size
-        sar = self._stream.sample_aspect_ratio or Fraction(1)
-        width = max(1, round(frame.width * sar))
+        width = self._sample_aspect_width(frame)
         if min(width, frame.height) >= size:
             fit_w, fit_h = _fit(width, frame.height, size)
             rgb = frame.reformat(width=fit_w, height=fit_h, format="rgb24", interpolation="BILINEAR").to_ndarray()
@@ -214,37 +299,7 @@ class VideoReader:
             square = av.VideoFrame.from_ndarray(crop, format="rgb24").reformat(
                 width=size, height=size, interpolation="BILINEAR"
             ).to_ndarray()
-        upright = np.rot90(square, self.rotation)
-        return np.ascontiguousarray(upright[:, ::-1] if self.mirrored else upright)
-
-    def _frames(self) -> Iterator[tuple[float, float, av.VideoFrame]]:
-        """Every decoded frame with its time from the start and its own duration (s); FFmpeg errors become
-        BadVideo. Frames without a timestamp follow the previous one by one frame period."""
-        start: float | None = None
-        if self._stream.start_time is not None and self._stream.time_base is not None:
-            start = float(self._stream.start_time * self._stream.time_base)
-        last: float | None = None
-        decoded = self._container.decode(self._stream)
-        while True:
-            try:
-                frame = next(decoded)
-            except StopIteration:
-                return
-            except av.error.EOFError:
-                return
-            except av.error.FFmpegError as exc:
-                raise BadVideo(f"corrupt video stream after {last or 0.0:.1f} s: {exc.strerror}") from exc
-            length = float(frame.duration * frame.time_base) if frame.duration and frame.time_base else self._period
-            if frame.time is None:
-                t = 0.0 if last is None else last + self._period
-            else:
-                if start is None:
-                    start = frame.time
-                t = max(0.0, frame.time - start)
-                if last is not None and t < last:  # out of order or repeated timestamps: keep time monotonic
-                    t = last
-            last = t
-            yield t, length, frame
+        return self._turn_upright(square)
 
     def batches(self, size: int) -> Iterator[FrameBatch]:
         """Sampled frames in batches of `size` (the last may be smaller); BadVideo if none can be decoded.
@@ -253,15 +308,10 @@ class VideoReader:
         """
         times: list[float] = []
         frames: list[np.ndarray] = []
-        taken, due, end = 0, 0.0, 0.0
-        for t, length, frame in self._frames():
-            if t > self.max_duration_s:
-                raise BadVideo(f"video is longer than the limit of {self.max_duration_s:.0f} s")
-            end = max(end, t + length)
+        taken, due = 0, 0.0
+        for t, frame in self.frames():
             if taken == self.max_frames or t + _EPS_S < due:
                 continue
-            if taken == 0:
-                self.rotation, self.mirrored = display_rotation(frame)
             times.append(t)
             frames.append(self._to_input(frame))
             taken += 1
@@ -273,16 +323,3 @@ class VideoReader:
             yield FrameBatch(np.asarray(times), np.stack(frames))
         elif taken == 0:
             raise BadVideo("no decodable video frames")
-        stated = self.stated_duration_s
-        if stated is not None and end < stated - _TRUNCATION_TOLERANCE_S:
-            self.note = f"the file ends early: frames end at {end:.1f} s of the {stated:.1f} s its header states"
-        self.duration_s = end
-
-    def close(self) -> None:
-        self._container.close()
-
-    def __enter__(self) -> VideoReader:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()

@@ -8,7 +8,9 @@ import numpy as np
 import pytest
 
 from bench.datasets import Query
-from bench.calibration import TEXT_WEIGHTS, calibrate, replay, split_texts, weight_grid
+from bench.calibration import (
+    TEXT_WEIGHTS, calibrate, grid_mrr, objective, replay, split_texts, text_ranges, weight_grid,
+)
 from bench.eval import main
 from bench.metrics import Metrics, RankedVideo, Response, filtered_rank, iou, score_queries
 from bench.report import plot, tables
@@ -93,6 +95,63 @@ def test_calibration_finds_the_level_that_ranks_targets_first():
     best = calibrate(qs, full, GatewaySettings(), videos=6)
     assert best["WEIGHTED"]["calibration_mrr"] == 1.0
     assert best["WEIGHTED"]["weights"]["clip_sentence"] >= 0.5
+    assert best["WEIGHTED"]["text_range"] == list(GatewaySettings().text_level_range), "no text: the range stays"
+
+
+def _text_set(seed=1, videos=8):
+    """Queries whose targets' speech matches moderately, among videos with unrelated speech, on-screen text or none."""
+    rng = np.random.default_rng(seed)
+    full, qs = {}, []
+    for i in range(videos):
+        hits = []
+        for j in range(videos):
+            hit = _hit(f"v{j}", vs=round(rng.random(), 1), cs=rng.random(), cp=rng.random())
+            if j % 3:
+                hit.levels["speech_sentence"] = 0.3 if j == i else round(rng.random() * 0.3, 2)
+            if j % 2:
+                hit.levels["screen_text_sentence"] = round(rng.random() * 0.4, 2)
+            hits.append(hit)
+        full[f"q{i}"] = Response(hits, len(hits), 1.0)
+        qs.append(_query(f"q{i}", f"v{i}", relevant={f"v{(i + 1) % videos}"} if i % 4 == 0 else (), kind="speech"))
+    return full, qs
+
+
+def test_grid_objective_is_the_replayed_objective_of_each_weighting():
+    """Ranking every weighting by one matrix product gives what replaying the gateway's fusion one by one does
+    (ties by id, missing and sub-floor text levels, both methods)."""
+    full, qs = _text_set()
+    grid = weight_grid(0.25)
+    for method in FusionMethod:
+        for text_range in text_ranges()[::7]:
+            fusion = FusionConfig(method, grid[0], text_range=text_range)
+            fast = grid_mrr(qs, full, fusion, grid, videos=8)
+            for k in range(0, len(grid), 5):
+                config = FusionConfig(method, grid[k], text_range=text_range)
+                assert fast[k] == pytest.approx(objective(qs, lambda q: replay(full[q.text].hits, config), 8)), (
+                    method, text_range, grid[k])
+
+
+def test_calibration_chooses_the_text_range_with_the_weights():
+    """Videos v0-v3 speak; in each query the target's speech scores 0.45 and the others' 0.28 (noise above the
+    default floor, 0.15). Speech queries (v0-v3) need a large speech weight against pictures that favour v4-v7;
+    under the default range that weight lifts the noise over the visual queries' targets (v4-v7). Only a range
+    found with the weights (a floor above the noise) ranks every target first."""
+    full, qs = {}, []
+    for i in range(8):
+        if i < 4:  # a speech query: the pictures favour the silent videos, and the target's the least
+            pictures = [0.0 if j == i else 0.7 if j < 4 else 1.0 for j in range(8)]
+        else:  # a visual query: the target's picture is best, the speaking videos' next
+            pictures = [1.0 if j == i else 0.7 if j < 4 else 0.1 * (j - 3) for j in range(8)]
+        hits = [_hit(f"v{j}", p, p, p) for j, p in enumerate(pictures)]
+        for j, hit in enumerate(hits[:4]):
+            hit.levels["speech_sentence"] = 0.45 if j == i else 0.28
+        full[f"q{i}"] = Response(hits, len(hits), 1.0)
+        qs.append(_query(f"q{i}", f"v{i}", kind="speech" if i < 4 else "scene"))
+    settings = GatewaySettings()
+    best = calibrate(qs, full, settings, videos=8)["WEIGHTED"]
+    assert best["calibration_mrr"] == 1.0 and best["text_range"][0] == 0.25, best
+    default = FusionConfig(FusionMethod.WEIGHTED, {"clip_phrase": 1.0}, text_range=(0.15, 0.5))
+    assert grid_mrr(qs, full, default, weight_grid(), videos=8).max() < 1.0, "no weights alone do it at (0.15, 0.5)"
 
 
 def _payload():
@@ -108,7 +167,7 @@ def _payload():
                 "split": {"seed": 0, "calibration_texts": 2, "held_out_texts": 2, "calibration_queries": 3,
                           "held_out_queries": 2},
                 "best": {"WEIGHTED": {"weights": {"video_sentence": 0.1, "clip_sentence": 0.5, "clip_phrase": 0.4},
-                                      "calibration_mrr": 0.9, "held_out_mrr": 0.8}},
+                                      "text_range": [0.15, 0.5], "calibration_mrr": 0.9, "held_out_mrr": 0.8}},
                 "held_out": configs, "held_out_mrr": {"video-sentence": 0.5, "calibrated WEIGHTED": 0.8},
             },
         }},
@@ -118,7 +177,8 @@ def _payload():
 def test_report_table_and_plot(tmp_path):
     text = tables(_payload())
     assert "| scenes | scene | video-sentence | 3 | 33.3 | 66.7 | 100.0 | 2 | 2.0 | 0.600 | 50.0 | 40.0 | 33.3 |" in text
-    assert "video-sentence 0.1, clip-sentence 0.5, clip-phrase 0.4 (calibration MRR 0.900, held-out MRR 0.800)" in text
+    assert ("video-sentence 0.1, clip-sentence 0.5, clip-phrase 0.4, text range [0.15, 0.5] (calibration MRR 0.900, "
+            "held-out MRR 0.800)") in text
     assert "`python -m bench.eval --tiny`" in text
     assert "of every configuration: video-sentence 0.500, calibrated WEIGHTED 0.800" in text
     png = plot(_payload(), tmp_path / "eval.png")

@@ -1,4 +1,5 @@
-"""The C++ Milvus 2.3.5 standalone launcher (vidstrata.stack.milvus): start, stop by the engine's own PID, reuse data."""
+"""The C++ Milvus 2.3.5 standalone launcher (vidstrata.stack.milvus): start, stop by the engine's own PID, reuse data;
+and the index's calls on that engine, timed text segments included (2.3.5 has no multi-vector or grouped search)."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from index.segments import SegmentIndex, SegmentRecord
 from index.settings import IndexSettings
 from index.store import ClipRecord, VideoIndex, VideoRecord
 from vidstrata.stack.milvus import (
@@ -30,12 +32,56 @@ def installed() -> None:
         pytest.skip(f"PyPI milvus 2.3.5 cannot be installed here: {exc}")
 
 
+AXES = np.eye(8, dtype=np.float32)
+
+
 def _video(video_id: str) -> tuple[VideoRecord, list[ClipRecord]]:
-    vector = np.eye(8, dtype=np.float32)[0]
+    vector = AXES[0]
     return (VideoRecord(video_id, vector, 2.0, 1, {}, 1.7e9), [ClipRecord(video_id, 0, 0.0, 2.0, vector)])
 
 
-def test_standalone_stops_by_the_engines_pid_and_keeps_its_data(installed: None, tmp_path: Path) -> None:
+def _settings(uri: str) -> IndexSettings:
+    # Strong reads: each step below reads what the step before it wrote
+    return IndexSettings(milvus_uri=uri, vector_dim=8, collection_prefix="t_", milvus_timeout_s=120,
+                         read_consistency="Strong")
+
+
+def _ingest(index: VideoIndex, video_id: str, segments: dict[str, list[SegmentRecord]]) -> None:
+    """What the worker writes: each kind's segments first, the video and its clips last."""
+    video, clips = _video(video_id)
+    for kind, records in segments.items():
+        SegmentIndex(index).replace_segments(video, kind, records)
+    index.replace_video(video, clips)
+
+
+def _said(video_id: str, axes: list[int], kind: str = "speech") -> list[SegmentRecord]:
+    return [SegmentRecord(video_id, kind, i, 2.0 * i, 2.0 * i + 1.5, f"{kind} {i} of {video_id}", AXES[axis])
+            for i, axis in enumerate(axes)]
+
+
+def _exercise_segments(index: VideoIndex) -> None:
+    """Insert, search by kind, re-ingest with fewer segments (replacement), delete: on this engine."""
+    segments = SegmentIndex(index)
+    _ingest(index, "spoken", {"speech": _said("spoken", [1, 2, 3]), "screen_text": _said("spoken", [4], "screen_text")})
+    _ingest(index, "other", {"speech": _said("other", [5])})
+    hits = segments.search(AXES[2], "speech", 5)
+    assert [(h.video_id, h.kind, h.index, h.start_s, h.end_s, h.text) for h in hits][0] == (
+        "spoken", "speech", 1, 2.0, 3.5, "speech 1 of spoken")
+    assert abs(hits[0].score - 1.0) < 1e-5
+    assert [h.video_id for h in segments.search(AXES[4], "screen_text", 5)] == ["spoken"]  # kinds kept apart
+
+    _ingest(index, "spoken", {"speech": _said("spoken", [6]), "screen_text": []})  # re-ingest: shorter, no text
+    assert [(s.kind, s.index, s.text) for s in segments.get_segments(["spoken"])["spoken"]] == [
+        ("speech", 0, "speech 0 of spoken")]
+    assert segments.search(AXES[4], "screen_text", 5) == []
+    assert [h.index for h in segments.search(AXES[6], "speech", 5) if h.video_id == "spoken"] == [0]
+
+    assert index.delete_video("spoken") is True
+    assert segments.get_segments(["spoken", "other"]).keys() == {"other"}
+    assert [h.video_id for h in segments.search(AXES[6], "speech", 5)] == ["other"]
+
+
+def test_standalone_serves_segments_stops_by_the_engines_pid_and_keeps_its_data(installed: None, tmp_path: Path) -> None:
     if port_open(ETCD_PEER_PORT):  # one standalone per machine: its etcd peer port is fixed
         with pytest.raises(ProcessFailed, match="another one is probably running"):
             start_milvus_standalone(tmp_path / "milvus")
@@ -44,8 +90,10 @@ def test_standalone_stops_by_the_engines_pid_and_keeps_its_data(installed: None,
     engine = server.engine_pid()
     try:
         assert engine is not None and server.rss_bytes() > 0
-        with VideoIndex(IndexSettings(milvus_uri=server.uri, vector_dim=8, collection_prefix="t_", milvus_timeout_s=120)) as index:
-            index.replace_video(*_video("kept"))
+        with VideoIndex(_settings(server.uri)) as index:
+            _exercise_segments(index)
+            _ingest(index, "kept", {"speech": _said("kept", [7])})
+            index.delete_video("other")
     finally:
         server.stop()
     assert not is_running(engine)
@@ -53,8 +101,9 @@ def test_standalone_stops_by_the_engines_pid_and_keeps_its_data(installed: None,
 
     again = start_milvus_standalone(tmp_path / "milvus")  # the same folder: the rows are still there
     try:
-        with VideoIndex(IndexSettings(milvus_uri=again.uri, vector_dim=8, collection_prefix="t_", milvus_timeout_s=120)) as index:
+        with VideoIndex(_settings(again.uri)) as index:
             assert index.counts() == (1, 1)
-            assert [h.video_id for h in index.search_videos(np.eye(8, dtype=np.float32)[0], 1)] == ["kept"]
+            assert [h.video_id for h in index.search_videos(AXES[0], 1)] == ["kept"]
+            assert [h.text for h in SegmentIndex(index).search(AXES[7], "speech", 1)] == ["speech 0 of kept"]
     finally:
         again.stop()

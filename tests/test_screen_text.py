@@ -3,16 +3,31 @@ read by the PP-OCRv4 models in the real tritonserver, normalised and merged into
 
 from __future__ import annotations
 
+from pathlib import Path
+
+import numpy as np
 import pytest
 
-from bench.synthetic import write_scene_video
+from bench.faults import write_video
+from bench.synthetic import render_caption, write_scene_video
 from inference.screen_text import TritonScreenText
 from spec.screen_text import ScreenTextSpan, Sighting, merge_sightings, normalize_text
+from spec.video import VideoSource
 from tests.photos import load_photo
 from workers.screen_text import pick_frames, read_screen_text
 
 CAPTIONS = [None, "Summer sale: 40% off all running shoes", "Summer sale: 40% off all running shoes", "Free delivery"]
 PHOTOS = ["coffee", "rocket", "chelsea", "astronaut"]
+PHONE_CAPTION = "Open daily from 7 am"
+# A phone filming upright stores its frames turned and states the turn in the display matrix (bench.faults):
+# (display rotation in degrees counter-clockwise, mirrored, how the upright picture is stored).
+PHONE_TURNS = {
+    "rotated_90": (90, False, lambda upright: np.rot90(upright, -1)),
+    "rotated_180": (180, False, lambda upright: np.rot90(upright, 2)),
+    "rotated_270": (-90, False, lambda upright: np.rot90(upright, 1)),
+    "mirrored": (0, True, lambda upright: upright[:, ::-1]),
+}
+MAX_DURATION_S, MAX_PIXELS = 3600.0, 4096 * 2160
 
 
 @pytest.fixture(scope="module")
@@ -20,6 +35,32 @@ def captioned(tmp_path_factory: pytest.TempPathFactory):
     path = tmp_path_factory.mktemp("ocr") / "captioned.mp4"
     spans = write_scene_video(path, [load_photo(p) for p in PHOTOS], [3.0] * 4, fps=10, captions=CAPTIONS)
     return path, spans
+
+
+@pytest.fixture(scope="module")
+def phone_upright() -> np.ndarray:
+    """What the phone's screen showed: a portrait 360x640 frame with a caption across it."""
+    photo = np.asarray(load_photo("coffee"))
+    rows = np.linspace(0, photo.shape[0] - 1, 640).astype(int)
+    cols = np.linspace(0, photo.shape[1] - 1, 360).astype(int)
+    return render_caption(np.ascontiguousarray(photo[rows][:, cols]), PHONE_CAPTION, 360)
+
+
+@pytest.fixture(scope="module")
+def phone_videos(tmp_path_factory: pytest.TempPathFactory, phone_upright: np.ndarray) -> dict[str, Path]:
+    """2-s videos of the captioned portrait frame, stored turned or mirrored with a display matrix undoing it."""
+    folder = tmp_path_factory.mktemp("phone")
+    videos = {}
+    for name, (degrees, hflip, store) in PHONE_TURNS.items():
+        videos[name] = folder / f"{name}.mp4"
+        stored = np.ascontiguousarray(store(phone_upright))
+        write_video(videos[name], iter([stored] * 20), 10, rotation=degrees, hflip=hflip)
+    return videos
+
+
+def frames_picked(path: Path, sample_fps: float, max_per_minute: int, max_side: int) -> list[tuple[float, np.ndarray]]:
+    with VideoSource(path, MAX_DURATION_S, MAX_PIXELS) as video:
+        return list(pick_frames(video, sample_fps, max_per_minute, 0.12, max_side))
 
 
 def test_normalize_text():
@@ -38,11 +79,11 @@ def test_merge_sightings_joins_repeats_into_spans():
 
 def test_frames_are_picked_on_picture_changes_within_the_cap(captioned):
     path, spans = captioned
-    picked = [t for t, _ in pick_frames(path, 2.0, 60, 0.12, 640, 3600.0)]
+    picked = [t for t, _ in frames_picked(path, 2.0, 60, 640)]
     for start, end in spans:  # at least one read frame per scene
         assert any(start - 0.01 <= t < end for t in picked), (picked, spans)
     assert len(picked) <= 8  # changes only, not every sampled frame
-    capped = [t for t, _ in pick_frames(path, 2.0, 6, 0.12, 640, 3600.0)]  # 6 a minute: 10 s apart at least
+    capped = [t for t, _ in frames_picked(path, 2.0, 6, 640)]  # 6 a minute: 10 s apart at least
     assert capped[0] == 0.0 and all(b - a >= 10 - 1e-6 for a, b in zip(capped, capped[1:]))
 
 
@@ -51,7 +92,7 @@ def test_triton_reads_the_captions_into_timed_spans(triton, captioned):
     path, spans = captioned
     reader = TritonScreenText(triton.grpc_url)
     try:
-        found = read_screen_text(path, reader, 2.0, 60, 0.12, 960, 3600.0)
+        found = read_screen_text(path, reader, 2.0, 60, 0.12, 960, MAX_DURATION_S, MAX_PIXELS)
     finally:
         reader.close()
     texts = [t.text for t in found]
@@ -61,3 +102,24 @@ def test_triton_reads_the_captions_into_timed_spans(triton, captioned):
     # shown over scenes 1 and 2 (the same caption over two photos): one merged span, not two
     assert abs(sale.start_s - spans[1][0]) <= 0.6 and abs(sale.end_s - spans[2][1]) <= 0.6, (sale, spans)
     assert not any("summer" in t.text for t in found if t.start_s < spans[1][0] - 0.6)
+
+
+@pytest.mark.parametrize("name", PHONE_TURNS)
+def test_frames_for_ocr_are_upright_whatever_the_display_matrix(phone_videos, phone_upright, name):
+    ((t, frame),) = frames_picked(phone_videos[name], 2.0, 60, 960)
+    assert t == 0.0 and frame.shape == phone_upright.shape  # portrait, as the phone showed it
+    error = np.abs(frame.astype(np.int16) - phone_upright).mean()
+    assert error < 12, error  # the same picture up to compression, not turned or mirrored
+
+
+@pytest.mark.e2e
+def test_triton_reads_the_caption_of_a_phone_video_filmed_rotated(triton, phone_videos):
+    reader = TritonScreenText(triton.grpc_url)
+    try:
+        found = {name: read_screen_text(path, reader, 2.0, 60, 0.12, 960, MAX_DURATION_S, MAX_PIXELS)
+                 for name, path in phone_videos.items()}
+    finally:
+        reader.close()
+    for name, texts in found.items():
+        assert [(t.start_s, t.end_s) for t in texts] == [(0.0, 2.0)], (name, texts)
+        assert "open daily" in texts[0].text and "7 am" in texts[0].text, (name, texts)

@@ -254,6 +254,7 @@ def text_stages(settings: WorkerSettings) -> list[TimedTextStage]:
         reader = TritonScreenText(settings.triton.url, settings.screen_text_timeout_s)
         stages.append(TimedTextStage("screen_text", lambda path: read_screen_text(
             path, reader, settings.screen_text_sample_fps, settings.screen_text_max_per_minute,
-            settings.screen_text_change_threshold, settings.screen_text_max_side, settings.max_duration_s),
+            settings.screen_text_change_threshold, settings.screen_text_max_side, settings.max_duration_s,
+            settings.max_frame_pixels),
             reader.close))
     return stages

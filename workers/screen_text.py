@@ -1,11 +1,12 @@
 """The on-screen text stage of ingest: a bounded set of frames -> Triton OCR -> normalised, merged, timed text.
 
-OCR costs 0.3-0.6 s a frame on 2 CPU cores, so few frames are read: PyAV decodes the video as a stream and
-looks at `sample_fps` frames a second through a colour histogram of a 64x64 thumbnail (16 bins per channel);
-a frame is read when the picture changed since the last one read (half the L1 distance of the normalised
-histograms above `change_threshold`: camera pans move it by ~0.03, cuts and new captions by 0.2 and more),
-the first frame always,
-and never more than `max_per_minute` a minute (a change that comes too soon is read once the budget allows).
+OCR costs 0.3-0.6 s a frame on 2 CPU cores, so few frames are read: the shared decoder (spec.video: upright
+by the display matrix, real time, bounded frame size) decodes the video as a stream, and this stage looks at
+`sample_fps` frames a second through a colour histogram of a 64x64 thumbnail (16 bins per channel); a frame is
+read when the picture changed since the last one read (half the L1 distance of the normalised histograms above
+`change_threshold`: camera pans move it by ~0.03, cuts and new captions by 0.2 and more), the first frame
+always, and never more than `max_per_minute` a minute (a change that comes too soon is read once the budget
+allows).
 Clips are cut at picture changes, so every clip gets at least one read frame unless the cap is hit. What a read
 frame shows is taken to stay until the next read frame; equal texts in a row merge into one span
 (spec.screen_text). The OCR itself runs in Triton, never here.
@@ -23,6 +24,7 @@ from inference.screen_text import TritonScreenText
 from inference.speech import TimedText
 from spec.contract import SCREEN_TEXT_MIN_SIDE
 from spec.screen_text import Sighting, merge_sightings, normalize_text
+from spec.video import VideoSource
 
 THUMBNAIL = 64
 HISTOGRAM_BINS = 16
@@ -37,40 +39,32 @@ def colour_histogram(frame: av.VideoFrame) -> np.ndarray:
     return histogram / histogram.sum()
 
 
-def pick_frames(path: Path, sample_fps: float, max_per_minute: int, change_threshold: float, max_side: int,
-                max_duration_s: float) -> Iterator[tuple[float, np.ndarray]]:
-    """(presentation second, RGB frame with its longer side at most max_side) of each frame worth reading."""
+def pick_frames(video: VideoSource, sample_fps: float, max_per_minute: int, change_threshold: float,
+                max_side: int) -> Iterator[tuple[float, np.ndarray]]:
+    """(presentation second, upright RGB frame with its longer side at most max_side) of each frame worth
+    reading, decoded by the shared decoder (spec.video), so a phone video's rotation is undone before OCR."""
     min_gap_s = 60.0 / max_per_minute
-    with av.open(str(path)) as container:
-        if not container.streams.video:
-            return
-        stream = container.streams.video[0]
-        stream.thread_type = "AUTO"
-        base = (stream.start_time or 0) * float(stream.time_base or 0)
-        next_sample, last_seen, last_pick, pending = 0.0, None, -np.inf, False
-        for frame in container.decode(stream):
-            t = (frame.time or 0.0) - base
-            if t > max_duration_s:
-                return
-            if t + 1e-6 < next_sample:
-                continue
-            next_sample = t + 1.0 / sample_fps
-            seen = colour_histogram(frame)
-            changed = last_seen is None or float(np.abs(seen - last_seen).sum()) / 2 > change_threshold
-            pending = pending or changed
-            if changed:
-                last_seen = seen
-            if pending and t - last_pick >= min_gap_s - 1e-6:
-                scale = min(1.0, max_side / max(frame.width, frame.height))
-                width, height = (max(2, int(side * scale) // 2 * 2) for side in (frame.width, frame.height))
-                if min(width, height) >= SCREEN_TEXT_MIN_SIDE:  # a sliver (a 2048x4 banner) holds no legible text
-                    yield t, frame.reformat(width=width, height=height, format="rgb24").to_ndarray()
-                last_pick, pending, last_seen = t, False, seen
+    next_sample, last_seen, last_pick, pending = 0.0, None, -np.inf, False
+    for t, frame in video.frames():
+        if t + 1e-6 < next_sample:
+            continue
+        next_sample = t + 1.0 / sample_fps
+        seen = colour_histogram(frame)
+        changed = last_seen is None or float(np.abs(seen - last_seen).sum()) / 2 > change_threshold
+        pending = pending or changed
+        if changed:
+            last_seen = seen
+        if pending and t - last_pick >= min_gap_s - 1e-6:
+            rgb = video.upright(frame, max_side)
+            if min(rgb.shape[:2]) >= SCREEN_TEXT_MIN_SIDE:  # a sliver (a 2048x4 banner) holds no legible text
+                yield t, rgb
+            last_pick, pending, last_seen = t, False, seen
 
 
 def read_screen_text(path: Path, reader: TritonScreenText, sample_fps: float, max_per_minute: int,
-                     change_threshold: float, max_side: int, max_duration_s: float, batch: int = 4) -> list[TimedText]:
-    """The timed on-screen text of a video; empty when it shows none (or has no video track)."""
+                     change_threshold: float, max_side: int, max_duration_s: float, max_pixels: int,
+                     batch: int = 4) -> list[TimedText]:
+    """The timed on-screen text of a video; empty when it shows none (or has no frame worth reading)."""
     times: list[float] = []
     lines: list[tuple[str, ...]] = []
     pending: list[tuple[float, np.ndarray]] = []
@@ -81,15 +75,15 @@ def read_screen_text(path: Path, reader: TritonScreenText, sample_fps: float, ma
             lines.append(tuple(n for n in (normalize_text(line) for line in found) if n))
         pending.clear()
 
-    for t, frame in pick_frames(path, sample_fps, max_per_minute, change_threshold, max_side, max_duration_s):
-        pending.append((t, frame))
-        if len(pending) == batch:
-            flush()
-    flush()
+    with VideoSource(path, max_duration_s, max_pixels) as video:
+        for t, frame in pick_frames(video, sample_fps, max_per_minute, change_threshold, max_side):
+            pending.append((t, frame))
+            if len(pending) == batch:
+                flush()
+        flush()
+        end_s = video.duration_s  # the end of the last decoded frame: the last read frame's text lasts until then
     if not times:  # no frame worth reading (no picture change, or every frame a sliver)
         return []
-    with av.open(str(path)) as container:  # the last read frame's text lasts until the end of the video
-        end_s = (container.duration or 0) / av.time_base
     ends = times[1:] + [max(end_s, times[-1] + 1.0 / sample_fps)]
     sightings = [Sighting(t, until, found) for t, until, found in zip(times, ends, lines, strict=True)]
     return [TimedText(s.start_s, s.end_s, s.text) for s in merge_sightings(sightings)]

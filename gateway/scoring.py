@@ -11,7 +11,10 @@ scored again, exactly and at every level, from its video vector and all its clip
                   A clip usually shows one event, so it earns phrase evidence from the one phrase it matches
                   best; the sentence term breaks ties toward the clip closest to the whole query.
 - speech_sentence, screen_text_sentence: max over the video's timed segments of that kind (index.segments)
-                  of cosine(segment text vector, sentence); NaN for a video without any (never a zero).
+                  of cosine(segment text vector, sentence); NaN for a video without any (never a zero). These
+                  come from the segment search itself (Milvus's cosine of the video's best segment), and from
+                  the stored vectors only for candidates it did not reach (`text_matches`): a text level below
+                  its floor is no evidence, so a video whose segments all score under it needs no read.
 - why it matched: `explain` names the level that lifted each hit most above the other candidates (the clip
                   levels together, speech or on-screen text), with that moment's span and, for text, its snippet.
 
@@ -27,7 +30,7 @@ import numpy as np
 
 from gateway.fusion import LEVELS, TEXT_LEVELS, FusionConfig, contributions
 from gateway.query import QueryVectors
-from index.segments import SegmentRecord
+from index.segments import Segment, SegmentHit, SegmentHits, SegmentRecord
 from index.store import ClipRecord
 
 # The segment kind (index.schema.SEGMENT_KINDS) behind each text level.
@@ -50,7 +53,7 @@ class ScoredCandidates:
     video_ids: list[str]
     levels: dict[str, np.ndarray]  # level name (fusion.LEVELS) -> one score per video (NaN: the video lacks it)
     best_clips: list[BestClip]
-    best_segments: dict[str, list[SegmentRecord | None]] = field(default_factory=dict)  # text level -> per video
+    best_segments: dict[str, list[Segment | None]] = field(default_factory=dict)  # text level -> per video
 
 
 @dataclass(frozen=True)
@@ -79,12 +82,13 @@ def score_candidates(
     video_ids: Sequence[str],
     videos: Mapping[str, np.ndarray],
     clips: Mapping[str, Sequence[ClipRecord]],
-    segments: Mapping[str, Sequence[SegmentRecord]] | None = None,
+    text: Mapping[str, Mapping[str, SegmentHit]] | None = None,
 ) -> ScoredCandidates:
     """Score each candidate that has a video vector [D] and trusted clips; others (deleted since the ANN search,
     or found only through a clip its video row does not trust) are dropped.
 
-    `segments` (video -> its timed text segments, with vectors) adds the text levels; None leaves them out.
+    `text` (segment kind -> video -> its best segment of that kind, from `text_matches`) adds the text levels;
+    None leaves them out.
     """
     kept = [v for v in video_ids if v in videos and clips.get(v)]
     if not kept:
@@ -113,27 +117,29 @@ def score_candidates(
         "clip_phrase": np.maximum.reduceat(to_phrases, starts, axis=0).mean(axis=1).astype(np.float64),
     }
     best_clips = [BestClip(c.start_s, c.end_s, float(s)) for c, s in zip(best, best_per_video.tolist(), strict=True)]
-    best_segments: dict[str, list[SegmentRecord | None]] = {}
-    if segments is not None:
+    best_segments: dict[str, list[Segment | None]] = {}
+    if text is not None:
         for level in TEXT_LEVELS:
-            levels[level], best_segments[level] = _best_segments(query, kept, segments, KIND_OF_LEVEL[level])
+            best = text.get(KIND_OF_LEVEL[level], {})
+            levels[level] = np.array([best[v].score if v in best else np.nan for v in kept], dtype=np.float64)
+            best_segments[level] = [best.get(v) for v in kept]
     return ScoredCandidates(kept, levels, best_clips, best_segments)
 
 
-def _best_segments(
-    query: QueryVectors, kept: Sequence[str], segments: Mapping[str, Sequence[SegmentRecord]], kind: str
-) -> tuple[np.ndarray, list[SegmentRecord | None]]:
-    """Per video: the best cosine of a segment of this kind to the sentence (NaN if none) and that segment."""
-    scores, best = np.full(len(kept), np.nan), []
-    for i, video_id in enumerate(kept):
-        own = [s for s in segments.get(video_id, ()) if s.kind == kind and s.vector is not None]
-        if not own:
-            best.append(None)
+def text_matches(
+    query: QueryVectors, found: SegmentHits, stored: Mapping[str, Sequence[SegmentRecord]], kind: str
+) -> dict[str, SegmentHit]:
+    """Video -> its best segment of this kind against the sentence: the segment search's hit where it has one,
+    else the best of the video's stored segments (read with vectors for the videos `found.unseen` names)."""
+    best = {hit.video_id: hit for hit in found.hits}
+    for video_id, segments in stored.items():
+        own = [s for s in segments if s.kind == kind and s.vector is not None]
+        if video_id in best or not own:
             continue
         cosines = _cosines(np.stack([s.vector for s in own]), query.sentence[None, :].astype(np.float32))[:, 0]
-        scores[i] = float(cosines.max())
-        best.append(own[int(cosines.argmax())])
-    return scores, best
+        top = own[int(cosines.argmax())]
+        best[video_id] = SegmentHit(top.video_id, kind, top.index, top.start_s, top.end_s, top.text, float(cosines.max()))
+    return best
 
 
 def explain(scored: ScoredCandidates, config: FusionConfig) -> list[Match]:

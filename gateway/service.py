@@ -36,13 +36,13 @@ from gateway.query import (
     check_video_id_arg,
     query_vectors,
 )
-from gateway.scoring import KIND_OF_LEVEL, BestClip, Match, explain, score_candidates
+from gateway.scoring import KIND_OF_LEVEL, BestClip, Match, explain, score_candidates, text_matches
 from gateway.settings import GatewaySettings
 from index.errors import IndexUnavailable
 from jobs.errors import StatusUnavailable
 from jobs.status import IngestState, VideoStatus
 from index.filters import CompiledFilter
-from index.segments import SegmentHit, SegmentRecord
+from index.segments import SegmentHits, SegmentRecord
 from index.store import CandidateVectors, ClipHit, VideoHit, VideoRecord
 from inference.encoder import Encoder, EncoderInputError, EncoderUnavailable
 from spec.preprocess import center_crop_square
@@ -72,7 +72,7 @@ class SearchIndex(Protocol):
 class SegmentSearch(Protocol):
     """What the service needs of index.SegmentIndex (timed speech and on-screen text)."""
 
-    def search(self, vector: np.ndarray, kind: str, limit_videos: int, filter_expr: str | None = None) -> list[SegmentHit]: ...
+    def search(self, vector: np.ndarray, kind: str, limit_videos: int, filter_expr: str | None = None) -> SegmentHits: ...
     def get_segments(
         self, video_ids: Iterable[str], kinds: Sequence[str] = ..., vectors: bool = True
     ) -> dict[str, list[SegmentRecord]]: ...
@@ -236,25 +236,31 @@ class SearchService:
 
             videos_future = self._pool.submit(ann_videos)
             kinds = self._text_kinds(query)
-            segment_futures = [self._pool.submit(self._milvus, lambda k=k: self.segments.search(  # type: ignore[union-attr]
-                vectors.sentence, k, limit, query.filter)) for k in kinds]
+            segment_futures = {k: self._pool.submit(self._milvus, lambda k=k: self.segments.search(  # type: ignore[union-attr]
+                vectors.sentence, k, limit, query.filter)) for k in kinds}
             with _stage(timings, "ann_clips"):
                 clip_lists = self._milvus(
                     lambda: self.index.search_clips_grouped(vectors.clip_queries, limit, query.filter)
                 )
             hit_lists: list[list[VideoHit] | list[ClipHit]] = [videos_future.result(), *clip_lists]
-            segment_lists = [f.result() for f in segment_futures]
-            candidates = union_by_rank([[h.video_id for h in hits] for hits in [*hit_lists, *segment_lists]], limit)
+            segment_lists = {k: f.result() for k, f in segment_futures.items()}
+            candidates = union_by_rank([[h.video_id for h in hits] for hits in
+                                        [*hit_lists, *(found.hits for found in segment_lists.values())]], limit)
             clip_counts = {h.video_id: h.clip_count for hits in hit_lists for h in hits}
             _remaining(deadline)
 
             with _stage(timings, "rescore"):
-                with _stage(timings, "rescore_fetch"):  # the segments are read beside the videos and clips
-                    segments_future = self._pool.submit(self._milvus, lambda: self.segments.get_segments(  # type: ignore[union-attr]
-                        candidates, kinds)) if kinds else None
+                # Text levels come from the segment searches; segments are read (beside the videos and clips)
+                # only for candidates those did not reach and that could still score above the text floor.
+                unseen = {k: found.unseen(candidates, query.fusion.text_range[0]) for k, found in segment_lists.items()}
+                with _stage(timings, "rescore_fetch"):
+                    stored_future = self._pool.submit(self._milvus, lambda: self.segments.get_segments(  # type: ignore[union-attr]
+                        {v for videos in unseen.values() for v in videos}, [k for k, v in unseen.items() if v]),
+                    ) if any(unseen.values()) else None
                     rows = self._milvus(lambda: self.index.get_candidate_vectors(candidates, clip_counts))
-                    segments = segments_future.result() if segments_future else None
-                scored = score_candidates(vectors, candidates, rows.videos, rows.clips, segments)
+                    stored = stored_future.result() if stored_future else {}
+                text = {k: text_matches(vectors, found, stored, k) for k, found in segment_lists.items()} if kinds else None
+                scored = score_candidates(vectors, candidates, rows.videos, rows.clips, text)
             with _stage(timings, "fusion"):
                 fused = fuse(scored.levels, query.fusion)
                 matches = explain(scored, query.fusion)

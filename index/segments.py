@@ -14,9 +14,10 @@ exists, so a first ingest is invisible until it is complete. A re-ingest upserts
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, ClassVar, Self
+from typing import Any, ClassVar, NamedTuple, Self
 
 import numpy as np
 
@@ -74,6 +75,10 @@ class SegmentHit(Segment):
     """The best-matching segment of one video for one query vector (larger score is better)."""
 
     score: float
+
+
+# Videos per segment read: a Search's candidates in one query (a full result window is split, see _read_rows).
+_SEGMENT_READ_VIDEOS = 256
 
 
 def clip_text(text: str, max_bytes: int = SEGMENT_TEXT_MAX_LENGTH) -> str:
@@ -140,16 +145,8 @@ class SegmentIndex:
         kinds = [_check_kind(k) for k in kinds]
         fields = [*Segment.COLUMNS, *([VECTOR_FIELD] if vectors else [])]
         found: dict[str, list[SegmentRecord]] = {}
-        kind_list = ", ".join(quote_string(k) for k in kinds)
-        # a query returns at most one result window, so ask for few enough videos that all their rows fit
-        for chunk in _chunks(_unique_ids(video_ids), max(1, MAX_RESULT_WINDOW // MAX_SEGMENTS_PER_VIDEO)):
-            ids = ", ".join(quote_string(v) for v in chunk)
-            rows = self.videos._call(f"get segments from {self.name!r}", lambda client, ids=ids: client.query(
-                self.name, filter=f"video_id in [{ids}] and kind in [{kind_list}]", output_fields=fields,
-                limit=MAX_RESULT_WINDOW, consistency_level=self.videos.settings.read_consistency,
-                timeout=self.videos.settings.milvus_timeout_s,
-            ))
-            for row in rows:
+        for chunk in _chunks(_unique_ids(video_ids), _SEGMENT_READ_VIDEOS):
+            for row in self._read_rows(list(chunk), kinds, fields):
                 found.setdefault(row["video_id"], []).append(SegmentRecord.from_row(
                     row, vector=np.asarray(row[VECTOR_FIELD], dtype=np.float32) if vectors else None,
                 ))
@@ -157,10 +154,29 @@ class SegmentIndex:
             rows.sort(key=lambda s: (s.kind, s.start_s, s.index))
         return found
 
+    def _read_rows(self, video_ids: list[str], kinds: Sequence[str], fields: list[str]) -> list[dict[str, Any]]:
+        """Every segment row of these videos and kinds: one query, halved only when it fills a result window.
+
+        One video's segments always fit (MAX_SEGMENTS_PER_VIDEO per kind, two kinds: one window), so a Search's
+        candidates are read in one round trip, not one per window-sized worst case of videos.
+        """
+        ids = ", ".join(quote_string(v) for v in video_ids)
+        kind_list = ", ".join(quote_string(k) for k in kinds)
+        rows = self.videos._call(f"get segments from {self.name!r}", lambda client: client.query(
+            self.name, filter=f"video_id in [{ids}] and kind in [{kind_list}]", output_fields=fields,
+            limit=MAX_RESULT_WINDOW, consistency_level=self.videos.settings.read_consistency,
+            timeout=self.videos.settings.milvus_timeout_s,
+        ))
+        if len(rows) < MAX_RESULT_WINDOW or len(video_ids) == 1:
+            return list(rows)
+        half = len(video_ids) // 2
+        return self._read_rows(video_ids[:half], kinds, fields) + self._read_rows(video_ids[half:], kinds, fields)
+
     def search(
         self, vector: np.ndarray, kind: str, limit_videos: int, filter_expr: str | CompiledFilter | None = None
-    ) -> list[SegmentHit]:
-        """The best segment of this kind of each of the best videos for one query vector, best first.
+    ) -> SegmentHits:
+        """The best segment of this kind of each of the best videos for one query vector, best first, and the
+        score below which the segments of every other video lie (SegmentHits.unseen_below).
 
         Over-fetches like clip search (clip_overfetch segments per wanted video) and keeps the first hit of
         each video. Like clip hits, these are candidates, not trusted results: the rescoring read of the video
@@ -185,4 +201,24 @@ class SegmentIndex:
             entity = hit["entity"]
             if entity["video_id"] not in best:
                 best[entity["video_id"]] = SegmentHit.from_row(entity, score=float(hit.distance))
-        return list(best.values())[:limit_videos]
+        ranked = list(best.values())
+        if len(ranked) > limit_videos:  # the first video cut off bounds every unseen one
+            return SegmentHits(ranked[:limit_videos], ranked[limit_videos].score)
+        return SegmentHits(ranked, float(hits[-1].distance) if len(hits) == fetch else -math.inf)
+
+
+class SegmentHits(NamedTuple):
+    """One segment search: the best segment of each video found, best first, and `unseen_below`: no segment of
+    a video absent from `hits` scores above it (up to the ANN's recall); -inf when every matching segment of
+    the collection was returned. It lets a caller skip reading the segments of other videos whose score could
+    only fall under a floor it ignores anyway."""
+
+    hits: list[SegmentHit]
+    unseen_below: float
+
+    def unseen(self, video_ids: Iterable[str], floor: float) -> list[str]:
+        """The videos among these that are not in `hits` and might still hold a segment scoring >= floor."""
+        if self.unseen_below < floor:
+            return []
+        found = {hit.video_id for hit in self.hits}
+        return [v for v in video_ids if v not in found]

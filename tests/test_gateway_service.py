@@ -14,6 +14,7 @@ from gateway.scoring import score_candidates
 from gateway.service import SearchService, union_by_rank
 from gateway.settings import GatewaySettings
 from index.filters import compile_filter, compile_filters
+from index.segments import SegmentHit, SegmentHits, SegmentRecord
 from index.store import CandidateVectors
 from jobs.status import IngestState
 from tests.fixtures.gateway import FakeBackends, FakeEncoder, embed, scene_video
@@ -328,3 +329,50 @@ def test_a_query_cache_of_size_zero_is_off(library):
     _search(service, "coffee")
     _search(service, "coffee")
     assert library.encoder.texts == ["coffee", "coffee"] and service.query_cache.lookups == 0
+
+
+class _Segments:
+    """In-memory segment search: exact best segment per video, cut to the limit like index.segments."""
+
+    def __init__(self, segments: list[SegmentRecord]) -> None:
+        self.segments, self.reads = segments, []
+
+    def search(self, vector, kind, limit_videos, filter_expr=None) -> SegmentHits:
+        best: dict[str, SegmentHit] = {}
+        for s in sorted((s for s in self.segments if s.kind == kind), key=lambda s: -float(s.vector @ vector)):
+            best.setdefault(s.video_id, SegmentHit(s.video_id, kind, s.index, s.start_s, s.end_s, s.text,
+                                                   float(s.vector @ vector)))
+        ranked = list(best.values())
+        return SegmentHits(ranked[:limit_videos], ranked[limit_videos].score if len(ranked) > limit_videos else -np.inf)
+
+    def get_segments(self, video_ids, kinds=("speech", "screen_text"), vectors=True):
+        self.reads.append((sorted(video_ids), list(kinds)))
+        found: dict[str, list[SegmentRecord]] = {}
+        for s in self.segments:
+            if s.video_id in video_ids and s.kind in kinds:
+                found.setdefault(s.video_id, []).append(s)
+        return found
+
+
+def test_text_levels_come_from_the_segment_search_and_only_unreached_candidates_are_read(library):
+    said = [SegmentRecord(v, "speech", 0, 1.0, 2.0, f"{text} ({v})", embed(text.split()))
+            for v, text in (("trip", "coffee"), ("pets", "a dog"), ("garden", "a cat"), ("street", "a car"))]
+    segments = _Segments(said)
+    def service(floor: float) -> SearchService:
+        return SearchService(GatewaySettings(candidates=2, text_level_range=(floor, 0.5)), lambda: library.encoder,
+                             library.index, library.status, library.queue, segments)
+
+    result = _search(service(0.01), "coffee", top_k=2)
+    assert result.hits[0].video_id == "trip" and result.hits[0].match.snippet == "coffee (trip)"
+    # the speech list was cut at 2 videos, and the first one cut off still scores above the floor 0.01 (the words'
+    # shared component): the candidates it did not reach have their speech read and scored from the vectors
+    assert segments.reads and all(kinds == ["speech"] for _, kinds in segments.reads)
+    assert "trip" not in segments.reads[0][0]
+    exact = {h.video_id: h.levels["speech_sentence"] for h in result.hits}
+    for hit in said:
+        if hit.video_id in exact:
+            assert exact[hit.video_id] == pytest.approx(float(hit.vector @ embed(["coffee"])), abs=1e-6)
+
+    segments.reads.clear()
+    again = _search(service(0.15), "coffee", top_k=2)  # the default floor: nothing unseen can reach it
+    assert segments.reads == [] and again.hits[0].match.snippet == "coffee (trip)"

@@ -56,14 +56,33 @@ def test_search_gives_the_best_segment_of_each_video_and_the_rescoring_read_hide
     write(stores, "b", {"speech": speech("b", [0.6]), "screen_text": speech("b", [0.95], "screen_text")})
     video, _ = make_video("pending", [at_cos(0.1)])
     segments.replace_segments(video, "speech", speech("pending", [1.0]))  # its video row is not written yet
-    hits = segments.search(E0, "speech", 10)
+    found = segments.search(E0, "speech", 10)
+    hits = found.hits
     # ANN hits are candidates: the pending video is one, and the rescoring read (video rows) is what drops it
     assert [(h.video_id, h.index) for h in hits] == [("pending", 0), ("a", 1), ("b", 0)]
+    assert found.unseen_below == float("-inf")  # every speech segment came back: no other video has any
+    assert found.unseen(["a", "z"], floor=-1.0) == []
     assert set(videos.get_candidate_vectors([h.video_id for h in hits]).videos) == {"a", "b"}
     assert hits[1].text == "speech line 1 of a" and (hits[1].start_s, hits[1].end_s) == (2.0, 3.5)
     np.testing.assert_allclose([h.score for h in hits], [1.0, 0.8, 0.6], atol=1e-5)
-    assert [h.video_id for h in segments.search(E0, "screen_text", 10)] == ["b"]
-    assert [h.video_id for h in segments.search(E0, "speech", 10, filter_expr='metadata["lang"] == "xx"')] == []
+    assert [h.video_id for h in segments.search(E0, "screen_text", 10).hits] == ["b"]
+    assert segments.search(E0, "speech", 10, filter_expr='metadata["lang"] == "xx"').hits == []
+
+
+def test_a_full_page_bounds_the_videos_it_did_not_reach_and_a_long_read_is_one_query(stores) -> None:
+    videos, segments = stores
+    for i, cosine in enumerate([0.9, 0.8, 0.7, 0.6]):
+        write(stores, f"v{i}", {"speech": speech(f"v{i}", [cosine, cosine - 0.5])})
+    found = segments.search(E0, "speech", 2)  # two videos wanted: v2 is the first one cut off
+    assert [h.video_id for h in found.hits] == ["v0", "v1"]
+    assert found.unseen_below == pytest.approx(0.7, abs=1e-5)
+    assert found.unseen(["v0", "v2", "v3"], floor=0.5) == ["v2", "v3"]  # might score >= 0.5: read them
+    assert found.unseen(["v0", "v2", "v3"], floor=0.75) == []  # nothing unseen reaches 0.75
+    calls = []
+    real = videos._call
+    videos._call = lambda what, fn: calls.append(what) or real(what, fn)  # count round trips
+    assert sorted(segments.get_segments([f"v{i}" for i in range(4)] + [f"none{i}" for i in range(297)])) == ["v0", "v1", "v2", "v3"]
+    assert len(calls) == 2  # 301 distinct ids: two reads of up to 256 videos, not one per two videos as before
 
 
 def test_bad_segments_are_refused_before_any_write(stores) -> None:

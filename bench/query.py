@@ -43,6 +43,7 @@ from bench.gateway import (
     synthesise,
     synthetic_batches,
     video_name,
+    wait_engine_idle,
 )
 from bench.photos import CAPTIONS
 from gateway.fusion import FusionConfig, fuse
@@ -269,6 +270,7 @@ def main(argv: list[str] | None = None) -> Path:
             print(f"index of {videos} videos x {args.clips_per_video} clips ...", flush=True)
             load_s = synthesise(index, stack.client, videos, args.clips_per_video, intrinsic_dim=args.intrinsic_dim)
             rss, index_rss = load_alone(stack, index)
+            idle_wait_s = wait_engine_idle(stack.client)
             agreements = []
             for candidates in args.candidate_limits or [args.candidates]:
                 print(f"  candidate limit {candidates}:", flush=True)
@@ -277,7 +279,8 @@ def main(argv: list[str] | None = None) -> Path:
                 if agreement:
                     agreements.append({"candidates": candidates, **agreement})
             sizes.append({"videos": videos, "clips": videos * args.clips_per_video, "load_s": load_s,
-                          "milvus_rss_mib": rss / 2**20, "index_rss_mib": index_rss / 2**20, "agreements": agreements})
+                          "milvus_rss_mib": rss / 2**20, "index_rss_mib": index_rss / 2**20, "idle_wait_s": idle_wait_s,
+                          "agreements": agreements})
     text = table(rows, sizes, args.repeats)
     arguments = {k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items()}
     milvus = "external" if args.milvus_uri else args.milvus

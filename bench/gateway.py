@@ -37,6 +37,7 @@ from export.pipeline import export_checkpoint, resolve_checkpoint
 from gateway.settings import GatewaySettings
 from index.schema import VECTOR_FIELD, clip_id
 from vidstrata.stack.milvus import MILVUS_STANDALONE_VERSION, start_milvus_lite, start_milvus_standalone
+from index.errors import StorageError
 from index.settings import IndexSettings
 from index.store import VideoIndex, connect_milvus
 from inference.triton_encoder import TritonEncoder
@@ -251,6 +252,20 @@ def add_stack_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--results-dir", type=Path, default=RESULTS_DIR)
 
 
+def _ensure_collections(index: VideoIndex, timeout_s: float = 300.0) -> None:
+    """index.ensure_collections, retried: a 2.3.5 standalone restarted after an unclean stop (its engine killed)
+    refuses to load collections ("unrecoverable error": the old data node's session) until that session expires."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        try:
+            return index.ensure_collections()
+        except StorageError as exc:
+            if time.monotonic() > deadline:
+                raise
+            print(f"  Milvus cannot load the collections yet ({exc}); retrying", flush=True)
+            time.sleep(15.0)
+
+
 def wait_engine_idle(client: MilvusClient, timeout_s: float = 3600.0) -> float:
     """Block until no collection of this Milvus has rows waiting for an index; seconds waited.
 
@@ -320,7 +335,7 @@ def search_stack(args: argparse.Namespace) -> Iterator[SearchStack]:
                                                     collection_prefix=bench_prefix(videos, args)))
                    for videos in args.videos}
         for index in indexes.values():
-            index.ensure_collections()
+            _ensure_collections(index)
             stack.callback(index.close)
         yield SearchStack(work, triton_url, redis_url, milvus_uri, encoder, client, indexes, milvus_rss,
                           args.query_cache)

@@ -104,6 +104,6 @@ def test_standalone_serves_segments_stops_by_the_engines_pid_and_keeps_its_data(
         with VideoIndex(_settings(again.uri)) as index:
             assert index.counts() == (1, 1)
             assert [h.video_id for h in index.search_videos(AXES[0], 1)] == ["kept"]
-            assert [h.text for h in SegmentIndex(index).search(AXES[7], "speech", 1)] == ["speech 0 of kept"]
+            assert [h.text for h in SegmentIndex(index).search(AXES[7], "speech", 1).hits] == ["speech 0 of kept"]
     finally:
         again.stop()

@@ -136,7 +136,7 @@ def test_grid_objective_is_the_replayed_objective_of_each_weighting():
 
 def test_calibration_chooses_the_text_range_with_the_weights():
     """Videos v0-v3 speak; in each query the target's speech scores 0.45 and the others' 0.28 (noise above the
-    default floor, 0.15). Speech queries (v0-v3) need a large speech weight against pictures that favour v4-v7;
+    gateway's floor here, 0.15). Speech queries (v0-v3) need a large speech weight against pictures that favour v4-v7;
     under the default range that weight lifts the noise over the visual queries' targets (v4-v7). Only a range
     found with the weights (a floor above the noise) ranks every target first."""
     full, qs = {}, []
@@ -150,7 +150,7 @@ def test_calibration_chooses_the_text_range_with_the_weights():
             hit.levels["speech_sentence"] = 0.45 if j == i else 0.28
         full[f"q{i}"] = Response(hits, len(hits), 1.0)
         qs.append(_query(f"q{i}", f"v{i}", kind="speech" if i < 4 else "scene"))
-    settings = GatewaySettings()
+    settings = GatewaySettings(text_level_ranges=dict.fromkeys(TEXT_LEVELS, (0.15, 0.5)))
     best = calibrate(qs, full, settings, videos=8)["WEIGHTED"]
     assert best["calibration_mrr"] == 1.0 and 0.15 < best["text_ranges"]["speech_sentence"][0] <= 0.45, best
     assert best["text_ranges"]["screen_text_sentence"] == list(settings.text_level_ranges["screen_text_sentence"])
@@ -160,7 +160,7 @@ def test_calibration_chooses_the_text_range_with_the_weights():
 
 
 def test_calibration_finds_a_range_per_text_level_where_no_shared_one_works():
-    """Speech paraphrases score 0.3 against noise of 0.12; on-screen text scores 0.6 against noise of 0.4 (a
+    """Speech paraphrases score 0.3 against noise of 0.14; on-screen text scores 0.6 against noise of 0.4 (a
     photo's printed words). A shared floor either drops the speech matches (> 0.3) or lets the on-screen noise
     lift its videos over the visual queries' targets (< 0.4); one floor per level ranks every target first."""
     full, qs = {}, []
@@ -173,14 +173,15 @@ def test_calibration_finds_a_range_per_text_level_where_no_shared_one_works():
             pictures = [0.0 if j == i else 0.7 if j < 6 else 1.0 for j in range(9)]
         hits = [_hit(f"v{j}", p, p, p) for j, p in enumerate(pictures)]
         for j in speaking:
-            hits[j].levels["speech_sentence"] = 0.3 if j == i else 0.12
+            hits[j].levels["speech_sentence"] = 0.3 if j == i else 0.14
         for j in showing:
             hits[j].levels["screen_text_sentence"] = 0.6 if j == i else 0.4
         full[f"q{i}"] = Response(hits, len(hits), 1.0)
         qs.append(_query(f"q{i}", f"v{i}", kind=kind))
-    best = calibrate(qs, full, GatewaySettings(), videos=9)["WEIGHTED"]
+    settings = GatewaySettings(text_level_ranges=dict.fromkeys(TEXT_LEVELS, (0.15, 0.5)))
+    best = calibrate(qs, full, settings, videos=9)["WEIGHTED"]
     speech, screen = best["text_ranges"]["speech_sentence"], best["text_ranges"]["screen_text_sentence"]
-    assert best["calibration_mrr"] == 1.0 and 0.12 < speech[0] < 0.3 and 0.4 <= screen[0] < 0.6, best
+    assert best["calibration_mrr"] == 1.0 and 0.14 < speech[0] < 0.3 and 0.4 <= screen[0] < 0.6, best
     shared = [r for r in text_range_grid(TEXT_LEVELS, GatewaySettings().text_level_ranges)
               if r["speech_sentence"] == r["screen_text_sentence"]]
     fusion = FusionConfig(FusionMethod.WEIGHTED, weight_grid()[0])

@@ -59,8 +59,8 @@ SEARCH_ATTEMPTS = 3
 
 @dataclass(frozen=True)
 class Config:
-    """One way of ranking: a fusion method and its weights (empty: the gateway's defaults). The text levels' range
-    is the gateway's: a setting of the gateway it is sent to, not of the request."""
+    """One way of ranking: a fusion method and its weights (empty: the gateway's defaults). The text levels' ranges
+    are the gateway's: a setting of the gateway it is sent to, not of the request."""
 
     name: str
     method: FusionMethod
@@ -113,7 +113,7 @@ GatewayOpener = Callable[[Mapping[str, str]], AbstractContextManager["EvalClient
 
 @contextmanager
 def extra_gateway(stack: Stack, env: Mapping[str, str]) -> Iterator[EvalClient]:
-    """One more gateway on the stack's servers, with `env` on top of the stack's settings (another text range)."""
+    """One more gateway on the stack's servers, with `env` on top of the stack's settings (other text ranges)."""
     from vidstrata.stack.gateway import start_gateway
 
     process = start_gateway(stack.env() | dict(env), stack.logs / "gateway-extra.log")
@@ -233,7 +233,7 @@ def evaluate(
 ) -> dict[str, Any]:
     """Ingest one dataset, search every query in every configuration, score; deletes the videos after.
 
-    open_gateway(env): another gateway on the same servers with these settings, for a calibrated text range."""
+    open_gateway(env): another gateway on the same servers with these settings, for calibrated text ranges."""
     settings = GatewaySettings()
     qs = queries(items)
     spans = {(item.video_id, s.caption): (s.start_s, s.end_s) for item in items for s in item.scenes}

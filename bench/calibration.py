@@ -13,8 +13,11 @@ import numpy as np
 
 from bench.datasets import QUERY_KINDS, Query
 from bench.metrics import RankedVideo, Response, filtered_rank
-from gateway.fusion import LEVELS, TEXT_LEVELS, VISUAL_LEVELS, FusionConfig, FusionMethod, TextRange, contributions, fuse
+from gateway.fusion import (
+    LEVELS, TEXT_LEVELS, VISUAL_LEVELS, FusionConfig, FusionMethod, TextRange, contributions, fuse,
+)
 from gateway.settings import GatewaySettings
+
 
 def _levels(hits: Sequence[RankedVideo]) -> dict[str, np.ndarray]:
     """Each level's raw scores over the candidates (NaN where a video lacks the level), as the gateway fuses them."""
@@ -134,8 +137,8 @@ def grid_reciprocal_ranks(
         visual = np.zeros((len(grid), len(hits)))
         for j, level in enumerate(VISUAL_LEVELS):
             visual += table(level)[rows[:, j]]
-        text = {(level, tuple(r[level])): None for r in ranges for level in TEXT_LEVELS}
-        text = {key: table(*key)[rows[:, LEVELS.index(key[0])]] for key in text}
+        keys = {(level, tuple(r[level])) for r in ranges for level in TEXT_LEVELS}
+        text = {key: table(*key)[rows[:, LEVELS.index(key[0])]] for key in keys}
         out = np.empty((len(ranges), len(grid)))
         for k, setting in enumerate(ranges):
             fused = visual.copy()

@@ -157,3 +157,21 @@ def test_text_ranges_default_per_level_and_reject_unknown_levels_and_empty_range
     for bad in ((0.5, 0.5), (0.6, 0.4), (-2.0, 0.5), (0.2,), (0.1, 0.2, 0.3)):
         with pytest.raises(ValueError, match="screen_text_sentence must be \\[floor, ceiling\\]"):
             check_text_ranges({"screen_text_sentence": bad})
+
+
+def test_why_follows_each_text_level_s_own_floor():
+    """The same cosine (0.3) explains a hit as speech under speech's floor, and not as on-screen text above its."""
+    from gateway.scoring import BestClip, ScoredCandidates, explain
+    from index.segments import SegmentRecord
+
+    def why(level: str) -> str:
+        levels = {"video_sentence": np.array([0.3, 0.3]), "clip_sentence": np.array([0.5, 0.5]),
+                  "clip_phrase": np.array([0.5, 0.5]), level: np.array([0.3, np.nan])}
+        segment = SegmentRecord("a", "speech" if level == "speech_sentence" else "screen_text", 0, 1.0, 2.0, "words")
+        scored = ScoredCandidates(["a", "b"], levels, [BestClip(0.0, 4.0, 0.5)] * 2, {level: [segment, None]})
+        ranges = {"speech_sentence": (0.25, 0.5), "screen_text_sentence": (0.4, 0.5)}
+        config = FusionConfig(FusionMethod.WEIGHTED, {"clip_sentence": 1.0, level: 2.0}, text_ranges=ranges)
+        return explain(scored, config)[0].level
+
+    assert why("speech_sentence") == "speech_sentence"
+    assert why("screen_text_sentence") == "clip"

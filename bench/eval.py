@@ -14,11 +14,11 @@ R@1/5/10 (%), median and mean rank (filtered: only videos the text does not also
 it), and for scene queries the span accuracy of the target video's `best_clip` (mean IoU with the true
 scene, share with IoU >= 0.5) and "top-1 span" (the first hit is relevant and its best clip has IoU >= 0.5).
 
-`--calibrate` splits the distinct query texts in two (seeded, per kind), searches a grid of weights and of the
-text levels' cosine range on one half by replaying the gateway's own fusion (gateway.fusion.fuse) over the level
+`--calibrate` splits the distinct query texts in two (seeded, per kind), searches a grid of weights and of each
+text level's cosine range on one half by replaying the gateway's own fusion (gateway.fusion.fuse) over the level
 scores Search returned for every candidate, then reports the best of each method on the other half through a
-real gateway: the stack's own, or one more started on the same servers with the chosen text range (a deployment
-setting, VIDSTRATA_GATEWAY_TEXT_LEVEL_RANGE, not a request field).
+real gateway: the stack's own, or one more started on the same servers with the chosen text ranges (a deployment
+setting, VIDSTRATA_GATEWAY_TEXT_LEVEL_RANGES, not a request field).
 """
 
 from __future__ import annotations
@@ -46,7 +46,7 @@ from gateway.fusion import LEVELS, VISUAL_LEVELS, FusionConfig, FusionMethod
 from gateway.settings import GatewaySettings
 from bench.calibration import calibrate, objective, replay, split_texts
 from bench.metrics import RankedVideo, Response, score_queries
-from bench.report import LEVEL_NAMES, plot, tables
+from bench.report import LEVEL_NAMES, plot, ranges_label, tables
 
 if TYPE_CHECKING:
     from vidstrata.up import Stack
@@ -59,8 +59,8 @@ SEARCH_ATTEMPTS = 3
 
 @dataclass(frozen=True)
 class Config:
-    """One way of ranking: a fusion method and its weights (empty: the gateway's defaults). The text levels' range
-    is the gateway's: a setting of the gateway it is sent to, not of the request."""
+    """One way of ranking: a fusion method and its weights (empty: the gateway's defaults). The text levels' ranges
+    are the gateway's: a setting of the gateway it is sent to, not of the request."""
 
     name: str
     method: FusionMethod
@@ -113,7 +113,7 @@ GatewayOpener = Callable[[Mapping[str, str]], AbstractContextManager["EvalClient
 
 @contextmanager
 def extra_gateway(stack: Stack, env: Mapping[str, str]) -> Iterator[EvalClient]:
-    """One more gateway on the stack's servers, with `env` on top of the stack's settings (another text range)."""
+    """One more gateway on the stack's servers, with `env` on top of the stack's settings (other text ranges)."""
     from vidstrata.stack.gateway import start_gateway
 
     process = start_gateway(stack.env() | dict(env), stack.logs / "gateway-extra.log")
@@ -233,7 +233,7 @@ def evaluate(
 ) -> dict[str, Any]:
     """Ingest one dataset, search every query in every configuration, score; deletes the videos after.
 
-    open_gateway(env): another gateway on the same servers with these settings, for a calibrated text range."""
+    open_gateway(env): another gateway on the same servers with these settings, for calibrated text ranges."""
     settings = GatewaySettings()
     qs = queries(items)
     spans = {(item.video_id, s.caption): (s.start_s, s.end_s) for item in items for s in item.scenes}
@@ -250,7 +250,7 @@ def evaluate(
             "videos": videos, "queries": {k: len(g) for k, g in by_kind(qs).items()}, "texts": len(texts),
             "ingest": ingest, "top_k": top_k,
             "defaults": {"method": settings.fusion_method.value, "weights": settings.fusion_weights,
-                         "text_range": list(settings.text_level_range), "normalization": settings.normalization,
+                         "text_ranges": _ranges(settings.text_level_ranges), "normalization": settings.normalization,
                          "rrf_k": settings.rrf_k},
             "configs": {}, "exhaustive": all(r.candidates == len(r.hits) for r in responses["fused WEIGHTED"].values()),
             "search_total_ms_median": statistics.median(r.total_ms for rs in responses.values() for r in rs.values()),
@@ -266,7 +266,7 @@ def evaluate(
         for config in BASE_CONFIGS:
             weights = dict(config.weights) or settings.fusion_weights
             fusion = FusionConfig(config.method, weights, settings.normalization, settings.rrf_k,
-                                  settings.text_level_range)
+                                  settings.text_level_ranges)
             for text in texts:
                 replayed = [h.video_id for h in replay(full[text].hits, fusion)]
                 mismatches += replayed != [h.video_id for h in responses[config.name][text].hits]
@@ -285,11 +285,11 @@ def calibration(
     responses: Mapping[str, Mapping[str, Response]], settings: GatewaySettings,
     spans: Mapping[tuple[str, str], tuple[float, float]], videos: int, top_k: int, seed: int, threads: int,
 ) -> dict[str, Any]:
-    """Weights and text range searched on one half of the texts, then every configuration scored on the other
-    half through a real gateway (one started with the calibrated text range where it is not the stack's).
+    """Weights and text ranges searched on one half of the texts, then every configuration scored on the other
+    half through a real gateway (one started with the calibrated text ranges where they are not the stack's).
 
-    Where a method's calibrated range is not the stack's, the held-out half is also searched with the default
-    weights at that range (`fused <method>, text range [a, b]`): whether the range alone should change."""
+    Where a method's calibrated ranges are not the stack's, the held-out half is also searched with the default
+    weights at those ranges (`fused <method>, text ranges ...`): whether the ranges alone should change."""
     cal_texts, held_texts = split_texts(qs, seed)
     cal = [q for q in qs if q.text in cal_texts]
     held = [q for q in qs if q.text in held_texts]
@@ -297,15 +297,14 @@ def calibration(
     configs = list(BASE_CONFIGS)
     held_responses = {name: dict(rs) for name, rs in responses.items()}
     for method, found in best.items():
-        text_range = tuple(found["text_range"])
+        ranges = found["text_ranges"]
         config = Config(f"calibrated {method}", FusionMethod(method), found["weights"])
-        if text_range == tuple(settings.text_level_range):
+        if ranges == _ranges(settings.text_level_ranges):
             configs.append(config)
             held_responses[config.name] = search_all(gateway, sorted(held_texts), config, top_k, threads)
         else:
-            default_weights = Config(f"fused {method}, text range [{text_range[0]:g}, {text_range[1]:g}]",
-                                     FusionMethod(method))
-            env = {"VIDSTRATA_GATEWAY_TEXT_LEVEL_RANGE": json.dumps(list(text_range))}
+            default_weights = Config(f"fused {method}, text ranges {ranges_label(ranges)}", FusionMethod(method))
+            env = {"VIDSTRATA_GATEWAY_TEXT_LEVEL_RANGES": json.dumps(ranges)}
             with open_gateway(env) as other:
                 for c in (config, default_weights):
                     configs.append(c)
@@ -319,7 +318,7 @@ def calibration(
                   "calibration_queries": len(cal), "held_out_queries": len(held)},
         "grid_step": 0.1, "objective": "mean reciprocal filtered rank (all query kinds)",
         "best": best,
-        "chosen": {"method": chosen, "weights": best[chosen]["weights"], "text_range": best[chosen]["text_range"]},
+        "chosen": {"method": chosen, "weights": best[chosen]["weights"], "text_ranges": best[chosen]["text_ranges"]},
         "held_out_mrr": held_out_mrr,
         "held_out": {
             config.name: {kind: asdict(score_queries(group, lambda q, c=config.name: held_responses[c][q.text].hits,
@@ -328,6 +327,11 @@ def calibration(
             for config in configs
         },
     }
+
+
+def _ranges(ranges: Mapping[str, Sequence[float]]) -> dict[str, list[float]]:
+    """Text ranges as JSON has them (lists), to compare with and to write."""
+    return {level: list(r) for level, r in ranges.items()}
 
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:

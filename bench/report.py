@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -38,12 +38,12 @@ def tables(payload: Mapping[str, Any]) -> str:
         if not cal:
             continue
         split = cal["split"]
-        out += [f"Calibration on `{name}` (seed {split['seed']}): weights and text range searched on "
+        out += [f"Calibration on `{name}` (seed {split['seed']}): weights and text ranges searched on "
                 f"{split['calibration_texts']} query texts ({split['calibration_queries']} queries), reported on the "
                 f"other {split['held_out_texts']} texts ({split['held_out_queries']} queries).", ""]
         for method, found in cal["best"].items():
-            low, high = found["text_range"]
-            out.append(f"- {method}: {_weights(found['weights'])}, text range [{low:g}, {high:g}] (calibration MRR "
+            out.append(f"- {method}: {_weights(found['weights'])}, text ranges {ranges_label(found['text_ranges'])} "
+                       f"(calibration MRR "
                        f"{found['calibration_mrr']:.3f}, held-out MRR {found['held_out_mrr']:.3f})")
         if "held_out_mrr" in cal:
             out.append("- held-out MRR (all queries) of every configuration: "
@@ -52,6 +52,11 @@ def tables(payload: Mapping[str, Any]) -> str:
                             for config, kinds in cal["held_out"].items() for kind, metrics in kinds.items()],
                            ["query", "configuration"] + METRIC_HEADER), ""]
     return "\n".join(out)
+
+
+def ranges_label(ranges: Mapping[str, Sequence[float]]) -> str:
+    """`speech-sentence [0.2, 0.5], screen-text-sentence [0.35, 0.6]`: each text level's cosine range."""
+    return ", ".join(f"{LEVEL_NAMES[level]} [{low:g}, {high:g}]" for level, (low, high) in ranges.items())
 
 
 def _weights(weights: Mapping[str, float]) -> str:

@@ -8,8 +8,8 @@ the candidates (WEIGHTED), or only through ranks (RRF, after M2HF-style late fus
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
-from dataclasses import dataclass
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Literal
 
@@ -22,6 +22,13 @@ TEXT_LEVELS = ("speech_sentence", "screen_text_sentence")
 LEVELS = VISUAL_LEVELS + TEXT_LEVELS
 
 Normalization = Literal["minmax", "zscore"]
+TextRange = tuple[float, float]  # cosine [floor, ceiling] of one text level
+
+# Each text level's cosine range, chosen on the calibration halves of `scenes` and `narrated` together
+# (docs/scripts/joint_text_calibration.py, BENCHMARKS.md #14): on-screen text needs a higher floor than speech,
+# since the words OCR reads in photos match unrelated captions at 0.2-0.35 (`scenes`), while a spoken paraphrase,
+# misheard by Whisper, may score 0.3.
+DEFAULT_TEXT_RANGES: dict[str, TextRange] = {"speech_sentence": (0.25, 0.5), "screen_text_sentence": (0.4, 0.5)}
 
 
 class FusionMethod(StrEnum):
@@ -42,13 +49,31 @@ class FusionConfig:
     weights: Mapping[str, float]
     normalization: Normalization = "minmax"
     rrf_k: float = 60.0
-    # Cosine range of the text levels: text-to-text cosines mean the same in every query (a paraphrase scores
-    # about 0.3-0.7, an unrelated text under 0.15), so they are scaled by this fixed range instead of over the
-    # candidates, where a single video with speech would always normalise to 1, however poor its match.
-    text_range: tuple[float, float] = (0.15, 0.5)
+    # Cosine range per text level: text-to-text cosines mean the same in every query (a paraphrase scores
+    # about 0.3-0.7, an unrelated text under 0.15), so they are scaled by a fixed range instead of over the
+    # candidates, where a single video with speech would always normalise to 1, however poor its match. Levels
+    # left out keep DEFAULT_TEXT_RANGES.
+    text_ranges: Mapping[str, TextRange] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "weights", check_weights(self.weights))
+        object.__setattr__(self, "text_ranges", check_text_ranges(self.text_ranges))
+
+
+def check_text_ranges(ranges: Mapping[str, Sequence[float]]) -> dict[str, TextRange]:
+    """A (floor, ceiling) for every text level (missing ones DEFAULT_TEXT_RANGES), or ValueError naming what is
+    wrong: an unknown level, or a range that is not two cosines with floor < ceiling."""
+    unknown = sorted(set(ranges) - set(TEXT_LEVELS))
+    if unknown:
+        raise ValueError(f"unknown text levels {unknown}; the text levels are {', '.join(TEXT_LEVELS)}")
+    checked = dict(DEFAULT_TEXT_RANGES)
+    for level, value in ranges.items():
+        bounds = tuple(float(x) for x in value)
+        if len(bounds) != 2 or not -1.0 <= bounds[0] < bounds[1] <= 1.0:
+            raise ValueError(f"the cosine range of {level} must be [floor, ceiling] with -1 <= floor < ceiling <= 1, "
+                             f"got {list(value)}")
+        checked[level] = (bounds[0], bounds[1])
+    return checked
 
 
 def check_weights(weights: Mapping[str, float]) -> dict[str, float]:
@@ -95,7 +120,7 @@ def ranks(scores: np.ndarray) -> np.ndarray:
     return ranked
 
 
-def text_evidence(scores: np.ndarray, text_range: tuple[float, float]) -> np.ndarray:
+def text_evidence(scores: np.ndarray, text_range: TextRange) -> np.ndarray:
     """A text level's cosines scaled by its fixed range to [0, 1]; below the range's floor it is no evidence (NaN,
     as if the video had no such text: speech about something else neither helps nor sinks a video)."""
     low, high = text_range
@@ -107,7 +132,8 @@ def text_evidence(scores: np.ndarray, text_range: tuple[float, float]) -> np.nda
 def contributions(levels: Mapping[str, np.ndarray], config: FusionConfig) -> dict[str, np.ndarray]:
     """Each weighted level's share of the fused score per candidate: weight * normalised score (WEIGHTED) or
     weight / (rrf_k + rank) (RRF); NaN where the candidate lacks the level, absent where every one does.
-    Text levels are first scaled by `text_evidence`: WEIGHTED uses that scale, RRF ranks what is left."""
+    Text levels are first scaled by `text_evidence` over their own range: WEIGHTED uses that scale, RRF ranks what
+    is left."""
     weights = config.weights  # checked once, by FusionConfig
     sizes = {len(scores) for scores in levels.values()}
     if len(sizes) > 1:
@@ -118,7 +144,7 @@ def contributions(levels: Mapping[str, np.ndarray], config: FusionConfig) -> dic
             continue
         scores = levels[level]
         if level in TEXT_LEVELS:
-            scores = text_evidence(scores, config.text_range)
+            scores = text_evidence(scores, config.text_ranges[level])
         if config.method == FusionMethod.RRF:
             shares[level] = weights[level] / (config.rrf_k + ranks(scores))
         elif level in TEXT_LEVELS:

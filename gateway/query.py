@@ -75,7 +75,7 @@ def parse_search(
             weights=weights or settings.fusion_weights,
             normalization=settings.normalization,
             rrf_k=settings.rrf_k,
-            text_range=settings.text_level_range,
+            text_ranges=settings.text_level_ranges,
         )
     except ValueError as exc:
         raise InvalidArgument(str(exc)) from exc

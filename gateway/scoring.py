@@ -35,6 +35,7 @@ from index.store import ClipRecord
 
 # The segment kind (index.schema.SEGMENT_KINDS) behind each text level.
 KIND_OF_LEVEL = {"speech_sentence": "speech", "screen_text_sentence": "screen_text"}
+LEVEL_OF_KIND = {kind: level for level, kind in KIND_OF_LEVEL.items()}
 
 
 @dataclass(frozen=True)

@@ -36,7 +36,7 @@ from gateway.query import (
     check_video_id_arg,
     query_vectors,
 )
-from gateway.scoring import KIND_OF_LEVEL, BestClip, Match, explain, score_candidates, text_matches
+from gateway.scoring import KIND_OF_LEVEL, LEVEL_OF_KIND, BestClip, Match, explain, score_candidates, text_matches
 from gateway.settings import GatewaySettings
 from index.errors import IndexUnavailable
 from jobs.errors import StatusUnavailable
@@ -251,8 +251,9 @@ class SearchService:
 
             with _stage(timings, "rescore"):
                 # Text levels come from the segment searches; segments are read (beside the videos and clips)
-                # only for candidates those did not reach and that could still score above the text floor.
-                unseen = {k: found.unseen(candidates, query.fusion.text_range[0]) for k, found in segment_lists.items()}
+                # only for candidates those did not reach and that could still score above their level's floor.
+                unseen = {k: found.unseen(candidates, query.fusion.text_ranges[LEVEL_OF_KIND[k]][0])
+                          for k, found in segment_lists.items()}
                 with _stage(timings, "rescore_fetch"):
                     stored_future = self._pool.submit(self._milvus, lambda: self.segments.get_segments(  # type: ignore[union-attr]
                         {v for videos in unseen.values() for v in videos}, [k for k, v in unseen.items() if v]),

@@ -12,7 +12,7 @@ from pathlib import Path
 from pydantic import Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from gateway.fusion import FusionMethod, Normalization, check_weights
+from gateway.fusion import DEFAULT_TEXT_RANGES, FusionMethod, Normalization, check_text_ranges, check_weights
 from index.settings import IndexSettings
 from inference.settings import TritonSettings
 from jobs.settings import RedisSettings
@@ -80,9 +80,11 @@ class GatewaySettings(BaseSettings):
         description="Weight per level (JSON object) used by both methods when a Search sends none; "
         "levels left out weigh 0.",
     )
-    text_level_range: tuple[float, float] = Field(
-        (0.15, 0.5), description="Cosine range [floor, ceiling] that scales the speech and screen-text levels to [0, 1] (JSON "
-        "list); a segment below the floor is no evidence, as if the video had none.",
+    text_level_ranges: dict[str, tuple[float, float]] = Field(
+        dict(DEFAULT_TEXT_RANGES), description="Cosine range [floor, ceiling] per text level (JSON object of "
+        "speech_sentence and screen_text_sentence, e.g. {\"screen_text_sentence\": [0.35, 0.6]}) that scales the level to "
+        "[0, 1]; a segment below its level's floor is no evidence, as if the video had none. Levels left out keep "
+        "the default.",
     )
     speech: bool = Field(
         True, description="Modality switch of the deployment: search the timed speech transcript (the speech_sentence level).",
@@ -124,12 +126,10 @@ class GatewaySettings(BaseSettings):
     def _check_weights(cls, weights: dict[str, float]) -> dict[str, float]:
         return check_weights(weights)
 
-    @field_validator("text_level_range")
+    @field_validator("text_level_ranges")
     @classmethod
-    def _check_range(cls, value: tuple[float, float]) -> tuple[float, float]:
-        if not -1.0 <= value[0] < value[1] <= 1.0:
-            raise ValueError(f"text_level_range must be two cosines with floor < ceiling, got {value}")
-        return value
+    def _check_ranges(cls, ranges: dict[str, tuple[float, float]]) -> dict[str, tuple[float, float]]:
+        return check_text_ranges(ranges)
 
     @model_validator(mode="after")
     def _check_consistency(self) -> GatewaySettings:

@@ -9,12 +9,12 @@ import pytest
 
 from bench.datasets import Query
 from bench.calibration import (
-    TEXT_WEIGHTS, calibrate, grid_mrr, objective, replay, split_texts, text_ranges, weight_grid,
+    TEXT_WEIGHTS, calibrate, grid_mrr, objective, replay, split_texts, text_range_grid, weight_grid,
 )
 from bench.eval import main
 from bench.metrics import Metrics, RankedVideo, Response, filtered_rank, iou, score_queries
 from bench.report import plot, tables
-from gateway.fusion import LEVELS, VISUAL_LEVELS, FusionConfig, FusionMethod, fuse
+from gateway.fusion import LEVELS, TEXT_LEVELS, VISUAL_LEVELS, FusionConfig, FusionMethod, fuse
 from gateway.settings import GatewaySettings
 
 
@@ -95,7 +95,8 @@ def test_calibration_finds_the_level_that_ranks_targets_first():
     best = calibrate(qs, full, GatewaySettings(), videos=6)
     assert best["WEIGHTED"]["calibration_mrr"] == 1.0
     assert best["WEIGHTED"]["weights"]["clip_sentence"] >= 0.5
-    assert best["WEIGHTED"]["text_range"] == list(GatewaySettings().text_level_range), "no text: the range stays"
+    own = {level: list(r) for level, r in GatewaySettings().text_level_ranges.items()}
+    assert best["WEIGHTED"]["text_ranges"] == own, "no text: the ranges stay"
 
 
 def _text_set(seed=1, videos=8):
@@ -117,23 +118,25 @@ def _text_set(seed=1, videos=8):
 
 
 def test_grid_objective_is_the_replayed_objective_of_each_weighting():
-    """Ranking every weighting by one matrix product gives what replaying the gateway's fusion one by one does
-    (ties by id, missing and sub-floor text levels, both methods)."""
+    """Ranking every weighting and per-level text ranges at once gives what replaying the gateway's fusion one by
+    one does (ties by id, missing and sub-floor text levels, each level on its own range, both methods)."""
     full, qs = _text_set()
     grid = weight_grid(0.25)
+    ranges = text_range_grid(TEXT_LEVELS, GatewaySettings().text_level_ranges)[::47]
+    assert len({r["speech_sentence"] for r in ranges}) > 3 and len({r["screen_text_sentence"] for r in ranges}) > 3
     for method in FusionMethod:
-        for text_range in text_ranges()[::7]:
-            fusion = FusionConfig(method, grid[0], text_range=text_range)
-            fast = grid_mrr(qs, full, fusion, grid, videos=8)
+        fast = grid_mrr(qs, full, FusionConfig(method, grid[0]), grid, videos=8, ranges=ranges)
+        assert fast.shape == (len(ranges), len(grid))
+        for r, text_ranges in enumerate(ranges):
             for k in range(0, len(grid), 5):
-                config = FusionConfig(method, grid[k], text_range=text_range)
-                assert fast[k] == pytest.approx(objective(qs, lambda q: replay(full[q.text].hits, config), 8)), (
-                    method, text_range, grid[k])
+                config = FusionConfig(method, grid[k], text_ranges=text_ranges)
+                assert fast[r, k] == pytest.approx(objective(qs, lambda q: replay(full[q.text].hits, config), 8)), (
+                    method, text_ranges, grid[k])
 
 
 def test_calibration_chooses_the_text_range_with_the_weights():
     """Videos v0-v3 speak; in each query the target's speech scores 0.45 and the others' 0.28 (noise above the
-    default floor, 0.15). Speech queries (v0-v3) need a large speech weight against pictures that favour v4-v7;
+    gateway's floor here, 0.15). Speech queries (v0-v3) need a large speech weight against pictures that favour v4-v7;
     under the default range that weight lifts the noise over the visual queries' targets (v4-v7). Only a range
     found with the weights (a floor above the noise) ranks every target first."""
     full, qs = {}, []
@@ -147,11 +150,42 @@ def test_calibration_chooses_the_text_range_with_the_weights():
             hit.levels["speech_sentence"] = 0.45 if j == i else 0.28
         full[f"q{i}"] = Response(hits, len(hits), 1.0)
         qs.append(_query(f"q{i}", f"v{i}", kind="speech" if i < 4 else "scene"))
-    settings = GatewaySettings()
+    settings = GatewaySettings(text_level_ranges=dict.fromkeys(TEXT_LEVELS, (0.15, 0.5)))
     best = calibrate(qs, full, settings, videos=8)["WEIGHTED"]
-    assert best["calibration_mrr"] == 1.0 and best["text_range"][0] == 0.25, best
-    default = FusionConfig(FusionMethod.WEIGHTED, {"clip_phrase": 1.0}, text_range=(0.15, 0.5))
+    assert best["calibration_mrr"] == 1.0 and 0.15 < best["text_ranges"]["speech_sentence"][0] <= 0.45, best
+    assert best["text_ranges"]["screen_text_sentence"] == list(settings.text_level_ranges["screen_text_sentence"])
+    default = FusionConfig(FusionMethod.WEIGHTED, {"clip_phrase": 1.0},
+                           text_ranges=dict.fromkeys(TEXT_LEVELS, (0.15, 0.5)))
     assert grid_mrr(qs, full, default, weight_grid(), videos=8).max() < 1.0, "no weights alone do it at (0.15, 0.5)"
+
+
+def test_calibration_finds_a_range_per_text_level_where_no_shared_one_works():
+    """Speech paraphrases score 0.3 against noise of 0.14; on-screen text scores 0.6 against noise of 0.4 (a
+    photo's printed words). A shared floor either drops the speech matches (> 0.3) or lets the on-screen noise
+    lift its videos over the visual queries' targets (< 0.4); one floor per level ranks every target first."""
+    full, qs = {}, []
+    speaking, showing = range(0, 3), range(3, 6)
+    for i in range(9):
+        kind = "speech" if i in speaking else "screen_text" if i in showing else "scene"
+        if kind == "scene":  # the target's picture is best, the videos with text next
+            pictures = [1.0 if j == i else 0.9 if j < 6 else 0.1 * (j - 5) for j in range(9)]
+        else:  # the pictures favour the videos without text, the target's the least
+            pictures = [0.0 if j == i else 0.7 if j < 6 else 1.0 for j in range(9)]
+        hits = [_hit(f"v{j}", p, p, p) for j, p in enumerate(pictures)]
+        for j in speaking:
+            hits[j].levels["speech_sentence"] = 0.3 if j == i else 0.14
+        for j in showing:
+            hits[j].levels["screen_text_sentence"] = 0.6 if j == i else 0.4
+        full[f"q{i}"] = Response(hits, len(hits), 1.0)
+        qs.append(_query(f"q{i}", f"v{i}", kind=kind))
+    settings = GatewaySettings(text_level_ranges=dict.fromkeys(TEXT_LEVELS, (0.15, 0.5)))
+    best = calibrate(qs, full, settings, videos=9)["WEIGHTED"]
+    speech, screen = best["text_ranges"]["speech_sentence"], best["text_ranges"]["screen_text_sentence"]
+    assert best["calibration_mrr"] == 1.0 and 0.14 < speech[0] < 0.3 and 0.4 <= screen[0] < 0.6, best
+    shared = [r for r in text_range_grid(TEXT_LEVELS, GatewaySettings().text_level_ranges)
+              if r["speech_sentence"] == r["screen_text_sentence"]]
+    fusion = FusionConfig(FusionMethod.WEIGHTED, weight_grid()[0])
+    assert grid_mrr(qs, full, fusion, weight_grid(), videos=9, ranges=shared).max() < 1.0
 
 
 def _payload():
@@ -167,7 +201,9 @@ def _payload():
                 "split": {"seed": 0, "calibration_texts": 2, "held_out_texts": 2, "calibration_queries": 3,
                           "held_out_queries": 2},
                 "best": {"WEIGHTED": {"weights": {"video_sentence": 0.1, "clip_sentence": 0.5, "clip_phrase": 0.4},
-                                      "text_range": [0.15, 0.5], "calibration_mrr": 0.9, "held_out_mrr": 0.8}},
+                                      "text_ranges": {"speech_sentence": [0.2, 0.5],
+                                                      "screen_text_sentence": [0.35, 0.6]},
+                                      "calibration_mrr": 0.9, "held_out_mrr": 0.8}},
                 "held_out": configs, "held_out_mrr": {"video-sentence": 0.5, "calibrated WEIGHTED": 0.8},
             },
         }},
@@ -177,8 +213,8 @@ def _payload():
 def test_report_table_and_plot(tmp_path):
     text = tables(_payload())
     assert "| scenes | scene | video-sentence | 3 | 33.3 | 66.7 | 100.0 | 2 | 2.0 | 0.600 | 50.0 | 40.0 | 33.3 |" in text
-    assert ("video-sentence 0.1, clip-sentence 0.5, clip-phrase 0.4, text range [0.15, 0.5] (calibration MRR 0.900, "
-            "held-out MRR 0.800)") in text
+    assert ("video-sentence 0.1, clip-sentence 0.5, clip-phrase 0.4, text ranges speech-sentence [0.2, 0.5], "
+            "screen-text-sentence [0.35, 0.6] (calibration MRR 0.900, held-out MRR 0.800)") in text
     assert "`python -m bench.eval --tiny`" in text
     assert "of every configuration: video-sentence 0.500, calibrated WEIGHTED 0.800" in text
     png = plot(_payload(), tmp_path / "eval.png")

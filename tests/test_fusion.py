@@ -5,7 +5,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from gateway.fusion import LEVELS, FusionConfig, FusionMethod, check_weights, fuse, normalize, ranks
+from gateway.fusion import (
+    DEFAULT_TEXT_RANGES, LEVELS, TEXT_LEVELS, FusionConfig, FusionMethod, check_text_ranges, check_weights,
+    contributions, fuse, normalize, ranks,
+)
 
 
 def test_minmax_maps_to_unit_range_and_ties_to_one():
@@ -86,11 +89,11 @@ def test_missing_levels_weigh_zero():
 
 def test_a_level_a_video_lacks_is_not_a_zero():
     """Speech is evidence on a fixed scale that only adds: a silent video (NaN) scores what a video whose speech
-    does not match scores (below the floor of text_range), so it keeps the rank its visual levels earn."""
+    does not match scores (below the floor of its text range), so it keeps the rank its visual levels earn."""
     levels = _levels([0.30, 0.31, 0.32, 0.32], [0.5, 0.6, 0.7, 0.7], [0.5, 0.6, 0.7, 0.7])
     levels["speech_sentence"] = np.array([0.65, 0.40, np.nan, 0.05])  # 3: speech about something else
     weights = {"video_sentence": 1.0, "clip_sentence": 1.0, "clip_phrase": 1.0, "speech_sentence": 3.0}
-    weighted = fuse(levels, FusionConfig(FusionMethod.WEIGHTED, weights, text_range=(0.15, 0.65)))
+    weighted = fuse(levels, FusionConfig(FusionMethod.WEIGHTED, weights, text_ranges={"speech_sentence": (0.15, 0.65)}))
     np.testing.assert_allclose(weighted, [3 / 6, (1.5 + 1.5) / 6, 3 / 6, 3 / 6])
     assert weighted[2] == weighted[3]  # silent == speech that does not match: not sunk
     rrf = fuse(levels, FusionConfig(FusionMethod.RRF, weights, rrf_k=1.0))
@@ -123,3 +126,52 @@ def test_why_names_the_level_that_sets_a_hit_apart():
     matches = explain(scored, FusionConfig(FusionMethod.WEIGHTED, weights))
     assert [m.level for m in matches] == ["clip", "speech_sentence", "clip"]
     assert (matches[1].start_s, matches[1].end_s, matches[1].snippet) == (4.0, 6.5, said.text)
+
+
+def test_each_text_level_is_scaled_by_its_own_range():
+    """A cosine of 0.3 is speech evidence under speech's range and no evidence under a higher on-screen text floor
+    (a photo's printed words matching an unrelated caption), for both methods."""
+    levels = _levels([0.3, 0.3, 0.3], [0.5, 0.5, 0.5], [0.5, 0.5, 0.5])
+    levels["speech_sentence"] = np.array([0.3, np.nan, np.nan])
+    levels["screen_text_sentence"] = np.array([np.nan, 0.3, 0.5])
+    ranges = {"speech_sentence": (0.2, 0.5), "screen_text_sentence": (0.35, 0.6)}
+    weights = {"clip_sentence": 1.0, "speech_sentence": 2.0, "screen_text_sentence": 2.0}
+    shares = contributions(levels, FusionConfig(FusionMethod.WEIGHTED, weights, text_ranges=ranges))
+    np.testing.assert_allclose(shares["speech_sentence"], [2 * 0.1 / 0.3, np.nan, np.nan])
+    np.testing.assert_allclose(shares["screen_text_sentence"], [np.nan, np.nan, 2 * 0.15 / 0.25])
+    shared = contributions(levels, FusionConfig(FusionMethod.WEIGHTED, weights,
+                                                text_ranges=dict.fromkeys(TEXT_LEVELS, (0.2, 0.5))))
+    assert shared["screen_text_sentence"][1] > 0, "under speech's range the same 0.3 would count"
+    rrf = contributions(levels, FusionConfig(FusionMethod.RRF, weights, rrf_k=1.0, text_ranges=ranges))
+    np.testing.assert_allclose(rrf["screen_text_sentence"], [np.nan, np.nan, 2 / 2])  # the only one left: rank 1
+
+
+def test_text_ranges_default_per_level_and_reject_unknown_levels_and_empty_ranges():
+    assert FusionConfig(FusionMethod.WEIGHTED, {"clip_phrase": 1.0}).text_ranges == DEFAULT_TEXT_RANGES
+    partial = check_text_ranges({"screen_text_sentence": [0.35, 0.6]})
+    assert partial == {"speech_sentence": DEFAULT_TEXT_RANGES["speech_sentence"], "screen_text_sentence": (0.35, 0.6)}
+    with pytest.raises(ValueError, match=r"unknown text levels \['speech'\]"):
+        check_text_ranges({"speech": (0.2, 0.5)})
+    with pytest.raises(ValueError, match="unknown text levels"):
+        FusionConfig(FusionMethod.WEIGHTED, {"clip_phrase": 1.0}, text_ranges={"clip_phrase": (0.2, 0.5)})
+    for bad in ((0.5, 0.5), (0.6, 0.4), (-2.0, 0.5), (0.2,), (0.1, 0.2, 0.3)):
+        with pytest.raises(ValueError, match="screen_text_sentence must be \\[floor, ceiling\\]"):
+            check_text_ranges({"screen_text_sentence": bad})
+
+
+def test_why_follows_each_text_level_s_own_floor():
+    """The same cosine (0.3) explains a hit as speech under speech's floor, and not as on-screen text above its."""
+    from gateway.scoring import BestClip, ScoredCandidates, explain
+    from index.segments import SegmentRecord
+
+    def why(level: str) -> str:
+        levels = {"video_sentence": np.array([0.3, 0.3]), "clip_sentence": np.array([0.5, 0.5]),
+                  "clip_phrase": np.array([0.5, 0.5]), level: np.array([0.3, np.nan])}
+        segment = SegmentRecord("a", "speech" if level == "speech_sentence" else "screen_text", 0, 1.0, 2.0, "words")
+        scored = ScoredCandidates(["a", "b"], levels, [BestClip(0.0, 4.0, 0.5)] * 2, {level: [segment, None]})
+        ranges = {"speech_sentence": (0.25, 0.5), "screen_text_sentence": (0.4, 0.5)}
+        config = FusionConfig(FusionMethod.WEIGHTED, {"clip_sentence": 1.0, level: 2.0}, text_ranges=ranges)
+        return explain(scored, config)[0].level
+
+    assert why("speech_sentence") == "speech_sentence"
+    assert why("screen_text_sentence") == "clip"

@@ -10,7 +10,7 @@ import pytest
 from gateway.errors import DeadlineExceeded, InvalidArgument, NotFound, Unavailable
 from gateway.fusion import FusionMethod
 from gateway.query import QueryVectors, parse_search
-from gateway.scoring import score_candidates
+from gateway.scoring import LEVEL_OF_KIND, score_candidates
 from gateway.service import SearchService, union_by_rank
 from gateway.settings import GatewaySettings
 from index.filters import compile_filter, compile_filters
@@ -359,7 +359,8 @@ def test_text_levels_come_from_the_segment_search_and_only_unreached_candidates_
             for v, text in (("trip", "coffee"), ("pets", "a dog"), ("garden", "a cat"), ("street", "a car"))]
     segments = _Segments(said)
     def service(floor: float) -> SearchService:
-        return SearchService(GatewaySettings(candidates=2, text_level_range=(floor, 0.5)), lambda: library.encoder,
+        return SearchService(GatewaySettings(candidates=2, text_level_ranges={"speech_sentence": (floor, 0.5)}),
+                             lambda: library.encoder,
                              library.index, library.status, library.queue, segments)
 
     result = _search(service(0.01), "coffee", top_k=2)
@@ -376,3 +377,18 @@ def test_text_levels_come_from_the_segment_search_and_only_unreached_candidates_
     segments.reads.clear()
     again = _search(service(0.15), "coffee", top_k=2)  # the default floor: nothing unseen can reach it
     assert segments.reads == [] and again.hits[0].match.snippet == "coffee (trip)"
+
+
+@pytest.mark.parametrize("low", ["speech", "screen_text"])
+def test_segments_are_read_only_for_the_kind_whose_own_floor_an_unseen_video_could_reach(library, low):
+    """Each kind's unseen candidates are read against its own level's floor: the kind with the low floor (0.01,
+    under the words' shared component) is read, the other (0.15: nothing unseen reaches it) is not."""
+    segments = _Segments([SegmentRecord(v, kind, 0, 1.0, 2.0, f"{text} ({v})", embed(text.split()))
+                          for kind in ("speech", "screen_text")
+                          for v, text in (("trip", "coffee"), ("pets", "a dog"), ("garden", "a cat"), ("street", "a car"))])
+    floors = {"speech_sentence": 0.15, "screen_text_sentence": 0.15, LEVEL_OF_KIND[low]: 0.01}
+    settings = GatewaySettings(candidates=2, text_level_ranges={lv: (f, 0.5) for lv, f in floors.items()})
+    service = SearchService(settings, lambda: library.encoder, library.index, library.status, library.queue, segments)
+    result = _search(service, "coffee", top_k=2)
+    assert result.hits[0].video_id == "trip"
+    assert segments.reads and all(kinds == [low] for _, kinds in segments.reads), segments.reads

@@ -10,6 +10,7 @@ import sys
 import pytest
 from pydantic import ValidationError
 
+from gateway.fusion import DEFAULT_TEXT_RANGES
 from gateway.settings import GatewaySettings
 from index import IndexSettings
 from inference.settings import TritonSettings
@@ -97,3 +98,25 @@ def test_importing_a_service_reads_no_settings() -> None:
     code = "import workers.tasks, workers.main, gateway.server"
     result = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=120)
     assert result.returncode == 0, result.stderr
+
+
+def test_text_level_ranges_are_read_per_level_as_json(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("VIDSTRATA_GATEWAY_TEXT_LEVEL_RANGES", '{"screen_text_sentence": [0.35, 0.6]}')
+    ranges = GatewaySettings().text_level_ranges
+    assert ranges["screen_text_sentence"] == (0.35, 0.6)
+    assert ranges["speech_sentence"] == DEFAULT_TEXT_RANGES["speech_sentence"], "levels left out keep the default"
+
+
+@pytest.mark.parametrize(
+    ("value", "message"),
+    [
+        ('{"speech": [0.2, 0.5]}', r"unknown text levels \['speech'\]"),
+        ('{"speech_sentence": [0.5, 0.5]}', r"speech_sentence must be \[floor, ceiling\] with -1 <= floor < ceiling"),
+        ('{"screen_text_sentence": [0.6, 0.35]}', "screen_text_sentence must be"),
+        ("[0.15, 0.5]", "valid dictionary"),  # the old single range's format
+    ],
+)
+def test_text_level_ranges_reject_bad_levels_and_ranges(monkeypatch: pytest.MonkeyPatch, value: str, message: str) -> None:
+    monkeypatch.setenv("VIDSTRATA_GATEWAY_TEXT_LEVEL_RANGES", value)
+    with pytest.raises(ValidationError, match=message):
+        GatewaySettings()

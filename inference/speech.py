@@ -5,14 +5,12 @@ Windows go out one request each and several in flight, so Triton's dynamic batch
 
 from __future__ import annotations
 
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 import numpy as np
-import tritonclient.grpc as grpcclient
-from tritonclient.utils import InferenceServerException
 
-from inference.encoder import EncoderInputError, EncoderUnavailable
+from inference.encoder import EncoderInputError
+from inference.triton_model import TritonModelClient, as_text
 from spec.contract import (
     SPEECH_INPUTS,
     SPEECH_MAX_WINDOW_S,
@@ -39,45 +37,24 @@ class AudioWindow:
     samples: np.ndarray
 
 
-class TritonSpeech:
+class TritonSpeech(TritonModelClient):
     """Thread-safe ASR over Triton gRPC; `max_inflight` windows are sent at once."""
 
+    model = SPEECH_RECOGNIZER
+
     def __init__(self, url: str, timeout_s: float = 60.0, max_inflight: int = 4) -> None:
-        self.url = url
-        self.timeout_s = timeout_s
-        self._client = grpcclient.InferenceServerClient(url)
-        self._pool = ThreadPoolExecutor(max_workers=max_inflight, thread_name_prefix="asr")
+        super().__init__(url, timeout_s, max_inflight, "asr")
 
     def _one(self, window: AudioWindow) -> list[TimedText]:
         samples = np.ascontiguousarray(window.samples, dtype=np.float32)[None, :]
         if samples.shape[1] == 0 or samples.shape[1] > SPEECH_MAX_WINDOW_S * SPEECH_SAMPLE_RATE:
             raise EncoderInputError(f"an audio window holds 1..{int(SPEECH_MAX_WINDOW_S * SPEECH_SAMPLE_RATE)} "
                                     f"samples, got {samples.shape[1]}")
-        tensor = grpcclient.InferInput(SPEECH_INPUTS[0], list(samples.shape), "FP32")
-        tensor.set_data_from_numpy(samples)
-        try:
-            result = self._client.infer(SPEECH_RECOGNIZER, [tensor], client_timeout=self.timeout_s,
-                                        outputs=[grpcclient.InferRequestedOutput(n) for n in SPEECH_OUTPUTS])
-        except InferenceServerException as exc:
-            kind = EncoderInputError if exc.status() == "StatusCode.INVALID_ARGUMENT" else EncoderUnavailable
-            raise kind(f"{SPEECH_RECOGNIZER} at {self.url}: {exc.message()}") from exc
+        result = self._infer(SPEECH_INPUTS[0], samples, "FP32", SPEECH_OUTPUTS)
         starts, ends, texts = (result.as_numpy(n).reshape(-1) for n in SPEECH_OUTPUTS)
-        return [
-            TimedText(window.offset_s + float(s), window.offset_s + float(e),
-                      t.decode("utf-8") if isinstance(t, bytes) else str(t))
-            for s, e, t in zip(starts, ends, texts, strict=True)
-        ]
+        return [TimedText(window.offset_s + float(s), window.offset_s + float(e), as_text(t))
+                for s, e, t in zip(starts, ends, texts, strict=True)]
 
     def transcribe(self, windows: list[AudioWindow]) -> list[TimedText]:
         """The segments of all windows, in time order; EncoderUnavailable when Triton cannot answer."""
         return [segment for found in self._pool.map(self._one, windows) for segment in found]
-
-    def ready(self) -> bool:
-        try:
-            return bool(self._client.is_model_ready(SPEECH_RECOGNIZER, client_timeout=2.0))
-        except InferenceServerException:
-            return False
-
-    def close(self) -> None:
-        self._pool.shutdown(wait=False)
-        self._client.close()

@@ -39,6 +39,7 @@ from index.store import (
     _chunks,
     _milvus_filter,
     _unique_ids,
+    decoded_rows,
 )
 from spec.validation import check_metadata, check_video_id
 
@@ -162,13 +163,13 @@ class SegmentIndex:
         """
         ids = ", ".join(quote_string(v) for v in video_ids)
         kind_list = ", ".join(quote_string(k) for k in kinds)
-        rows = self.videos._call(f"get segments from {self.name!r}", lambda client: client.query(
+        rows = decoded_rows(self.videos._call(f"get segments from {self.name!r}", lambda client: client.query(
             self.name, filter=f"video_id in [{ids}] and kind in [{kind_list}]", output_fields=fields,
             limit=MAX_RESULT_WINDOW, consistency_level=self.videos.settings.read_consistency,
             timeout=self.videos.settings.milvus_timeout_s,
-        ))
+        )))
         if len(rows) < MAX_RESULT_WINDOW or len(video_ids) == 1:
-            return list(rows)
+            return rows
         half = len(video_ids) // 2
         return self._read_rows(video_ids[:half], kinds, fields) + self._read_rows(video_ids[half:], kinds, fields)
 

@@ -28,6 +28,7 @@ from index import (
     VideoRecord,
 )
 from index.schema import SCHEMA_VERSION_PROPERTY
+from index.store import decoded_rows
 from vidstrata.stack.milvus import start_milvus_lite
 from vidstrata.stack.process import free_port
 
@@ -152,6 +153,28 @@ def test_get_videos_round_trips_fields(index: VideoIndex) -> None:
     )
     np.testing.assert_allclose(got.vector, video.vector, atol=1e-6)
     assert index.get_candidate_vectors(["missing"]).clips == {}
+
+
+def test_vectors_are_decoded_in_one_copy_and_equal_pymilvus_own(index: VideoIndex, raw: MilvusClient) -> None:
+    """decoded_rows reads a reply's packed vectors at once (the installed pymilvus must keep offering them: a
+    Search's fetch depends on it) and gives what pymilvus's own row-by-row decoding gives, bit for bit."""
+    rng = np.random.default_rng(0)
+    for name in ("a", "b", "c"):
+        vectors = rng.standard_normal((3, DIM)).astype(np.float32)
+        index.replace_video(*make_video(name, list(vectors / np.linalg.norm(vectors, axis=1, keepdims=True))))
+    ids = ["c:2", "a:0", "b:1", "a:2"]
+    reply = raw.get(index.names.clips, ids=ids, output_fields=["start_s", "vector"])
+    assert getattr(reply, "_lazy_field_data", None), "pymilvus no longer keeps the packed vectors of a reply"
+    fast = decoded_rows(reply)
+    slow = [dict(row) for row in raw.get(index.names.clips, ids=ids, output_fields=["start_s", "vector"])]
+    assert [r["clip_id"] for r in fast] == [r["clip_id"] for r in slow]
+    for got, want in zip(fast, slow, strict=True):
+        assert isinstance(got["vector"], np.ndarray) and got["vector"].dtype == np.float32
+        assert got["vector"].tobytes() == np.asarray(want["vector"], dtype=np.float32).tobytes()
+        assert got["start_s"] == want["start_s"]
+    assert decoded_rows(raw.get(index.names.clips, ids=["none:0"], output_fields=["vector"])) == []
+    with_json = decoded_rows(raw.get(index.names.videos, ids=["a"], output_fields=["metadata", "vector"]))
+    assert with_json[0]["metadata"] == {} and len(with_json[0]["vector"]) == DIM  # a lazy JSON field: row by row
 
 
 def test_delete_video(index: VideoIndex, raw: MilvusClient) -> None:

@@ -11,8 +11,9 @@ components of the DB bitmap, each grown by DB's unclip distance area * ratio / p
 classifier only turns upside-down lines.
 
 Per request (batch dimension 1): `frame` UINT8 [1, H, W, 3] RGB -> `text` BYTES [1, K] in reading order,
-`score` FP32 [1, K] (mean CTC confidence), `box` FP32 [1, K, 4] (x0, y0, x1, y1 in pixels of the frame as
-read: twice the input's for frames under SMALL_FRAME).
+`score` FP32 [1, K] (mean CTC confidence), `box` FP32 [1, K, 4] (x0, y0, x1, y1 in pixels of the frame sent).
+Every line with text is returned: which lines are worth indexing (confidence, position) is the caller's choice
+(spec.screen_text.LineFilter, the worker's settings), not this model's.
 """
 
 from __future__ import annotations
@@ -36,7 +37,6 @@ UNCLIP_RATIO = 1.6
 REC_HEIGHT, REC_MIN_WIDTH = 48, 320
 CLS_SHAPE = (48, 192)
 CLS_THRESHOLD = 0.9
-TEXT_THRESHOLD = 0.5
 MAX_LINES = 64  # per frame
 SMALL_FRAME = 480  # pixels of the shorter side below which a frame is upscaled 2x
 
@@ -115,13 +115,16 @@ class ScreenTextReaderModel:
             raise RuntimeError(f"{model}: {response.error().message()}")
         return pb_utils.get_output_tensor_by_name(response, "y").as_numpy()
 
-    def read(self, frame: np.ndarray) -> list[tuple[str, float, tuple[int, int, int, int]]]:
-        """(text, confidence, box) of each line of text in one RGB frame, in reading order.
+    def read(self, frame: np.ndarray) -> list[tuple[str, float, tuple[float, float, float, float]]]:
+        """(text, confidence, box) of each line of text in one RGB frame, in reading order; boxes in the frame's
+        pixels.
 
         Small frames are read at twice their size: the recogniser drops the spaces of small text otherwise.
         """
-        if min(frame.shape[:2]) < SMALL_FRAME:
-            frame = np.asarray(Image.fromarray(frame).resize((frame.shape[1] * 2, frame.shape[0] * 2), Image.BICUBIC))
+        zoom = 2 if min(frame.shape[:2]) < SMALL_FRAME else 1
+        if zoom > 1:
+            frame = np.asarray(Image.fromarray(frame).resize((frame.shape[1] * zoom, frame.shape[0] * zoom),
+                                                             Image.BICUBIC))
         det_input, scale_x, scale_y = _det_input(frame)
         boxes = boxes_from_probabilities(self._infer(self.det, det_input)[0, 0], scale_x, scale_y)
         crops = [frame[y0:y1, x0:x1] for x0, y0, x1, y1 in boxes]
@@ -133,7 +136,7 @@ class ScreenTextReaderModel:
         crops = [c[::-1, ::-1] if p[1] > CLS_THRESHOLD else c for c, p in zip(crops, turned, strict=True)]
         width = max(REC_MIN_WIDTH, max(int(math.ceil(REC_HEIGHT * c.shape[1] / c.shape[0])) for c in crops))
         texts = ctc_greedy(self._infer(self.rec, _padded_batch(crops, REC_HEIGHT, width)), self.characters)
-        return [(t, s, b) for (t, s), (_, b) in zip(texts, kept, strict=True) if s >= TEXT_THRESHOLD and t.strip()]
+        return [(t, s, tuple(v / zoom for v in b)) for (t, s), (_, b) in zip(texts, kept, strict=True) if t.strip()]
 
     def execute(self, requests: list[Any]) -> list[Any]:
         responses = []

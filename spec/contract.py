@@ -28,6 +28,6 @@ OCR_DET = "ocr_det"  # PP-OCRv4 mobile DB detector: x [N,3,H,W] -> y [N,1,H,W]
 OCR_CLS = "ocr_cls"  # v2.0 angle classifier: x [N,3,48,192] -> y [N,2] (0 or 180 degrees)
 OCR_REC = "ocr_rec"  # PP-OCRv4 mobile recogniser: x [N,3,48,W] -> y [N,T,6625] (CTC)
 SCREEN_TEXT_INPUTS = ("frame",)  # UINT8 [1,H,W,3] RGB, one frame a request
-SCREEN_TEXT_OUTPUTS = ("text", "score", "box")
+SCREEN_TEXT_OUTPUTS = ("text", "score", "box")  # every line read: text, mean CTC confidence, frame pixels x0,y0,x1,y1
 SCREEN_TEXT_MIN_SIDE = 8  # pixels: a frame (as sent, after downscaling) narrower than this holds no legible text
 MODEL_VERSION_PARAMETER = "model_version"  # config parameter of the text_encoder ensemble: digest of its text graph

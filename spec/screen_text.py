@@ -1,7 +1,8 @@
-"""What the worker does with text read off the screen, before it is embedded: normalise it, merge repeats.
+"""What the worker does with text read off the screen, before it is embedded: keep the lines worth indexing,
+normalise them, merge repeats.
 
-Pure functions, shared by the worker and the evaluation: the same normalisation applies wherever a screen text
-is compared.
+Pure functions, shared by the worker and the evaluation: the same filter and normalisation apply wherever a
+screen text is compared.
 """
 
 from __future__ import annotations
@@ -23,6 +24,45 @@ def normalize_text(text: str) -> str:
     text = _SPACES.sub(" ", unicodedata.normalize("NFKC", text)).strip().lower()
     text = _REPEATS.sub(r"\1", text)
     return text if any(c.isalnum() for c in text) else ""
+
+
+@dataclass(frozen=True)
+class ReadLine:
+    """One line of text as OCR read it in one frame.
+
+    `confidence` is the recogniser's mean probability of the line's characters (0..1); `box` is (x0, y0, x1, y1)
+    as fractions of the frame's width and height (0..1), so a rule about it does not depend on the frame's size.
+    """
+
+    text: str
+    confidence: float
+    box: tuple[float, float, float, float]
+
+
+@dataclass(frozen=True)
+class LineFilter:
+    """Which read lines become screen text: the evidence that a line is text shown *to the viewer*.
+
+    - `min_confidence`: lines the recogniser is less sure of are dropped (misreads of texture, half-hidden words).
+    - `edge_margin`: a line whose box comes within this fraction of the frame's width of its left or right side
+      is dropped. Text laid out for the viewer (captions, titles, slides, lower thirds) keeps a margin, as the
+      title-safe area asks; text that runs off the picture is something filmed (a printed page, a sign, a
+      screen), cut mid-word by the frame, and reads as unrelated words: in the `scenes` set, the photo of a page
+      about segmenting coins matched "a collection of old coins" at cosine 0.43-0.49 through such lines.
+      0 keeps them.
+    """
+
+    min_confidence: float
+    edge_margin: float
+
+    def keeps(self, line: ReadLine) -> bool:
+        x0, _, x1, _ = line.box
+        return (line.confidence >= self.min_confidence and x0 >= self.edge_margin
+                and x1 <= 1.0 - self.edge_margin)
+
+    def lines(self, found: Sequence[ReadLine]) -> tuple[str, ...]:
+        """The normalised texts of the lines kept, in reading order (empty texts left out)."""
+        return tuple(n for n in (normalize_text(line.text) for line in found if self.keeps(line)) if n)
 
 
 @dataclass(frozen=True)

@@ -29,6 +29,7 @@ from index.store import ClipRecord, VideoIndex, VideoRecord
 from inference.encoder import Encoder
 from inference.screen_text import TritonScreenText
 from inference.speech import TimedText, TritonSpeech
+from spec.screen_text import LineFilter
 from spec.video import FrameBatch, VideoReader
 from workers.errors import IngestCancelled
 from workers.fetch import fetch
@@ -255,6 +256,7 @@ def text_stages(settings: WorkerSettings) -> list[TimedTextStage]:
         stages.append(TimedTextStage("screen_text", lambda path: read_screen_text(
             path, reader, settings.screen_text_sample_fps, settings.screen_text_max_per_minute,
             settings.screen_text_change_threshold, settings.screen_text_max_side, settings.max_duration_s,
-            settings.max_frame_pixels),
+            settings.max_frame_pixels,
+            LineFilter(settings.screen_text_min_confidence, settings.screen_text_edge_margin)),
             reader.close))
     return stages

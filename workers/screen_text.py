@@ -7,9 +7,10 @@ read when the picture changed since the last one read (half the L1 distance of t
 `change_threshold`: camera pans move it by ~0.03, cuts and new captions by 0.2 and more), the first frame
 always, and never more than `max_per_minute` a minute (a change that comes too soon is read once the budget
 allows).
-Clips are cut at picture changes, so every clip gets at least one read frame unless the cap is hit. What a read
-frame shows is taken to stay until the next read frame; equal texts in a row merge into one span
-(spec.screen_text). The OCR itself runs in Triton, never here.
+Clips are cut at picture changes, so every clip gets at least one read frame unless the cap is hit. Of the lines
+Triton reads, only those the deployment's `LineFilter` keeps become text (spec.screen_text: confident enough, and
+not cut by the frame's sides). What a read frame shows is taken to stay until the next read frame; equal texts in
+a row merge into one span (spec.screen_text). The OCR itself runs in Triton, never here.
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ import numpy as np
 from inference.screen_text import TritonScreenText
 from inference.speech import TimedText
 from spec.contract import SCREEN_TEXT_MIN_SIDE
-from spec.screen_text import Sighting, merge_sightings, normalize_text
+from spec.screen_text import LineFilter, Sighting, merge_sightings
 from spec.video import VideoSource
 
 THUMBNAIL = 64
@@ -63,8 +64,9 @@ def pick_frames(video: VideoSource, sample_fps: float, max_per_minute: int, chan
 
 def read_screen_text(path: Path, reader: TritonScreenText, sample_fps: float, max_per_minute: int,
                      change_threshold: float, max_side: int, max_duration_s: float, max_pixels: int,
-                     batch: int = 4) -> list[TimedText]:
-    """The timed on-screen text of a video; empty when it shows none (or has no frame worth reading)."""
+                     line_filter: LineFilter, batch: int = 4) -> list[TimedText]:
+    """The timed on-screen text of a video (the lines `line_filter` keeps); empty when it shows none (or has no
+    frame worth reading)."""
     times: list[float] = []
     lines: list[tuple[str, ...]] = []
     pending: list[tuple[float, np.ndarray]] = []
@@ -72,7 +74,7 @@ def read_screen_text(path: Path, reader: TritonScreenText, sample_fps: float, ma
     def flush() -> None:
         for (t, _), found in zip(pending, reader.read([f for _, f in pending]), strict=True):
             times.append(t)
-            lines.append(tuple(n for n in (normalize_text(line) for line in found) if n))
+            lines.append(line_filter.lines(found))
         pending.clear()
 
     with VideoSource(path, max_duration_s, max_pixels) as video:

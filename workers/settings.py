@@ -121,6 +121,17 @@ class WorkerSettings(BaseSettings):
     screen_text_max_side: int = Field(
         960, ge=64, le=4096, description="Frames are scaled down to at most this many pixels on the longer side for OCR."
     )
+    screen_text_min_confidence: float = Field(
+        0.5, ge=0, le=1,
+        description="Lines OCR read with a lower confidence (the recogniser's mean character probability) are not "
+        "indexed.",
+    )
+    screen_text_edge_margin: float = Field(
+        0.02, ge=0, lt=0.5,
+        description="Lines whose box comes within this fraction of the frame's width of its left or right side are "
+        "not indexed: text cut by the frame (a filmed page or sign) rather than laid out for the viewer; 0 keeps "
+        "them.",
+    )
     screen_text_timeout_s: float = Field(60.0, gt=0, description="Deadline of reading one frame in Triton's OCR.")
     speech_inflight: int = Field(
         4, ge=1, le=32, description="Speech windows in flight to Triton at once, so its batcher can decode them together."

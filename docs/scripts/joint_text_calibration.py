@@ -1,8 +1,8 @@
 """One text range per level and the text weights, chosen on the calibration halves of two datasets at once.
 
 `bench.eval --calibrate` calibrates one dataset at a time, but the text levels must serve both `scenes` (visual
-queries, where on-screen text is mostly noise: the `page` photo's printed words) and `narrated` (speech and
-on-screen text queries). This replays the gateway's own fusion (bench.calibration.grid_reciprocal_ranks) over the
+queries, where on-screen text was noise: the `page` photo's printed words, which the worker has dropped since it
+keeps only lines clear of the frame's sides) and `narrated` (speech and on-screen text queries). This replays the gateway's own fusion (bench.calibration.grid_reciprocal_ranks) over the
 level scores that Search returned for every candidate of both sets, with the gateway's visual weights kept (they
 are calibrated on `scenes`, docs/evaluation.md), for every text weight in TEXT_WEIGHTS and every per-level range of
 bench.calibration.text_range_grid, on each set's calibration half (bench.calibration.split_texts, seed 0, as the

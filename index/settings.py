@@ -43,7 +43,10 @@ class IndexSettings(BaseSettings):
     hnsw_m: int = Field(16, ge=2, le=2048, description="HNSW graph degree M (build time).")
     hnsw_ef_construction: int = Field(200, ge=1, description="HNSW efConstruction (build time).")
     hnsw_ef: int = Field(
-        64, ge=1, description="HNSW ef at search time; raised to the request's limit when that is larger."
+        320,
+        ge=1,
+        description="HNSW ef at search time; raised to the request's limit when that is larger. 320 keeps the "
+        "grouped top 10 equal to exact search on 99% of queries at 100k videos (bench.query; 64: 98.3%).",
     )
     ivf_nlist: int = Field(1024, ge=1, le=65536, description="IVF_FLAT number of clusters (build time).")
     ivf_nprobe: int = Field(16, ge=1, le=65536, description="IVF_FLAT clusters probed at search time.")

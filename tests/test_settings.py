@@ -26,7 +26,7 @@ def test_defaults(monkeypatch: pytest.MonkeyPatch) -> None:
     assert (settings.milvus_uri, settings.collection_prefix, settings.index_type, settings.metric) == (
         "http://127.0.0.1:19530", "", "HNSW", "COSINE"
     )
-    assert (settings.hnsw_m, settings.hnsw_ef_construction, settings.hnsw_ef, settings.vector_dim) == (16, 200, 64, 384)
+    assert (settings.hnsw_m, settings.hnsw_ef_construction, settings.hnsw_ef, settings.vector_dim) == (16, 200, 320, 384)
     assert RedisSettings().url == "redis://127.0.0.1:6379/0"
     assert TritonSettings().url == "127.0.0.1:8001"
 

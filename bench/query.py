@@ -66,7 +66,7 @@ def bare_search(encoder: TritonEncoder, index: VideoIndex, pool: ThreadPoolExecu
     video_hits = videos_future.result()
     hit_lists = [video_hits, *clip_lists]
     candidates = union_by_rank([[h.video_id for h in hits] for hits in hit_lists], limit)
-    index.get_candidate_vectors(candidates, {h.video_id: h.clip_count for hits in hit_lists for h in hits})
+    index.get_candidate_vectors(candidates, {h.video_id: h.clip_count for hits in hit_lists for h in hits}, video_hits)
 
 
 def measure_bare(encoder: TritonEncoder, index: VideoIndex, concurrency: int, requests: int, limit: int) -> dict[str, float]:

@@ -3,7 +3,8 @@
 ANN scores are approximate and exist only for the lists a video was found in, so every candidate is
 scored again, exactly and at every level, from its video vector and all its clip vectors:
 
-- video_sentence: cosine(video vector, sentence);
+- video_sentence: cosine(video vector, sentence): the video ANN's own cosine where it found the video, so
+                  only the other candidates' video rows are read;
 - clip_sentence:  max over the video's clips of cosine(clip, sentence);
 - clip_phrase:    for each phrase the max over clips of cosine(clip, phrase), then the mean over phrases
                   (late interaction: each event of the query may be found in a different clip);
@@ -84,26 +85,31 @@ def score_candidates(
     videos: Mapping[str, np.ndarray],
     clips: Mapping[str, Sequence[ClipRecord]],
     text: Mapping[str, Mapping[str, SegmentHit]] | None = None,
+    video_cosines: Mapping[str, float] | None = None,
 ) -> ScoredCandidates:
-    """Score each candidate that has a video vector [D] and trusted clips; others (deleted since the ANN search,
-    or found only through a clip its video row does not trust) are dropped.
+    """Score each candidate that has a video vector [D] (or its cosine with the sentence in `video_cosines`, from
+    the video ANN) and trusted clips; others (deleted since the ANN search, or found only through a clip its video
+    row does not trust) are dropped.
 
     `text` (segment kind -> video -> its best segment of that kind, from `text_matches`) adds the text levels;
     None leaves them out.
     """
-    kept = [v for v in video_ids if v in videos and clips.get(v)]
+    known = video_cosines or {}
+    kept = [v for v in video_ids if (v in videos or v in known) and clips.get(v)]
     if not kept:
         return ScoredCandidates([], {level: np.zeros(0) for level in LEVELS}, [])
     all_clips = [clip for v in kept for clip in clips[v]]
     counts = np.array([len(clips[v]) for v in kept])
     starts = np.concatenate([[0], np.cumsum(counts)[:-1]])
+    read = [v for v in kept if v not in known]
 
-    # One matrix product for everything: rows are the videos then all their clips, columns the sentence then
+    # One matrix product for everything: rows are the videos read then all the clips, columns the sentence then
     # each phrase. Small products like this are memory-bound; one call beats several.
-    stored = np.stack([videos[v] for v in kept] + [clip.vector for clip in all_clips])
+    stored = np.stack([videos[v] for v in read] + [clip.vector for clip in all_clips])
     cosines = _cosines(stored, np.vstack([query.sentence[None, :], query.phrase_vectors]).astype(np.float32))  # (V+C, 1+P)
-    to_sentence, to_phrases = cosines[len(kept):, 0], cosines[len(kept):, 1:]
+    to_sentence, to_phrases = cosines[len(read):, 0], cosines[len(read):, 1:]
     clip_score = (to_sentence + to_phrases.max(axis=1)) / 2
+    video_sentence = dict(zip(read, cosines[: len(read), 0].tolist(), strict=True)) | dict(known)
 
     # Per-video maxima over each video's run of clips; reduceat needs non-empty runs, which `kept` ensures.
     best_per_video = np.maximum.reduceat(clip_score, starts)
@@ -113,7 +119,7 @@ def score_candidates(
     best = [all_clips[i] for i in at_max[first]]
 
     levels = {
-        "video_sentence": cosines[: len(kept), 0].astype(np.float64),
+        "video_sentence": np.array([video_sentence[v] for v in kept], dtype=np.float64),
         "clip_sentence": np.maximum.reduceat(to_sentence, starts).astype(np.float64),
         "clip_phrase": np.maximum.reduceat(to_phrases, starts, axis=0).mean(axis=1).astype(np.float64),
     }

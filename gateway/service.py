@@ -63,7 +63,7 @@ class SearchIndex(Protocol):
     ) -> list[list[ClipHit]]: ...
     def get_videos(self, video_ids: Iterable[str]) -> dict[str, VideoRecord]: ...
     def get_candidate_vectors(
-        self, video_ids: Iterable[str], clip_counts: Mapping[str, int] | None = None
+        self, video_ids: Iterable[str], clip_counts: Mapping[str, int] | None = None, video_hits: Iterable[VideoHit] = ()
     ) -> CandidateVectors: ...
     def delete_video(self, video_id: str) -> bool: ...
     def counts(self) -> tuple[int, int]: ...
@@ -242,7 +242,8 @@ class SearchService:
                 clip_lists = self._milvus(
                     lambda: self.index.search_clips_grouped(vectors.clip_queries, limit, query.filter)
                 )
-            hit_lists: list[list[VideoHit] | list[ClipHit]] = [videos_future.result(), *clip_lists]
+            video_hits = videos_future.result()
+            hit_lists: list[list[VideoHit] | list[ClipHit]] = [video_hits, *clip_lists]
             segment_lists = {k: f.result() for k, f in segment_futures.items()}
             candidates = union_by_rank([[h.video_id for h in hits] for hits in
                                         [*hit_lists, *(found.hits for found in segment_lists.values())]], limit)
@@ -258,10 +259,10 @@ class SearchService:
                     stored_future = self._pool.submit(self._milvus, lambda: self.segments.get_segments(  # type: ignore[union-attr]
                         {v for videos in unseen.values() for v in videos}, [k for k, v in unseen.items() if v]),
                     ) if any(unseen.values()) else None
-                    rows = self._milvus(lambda: self.index.get_candidate_vectors(candidates, clip_counts))
+                    rows = self._milvus(lambda: self.index.get_candidate_vectors(candidates, clip_counts, video_hits))
                     stored = stored_future.result() if stored_future else {}
                 text = {k: text_matches(vectors, found, stored, k) for k, found in segment_lists.items()} if kinds else None
-                scored = score_candidates(vectors, candidates, rows.videos, rows.clips, text)
+                scored = score_candidates(vectors, candidates, rows.videos, rows.clips, text, rows.video_cosines)
             with _stage(timings, "fusion"):
                 fused = fuse(scored.levels, query.fusion)
                 matches = explain(scored, query.fusion)

@@ -88,10 +88,12 @@ class ClipRecord:
 
 @dataclass
 class CandidateVectors:
-    """What exact rescoring reads of candidate videos: each video's vector and its trusted clips, by video id."""
+    """What exact rescoring reads of candidate videos, by video id: each video's vector (or, for a video the video
+    ANN found under the COSINE metric, that search's cosine with the query instead) and its trusted clips."""
 
     videos: dict[str, np.ndarray]
     clips: dict[str, list[ClipRecord]]
+    video_cosines: dict[str, float] = field(default_factory=dict)
 
 
 class VideoHit(NamedTuple):
@@ -528,7 +530,8 @@ class VideoIndex:
         }
 
     def get_candidate_vectors(
-        self, video_ids: Iterable[str], clip_counts: Mapping[str, int] | None = None
+        self, video_ids: Iterable[str], clip_counts: Mapping[str, int] | None = None,
+        video_hits: Iterable[VideoHit] = (),
     ) -> CandidateVectors:
         """Video vectors and trusted clips (span and vector) by primary key: the rescoring stage's fetch.
 
@@ -536,20 +539,26 @@ class VideoIndex:
         With `clip_counts` (from the ANN hits) the video rows and the clips are read at the same time; without,
         the rows are read first. Either way the video row decides (module docstring): a video without a row is
         absent, clips at or past its clip_count are dropped, and clips the hint missed are read afterwards.
+        `video_hits` (from search_videos, in this Search) are rows already read: under COSINE their score is the
+        video level's cosine and their clip_count the row's, so those rows are not read again.
         """
         ids = _unique_ids(video_ids)
+        found = {h.video_id: h for h in video_hits} if self.settings.metric == "COSINE" else {}
+        unread = [v for v in ids if v not in found]
         video_fields = ["clip_count", VECTOR_FIELD]
+        counts = {v: found[v].clip_count for v in ids if v in found}
         if clip_counts is None:
-            rows = self._get_by_ids(self.names.videos, ids, video_fields)
-            clip_rows = self._get_clip_rows({row["video_id"]: (0, int(row["clip_count"])) for row in rows})
+            rows = self._get_by_ids(self.names.videos, unread, video_fields) if unread else []
+            counts |= {row["video_id"]: int(row["clip_count"]) for row in rows}
+            clip_rows = self._get_clip_rows({v: (0, n) for v, n in counts.items()})
         else:
-            pending = self._fetch_pool().submit(self._get_by_ids, self.names.videos, ids, video_fields)
-            clip_rows = self._get_clip_rows({v: (0, int(clip_counts.get(v, 0))) for v in ids})
-            rows = pending.result()
+            pending = self._fetch_pool().submit(self._get_by_ids, self.names.videos, unread, video_fields) if unread else None
+            clip_rows = self._get_clip_rows({v: (0, counts.get(v, int(clip_counts.get(v, 0)))) for v in ids})
+            rows = pending.result() if pending else []
             missed = {row["video_id"]: (int(clip_counts.get(row["video_id"], 0)), int(row["clip_count"]))
                       for row in rows if int(row["clip_count"]) > int(clip_counts.get(row["video_id"], 0))}
             clip_rows += self._get_clip_rows(missed)
-        counts = {row["video_id"]: int(row["clip_count"]) for row in rows}
+            counts |= {row["video_id"]: int(row["clip_count"]) for row in rows}
         videos = {row["video_id"]: np.asarray(row[VECTOR_FIELD], dtype=np.float32) for row in rows}
         clips: dict[str, list[ClipRecord]] = {}
         for row in clip_rows:
@@ -565,7 +574,7 @@ class VideoIndex:
             ))
         for records in clips.values():
             records.sort(key=lambda c: c.clip_index)
-        return CandidateVectors(videos, clips)
+        return CandidateVectors(videos, clips, {v: float(found[v].score) for v in ids if v in found})
 
     def _get_clip_rows(self, ranges: Mapping[str, tuple[int, int]]) -> list[dict[str, Any]]:
         """Clip rows (span and vector) of clip_index in [first, end) of each video."""

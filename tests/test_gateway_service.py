@@ -102,8 +102,8 @@ def test_candidates_deleted_after_the_ann_search_are_dropped(library):
     service = _service(library)
     original = library.index.get_candidate_vectors
 
-    def without_trip(ids, clip_counts=None):
-        rows = original(ids, clip_counts)
+    def without_trip(ids, clip_counts=None, video_hits=()):
+        rows = original(ids, clip_counts, video_hits)
         return CandidateVectors(rows.videos, {k: v for k, v in rows.clips.items() if k != "trip"})
 
     library.index.get_candidate_vectors = without_trip  # type: ignore[method-assign]
@@ -127,6 +127,21 @@ def test_best_clip_prefers_the_clip_matching_one_phrase_strongly():
     scored = score_candidates(query, ["v"], {"v": video.vector}, {"v": clips})
     assert (scored.best_clips[0].start_s, scored.best_clips[0].end_s) == (4.0, 8.0)
     assert scored.levels["clip_sentence"][0] == pytest.approx(float(clips[1].vector @ embed(["rocket"])))
+
+
+def test_a_video_level_from_the_ann_equals_the_one_from_the_vector():
+    """score_candidates takes the video ANN's cosine in place of the video vector and scores the same."""
+    video, clips = scene_video("v", ["a cat", "a rocket", "a cat and a rocket"])
+    other, other_clips = scene_video("w", ["a dog", "a boat"])
+    query = QueryVectors(embed(["rocket"]), ["rocket"], embed(["rocket"])[None])
+    from_vectors = score_candidates(query, ["v", "w"], {"v": video.vector, "w": other.vector}, {"v": clips, "w": other_clips})
+    cosine = float(video.vector @ query.sentence / np.linalg.norm(video.vector) / np.linalg.norm(query.sentence))
+    from_ann = score_candidates(query, ["v", "w"], {"w": other.vector}, {"v": clips, "w": other_clips},
+                                video_cosines={"v": cosine})
+    for level, scores in from_vectors.levels.items():
+        np.testing.assert_allclose(from_ann.levels[level], scores, rtol=1e-6)
+    got, want = from_ann.best_clips[0], from_vectors.best_clips[0]  # w's clips tie against "rocket"
+    assert (got.start_s, got.end_s) == (want.start_s, want.end_s) == (4.0, 8.0) and got.score == pytest.approx(want.score)
 
 
 # -- failures -------------------------------------------------------------------------------------

@@ -280,6 +280,28 @@ def test_readers_trust_only_clips_whose_video_row_allows_them(index: VideoIndex,
     np.testing.assert_allclose(index.get_candidate_vectors(["v"]).videos["v"], index.get_videos(["v"])["v"].vector)
 
 
+@pytest.mark.parametrize("metric", ["COSINE", "IP"])
+def test_rows_the_video_search_found_are_not_read_again(open_index: OpenIndex, metric: str) -> None:
+    """Under COSINE a video ANN hit gives the video level (its cosine) and the row's clip count, so its row is not
+    read again and only its clips are; under IP a hit's score is no cosine, so the row is read as before."""
+    index = open_index(metric=metric)
+    index.replace_video(*make_video("found", [at_cos(0.9), at_cos(0.7)]))
+    index.replace_video(*make_video("other", [at_cos(0.2, axis=2), at_cos(0.1, axis=3)]))
+    hits = [h for h in index.search_videos(E0, 2) if h.video_id == "found"]
+    rows = index.get_candidate_vectors(["found", "other"], {"found": 2, "other": 2}, hits)
+    assert [c.clip_index for c in rows.clips["found"]] == [0, 1] and len(rows.clips["other"]) == 2
+    if metric == "COSINE":
+        assert set(rows.videos) == {"other"} and set(rows.video_cosines) == {"found"}
+        stored = index.get_videos(["found"])["found"].vector
+        assert rows.video_cosines["found"] == pytest.approx(float(stored @ E0 / np.linalg.norm(stored)), abs=1e-5)
+    else:
+        assert set(rows.videos) == {"found", "other"} and rows.video_cosines == {}
+    # The hit's clip count is the row's: a clip past it (an interrupted shrink) stays untrusted.
+    stale = hits[0]._replace(clip_count=1)
+    assert [c.clip_index for c in index.get_candidate_vectors(["found"], {"found": 2}, [stale]).clips["found"]] == (
+        [0] if metric == "COSINE" else [0, 1])
+
+
 def test_a_second_process_sees_the_data(index: VideoIndex, milvus_uri: str) -> None:
     index.replace_video(*make_video("near", [at_cos(0.9), at_cos(0.8)], {"lang": "en"}))
     index.replace_video(*make_video("far", [at_cos(0.1)]))

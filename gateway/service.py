@@ -72,8 +72,7 @@ class SearchIndex(Protocol):
 class SegmentSearch(Protocol):
     """What the service needs of index.SegmentIndex (timed speech and on-screen text)."""
 
-    def search(self, vector: np.ndarray, kinds: Sequence[str], limit_videos: int,
-               filter_expr: str | CompiledFilter | None = None) -> dict[str, SegmentHits]: ...
+    def search(self, vector: np.ndarray, kind: str, limit_videos: int, filter_expr: str | None = None) -> SegmentHits: ...
     def get_segments(
         self, video_ids: Iterable[str], kinds: Sequence[str] = ..., vectors: bool = True
     ) -> dict[str, list[SegmentRecord]]: ...
@@ -237,15 +236,15 @@ class SearchService:
 
             videos_future = self._pool.submit(ann_videos)
             kinds = self._text_kinds(query)
-            segments_future = self._pool.submit(self._milvus, lambda: self.segments.search(  # type: ignore[union-attr]
-                vectors.sentence, kinds, limit, query.filter)) if kinds else None
+            segment_futures = {k: self._pool.submit(self._milvus, lambda k=k: self.segments.search(  # type: ignore[union-attr]
+                vectors.sentence, k, limit, query.filter)) for k in kinds}
             with _stage(timings, "ann_clips"):
                 clip_lists = self._milvus(
                     lambda: self.index.search_clips_grouped(vectors.clip_queries, limit, query.filter)
                 )
             video_hits = videos_future.result()
             hit_lists: list[list[VideoHit] | list[ClipHit]] = [video_hits, *clip_lists]
-            segment_lists = segments_future.result() if segments_future else {}
+            segment_lists = {k: f.result() for k, f in segment_futures.items()}
             candidates = union_by_rank([[h.video_id for h in hits] for hits in
                                         [*hit_lists, *(found.hits for found in segment_lists.values())]], limit)
             clip_counts = {h.video_id: h.clip_count for hits in hit_lists for h in hits}

@@ -174,49 +174,38 @@ class SegmentIndex:
         return self._read_rows(video_ids[:half], kinds, fields) + self._read_rows(video_ids[half:], kinds, fields)
 
     def search(
-        self, vector: np.ndarray, kinds: Sequence[str], limit_videos: int,
-        filter_expr: str | CompiledFilter | None = None,
-    ) -> dict[str, SegmentHits]:
-        """Per kind: the best segment of that kind of each of the best videos for one query vector, best first, and
-        the score below which the segments of every other video lie (SegmentHits.unseen_below).
+        self, vector: np.ndarray, kind: str, limit_videos: int, filter_expr: str | CompiledFilter | None = None
+    ) -> SegmentHits:
+        """The best segment of this kind of each of the best videos for one query vector, best first, and the
+        score below which the segments of every other video lie (SegmentHits.unseen_below).
 
-        One Milvus search for all kinds (one round trip fewer per kind beyond the first), over-fetching like clip
-        search (clip_overfetch segments per wanted video and kind), keeping the first hit of each video and kind. A
-        kind crowded out of the page by another is still bounded: every segment not returned scores at most the
-        page's last hit. Like clip hits, these are candidates, not trusted results: the rescoring read of the video
+        Over-fetches like clip search (clip_overfetch segments per wanted video) and keeps the first hit of
+        each video. Like clip hits, these are candidates, not trusted results: the rescoring read of the video
         rows drops a video without one (not yet or no longer indexed), so no row is read here.
         """
         query = self.videos._vector(vector, "query vector")
-        kinds = list(dict.fromkeys(_check_kind(k) for k in kinds))
+        _check_kind(kind)
         _check_limit(limit_videos, "limit_videos")
-        if not kinds:
-            return {}
         user = _milvus_filter(filter_expr, "clips")  # segments carry the same video_* copies as clips
-        milvus_filter = f"kind in [{', '.join(quote_string(k) for k in kinds)}]" + (f" and ({user})" if user else "")
-        fetch = min(limit_videos * self.videos.settings.clip_overfetch * len(kinds), MAX_RESULT_WINDOW)
+        milvus_filter = f"kind == {quote_string(kind)}" + (f" and ({user})" if user else "")
+        fetch = min(limit_videos * self.videos.settings.clip_overfetch, MAX_RESULT_WINDOW)
         settings = self.videos.settings
-        result = self.videos._call(f"search {' and '.join(kinds)} segments", lambda client: client.search(
+        result = self.videos._call(f"search {kind} segments", lambda client: client.search(
             self.name, data=[query], filter=milvus_filter, limit=fetch,
             output_fields=list(Segment.COLUMNS),
             search_params=search_params(settings, fetch), consistency_level=settings.read_consistency,
             timeout=settings.milvus_timeout_s,
         ))
         hits = sorted(result[0], key=lambda h: h.distance, reverse=True)
-        page_floor = float(hits[-1].distance) if len(hits) == fetch else -math.inf  # bounds every segment not returned
-        best: dict[str, dict[str, SegmentHit]] = {k: {} for k in kinds}
+        best: dict[str, SegmentHit] = {}
         for hit in hits:
             entity = hit["entity"]
-            of_kind = best[entity["kind"]]
-            if entity["video_id"] not in of_kind:
-                of_kind[entity["video_id"]] = SegmentHit.from_row(entity, score=float(hit.distance))
-        found = {}
-        for kind, of_kind in best.items():
-            ranked = list(of_kind.values())
-            if len(ranked) > limit_videos:  # the first video cut off bounds every unseen one
-                found[kind] = SegmentHits(ranked[:limit_videos], ranked[limit_videos].score)
-            else:
-                found[kind] = SegmentHits(ranked, page_floor)
-        return found
+            if entity["video_id"] not in best:
+                best[entity["video_id"]] = SegmentHit.from_row(entity, score=float(hit.distance))
+        ranked = list(best.values())
+        if len(ranked) > limit_videos:  # the first video cut off bounds every unseen one
+            return SegmentHits(ranked[:limit_videos], ranked[limit_videos].score)
+        return SegmentHits(ranked, float(hits[-1].distance) if len(hits) == fetch else -math.inf)
 
 
 class SegmentHits(NamedTuple):

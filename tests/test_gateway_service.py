@@ -352,17 +352,13 @@ class _Segments:
     def __init__(self, segments: list[SegmentRecord]) -> None:
         self.segments, self.reads = segments, []
 
-    def search(self, vector, kinds, limit_videos, filter_expr=None) -> dict[str, SegmentHits]:
-        found = {}
-        for kind in kinds:
-            best: dict[str, SegmentHit] = {}
-            for s in sorted((s for s in self.segments if s.kind == kind), key=lambda s: -float(s.vector @ vector)):
-                best.setdefault(s.video_id, SegmentHit(s.video_id, kind, s.index, s.start_s, s.end_s, s.text,
-                                                       float(s.vector @ vector)))
-            ranked = list(best.values())
-            found[kind] = SegmentHits(ranked[:limit_videos],
-                                      ranked[limit_videos].score if len(ranked) > limit_videos else -np.inf)
-        return found
+    def search(self, vector, kind, limit_videos, filter_expr=None) -> SegmentHits:
+        best: dict[str, SegmentHit] = {}
+        for s in sorted((s for s in self.segments if s.kind == kind), key=lambda s: -float(s.vector @ vector)):
+            best.setdefault(s.video_id, SegmentHit(s.video_id, kind, s.index, s.start_s, s.end_s, s.text,
+                                                   float(s.vector @ vector)))
+        ranked = list(best.values())
+        return SegmentHits(ranked[:limit_videos], ranked[limit_videos].score if len(ranked) > limit_videos else -np.inf)
 
     def get_segments(self, video_ids, kinds=("speech", "screen_text"), vectors=True):
         self.reads.append((sorted(video_ids), list(kinds)))

@@ -56,7 +56,7 @@ def test_search_gives_the_best_segment_of_each_video_and_the_rescoring_read_hide
     write(stores, "b", {"speech": speech("b", [0.6]), "screen_text": speech("b", [0.95], "screen_text")})
     video, _ = make_video("pending", [at_cos(0.1)])
     segments.replace_segments(video, "speech", speech("pending", [1.0]))  # its video row is not written yet
-    found = segments.search(E0, ["speech"], 10)["speech"]
+    found = segments.search(E0, "speech", 10)
     hits = found.hits
     # ANN hits are candidates: the pending video is one, and the rescoring read (video rows) is what drops it
     assert [(h.video_id, h.index) for h in hits] == [("pending", 0), ("a", 1), ("b", 0)]
@@ -65,36 +65,15 @@ def test_search_gives_the_best_segment_of_each_video_and_the_rescoring_read_hide
     assert set(videos.get_candidate_vectors([h.video_id for h in hits]).videos) == {"a", "b"}
     assert hits[1].text == "speech line 1 of a" and (hits[1].start_s, hits[1].end_s) == (2.0, 3.5)
     np.testing.assert_allclose([h.score for h in hits], [1.0, 0.8, 0.6], atol=1e-5)
-    assert [h.video_id for h in segments.search(E0, ["screen_text"], 10)["screen_text"].hits] == ["b"]
-    assert segments.search(E0, ["speech"], 10, filter_expr='metadata["lang"] == "xx"')["speech"].hits == []
-
-
-def test_one_search_serves_both_kinds_and_bounds_a_kind_crowded_out_of_the_page(stores) -> None:
-    """Both kinds come from one Milvus search; a kind whose segments the other pushed off the page is bounded by
-    the page's last hit, so the candidates it did not reach are read if they could still score above a floor."""
-    videos, segments = stores
-    for i, cosine in enumerate([0.95, 0.9, 0.85]):
-        write(stores, f"s{i}", {"speech": speech(f"s{i}", [cosine, cosine - 0.02])})
-    write(stores, "t", {"screen_text": speech("t", [0.3], "screen_text")})
-    calls = []
-    real = videos._call
-    videos._call = lambda what, fn: calls.append(what) or real(what, fn)  # count round trips
-    found = segments.search(E0, ["speech", "screen_text"], 10)
-    assert len(calls) == 1 and set(found) == {"speech", "screen_text"}
-    assert [h.video_id for h in found["speech"].hits] == ["s0", "s1", "s2"]
-    assert [h.video_id for h in found["screen_text"].hits] == ["t"] and found["screen_text"].unseen_below == float("-inf")
-    crowded = segments.search(E0, ["speech", "screen_text"], 1)  # a page of 4 (2 per video and kind): all speech
-    assert [h.video_id for h in crowded["speech"].hits] == ["s0"] and crowded["screen_text"].hits == []
-    assert crowded["screen_text"].unseen_below == pytest.approx(0.88, abs=1e-5)  # the page's last hit: s1's second
-    assert crowded["screen_text"].unseen(["t"], floor=0.25) == ["t"] and crowded["screen_text"].unseen(["t"], floor=0.95) == []
-    assert segments.search(E0, [], 10) == {}
+    assert [h.video_id for h in segments.search(E0, "screen_text", 10).hits] == ["b"]
+    assert segments.search(E0, "speech", 10, filter_expr='metadata["lang"] == "xx"').hits == []
 
 
 def test_a_full_page_bounds_the_videos_it_did_not_reach_and_a_long_read_is_one_query(stores) -> None:
     videos, segments = stores
     for i, cosine in enumerate([0.9, 0.8, 0.7, 0.6]):
         write(stores, f"v{i}", {"speech": speech(f"v{i}", [cosine, cosine - 0.5])})
-    found = segments.search(E0, ["speech"], 2)["speech"]  # two videos wanted: v2 is the first one cut off
+    found = segments.search(E0, "speech", 2)  # two videos wanted: v2 is the first one cut off
     assert [h.video_id for h in found.hits] == ["v0", "v1"]
     assert found.unseen_below == pytest.approx(0.7, abs=1e-5)
     assert found.unseen(["v0", "v2", "v3"], floor=0.5) == ["v2", "v3"]  # might score >= 0.5: read them

@@ -64,21 +64,21 @@ def _exercise_segments(index: VideoIndex) -> None:
     segments = SegmentIndex(index)
     _ingest(index, "spoken", {"speech": _said("spoken", [1, 2, 3]), "screen_text": _said("spoken", [4], "screen_text")})
     _ingest(index, "other", {"speech": _said("other", [5])})
-    hits = segments.search(AXES[2], ["speech"], 5)["speech"].hits
+    hits = segments.search(AXES[2], "speech", 5).hits
     assert [(h.video_id, h.kind, h.index, h.start_s, h.end_s, h.text) for h in hits][0] == (
         "spoken", "speech", 1, 2.0, 3.5, "speech 1 of spoken")
     assert abs(hits[0].score - 1.0) < 1e-5
-    assert [h.video_id for h in segments.search(AXES[4], ["screen_text"], 5)["screen_text"].hits] == ["spoken"]  # kinds kept apart
+    assert [h.video_id for h in segments.search(AXES[4], "screen_text", 5).hits] == ["spoken"]  # kinds kept apart
 
     _ingest(index, "spoken", {"speech": _said("spoken", [6]), "screen_text": []})  # re-ingest: shorter, no text
     assert [(s.kind, s.index, s.text) for s in segments.get_segments(["spoken"])["spoken"]] == [
         ("speech", 0, "speech 0 of spoken")]
-    assert segments.search(AXES[4], ["screen_text"], 5)["screen_text"].hits == []
-    assert [h.index for h in segments.search(AXES[6], ["speech"], 5)["speech"].hits if h.video_id == "spoken"] == [0]
+    assert segments.search(AXES[4], "screen_text", 5).hits == []
+    assert [h.index for h in segments.search(AXES[6], "speech", 5).hits if h.video_id == "spoken"] == [0]
 
     assert index.delete_video("spoken") is True
     assert segments.get_segments(["spoken", "other"]).keys() == {"other"}
-    assert [h.video_id for h in segments.search(AXES[6], ["speech"], 5)["speech"].hits] == ["other"]
+    assert [h.video_id for h in segments.search(AXES[6], "speech", 5).hits] == ["other"]
 
 
 def test_standalone_serves_segments_stops_by_the_engines_pid_and_keeps_its_data(installed: None, tmp_path: Path) -> None:
@@ -104,6 +104,6 @@ def test_standalone_serves_segments_stops_by_the_engines_pid_and_keeps_its_data(
         with VideoIndex(_settings(again.uri)) as index:
             assert index.counts() == (1, 1)
             assert [h.video_id for h in index.search_videos(AXES[0], 1)] == ["kept"]
-            assert [h.text for h in SegmentIndex(index).search(AXES[7], ["speech"], 1)["speech"].hits] == ["speech 0 of kept"]
+            assert [h.text for h in SegmentIndex(index).search(AXES[7], "speech", 1).hits] == ["speech 0 of kept"]
     finally:
         again.stop()

@@ -32,6 +32,9 @@ def decode_image(data: bytes, max_bytes: int, max_pixels: int) -> np.ndarray:
                 return np.asarray(image.convert("RGB"), dtype=np.uint8)
     except InvalidArgument:
         raise
-    except (UnidentifiedImageError, OSError, ValueError, SyntaxError, Image.DecompressionBombError,
-            Image.DecompressionBombWarning) as exc:
+    except UnidentifiedImageError as exc:
+        raise InvalidArgument("image is not a JPEG or PNG (its bytes match no image format)") from exc
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:  # PIL's own limit is above ours
+        raise InvalidArgument(f"image has more pixels than the limit of {max_pixels}") from exc
+    except (OSError, ValueError, SyntaxError) as exc:
         raise InvalidArgument(f"image cannot be decoded as JPEG or PNG: {exc}") from exc

@@ -345,7 +345,10 @@ async def start(settings: GatewaySettings, service: SearchService | None = None)
     interceptors: list[grpc.aio.ServerInterceptor] = [MetricsInterceptor()]
     if settings.auth_token:
         interceptors.append(AuthInterceptor(settings.auth_token))
-    server = grpc.aio.server(interceptors=interceptors)
+    # gRPC's own 4 MiB cap would turn an image under max_image_bytes into RESOURCE_EXHAUSTED: leave room for the
+    # largest valid Search (and a MiB more, so an image a little too large gets INVALID_ARGUMENT naming the limit).
+    receive_limit = settings.max_image_bytes + settings.max_query_bytes + 2**20
+    server = grpc.aio.server(interceptors=interceptors, options=[("grpc.max_receive_message_length", receive_limit)])
     search_pb2_grpc.add_VideoSearchServicer_to_server(VideoSearchServicer(service, executor), server)
     health = health_aio.HealthServicer()
     for name in ("", SERVICE_NAME):

@@ -18,7 +18,8 @@ MAX_METADATA_BYTES = 65536  # Milvus's limit on one JSON value
 def check_video_id(video_id: object) -> str:
     """The id itself, or ValueError: ids become primary keys and parts of clip ids."""
     if not isinstance(video_id, str) or not VIDEO_ID_RE.fullmatch(video_id):
-        raise ValueError(f"video_id {video_id!r} must match {VIDEO_ID_RE.pattern}")
+        shown = repr(video_id) if len(repr(video_id)) <= 80 else f"{repr(video_id)[:60]}... ({len(str(video_id))} characters)"
+        raise ValueError(f"video_id {shown} must match {VIDEO_ID_RE.pattern}")
     return video_id
 
 

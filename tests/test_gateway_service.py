@@ -294,9 +294,22 @@ def test_an_image_finds_the_video_that_shows_it_on_the_visual_levels(library):
     assert library.encoder.texts == ["<image>", "<image>"]  # no text was encoded
 
 
+def _png_header(width: int, height: int) -> bytes:
+    """A PNG claiming width x height RGB pixels (its header), with an empty IDAT: PIL opens it without decoding."""
+    import struct
+    import zlib
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    header = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
+    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", b"") + chunk(b"IEND", b"")
+
+
 @pytest.mark.parametrize(("text", "image", "message"), [
-    ("", b"not an image at all", "cannot be decoded"),
-    ("", b"\x89PNG\r\n\x1a\n" + b"\0" * 40, "cannot be decoded"),  # a PNG signature, then garbage
+    ("", b"not an image at all", "not a JPEG or PNG \\(its bytes match no image format\\)$"),
+    ("", b"\x89PNG\r\n\x1a\n" + b"\0" * 40, "JPEG or PNG"),  # a PNG signature, then garbage
+    ("", _png_header(20_000, 20_000), "more pixels than the limit of 40000000$"),  # past PIL's own bomb limit
     ("coffee", b"\x89PNG", "not both"),
     ("", b"x" * (8 * 1024 * 1024 + 1), "limit"),
 ])

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import shutil
 
+import numpy as np
 import pytest
 
 from bench.synthetic import narration_track, write_scene_video
@@ -106,6 +107,13 @@ def test_search_by_image_finds_the_video_that_shows_it(searched, tmp_path):
 
     with pytest.raises(GatewayError, match="INVALID_ARGUMENT"):
         searched.search(image=b"GIF89a not really")
+    # Images between gRPC's default 4 MiB message cap and the 8 MiB image limit reach the gateway's own checks.
+    noise = io.BytesIO()
+    Image.fromarray(np.random.default_rng(0).integers(0, 256, (1300, 1300, 3), dtype=np.uint8)).save(noise, format="PNG")
+    assert 4 * 2**20 < len(noise.getvalue()) < 8 * 2**20
+    assert searched.search(image=noise.getvalue(), top_k=1).hits
+    with pytest.raises(GatewayError, match="INVALID_ARGUMENT.*limit is 8388608"):
+        searched.search(image=b"\x89PNG" + b"\0" * (8 * 2**20))
 
 
 def test_the_visual_modality_cannot_be_switched_off(searched):

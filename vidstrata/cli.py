@@ -163,7 +163,7 @@ def ingest(
         for source in sources:
             uri = source if source.startswith(("http://", "https://")) else str(Path(source).resolve())
             if not source.startswith(("http://", "https://")) and not Path(source).is_file():
-                fail(f"{source}: no such file")
+                fail(f"{source}: {'a directory, not a video file' if Path(source).is_dir() else 'no such file'}")
             reply = client.submit(uri, metadata=meta)
             submitted.append((reply.video_id, source))
             if not wait:
@@ -196,7 +196,10 @@ def search(
     try:
         if (image is None) == (not query.strip()):
             fail("give a sentence or --image PHOTO, not both and not neither")
-        reply = _client(gateway, token).search(query, k, filter_expr, image.read_bytes() if image else b"")
+        photo = image.read_bytes() if image else b""
+        if image and not photo:  # the request could not tell an empty image from none
+            fail(f"{image}: the image file is empty")
+        reply = _client(gateway, token).search(query, k, filter_expr, photo)
     except GatewayError as exc:
         fail(str(exc))
     if as_json:

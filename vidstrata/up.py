@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import fcntl
 import os
+import shutil
 import signal
+import sys
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -182,7 +184,18 @@ def launch(stack: Stack) -> None:
     say(f"\nvidstrata is up. gRPC API: 127.0.0.1:{s.gateway_port}")
     say(f"  metrics: gateway http://127.0.0.1:{s.gateway_metrics_port}/metrics, worker http://127.0.0.1:{s.worker_metrics_port}/metrics, "
         f"triton http://127.0.0.1:{s.triton_metrics_port}/metrics")
-    say('  try: vidstrata search "someone making a latte"   (Ctrl-C stops everything)')
+    say(f'  try: {_cli_command()} search "someone making a latte"   (Ctrl-C stops everything)')
+
+
+def _cli_command() -> str:
+    """How to call the CLI from this shell: `vidstrata` when it is on PATH, else its path (relative when under here)."""
+    installed = Path(sys.executable).parent / "vidstrata"
+    if shutil.which("vidstrata") == str(installed) or not installed.exists():
+        return "vidstrata"
+    try:
+        return str(installed.relative_to(Path.cwd()))
+    except ValueError:
+        return str(installed)
 
 
 def ingest_samples(settings: UpSettings) -> None:

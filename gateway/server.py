@@ -58,6 +58,19 @@ _STATES = {
 }
 
 
+# A status message travels percent-encoded in a trailer that gRPC caps at 16 KiB; past it the client gets a
+# transport error (RESOURCE_EXHAUSTED) instead of the status. 4000 bytes stay under the cap even fully encoded.
+MAX_STATUS_MESSAGE_BYTES = 4000
+
+
+def status_message(text: str) -> str:
+    """The message as sent: cut to MAX_STATUS_MESSAGE_BYTES of UTF-8 (never mid-character) when longer."""
+    data = text.encode("utf-8")
+    if len(data) <= MAX_STATUS_MESSAGE_BYTES:
+        return text
+    return data[: MAX_STATUS_MESSAGE_BYTES - 40].decode("utf-8", errors="ignore") + f"... ({len(data)} bytes in all)"
+
+
 def _code_of(error: ServiceError) -> grpc.StatusCode:
     return next(code for kind, code in _CODES if isinstance(error, kind))
 
@@ -73,7 +86,7 @@ def _rpc(method: Handler) -> Handler:
         try:
             return await method(self, request, context)
         except ServiceError as exc:
-            await context.abort(_code_of(exc), str(exc))
+            await context.abort(_code_of(exc), status_message(str(exc)))
         except asyncio.TimeoutError:
             await context.abort(grpc.StatusCode.DEADLINE_EXCEEDED, "the deadline passed before the call finished")
         except Exception:

@@ -548,7 +548,7 @@ class VideoIndex:
         video_fields = ["clip_count", VECTOR_FIELD]
         counts = {v: found[v].clip_count for v in ids if v in found}
         if clip_counts is None:
-            rows = self._get_by_ids(self.names.videos, unread, video_fields) if unread else []
+            rows = self._get_by_ids(self.names.videos, unread, video_fields)
             counts |= {row["video_id"]: int(row["clip_count"]) for row in rows}
             clip_rows = self._get_clip_rows({v: (0, n) for v, n in counts.items()})
         else:

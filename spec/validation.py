@@ -15,11 +15,16 @@ METADATA_KEY_RE = re.compile(r"[A-Za-z0-9_.-]{1,64}")
 MAX_METADATA_BYTES = 65536  # Milvus's limit on one JSON value
 
 
+def _shown(value: object) -> str:
+    """A rejected value as an error message quotes it: its repr, cut to 60 characters when longer than 80."""
+    text = repr(value)
+    return text if len(text) <= 80 else f"{text[:60]}... ({len(text)} characters)"
+
+
 def check_video_id(video_id: object) -> str:
     """The id itself, or ValueError: ids become primary keys and parts of clip ids."""
     if not isinstance(video_id, str) or not VIDEO_ID_RE.fullmatch(video_id):
-        shown = repr(video_id) if len(repr(video_id)) <= 80 else f"{repr(video_id)[:60]}... ({len(str(video_id))} characters)"
-        raise ValueError(f"video_id {shown} must match {VIDEO_ID_RE.pattern}")
+        raise ValueError(f"video_id {_shown(video_id)} must match {VIDEO_ID_RE.pattern}")
     return video_id
 
 
@@ -29,7 +34,7 @@ def check_metadata(metadata: object) -> dict[str, str]:
         raise ValueError(f"metadata must be a dict of str to str, got {type(metadata).__name__}")
     for key, value in metadata.items():
         if not isinstance(key, str) or not METADATA_KEY_RE.fullmatch(key):
-            raise ValueError(f"metadata key {key!r} must match {METADATA_KEY_RE.pattern} (so filters can name it)")
+            raise ValueError(f"metadata key {_shown(key)} must match {METADATA_KEY_RE.pattern} (so filters can name it)")
         if not isinstance(value, str):
             raise ValueError(f"metadata[{key!r}] must be a str, got {type(value).__name__}")
     if len(json.dumps(metadata).encode()) > MAX_METADATA_BYTES:

@@ -19,7 +19,7 @@ import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha.proto_reflection_descriptor_database import ProtoReflectionDescriptorDatabase
 
-from gateway.server import Gateway, start
+from gateway.server import MAX_STATUS_MESSAGE_BYTES, Gateway, start, status_message
 from gateway.service import PROBE_VIDEO_ID, SearchService
 from gateway.settings import GatewaySettings
 from tests.fixtures.gateway import FakeBackends, scene_video
@@ -145,6 +145,18 @@ def test_video_lifecycle_and_not_found(running, library):
         assert _code(call, request) == (grpc.StatusCode.NOT_FOUND, "video 'trip' does not exist")
     code, details = _code(stub.SubmitVideo, search_pb2.SubmitVideoRequest(uri="ftp://x/a.mp4"))
     assert code == grpc.StatusCode.INVALID_ARGUMENT and "http(s) URL" in details
+    # Rejected values are quoted shortened: a 20,000-character one overflowed gRPC's 16 KiB status trailer.
+    for call, request in ((stub.GetVideo, search_pb2.GetVideoRequest(video_id="x" * 20_000)),
+                          (stub.SubmitVideo, search_pb2.SubmitVideoRequest(uri="/videos/a.mp4", metadata={"k" * 20_000: "v"}))):
+        code, details = _code(call, request)
+        assert code == grpc.StatusCode.INVALID_ARGUMENT and "(20002 characters)" in details and len(details) < 200
+
+
+def test_a_status_message_is_cut_to_fit_the_trailer():
+    long = "é" * 10_000  # 20,000 bytes of UTF-8, 60,000 characters percent-encoded
+    sent = status_message(long)
+    assert len(sent.encode("utf-8")) <= MAX_STATUS_MESSAGE_BYTES and sent.endswith("... (20000 bytes in all)")
+    assert sent.startswith("é" * 100) and status_message("short") == "short"
 
 
 def test_the_client_deadline_is_honoured(running, library):

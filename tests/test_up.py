@@ -191,6 +191,7 @@ def test_up_cli_grpcurl_readme_sigterm_and_restart(model_repository, tmp_path):
         status = cli(env, "stats")
         assert status.returncode == 0 and re.search(r"videos: [1-9]", status.stdout), status.stdout + status.stderr
         found = cli(env, "search", "a cat", "--filter", 'meta.source == "test"', "--json")
+        assert found.returncode == 0, found.stderr  # the first search after a restart: say why it failed
         hits = json.loads(found.stdout)["hits"]
         assert len(hits) == 1 and hits[0]["best_clip"]["start_s"] == pytest.approx(spans[1][0], abs=1.0)
         assert again.stop() == 0

@@ -25,6 +25,7 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_health.v1.health import aio as health_aio
 from grpc_reflection.v1alpha import reflection
 from prometheus_client import start_http_server
+from threadpoolctl import threadpool_limits
 
 from gateway import metrics
 from gateway.errors import DeadlineExceeded, ServiceError, InvalidArgument, NotFound, Unavailable
@@ -411,6 +412,9 @@ async def serve(settings: GatewaySettings) -> None:
 def main() -> None:
     """Entry point of `vidstrata gateway`: settings from VIDSTRATA_* environment variables."""
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    # Rescoring's matrix products are tiny ([500, D] x [D, Q]): BLAS threads gain nothing there, and OpenBLAS's
+    # spin while idle, which cost 35 ms of CPU per Search on 2 cores, taken from Milvus (BENCHMARKS.md, #13).
+    threadpool_limits(limits=1, user_api="blas")
     asyncio.run(serve(GatewaySettings()))
 
 

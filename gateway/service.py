@@ -234,14 +234,17 @@ class SearchService:
                 with _stage(timings, "ann_videos"):
                     return self._milvus(lambda: self.index.search_videos(vectors.sentence, limit, query.filter))
 
+            def ann_clips() -> list[list[ClipHit]]:
+                with _stage(timings, "ann_clips"):
+                    return self._milvus(lambda: self.index.search_clips_grouped(vectors.clip_queries, limit, query.filter))
+
+            # The longest search is sent first: Milvus runs a few reads at a time, in the order they arrive.
+            clips_future = self._pool.submit(ann_clips)
             videos_future = self._pool.submit(ann_videos)
             kinds = self._text_kinds(query)
             segment_futures = {k: self._pool.submit(self._milvus, lambda k=k: self.segments.search(  # type: ignore[union-attr]
                 vectors.sentence, k, limit, query.filter)) for k in kinds}
-            with _stage(timings, "ann_clips"):
-                clip_lists = self._milvus(
-                    lambda: self.index.search_clips_grouped(vectors.clip_queries, limit, query.filter)
-                )
+            clip_lists = clips_future.result()
             video_hits = videos_future.result()
             hit_lists: list[list[VideoHit] | list[ClipHit]] = [video_hits, *clip_lists]
             segment_lists = {k: f.result() for k, f in segment_futures.items()}

@@ -143,14 +143,19 @@ def evaluate(ctx: typer.Context) -> None:
 def ingest(
     sources: Annotated[list[str], typer.Argument(help="local video files or http(s) URLs")],
     metadata: Annotated[Optional[list[str]], typer.Option("--metadata", "-m", help="k=v, repeatable")] = None,
+    video_id: Annotated[str, typer.Option("--id", help="the video's id (one source only): an indexed video with this "
+                                          "id is replaced; default: a new id")] = "",
     wait: Annotated[bool, typer.Option("--wait", help="show progress until every video is READY or FAILED")] = False,
     gateway: GatewayOption = DEFAULT_GATEWAY,
     token: TokenOption = "",
 ) -> None:
-    """Submit videos for ingest; with --wait, progress bars and a final summary."""
+    """Submit videos for ingest; with --wait, progress (bars on a terminal, a line per change otherwise) and a
+    final summary."""
     from vidstrata.client import GatewayError
     from vidstrata.ingest_progress import follow
 
+    if video_id and len(sources) > 1:
+        fail(f"--id names one video, but {len(sources)} sources were given")
     meta: dict[str, str] = {}
     for item in metadata or []:
         key, sep, value = item.partition("=")
@@ -164,7 +169,7 @@ def ingest(
             uri = source if source.startswith(("http://", "https://")) else str(Path(source).resolve())
             if not source.startswith(("http://", "https://")) and not Path(source).is_file():
                 fail(f"{source}: {'a directory, not a video file' if Path(source).is_dir() else 'no such file'}")
-            reply = client.submit(uri, metadata=meta)
+            reply = client.submit(uri, video_id=video_id, metadata=meta)
             submitted.append((reply.video_id, source))
             if not wait:
                 typer.echo(f"submitted {source} as {reply.video_id} (task {reply.task_id})")
@@ -189,9 +194,9 @@ def search(
     matched: the level, span and (for speech or on-screen text) the words of its best moment."""
     from google.protobuf.json_format import MessageToJson
     from rich.console import Console
-    from rich.table import Table
 
     from vidstrata.client import GatewayError
+    from vidstrata.search_table import hits_table
 
     try:
         if (image is None) == (not query.strip()):
@@ -205,21 +210,7 @@ def search(
     if as_json:
         typer.echo(MessageToJson(reply, preserving_proto_field_name=True))
         return
-    asked = f"image {image.name}" if image else f"{query!r}  phrases: {' | '.join(reply.phrases)}"
-    table = Table(title=f"{asked}  ({reply.timings.total_ms:.0f} ms)")
-    columns = ("rank", "video", "score", "video·sent", "clip·sent", "clip·phrase", "speech", "screen text", "why")
-    for column in columns:
-        table.add_column(column, justify="left" if column in ("video", "why") else "right")
-    for rank, hit in enumerate(reply.hits, 1):
-        levels = hit.levels
-        optional = [f"{getattr(levels, name):.3f}" if levels.HasField(name) else "–"
-                    for name in ("speech_sentence", "screen_text_sentence")]
-        why = hit.why if hit.HasField("why") else None
-        moment = (f"{why.level} {why.start_s:.1f}–{why.end_s:.1f} s" + (f' "{why.snippet}"' if why.snippet else "")
-                  if why else f"clip {hit.best_clip.start_s:.1f}–{hit.best_clip.end_s:.1f} s")
-        table.add_row(str(rank), hit.video_id, f"{hit.score:.3f}", f"{levels.video_sentence:.3f}",
-                      f"{levels.clip_sentence:.3f}", f"{levels.clip_phrase:.3f}", *optional, moment)
-    Console(width=160).print(table)
+    Console(width=160).print(hits_table(reply, query, image.name if image else ""))
 
 
 @app.command()

@@ -148,11 +148,13 @@ class Stats:
 
 @dataclass
 class DependencyState:
-    """The last probe's verdict on one dependency; `up` until a probe says otherwise."""
+    """The probes' verdict on one dependency; `up` until a probe says otherwise."""
 
     name: str
     up: bool = True
     error: str = ""
+    answered: bool = False  # a probe has had an answer (until then one without an answer counts as down at once)
+    misses: int = 0  # probes in a row without an answer in time
     _pending: Future[None] | None = field(default=None, repr=False)
 
 
@@ -399,7 +401,9 @@ class SearchService:
         """Check Triton and Milvus (at most timeout_s); True when both can serve Search.
 
         A probe still running from last time is awaited again rather than started twice, so a hung
-        backend never piles up threads.
+        backend never piles up threads. A dependency that fails a check is down at once; one that has answered
+        before and is only slow (a busy host) is down after `probe_misses_to_down` probes in a row without an
+        answer, so one slow answer does not fail every Search until the next probe.
         """
         checks = ((self.triton, self._check_triton), (self.milvus, self._check_milvus))
         for state, check in checks:
@@ -411,11 +415,16 @@ class SearchService:
             try:
                 state._pending.result(timeout=max(0.0, until - time.monotonic()))
             except FutureTimeout:
-                self._set(state, False, f"no answer within {timeout_s:g}s")
+                state.misses += 1
+                if not state.answered or state.misses >= self.settings.probe_misses_to_down:
+                    self._set(state, False, f"no answer within {timeout_s:g}s"
+                                            + (f" ({state.misses} probes in a row)" if state.misses > 1 else ""))
+                continue
             except Exception as exc:  # noqa: BLE001 - any failure of a probe means "down"
                 self._set(state, False, str(exc) or type(exc).__name__)
             else:
                 self._set(state, True, "")
+            state.answered, state.misses = True, 0
         return self.triton.up and self.milvus.up
 
     def _check_triton(self) -> None:

@@ -106,7 +106,11 @@ class GatewaySettings(BaseSettings):
         1.0, gt=0, description="Seconds between probes of Triton and Milvus; health and fast UNAVAILABLE follow the last one.",
     )
     probe_timeout_s: float = Field(
-        2.0, gt=0, description="A dependency that does not answer a probe within this many seconds counts as down.",
+        2.0, gt=0, description="A probe waits this long for each dependency's answer.",
+    )
+    probe_misses_to_down: int = Field(
+        3, ge=1, description="Probes in a row a dependency that answered before may leave unanswered (a slow host) before "
+        "it counts as down; a failed check counts at once.",
     )
     worker_threads: int = Field(
         32, ge=2, description="Threads running the blocking Triton, Milvus and Redis calls: RPCs beyond this many queue.",

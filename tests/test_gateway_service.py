@@ -185,6 +185,19 @@ def test_a_hung_dependency_is_down_after_the_probe_timeout_without_piling_up_thr
     assert service.probe(timeout_s=1.0) is True
 
 
+def test_a_slow_dependency_that_answered_before_is_down_only_after_three_probes_without_an_answer(library):
+    service = _service(library)
+    assert service.probe(timeout_s=1.0) is True
+    library.index.hang.set()
+    try:
+        assert service.probe(timeout_s=0.1) is True and service.probe(timeout_s=0.1) is True  # a busy host: still up
+        assert service.probe(timeout_s=0.1) is False
+        assert "no answer within 0.1s (3 probes in a row)" in service.milvus.error
+    finally:
+        library.index.hang.clear()
+    assert service.probe(timeout_s=1.0) is True and service.milvus.misses == 0
+
+
 def test_a_passed_deadline_stops_the_search(library):
     with pytest.raises(DeadlineExceeded):
         _search(_service(library), "coffee", timeout_s=-1.0)

@@ -16,9 +16,11 @@ MAX_METADATA_BYTES = 65536  # Milvus's limit on one JSON value
 
 
 def _shown(value: object) -> str:
-    """A rejected value as an error message quotes it: its repr, cut to 60 characters when longer than 80."""
+    """A rejected value as an error message quotes it: its repr, cut to 60 characters when longer than 80 (then with
+    the value's own length: characters of a string, not of its repr)."""
     text = repr(value)
-    return text if len(text) <= 80 else f"{text[:60]}... ({len(text)} characters)"
+    size = len(value) if isinstance(value, str) else len(text)
+    return text if len(text) <= 80 else f"{text[:60]}... ({size} characters)"
 
 
 def check_video_id(video_id: object) -> str:

@@ -72,3 +72,26 @@ def test_the_search_table_of_an_image_names_its_columns_for_the_image():
 def test_ingest_id_names_one_video_only():
     result = CliRunner().invoke(app, ["ingest", "a.mp4", "b.mp4", "--id", "x"])
     assert result.exit_code != 0 and "--id names one video, but 2 sources were given" in result.output
+
+
+def test_ingest_refuses_an_empty_id_instead_of_making_a_new_video():
+    result = CliRunner().invoke(app, ["ingest", "a.mp4", "--id", ""])
+    assert result.exit_code == 1 and "--id is empty" in result.output
+
+
+def test_a_top_k_beyond_32_bits_is_a_usage_error_not_a_traceback():
+    result = CliRunner().invoke(app, ["search", "bike", "-k", "99999999999"])
+    assert result.exit_code == 2 and "Error" in result.output and "Traceback" not in result.output
+
+
+def test_a_url_of_any_scheme_goes_to_the_gateway_which_says_what_it_takes():
+    # No gateway listens on port 1: the CLI got past its own checks ("no such file" was its answer before).
+    result = CliRunner().invoke(app, ["ingest", "ftp://example.com/x.mp4", "--gateway", "127.0.0.1:1"])
+    assert result.exit_code == 1 and "no such file" not in result.output
+
+
+def test_the_summary_shows_no_clips_or_duration_for_a_failed_video(capsys):
+    client = ScriptedStatus({"b": [Video(status=Video.FAILED, reason="empty file (0 bytes)")]})
+    follow(client, [("b", "b.mp4")], poll_s=0, console=Console(file=io.StringIO(), force_terminal=False))  # type: ignore[arg-type]
+    row = next(line for line in capsys.readouterr().out.splitlines() if "b.mp4" in line)
+    assert "–" in row and "0.0 s" not in row

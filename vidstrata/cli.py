@@ -143,8 +143,9 @@ def evaluate(ctx: typer.Context) -> None:
 def ingest(
     sources: Annotated[list[str], typer.Argument(help="local video files or http(s) URLs")],
     metadata: Annotated[Optional[list[str]], typer.Option("--metadata", "-m", help="k=v, repeatable")] = None,
-    video_id: Annotated[str, typer.Option("--id", help="the video's id (one source only): an indexed video with this "
-                                          "id is replaced; default: a new id")] = "",
+    video_id: Annotated[Optional[str], typer.Option(
+        "--id", help="the video's id (one source only): an indexed video with this id is replaced, and removed if the "
+        "new ingest fails; default: a new id")] = None,
     wait: Annotated[bool, typer.Option("--wait", help="show progress until every video is READY or FAILED")] = False,
     gateway: GatewayOption = DEFAULT_GATEWAY,
     token: TokenOption = "",
@@ -154,6 +155,8 @@ def ingest(
     from vidstrata.client import GatewayError
     from vidstrata.ingest_progress import follow
 
+    if video_id is not None and not video_id:
+        fail("--id is empty: leave it out for a new id")
     if video_id and len(sources) > 1:
         fail(f"--id names one video, but {len(sources)} sources were given")
     meta: dict[str, str] = {}
@@ -166,10 +169,10 @@ def ingest(
     submitted: list[tuple[str, str]] = []
     try:
         for source in sources:
-            uri = source if source.startswith(("http://", "https://")) else str(Path(source).resolve())
-            if not source.startswith(("http://", "https://")) and not Path(source).is_file():
+            is_uri = "://" in source  # the gateway says which schemes it takes
+            if not is_uri and not Path(source).is_file():
                 fail(f"{source}: {'a directory, not a video file' if Path(source).is_dir() else 'no such file'}")
-            reply = client.submit(uri, video_id=video_id, metadata=meta)
+            reply = client.submit(source if is_uri else str(Path(source).resolve()), video_id=video_id or "", metadata=meta)
             submitted.append((reply.video_id, source))
             if not wait:
                 typer.echo(f"submitted {source} as {reply.video_id} (task {reply.task_id})")
@@ -182,7 +185,7 @@ def ingest(
 @app.command()
 def search(
     query: Annotated[str, typer.Argument(help="what to look for, in one sentence (leave out with --image)")] = "",
-    k: Annotated[int, typer.Option("-k", "--top-k", help="how many videos")] = 10,
+    k: Annotated[int, typer.Option("-k", "--top-k", help="how many videos", max=2**31 - 1)] = 10,
     image: Annotated[Optional[Path], typer.Option("--image", help="search by this JPEG or PNG instead of a sentence",
                                                exists=True, dir_okay=False)] = None,
     filter_expr: Annotated[str, typer.Option("--filter", help='e.g. meta.lang == "en" and duration_s < 60')] = "",
@@ -208,7 +211,10 @@ def search(
     except GatewayError as exc:
         fail(str(exc))
     if as_json:
-        typer.echo(MessageToJson(reply, preserving_proto_field_name=True))
+        typer.echo(MessageToJson(reply, preserving_proto_field_name=True, always_print_fields_with_no_presence=True))
+        return
+    if not reply.hits:
+        typer.echo("no hits" + (f" (filter: {filter_expr})" if filter_expr else ""))
         return
     Console(width=160).print(hits_table(reply, query, image.name if image else ""))
 

@@ -48,8 +48,9 @@ def follow(client: GatewayClient, submitted: list[tuple[str, str]], poll_s: floa
         table.add_column(column)
     for video_id, source in submitted:
         video = final[video_id]
-        table.add_row(video_id, source, search_pb2.Video.Status.Name(video.status), str(video.clip_count),
-                      f"{video.duration_s:.1f} s", video.reason)
+        indexed = video.status == search_pb2.Video.READY  # a FAILED video has no clips or duration to show
+        table.add_row(video_id, source, search_pb2.Video.Status.Name(video.status), str(video.clip_count) if indexed else "–",
+                      f"{video.duration_s:.1f} s" if indexed else "–", video.reason)
     Console(width=140).print(table)
     ready = sum(v.status == search_pb2.Video.READY for v in final.values())
     Console().print(f"{ready} ready, {len(final) - ready} failed")

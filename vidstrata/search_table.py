@@ -6,7 +6,8 @@ from rich.table import Table
 
 from vidstrata.v1 import search_pb2
 
-_OPTIONAL_LEVELS = ("speech_sentence", "screen_text_sentence")  # unset for a video without speech or text
+# Levels the proto marks optional (speech, screen text): unset for a video that lacks them, shown as –.
+_OPTIONAL_LEVELS = {f.name for f in search_pb2.LevelScores.DESCRIPTOR.fields if f.has_presence}
 
 
 def hits_table(reply: search_pb2.SearchResponse, query: str = "", image_name: str = "") -> Table:

@@ -29,7 +29,9 @@ ARG TORCH_INDEX
 # No .pyc writes: the pods run with a read-only root filesystem.
 ENV PYTHONDONTWRITEBYTECODE=1 PYTHONUNBUFFERED=1 PIP_NO_CACHE_DIR=1
 COPY --from=build /dist /dist
-RUN pip install --extra-index-url "${TORCH_INDEX}" /dist/*.whl && rm -rf /dist \
+COPY requirements.lock /dist/
+# The lock's versions (as constraints: the image leaves out the dev tools it also pins).
+RUN pip install --extra-index-url "${TORCH_INDEX}" -c /dist/requirements.lock /dist/*.whl && rm -rf /dist \
  && groupadd --gid 10001 vidstrata \
  && useradd --uid 10001 --gid 10001 --no-create-home --home-dir /tmp --shell /usr/sbin/nologin vidstrata
 USER 10001:10001
@@ -51,7 +53,8 @@ RUN apt-get update \
 # The venv first on PATH: the stub's embedded Python then finds the venv's packages (numpy<2 included).
 ENV PATH=/opt/vidstrata/bin:${PATH}
 COPY --from=build /dist /dist
-RUN pip install --extra-index-url "${TORCH_INDEX}" "$(ls /dist/vidstrata-*.whl)[gpu]" "tensorrt==${TENSORRT_VERSION}" \
+COPY requirements.lock /dist/
+RUN pip install --extra-index-url "${TORCH_INDEX}" -c /dist/requirements.lock "$(ls /dist/vidstrata-*.whl)[gpu]" "tensorrt==${TENSORRT_VERSION}" \
  && rm -rf /dist
 # Serve python-backend models with the Python 3.11 stub of this same Triton release (2.51), which
 # nvidia-pytriton 0.7.0 ships. A link, not a copy: the stub finds its bundled libraries next to its real path.

@@ -7,18 +7,44 @@ STAMP := $(VENV)/.installed
 PROTO_DIR := gateway/proto
 PROTO := $(PROTO_DIR)/vidstrata/v1/search.proto
 PYTEST_ARGS ?=
+# Installs come from the lock: every Python package pinned with its hashes, so a fresh clone gets exactly what the
+# tests passed with. `make lock` rewrites it on purpose; `make test-latest` tries the newest versions the ranges allow.
+LOCK := requirements.lock
+MILVUS_LOCK := vidstrata/stack/requirements-milvus-standalone.txt
+UV_VERSION := 0.13.10
+# What the lock adds to pyproject's ranges: the CPU build of torch (never a multi-GB CUDA build; pip finds it
+# through PIP_FIND_LINKS or PIP_EXTRA_INDEX_URL) and the build backend of the editable install.
+LOCK_PINS := torch==2.13.0+cpu setuptools>=69
+LOCK_TARGET := --python-version 3.11 --python-platform x86_64-manylinux_2_35 --generate-hashes --custom-compile-command "make lock"
+# RESOLVE=latest (set by test-latest) installs the newest allowed versions instead of the lock, torch kept at the lock's.
+RESOLVE ?= lock
+TORCH_PIN := $(shell sed -n 's/^\(torch==[^ ]*\).*/\1/p' $(LOCK))
+LATEST_TREE := build/latest
+# name==version lines with the names in PEP 503 form (lower case, '-' for '_' and '.'), sorted
+NORMALIZE_NAMES := sed -E 'h; s/==.*//; y/ABCDEFGHIJKLMNOPQRSTUVWXYZ_./abcdefghijklmnopqrstuvwxyz--/; G; s/\n[^=]*//' | sort
 
-.PHONY: install proto lint-imports test test-fast up docs model-repository bench bench-encoders bench-ingest bench-gateway bench-query bench-curve eval system-deps clean
+.PHONY: install proto lint-imports test test-fast test-latest lock up docs model-repository bench bench-encoders bench-ingest bench-gateway bench-query bench-curve eval system-deps clean
 
 $(PY):
 	python3 -m venv $(VENV)
 	$(PIP) install -q --upgrade pip
 
-# torch first and pinned: the local CPU wheel, so pip never pulls a multi-GB CUDA build.
-$(STAMP): pyproject.toml | $(PY)
-	$(PIP) install -q "torch==2.13.0"
-	$(PIP) install -q -e ".[dev]"
+$(STAMP): $(LOCK) pyproject.toml | $(PY)
+ifeq ($(RESOLVE),latest)
+	$(PIP) install -q --upgrade --upgrade-strategy eager "$(TORCH_PIN)" -e ".[dev]"
+else
+	$(PIP) install -q --require-hashes --no-deps -r $(LOCK)
+	$(PIP) install -q --no-deps --no-build-isolation -e .
+endif
+	$(PIP) check
 	touch $(STAMP)
+
+# Re-resolves pyproject's ranges into the lock (server, dev tools) and the Milvus 2.3.5 standalone's own venv.
+lock: | $(PY)
+	$(PIP) install -q "uv==$(UV_VERSION)"
+	printf '%s\n' $(LOCK_PINS) | $(VENV)/bin/uv pip compile pyproject.toml - --extra dev $(LOCK_TARGET) \
+	  $(if $(PIP_FIND_LINKS),--find-links $(PIP_FIND_LINKS)) -o $(LOCK)
+	printf 'milvus==2.3.5\n' | $(VENV)/bin/uv pip compile - $(LOCK_TARGET) -o $(MILVUS_LOCK)
 
 install: $(STAMP) proto system-deps
 
@@ -47,6 +73,17 @@ test: install lint-imports
 
 test-fast: install lint-imports
 	$(PY) -m pytest -m "not e2e" $(PYTEST_ARGS)
+
+# The fast suite on the newest versions pyproject allows, in a copy of the tree (its own venv and generated stubs),
+# then the packages whose version differs from the lock: drift shows here before a user meets it.
+test-latest: system-deps
+	rm -rf $(LATEST_TREE) && mkdir -p $(LATEST_TREE)
+	git ls-files -co --exclude-standard -z | tar --null -T - --ignore-failed-read -cf - | tar -xf - -C $(LATEST_TREE)
+	$(MAKE) -C $(LATEST_TREE) test-fast RESOLVE=latest
+	@$(LATEST_TREE)/$(VENV)/bin/python -m pip freeze --exclude-editable | $(NORMALIZE_NAMES) > $(LATEST_TREE)/latest.txt
+	@sed -n 's/^\([A-Za-z0-9._-]*==[^ ]*\).*/\1/p' $(LOCK) | $(NORMALIZE_NAMES) > $(LATEST_TREE)/locked.txt
+	@echo "versions that differ from $(LOCK) (< locked, > latest):"; \
+	  diff $(LATEST_TREE)/locked.txt $(LATEST_TREE)/latest.txt | grep '^[<>]' || echo "  none"
 
 # Regenerates the README's settings table from the settings classes.
 docs: install

@@ -64,11 +64,13 @@ def start_milvus_lite(
 
 MILVUS_STANDALONE_VERSION = "2.3.5"  # PyPI `milvus`: a real C++ standalone build, no Docker (DESIGN §5)
 MILVUS_STANDALONE_VENV = Path("build/milvus-venv")
+# its pinned, hashed requirements (`make lock` writes them beside this module)
+MILVUS_STANDALONE_LOCK = Path(__file__).with_name("requirements-milvus-standalone.txt")
 ETCD_PEER_PORT = 2380  # fixed in the 2.3.5 build (milvus-server cannot move it): one standalone per machine
 
 
 def milvus_standalone_binary(venv: Path = MILVUS_STANDALONE_VENV) -> Path:
-    """`milvus-server` of PyPI `milvus` 2.3.5, installed into a venv of its own on first use.
+    """`milvus-server` of PyPI `milvus` 2.3.5, installed from its lock into a venv of its own on first use.
 
     A separate venv because that package pins old pymilvus-era dependencies the project must not inherit.
     Raises subprocess.CalledProcessError when pip cannot install it (no index reachable).
@@ -78,8 +80,8 @@ def milvus_standalone_binary(venv: Path = MILVUS_STANDALONE_VENV) -> Path:
     if binary.exists() and installed.exists():
         return binary.resolve()
     subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
-    subprocess.run([str(venv / "bin" / "python"), "-m", "pip", "install", "-q",
-                    f"milvus=={MILVUS_STANDALONE_VERSION}"], check=True)
+    subprocess.run([str(venv / "bin" / "python"), "-m", "pip", "install", "-q", "--require-hashes", "--no-deps",
+                    "-r", str(MILVUS_STANDALONE_LOCK)], check=True)
     installed.touch()
     return binary.resolve()
 

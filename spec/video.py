@@ -31,6 +31,7 @@ from typing import Self
 
 import av
 import numpy as np
+from av.sidedata.sidedata import Type as SideDataType
 
 DECODER_VERSION = 2  # bump when decoded frames or times change: training's feature caches key on it
 _EPS_S = 1e-3  # timestamps are rounded to the stream's time base; a sample due at t accepts a frame at t - 1 ms
@@ -92,11 +93,16 @@ def display_rotation(frame: av.VideoFrame) -> tuple[int, bool]:
 
 
 def _display_matrix(frame: av.VideoFrame) -> tuple[float, ...] | None:
-    for data in frame.side_data:
-        if str(data.type).upper().endswith("DISPLAYMATRIX"):
-            raw = bytes(data)
-            return tuple(np.frombuffer(raw[:36], dtype=np.int32).astype(np.float64) / 65536.0) if len(raw) >= 36 else None
-    return None
+    """The frame's 3x3 display matrix (row-major, as floats), or None when it states none.
+
+    Looked up by type through the Mapping protocol, the one API every supported PyAV shares: iterating
+    `side_data` gave the entries up to 18.1.0 and gives their types from 18.1.1 on.
+    """
+    data = frame.side_data.get(SideDataType.DISPLAYMATRIX)
+    if data is None:
+        return None
+    raw = bytes(data)
+    return tuple(np.frombuffer(raw[:36], dtype=np.int32).astype(np.float64) / 65536.0) if len(raw) >= 36 else None
 
 
 class VideoSource:

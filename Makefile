@@ -14,7 +14,7 @@ MILVUS_LOCK := vidstrata/stack/requirements-milvus-standalone.txt
 UV_VERSION := 0.13.10
 # What the lock adds to pyproject's ranges: the CPU build of torch (never a multi-GB CUDA build; pip finds it
 # through PIP_FIND_LINKS or PIP_EXTRA_INDEX_URL) and the build backend of the editable install.
-LOCK_PINS := torch==2.13.0+cpu setuptools>=69
+LOCK_PINS := 'torch==2.13.0+cpu' 'setuptools>=69'
 LOCK_TARGET := --python-version 3.11 --python-platform x86_64-manylinux_2_35 --generate-hashes --custom-compile-command "make lock"
 # RESOLVE=latest (set by test-latest) installs the newest allowed versions instead of the lock, torch kept at the lock's.
 RESOLVE ?= lock

@@ -14,9 +14,11 @@ import logging
 
 import redis
 from celery import Celery
+from celery.signals import after_setup_logger, after_setup_task_logger
 from kombu.transport import redis as kombu_redis
 
 from jobs.contract import INGEST_QUEUE, INGEST_TASK
+from spec.redaction import install_log_redaction
 from workers.settings import TIME_LIMIT_GRACE_S, WorkerSettings
 
 log = logging.getLogger(__name__)
@@ -92,3 +94,10 @@ app = Celery("vidstrata", include=["workers.tasks"])
 @app.on_configure.connect
 def _configure(sender: Celery, **_: object) -> None:
     configure(sender, worker_settings())
+
+
+@after_setup_logger.connect
+@after_setup_task_logger.connect
+def _redact_logs(logger: logging.Logger, **_: object) -> None:
+    """Credentials in source URLs never reach the worker's log: Celery's own lines quote task results and errors."""
+    install_log_redaction(logger)

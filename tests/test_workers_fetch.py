@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import re
+import socket
 import time
 
 import pytest
@@ -136,3 +137,62 @@ def test_a_dead_process_download_folder_is_removed_at_start(tmp_path):
         (folder / "source").write_bytes(b"partial")
     assert remove_leftovers(tmp_path) == 1
     assert mine.exists() and not gone.exists()
+
+
+# -- credentials in the URL: used to fetch, never shown (issue 20) ------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def private(private_source):
+    (private_source.root / "v.mp4").write_bytes(b"\x00\x01" * 5000)
+    return private_source
+
+
+def test_userinfo_is_sent_as_basic_auth_and_never_quoted(private):
+    with fetch(private.url("v.mp4"), LIMIT, 5.0) as path:
+        assert path.read_bytes() == b"\x00\x01" * 5000
+    assert private.seen[-1] == "Basic YWxpY2U6czNjcmV0"  # alice:s3cret
+    cases = [
+        (private.url("missing.mp4"), BadVideo, r"^http://\*\*\*@127\.0\.0\.1:\d+/missing\.mp4: HTTP 404"),
+        (private.url("v.mp4", password="wrong"), BadVideo, r"^http://\*\*\*@127\.0\.0\.1:\d+/v\.mp4: HTTP 401"),
+        (private.url("status/503"), SourceUnavailable, r"^http://\*\*\*@.*: HTTP 503"),
+        (private.url("status/404") + "?X-Amz-Signature=s3cret&X-Amz-Expires=60", BadVideo,
+         r"\?X-Amz-Signature=\*\*\*&X-Amz-Expires=60: HTTP 404"),
+        (f"http://alice:s3cret@127.0.0.1:{free_port()}/v.mp4", SourceUnavailable, r"^http://\*\*\*@.*cannot connect"),
+        ("http://alice:s3cret@127.0.0.1:notaport/v.mp4", BadVideo, r"^http://\*\*\*@127\.0\.0\.1:notaport/v\.mp4: not a valid URL"),
+        ("http://alice:s3cret@[::1/v.mp4", BadVideo, r"not a valid URL"),
+    ]
+    for uri, kind, reason in cases:
+        with pytest.raises(kind, match=reason) as raised, fetch(uri, LIMIT, 5.0):
+            pass
+        assert "s3cret" not in str(raised.value), str(raised.value)
+
+
+def test_credentials_do_not_follow_a_redirect_to_another_origin(private):
+    with pytest.raises(BadVideo, match="HTTP 404"), fetch(private.url("away/v.mp4"), LIMIT, 5.0):
+        pass
+    assert private.seen[-1] is not None and private.elsewhere == [None]
+
+
+def test_a_host_that_does_not_exist_is_permanent_and_fast():
+    started = time.monotonic()
+    with pytest.raises(BadVideo, match=r"^http://nosuchhost\.invalid/v\.mp4: the host nosuchhost\.invalid does not exist"):
+        with fetch("http://nosuchhost.invalid/v.mp4", LIMIT, 5.0):
+            pass
+    assert time.monotonic() - started < 1
+
+
+@pytest.mark.parametrize(("errno", "kind", "reason"), [
+    (socket.EAI_NONAME, BadVideo, "the host videos.example.com does not exist"),
+    (socket.EAI_NODATA, BadVideo, "the host videos.example.com does not exist"),
+    (socket.EAI_AGAIN, SourceUnavailable, "cannot resolve the host videos.example.com right now"),
+    (socket.EAI_FAIL, SourceUnavailable, "cannot resolve the host videos.example.com right now"),
+])
+def test_no_such_domain_is_permanent_and_a_resolver_hiccup_transient(monkeypatch, errno, kind, reason):
+    def resolve(host, *args, **kwargs):
+        raise socket.gaierror(errno, "resolver says no")
+
+    monkeypatch.setattr(socket, "getaddrinfo", resolve)
+    with pytest.raises(kind, match=f"^https://videos.example.com/v.mp4: {reason} \\(DNS: resolver says no\\)$"):
+        with fetch("https://videos.example.com/v.mp4", LIMIT, 5.0):
+            pass

@@ -9,7 +9,10 @@ __all__ = ["BadVideo", "IngestCancelled", "SourceUnavailable"]
 
 
 class SourceUnavailable(RuntimeError):
-    """The video's source cannot be read right now (connection refused, timeout, server error): retry later."""
+    """The video's source cannot be read right now (connection refused, timeout, server error, a DNS resolver that
+    cannot answer): retry later. A host that does not exist at all (NXDOMAIN) is `BadVideo`, not this.
+
+    Messages name the source redacted (spec.redaction): they become status fields and log lines."""
 
 
 class IngestCancelled(RuntimeError):

@@ -4,12 +4,20 @@ What the source says about itself decides the outcome: 404, a non-video Content-
 oversized body, a download past its total deadline are `BadVideo` (permanent); refused connections,
 stalls, 5xx and a body shorter than its Content-Length are `SourceUnavailable` (retried). A gzip or
 deflate body is decompressed (the size limit applies to what it inflates to); other encodings are refused.
+A host that does not exist (the resolver's "no such name": NXDOMAIN, or a name under `.invalid`, which RFC 6761
+reserves to never resolve) is `BadVideo`; a resolver that cannot answer right now (EAI_AGAIN) is `SourceUnavailable`.
 Each download's folder is named after its process, so a process that died mid-download has its
 leftovers removed by the next one to start (`remove_leftovers`).
+
+Credentials in the URL are used, never shown: userinfo (`https://alice:s3cret@host/v.mp4`) is sent as HTTP Basic
+auth to that URL's own origin only (a redirect elsewhere gets none), and every message raised here names the
+source by `spec.redaction.redact_uri` (userinfo and presigned-URL signatures as `***`), so no status field or
+log line built from it carries a secret.
 """
 
 from __future__ import annotations
 
+import base64
 import http.client
 import math
 import os
@@ -26,6 +34,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+from spec.redaction import redact_text, redact_uri, url_secrets
 from workers.errors import BadVideo, IngestCancelled, SourceUnavailable
 
 # HTTP statuses worth retrying: the server or something in front of it is busy or down.
@@ -39,10 +48,51 @@ _FOLDER_PREFIX = "vidstrata-fetch-"
 _CANCEL_CHECK_S = 1.0  # how often a download asks whether its video was deleted
 # Content-Encoding -> zlib window bits that inflate it (47: gzip or zlib header, detected).
 _DECODERS = {"gzip": 47, "x-gzip": 47, "deflate": 47}
+# getaddrinfo's answers that mean the name does not exist (NXDOMAIN) or has no address: asking again cannot help.
+# EAI_AGAIN (the resolver could not answer) and EAI_FAIL (it failed) are worth a retry.
+_NO_SUCH_HOST = {code for code in (socket.EAI_NONAME, getattr(socket, "EAI_NODATA", None)) if code is not None}
 
 
-def _size_error(uri: str, size: int, limit: int) -> BadVideo:
-    return BadVideo(f"{uri}: source is {size} bytes; the limit is {limit} bytes")
+def _size_error(shown: str, size: int, limit: int) -> BadVideo:
+    return BadVideo(f"{shown}: source is {size} bytes; the limit is {limit} bytes")
+
+
+def _origin(url: str) -> tuple[str, str, int | None]:
+    """(scheme, host, port) of an http(s) URL, the port filled in by its scheme's default."""
+    parts = urllib.parse.urlsplit(url)
+    scheme = parts.scheme.lower()
+    try:
+        port = parts.port
+    except ValueError:
+        port = None
+    return scheme, (parts.hostname or "").lower(), port or {"http": 80, "https": 443}.get(scheme)
+
+
+class _OriginAuth(urllib.request.BaseHandler):
+    """Sends the Authorization header to one origin only: the submitted URL's, also after a redirect within it."""
+
+    handler_order = 400
+
+    def __init__(self, origin: tuple[str, str, int | None], authorization: str) -> None:
+        self.origin, self.authorization = origin, authorization
+
+    def http_request(self, request: urllib.request.Request) -> urllib.request.Request:
+        if _origin(request.full_url) == self.origin:
+            request.add_unredirected_header("Authorization", self.authorization)
+        return request
+
+    https_request = http_request
+
+
+def _split_credentials(url: str) -> tuple[str, str | None]:
+    """The URL without its userinfo, and the HTTP Basic Authorization value the userinfo stands for (or None)."""
+    parts = urllib.parse.urlsplit(url)
+    if "@" not in parts.netloc:
+        return url, None
+    userinfo, _, host = parts.netloc.rpartition("@")
+    user, _, password = userinfo.partition(":")
+    token = f"{urllib.parse.unquote(user)}:{urllib.parse.unquote(password)}".encode()
+    return urllib.parse.urlunsplit(parts._replace(netloc=host)), "Basic " + base64.b64encode(token).decode()
 
 
 def _local(uri: str) -> Path:
@@ -61,20 +111,37 @@ def _local(uri: str) -> Path:
 
 
 class _Download:
-    """One HTTP(S) download into `folder`, bounded in bytes, in total time, and stopped once cancelled()."""
+    """One HTTP(S) download into `folder`, bounded in bytes, in total time, and stopped once cancelled().
+
+    `url` is the URL as submitted, credentials included; messages name it as `shown` (redacted), and any text
+    they quote from elsewhere (an exception's own message) has the URL's secrets removed as well.
+    """
 
     def __init__(self, url: str, max_bytes: int, timeout_s: float, deadline_s: float,
                  cancelled: Callable[[], bool]) -> None:
-        self.url, self.max_bytes, self.timeout_s, self.deadline_s = url, max_bytes, timeout_s, deadline_s
+        self.max_bytes, self.timeout_s, self.deadline_s = max_bytes, timeout_s, deadline_s
+        self.shown, self._secrets = redact_uri(url), url_secrets(url)
+        self.url, self._authorization = _split_credentials(url)
         self.cancelled = cancelled
         self.started = time.monotonic()
 
+    def _quote(self, exc: BaseException) -> str:
+        """An exception's message as a reason may quote it: without the URL's secrets."""
+        return redact_text(str(exc), self._secrets)
+
+    def _opener(self) -> urllib.request.OpenerDirector:
+        if self._authorization is None:
+            return urllib.request.build_opener()
+        return urllib.request.build_opener(_OriginAuth(_origin(self.url), self._authorization))
+
     def _open(self) -> http.client.HTTPResponse:
+        url, host = self.shown, (urllib.parse.urlsplit(self.url).hostname or "").lower()
+        if host == "invalid" or host.endswith(".invalid"):
+            raise BadVideo(f"{url}: the host {host} does not exist (names under .invalid never resolve, RFC 6761)")
         request = urllib.request.Request(self.url, headers={"User-Agent": "vidstrata-worker",
                                                             "Accept-Encoding": "identity"})
-        url = self.url
         try:
-            return urllib.request.urlopen(request, timeout=self.timeout_s)  # noqa: S310 - scheme checked by fetch()
+            return self._opener().open(request, timeout=self.timeout_s)
         except urllib.error.HTTPError as exc:
             if exc.code in _TRANSIENT_STATUSES:
                 raise SourceUnavailable(f"{url}: HTTP {exc.code} {exc.reason}") from exc
@@ -84,14 +151,22 @@ class _Download:
         except (TimeoutError, socket.timeout) as exc:
             raise SourceUnavailable(f"{url}: connected, but no response within {self.timeout_s:g} s") from exc
         except urllib.error.URLError as exc:
-            if isinstance(exc.reason, (TimeoutError, socket.timeout)):
+            reason = exc.reason
+            if isinstance(reason, (TimeoutError, socket.timeout)):
                 raise SourceUnavailable(f"{url}: no connection within {self.timeout_s:g} s") from exc
-            raise SourceUnavailable(f"{url}: cannot connect ({exc.reason})") from exc
+            if isinstance(reason, socket.gaierror) and reason.errno in _NO_SUCH_HOST:
+                raise BadVideo(f"{url}: the host {host} does not exist (DNS: {reason.strerror})") from exc
+            if isinstance(reason, socket.gaierror):
+                raise SourceUnavailable(f"{url}: cannot resolve the host {host} right now "
+                                        f"(DNS: {reason.strerror})") from exc
+            raise SourceUnavailable(f"{url}: cannot connect ({self._quote(reason)})") from exc
+        except (http.client.InvalidURL, ValueError) as exc:  # e.g. a port that is not a number
+            raise BadVideo(f"{url}: not a valid URL ({self._quote(exc)})") from None
         except (OSError, http.client.HTTPException) as exc:
-            raise SourceUnavailable(f"{url}: connection failed before a response ({exc})") from exc
+            raise SourceUnavailable(f"{url}: connection failed before a response ({self._quote(exc)})") from exc
 
     def to(self, target: Path) -> Path:
-        url, max_bytes = self.url, self.max_bytes
+        url, max_bytes = self.shown, self.max_bytes
         with self._open() as response:
             content_type = (response.headers.get_content_type() if response.headers.get("Content-Type") else "").lower()
             if content_type.startswith(_NON_VIDEO_TYPES):
@@ -133,9 +208,11 @@ class _Download:
                     f"{url}: download stalled: no data for {self.timeout_s:g} s after {received} bytes"
                 ) from exc
             except zlib.error as exc:
-                raise BadVideo(f"{url}: the {encoding} body is corrupt ({exc})") from exc
+                raise BadVideo(f"{url}: the {encoding} body is corrupt ({self._quote(exc)})") from exc
             except (OSError, http.client.HTTPException) as exc:
-                raise SourceUnavailable(f"{url}: download interrupted after {received} bytes ({exc})") from exc
+                raise SourceUnavailable(
+                    f"{url}: download interrupted after {received} bytes ({self._quote(exc)})"
+                ) from exc
             if declared is not None and received < declared:
                 raise SourceUnavailable(
                     f"{url}: connection closed after {received} of the {declared} bytes the server announced"
@@ -175,12 +252,15 @@ def fetch(
     timeout_s bounds the connection and each read (a stall); deadline_s the whole download; cancelled() is
     asked about once a second while downloading, and True stops it with IngestCancelled.
     """
-    scheme = urllib.parse.urlparse(uri).scheme.lower()
+    try:
+        scheme = urllib.parse.urlsplit(uri).scheme.lower()
+    except ValueError as exc:  # e.g. an unclosed "[" of an IPv6 host
+        raise BadVideo(f"{redact_uri(uri)}: not a valid URL ({redact_text(str(exc), url_secrets(uri))})") from None
     if scheme in ("http", "https"):
         folder = Path(tempfile.mkdtemp(prefix=f"{_FOLDER_PREFIX}{os.getpid()}-"))
         try:
             path = _Download(uri, max_bytes, timeout_s, deadline_s, cancelled).to(folder / "source")
-            yield _checked(path, max_bytes, uri)
+            yield _checked(path, max_bytes, redact_uri(uri))
         finally:
             shutil.rmtree(folder, ignore_errors=True)
         return
@@ -191,11 +271,11 @@ def fetch(
     yield _checked(_local(uri), max_bytes, uri)
 
 
-def _checked(path: Path, max_bytes: int, uri: str) -> Path:
-    """The path, once its size is known to be within (0, max_bytes]."""
+def _checked(path: Path, max_bytes: int, shown: str) -> Path:
+    """The path, once its size is known to be within (0, max_bytes]; `shown` names the source in messages."""
     size = path.stat().st_size
     if size == 0:
-        raise BadVideo(f"{uri}: empty file (0 bytes)")
+        raise BadVideo(f"{shown}: empty file (0 bytes)")
     if size > max_bytes:
-        raise _size_error(uri, size, max_bytes)
+        raise _size_error(shown, size, max_bytes)
     return path

@@ -3,6 +3,10 @@
 Also here: the auth and metrics interceptors, grpc.health.v1 driven by a background probe of Triton and
 Milvus, server reflection (grpcurl needs no .proto), the Prometheus /metrics HTTP server, and `main()`
 behind `vidstrata gateway`. Blocking service calls run in a thread pool, bounded by the RPC's deadline.
+
+What a caller sees holds nothing secret or internal: a request that does not parse is INVALID_ARGUMENT with a
+short message (and one warning line in the log, no traceback); status fields and error messages have the
+credentials of source URLs redacted (spec.redaction); an unexpected error is INTERNAL with no detail.
 """
 
 from __future__ import annotations
@@ -10,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import functools
 import hmac
+import inspect
 import logging
 import math
 import signal
@@ -35,6 +40,7 @@ from gateway.query import parse_search
 from gateway.service import SearchResult, SearchService
 from gateway.settings import GatewaySettings
 from jobs.status import IngestState, StatusStore, VideoStatus
+from spec.redaction import install_log_redaction, redact_text, redact_uri
 from index.segments import SegmentIndex, SegmentRecord
 from index.store import VideoIndex
 from inference.factory import open_encoder
@@ -87,7 +93,7 @@ def _rpc(method: Handler) -> Handler:
         try:
             return await method(self, request, context)
         except ServiceError as exc:
-            await context.abort(_code_of(exc), status_message(str(exc)))
+            await context.abort(_code_of(exc), status_message(redact_text(str(exc))))
         except asyncio.TimeoutError:
             await context.abort(grpc.StatusCode.DEADLINE_EXCEEDED, "the deadline passed before the call finished")
         except Exception:
@@ -146,12 +152,12 @@ def video_message(status: VideoStatus, text: Mapping[str, Sequence[SegmentRecord
         video_id=status.video_id,
         status=_STATES[status.state],
         progress=status.progress,
-        stage=status.stage,
-        reason=status.reason,
+        stage=redact_text(status.stage),
+        reason=redact_text(status.reason),
         clip_count=status.clip_count or 0,
         duration_s=status.duration_s or 0.0,
         metadata=status.metadata,
-        uri=status.uri,
+        uri=redact_uri(status.uri),
         task_id=status.task_id,
         submitted_at=_timestamp(status.submitted_at),
         updated_at=_timestamp(status.updated_at),
@@ -276,6 +282,94 @@ class MetricsInterceptor(grpc.aio.ServerInterceptor):
         )
 
 
+@dataclass(frozen=True)
+class _Malformed:
+    """What a request message that does not parse deserializes to, so its handler can refuse it cleanly.
+
+    Left to gRPC, the parser's exception escapes before any handler runs: the client gets UNKNOWN naming a Python
+    class, and the log a traceback.
+    """
+
+    size: int
+    message_type: str
+
+
+def _lenient(deserializer: Callable[[bytes], Any]) -> Callable[[bytes], Any]:
+    """The deserializer, returning _Malformed instead of raising on bytes that do not parse."""
+    descriptor = getattr(getattr(deserializer, "__self__", None), "DESCRIPTOR", None)
+    message_type = getattr(descriptor, "full_name", "") or "request"
+
+    def deserialize(data: bytes) -> Any:
+        try:
+            return deserializer(data)
+        except Exception:  # noqa: BLE001 - DecodeError, and whatever a custom deserializer raises
+            return _Malformed(len(data), message_type)
+
+    return deserialize
+
+
+async def _refuse(request: _Malformed, context: grpc.aio.ServicerContext, method: str) -> None:
+    log.warning("refused a malformed request to %s from %s: %d bytes that do not parse as %s",
+                method, context.peer(), request.size, request.message_type)
+    await context.abort(grpc.StatusCode.INVALID_ARGUMENT,
+                        f"the request is not a valid {request.message_type} message ({request.size} bytes that do not parse)")
+
+
+def _refusing_malformed(handler: grpc.RpcMethodHandler, method: str) -> grpc.RpcMethodHandler:
+    """The handler, with a request that does not parse answered INVALID_ARGUMENT before its behaviour sees it.
+
+    Each wrapper is of its behaviour's kind (coroutine or async generator), as grpc.aio tells them apart by that;
+    a synchronous behaviour (none is served here) is left as it is.
+    """
+    codecs = {"request_deserializer": _lenient(handler.request_deserializer),
+              "response_serializer": handler.response_serializer}
+    streams_requests = handler.unary_unary is None and handler.unary_stream is None
+    behavior = next(b for b in (handler.unary_unary, handler.unary_stream, handler.stream_unary, handler.stream_stream)
+                    if b is not None)
+
+    async def checked(requests: Any, context: grpc.aio.ServicerContext) -> Any:
+        async for request in requests:
+            if isinstance(request, _Malformed):
+                await _refuse(request, context, method)  # raises: the call ends here
+            yield request
+
+    async def arguments(request: Any, context: grpc.aio.ServicerContext) -> Any:
+        """What the behaviour is called with: the request stream checked as it goes, a single request up front."""
+        if streams_requests:
+            return checked(request, context)
+        if isinstance(request, _Malformed):
+            await _refuse(request, context, method)
+        return request
+
+    if inspect.isasyncgenfunction(behavior):
+        async def wrapped(request: Any, context: grpc.aio.ServicerContext) -> Any:
+            async for response in behavior(await arguments(request, context), context):
+                yield response
+    elif inspect.iscoroutinefunction(behavior):
+        async def wrapped(request: Any, context: grpc.aio.ServicerContext) -> Any:  # type: ignore[misc]
+            return await behavior(await arguments(request, context), context)
+    else:
+        return handler
+    make = {"unary_unary": grpc.unary_unary_rpc_method_handler, "unary_stream": grpc.unary_stream_rpc_method_handler,
+            "stream_unary": grpc.stream_unary_rpc_method_handler, "stream_stream": grpc.stream_stream_rpc_method_handler}
+    kind = next(name for name in make if getattr(handler, name) is not None)
+    return make[kind](wrapped, **codecs)
+
+
+class MalformedRequestInterceptor(grpc.aio.ServerInterceptor):
+    """Every RPC of the server (VideoSearch, health, reflection) answers bytes that do not parse as its request
+    message with INVALID_ARGUMENT and a short message, and logs one warning line."""
+
+    async def intercept_service(
+        self, continuation: Callable[[grpc.HandlerCallDetails], Awaitable[grpc.RpcMethodHandler]],
+        handler_call_details: grpc.HandlerCallDetails,
+    ) -> grpc.RpcMethodHandler:
+        handler = await continuation(handler_call_details)
+        if handler is None or handler.request_deserializer is None:
+            return handler  # unknown method, or one taking raw bytes (the auth refusal)
+        return _refusing_malformed(handler, handler_call_details.method)
+
+
 class AuthInterceptor(grpc.aio.ServerInterceptor):
     """Requires `authorization: Bearer <token>` on VideoSearch RPCs; health and reflection stay open."""
 
@@ -356,13 +450,15 @@ async def start(settings: GatewaySettings, service: SearchService | None = None)
     """Start serving; health is NOT_SERVING until the first probe finds Triton and Milvus up."""
     service = service or build_service(settings)
     executor = ThreadPoolExecutor(max_workers=settings.worker_threads, thread_name_prefix="rpc")
-    interceptors: list[grpc.aio.ServerInterceptor] = [MetricsInterceptor()]
+    # Metrics outermost, so it counts refusals too; the malformed-request check wraps whatever auth lets through.
+    interceptors: list[grpc.aio.ServerInterceptor] = [MetricsInterceptor(), MalformedRequestInterceptor()]
     if settings.auth_token:
         interceptors.append(AuthInterceptor(settings.auth_token))
-    # gRPC's own 4 MiB cap would turn an image under max_image_bytes into RESOURCE_EXHAUSTED: leave room for the
-    # largest valid Search (and a MiB more, so an image a little too large gets INVALID_ARGUMENT naming the limit).
-    receive_limit = settings.max_image_bytes + settings.max_query_bytes + 2**20
-    server = grpc.aio.server(interceptors=interceptors, options=[("grpc.max_receive_message_length", receive_limit)])
+    # gRPC's own 4 MiB cap would turn an image under max_image_bytes into RESOURCE_EXHAUSTED, and a cap just above the
+    # largest valid Search would do the same to an image a little too large: the transport takes up to
+    # max_request_bytes, so the servicer can answer INVALID_ARGUMENT naming the image limit.
+    server = grpc.aio.server(interceptors=interceptors,
+                             options=[("grpc.max_receive_message_length", settings.receive_limit_bytes)])
     search_pb2_grpc.add_VideoSearchServicer_to_server(VideoSearchServicer(service, executor), server)
     health = health_aio.HealthServicer()
     for name in ("", SERVICE_NAME):
@@ -412,6 +508,7 @@ async def serve(settings: GatewaySettings) -> None:
 def main() -> None:
     """Entry point of `vidstrata gateway`: settings from VIDSTRATA_* environment variables."""
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    install_log_redaction()
     # Rescoring's matrix products are tiny ([500, D] x [D, Q]): BLAS threads gain nothing there, and OpenBLAS's
     # spin while idle, which cost 35 ms of CPU per Search on 2 cores, taken from Milvus (BENCHMARKS.md, #13).
     threadpool_limits(limits=1, user_api="blas")

@@ -46,6 +46,7 @@ from index.segments import SegmentHits, SegmentRecord
 from index.store import CandidateVectors, ClipHit, VideoHit, VideoRecord
 from inference.encoder import Encoder, EncoderInputError, EncoderUnavailable
 from spec.preprocess import center_crop_square
+from spec.redaction import redact_uri
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -330,7 +331,8 @@ class SearchService:
         video_id = video_id or uuid.uuid4().hex
         clean_metadata = check_submission(video_id, uri, metadata)
         task_id = str(uuid.uuid4())
-        self._redis(lambda: self.status.mark_pending(video_id, task_id, uri, clean_metadata))
+        # the status keeps the uri without its credentials; only the task (what the worker fetches with) has them
+        self._redis(lambda: self.status.mark_pending(video_id, task_id, redact_uri(uri), clean_metadata))
         try:
             self.queue.enqueue(task_id, video_id, uri, clean_metadata,
                                **({"modalities": modalities} if modalities is not None else {}))

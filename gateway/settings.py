@@ -56,6 +56,12 @@ class GatewaySettings(BaseSettings):
     max_image_bytes: int = Field(
         8 * 1024 * 1024, ge=1024, description="Largest image (JPEG or PNG bytes) a search by image may send.",
     )
+    max_request_bytes: int = Field(
+        32 * 1024 * 1024, ge=1024 * 1024, description="Largest request message the gRPC transport takes in (raised to "
+        "max_image_bytes + max_query_bytes + 1 MiB when below): up to it, an image over max_image_bytes is "
+        "INVALID_ARGUMENT naming that limit; past it, gRPC itself answers RESOURCE_EXHAUSTED. A request holds up to "
+        "about 4 times its size in memory while it is parsed and checked.",
+    )
     max_image_pixels: int = Field(
         40_000_000, ge=1, description="Most pixels of an image searched by; larger ones (decompression bombs) are INVALID_ARGUMENT.",
     )
@@ -142,3 +148,9 @@ class GatewaySettings(BaseSettings):
         if self.default_top_k > self.max_top_k:
             raise ValueError("default_top_k must not exceed max_top_k")
         return self
+
+    @property
+    def receive_limit_bytes(self) -> int:
+        """The gRPC receive cap: max_request_bytes, raised where needed to fit the largest valid Search (the image,
+        the query, and a MiB for the rest), so a valid request is never refused by the transport."""
+        return max(self.max_request_bytes, self.max_image_bytes + self.max_query_bytes + 2**20)

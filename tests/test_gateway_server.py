@@ -6,6 +6,7 @@ A real grpc.aio server on loopback runs in a background event loop; only Triton,
 from __future__ import annotations
 
 import asyncio
+import logging
 import shutil
 import subprocess
 import threading
@@ -249,3 +250,98 @@ def test_tls_serves_the_api_and_a_plaintext_health_port(library, tmp_path):
         assert code == grpc.StatusCode.UNIMPLEMENTED  # the health port serves nothing else
     finally:
         server.stop()
+
+
+# -- nothing secret or internal in what a caller sees (issue 20) ------------------------------------------------
+
+GARBAGE = b"\xff\xff\xff\xff garbage \x00\x01"  # field 0 with wire type 7: no protobuf parser takes it
+
+
+@pytest.mark.parametrize("method", ["/vidstrata.v1.VideoSearch/Search", "/vidstrata.v1.VideoSearch/SubmitVideo",
+                                    "/vidstrata.v1.VideoSearch/GetVideo", "/vidstrata.v1.VideoSearch/DeleteVideo",
+                                    "/vidstrata.v1.VideoSearch/GetStats", "/grpc.health.v1.Health/Check"])
+def test_garbage_bytes_are_invalid_argument_without_internals(running, library, caplog, method):
+    call = running.channel().unary_unary(method)  # no serializers: the bytes go out as they are
+    with caplog.at_level("WARNING"):
+        code, details = _code(call, GARBAGE, timeout=5)
+    assert code == grpc.StatusCode.INVALID_ARGUMENT
+    assert "not a valid" in details and "(15 bytes that do not parse)" in details
+    for internal in ("DecodeError", "class", "Error parsing", "google.protobuf", "Traceback", "Unexpected"):
+        assert internal not in details
+    records = [r for r in caplog.records if r.levelno >= logging.WARNING]
+    assert [r.getMessage().split(":")[0] for r in records] == [f"refused a malformed request to {method} from ipv4"]
+    assert not any(r.exc_info or r.exc_text for r in records)
+    assert library.encoder.texts == [] and all(name == "get_videos" for name, _ in library.index.calls)
+
+
+def test_garbage_is_counted_as_invalid_argument_and_unauthenticated_garbage_stays_unauthenticated(library):
+    server = Running(library, auth_token="tok")
+    try:
+        server.wait_health(SERVING)
+        series = 'vidstrata_gateway_requests_total{code="INVALID_ARGUMENT",rpc="Search"} '
+
+        def counted() -> float:
+            return float(next((line for line in server.metrics().splitlines() if line.startswith(series)),
+                              series + "0").split()[-1])
+
+        before = counted()
+        call = server.channel().unary_unary("/vidstrata.v1.VideoSearch/Search")
+        assert _code(call, GARBAGE, timeout=5)[0] == grpc.StatusCode.UNAUTHENTICATED
+        code, _ = _code(call, GARBAGE, timeout=5, metadata=(("authorization", "Bearer tok"),))
+        assert code == grpc.StatusCode.INVALID_ARGUMENT
+        deadline = time.monotonic() + 5
+        while counted() != before + 1:  # counted once its reply is on the wire
+            assert time.monotonic() < deadline, (before, counted())
+            time.sleep(0.05)
+    finally:
+        server.stop()
+
+
+@pytest.mark.parametrize(("size", "shown"), [(int(9.4 * 2**20), "image is 9.4 MiB"),
+                                             (30 * 2**20, "image is 30 MiB"),
+                                             (8 * 2**20 + 1, "image is 8388609 bytes")])
+def test_an_image_over_the_limit_is_invalid_argument_naming_the_limit(running, library, size, shown):
+    # 9.4 MiB was past the old transport cap (limit + 1 MiB): gRPC answered RESOURCE_EXHAUSTED before the servicer
+    code, details = _code(_stub(running.channel()).Search, search_pb2.SearchRequest(image=b"\x89PNG" + b"\0" * (size - 4)),
+                          timeout=30)
+    assert code == grpc.StatusCode.INVALID_ARGUMENT, details
+    limit = "8388608 bytes" if size == 8 * 2**20 + 1 else "8 MiB"
+    assert details == f"{shown}; the limit is {limit} (VIDSTRATA_GATEWAY_MAX_IMAGE_BYTES)"
+    assert library.encoder.texts == []
+
+
+def test_past_the_transport_cap_grpc_itself_refuses(library):
+    server = Running(library, max_image_bytes=1 << 20, max_request_bytes=4 << 20)
+    try:
+        server.wait_health(SERVING)
+        stub = _stub(server.channel())
+        code, details = _code(stub.Search, search_pb2.SearchRequest(image=b"\0" * (3 << 20)), timeout=10)
+        assert (code, details) == (grpc.StatusCode.INVALID_ARGUMENT,
+                                   "image is 3 MiB; the limit is 1 MiB (VIDSTRATA_GATEWAY_MAX_IMAGE_BYTES)")
+        code, _ = _code(stub.Search, search_pb2.SearchRequest(image=b"\0" * (5 << 20)), timeout=10)
+        assert code == grpc.StatusCode.RESOURCE_EXHAUSTED
+    finally:
+        server.stop()
+
+
+def test_the_transport_cap_never_refuses_a_valid_search():
+    settings = GatewaySettings(max_image_bytes=100 << 20)
+    assert settings.max_request_bytes == 32 << 20 and settings.receive_limit_bytes > (100 << 20) + 2048
+
+
+def test_credentials_in_a_source_url_are_never_shown(running, library):
+    stub = _stub(running.channel())
+    uri = "http://alice:s3cret@127.0.0.1:8080/v.mp4?X-Amz-Signature=feedface&X-Amz-Expires=60"
+    submitted = stub.SubmitVideo(search_pb2.SubmitVideoRequest(uri=uri))
+    assert library.queue.sent[-1][2] == uri  # the task keeps the real URI: the worker fetches with it
+    video = stub.GetVideo(search_pb2.GetVideoRequest(video_id=submitted.video_id))
+    assert video.uri == "http://***@127.0.0.1:8080/v.mp4?X-Amz-Signature=***&X-Amz-Expires=60"
+    # a record written before redaction, or a reason that quotes the URL, is redacted on the way out as well
+    library.status.mark_pending("old", "t", uri, {})
+    library.status.mark_failed("old", f"{uri}: HTTP 404 Not Found")
+    old = stub.GetVideo(search_pb2.GetVideoRequest(video_id="old"))
+    for text in (old.uri, old.reason, str(video)):
+        assert "s3cret" not in text and "feedface" not in text
+    assert old.reason == "http://***@127.0.0.1:8080/v.mp4?X-Amz-Signature=***&X-Amz-Expires=60: HTTP 404 Not Found"
+    code, details = _code(stub.SubmitVideo, search_pb2.SubmitVideoRequest(uri="ftp://alice:s3cret@host/v.mp4"))
+    assert code == grpc.StatusCode.INVALID_ARGUMENT and "ftp://***@host/v.mp4" in details and "s3cret" not in details

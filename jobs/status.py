@@ -1,17 +1,24 @@
 """Ingest status of each video in Redis, shared by the gateway (submit, get) and the workers (progress).
 
 It lives in jobs/ because gateway and workers may not import each other. Layout: one hash per video,
-`vidstrata:video:<video_id>`, changed by Lua scripts so that "update only if it exists" is atomic. Needs a
-single Redis (primary), not Redis Cluster, like the Celery broker. The URL and timeout come from `jobs.settings.RedisSettings` (`VIDSTRATA_REDIS_*`).
+`vidstrata:video:<video_id>`, changed by Lua scripts so that "update only if it exists and names the writer"
+is atomic. Needs a single Redis (primary), not Redis Cluster, like the Celery broker. The URL and timeout come from `jobs.settings.RedisSettings` (`VIDSTRATA_REDIS_*`).
 
-Only `mark_pending` creates a record (and wipes an earlier one). The other marks update an existing record,
-last writer wins, and return False when there is none, so a worker that finishes after the video was
-deleted cannot bring its status back.
+Only `mark_pending` creates a record (and wipes an earlier one): the gateway's create, unconditional, and the
+record names the task that will ingest this submission. Every other mark is a write of that task and is a
+compare-and-set: it updates the record only while the record exists and still names the writer's task id,
+and otherwise is dropped and returns False. So a worker that finishes after the video was deleted cannot
+bring its status back, and the task of a replaced submission (the video id was submitted again while it
+ran) cannot write over the status of the new one; a task whose write was dropped stops.
+
+`write_lock` makes the index write of one video one task at a time, so an ingest that checked it still owns
+the record before writing can be neither overtaken by nor overwrite the write of a newer submission.
 """
 
 from __future__ import annotations
 
 import json
+import logging
 import math
 import time
 from collections.abc import Iterator
@@ -24,7 +31,11 @@ import redis
 from jobs.errors import StatusError, StatusUnavailable
 from spec.validation import check_metadata, check_video_id
 
+log = logging.getLogger(__name__)
+
 KEY_PREFIX = "vidstrata:video:"
+WRITE_LOCK_PREFIX = "vidstrata:writing:"  # the task writing the video's rows to the index (write_lock)
+WRITE_LOCK_POLL_S = 0.05  # how often a task waiting for write_lock asks again
 ATTEMPT_PREFIX = "vidstrata:attempts:"  # runs of a task that started and have not ended (their process died)
 ATTEMPT_TTL_S = 7 * 24 * 3600
 MAX_REASON_LENGTH = 4096  # longer failure reasons (tracebacks) are cut to this many characters
@@ -57,13 +68,33 @@ class VideoStatus:
     reason: str = ""
 
 
-# KEYS[1]: the video's hash. ARGV: video_id, new state, mode ("create" or "update"), field, value, ...
+# KEYS[1]: the video's hash. ARGV: video_id, new state, mode ("create" or "update"), owner (the writer's task
+# id; "" for an update that needs none), field, value, ... An update writes only to an existing record whose
+# task_id is the owner: the check and the write are one step, so no newer submission can come in between.
 _TRANSITION = """
-local old = redis.call('HGET', KEYS[1], 'state')
-if ARGV[3] == 'update' and not old then return 0 end
-if ARGV[3] == 'create' then redis.call('DEL', KEYS[1]) end
-redis.call('HSET', KEYS[1], 'state', ARGV[2], unpack(ARGV, 4))
+if ARGV[3] == 'update' then
+  if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
+  if ARGV[4] ~= '' and redis.call('HGET', KEYS[1], 'task_id') ~= ARGV[4] then return 0 end
+else
+  redis.call('DEL', KEYS[1])
+end
+redis.call('HSET', KEYS[1], 'state', ARGV[2], unpack(ARGV, 5))
 return 1
+"""
+
+# KEYS[1]: the video's write lock. ARGV: task id, time to live (ms). Taken when free or already the task's own
+# (the same task run again after its process died holding it).
+_LOCK = """
+local holder = redis.call('GET', KEYS[1])
+if holder and holder ~= ARGV[1] then return 0 end
+redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
+return 1
+"""
+
+# KEYS[1]: the video's write lock. ARGV: task id. Released only by its holder (it may have expired and been taken).
+_UNLOCK = """
+if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
+return 0
 """
 
 
@@ -94,46 +125,91 @@ class StatusStore:
             redis_url, decode_responses=True, socket_timeout=timeout_s, socket_connect_timeout=timeout_s
         )
         self._transition = self._redis.register_script(_TRANSITION)
+        self._lock = self._redis.register_script(_LOCK)
+        self._unlock = self._redis.register_script(_UNLOCK)
 
     def close(self) -> None:
         """Release the connection pool."""
         self._redis.close()
 
-    def _write(self, video_id: str, state: IngestState, mode: str, fields: dict[str, str | int | float]) -> bool:
+    def _write(self, video_id: str, state: IngestState, mode: str, owner: str,
+               fields: dict[str, str | int | float]) -> bool:
         check_video_id(video_id)
-        args: list[str | int | float] = [video_id, state.value, mode, "updated_at", time.time()]
+        args: list[str | int | float] = [video_id, state.value, mode, owner, "updated_at", time.time()]
         for name, value in fields.items():
             args += [name, value]
         with _redis_errors(f"mark {video_id!r} {state.value}"):
             return bool(self._transition(keys=[KEY_PREFIX + video_id], args=args))
 
+    @staticmethod
+    def _owner(task_id: str) -> str:
+        if not isinstance(task_id, str) or not task_id:
+            raise ValueError(f"task_id must be a non-empty string, got {task_id!r}")
+        return task_id
+
     def mark_pending(self, video_id: str, task_id: str, uri: str, metadata: dict[str, str]) -> None:
-        """Start a fresh record for a submitted video, replacing any earlier one (a re-submit)."""
+        """Start a fresh record for a submitted video, owned by task_id, replacing any earlier one (a re-submit)."""
         now = time.time()
-        self._write(video_id, IngestState.PENDING, "create", {
-            "task_id": task_id, "uri": uri, "metadata": json.dumps(check_metadata(metadata)),
+        self._write(video_id, IngestState.PENDING, "create", "", {
+            "task_id": self._owner(task_id), "uri": uri, "metadata": json.dumps(check_metadata(metadata)),
             "submitted_at": now, "progress": 0.0,
         })
 
-    def mark_running(self, video_id: str, progress: float, stage: str) -> bool:
-        """Report progress (0..100) and the current stage; False if the record no longer exists."""
-        return self._write(video_id, IngestState.RUNNING, "update", {
+    def mark_running(self, video_id: str, progress: float, stage: str, *, task_id: str) -> bool:
+        """Report task_id's progress (0..100) and current stage; False, and nothing written, if the record no
+        longer exists or names another task (a newer submission)."""
+        return self._write(video_id, IngestState.RUNNING, "update", self._owner(task_id), {
             "progress": _finite(progress, "progress", 0.0, 100.0), "stage": stage,
         })
 
-    def mark_ready(self, video_id: str, clip_count: int, duration_s: float, note: str = "") -> bool:
-        """Record a finished ingest, with a note for the user in `reason` (e.g. the file ended early);
-        False if the record no longer exists (the video was deleted meanwhile)."""
+    def mark_ready(self, video_id: str, clip_count: int, duration_s: float, note: str = "", *, task_id: str) -> bool:
+        """Record task_id's finished ingest, with a note for the user in `reason` (e.g. the file ended early);
+        False, and nothing written, if the record no longer exists (the video was deleted meanwhile) or names
+        another task."""
         if isinstance(clip_count, bool) or not isinstance(clip_count, int) or clip_count < 0:
             raise ValueError(f"clip_count must be an int >= 0, got {clip_count!r}")
-        return self._write(video_id, IngestState.READY, "update", {
+        return self._write(video_id, IngestState.READY, "update", self._owner(task_id), {
             "progress": 100.0, "stage": "done", "clip_count": clip_count,
             "duration_s": _finite(duration_s, "duration_s", 0.0), "reason": note[:MAX_REASON_LENGTH],
         })
 
-    def mark_failed(self, video_id: str, reason: str) -> bool:
-        """Record why ingest failed (cut to MAX_REASON_LENGTH); False if the record no longer exists."""
-        return self._write(video_id, IngestState.FAILED, "update", {"reason": reason[:MAX_REASON_LENGTH]})
+    def mark_failed(self, video_id: str, reason: str, *, task_id: str | None = None) -> bool:
+        """Record why task_id's ingest failed (cut to MAX_REASON_LENGTH); False, and nothing written, if the
+        record no longer exists or names another task.
+
+        task_id None skips the owner check: only for the creator of the record marking the submission it has
+        just made (the gateway, when the task could not be queued); a task always gives its id.
+        """
+        owner = "" if task_id is None else self._owner(task_id)
+        return self._write(video_id, IngestState.FAILED, "update", owner, {"reason": reason[:MAX_REASON_LENGTH]})
+
+    @contextmanager
+    def write_lock(self, video_id: str, task_id: str, ttl_s: float) -> Iterator[None]:
+        """Hold video_id's index-write lock for task_id for the block: one task at a time writes a video's rows.
+
+        Waits while another task holds it; the lock lapses ttl_s after it was taken (make it the longest a
+        task can live, so it outlives no holder that died), so waiting longer than ttl_s means it keeps being
+        taken by others: StatusUnavailable (retry later). Taken again at once by the same task_id.
+        """
+        check_video_id(video_id)
+        key, owner = WRITE_LOCK_PREFIX + video_id, self._owner(task_id)
+        ttl_ms = max(1, math.ceil(_finite(ttl_s, "ttl_s", 0.0) * 1000))
+        deadline = time.monotonic() + ttl_s
+        while True:
+            with _redis_errors(f"lock {video_id!r} for writing"):
+                if self._lock(keys=[key], args=[owner, ttl_ms]):
+                    break
+            if time.monotonic() >= deadline:
+                raise StatusUnavailable(f"another task kept writing video {video_id!r} for over {ttl_s:g} s")
+            time.sleep(WRITE_LOCK_POLL_S)
+        try:
+            yield
+        finally:
+            try:
+                with _redis_errors(f"unlock {video_id!r}"):
+                    self._unlock(keys=[key], args=[owner])
+            except StatusError as exc:  # StatusUnavailable too: the lock lapses after ttl_s
+                log.warning("could not release the write lock of %r: %s", video_id, exc)
 
     def open_attempt(self, task_id: str) -> int:
         """Count one more start of task_id; returns the starts not yet closed, this one included.

@@ -1,7 +1,8 @@
-"""StatusStore against a real redis-server: the ingest lifecycle, counts, guards and failures."""
+"""StatusStore against a real redis-server: the ingest lifecycle, owned writes, the write lock, guards, failures."""
 
 from __future__ import annotations
 
+import threading
 import time
 from collections.abc import Iterator
 
@@ -10,7 +11,7 @@ import redis
 
 from jobs.errors import StatusUnavailable
 from jobs.status import IngestState, StatusStore
-from jobs.status import KEY_PREFIX, MAX_REASON_LENGTH
+from jobs.status import KEY_PREFIX, MAX_REASON_LENGTH, WRITE_LOCK_PREFIX
 from vidstrata.stack.process import free_port
 
 
@@ -34,7 +35,7 @@ def test_lifecycle(store: StatusStore) -> None:
     )
     assert before <= pending.submitted_at <= pending.updated_at <= time.time()
 
-    assert store.mark_running("v1", 42.5, "decode") is True
+    assert store.mark_running("v1", 42.5, "decode", task_id="task-1") is True
     running = store.get("v1")
     assert running is not None
     assert (running.state, running.progress, running.stage, running.task_id) == (
@@ -42,7 +43,7 @@ def test_lifecycle(store: StatusStore) -> None:
     )
     assert running.submitted_at == pending.submitted_at
 
-    assert store.mark_ready("v1", clip_count=7, duration_s=31.5) is True
+    assert store.mark_ready("v1", clip_count=7, duration_s=31.5, task_id="task-1") is True
     ready = store.get("v1")
     assert ready is not None
     assert (ready.state, ready.clip_count, ready.duration_s, ready.progress, ready.reason) == (
@@ -56,8 +57,8 @@ def test_lifecycle(store: StatusStore) -> None:
 
 def test_failure_then_resubmit_starts_clean(store: StatusStore) -> None:
     store.mark_pending("v2", "task-1", "s3://b/v2.mp4", {})
-    store.mark_running("v2", 10, "encode")
-    assert store.mark_failed("v2", "decode error: " + "x" * 10_000) is True
+    store.mark_running("v2", 10, "encode", task_id="task-1")
+    assert store.mark_failed("v2", "decode error: " + "x" * 10_000, task_id="task-1") is True
     failed = store.get("v2")
     assert failed is not None and failed.state == IngestState.FAILED
     assert failed.reason.startswith("decode error") and len(failed.reason) == MAX_REASON_LENGTH
@@ -71,10 +72,109 @@ def test_failure_then_resubmit_starts_clean(store: StatusStore) -> None:
 
 
 def test_updates_never_resurrect_a_deleted_video(store: StatusStore) -> None:
-    assert store.mark_running("ghost", 50, "encode") is False
-    assert store.mark_ready("ghost", 1, 1.0) is False
+    assert store.mark_running("ghost", 50, "encode", task_id="t") is False
+    assert store.mark_ready("ghost", 1, 1.0, task_id="t") is False
+    assert store.mark_failed("ghost", "late", task_id="t") is False
     assert store.mark_failed("ghost", "late") is False
     assert store.get("ghost") is None
+
+
+def test_writes_of_a_replaced_task_are_dropped_and_the_owners_go_through(store: StatusStore) -> None:
+    """The re-submit race: task-2's submission replaced task-1's while task-1 still ran."""
+    store.mark_pending("race", "task-1", "u1", {})
+    assert store.mark_running("race", 30, "embed", task_id="task-1") is True
+    store.mark_pending("race", "task-2", "u2", {"v": "2"})  # the re-submit
+    assert store.mark_running("race", 50, "embed", task_id="task-2") is True
+    assert store.mark_ready("race", clip_count=3, duration_s=6.0, task_id="task-2") is True
+    ready = store.get("race")
+
+    # everything the replaced task still writes is dropped, and says so
+    assert store.mark_running("race", 90, "embed", task_id="task-1") is False
+    assert store.mark_ready("race", clip_count=9, duration_s=30.0, task_id="task-1") is False
+    assert store.mark_failed("race", "internal error: late", task_id="task-1") is False
+    assert store.get("race") == ready
+    assert ready is not None and (ready.state, ready.task_id, ready.clip_count, ready.duration_s, ready.uri) == (
+        IngestState.READY, "task-2", 3, 6.0, "u2"
+    )
+
+    # the owner's later writes still go through (a re-ingest by the same task: its retry notice, FAILED)
+    assert store.mark_running("race", 0, "retry 1 of 8", task_id="task-2") is True
+    assert store.mark_failed("race", "gave up", task_id="task-2") is True
+    failed = store.get("race")
+    assert failed is not None
+    assert (failed.state, failed.task_id, failed.reason) == (IngestState.FAILED, "task-2", "gave up")
+
+
+def test_the_gateway_may_fail_the_record_it_created_without_an_owner(store: StatusStore) -> None:
+    store.mark_pending("q", "task-1", "u", {})
+    assert store.mark_failed("q", "could not queue the ingest task") is True
+    failed = store.get("q")
+    assert failed is not None and (failed.state, failed.task_id) == (IngestState.FAILED, "task-1")
+
+
+def test_an_owner_is_required(store: StatusStore) -> None:
+    store.mark_pending("o", "task-1", "u", {})
+    for task_id in ("", None, 7):
+        with pytest.raises(ValueError, match="task_id must be a non-empty string"):
+            store.mark_running("o", 1, "fetch", task_id=task_id)  # type: ignore[arg-type]
+    with pytest.raises(TypeError, match="task_id"):
+        store.mark_ready("o", 1, 1.0)  # type: ignore[call-arg]
+    with pytest.raises(ValueError, match="task_id must be a non-empty string"):
+        store.mark_pending("o", "", "u", {})
+    assert store.get("o").state == IngestState.PENDING  # type: ignore[union-attr]
+
+
+def test_the_write_lock_admits_one_task_at_a_time(store: StatusStore, redis_url: str) -> None:
+    client = redis.Redis.from_url(redis_url.rsplit("/", 1)[0] + "/11", decode_responses=True)
+    events: list[str] = []
+    holding = threading.Event()
+    release = threading.Event()
+
+    def old_writer() -> None:
+        with store.write_lock("w", "task-1", ttl_s=30):
+            events.append("task-1 in")
+            holding.set()
+            release.wait(10)
+            events.append("task-1 out")
+
+    thread = threading.Thread(target=old_writer)
+    thread.start()
+    assert holding.wait(10)
+    assert client.get(WRITE_LOCK_PREFIX + "w") == "task-1"
+    threading.Timer(0.3, release.set).start()
+    started = time.monotonic()
+    with store.write_lock("w", "task-2", ttl_s=30):
+        events.append("task-2 in")
+        waited = time.monotonic() - started
+    thread.join()
+    assert events == ["task-1 in", "task-1 out", "task-2 in"]
+    assert waited >= 0.25
+    assert client.get(WRITE_LOCK_PREFIX + "w") is None
+
+
+def test_the_write_lock_lapses_after_its_ttl_and_a_waiter_gives_up(store: StatusStore, redis_url: str) -> None:
+    client = redis.Redis.from_url(redis_url.rsplit("/", 1)[0] + "/11", decode_responses=True)
+    client.set(WRITE_LOCK_PREFIX + "dead", "task-died", px=400)  # its holder's process died
+    started = time.monotonic()
+    with store.write_lock("dead", "task-2", ttl_s=5):
+        assert 0.2 < time.monotonic() - started < 3
+        assert client.get(WRITE_LOCK_PREFIX + "dead") == "task-2"
+    client.set(WRITE_LOCK_PREFIX + "rerun", "task-1", px=60_000)  # task-1 died holding it; Celery runs it again
+    started = time.monotonic()
+    with store.write_lock("rerun", "task-1", ttl_s=5):
+        assert time.monotonic() - started < 0.2
+    assert client.get(WRITE_LOCK_PREFIX + "rerun") is None
+    client.set(WRITE_LOCK_PREFIX + "busy", "task-1", px=60_000)
+    with pytest.raises(StatusUnavailable, match="another task kept writing video 'busy'"):
+        with store.write_lock("busy", "task-2", ttl_s=0.3):
+            pass
+    # an expired holder does not release the lock its successor holds
+    with store.write_lock("taken", "task-1", ttl_s=0.2):
+        time.sleep(0.3)
+        with store.write_lock("taken", "task-2", ttl_s=5):
+            pass
+        client.set(WRITE_LOCK_PREFIX + "taken", "task-3", px=60_000)
+    assert client.get(WRITE_LOCK_PREFIX + "taken") == "task-3"
 
 
 def test_bad_input_is_a_value_error(store: StatusStore) -> None:
@@ -86,13 +186,13 @@ def test_bad_input_is_a_value_error(store: StatusStore) -> None:
         store.mark_pending("v", "t", "u", "lang=en")  # type: ignore[arg-type]
     store.mark_pending("v", "t", "u", {})
     with pytest.raises(ValueError, match=r"progress must be in \[0.0, 100.0\]"):
-        store.mark_running("v", 101, "encode")
+        store.mark_running("v", 101, "encode", task_id="t")
     with pytest.raises(ValueError, match="progress must be a finite number"):
-        store.mark_running("v", float("nan"), "encode")
+        store.mark_running("v", float("nan"), "encode", task_id="t")
     with pytest.raises(ValueError, match="clip_count must be an int"):
-        store.mark_ready("v", -1, 1.0)
+        store.mark_ready("v", -1, 1.0, task_id="t")
     with pytest.raises(ValueError, match="duration_s must be in"):
-        store.mark_ready("v", 1, -1.0)
+        store.mark_ready("v", 1, -1.0, task_id="t")
     with pytest.raises(ValueError, match="must match"):
         store.get("x" * 200)
     assert store.get("v") is not None and store.get("v").state == IngestState.PENDING  # type: ignore[union-attr]

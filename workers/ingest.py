@@ -6,6 +6,11 @@ memory holds at most a few batches. The parameter-free segmentation (`aggregate_
 where the repository serves a trained video head (`EncoderInfo.video_head`), the clip and video vectors
 are the head's, over those same clips and spans. Nothing reaches the index until every vector is made:
 the single `replace_video` at the end is the only write, so a failure anywhere leaves the index as it was.
+
+Every status write names the run's task id and is dropped unless the video's record still names it
+(`jobs.status`): a run whose write is dropped, or that finds the record gone or owned by a newer submission,
+stops with IngestCancelled and writes nothing more. The index write runs under the video's `write_lock`,
+after a last ownership check, so the rows of a replaced submission never land after a newer one's.
 No Celery here: `workers.tasks` maps the exceptions to retries and failures.
 """
 
@@ -33,7 +38,7 @@ from spec.screen_text import LineFilter
 from spec.video import FrameBatch, VideoReader
 from workers.errors import IngestCancelled
 from workers.fetch import fetch
-from workers.settings import WorkerSettings
+from workers.settings import TIME_LIMIT_GRACE_S, WorkerSettings
 from workers.screen_text import read_screen_text
 from workers.speech import transcribe_video
 from workers.text_stages import TimedTextStage, embed_segments
@@ -50,7 +55,7 @@ class IngestSummary:
     together, until the last vector); speech, screen_text (each timed-text stage's own wall time, in a thread
     beside decode and embed; absent when the modality is off); speech_wait, screen_text_wait (how long ingest
     waited for it after embedding); write (clustering, the video head where served, embedding the segment
-    texts, and the index writes).
+    texts, waiting for the video's write lock, and the index writes).
     """
 
     video_id: str
@@ -126,42 +131,50 @@ class Ingestor:
         self.segments = SegmentIndex(index)
         self.stages = stages if stages is not None else text_stages(settings)
 
-    def _progress(self, video_id: str, percent: float, stage: str) -> None:
-        if not self.status.mark_running(video_id, round(min(percent, 100.0), 1), stage):
-            raise IngestCancelled(f"video {video_id!r} was deleted during ingest")
+    def _progress(self, video_id: str, task_id: str, percent: float, stage: str) -> None:
+        """Report progress, or stop: the write is dropped when the record is gone or names a newer submission."""
+        if not self.status.mark_running(video_id, round(min(percent, 100.0), 1), stage, task_id=task_id):
+            self._check_current(video_id, task_id)  # raises, saying which of the two it was
+            raise IngestCancelled(f"video {video_id!r}: the progress of task {task_id} was refused")
 
-    def is_current(self, video_id: str, task_id: str | None) -> bool:
-        """Whether video_id's status record exists and belongs to task_id (when given)."""
+    @property
+    def write_lock_ttl_s(self) -> float:
+        """How long a video's write lock outlives its holder at most: the hard time limit of a task."""
+        return self.settings.task_time_limit_s + TIME_LIMIT_GRACE_S
+
+    def is_current(self, video_id: str, task_id: str) -> bool:
+        """Whether video_id's status record exists and belongs to task_id."""
         try:
             self._check_current(video_id, task_id)
         except IngestCancelled:
             return False
         return True
 
-    def _check_current(self, video_id: str, task_id: str | None) -> None:
+    def _check_current(self, video_id: str, task_id: str) -> None:
         """Refuse to work for a deleted video, or for a submission a newer one replaced."""
         record = self.status.get(video_id)
         if record is None:
             raise IngestCancelled(f"video {video_id!r} has no status record (deleted, or never submitted)")
-        if task_id and record.task_id and record.task_id != task_id:
+        if record.task_id != task_id:
             raise IngestCancelled(f"video {video_id!r} was resubmitted as task {record.task_id}; this is {task_id}")
 
-    def run(self, video_id: str, uri: str, metadata: dict[str, str], task_id: str | None = None,
+    def run(self, video_id: str, uri: str, metadata: dict[str, str], task_id: str,
             modalities: list[str] | None = None) -> IngestSummary:
-        """Ingest the video at uri under video_id; the index holds it (and only it) once this returns.
+        """Ingest the video at uri under video_id as task task_id (the owner its status record names); the
+        index holds it (and only it) once this returns.
 
         `modalities` narrows the timed-text stages the deployment runs to these kinds (None: all of them); a
         kind left out stores nothing, so it also clears what an earlier ingest stored.
         """
         self._check_current(video_id, task_id)
         timings: dict[str, float] = {}
-        self._progress(video_id, 0.0, "fetch")
+        self._progress(video_id, task_id, 0.0, "fetch")
         started = time.perf_counter()
         with fetch(uri, self.settings.max_download_bytes, self.settings.fetch_timeout_s,
                    self.settings.allow_local_paths, self.settings.fetch_deadline_s,
                    lambda: not self.is_current(video_id, task_id)) as path:
             timings["fetch"] = time.perf_counter() - started
-            self._progress(video_id, _FETCHED, "decode")
+            self._progress(video_id, task_id, _FETCHED, "decode")
             info = self.encoder.info()
             if info.dim != self.index.settings.vector_dim:
                 raise RuntimeError(
@@ -174,7 +187,7 @@ class Ingestor:
                 with VideoReader(path, info.image_size, self.settings.sample_fps, self.settings.max_frames,
                                  self.settings.max_duration_s, self.settings.max_frame_pixels) as reader:
                     started = time.perf_counter()
-                    timestamps, vectors, timings["decode"] = self._embed(video_id, reader)
+                    timestamps, vectors, timings["decode"] = self._embed(video_id, task_id, reader)
                     timings["embed"] = time.perf_counter() - started
                     duration_s, note = reader.duration_s, reader.note  # from the frames decoded, not the header
                 texts: dict[str, list[TimedText]] = {}
@@ -187,23 +200,32 @@ class Ingestor:
                     future.cancel()
                 wait(list(running.values()))
         started = time.perf_counter()
-        self._progress(video_id, _EMBEDDED, "write")
+        self._progress(video_id, task_id, _EMBEDDED, "write")
         aggregate = aggregate_video(vectors, timestamps, duration_s)
         if info.video_head:
             clip_vectors, video_vector = self.encoder.encode_video(vectors, aggregate.clip_ids(), len(aggregate.clips))
             aggregate = aggregate.with_vectors(clip_vectors, video_vector)
-        self._check_current(video_id, task_id)
         # a modality that is off stores nothing, so a re-ingest with it off clears what an earlier one stored
         segments = {kind: embed_segments(video_id, kind, texts.get(kind, []), self.encoder)
                     for kind in ("speech", "screen_text")}
-        self._write(video_id, metadata, duration_s, aggregate, segments)
-        timings["write"] = time.perf_counter() - started
-        if not self.status.mark_ready(video_id, len(aggregate.clips), duration_s, note):
-            self.index.delete_video(video_id)
-            raise IngestCancelled(f"video {video_id!r} was deleted while it was being written; removed it again")
+        # One writer per video at a time, and only the owner: a newer submission's write waits for this one
+        # to end, so its rows are the last ones whichever task got here first.
+        with self.status.write_lock(video_id, task_id, self.write_lock_ttl_s):
+            self._check_current(video_id, task_id)
+            self._write(video_id, metadata, duration_s, aggregate, segments)
+            timings["write"] = time.perf_counter() - started
+            if not self.status.mark_ready(video_id, len(aggregate.clips), duration_s, note, task_id=task_id):
+                if self.status.get(video_id) is None:
+                    self.index.delete_video(video_id)
+                    raise IngestCancelled(
+                        f"video {video_id!r} was deleted while it was being written; removed it again")
+                # the newer submission's own write comes after this one (the lock), or its failure removes it
+                raise IngestCancelled(
+                    f"video {video_id!r} was resubmitted while task {task_id} was writing it; the newer ingest "
+                    "replaces what it wrote")
         return IngestSummary(video_id, len(aggregate.clips), duration_s, len(timestamps), timings)
 
-    def _embed(self, video_id: str, reader: VideoReader) -> tuple[np.ndarray, np.ndarray, float]:
+    def _embed(self, video_id: str, task_id: str, reader: VideoReader) -> tuple[np.ndarray, np.ndarray, float]:
         """Timestamps [N] and frame vectors [N,D] of the sampled frames, and the decoder's busy seconds."""
         decoder = _Decoder(reader, self.settings.frame_batch, self.settings.decode_queue_batches)
         inflight = self.settings.embed_inflight
@@ -216,7 +238,7 @@ class Ingestor:
             times.append(stamps)
             vectors.append(future.result())
             done = sum(len(t) for t in times) / reader.expected_frames
-            self._progress(video_id, _FETCHED + (_EMBEDDED - _FETCHED) * min(done, 1.0), "embed")
+            self._progress(video_id, task_id, _FETCHED + (_EMBEDDED - _FETCHED) * min(done, 1.0), "embed")
 
         pool = ThreadPoolExecutor(max_workers=inflight, thread_name_prefix="embed")
         decoder.start()

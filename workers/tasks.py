@@ -1,9 +1,11 @@
 """The ingest Celery task: a thin layer over `workers.ingest` that decides between retry and FAILED.
 
 Contract with the gateway: it calls `StatusStore.mark_pending(video_id, task_id, ...)` first and then
-`send_task(INGEST_TASK, args=(video_id, uri, metadata), task_id=task_id, queue=INGEST_QUEUE)`. A task
-whose status record is gone (the video was deleted) or names another task id (it was resubmitted)
-does nothing.
+`send_task(INGEST_TASK, args=(video_id, uri, metadata), task_id=task_id, queue=INGEST_QUEUE)`. The record
+names the task that owns it, and every status write of a task (progress, retry notices, READY, FAILED,
+"internal error") is dropped unless the record still names that task (`jobs.status`). A task whose record
+is gone (the video was deleted) or names another task id (it was resubmitted) stops as CANCELLED and
+writes nothing more, wherever it notices: before it starts, at a dropped write, or before a retry.
 
 - Transient failures (Triton, Milvus, Redis or the source unreachable) retry with exponential backoff and
   jitter, up to `retry_max` times, then FAILED.
@@ -85,21 +87,31 @@ def backoff_s(retries: int) -> float:
     return ceiling / 2 + random.uniform(0, ceiling / 2)
 
 
+def _cancelled(video_id: str, task_id: str) -> dict[str, Any]:
+    log.info("ingest of %s cancelled: its status record is gone or names a newer task than %s", video_id, task_id)
+    return {"video_id": video_id, "state": "CANCELLED",
+            "reason": "the video was deleted, or a newer submission replaced this one"}
+
+
 def _fail(ingestor: Ingestor, video_id: str, task_id: str, reason: str) -> dict[str, Any]:
     """FAILED with the reason, and no earlier version left in the index: a video that GetVideo calls FAILED
-    is not searchable (a failed re-ingest removes the last good version). A newer submission is left alone."""
-    if not ingestor.is_current(video_id, task_id):
-        return {"video_id": video_id, "state": "CANCELLED", "reason": "a newer submission replaced this one"}
-    if ingestor.index.delete_video(video_id):
-        reason += " (the earlier version of this video was removed from the index)"
-    ingestor.status.mark_failed(video_id, reason)
+    is not searchable (a failed re-ingest removes the last good version). A newer submission is left alone:
+    under the video's write lock, so its own index write cannot come between the check and the delete."""
+    with ingestor.status.write_lock(video_id, task_id, ingestor.write_lock_ttl_s):
+        if not ingestor.is_current(video_id, task_id):
+            return _cancelled(video_id, task_id)
+        if ingestor.index.delete_video(video_id):
+            reason += " (the earlier version of this video was removed from the index)"
+        if not ingestor.status.mark_failed(video_id, reason, task_id=task_id):
+            return _cancelled(video_id, task_id)  # replaced meanwhile: the newer ingest writes the index again
     metrics.TASKS.labels(outcome="failed").inc()
     log.warning("ingest of %s FAILED: %s", video_id, reason)
     return {"video_id": video_id, "state": "FAILED", "reason": reason}
 
 
 def _retry(self: Task, ingestor: Ingestor, video_id: str, exc: Exception) -> dict[str, Any]:
-    """Retry a transient failure with backoff, or FAILED once retry_max retries are spent."""
+    """Retry a transient failure with backoff, or FAILED once retry_max retries are spent; no retry for a
+    task whose record is gone or names a newer submission (its retry notice is dropped)."""
     settings = worker_settings()
     if isinstance(exc, EncoderUnavailable):
         _clients.reset_encoder()
@@ -107,12 +119,14 @@ def _retry(self: Task, ingestor: Ingestor, video_id: str, exc: Exception) -> dic
     if attempt > settings.retry_max:
         return _fail(ingestor, video_id, self.request.id, f"gave up after {settings.retry_max} retries: {exc}")
     delay = backoff_s(self.request.retries)
-    metrics.TASKS.labels(outcome="retried").inc()
-    log.warning("ingest of %s: %s; retry %d of %d in %.1f s", video_id, exc, attempt, settings.retry_max, delay)
+    notice = f"retry {attempt} of {settings.retry_max} in {delay:.0f} s: {exc}"
     try:
-        ingestor.status.mark_running(video_id, 0.0, f"retry {attempt} of {settings.retry_max} in {delay:.0f} s: {exc}")
+        if not ingestor.status.mark_running(video_id, 0.0, notice, task_id=self.request.id):
+            return _cancelled(video_id, self.request.id)
     except StatusUnavailable:
         pass  # Redis is what failed: the retry itself will report
+    metrics.TASKS.labels(outcome="retried").inc()
+    log.warning("ingest of %s: %s; retry %d of %d in %.1f s", video_id, exc, attempt, settings.retry_max, delay)
     raise self.retry(exc=exc, countdown=delay) from exc
 
 
@@ -147,7 +161,7 @@ def ingest_video(self: Task, video_id: str, uri: str, metadata: dict[str, str],
     except TRANSIENT as exc:  # also from _fail's own index and status calls
         return _retry(self, ingestor, video_id, exc)
     except Exception as exc:
-        ingestor.status.mark_failed(video_id, f"internal error: {type(exc).__name__}: {exc}")
+        ingestor.status.mark_failed(video_id, f"internal error: {type(exc).__name__}: {exc}", task_id=self.request.id)
         raise
     finally:
         if opened:

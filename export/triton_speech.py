@@ -41,14 +41,17 @@ def _spoken(segment: Any) -> bool:
 
 
 class SpeechRecognizerModel:
-    """faster-whisper over the CTranslate2 Whisper in `<version>/whisper/`; CUDA float16 on GPU, int8 on CPU."""
+    """faster-whisper over the CTranslate2 Whisper in `<version>/whisper/`, on the device and compute type its config
+    states (CUDA float16 for the GPU target, int8 on the CPU)."""
 
     def initialize(self, args: dict[str, Any]) -> None:
         from faster_whisper import BatchedInferencePipeline, WhisperModel
 
         _, params, folder = _parameters(args)
         device = params.get("device", "cpu")
-        compute_type = "float16" if device == "cuda" else params.get("compute_type", "int8")
+        # What the config states runs (float16 on cuda, int8 on cpu, as export.speech_model writes it); a config
+        # without it gets that same default.
+        compute_type = params.get("compute_type") or ("float16" if device == "cuda" else "int8")
         self.beam_size = int(params.get("beam_size", "1"))
         self.model = WhisperModel(str(folder / "whisper"), device=device, compute_type=compute_type,
                                   cpu_threads=int(params.get("cpu_threads", "0")), local_files_only=True)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import shutil
 import subprocess
 import sys
@@ -102,7 +103,9 @@ def test_speech_and_ocr_configs_for_every_target(target, tmp_path):
 
     speech = speech_config(target)
     assert 'backend: "python"' in speech and "allow_ragged_batch: true" in speech
-    assert ('value: { string_value: "cuda" }' in speech) == (target == "tensorrt")
+    params = {k: v.string_value for k, v in parse(speech).parameters.items()}
+    # The config states what runs: CTranslate2 float16 on the GPU, int8 on the CPU.
+    assert (params["device"], params["compute_type"]) == (("cuda", "float16") if target == "tensorrt" else ("cpu", "int8"))
     det = network_config("ocr_det", target)
     assert ('backend: "python"' in det) == (target == "python")
     assert ('platform: "onnxruntime_onnx"' in det) == (target != "python")
@@ -127,6 +130,45 @@ def test_unknown_target_and_bad_checkpoint_are_one_line_errors(tmp_path):
         out = subprocess.run([sys.executable, "-m", "vidstrata.cli", "export", *args, "--out", str(tmp_path / "r")],
                              capture_output=True, text=True, timeout=120)
         assert out.returncode == 1 and message in out.stderr and "Traceback" not in out.stderr
+
+
+@pytest.mark.parametrize("target", ["python", "onnxruntime", "tensorrt"])
+def test_the_speech_model_loads_with_the_compute_type_its_config_states(target, tmp_path, monkeypatch):
+    """Triton hands the config to `initialize` as JSON; WhisperModel gets exactly its device and compute type."""
+    import importlib
+    import types
+
+    from google.protobuf import json_format
+
+    from export.speech_model import speech_config
+
+    loaded = {}
+
+    class WhisperModel:
+        def __init__(self, path, **kwargs):
+            loaded.update(kwargs, path=path)
+
+    whisper = types.ModuleType("faster_whisper")
+    whisper.WhisperModel, whisper.BatchedInferencePipeline = WhisperModel, lambda model: ("pipeline", model)
+    monkeypatch.setitem(sys.modules, "faster_whisper", whisper)
+    monkeypatch.setitem(sys.modules, "triton_python_backend_utils", types.ModuleType("triton_python_backend_utils"))
+    from export import speech_model  # the server-side module's name, beside its config writer
+
+    module = speech_model.__name__.rpartition(".")[0] + ".triton_speech"
+    server_side = (module, module.rpartition(".")[0] + ".triton_models")  # bound to the fake backend utils here
+    before = {name: sys.modules.pop(name, None) for name in server_side}
+    try:
+        config = json_format.MessageToDict(parse(speech_config(target)), preserving_proto_field_name=True)
+        model = importlib.import_module(module).SpeechRecognizerModel()
+        model.initialize({"model_config": json.dumps(config), "model_repository": str(tmp_path), "model_version": "1"})
+    finally:
+        for name, previous in before.items():
+            sys.modules.pop(name, None)
+            if previous is not None:
+                sys.modules[name] = previous
+    gpu = target == "tensorrt"
+    assert (loaded["device"], loaded["compute_type"]) == (("cuda", "float16") if gpu else ("cpu", "int8"))
+    assert loaded["local_files_only"] is True and loaded["path"] == str(tmp_path / "1" / "whisper")
 
 
 @pytest.mark.gpu

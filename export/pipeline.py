@@ -18,7 +18,7 @@ from pathlib import Path
 
 from spec.manifest import MANIFEST_FILE
 from encoders.factory import build_default_checkpoint, import_hf_clip, load_checkpoint
-from export.onnx_export import check_onnx_parity, export_onnx
+from export.onnx_export import ParityError, check_onnx_parity, export_onnx
 from export.ocr_models import write_ocr_models
 from export.speech_model import write_speech_model
 from export.triton_repo import Target, write_repository
@@ -64,9 +64,13 @@ def export_checkpoint(checkpoint: Path | None, target: Target, out: Path) -> Exp
         report = ExportReport(target, folder, out, check_onnx_parity(pair, onnx))
         text_model, frame_model = onnx.text, onnx.frames
         if target == "tensorrt":
-            from export.tensorrt import build_plans
+            from export.tensorrt import PlanError, build_plans
 
-            plans = build_plans(pair, onnx, work / "plans")
+            try:  # torch-free: TensorRT builds and runs the plans, cuda-python holds the buffers
+                plans = build_plans(pair.manifest, onnx.text, onnx.frames, work / "plans")
+            except PlanError as exc:
+                raise ParityError(str(exc)) from exc
+            report.parity.update({f"{name} plan": diff for name, diff in plans.parity.items()})
             text_model, frame_model = plans.text, plans.frames
         staging = write_repository(
             work / "repository", pair.manifest, folder, text_model, frame_model, target, onnx.video)

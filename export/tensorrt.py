@@ -1,46 +1,86 @@
 """ONNX -> fp16 TensorRT plans with optimisation profiles, checked against ONNX Runtime.
 
-Runs only where TensorRT and a CUDA GPU exist (a GPU node, or the Triton initContainer);
-elsewhere `require_tensorrt` fails at once with a message that says so.
+The plan path imports no torch: plans are built with TensorRT's builder and ONNX parser, and the parity check runs
+each plan with TensorRT's own runtime on CUDA buffers from cuda-python (`cuda.bindings.runtime`), against ONNX
+Runtime on the CPU. So the Triton image builds plans with the CPU build of torch (which only exports ONNX) beside
+`tensorrt` and `cuda-python` (the `gpu` extra).
+
+Runs only where TensorRT, cuda-python and a CUDA GPU exist (a GPU node, or the Triton initContainer of
+k8s/overlays/gpu); elsewhere `require_tensorrt` fails at once with a message that says which is missing.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
+from types import ModuleType
+from typing import Any, Callable
 
 import numpy as np
 
-from encoders.model import EncoderPair
 from spec.contract import FRAME_INPUTS, TEXT_NET_INPUTS
-from export.onnx_export import OnnxModels, ParityError, max_abs_diff, random_frame_inputs, random_text_inputs
+from spec.manifest import Manifest
 
 FP16_TOLERANCE = 2e-2  # on unit-norm vectors: fp16 keeps ~3 significant digits through deep nets
 PROFILE_BATCHES = (1, 16, 64)  # min, opt, max batch of every optimisation profile
+PARITY_BATCHES = (1, 8)
+
+_INSTALL = ("install `vidstrata[gpu]` (tensorrt, cuda-python) on a GPU machine, or build the plans in the Triton "
+            "initContainer (k8s/overlays/gpu). Use --target python or onnxruntime on CPU.")
 
 
 class TensorRTUnavailable(RuntimeError):
-    """TensorRT or a CUDA GPU is missing here."""
+    """TensorRT, cuda-python or a CUDA GPU is missing here."""
+
+
+class PlanError(RuntimeError):
+    """A plan could not be built or run, or it disagrees with ONNX Runtime; the export is not used."""
 
 
 @dataclass(frozen=True)
 class PlanModels:
     text: Path
     frames: Path
+    parity: dict[str, float] = field(default_factory=dict)  # max |plan - ONNX Runtime| per net
+
+
+def _cudart() -> ModuleType:
+    """cuda-python's CUDA runtime bindings (cuda-bindings 12.8+ name them `cuda.bindings.runtime`)."""
+    from cuda.bindings import runtime
+
+    return runtime
+
+
+def _check(result: tuple[Any, ...], call: str) -> Any:
+    """A cuda-python call returns (error, *values): raise on an error, else the value (or None)."""
+    cudart = _cudart()
+    error, values = result[0], result[1:]
+    if error != cudart.cudaError_t.cudaSuccess:
+        _, name = cudart.cudaGetErrorName(error)
+        _, text = cudart.cudaGetErrorString(error)
+        raise PlanError(f"CUDA {call} failed: {_text(name)} ({_text(text)})")
+    return values[0] if len(values) == 1 else None
+
+
+def _text(value: bytes | str) -> str:
+    return value.decode() if isinstance(value, bytes) else str(value)
 
 
 def require_tensorrt() -> None:
-    """Fail fast, before any long export work, when plans cannot be built here."""
+    """Fail fast, before any long export work, when plans cannot be built and checked here."""
     try:
         import tensorrt  # noqa: F401
-        import torch
+    except ImportError as exc:
+        raise TensorRTUnavailable(f"--target tensorrt needs TensorRT and a CUDA GPU: {_INSTALL}") from exc
+    try:
+        cudart = _cudart()
     except ImportError as exc:
         raise TensorRTUnavailable(
-            "--target tensorrt needs TensorRT and a CUDA GPU: install `vidstrata[gpu]` on a GPU machine, or build "
-            "the plans in the Triton initContainer (k8s/overlays/gpu). Use --target python or onnxruntime on CPU."
-        ) from exc
-    if not torch.cuda.is_available():
-        raise TensorRTUnavailable("--target tensorrt needs a CUDA GPU, and none is visible here")
+            f"--target tensorrt needs cuda-python (`cuda.bindings`) to check plans on the GPU: {_INSTALL}") from exc
+    error, count = cudart.cudaGetDeviceCount()
+    if error != cudart.cudaError_t.cudaSuccess or not count:
+        reason = "no device" if error == cudart.cudaError_t.cudaSuccess else _text(cudart.cudaGetErrorString(error)[1])
+        raise TensorRTUnavailable(f"--target tensorrt needs a CUDA GPU, and none is visible here ({reason})")
 
 
 def build_plan(onnx_path: Path, plan_path: Path, shapes: dict[str, tuple[int, ...]]) -> Path:
@@ -49,11 +89,11 @@ def build_plan(onnx_path: Path, plan_path: Path, shapes: dict[str, tuple[int, ..
 
     logger = trt.Logger(trt.Logger.WARNING)
     builder = trt.Builder(logger)
-    network = builder.create_network(0)
+    network = builder.create_network(0)  # TensorRT 10: explicit batch is the only mode
     parser = trt.OnnxParser(network, logger)
-    if not parser.parse(onnx_path.read_bytes()):
+    if not parser.parse_from_file(str(onnx_path)):  # from the file: external weights beside it load too
         errors = "; ".join(str(parser.get_error(i)) for i in range(parser.num_errors))
-        raise ParityError(f"TensorRT could not parse {onnx_path.name}: {errors}")
+        raise PlanError(f"TensorRT could not parse {onnx_path.name}: {errors}")
     config = builder.create_builder_config()
     config.set_flag(trt.BuilderFlag.FP16)
     profile = builder.create_optimization_profile()
@@ -63,54 +103,128 @@ def build_plan(onnx_path: Path, plan_path: Path, shapes: dict[str, tuple[int, ..
     config.add_optimization_profile(profile)
     plan = builder.build_serialized_network(network, config)
     if plan is None:
-        raise ParityError(f"TensorRT failed to build a plan for {onnx_path.name}")
+        raise PlanError(f"TensorRT failed to build a plan for {onnx_path.name}")
+    plan_path.parent.mkdir(parents=True, exist_ok=True)
     plan_path.write_bytes(bytes(plan))
     return plan_path
 
 
-def run_plan(plan_path: Path, inputs: dict[str, np.ndarray]) -> list[np.ndarray]:
-    """Execute a plan once (torch tensors as CUDA buffers); outputs in binding order."""
+def run_plan(plan_path: Path, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """Execute a plan once with TensorRT's runtime on CUDA buffers from cuda-python; outputs by name."""
     import tensorrt as trt
-    import torch
 
+    cudart = _cudart()
     engine = trt.Runtime(trt.Logger(trt.Logger.WARNING)).deserialize_cuda_engine(plan_path.read_bytes())
+    if engine is None:
+        raise PlanError(f"TensorRT could not load {plan_path.name} (built by another TensorRT version or for another GPU?)")
     context = engine.create_execution_context()
-    buffers: dict[str, torch.Tensor] = {}
-    for name, array in inputs.items():
-        buffers[name] = torch.from_numpy(array).cuda()
-        context.set_input_shape(name, array.shape)
     names = [engine.get_tensor_name(i) for i in range(engine.num_io_tensors)]
-    outputs = [n for n in names if engine.get_tensor_mode(n) == trt.TensorIOMode.OUTPUT]
-    for name in outputs:
-        buffers[name] = torch.empty(tuple(context.get_tensor_shape(name)), dtype=torch.float32, device="cuda")
-    for name, tensor in buffers.items():
-        context.set_tensor_address(name, tensor.data_ptr())
-    stream = torch.cuda.current_stream()
-    context.execute_async_v3(stream.cuda_stream)
-    stream.synchronize()
-    return [buffers[n].cpu().numpy() for n in outputs]
+    input_names = [n for n in names if engine.get_tensor_mode(n) == trt.TensorIOMode.INPUT]
+    output_names = [n for n in names if engine.get_tensor_mode(n) == trt.TensorIOMode.OUTPUT]
+    if sorted(input_names) != sorted(inputs):
+        raise PlanError(f"{plan_path.name} takes {sorted(input_names)}, was given {sorted(inputs)}")
+    host: dict[str, np.ndarray] = {}
+    for name in input_names:
+        array = np.ascontiguousarray(inputs[name], dtype=trt.nptype(engine.get_tensor_dtype(name)))
+        if not context.set_input_shape(name, array.shape):
+            raise PlanError(f"{plan_path.name}: {name} {list(array.shape)} is outside the plan's optimisation profile")
+        host[name] = array
+    for name in output_names:
+        shape = tuple(context.get_tensor_shape(name))
+        if any(d < 0 for d in shape):
+            raise PlanError(f"{plan_path.name}: output {name} has no static shape for these inputs ({list(shape)})")
+        host[name] = np.empty(shape, dtype=trt.nptype(engine.get_tensor_dtype(name)))
+    to_device, to_host = cudart.cudaMemcpyKind.cudaMemcpyHostToDevice, cudart.cudaMemcpyKind.cudaMemcpyDeviceToHost
+    stream = _check(cudart.cudaStreamCreate(), "cudaStreamCreate")
+    device: dict[str, int] = {}
+    try:
+        for name, array in host.items():
+            device[name] = _check(cudart.cudaMalloc(max(array.nbytes, 1)), "cudaMalloc")
+            if not context.set_tensor_address(name, device[name]):
+                raise PlanError(f"{plan_path.name}: TensorRT refused the buffer of {name}")
+        for name in input_names:
+            if host[name].nbytes:
+                _check(cudart.cudaMemcpyAsync(device[name], host[name].ctypes.data, host[name].nbytes, to_device, stream),
+                       "cudaMemcpyAsync")
+        if not context.execute_async_v3(int(stream)):
+            raise PlanError(f"TensorRT failed to run {plan_path.name}")
+        for name in output_names:
+            if host[name].nbytes:
+                _check(cudart.cudaMemcpyAsync(host[name].ctypes.data, device[name], host[name].nbytes, to_host, stream),
+                       "cudaMemcpyAsync")
+        _check(cudart.cudaStreamSynchronize(stream), "cudaStreamSynchronize")
+    finally:
+        for pointer in device.values():
+            cudart.cudaFree(pointer)
+        cudart.cudaStreamDestroy(stream)
+    return {name: host[name] for name in output_names}
 
 
-def build_plans(pair: EncoderPair, onnx: OnnxModels, out_dir: Path) -> PlanModels:
-    """Both plans, each checked against ONNX Runtime with the fp16 tolerance."""
+# The parity inputs: the same draws as export.onnx_export's random_text_inputs/random_frame_inputs at full length
+# (tests/test_export.py holds them equal), written here from the manifest alone, as that module imports torch.
+
+
+def random_text_inputs(manifest: Manifest, batch: int, rng: np.random.Generator) -> dict[str, np.ndarray]:
+    """Token batches of max_tokens (the plan's fixed length) with varied real lengths and phrase layouts."""
+    pre = manifest.preprocessing
+    vocab = manifest.backbone_config["text"]["vocab_size"]
+    length = max(4, pre.max_tokens)
+    ids = rng.integers(5, vocab, size=(batch, length), dtype=np.int64)
+    mask = np.zeros((batch, length), dtype=np.int64)
+    phrase_ids = np.full((batch, length), -1, dtype=np.int64)
+    for row in range(batch):
+        n = int(rng.integers(3, length + 1))
+        mask[row, :n] = 1
+        cuts = np.sort(rng.integers(1, n - 1, size=int(rng.integers(0, pre.max_phrases))))
+        phrase_ids[row, 1 : n - 1] = np.minimum(np.searchsorted(cuts, np.arange(1, n - 1), side="right"), pre.max_phrases - 1)
+    return dict(zip(TEXT_NET_INPUTS, (ids, mask, phrase_ids), strict=True))
+
+
+def random_frame_inputs(manifest: Manifest, batch: int, rng: np.random.Generator) -> dict[str, np.ndarray]:
+    size = manifest.preprocessing.image_size
+    return {FRAME_INPUTS[0]: rng.integers(0, 256, size=(batch, size, size, 3), dtype=np.uint8)}
+
+
+def check_plan(
+    plan_path: Path,
+    onnx_path: Path,
+    make_inputs: Callable[[int, np.random.Generator], dict[str, np.ndarray]],
+    tolerance: float = FP16_TOLERANCE,
+) -> float:
+    """Max |plan - ONNX Runtime| over every output at PARITY_BATCHES on fresh random inputs; raises PlanError."""
     import onnxruntime as ort
 
-    pre = pair.manifest.preprocessing
+    session = ort.InferenceSession(str(onnx_path), providers=["CPUExecutionProvider"])
+    output_names = [o.name for o in session.get_outputs()]
+    rng = np.random.default_rng()
+    worst = 0.0
+    for batch in PARITY_BATCHES:
+        inputs = make_inputs(batch, rng)
+        expected = dict(zip(output_names, session.run(None, inputs), strict=True))
+        actual = run_plan(plan_path, inputs)
+        if sorted(actual) != sorted(expected):
+            raise PlanError(f"{plan_path.name} returns {sorted(actual)}, {onnx_path.name} returns {sorted(expected)}")
+        for name, want in expected.items():
+            got = actual[name]
+            if got.shape != want.shape:
+                raise PlanError(f"{plan_path.name}: {name} has shape {list(got.shape)}, ONNX Runtime {list(want.shape)}")
+            diff = float(np.max(np.abs(got.astype(np.float64) - want.astype(np.float64)))) if want.size else 0.0
+            if not np.isfinite(diff) or diff > tolerance:
+                raise PlanError(f"{plan_path.stem}: TensorRT fp16 differs from ONNX Runtime by {diff:.2e} in {name} at "
+                                f"batch {batch} (tolerance {tolerance:.0e})")
+            worst = max(worst, diff)
+    return worst
+
+
+def build_plans(manifest: Manifest, text_onnx: Path, frames_onnx: Path, out_dir: Path) -> PlanModels:
+    """Both plans, each checked against ONNX Runtime with the fp16 tolerance."""
+    pre = manifest.preprocessing
     text_shapes = {name: (pre.max_tokens,) for name in TEXT_NET_INPUTS}
     frame_shapes = {FRAME_INPUTS[0]: (pre.image_size, pre.image_size, 3)}
-    plans = PlanModels(
-        build_plan(onnx.text, out_dir / "text.plan", text_shapes),
-        build_plan(onnx.frames, out_dir / "frames.plan", frame_shapes),
-    )
-    rng = np.random.default_rng()
-    for name, onnx_path, plan_path, make in (
-        ("text", onnx.text, plans.text, random_text_inputs),
-        ("frames", onnx.frames, plans.frames, random_frame_inputs),
-    ):
-        session = ort.InferenceSession(str(onnx_path), providers=["CPUExecutionProvider"])
-        for batch in (1, 8):
-            inputs = make(pair, batch, rng)
-            diff = max_abs_diff(session.run(None, inputs), run_plan(plan_path, inputs))
-            if diff > FP16_TOLERANCE:
-                raise ParityError(f"{name}: TensorRT fp16 differs from ONNX Runtime by {diff:.2e} (tolerance {FP16_TOLERANCE})")
-    return plans
+    text = build_plan(text_onnx, out_dir / "text.plan", text_shapes)
+    frames = build_plan(frames_onnx, out_dir / "frames.plan", frame_shapes)
+    parity = {
+        "text": check_plan(text, text_onnx, lambda batch, rng: random_text_inputs(manifest, batch, rng)),
+        "frames": check_plan(frames, frames_onnx, lambda batch, rng: random_frame_inputs(manifest, batch, rng)),
+    }
+    return PlanModels(text, frames, parity)

@@ -39,6 +39,9 @@ WORKDIR /tmp
 CMD ["vidstrata", "--help"]
 
 # --- triton: the official Triton image plus vidstrata -------------------------------------------------
+# Also the image of the export initContainer (k8s/base/triton.yaml): `vidstrata export --target tensorrt` exports
+# ONNX with the CPU build of torch, then builds the plans and checks them against ONNX Runtime without torch, with
+# TensorRT's own runtime on CUDA buffers from cuda-python (the `gpu` extra: tensorrt, cuda-python).
 FROM ${TRITON_IMAGE} AS triton
 ARG TORCH_INDEX
 # The export initContainer builds TensorRT plans with this Python package. It must be the TensorRT inside
@@ -54,8 +57,11 @@ RUN apt-get update \
 ENV PATH=/opt/vidstrata/bin:${PATH}
 COPY --from=build /dist /dist
 COPY requirements.lock /dist/
+# The build fails here, not the pod in Init, when the plan path's packages are missing (cuda.bindings imports
+# without a GPU; tensorrt is only looked up, as its libraries may want the driver the build host lacks).
 RUN pip install --extra-index-url "${TORCH_INDEX}" -c /dist/requirements.lock "$(ls /dist/vidstrata-*.whl)[gpu]" "tensorrt==${TENSORRT_VERSION}" \
- && rm -rf /dist
+ && rm -rf /dist \
+ && python -c "import importlib.util, cuda.bindings.runtime; assert importlib.util.find_spec('tensorrt'), 'no tensorrt'"
 # Serve python-backend models with the Python 3.11 stub of this same Triton release (2.51), which
 # nvidia-pytriton 0.7.0 ships. A link, not a copy: the stub finds its bundled libraries next to its real path.
 RUN ln -sf /opt/vidstrata/lib/python3.11/site-packages/pytriton/tritonserver/python_backend_stubs/3.11/triton_python_backend_stub \

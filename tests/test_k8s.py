@@ -10,12 +10,15 @@
 
 from __future__ import annotations
 
+import ast
 import copy
 import functools
 import json
 import re
 import shutil
 import subprocess
+import sys
+import tomllib
 from pathlib import Path
 
 import jsonschema
@@ -317,3 +320,94 @@ def test_dockerfile_pins_its_base_images() -> None:
     make_flags = re.search(r"grpc_tools\.protoc (.+?) \$\(PROTO\)", make).group(1).replace("$(PROTO_DIR)", "gateway/proto")
     docker_flags = re.search(r"grpc_tools\.protoc (.+?) gateway/proto/vidstrata/v1/search\.proto", re.sub(r"\\\n\s*", " ", text))
     assert docker_flags and docker_flags.group(1).split() == make_flags.split()
+
+
+# --- the image each container runs, as the Dockerfile builds it ------------------------------------------------
+
+# The TensorRT inside each Triton release's image: a plan is only served by the TensorRT version that built it.
+TRITON_TENSORRT = {"nvcr.io/nvidia/tritonserver:24.10-py3": "10.5"}
+# What each third-party module the plan path imports is installed by (pyproject names).
+PLAN_PATH_DISTRIBUTIONS = {"numpy": "numpy", "onnxruntime": "onnxruntime", "tensorrt": "tensorrt", "cuda": "cuda-python"}
+
+
+def _dockerfile_stages() -> dict[str, str]:
+    """{stage name: its text} of the Dockerfile."""
+    text = (K8S.parent / "Dockerfile").read_text()
+    parts = re.split(r"^FROM \S+ AS (\w+)$", text, flags=re.M)
+    return dict(zip(parts[1::2], parts[2::2], strict=True))
+
+
+def _stage_images() -> dict[str, str]:
+    """{stage: the image reference a container names} from the Dockerfile's header (`docker build --target S -t I:T`)."""
+    text = (K8S.parent / "Dockerfile").read_text()
+    return dict(re.findall(r"^#\s+docker build --target (\w+)\s+-t ([\w.-]+):\S+ \.", text, re.M))
+
+
+def _kustomize_images() -> dict[str, str]:
+    """{image name in the manifests: the pinned reference kustomize renders}."""
+    spec = yaml.safe_load((K8S / "base" / "kustomization.yaml").read_text())
+    return {i["name"]: f"{i['newName']}:{i['newTag']}" for i in spec["images"]}
+
+
+def _pyproject() -> dict:
+    return tomllib.loads((K8S.parent / "pyproject.toml").read_text())
+
+
+def _requirement_names(requirements: list[str]) -> set[str]:
+    return {re.match(r"[A-Za-z0-9._-]+", r).group(0).lower() for r in requirements}
+
+
+def test_triton_pods_run_the_triton_stage_as_the_readme_builds_it(rendered: tuple[str, list[dict]]) -> None:
+    """Both overlays run the export initContainer and Triton in the image of the Dockerfile's `triton` stage, under
+    the name and tag k8s/README.md builds and pushes it as."""
+    _, docs = rendered
+    stage_image = _stage_images()
+    assert stage_image == {"runtime": "vidstrata", "triton": "vidstrata-triton"}
+    triton_image = _kustomize_images()[stage_image["triton"]]
+    readme = re.sub(r"\s+", " ", (K8S / "README.md").read_text())
+    assert f"docker build --target triton -t {triton_image} ." in readme
+    pod = _pods(docs)["vidstrata-triton"]
+    assert {c["name"]: c["image"] for c in _containers(pod)} == {"export": triton_image, "triton": triton_image}
+
+
+def test_the_export_init_container_has_what_its_target_needs(rendered: tuple[str, list[dict]]) -> None:
+    """The initContainer runs `vidstrata export --target <overlay's target>`: the triton stage puts the vidstrata
+    console script first on PATH, and for tensorrt installs the `gpu` extra (tensorrt, cuda-python) with the
+    TensorRT of its Triton release, so the pod gets past Init; the plan path needs nothing else, torch included."""
+    overlay, docs = rendered
+    (export,) = _pods(docs)["vidstrata-triton"]["spec"]["initContainers"]
+    assert export["command"] == ["sh", "-c"] and export["args"][0].startswith("exec vidstrata export --target ")
+    target = {e["name"]: e.get("value") for e in export["env"]}["VIDSTRATA_EXPORT_TARGET"]
+    project = _pyproject()
+    assert "vidstrata" in project["project"]["scripts"]
+    stage = _dockerfile_stages()["triton"]
+    assert "python3.11 -m venv /opt/vidstrata" in stage
+    assert re.search(r"^ENV PATH=/opt/vidstrata/bin:\$\{PATH\}$", stage, re.M)
+    (install,) = re.findall(r"^RUN pip install .*$", stage, re.M)
+    assert stage.index("ENV PATH=/opt/vidstrata/bin") < stage.index(install), "pip must be the venv's"
+    if target != "tensorrt":
+        return
+    assert '/dist/vidstrata-*.whl)[gpu]"' in install and '"tensorrt==${TENSORRT_VERSION}"' in install
+    args = dict(re.findall(r"^ARG (\w+)=(\S+)$", (K8S.parent / "Dockerfile").read_text(), re.M))
+    assert args["TENSORRT_VERSION"].startswith(TRITON_TENSORRT[args["TRITON_IMAGE"]] + ".")
+    # The image build already fails where the plan path's CUDA bindings or TensorRT are missing.
+    assert "import importlib.util, cuda.bindings.runtime" in stage and "find_spec('tensorrt')" in stage
+    provided = _requirement_names(project["project"]["dependencies"] + project["project"]["optional-dependencies"]["gpu"])
+    assert {"tensorrt", "cuda-python"} <= _requirement_names(project["project"]["optional-dependencies"]["gpu"])
+    imported = _third_party_imports(K8S.parent / "export" / "tensorrt.py")
+    assert "torch" not in imported, "the plan path must run without torch (the image has the CPU build only)"
+    assert imported <= set(PLAN_PATH_DISTRIBUTIONS), f"add {imported - set(PLAN_PATH_DISTRIBUTIONS)} to the table"
+    assert {PLAN_PATH_DISTRIBUTIONS[m] for m in imported} <= provided
+
+
+def _third_party_imports(path: Path) -> set[str]:
+    """Top-level names of every module `path` imports, at the top or inside functions, other than the stdlib and
+    the project's own packages."""
+    ours = {"spec", "export", "encoders", "inference", "vidstrata"}
+    names: set[str] = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.Import):
+            names |= {alias.name.split(".")[0] for alias in node.names}
+        elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+            names.add(node.module.split(".")[0])
+    return {n for n in names if n not in sys.stdlib_module_names and n not in ours and n != "__future__"}

@@ -1,7 +1,7 @@
 """`python -m bench.chaos`: submissions of good and bad videos while the stack is being broken; nothing may be lost.
 
 Stack (vidstrata.stack launchers, all on this machine): redis-server with AOF, Milvus Lite, tritonserver (python
-target of the default checkpoint), one Celery worker (`python -m workers.main`, 2 prefork children) and the gRPC
+target of the default checkpoint), one Celery worker (`python -m vidstrata.workers.main`, 2 prefork children) and the gRPC
 gateway. A client submits `--submissions` videos from the fault corpus (bench.faults: good files and bad ones)
 through SubmitVideo, retrying while the gateway answers UNAVAILABLE, as a client would. Meanwhile faults are
 injected at random times: SIGKILL of a worker child, and restarts of tritonserver, Milvus and redis-server.
@@ -32,10 +32,10 @@ from pymilvus import MilvusClient
 
 from bench.common import RESULTS_DIR, write_results
 from bench.faults import Fault, write_corpus
-from bench.photos import load_photo
-from export.pipeline import export_checkpoint, resolve_checkpoint
-from index.schema import collection_names
-from inference.triton_encoder import TritonEncoder
+from vidstrata.media.photos import load_photo
+from vidstrata.export.pipeline import export_checkpoint, resolve_checkpoint
+from vidstrata.index.schema import collection_names
+from vidstrata.inference.triton_encoder import TritonEncoder
 from vidstrata.stack.gateway import GatewayProcess, start_gateway
 from vidstrata.stack.milvus import start_milvus_lite
 from vidstrata.stack.process import ManagedProcess, free_port

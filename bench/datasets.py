@@ -13,7 +13,7 @@ videos it describes equally well (`relevant`): ranks are *filtered*, counting on
 videos ranked above the target (as in link-prediction evaluation), and every (video, caption) pair stays
 one query with one target.
 
-Generators (videos written by bench.synthetic, H.264 with a short keyframe interval):
+Generators (videos written by media/synthetic.py, H.264 with a short keyframe interval):
 
 - `scenes`: 2-5 real scikit-image photos per video, in random order with random durations, one scene each;
 - `shapes`: 2-4 coloured shapes crossing a black frame, one event each, with templated multi-event captions
@@ -33,18 +33,16 @@ from typing import Literal
 
 import numpy as np
 
-from bench.photos import CAPTIONS, load_photo
-from bench.synthetic import COLORS, ShapeEvent, narration_track, write_scene_video, write_shapes_video
-from encoders.dataset import Item, Scene, write_jsonl
-from encoders.dataset import read_jsonl as read_jsonl  # re-exported: bench.eval reads datasets through this module
+from vidstrata.media.photos import CAPTIONS, load_photo
+from vidstrata.media.synthetic import COLORS, SHAPE_COLORS, SHAPES, ShapeEvent, narration_track, write_scene_video, write_shapes_video
+from vidstrata.encoders.dataset import Item, Scene, write_jsonl
+from vidstrata.encoders.dataset import read_jsonl as read_jsonl  # re-exported: bench.eval reads datasets through this module
 
 QueryKind = Literal["scene", "video", "speech", "screen_text"]
 QUERY_KINDS: tuple[QueryKind, ...] = ("scene", "video", "speech", "screen_text")
 Span = tuple[float, float]
 
-SHAPES = ("circle", "square", "triangle")
 MOTIONS = ("left", "right", "up", "down")
-SHAPE_COLORS = tuple(c for c in COLORS if c != "black")  # shapes cross a black frame
 
 
 @dataclass(frozen=True)
@@ -146,7 +144,7 @@ def make_shapes(out_dir: Path, videos: int, seed: int = 0, sizes: Sizes = Sizes(
     """`videos` moving-shapes videos; returns the JSONL path (out_dir/shapes.jsonl).
 
     Each video has 2-4 events; consecutive events differ in shape or colour. Scene captions come from
-    bench.synthetic ("a red circle moving left"); the video caption joins the events with ", then ".
+    media/synthetic.py ("a red circle moving left"); the video caption joins the events with ", then ".
     """
     rng = np.random.default_rng(seed)
     items = []

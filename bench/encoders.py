@@ -17,10 +17,10 @@ import numpy as np
 import torch
 
 from bench.common import RESULTS_DIR, machine, median_of, percentile, rate, write_results
-from encoders.factory import load_checkpoint
-from export.pipeline import export_checkpoint, resolve_checkpoint
-from inference.onnx_encoder import OnnxEncoder
-from inference.triton_encoder import TritonEncoder
+from vidstrata.encoders.factory import load_checkpoint
+from vidstrata.export.pipeline import export_checkpoint, resolve_checkpoint
+from vidstrata.inference.onnx_encoder import OnnxEncoder
+from vidstrata.inference.triton_encoder import TritonEncoder
 from vidstrata.stack.triton import TritonPorts, start_tritonserver
 
 QUERIES = ["a red circle moves left, then a blue square appears", "a cat sleeping on a sofa", "rocket launch at night",

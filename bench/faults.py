@@ -16,7 +16,7 @@ import av
 import numpy as np
 from PIL import Image
 
-from bench.synthetic import Span, write_scene_video, write_tone_mp3
+from vidstrata.media.synthetic import Span, write_scene_video, write_tone_mp3
 
 Photo = Callable[[str], np.ndarray]
 

@@ -1,7 +1,7 @@
 """`make bench-ingest` (`python -m bench.ingest`): end-to-end ingest throughput against the bare frame encoder.
 
 Stack: redis-server, Milvus Lite, tritonserver (python target of the default checkpoint) and a real Celery
-worker (`python -m workers.main`), all on this machine. Videos are submitted the way the gateway does it
+worker (`python -m vidstrata.workers.main`), all on this machine. Videos are submitted the way the gateway does it
 (a PENDING status record, then the task by name through `gateway.ingest.CeleryIngestQueue`), and each is
 timed from submit to READY.
 
@@ -28,18 +28,18 @@ from typing import Any
 from celery import Celery
 
 from bench.common import RESULTS_DIR, machine, median_of, median_runs, rate, write_results
-from bench.photos import CAPTIONS, load_photo
-from bench.synthetic import narration_track, write_long_video, write_scene_video
-from export.pipeline import export_checkpoint, resolve_checkpoint
-from gateway.ingest import CeleryIngestQueue
+from vidstrata.media.photos import CAPTIONS, load_photo
+from vidstrata.media.synthetic import narration_track, write_long_video, write_scene_video
+from vidstrata.export.pipeline import export_checkpoint, resolve_checkpoint
+from vidstrata.gateway.ingest import CeleryIngestQueue
 from vidstrata.stack.milvus import start_milvus_lite
-from jobs.status import IngestState, StatusStore
-from inference.factory import open_encoder
-from inference.triton_encoder import TritonEncoder
+from vidstrata.jobs.status import IngestState, StatusStore
+from vidstrata.inference.factory import open_encoder
+from vidstrata.inference.triton_encoder import TritonEncoder
 from vidstrata.stack.triton import TritonPorts, start_tritonserver
 from vidstrata.stack.process import ManagedProcess, free_port
 from vidstrata.stack.redis import find_or_install_redis, start_redis
-from spec.video import VideoReader
+from vidstrata.media.video import VideoReader
 from vidstrata.stack.worker import start_worker
 
 

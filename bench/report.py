@@ -9,7 +9,7 @@ from typing import Any
 import numpy as np
 
 from bench.metrics import METRIC_HEADER, Metrics
-from gateway.fusion import LEVELS
+from vidstrata.gateway.fusion import LEVELS
 
 LEVEL_NAMES = {level: level.replace("_", "-") for level in LEVELS}  # video_sentence -> video-sentence
 

@@ -16,13 +16,13 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from bench.common import write_results
-from bench.photos import load_photo
-from bench.synthetic import narration_track, write_scene_video
-from export.speech_model import write_speech_model
-from inference.speech import TritonSpeech
-from spec.contract import SPEECH_SAMPLE_RATE
+from vidstrata.media.photos import load_photo
+from vidstrata.media.synthetic import narration_track, write_scene_video
+from vidstrata.export.speech_model import write_speech_model
+from vidstrata.inference.speech import TritonSpeech
+from vidstrata.spec.contract import SPEECH_SAMPLE_RATE
 from vidstrata.stack.triton import TritonPorts, start_tritonserver
-from workers.speech import voiced_windows
+from vidstrata.workers.speech import voiced_windows
 
 LINES = ["The boy rides his bicycle along the river.", "Fresh bread comes out of the oven.",
          "The train leaves the station at noon.", "A red kite flies above the green hill.",

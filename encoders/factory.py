@@ -13,16 +13,16 @@ from pathlib import Path
 import torch
 from safetensors.torch import load_file, save_file
 
-from encoders.backbones.efficientnet_lite import load_pretrained_lite0
-from spec.manifest import MANIFEST_FILE, TOKENIZER_FILE, WEIGHTS_FILE, HeadConfig, Manifest, Preprocessing
-from encoders.model import EncoderPair, build_nets
+from vidstrata.encoders.backbones.efficientnet_lite import load_pretrained_lite0
+from vidstrata.spec.manifest import MANIFEST_FILE, TOKENIZER_FILE, WEIGHTS_FILE, HeadConfig, Manifest, Preprocessing
+from vidstrata.encoders.model import EncoderPair, build_nets
 
 CLASS_NAMES_FILE = Path(__file__).parent / "data" / "imagenet_classes.txt"
 CLASS_PROMPT = "a photo of a {}."
 # EfficientNet-Lite was trained in TF on (pixel - 127) / 128.
 LITE0_MEAN = (127.0 / 255, 127.0 / 255, 127.0 / 255)
 LITE0_STD = (128.0 / 255, 128.0 / 255, 128.0 / 255)
-# Chosen on a plateau (R@1 0.625 for T in 1..10 on bench/data/photo_captions.json), not at its 0.75 peak.
+# Chosen on a plateau (R@1 0.625 for T in 1..10 on media/data/photo_captions.json), not at its 0.75 peak.
 DEFAULT_BRIDGE_TEMPERATURE = 2.0
 HEADS_FILE = "heads.safetensors"
 
@@ -127,7 +127,7 @@ def build_default_checkpoint(
 
 @torch.no_grad()
 def _class_prompt_embeddings(pair: EncoderPair, tokenizer_json: Path) -> torch.Tensor:
-    from spec.preprocess import TextTokenizer
+    from vidstrata.spec.preprocess import TextTokenizer
 
     pre = pair.manifest.preprocessing
     tokenizer = TextTokenizer(tokenizer_json, pre.max_tokens, pre.max_phrases, pre.max_text_bytes)

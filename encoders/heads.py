@@ -14,7 +14,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from spec.manifest import HeadConfig
+from vidstrata.spec.manifest import HeadConfig
 
 _MASKED = -1e4  # additive score for excluded positions: finite, so an empty segment gives zeros, not NaN
 

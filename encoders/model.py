@@ -19,9 +19,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from encoders.backbones.efficientnet_lite import EfficientNetLite0
-from spec.manifest import Manifest
-from encoders.heads import FrameHead, TextHead, VideoHeadNet, segment_pool
+from vidstrata.encoders.backbones.efficientnet_lite import EfficientNetLite0
+from vidstrata.spec.manifest import Manifest
+from vidstrata.encoders.heads import FrameHead, TextHead, VideoHeadNet, segment_pool
 
 
 def masked_mean(states: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:

@@ -25,11 +25,11 @@ import torch
 import torch.nn.functional as F
 from pydantic import BaseModel, Field
 
-from spec.aggregation import aggregate_video
-from spec.manifest import MANIFEST_FILE, TOKENIZER_FILE, HeadConfig
-from encoders.factory import build_default_checkpoint, load_checkpoint, save_checkpoint, save_heads, with_heads
-from encoders.heads import parameter_free_video
-from encoders.losses import (
+from vidstrata.spec.aggregation import aggregate_video
+from vidstrata.spec.manifest import MANIFEST_FILE, TOKENIZER_FILE, HeadConfig
+from vidstrata.encoders.factory import build_default_checkpoint, load_checkpoint, save_checkpoint, save_heads, with_heads
+from vidstrata.encoders.heads import parameter_free_video
+from vidstrata.encoders.losses import (
     MomentumQueue,
     hardest_negative_margin,
     info_nce,
@@ -37,8 +37,8 @@ from encoders.losses import (
     neg_nce_penalty,
     video_sentence_scores,
 )
-from encoders.model import EncoderPair
-from encoders.train_data import FeatureCache, build_feature_cache
+from vidstrata.encoders.model import EncoderPair
+from vidstrata.encoders.train_data import FeatureCache, build_feature_cache
 
 LOSS_LEVELS = ("video_sentence", "clip_phrase", "frame_word")  # the hierarchical contrastive terms (HCMI)
 SERVED_LEVELS = ("video_sentence", "clip_phrase")  # what search scores today; they choose the kept state
@@ -47,7 +47,7 @@ HEADS_FOLDER = "heads"  # inside a run's output: only the trained weights, small
 
 
 class GenerateConfig(BaseModel):
-    """How `vidstrata train` generates the train/val split when its files are missing (bench.training_split)."""
+    """How `vidstrata train` generates the train/val split when its files are missing (vidstrata.encoders.training_split)."""
 
     seed: int = 0
     scene_videos: int = Field(default=160, ge=0)
@@ -411,7 +411,7 @@ def score_checkpoints(
 
 
 def main(argv: list[str] | None = None, prepare_data: Callable[[DataConfig], None] | None = None) -> None:
-    """`python -m encoders.train run CONFIG --out DIR` (a run with a progress bar) or `score --dataset D CKPT...`.
+    """`python -m vidstrata.encoders.train run CONFIG --out DIR` (a run with a progress bar) or `score --dataset D CKPT...`.
 
     `prepare_data` writes a run's datasets before it starts (`vidstrata train` passes bench's split generator).
     """

@@ -1,7 +1,7 @@
 """Training data: datasets in `encoders.dataset`'s JSONL format, cached as frozen backbone outputs.
 
 Any evaluation-style file can train or validate (`vidstrata train` generates a split kept apart from the
-evaluation: bench.training_split). Videos are decoded once and cached as frozen backbone outputs (frame
+evaluation: vidstrata.encoders.training_split). Videos are decoded once and cached as frozen backbone outputs (frame
 features, text trunk states), so training runs on a laptop CPU in minutes.
 """
 
@@ -15,9 +15,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from encoders.dataset import item_texts, read_jsonl
-from encoders.model import EncoderPair
-from spec.video import DECODER_VERSION, VideoReader
+from vidstrata.encoders.dataset import item_texts, read_jsonl
+from vidstrata.encoders.model import EncoderPair
+from vidstrata.media.video import DECODER_VERSION, VideoReader
 
 
 # Training never meets the worker's duration limit: its datasets are curated, and a day bounds any of them.
@@ -26,9 +26,9 @@ _TRAIN_MAX_DURATION_S = 24 * 3600.0
 
 def decode_frames(path: Path, image_size: int, fps: float, max_frames: int) -> tuple[np.ndarray, np.ndarray, float]:
     """Sampled frames uint8 [N,S,S,3], their timestamps [N] (s) and the duration (s), decoded and sampled
-    exactly as ingest does (`spec.video.VideoReader`: upright, real time, the same sampling plan).
+    exactly as ingest does (`vidstrata.media.video.VideoReader`: upright, real time, the same sampling plan).
 
-    Raises spec.video.BadVideo for a file ingest would reject.
+    Raises vidstrata.media.video.BadVideo for a file ingest would reject.
     """
     with VideoReader(path, image_size, fps, max_frames, _TRAIN_MAX_DURATION_S) as reader:
         batches = list(reader.batches(max_frames))
@@ -67,7 +67,7 @@ def build_feature_cache(
     progress: Callable[[int, int], None] | None = None,
 ) -> FeatureCache:
     """Decode and encode every video and text once; later calls with the same inputs load the cached file."""
-    from spec.preprocess import TextTokenizer
+    from vidstrata.spec.preprocess import TextTokenizer
 
     path = cache_dir / f"{dataset.stem}-{_cache_key(pair, dataset, fps, max_frames)}.pt"
     if path.is_file():

@@ -15,8 +15,8 @@ from pathlib import Path
 import onnx
 from onnx import helper
 
-from export.triton_repo import Target, _backend_line, _io, _params, _python_shim, _tensor, write_model_folder
-from spec.contract import OCR_CLS, OCR_DET, OCR_REC, SCREEN_TEXT_INPUTS, SCREEN_TEXT_OUTPUTS, SCREEN_TEXT_READER
+from vidstrata.export.triton_repo import Target, _backend_line, _io, _params, _python_shim, _tensor, write_model_folder
+from vidstrata.spec.contract import OCR_CLS, OCR_DET, OCR_REC, SCREEN_TEXT_INPUTS, SCREEN_TEXT_OUTPUTS, SCREEN_TEXT_READER
 
 OCR_FILES = {
     OCR_DET: "ch_PP-OCRv4_det_infer.onnx",
@@ -96,4 +96,4 @@ def write_ocr_models(root: Path, target: Target, weights: Path | None = None) ->
     reader = write_model_folder(root, SCREEN_TEXT_READER, reader_config())
     (reader / "characters.txt").write_text(characters, encoding="utf-8")
     (reader / "model.py").write_text(
-        _python_shim("ScreenTextReaderModel", "export.triton_ocr"))
+        _python_shim("ScreenTextReaderModel", "vidstrata.export.triton_ocr"))

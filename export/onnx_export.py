@@ -8,8 +8,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from encoders.model import EncoderPair
-from spec.contract import (
+from vidstrata.encoders.model import EncoderPair
+from vidstrata.spec.contract import (
     FRAME_INPUTS,
     FRAME_OUTPUTS,
     TEXT_NET_INPUTS,

@@ -16,13 +16,13 @@ import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from spec.manifest import MANIFEST_FILE
-from encoders.factory import build_default_checkpoint, import_hf_clip, load_checkpoint
-from export.onnx_export import ParityError, check_onnx_parity, export_onnx
-from export.ocr_models import write_ocr_models
-from export.speech_model import write_speech_model
-from export.triton_repo import Target, write_repository
-from spec.contract import VIDEO_HEAD
+from vidstrata.spec.manifest import MANIFEST_FILE
+from vidstrata.encoders.factory import build_default_checkpoint, import_hf_clip, load_checkpoint
+from vidstrata.export.onnx_export import ParityError, check_onnx_parity, export_onnx
+from vidstrata.export.ocr_models import write_ocr_models
+from vidstrata.export.speech_model import write_speech_model
+from vidstrata.export.triton_repo import Target, write_repository
+from vidstrata.spec.contract import VIDEO_HEAD
 
 DEFAULT_CHECKPOINT = Path("build/checkpoints/default")
 
@@ -52,7 +52,7 @@ def resolve_checkpoint(checkpoint: Path | None, work_dir: Path) -> Path:
 def export_checkpoint(checkpoint: Path | None, target: Target, out: Path) -> ExportReport:
     """Export and write the repository; on any failure `out` is left as it was."""
     if target == "tensorrt":
-        from export.tensorrt import require_tensorrt
+        from vidstrata.export.tensorrt import require_tensorrt
 
         require_tensorrt()
     out.mkdir(parents=True, exist_ok=True)
@@ -64,7 +64,7 @@ def export_checkpoint(checkpoint: Path | None, target: Target, out: Path) -> Exp
         report = ExportReport(target, folder, out, check_onnx_parity(pair, onnx))
         text_model, frame_model = onnx.text, onnx.frames
         if target == "tensorrt":
-            from export.tensorrt import PlanError, build_plans
+            from vidstrata.export.tensorrt import PlanError, build_plans
 
             try:  # torch-free: TensorRT builds and runs the plans, cuda-python holds the buffers
                 plans = build_plans(pair.manifest, onnx.text, onnx.frames, work / "plans")

@@ -12,7 +12,7 @@ from __future__ import annotations
 import shutil
 from pathlib import Path
 
-from export.triton_repo import (
+from vidstrata.export.triton_repo import (
     BatchingPolicy,
     Target,
     _batching,
@@ -22,7 +22,7 @@ from export.triton_repo import (
     _tensor,
     write_model_folder,
 )
-from spec.contract import SPEECH_INPUTS, SPEECH_OUTPUTS, SPEECH_RECOGNIZER
+from vidstrata.spec.contract import SPEECH_INPUTS, SPEECH_OUTPUTS, SPEECH_RECOGNIZER
 
 # Windows of one video (and of concurrent ingests) decode together in one batched generate call.
 SPEECH_BATCHING = BatchingPolicy(max_batch_size=8, preferred=(4, 8), max_queue_delay_us=20_000)
@@ -63,7 +63,7 @@ def write_speech_model(root: Path, target: Target, weights: Path | None = None) 
     source = weights or whisper_folder()
     version = write_model_folder(root, SPEECH_RECOGNIZER, speech_config(target))
     (version / "model.py").write_text(
-        _python_shim("SpeechRecognizerModel", "export.triton_speech"))
+        _python_shim("SpeechRecognizerModel", "vidstrata.export.triton_speech"))
     shutil.rmtree(version / "whisper", ignore_errors=True)
     shutil.copytree(source, version / "whisper", ignore=shutil.ignore_patterns("__pycache__", "*.py"))
     return root / SPEECH_RECOGNIZER

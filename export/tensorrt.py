@@ -18,8 +18,8 @@ from typing import Any, Callable
 
 import numpy as np
 
-from spec.contract import FRAME_INPUTS, TEXT_NET_INPUTS
-from spec.manifest import Manifest
+from vidstrata.spec.contract import FRAME_INPUTS, TEXT_NET_INPUTS
+from vidstrata.spec.manifest import Manifest
 
 FP16_TOLERANCE = 2e-2  # on unit-norm vectors: fp16 keeps ~3 significant digits through deep nets
 PROFILE_BATCHES = (1, 16, 64)  # min, opt, max batch of every optimisation profile

@@ -12,8 +12,8 @@ from typing import Any
 import numpy as np
 import triton_python_backend_utils as pb_utils  # type: ignore[import-not-found]
 
-from spec.contract import TEXT_IN, TEXT_NET_INPUTS, TEXT_PHRASES
-from spec.preprocess import TextTokenizer
+from vidstrata.spec.contract import TEXT_IN, TEXT_NET_INPUTS, TEXT_PHRASES
+from vidstrata.spec.preprocess import TextTokenizer
 
 
 def _parameters(args: dict[str, Any]) -> tuple[dict[str, Any], dict[str, str], Path]:

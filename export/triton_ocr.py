@@ -26,8 +26,8 @@ import triton_python_backend_utils as pb_utils  # type: ignore[import-not-found]
 from PIL import Image
 from scipy import ndimage
 
-from export.triton_models import _input_error, _parameters
-from spec.contract import SCREEN_TEXT_INPUTS, SCREEN_TEXT_MIN_SIDE, SCREEN_TEXT_OUTPUTS
+from vidstrata.export.triton_models import _input_error, _parameters
+from vidstrata.spec.contract import SCREEN_TEXT_INPUTS, SCREEN_TEXT_MIN_SIDE, SCREEN_TEXT_OUTPUTS
 
 DET_LIMIT_SIDE = 736  # the shorter side is scaled up to at least this (PP-OCR's det default), to a multiple of 32
 DET_MAX_SIDE = 1600  # and the longer side down to at most this, to bound det time

@@ -16,8 +16,8 @@ from typing import Any
 import numpy as np
 import triton_python_backend_utils as pb_utils  # type: ignore[import-not-found]
 
-from export.triton_models import _input_error, _parameters
-from spec.contract import SPEECH_INPUTS, SPEECH_MAX_WINDOW_S, SPEECH_OUTPUTS, SPEECH_SAMPLE_RATE
+from vidstrata.export.triton_models import _input_error, _parameters
+from vidstrata.spec.contract import SPEECH_INPUTS, SPEECH_MAX_WINDOW_S, SPEECH_OUTPUTS, SPEECH_SAMPLE_RATE
 
 
 def assign_segments(

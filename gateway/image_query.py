@@ -13,7 +13,7 @@ import warnings
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
-from gateway.errors import InvalidArgument
+from vidstrata.gateway.errors import InvalidArgument
 
 IMAGE_FORMATS = ("JPEG", "PNG")
 

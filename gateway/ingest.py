@@ -14,7 +14,7 @@ import time
 import celery
 import redis
 
-from jobs.contract import INGEST_QUEUE, INGEST_TASK
+from vidstrata.jobs.contract import INGEST_QUEUE, INGEST_TASK
 
 ENQUEUED_AT_HEADER = "vidstrata_enqueued_at"  # unix seconds, set by the gateway on every ingest message
 

@@ -15,13 +15,13 @@ from urllib.parse import urlsplit
 
 import numpy as np
 
-from gateway.errors import InvalidArgument
-from gateway.fusion import FusionConfig, FusionMethod
-from gateway.image_query import decode_image
-from gateway.settings import GatewaySettings
-from index.filters import CompiledFilter, FilterError, compile_filters
-from spec.validation import check_metadata, check_video_id
-from inference.encoder import TextVectors
+from vidstrata.gateway.errors import InvalidArgument
+from vidstrata.gateway.fusion import FusionConfig, FusionMethod
+from vidstrata.gateway.image_query import decode_image
+from vidstrata.gateway.settings import GatewaySettings
+from vidstrata.index.filters import CompiledFilter, FilterError, compile_filters
+from vidstrata.spec.validation import check_metadata, check_video_id
+from vidstrata.inference.encoder import TextVectors
 
 MAX_URI_LENGTH = 4096
 

@@ -32,18 +32,18 @@ from grpc_reflection.v1alpha import reflection
 from prometheus_client import start_http_server
 from threadpoolctl import threadpool_limits
 
-from gateway import metrics
-from gateway.errors import DeadlineExceeded, ServiceError, InvalidArgument, NotFound, Unavailable
-from gateway.fusion import FusionMethod
-from gateway.ingest import CeleryIngestQueue
-from gateway.query import parse_search
-from gateway.service import SearchResult, SearchService
-from gateway.settings import GatewaySettings
-from jobs.status import IngestState, StatusStore, VideoStatus
-from spec.redaction import install_log_redaction, redact_text, redact_uri
-from index.segments import SegmentIndex, SegmentRecord
-from index.store import VideoIndex
-from inference.factory import open_encoder
+from vidstrata.gateway import metrics
+from vidstrata.gateway.errors import DeadlineExceeded, ServiceError, InvalidArgument, NotFound, Unavailable
+from vidstrata.gateway.fusion import FusionMethod
+from vidstrata.gateway.ingest import CeleryIngestQueue
+from vidstrata.gateway.query import parse_search
+from vidstrata.gateway.service import SearchResult, SearchService
+from vidstrata.gateway.settings import GatewaySettings
+from vidstrata.jobs.status import IngestState, StatusStore, VideoStatus
+from vidstrata.spec.redaction import install_log_redaction, redact_text, redact_uri
+from vidstrata.index.segments import SegmentIndex, SegmentRecord
+from vidstrata.index.store import VideoIndex
+from vidstrata.inference.factory import open_encoder
 from vidstrata.v1 import search_pb2, search_pb2_grpc
 
 log = logging.getLogger(__name__)

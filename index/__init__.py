@@ -1,9 +1,9 @@
 """Milvus only: schema, writer and searcher (`VideoIndex`), safe filter compilation."""
 
-from index.errors import IndexUnavailable, SchemaMismatch, StorageError
-from index.filters import FilterError, compile_filter
-from index.settings import IndexSettings
-from index.store import ClipHit, ClipRecord, VideoHit, VideoIndex, VideoRecord
+from vidstrata.index.errors import IndexUnavailable, SchemaMismatch, StorageError
+from vidstrata.index.filters import FilterError, compile_filter
+from vidstrata.index.settings import IndexSettings
+from vidstrata.index.store import ClipHit, ClipRecord, VideoHit, VideoIndex, VideoRecord
 
 __all__ = [
     "ClipHit",

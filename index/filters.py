@@ -32,7 +32,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Literal, Union
 
-from spec.validation import METADATA_KEY_RE
+from vidstrata.spec.validation import METADATA_KEY_RE
 
 MAX_FILTER_LENGTH = 1024
 MAX_DEPTH = 16

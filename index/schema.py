@@ -15,8 +15,8 @@ from typing import Any
 from pymilvus import CollectionSchema, DataType, MilvusClient
 from pymilvus.milvus_client import IndexParams
 
-from index.errors import SchemaMismatch
-from index.settings import IndexSettings
+from vidstrata.index.errors import SchemaMismatch
+from vidstrata.index.settings import IndexSettings
 
 SCHEMA_VERSION = 1
 SCHEMA_VERSION_PROPERTY = "vidstrata.schema_version"

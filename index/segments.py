@@ -21,8 +21,8 @@ from typing import Any, ClassVar, NamedTuple, Self
 
 import numpy as np
 
-from index.filters import CompiledFilter, quote_string
-from index.schema import (
+from vidstrata.index.filters import CompiledFilter, quote_string
+from vidstrata.index.schema import (
     MAX_RESULT_WINDOW,
     MAX_SEGMENTS_PER_VIDEO,
     SEGMENT_KINDS,
@@ -31,7 +31,7 @@ from index.schema import (
     search_params,
     segment_id,
 )
-from index.store import (
+from vidstrata.index.store import (
     VideoIndex,
     VideoRecord,
     _check_limit,
@@ -41,7 +41,7 @@ from index.store import (
     _unique_ids,
     decoded_rows,
 )
-from spec.validation import check_metadata, check_video_id
+from vidstrata.spec.validation import check_metadata, check_video_id
 
 
 @dataclass

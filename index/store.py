@@ -30,10 +30,10 @@ import numpy as np
 from pymilvus import DataType, MilvusClient, Status
 from pymilvus.exceptions import ConnectError, ErrorCode, MilvusException, MilvusUnavailableException
 
-from index.errors import IndexUnavailable, StorageError
-from index.filters import CompiledFilter, compile_filter, quote_string
-from spec.validation import check_metadata, check_video_id
-from index.schema import (
+from vidstrata.index.errors import IndexUnavailable, StorageError
+from vidstrata.index.filters import CompiledFilter, compile_filter, quote_string
+from vidstrata.spec.validation import check_metadata, check_video_id
+from vidstrata.index.schema import (
     MAX_CLIPS_PER_VIDEO,
     MAX_RESULT_WINDOW,
     SCHEMA_VERSION,
@@ -49,7 +49,7 @@ from index.schema import (
     segment_schema,
     video_schema,
 )
-from index.settings import IndexSettings
+from vidstrata.index.settings import IndexSettings
 
 _COLLECTION_NOT_LOADED = 101  # Milvus error code; also what a restarted Milvus Lite answers
 T = TypeVar("T")

@@ -11,7 +11,7 @@ from typing import Protocol
 
 import numpy as np
 
-from spec.contract import VIDEO_HEAD_INPUTS
+from vidstrata.spec.contract import VIDEO_HEAD_INPUTS
 
 
 class EncoderUnavailable(RuntimeError):

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from inference.encoder import Encoder
+from vidstrata.inference.encoder import Encoder
 
 
 def open_encoder(
@@ -25,10 +25,10 @@ def open_encoder(
     if (triton_url is None) == (repository is None):
         raise ValueError("open_encoder takes exactly one of triton_url and repository")
     if triton_url is not None:
-        from inference.triton_encoder import TritonEncoder
+        from vidstrata.inference.triton_encoder import TritonEncoder
 
         return TritonEncoder(triton_url, timeout_s=timeout_s, frame_batch=frame_batch, max_inflight=max_inflight)
-    from inference.onnx_encoder import OnnxEncoder
+    from vidstrata.inference.onnx_encoder import OnnxEncoder
 
     assert repository is not None
     return OnnxEncoder.from_repository(repository, threads=threads)

@@ -6,10 +6,10 @@ from pathlib import Path
 
 import numpy as np
 
-from spec.manifest import Manifest, file_digest
-from spec.contract import FRAME_ENCODER, FRAME_INPUTS, TEXT_NET, TEXT_NET_INPUTS, TEXT_TOKENIZER, VIDEO_HEAD, VIDEO_HEAD_OUTPUTS
-from inference.encoder import EncoderInfo, EncoderInputError, TextVectors, check_frames, video_head_inputs
-from spec.preprocess import TextTokenizer
+from vidstrata.spec.manifest import Manifest, file_digest
+from vidstrata.spec.contract import FRAME_ENCODER, FRAME_INPUTS, TEXT_NET, TEXT_NET_INPUTS, TEXT_TOKENIZER, VIDEO_HEAD, VIDEO_HEAD_OUTPUTS
+from vidstrata.inference.encoder import EncoderInfo, EncoderInputError, TextVectors, check_frames, video_head_inputs
+from vidstrata.spec.preprocess import TextTokenizer
 
 
 class OnnxEncoder:

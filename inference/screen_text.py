@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import numpy as np
 
-from inference.encoder import EncoderInputError
-from inference.triton_model import TritonModelClient, as_text
-from spec.contract import SCREEN_TEXT_INPUTS, SCREEN_TEXT_OUTPUTS, SCREEN_TEXT_READER
-from spec.screen_text import ReadLine
+from vidstrata.inference.encoder import EncoderInputError
+from vidstrata.inference.triton_model import TritonModelClient, as_text
+from vidstrata.spec.contract import SCREEN_TEXT_INPUTS, SCREEN_TEXT_OUTPUTS, SCREEN_TEXT_READER
+from vidstrata.spec.screen_text import ReadLine
 
 
 class TritonScreenText(TritonModelClient):

@@ -9,9 +9,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from inference.encoder import EncoderInputError
-from inference.triton_model import TritonModelClient, as_text
-from spec.contract import (
+from vidstrata.inference.encoder import EncoderInputError
+from vidstrata.inference.triton_model import TritonModelClient, as_text
+from vidstrata.spec.contract import (
     SPEECH_INPUTS,
     SPEECH_MAX_WINDOW_S,
     SPEECH_OUTPUTS,

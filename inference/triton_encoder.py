@@ -8,7 +8,7 @@ import numpy as np
 import tritonclient.grpc as grpcclient
 from tritonclient.utils import InferenceServerException, np_to_triton_dtype
 
-from spec.contract import (
+from vidstrata.spec.contract import (
     FRAME_ENCODER,
     FRAME_INPUTS,
     FRAME_OUTPUTS,
@@ -20,7 +20,7 @@ from spec.contract import (
     VIDEO_HEAD,
     VIDEO_HEAD_OUTPUTS,
 )
-from inference.encoder import (
+from vidstrata.inference.encoder import (
     EncoderInfo,
     EncoderInputError,
     EncoderUnavailable,

@@ -13,7 +13,7 @@ import numpy as np
 import tritonclient.grpc as grpcclient
 from tritonclient.utils import InferenceServerException
 
-from inference.encoder import EncoderInputError, EncoderUnavailable
+from vidstrata.inference.encoder import EncoderInputError, EncoderUnavailable
 
 
 class TritonModelClient:

@@ -28,8 +28,8 @@ from enum import StrEnum
 
 import redis
 
-from jobs.errors import StatusError, StatusUnavailable
-from spec.validation import check_metadata, check_video_id
+from vidstrata.jobs.errors import StatusError, StatusUnavailable
+from vidstrata.spec.validation import check_metadata, check_video_id
 
 log = logging.getLogger(__name__)
 

@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from spec.aggregation import SegmentationParams, aggregate_video
+from vidstrata.spec.aggregation import SegmentationParams, aggregate_video
 
 
 def scenes(lengths: list[int], dim: int = 16, noise: float = 0.02, seed: int = 0) -> np.ndarray:

@@ -11,7 +11,7 @@ import time
 import grpc
 import pytest
 
-from bench.synthetic import write_scene_video
+from vidstrata.media.synthetic import write_scene_video
 from tests.fixtures.gateway import start_gateway
 from tests.photos import load_photo
 from vidstrata.v1 import search_pb2, search_pb2_grpc

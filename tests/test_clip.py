@@ -8,9 +8,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from spec.manifest import Manifest
-from export.pipeline import export_checkpoint
-from inference.factory import open_encoder
+from vidstrata.spec.manifest import Manifest
+from vidstrata.export.pipeline import export_checkpoint
+from vidstrata.inference.factory import open_encoder
 
 WORDS = "a photo of the cat dog red blue circle square moves left right then appears rocket launch sky".split()
 

@@ -8,8 +8,8 @@ import av
 import pytest
 
 from bench.datasets import TINY, make_scenes, make_shapes, queries
-from bench.photos import CAPTIONS
-from encoders.dataset import Item, Scene, read_jsonl, write_jsonl
+from vidstrata.media.photos import CAPTIONS
+from vidstrata.encoders.dataset import Item, Scene, read_jsonl, write_jsonl
 
 
 def _frame_count(path):

@@ -10,9 +10,9 @@ import numpy as np
 import pytest
 import torch
 
-from spec.manifest import MANIFEST_FILE, Manifest
-from encoders.factory import load_checkpoint
-from spec.preprocess import TextTokenizer, center_crop_square
+from vidstrata.spec.manifest import MANIFEST_FILE, Manifest
+from vidstrata.encoders.factory import load_checkpoint
+from vidstrata.spec.preprocess import TextTokenizer, center_crop_square
 from tests.photos import CAPTIONS, load_photo
 
 

@@ -14,8 +14,8 @@ from bench.calibration import (
 from bench.eval import main
 from bench.metrics import Metrics, RankedVideo, Response, filtered_rank, iou, score_queries
 from bench.report import plot, tables
-from gateway.fusion import LEVELS, TEXT_LEVELS, VISUAL_LEVELS, FusionConfig, FusionMethod, fuse
-from gateway.settings import GatewaySettings
+from vidstrata.gateway.fusion import LEVELS, TEXT_LEVELS, VISUAL_LEVELS, FusionConfig, FusionMethod, fuse
+from vidstrata.gateway.settings import GatewaySettings
 
 
 def _hit(video_id, vs=0.0, cs=0.0, cp=0.0, span=(0.0, 1.0)):

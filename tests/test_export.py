@@ -11,11 +11,11 @@ import pytest
 from google.protobuf import text_format
 from tritonclient.grpc import model_config_pb2
 
-import export.pipeline as pipeline
-from spec.manifest import Manifest
-from encoders.factory import load_checkpoint
-from export.onnx_export import ParityError, check_onnx_parity
-from export.triton_repo import (
+import vidstrata.export.pipeline as pipeline
+from vidstrata.spec.manifest import Manifest
+from vidstrata.encoders.factory import load_checkpoint
+from vidstrata.export.onnx_export import ParityError, check_onnx_parity
+from vidstrata.export.triton_repo import (
     TARGETS,
     ensemble_config,
     frame_config,
@@ -98,8 +98,8 @@ def test_export_writes_the_encoders_the_speech_and_the_ocr_models(model_reposito
 def test_speech_and_ocr_configs_for_every_target(target, tmp_path):
     """The speech model is python for every target, on CUDA float16 for the GPU target; the OCR networks run on
     ONNX Runtime (in the python backend locally, the native backend elsewhere, on the GPU for tensorrt)."""
-    from export.ocr_models import network_config
-    from export.speech_model import speech_config
+    from vidstrata.export.ocr_models import network_config
+    from vidstrata.export.speech_model import speech_config
 
     speech = speech_config(target)
     assert 'backend: "python"' in speech and "allow_ragged_batch: true" in speech
@@ -140,7 +140,7 @@ def test_the_speech_model_loads_with_the_compute_type_its_config_states(target, 
 
     from google.protobuf import json_format
 
-    from export.speech_model import speech_config
+    from vidstrata.export.speech_model import speech_config
 
     loaded = {}
 
@@ -152,7 +152,7 @@ def test_the_speech_model_loads_with_the_compute_type_its_config_states(target, 
     whisper.WhisperModel, whisper.BatchedInferencePipeline = WhisperModel, lambda model: ("pipeline", model)
     monkeypatch.setitem(sys.modules, "faster_whisper", whisper)
     monkeypatch.setitem(sys.modules, "triton_python_backend_utils", types.ModuleType("triton_python_backend_utils"))
-    from export import speech_model  # the server-side module's name, beside its config writer
+    from vidstrata.export import speech_model  # the server-side module's name, beside its config writer
 
     module = speech_model.__name__.rpartition(".")[0] + ".triton_speech"
     server_side = (module, module.rpartition(".")[0] + ".triton_models")  # bound to the fake backend utils here
@@ -175,8 +175,8 @@ def test_the_speech_model_loads_with_the_compute_type_its_config_states(target, 
 def test_tensorrt_plans_match_onnx_runtime(default_checkpoint, tmp_path):
     """On a GPU with `vidstrata[gpu]`: TensorRT parses and builds both graphs, and the plans, run by TensorRT's
     runtime on cuda-python buffers, match ONNX Runtime within the fp16 tolerance (build_plans raises otherwise)."""
-    from export.onnx_export import export_onnx
-    from export.tensorrt import FP16_TOLERANCE, TensorRTUnavailable, build_plans, require_tensorrt
+    from vidstrata.export.onnx_export import export_onnx
+    from vidstrata.export.tensorrt import FP16_TOLERANCE, TensorRTUnavailable, build_plans, require_tensorrt
 
     try:
         require_tensorrt()

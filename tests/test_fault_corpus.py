@@ -13,8 +13,8 @@ from pathlib import Path
 import pytest
 
 from bench.faults import Fault, write_corpus
-from jobs.status import IngestState
-from spec.video import memory_bound_bytes
+from vidstrata.jobs.status import IngestState
+from vidstrata.media.video import memory_bound_bytes
 from tests.photos import load_photo
 
 pytestmark = pytest.mark.e2e

@@ -20,13 +20,13 @@ import redis
 from grpc_health.v1 import health_pb2
 from grpc_reflection.v1alpha.proto_reflection_descriptor_database import ProtoReflectionDescriptorDatabase
 
-from spec.aggregation import SegmentationParams, aggregate_video
-from gateway.ingest import ENQUEUED_AT_HEADER
-from index import ClipRecord, IndexSettings, VideoIndex, VideoRecord
-from jobs.contract import INGEST_QUEUE
+from vidstrata.spec.aggregation import SegmentationParams, aggregate_video
+from vidstrata.gateway.ingest import ENQUEUED_AT_HEADER
+from vidstrata.index import ClipRecord, IndexSettings, VideoIndex, VideoRecord
+from vidstrata.jobs.contract import INGEST_QUEUE
 from vidstrata.stack.milvus import start_milvus_lite
-from spec.preprocess import center_crop_square
-from inference.triton_encoder import TritonEncoder
+from vidstrata.spec.preprocess import center_crop_square
+from vidstrata.inference.triton_encoder import TritonEncoder
 from tests.fixtures.gateway import GatewayProcess, start_gateway
 from tests.photos import CAPTIONS, load_photo
 from vidstrata.stack.process import free_port

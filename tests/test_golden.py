@@ -15,9 +15,9 @@ from pathlib import Path
 import numpy as np
 from skimage import data as photos
 
-from inference.encoder import Encoder
-from inference.factory import open_encoder
-from spec.preprocess import center_crop_square
+from vidstrata.inference.encoder import Encoder
+from vidstrata.inference.factory import open_encoder
+from vidstrata.spec.preprocess import center_crop_square
 
 GOLDEN = Path(__file__).parent / "data" / "golden_default.json"
 TEXTS = ["a red circle moves left, then a blue square appears", "a cat", "rocket launch while people watch",
@@ -53,7 +53,7 @@ def test_default_checkpoint_matches_its_golden_vectors(model_repository: Path) -
 if __name__ == "__main__":
     import tempfile
 
-    from export.pipeline import export_checkpoint, resolve_checkpoint
+    from vidstrata.export.pipeline import export_checkpoint, resolve_checkpoint
 
     checkpoint = resolve_checkpoint(None, Path(__file__).resolve().parents[1] / "build")
     repository = export_checkpoint(checkpoint, "python", Path(tempfile.mkdtemp()) / "repo").repository

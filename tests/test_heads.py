@@ -6,12 +6,12 @@ import numpy as np
 import pytest
 import torch
 
-from spec.aggregation import aggregate_video
-from spec.manifest import HeadConfig
-from encoders.heads import TextHead, VideoHeadNet, parameter_free_video, segment_pool
-from encoders.model import build_nets
-from encoders.train import clip_layout
-from export.onnx_export import export_video_head, random_video_inputs
+from vidstrata.spec.aggregation import aggregate_video
+from vidstrata.spec.manifest import HeadConfig
+from vidstrata.encoders.heads import TextHead, VideoHeadNet, parameter_free_video, segment_pool
+from vidstrata.encoders.model import build_nets
+from vidstrata.encoders.train import clip_layout
+from vidstrata.export.onnx_export import export_video_head, random_video_inputs
 
 DIM = 16
 
@@ -72,8 +72,8 @@ def test_learned_pooling_weights_the_states_by_their_scores():
 
 
 def test_minilm_last_blocks_split_off_for_training_give_the_same_outputs(default_checkpoint):
-    from encoders.factory import load_checkpoint
-    from export.onnx_export import random_text_inputs
+    from vidstrata.encoders.factory import load_checkpoint
+    from vidstrata.export.onnx_export import random_text_inputs
 
     base = load_checkpoint(default_checkpoint)
     inputs = {k: torch.from_numpy(v) for k, v in random_text_inputs(base, 3, np.random.default_rng(0), 0.5).items()}
@@ -87,7 +87,7 @@ def test_minilm_last_blocks_split_off_for_training_give_the_same_outputs(default
 
 
 def test_heads_attach_to_the_nets_the_manifest_describes(default_checkpoint):
-    from spec.manifest import Manifest
+    from vidstrata.spec.manifest import Manifest
 
     manifest = Manifest.load(default_checkpoint)
     with_video = build_nets(manifest.model_copy(update={"heads": HeadConfig()}))

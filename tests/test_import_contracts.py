@@ -16,7 +16,7 @@ import pytest
 
 REPO = Path(__file__).resolve().parents[1]
 LINT_IMPORTS = Path(sys.executable).parent / "lint-imports"
-PACKAGES = ("spec", "encoders", "export", "inference", "index", "jobs", "workers", "gateway", "vidstrata", "bench")
+PACKAGES = ("spec", "media", "encoders", "export", "inference", "index", "jobs", "workers", "gateway", "vidstrata", "bench")
 
 
 def lint(root: Path) -> subprocess.CompletedProcess[str]:
@@ -34,15 +34,18 @@ def test_the_tree_keeps_every_contract() -> None:
 @pytest.mark.parametrize(("module", "line", "contract"), [
     ("index/launcher.py", "import vidstrata.stack.process", "index is Milvus only"),
     ("inference/server.py", "from vidstrata.stack import process", "inference imports only spec"),
-    ("encoders/prep.py", "import inference.encoder", "encoders (torch models) import only spec"),
-    ("inference/manifest.py", "import encoders.model", "inference imports only spec"),
+    ("encoders/prep.py", "import vidstrata.inference.encoder", "encoders (torch models) import only media and spec"),
+    ("inference/manifest.py", "import vidstrata.encoders.model", "inference imports only spec"),
     ("index/status.py", "import redis", "index is Milvus only"),
-    ("workers/query.py", "import gateway.service", "gateway and workers never import each other"),
+    ("workers/query.py", "import vidstrata.gateway.service", "gateway and workers never import each other"),
     ("spec/model.py", "import torch", "spec is the torch-free bottom"),
+    ("vidstrata/samples.py", "import bench.synthetic", "the CLI never imports the benchmarks"),
+    ("gateway/old_name.py", "import spec.validation", "nothing imports a room by its folder name"),
+    ("vidstrata/newroom.py", "import vidstrata.spec", "every room has its place"),
 ])
 def test_a_forbidden_arrow_breaks_the_build(tmp_path: Path, module: str, line: str, contract: str) -> None:
     for package in PACKAGES:
-        shutil.copytree(REPO / package, tmp_path / package, ignore=shutil.ignore_patterns("__pycache__", "*.pb"))
+        shutil.copytree(REPO / package, tmp_path / package, symlinks=True, ignore=shutil.ignore_patterns("__pycache__", "*.pb"))
     shutil.copy(REPO / "pyproject.toml", tmp_path / "pyproject.toml")
     (tmp_path / module).write_text(f"{line}\n")
     result = lint(tmp_path)

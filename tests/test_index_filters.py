@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from index.filters import MAX_DEPTH, MAX_FILTER_LENGTH, MAX_LIST_ITEMS, FilterError, compile_filter
+from vidstrata.index.filters import MAX_DEPTH, MAX_FILTER_LENGTH, MAX_LIST_ITEMS, FilterError, compile_filter
 
 
 @pytest.mark.parametrize(

@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 from pymilvus import MilvusClient
 
-from index.segments import SegmentIndex, SegmentRecord
-from index.store import VideoIndex
+from vidstrata.index.segments import SegmentIndex, SegmentRecord
+from vidstrata.index.store import VideoIndex
 from tests.test_index_store import E0, OpenIndex, at_cos, make_video, open_index, raw  # noqa: F401 - fixtures
 
 

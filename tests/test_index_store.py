@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 from pymilvus import MilvusClient
 
-from index import (
+from vidstrata.index import (
     ClipHit,
     ClipRecord,
     FilterError,
@@ -27,8 +27,8 @@ from index import (
     VideoIndex,
     VideoRecord,
 )
-from index.schema import SCHEMA_VERSION_PROPERTY
-from index.store import decoded_rows
+from vidstrata.index.schema import SCHEMA_VERSION_PROPERTY
+from vidstrata.index.store import decoded_rows
 from vidstrata.stack.milvus import start_milvus_lite
 from vidstrata.stack.process import free_port
 

@@ -9,9 +9,9 @@ from collections.abc import Iterator
 import pytest
 import redis
 
-from jobs.errors import StatusUnavailable
-from jobs.status import IngestState, StatusStore
-from jobs.status import KEY_PREFIX, MAX_REASON_LENGTH, WRITE_LOCK_PREFIX
+from vidstrata.jobs.errors import StatusUnavailable
+from vidstrata.jobs.status import IngestState, StatusStore
+from vidstrata.jobs.status import KEY_PREFIX, MAX_REASON_LENGTH, WRITE_LOCK_PREFIX
 from vidstrata.stack.process import free_port
 
 

@@ -7,7 +7,7 @@ import math
 import pytest
 import torch
 
-from encoders.losses import (
+from vidstrata.encoders.losses import (
     MomentumQueue,
     hardest_negative_margin,
     info_nce,

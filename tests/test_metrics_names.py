@@ -53,7 +53,7 @@ SUFFIXES = {
 WORKER_EXPOSITION = """
 import sys
 from prometheus_client import CollectorRegistry, generate_latest, multiprocess
-import workers.metrics
+import vidstrata.workers.metrics
 registry = CollectorRegistry()
 multiprocess.MultiProcessCollector(registry)
 sys.stdout.write(generate_latest(registry).decode())
@@ -158,7 +158,7 @@ def test_triton_serves_the_metrics_we_use(triton) -> None:  # noqa: ANN001 - the
 
     GPU metrics are left out: this Triton runs on CPU, where it has none.
     """
-    from inference.triton_encoder import TritonEncoder
+    from vidstrata.inference.triton_encoder import TritonEncoder
 
     TritonEncoder(triton.grpc_url).encode_text(["a dog runs along the beach"])  # per-model series appear on use
     with urllib.request.urlopen(f"http://127.0.0.1:{triton.ports.metrics}/metrics", timeout=10) as response:

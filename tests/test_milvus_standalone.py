@@ -9,9 +9,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from index.segments import SegmentIndex, SegmentRecord
-from index.settings import IndexSettings
-from index.store import ClipRecord, VideoIndex, VideoRecord
+from vidstrata.index.segments import SegmentIndex, SegmentRecord
+from vidstrata.index.settings import IndexSettings
+from vidstrata.index.store import ClipRecord, VideoIndex, VideoRecord
 from vidstrata.stack.milvus import (
     ETCD_PEER_PORT,
     MILVUS_STANDALONE_VENV,

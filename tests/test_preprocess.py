@@ -5,7 +5,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from spec.preprocess import EmptyText, TextTokenizer, TextTooLong, center_crop_square, phrase_texts
+from vidstrata.spec.preprocess import EmptyText, TextTokenizer, TextTooLong, center_crop_square, phrase_texts
 
 
 @pytest.mark.parametrize("text, phrases", [

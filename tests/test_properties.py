@@ -9,11 +9,11 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from gateway.errors import InvalidArgument
-from gateway.query import normalize_query, parse_search
-from gateway.settings import GatewaySettings
-from index.filters import FilterError, compile_filter
-from spec.validation import MAX_METADATA_BYTES, VIDEO_ID_RE, check_metadata, check_video_id
+from vidstrata.gateway.errors import InvalidArgument
+from vidstrata.gateway.query import normalize_query, parse_search
+from vidstrata.gateway.settings import GatewaySettings
+from vidstrata.index.filters import FilterError, compile_filter
+from vidstrata.spec.validation import MAX_METADATA_BYTES, VIDEO_ID_RE, check_metadata, check_video_id
 
 GATEWAY = GatewaySettings()
 FIELDS = ["video_id", "duration_s", "clip_count", "created_at", "meta.lang", 'metadata["a.b-c"]', "meta.x_1"]

@@ -5,11 +5,11 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from gateway.errors import InvalidArgument
-from gateway.fusion import FusionMethod
-from gateway.query import candidate_limit, check_submission, normalize_query, parse_search, query_vectors
-from gateway.settings import GatewaySettings
-from inference.encoder import TextVectors
+from vidstrata.gateway.errors import InvalidArgument
+from vidstrata.gateway.fusion import FusionMethod
+from vidstrata.gateway.query import candidate_limit, check_submission, normalize_query, parse_search, query_vectors
+from vidstrata.gateway.settings import GatewaySettings
+from vidstrata.inference.encoder import TextVectors
 
 
 @pytest.fixture

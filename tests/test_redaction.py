@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from spec.redaction import RedactingFilter, install_log_redaction, redact_text, redact_uri, url_secrets
+from vidstrata.spec.redaction import RedactingFilter, install_log_redaction, redact_text, redact_uri, url_secrets
 
 
 @pytest.mark.parametrize(("uri", "shown"), [
@@ -84,10 +84,10 @@ def test_the_worker_app_installs_the_filter_on_celerys_log_handlers():
     script = """
 import logging
 from celery.utils.log import get_task_logger
-from workers.celery_app import app
+from vidstrata.workers.celery_app import app
 app.log.setup(loglevel="INFO")
-logging.getLogger("workers.tasks").warning("ingest of x: %s", "http://alice:s3cret@h/v.mp4")
-get_task_logger("workers.tasks").warning("task says http://bob:pw123@h/v.mp4?sig=feedface")
+logging.getLogger("vidstrata.workers.tasks").warning("ingest of x: %s", "http://alice:s3cret@h/v.mp4")
+get_task_logger("vidstrata.workers.tasks").warning("task says http://bob:pw123@h/v.mp4?sig=feedface")
 """
     done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=60,
                           cwd=Path(__file__).resolve().parents[1])

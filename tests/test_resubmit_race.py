@@ -3,7 +3,7 @@
 The e2e tests hold the first task of a video at one point of its ingest (the source fetched, embedding at
 ~20 % and ~90 %, the index write), re-submit the video with another source, let the first task go, and
 check that the new version is READY and stays READY once the first task has ended, and that the index holds
-the new version. They run a real worker (`python -m workers.main`, two prefork children, so both tasks run at
+the new version. They run a real worker (`python -m vidstrata.workers.main`, two prefork children, so both tasks run at
 once as in production) on the real Redis, Triton and Milvus of `ingest_stack`. The hold is a gate installed
 in the worker's children through a `sitecustomize` on the worker's PYTHONPATH (the fixture writes it): the
 first run that reaches an armed point waits there until the test lets it go.
@@ -26,12 +26,12 @@ import celery
 import pytest
 import redis
 
-from bench.synthetic import write_long_video, write_scene_video
-from jobs.status import IngestState, StatusStore, VideoStatus
+from vidstrata.media.synthetic import write_long_video, write_scene_video
+from vidstrata.jobs.status import IngestState, StatusStore, VideoStatus
 from tests.photos import load_photo
-from workers import tasks
-from workers.errors import SourceUnavailable
-from workers.ingest import Ingestor
+from vidstrata.workers import tasks
+from vidstrata.workers.errors import SourceUnavailable
+from vidstrata.workers.ingest import Ingestor
 
 GATE_HOOK = '''
 """Test gates of tests/test_resubmit_race.py, loaded by the worker only (its PYTHONPATH).
@@ -66,11 +66,11 @@ def _install(**_):
     # in each prefork child, once everything is imported (prometheus_client must not be imported early)
     import contextlib
 
-    import workers.ingest
-    from index.store import VideoIndex
-    from jobs.status import StatusStore
+    import vidstrata.workers.ingest as ingest_module
+    from vidstrata.index.store import VideoIndex
+    from vidstrata.jobs.status import StatusStore
 
-    real_fetch, real_running, real_replace = workers.ingest.fetch, StatusStore.mark_running, VideoIndex.replace_video
+    real_fetch, real_running, real_replace = ingest_module.fetch, StatusStore.mark_running, VideoIndex.replace_video
 
     @contextlib.contextmanager
     def fetch(uri, *args, **kwargs):
@@ -88,7 +88,7 @@ def _install(**_):
         _hold(video.video_id, "write")
         return real_replace(self, video, *args, **kwargs)
 
-    workers.ingest.fetch, StatusStore.mark_running, VideoIndex.replace_video = fetch, mark_running, replace_video
+    ingest_module.fetch, StatusStore.mark_running, VideoIndex.replace_video = fetch, mark_running, replace_video
 '''
 
 

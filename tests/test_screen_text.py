@@ -9,13 +9,13 @@ import numpy as np
 import pytest
 
 from bench.faults import write_video
-from bench.synthetic import render_caption, write_scene_video
-from inference.screen_text import TritonScreenText
-from spec.screen_text import LineFilter, ReadLine, ScreenTextSpan, Sighting, merge_sightings, normalize_text
-from spec.video import VideoSource
+from vidstrata.media.synthetic import render_caption, write_scene_video
+from vidstrata.inference.screen_text import TritonScreenText
+from vidstrata.spec.screen_text import LineFilter, ReadLine, ScreenTextSpan, Sighting, merge_sightings, normalize_text
+from vidstrata.media.video import VideoSource
 from tests.photos import load_photo
-from workers.screen_text import pick_frames, read_screen_text
-from workers.settings import WorkerSettings
+from vidstrata.workers.screen_text import pick_frames, read_screen_text
+from vidstrata.workers.settings import WorkerSettings
 
 CAPTIONS = [None, "Summer sale: 40% off all running shoes", "Summer sale: 40% off all running shoes", "Free delivery"]
 PHOTOS = ["coffee", "rocket", "chelsea", "astronaut"]

@@ -10,13 +10,13 @@ import sys
 import pytest
 from pydantic import ValidationError
 
-from gateway.fusion import DEFAULT_TEXT_RANGES
-from gateway.settings import GatewaySettings
-from index import IndexSettings
-from inference.settings import TritonSettings
-from jobs.settings import RedisSettings
+from vidstrata.gateway.fusion import DEFAULT_TEXT_RANGES
+from vidstrata.gateway.settings import GatewaySettings
+from vidstrata.index import IndexSettings
+from vidstrata.inference.settings import TritonSettings
+from vidstrata.jobs.settings import RedisSettings
 from vidstrata.config_docs import SETTINGS_CLASSES, settings_table
-from workers.settings import WorkerSettings
+from vidstrata.workers.settings import WorkerSettings
 
 
 def test_defaults(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -13,11 +13,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from bench.synthetic import narration_track, write_scene_video
-from inference.speech import AudioWindow, TritonSpeech
-from spec.contract import SPEECH_SAMPLE_RATE
+from vidstrata.media.synthetic import narration_track, write_scene_video
+from vidstrata.inference.speech import AudioWindow, TritonSpeech
+from vidstrata.spec.contract import SPEECH_SAMPLE_RATE
 from tests.photos import load_photo
-from workers.speech import read_audio, transcribe_video, voiced_windows
+from vidstrata.workers.speech import read_audio, transcribe_video, voiced_windows
 
 needs_espeak = pytest.mark.skipif(shutil.which("espeak-ng") is None, reason="espeak-ng missing (make system-deps)")
 
@@ -108,7 +108,7 @@ def test_triton_batches_windows_and_rejects_bad_audio(triton, media):
     try:
         batch = speech.transcribe([window, AudioWindow(100.0, window.samples), window])
         assert len(batch) % 3 == 0 and batch[len(batch) // 3].start_s >= 100.0  # one answer per window, re-timed
-        from inference.encoder import EncoderInputError
+        from vidstrata.inference.encoder import EncoderInputError
 
         with pytest.raises(EncoderInputError):
             speech.transcribe([AudioWindow(0.0, np.zeros(31 * SPEECH_SAMPLE_RATE, np.float32))])
@@ -128,8 +128,8 @@ OFFLINE_SCRIPT = textwrap.dedent("""
         return real_connect(self, address)
     socket.socket.connect = guarded
     from vidstrata.stack.triton import TritonPorts, start_tritonserver
-    from inference.speech import TritonSpeech
-    from workers.speech import transcribe_video
+    from vidstrata.inference.speech import TritonSpeech
+    from vidstrata.workers.speech import transcribe_video
     repository, work, video = map(Path, sys.argv[1:4])
     ports = TritonPorts.free()
     server = start_tritonserver(repository, work, ports)
@@ -163,7 +163,7 @@ def test_speech_needs_no_network(model_repository, media, tmp_path):
 def test_the_real_worker_indexes_the_timed_transcript(ingest_stack, media):
     """Celery worker -> Triton ASR and text encoder -> Milvus Lite; a silent video is READY with no speech, and a
     re-ingest replaces the transcript."""
-    from index.segments import SegmentIndex
+    from vidstrata.index.segments import SegmentIndex
 
     ingest_stack.start_worker()
     segments = SegmentIndex(ingest_stack.index)
@@ -189,7 +189,7 @@ def test_a_submission_without_speech_stores_none_and_clears_the_old(ingest_stack
     """Per-submission switch: the same video re-ingested with speech off (only screen text) has no transcript."""
     import uuid
 
-    from index.segments import SegmentIndex
+    from vidstrata.index.segments import SegmentIndex
 
     if not ingest_stack.workers:
         ingest_stack.start_worker()

@@ -9,7 +9,7 @@ import shutil
 import numpy as np
 import pytest
 
-from bench.synthetic import narration_track, write_scene_video
+from vidstrata.media.synthetic import narration_track, write_scene_video
 from tests.fixtures.gateway import start_gateway
 from tests.photos import load_photo
 from vidstrata.client import GatewayClient

@@ -6,7 +6,7 @@ import av
 import numpy as np
 import pytest
 
-from bench.synthetic import ShapeEvent, write_long_video, write_scene_video, write_shapes_video, write_tone_mp3
+from vidstrata.media.synthetic import ShapeEvent, write_long_video, write_scene_video, write_shapes_video, write_tone_mp3
 from tests.photos import load_photo
 
 

@@ -20,11 +20,11 @@ import pytest
 from google.protobuf import text_format
 from tritonclient.grpc import model_config_pb2
 
-import encoders.model
-import export.onnx_export as onnx_export
-import export.pipeline as pipeline
-import export.tensorrt as plan
-from spec.manifest import Manifest
+import vidstrata.encoders.model as encoders_model
+import vidstrata.export.onnx_export as onnx_export
+import vidstrata.export.pipeline as pipeline
+import vidstrata.export.tensorrt as plan
+from vidstrata.spec.manifest import Manifest
 from tests import tensorrt_fakes as fakes
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -49,7 +49,7 @@ def test_the_plan_path_imports_no_torch(model_repository: Path, default_checkpoi
     """Build and check both plans in a fresh interpreter where importing torch (or the torch models, or the
     torch-side exporter) fails: the Triton image's initContainer needs no CUDA torch for this."""
     text, frames = _onnx(model_repository)
-    forbidden = ["torch", encoders.model.__name__.rpartition(".")[0], onnx_export.__name__]
+    forbidden = ["torch", encoders_model.__name__.rpartition(".")[0], onnx_export.__name__]
     script = textwrap.dedent(f"""
         import importlib, importlib.abc, json, sys
 

@@ -15,16 +15,16 @@ import numpy as np
 import pytest
 import torch
 
-from bench.photos import CAPTIONS
-from bench.training_split import TRAIN_PHOTOS, generate_training_split, prepare_training_data
-from encoders.dataset import item_texts, read_jsonl, write_jsonl
-from encoders.factory import HEADS_FILE, attach_heads, import_hf_clip, load_checkpoint
-from encoders.train import HEADS_FOLDER, RunResult, TrainConfig, selection_score, train
-from export.onnx_export import PARITY_TOLERANCE, random_frame_inputs, random_video_inputs
-from export.pipeline import export_checkpoint
-from inference.encoder import EncoderInputError
-from inference.onnx_encoder import OnnxEncoder
-from spec.manifest import TOKENIZER_FILE, Manifest
+from vidstrata.media.photos import CAPTIONS
+from vidstrata.encoders.training_split import TRAIN_PHOTOS, generate_training_split, prepare_training_data
+from vidstrata.encoders.dataset import item_texts, read_jsonl, write_jsonl
+from vidstrata.encoders.factory import HEADS_FILE, attach_heads, import_hf_clip, load_checkpoint
+from vidstrata.encoders.train import HEADS_FOLDER, RunResult, TrainConfig, selection_score, train
+from vidstrata.export.onnx_export import PARITY_TOLERANCE, random_frame_inputs, random_video_inputs
+from vidstrata.export.pipeline import export_checkpoint
+from vidstrata.inference.encoder import EncoderInputError
+from vidstrata.inference.onnx_encoder import OnnxEncoder
+from vidstrata.spec.manifest import TOKENIZER_FILE, Manifest
 from tests.fixtures.triton import TritonHandle
 from tests.test_clip import write_random_clip
 
@@ -161,8 +161,8 @@ def trained_triton(trained_repository, tmp_path_factory: pytest.TempPathFactory)
 
 @pytest.mark.e2e
 def test_trained_checkpoint_served_by_triton_gives_the_torch_vectors(run, trained_triton):
-    from spec.preprocess import TextTokenizer
-    from inference.triton_encoder import TritonEncoder
+    from vidstrata.spec.preprocess import TextTokenizer
+    from vidstrata.inference.triton_encoder import TritonEncoder
 
     result, _, _ = run
     pair = load_checkpoint(result.checkpoint)

@@ -11,10 +11,10 @@ import pytest
 import tritonclient.grpc as grpcclient
 from tritonclient.utils import InferenceServerException
 
-from inference.encoder import EncoderInputError
-from inference.factory import open_encoder
-from spec.preprocess import TextTokenizer, center_crop_square
-from inference.triton_encoder import TritonEncoder
+from vidstrata.inference.encoder import EncoderInputError
+from vidstrata.inference.factory import open_encoder
+from vidstrata.spec.preprocess import TextTokenizer, center_crop_square
+from vidstrata.inference.triton_encoder import TritonEncoder
 from tests.photos import CAPTIONS, load_photo
 
 pytestmark = pytest.mark.e2e

@@ -1,4 +1,4 @@
-"""The one decoder (spec.video): sampling plan, encoder-ready upright frames in real time, bounded memory,
+"""The one decoder (vidstrata.media.video): sampling plan, encoder-ready upright frames in real time, bounded memory,
 and a clear reason for every unusable file."""
 
 from __future__ import annotations
@@ -12,9 +12,9 @@ import pytest
 from PIL import Image
 
 from bench.faults import Fault, write_corpus
-from bench.synthetic import write_corrupt_copy, write_long_video, write_scene_video, write_tone_mp3
-from spec.preprocess import center_crop_square
-from spec.video import BadVideo, VideoReader, memory_bound_bytes, sampling_interval
+from vidstrata.media.synthetic import write_corrupt_copy, write_long_video, write_scene_video, write_tone_mp3
+from vidstrata.spec.preprocess import center_crop_square
+from vidstrata.media.video import BadVideo, VideoReader, memory_bound_bytes, sampling_interval
 from tests.photos import load_photo
 
 
@@ -171,7 +171,7 @@ def test_kinds_that_worked_keep_working(corpus, name):
 
 @pytest.mark.parametrize("name", ["rotated_90.mp4", "vfr.mp4", "raw.h264"])
 def test_training_decodes_and_samples_exactly_as_ingest(corpus, name):
-    from encoders.train_data import decode_frames
+    from vidstrata.encoders.train_data import decode_frames
 
     reader, times, frames = frames_of(corpus[name].path, max_frames=64)
     train_frames, train_times, train_duration = decode_frames(corpus[name].path, 224, 2.0, 64)

@@ -8,8 +8,8 @@ import uuid
 
 import pytest
 
-from gateway.ingest import CeleryIngestQueue
-from jobs.status import IngestState, StatusStore
+from vidstrata.gateway.ingest import CeleryIngestQueue
+from vidstrata.jobs.status import IngestState, StatusStore
 from vidstrata.stack.process import free_port
 from vidstrata.stack.redis import find_or_install_redis, start_redis
 from vidstrata.stack.worker import start_worker

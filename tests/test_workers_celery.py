@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from bench.synthetic import (
+from vidstrata.media.synthetic import (
     ShapeEvent,
     write_corrupt_copy,
     write_long_video,
@@ -19,7 +19,7 @@ from bench.synthetic import (
     write_shapes_video,
     write_tone_mp3,
 )
-from jobs.status import IngestState
+from vidstrata.jobs.status import IngestState
 from tests.photos import load_photo
 
 pytestmark = pytest.mark.e2e

@@ -1,19 +1,40 @@
-"""Fetching sources: local files as they are, HTTP downloads streamed with a size limit, failures classified."""
+"""Fetching sources: local files as they are, HTTP downloads streamed with a size limit, failures classified.
+
+The sources here are local files and HTTP servers on loopback, which the worker refuses by default (issue 22): each
+test names the policy that opens them (`OPEN`: loopback and the test's temp folders), and the policy's own tests
+prove what stays closed without it.
+"""
 
 from __future__ import annotations
 
+import http.server
 import os
 import re
 import socket
+import ssl
+import subprocess
+import tempfile
+import threading
 import time
 
 import pytest
 
 from vidstrata.stack.process import free_port
-from workers.errors import BadVideo, IngestCancelled, SourceUnavailable
-from workers.fetch import fetch, remove_leftovers
+from vidstrata.workers.errors import BadVideo, IngestCancelled, SourceUnavailable
+from vidstrata.workers.destinations import REFUSED, DestinationRefused
+from vidstrata.workers.fetch import LOCAL_REFUSED, SourcePolicy, remove_leftovers
+from vidstrata.workers.fetch import fetch as policy_fetch
 
 LIMIT = 1_000_000
+
+
+# Loopback servers and the temp folder (pytest's tmp_path lives there), opened for the tests of fetching itself.
+OPEN = SourcePolicy.of(local_roots=[tempfile.gettempdir()], allow_networks=["127.0.0.0/8"])
+
+
+def fetch(uri, *args, **kwargs):
+    """workers.fetch.fetch under the OPEN policy unless a test names another."""
+    return policy_fetch(uri, *args, **{"policy": OPEN, **kwargs})
 
 
 @pytest.fixture(scope="module")
@@ -27,9 +48,9 @@ def test_local_path_and_file_uri_are_used_in_place(tmp_path):
     video = tmp_path / "a video.mp4"
     video.write_bytes(b"data")
     with fetch(str(video), LIMIT, 1.0) as path:
-        assert path == video
+        assert path == video.resolve()
     with fetch(video.as_uri(), LIMIT, 1.0) as path:
-        assert path == video
+        assert path == video.resolve()
     assert video.exists()
 
 
@@ -124,7 +145,9 @@ def test_a_stall_is_not_reported_as_cannot_connect(served):
 
 
 def test_directories_and_devices_are_not_regular_files(tmp_path):
-    for uri, kind in ((str(tmp_path), "a directory"), ("/dev/null", "a device"), (tmp_path.as_uri(), "a directory")):
+    os.mkfifo(tmp_path / "pipe.mp4")
+    for uri, kind in ((str(tmp_path), "a directory"), (str(tmp_path / "pipe.mp4"), "a device, pipe or socket"),
+                      (tmp_path.as_uri(), "a directory")):
         with pytest.raises(BadVideo, match=f"not a regular file: .* is {kind}"), fetch(uri, LIMIT, 1.0):
             pass
 
@@ -196,3 +219,239 @@ def test_no_such_domain_is_permanent_and_a_resolver_hiccup_transient(monkeypatch
     with pytest.raises(kind, match=f"^https://videos.example.com/v.mp4: {reason} \\(DNS: resolver says no\\)$"):
         with fetch("https://videos.example.com/v.mp4", LIMIT, 5.0):
             pass
+
+
+# -- where a fetch may go (issue 22): every server below is on loopback and counts the connections it accepts -------
+
+
+class _Counted(http.server.ThreadingHTTPServer):
+    """Serves /v.mp4, redirects /to/<url> there, and records each connection and each Host header."""
+
+    daemon_threads = True
+
+    def __init__(self, address: tuple[str, int], family: int = socket.AF_INET) -> None:
+        self.address_family = family
+        self.connections = 0
+        self.hosts: list[str | None] = []
+        super().__init__(address, _CountedHandler)
+        threading.Thread(target=self.serve_forever, daemon=True).start()
+
+    def verify_request(self, request, client_address) -> bool:  # noqa: ANN001 - socketserver's signature
+        self.connections += 1
+        return True
+
+    @property
+    def port(self) -> int:
+        return self.server_address[1]
+
+    def url(self, path: str = "v.mp4") -> str:
+        host = self.server_address[0]
+        return f"http://{f'[{host}]' if ':' in host else host}:{self.port}/{path}"
+
+
+class _CountedHandler(http.server.BaseHTTPRequestHandler):
+    def do_GET(self) -> None:  # noqa: N802 - http.server's naming
+        self.server.hosts.append(self.headers.get("Host"))  # type: ignore[attr-defined]
+        if self.path.startswith("/to/"):
+            self.send_response(302)
+            self.send_header("Location", self.path.removeprefix("/to/"))
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+            return
+        body = b"\x00\x01" * 500
+        self.send_response(200)
+        self.send_header("Content-Type", "video/mp4")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, format: str, *args: object) -> None:  # noqa: A002
+        pass
+
+
+@pytest.fixture
+def local_server():
+    server = _Counted(("127.0.0.1", 0))
+    yield server
+    server.shutdown()
+    server.server_close()
+
+
+@pytest.fixture
+def other_server():
+    """On 127.0.0.2: Linux routes all of 127/8 to lo, so this is a second address a policy can open alone."""
+    server = _Counted(("127.0.0.2", 0))
+    yield server
+    server.shutdown()
+    server.server_close()
+
+
+def _refused(uri: str, policy: SourcePolicy) -> BadVideo:
+    started = time.monotonic()
+    with pytest.raises(BadVideo) as raised, policy_fetch(uri, LIMIT, 5.0, policy=policy):
+        pass
+    assert time.monotonic() - started < 1, "a refusal is immediate: nothing to wait for"
+    assert not isinstance(raised.value, SourceUnavailable)  # permanent: FAILED at once, never retried
+    return raised.value
+
+
+def test_loopback_is_refused_by_default_and_nothing_reaches_it(local_server):
+    closed = f"http://127.0.0.1:{free_port()}/v.mp4"
+    listening, nothing = _refused(local_server.url(), SourcePolicy()), _refused(closed, SourcePolicy())
+    assert local_server.connections == 0
+    # One reason, whatever is there: a listening port and a closed one cannot be told apart (never connected to).
+    assert isinstance(listening, DestinationRefused) and isinstance(nothing, DestinationRefused)
+    assert str(listening) == f"{local_server.url()}: {REFUSED}" and str(nothing) == f"{closed}: {REFUSED}"
+
+
+def test_an_allow_listed_network_opens_only_itself(local_server, other_server):
+    policy = SourcePolicy.of(allow_networks=["127.0.0.2/32"])
+    with policy_fetch(other_server.url(), LIMIT, 5.0, policy=policy) as path:
+        assert path.read_bytes() == b"\x00\x01" * 500
+    assert other_server.connections == 1
+    assert str(_refused(local_server.url(), policy)) == f"{local_server.url()}: {REFUSED}"
+    assert local_server.connections == 0
+
+
+def test_every_redirect_hop_is_checked(local_server, other_server):
+    policy = SourcePolicy.of(allow_networks=["127.0.0.2/32"])
+    for target in (local_server.url(), f"http://localhost:{local_server.port}/v.mp4", "file:///etc/passwd",
+                   f"ftp://127.0.0.2:{other_server.port}/v.mp4"):
+        uri = other_server.url(f"to/{target}")
+        assert str(_refused(uri, policy)) == f"{uri}: {REFUSED}"
+    assert local_server.connections == 0
+    assert other_server.connections == 4  # the redirects themselves, and nothing after them
+    # A redirect within what the policy opens is followed.
+    with policy_fetch(other_server.url(f"to/{other_server.url()}"), LIMIT, 5.0, policy=policy) as path:
+        assert path.stat().st_size == 1000
+
+
+def test_a_name_that_resolves_to_loopback_is_refused(local_server):
+    uri = f"http://localhost:{local_server.port}/v.mp4"
+    assert str(_refused(uri, SourcePolicy.of(allow_networks=["127.0.0.2/32"]))) == f"{uri}: {REFUSED}"
+    assert local_server.connections == 0
+    # The same name, allow-listed by name, is fetched (with its own name as Host).
+    with policy_fetch(uri, LIMIT, 5.0, policy=SourcePolicy.of(allow_hosts=["localhost"])) as path:
+        assert path.stat().st_size == 1000
+    assert local_server.hosts == [f"localhost:{local_server.port}"]
+
+
+def _ipv6_loopback() -> bool:
+    try:
+        with socket.socket(socket.AF_INET6, socket.SOCK_STREAM) as probe:
+            probe.bind(("::1", 0))
+        return True
+    except OSError:
+        return False
+
+
+def test_other_spellings_of_loopback_are_refused_at_once(local_server):
+    port = local_server.port
+    spellings = [f"http://{host}:{port}/v.mp4" for host in (
+        "2130706433", "0x7f000001", "017700000001", "0x7f.1", "127.1", "0", "0.0.0.0", "localhost.", "LOCALHOST",
+        "[::ffff:127.0.0.1]", "[::ffff:7f00:1]", "[::127.0.0.1]",
+    )]
+    for uri in spellings:
+        assert str(_refused(uri, SourcePolicy())) == f"{uri}: {REFUSED}", uri
+    assert local_server.connections == 0
+    if _ipv6_loopback():
+        v6 = _Counted(("::1", 0), socket.AF_INET6)
+        try:
+            for uri in (f"http://[::1]:{v6.port}/v.mp4", f"http://[0:0:0:0:0:0:0:1]:{v6.port}/v.mp4",
+                        f"http://[::]:{v6.port}/v.mp4"):
+                assert str(_refused(uri, SourcePolicy())) == f"{uri}: {REFUSED}", uri
+            assert v6.connections == 0
+        finally:
+            v6.shutdown()
+            v6.server_close()
+
+
+def test_the_address_checked_is_the_address_connected_to(monkeypatch, local_server, other_server):
+    """DNS rebinding: a name that answers an allowed address, then loopback. Resolved once per hop, no second ask."""
+    real = socket.getaddrinfo
+    answers = iter(["127.0.0.2", "127.0.0.1", "127.0.0.1"])
+    asked = []
+
+    def rebinding(host, port, *args, **kwargs):
+        if host != "videos.example":
+            return real(host, port, *args, **kwargs)
+        asked.append(host)
+        return real(next(answers), port, *args, **kwargs)
+
+    monkeypatch.setattr(socket, "getaddrinfo", rebinding)
+    policy = SourcePolicy.of(allow_networks=["127.0.0.2/32"])
+    with policy_fetch(f"http://videos.example:{other_server.port}/v.mp4", LIMIT, 5.0, policy=policy) as path:
+        assert path.stat().st_size == 1000
+    assert asked == ["videos.example"] and other_server.hosts == [f"videos.example:{other_server.port}"]
+    assert local_server.connections == 0
+
+
+def test_https_is_verified_against_the_name_while_connecting_to_the_checked_address(tmp_path, monkeypatch):
+    cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1", "-subj", "/CN=localhost",
+                    "-addext", "subjectAltName=DNS:localhost", "-keyout", str(key), "-out", str(cert)],
+                   check=True, capture_output=True, timeout=60)
+    server = _Counted(("127.0.0.1", 0))
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.load_cert_chain(cert, key)
+    server.socket = context.wrap_socket(server.socket, server_side=True)
+    monkeypatch.setenv("SSL_CERT_FILE", str(cert))  # the default context trusts this test's certificate only
+    try:
+        by_name = SourcePolicy.of(allow_hosts=["localhost"])
+        with policy_fetch(f"https://localhost:{server.port}/v.mp4", LIMIT, 5.0, policy=by_name) as path:
+            assert path.stat().st_size == 1000
+        assert server.hosts == [f"localhost:{server.port}"]
+        # Reached by its address, the certificate (for "localhost") does not match: verification is on.
+        by_address = SourcePolicy.of(allow_networks=["127.0.0.1/32"])
+        with pytest.raises(SourceUnavailable, match="CERTIFICATE_VERIFY_FAILED"):
+            with policy_fetch(f"https://127.0.0.1:{server.port}/v.mp4", LIMIT, 5.0, policy=by_address):
+                pass
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+# -- local files only under the roots (issue 22) ---------------------------------------------------------------
+
+
+def test_local_files_are_read_only_under_the_roots(tmp_path):
+    root, outside = tmp_path / "root", tmp_path / "outside"
+    (root / "sub").mkdir(parents=True)
+    outside.mkdir()
+    (root / "sub" / "v.mp4").write_bytes(b"inside")
+    (outside / "v.mp4").write_bytes(b"outside")
+    (root / "escape.mp4").symlink_to(outside / "v.mp4")
+    (root / "escape").symlink_to(outside)
+    (root / "alias.mp4").symlink_to(root / "sub" / "v.mp4")
+    (tmp_path / "linked-root").symlink_to(root)
+    policy = SourcePolicy.of(local_roots=[root])
+    for uri in (str(root / "sub" / "v.mp4"), (root / "sub" / "v.mp4").as_uri(), str(root / "alias.mp4"),
+                str(root / "sub" / ".." / "sub" / "v.mp4"), str(tmp_path / "linked-root" / "sub" / "v.mp4")):
+        with policy_fetch(uri, LIMIT, 1.0, policy=policy) as path:
+            assert path.read_bytes() == b"inside", uri
+    with policy_fetch(str(root / "sub" / "v.mp4"), LIMIT, 1.0,
+                      policy=SourcePolicy.of(local_roots=[tmp_path / "linked-root"])) as path:
+        assert path.read_bytes() == b"inside"
+    refused = [
+        str(outside / "v.mp4"), (outside / "v.mp4").as_uri(), str(outside / "missing.mp4"),
+        str(root / "escape.mp4"), str(root / "escape" / "v.mp4"), str(root / ".." / "outside" / "v.mp4"),
+        str(root / "sub" / ".." / ".." / "outside" / "missing.mp4"), "/etc/passwd", "/dev/null", "/proc/self/environ",
+        "relative/v.mp4", str(root) + "-sibling/v.mp4", "/tmp/\x00.mp4",
+    ]
+    reasons = set()
+    for uri in refused:
+        with pytest.raises(BadVideo) as raised, policy_fetch(uri, LIMIT, 1.0, policy=policy):
+            pass
+        message = str(raised.value)
+        assert message.startswith(f"{uri}: "), message
+        reasons.add(message.removeprefix(f"{uri}: "))
+    assert reasons == {LOCAL_REFUSED}  # one reason: whether the path exists, or where it leads, never shows
+
+
+def test_no_roots_means_no_local_files(tmp_path):
+    video = tmp_path / "v.mp4"
+    video.write_bytes(b"data")
+    for uri in (str(video), video.as_uri(), str(tmp_path / "missing.mp4")):
+        with pytest.raises(BadVideo, match="^local paths are not accepted by this deployment"):
+            with policy_fetch(uri, LIMIT, 1.0, policy=SourcePolicy()):
+                pass

@@ -7,13 +7,13 @@ from dataclasses import replace
 import numpy as np
 import pytest
 
-from bench.synthetic import write_scene_video
-from jobs.status import IngestState, StatusStore
-from inference.encoder import EncoderInfo, EncoderUnavailable
-from inference.triton_encoder import TritonEncoder
+from vidstrata.media.synthetic import write_scene_video
+from vidstrata.jobs.status import IngestState, StatusStore
+from vidstrata.inference.encoder import EncoderInfo, EncoderUnavailable
+from vidstrata.inference.triton_encoder import TritonEncoder
 from tests.photos import CAPTIONS, load_photo
-from workers.errors import IngestCancelled
-from workers.ingest import Ingestor
+from vidstrata.workers.errors import IngestCancelled
+from vidstrata.workers.ingest import Ingestor
 
 pytestmark = pytest.mark.e2e
 

@@ -31,10 +31,10 @@ def export(
     ] = None,
 ) -> None:
     """Export a checkpoint to ONNX (parity-checked) or TensorRT and write a Triton model repository."""
-    from export.onnx_export import ParityError
-    from export.pipeline import export_checkpoint
-    from export.tensorrt import TensorRTUnavailable
-    from export.triton_repo import TARGETS
+    from vidstrata.export.onnx_export import ParityError
+    from vidstrata.export.pipeline import export_checkpoint
+    from vidstrata.export.tensorrt import TensorRTUnavailable
+    from vidstrata.export.triton_repo import TARGETS
 
     if target not in TARGETS:
         fail(f"unknown target {target!r}; choose one of {', '.join(TARGETS)}")
@@ -59,8 +59,8 @@ def encode(
     import numpy as np
     from PIL import Image
 
-    from inference.encoder import EncoderInputError, EncoderUnavailable
-    from spec.preprocess import center_crop_square
+    from vidstrata.inference.encoder import EncoderInputError, EncoderUnavailable
+    from vidstrata.spec.preprocess import center_crop_square
 
     if not text and not image:
         fail("give at least one --text or --image")
@@ -106,7 +106,7 @@ def up() -> None:
 @app.command()
 def gateway() -> None:
     """Run the gRPC gateway (settings from VIDSTRATA_* environment variables)."""
-    from gateway.server import main
+    from vidstrata.gateway.server import main
 
     main()
 
@@ -114,7 +114,7 @@ def gateway() -> None:
 @app.command(context_settings={"allow_extra_args": True, "ignore_unknown_options": True})
 def worker(ctx: typer.Context) -> None:
     """Run a Celery ingest worker; extra arguments go to `celery worker`."""
-    from workers.main import main
+    from vidstrata.workers.main import main
 
     main(list(ctx.args))
 
@@ -125,18 +125,26 @@ PASSTHROUGH = {"allow_extra_args": True, "ignore_unknown_options": True, "help_o
 @app.command(context_settings=PASSTHROUGH)
 def train(ctx: typer.Context) -> None:
     """Train the multi-level heads (`vidstrata train --help` for the options); generates missing training data."""
-    from bench.training_split import prepare_training_data
-    from encoders.train import main
+    from vidstrata.encoders.training_split import prepare_training_data
+    from vidstrata.encoders.train import main
 
     main(list(ctx.args), prepare_training_data)
 
 
 @app.command(name="eval", context_settings=PASSTHROUGH)
 def evaluate(ctx: typer.Context) -> None:
-    """Retrieval quality per level and fused, through the real stack (`vidstrata eval --help`)."""
-    from bench.eval import main
+    """Retrieval quality per level and fused, through the real stack (`vidstrata eval --help`).
 
-    main(list(ctx.args))
+    The evaluation lives in bench/, beside the benchmarks, in a source checkout (it is not installed): this runs
+    `python -m bench.eval` there, so the CLI never imports it.
+    """
+    import subprocess
+    import sys
+
+    if not Path("bench/eval.py").is_file():
+        fail("`vidstrata eval` runs from a source checkout of vidstrata (its bench/ folder is not installed): "
+             "cd into the checkout and run it again")
+    raise typer.Exit(subprocess.call([sys.executable, "-m", "bench.eval", *ctx.args]))
 
 
 @app.command()
@@ -260,13 +268,13 @@ def stats(gateway: GatewayOption = DEFAULT_GATEWAY, token: TokenOption = "") -> 
 
 
 def _local_or_triton(triton_url: str | None, checkpoint: Path):  # noqa: ANN202 - returns an Encoder
-    from inference.factory import open_encoder
+    from vidstrata.inference.factory import open_encoder
 
     if triton_url:
         return open_encoder(triton_url)
     import tempfile
 
-    from export.pipeline import export_checkpoint
+    from vidstrata.export.pipeline import export_checkpoint
 
     source = None if checkpoint == Path("build/checkpoints/default") else checkpoint
     repository = export_checkpoint(source, "python", Path(tempfile.mkdtemp(prefix="vidstrata-onnx-")) / "repo").repository

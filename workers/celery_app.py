@@ -17,9 +17,9 @@ from celery import Celery
 from celery.signals import after_setup_logger, after_setup_task_logger
 from kombu.transport import redis as kombu_redis
 
-from jobs.contract import INGEST_QUEUE, INGEST_TASK
-from spec.redaction import install_log_redaction
-from workers.settings import TIME_LIMIT_GRACE_S, WorkerSettings
+from vidstrata.jobs.contract import INGEST_QUEUE, INGEST_TASK
+from vidstrata.spec.redaction import install_log_redaction
+from vidstrata.workers.settings import TIME_LIMIT_GRACE_S, WorkerSettings
 
 log = logging.getLogger(__name__)
 
@@ -88,7 +88,7 @@ def configure(app: Celery, settings: WorkerSettings) -> None:
 
 
 # The ingest task registers on this app; its configuration is loaded when Celery first needs it.
-app = Celery("vidstrata", include=["workers.tasks"])
+app = Celery("vidstrata", include=["vidstrata.workers.tasks"])
 
 
 @app.on_configure.connect

@@ -1,9 +1,9 @@
 """The two ways an ingest can fail, so the task knows whether to retry without knowing who raised it.
 
-`BadVideo` (permanent) is the decoder's own error, defined with it in `spec.video` and re-exported here.
+`BadVideo` (permanent) is the decoder's own error, defined with it in `vidstrata.media.video` and re-exported here.
 """
 
-from spec.video import BadVideo
+from vidstrata.media.video import BadVideo
 
 __all__ = ["BadVideo", "IngestCancelled", "SourceUnavailable"]
 

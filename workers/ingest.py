@@ -27,21 +27,21 @@ from typing import Union
 
 import numpy as np
 
-from spec.aggregation import VideoAggregate, aggregate_video
-from jobs.status import StatusStore
-from index.segments import SegmentIndex, SegmentRecord
-from index.store import ClipRecord, VideoIndex, VideoRecord
-from inference.encoder import Encoder
-from inference.screen_text import TritonScreenText
-from inference.speech import TimedText, TritonSpeech
-from spec.screen_text import LineFilter
-from spec.video import FrameBatch, VideoReader
-from workers.errors import IngestCancelled
-from workers.fetch import fetch
-from workers.settings import TIME_LIMIT_GRACE_S, WorkerSettings
-from workers.screen_text import read_screen_text
-from workers.speech import transcribe_video
-from workers.text_stages import TimedTextStage, embed_segments
+from vidstrata.spec.aggregation import VideoAggregate, aggregate_video
+from vidstrata.jobs.status import StatusStore
+from vidstrata.index.segments import SegmentIndex, SegmentRecord
+from vidstrata.index.store import ClipRecord, VideoIndex, VideoRecord
+from vidstrata.inference.encoder import Encoder
+from vidstrata.inference.screen_text import TritonScreenText
+from vidstrata.inference.speech import TimedText, TritonSpeech
+from vidstrata.spec.screen_text import LineFilter
+from vidstrata.media.video import FrameBatch, VideoReader
+from vidstrata.workers.errors import IngestCancelled
+from vidstrata.workers.fetch import fetch
+from vidstrata.workers.settings import TIME_LIMIT_GRACE_S, WorkerSettings
+from vidstrata.workers.screen_text import read_screen_text
+from vidstrata.workers.speech import transcribe_video
+from vidstrata.workers.text_stages import TimedTextStage, embed_segments
 
 # Share of the progress bar each stage ends at; embedding (with decoding) is most of the work.
 _FETCHED, _EMBEDDED = 5.0, 90.0

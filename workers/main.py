@@ -1,4 +1,4 @@
-"""Run an ingest worker: `python -m workers.main [celery worker options]` (and `vidstrata worker`)."""
+"""Run an ingest worker: `python -m vidstrata.workers.main [celery worker options]` (and `vidstrata worker`)."""
 
 from __future__ import annotations
 
@@ -8,8 +8,8 @@ import sys
 import tempfile
 from pathlib import Path
 
-from jobs.contract import INGEST_QUEUE
-from workers.settings import WorkerSettings
+from vidstrata.jobs.contract import INGEST_QUEUE
+from vidstrata.workers.settings import WorkerSettings
 
 
 def prepare_metrics_dir() -> Path:
@@ -36,7 +36,7 @@ def main(argv: list[str] | None = None) -> None:
         raise RuntimeError("prometheus_client was imported before the worker set up its multiprocess folder")
     settings = WorkerSettings()
     prepare_metrics_dir()
-    from workers.celery_app import app
+    from vidstrata.workers.celery_app import app
 
     app.worker_main([
         "worker",

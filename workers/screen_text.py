@@ -1,6 +1,6 @@
 """The on-screen text stage of ingest: a bounded set of frames -> Triton OCR -> normalised, merged, timed text.
 
-OCR costs 0.3-0.6 s a frame on 2 CPU cores, so few frames are read: the shared decoder (spec.video: upright
+OCR costs 0.3-0.6 s a frame on 2 CPU cores, so few frames are read: the shared decoder (vidstrata.media.video: upright
 by the display matrix, real time, bounded frame size) decodes the video as a stream, and this stage looks at
 `sample_fps` frames a second through a colour histogram of a 64x64 thumbnail (16 bins per channel); a frame is
 read when the picture changed since the last one read (half the L1 distance of the normalised histograms above
@@ -21,11 +21,11 @@ from pathlib import Path
 import av
 import numpy as np
 
-from inference.screen_text import TritonScreenText
-from inference.speech import TimedText
-from spec.contract import SCREEN_TEXT_MIN_SIDE
-from spec.screen_text import LineFilter, Sighting, merge_sightings
-from spec.video import VideoSource
+from vidstrata.inference.screen_text import TritonScreenText
+from vidstrata.inference.speech import TimedText
+from vidstrata.spec.contract import SCREEN_TEXT_MIN_SIDE
+from vidstrata.spec.screen_text import LineFilter, Sighting, merge_sightings
+from vidstrata.media.video import VideoSource
 
 THUMBNAIL = 64
 HISTOGRAM_BINS = 16
@@ -43,7 +43,7 @@ def colour_histogram(frame: av.VideoFrame) -> np.ndarray:
 def pick_frames(video: VideoSource, sample_fps: float, max_per_minute: int, change_threshold: float,
                 max_side: int) -> Iterator[tuple[float, np.ndarray]]:
     """(presentation second, upright RGB frame with its longer side at most max_side) of each frame worth
-    reading, decoded by the shared decoder (spec.video), so a phone video's rotation is undone before OCR."""
+    reading, decoded by the shared decoder (vidstrata.media.video), so a phone video's rotation is undone before OCR."""
     min_gap_s = 60.0 / max_per_minute
     next_sample, last_seen, last_pick, pending = 0.0, None, -np.inf, False
     for t, frame in video.frames():

@@ -17,8 +17,8 @@ import av
 import numpy as np
 from faster_whisper.vad import VadOptions, get_speech_timestamps
 
-from inference.speech import AudioWindow, TimedText, TritonSpeech
-from spec.contract import SPEECH_MAX_WINDOW_S, SPEECH_SAMPLE_RATE
+from vidstrata.inference.speech import AudioWindow, TimedText, TritonSpeech
+from vidstrata.spec.contract import SPEECH_MAX_WINDOW_S, SPEECH_SAMPLE_RATE
 
 # Silero VAD's defaults wait 2 s of silence before closing a chunk; narration pauses are shorter.
 VAD_OPTIONS = VadOptions(min_silence_duration_ms=500, speech_pad_ms=200)

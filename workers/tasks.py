@@ -29,18 +29,18 @@ from celery import Task
 from celery.exceptions import SoftTimeLimitExceeded
 from celery.signals import worker_init, worker_process_init
 
-from index.errors import IndexUnavailable
-from jobs.errors import StatusUnavailable
-from jobs.contract import INGEST_TASK
-from jobs.status import StatusStore
-from index.store import VideoIndex
-from inference.encoder import Encoder, EncoderInputError, EncoderUnavailable
-from inference.factory import open_encoder
-from workers import metrics
-from workers.celery_app import app, worker_settings
-from workers.errors import BadVideo, IngestCancelled, SourceUnavailable
-from workers.fetch import remove_leftovers
-from workers.ingest import Ingestor
+from vidstrata.index.errors import IndexUnavailable
+from vidstrata.jobs.errors import StatusUnavailable
+from vidstrata.jobs.contract import INGEST_TASK
+from vidstrata.jobs.status import StatusStore
+from vidstrata.index.store import VideoIndex
+from vidstrata.inference.encoder import Encoder, EncoderInputError, EncoderUnavailable
+from vidstrata.inference.factory import open_encoder
+from vidstrata.workers import metrics
+from vidstrata.workers.celery_app import app, worker_settings
+from vidstrata.workers.errors import BadVideo, IngestCancelled, SourceUnavailable
+from vidstrata.workers.fetch import remove_leftovers
+from vidstrata.workers.ingest import Ingestor
 
 log = logging.getLogger(__name__)
 

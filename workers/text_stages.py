@@ -10,9 +10,9 @@ from pathlib import Path
 
 import numpy as np
 
-from index.segments import SegmentRecord
-from inference.encoder import Encoder
-from inference.speech import TimedText
+from vidstrata.index.segments import SegmentRecord
+from vidstrata.inference.encoder import Encoder
+from vidstrata.inference.speech import TimedText
 
 
 class TimedTextStage:

@@ -1,7 +1,7 @@
 """Offline what-if for clip segmentation: retrieval per level with other `SegmentationParams`.
 
 Not the evaluation (that is `python -m bench.eval`, through the real stack): a diagnosis tool that replays the
-same functions ingest and the gateway run (spec.video sampling, the exported ONNX frame and text graphs,
+same functions ingest and the gateway run (vidstrata.media.video sampling, the exported ONNX frame and text graphs,
 spec.aggregation, gateway.scoring, gateway.fusion) in one process, so a change to the segmentation can be
 judged before it ships. Every video is searched against every query (no ANN), as the eval does.
 
@@ -23,16 +23,16 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
 from bench.datasets import Item, queries, read_jsonl  # noqa: E402
 from bench.metrics import RankedVideo, score_queries  # noqa: E402
-from spec.aggregation import SegmentationParams, aggregate_video  # noqa: E402
-from gateway.fusion import FusionConfig, FusionMethod, fuse  # noqa: E402
-from gateway.query import query_vectors  # noqa: E402
-from gateway.scoring import score_candidates  # noqa: E402
-from gateway.settings import GatewaySettings  # noqa: E402
-from index.store import ClipRecord, VideoRecord  # noqa: E402
-from inference.encoder import Encoder  # noqa: E402
-from inference.factory import open_encoder  # noqa: E402
-from spec.video import VideoReader  # noqa: E402
-from workers.settings import WorkerSettings  # noqa: E402
+from vidstrata.spec.aggregation import SegmentationParams, aggregate_video  # noqa: E402
+from vidstrata.gateway.fusion import FusionConfig, FusionMethod, fuse  # noqa: E402
+from vidstrata.gateway.query import query_vectors  # noqa: E402
+from vidstrata.gateway.scoring import score_candidates  # noqa: E402
+from vidstrata.gateway.settings import GatewaySettings  # noqa: E402
+from vidstrata.index.store import ClipRecord, VideoRecord  # noqa: E402
+from vidstrata.inference.encoder import Encoder  # noqa: E402
+from vidstrata.inference.factory import open_encoder  # noqa: E402
+from vidstrata.media.video import VideoReader  # noqa: E402
+from vidstrata.workers.settings import WorkerSettings  # noqa: E402
 
 
 def frame_vectors(encoder: Encoder, item: Item, worker: WorkerSettings) -> tuple[np.ndarray, np.ndarray, float]:

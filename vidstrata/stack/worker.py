@@ -1,4 +1,4 @@
-"""Start an ingest worker (`python -m workers.main`) as a supervised process group."""
+"""Start an ingest worker (`python -m vidstrata.workers.main`) as a supervised process group."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ READY_LINE = " ready."  # what Celery logs once the worker consumes its queues
 
 
 def start_worker(env: Mapping[str, str], log_path: Path, timeout_s: float = 120.0) -> ManagedProcess:
-    """`python -m workers.main` with `env`, returned once it consumes the ingest queue.
+    """`python -m vidstrata.workers.main` with `env`, returned once it consumes the ingest queue.
 
     Readiness is read from the part of `log_path` written after this start, so a log shared by restarts
     (as `vidstrata up` keeps) cannot report an earlier run's ready line. Raises ProcessFailed with the log tail
@@ -25,7 +25,7 @@ def start_worker(env: Mapping[str, str], log_path: Path, timeout_s: float = 120.
             log.seek(offset)
             return READY_LINE in log.read().decode(errors="replace")
 
-    process = ManagedProcess("worker", [sys.executable, "-m", "workers.main"], log_path, env=dict(env)).start()
+    process = ManagedProcess("worker", [sys.executable, "-m", "vidstrata.workers.main"], log_path, env=dict(env)).start()
     try:
         process.wait_ready(ready, timeout_s)
     except BaseException:

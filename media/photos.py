@@ -1,4 +1,4 @@
-"""Real photos shipped by scikit-image, with captions we wrote (bench/data/photo_captions.json), as uint8 RGB.
+"""Real photos shipped by scikit-image, with captions we wrote (media/data/photo_captions.json), as uint8 RGB.
 
 The one source of the captions: the `scenes` evaluation set, the encoder tests and the ingest tests all use it.
 """

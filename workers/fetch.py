@@ -13,6 +13,16 @@ Credentials in the URL are used, never shown: userinfo (`https://alice:s3cret@ho
 auth to that URL's own origin only (a redirect elsewhere gets none), and every message raised here names the
 source by `spec.redaction.redact_uri` (userinfo and presigned-URL signatures as `***`), so no status field or
 log line built from it carries a secret.
+
+Where a fetch may go is the deployment's `SourcePolicy`. A URL's host is resolved once and every address checked by
+`workers.destinations` (public addresses only, unless allow-listed) before anything is sent; the connection goes
+to exactly the address checked, with the Host header, TLS SNI and certificate verification still on the name, and
+every redirect hop (http(s) only) is checked the same way. A refused destination is `DestinationRefused` (a
+`BadVideo`: permanent) with one reason that never says what the host resolved to or whether anything listens
+there: no connection to it is ever attempted, so no "connection refused" or timeout can tell. Proxies named in
+the environment are not used (they would connect in the policy's place). A local path (or file:// URI) is read only
+when it lies, symlinks resolved, under one of the policy's `local_roots`; any other is refused with one reason,
+whether or not it exists.
 """
 
 from __future__ import annotations
@@ -30,12 +40,19 @@ import zlib
 import urllib.error
 import urllib.parse
 import urllib.request
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from spec.redaction import redact_text, redact_uri, url_secrets
-from workers.errors import BadVideo, IngestCancelled, SourceUnavailable
+from vidstrata.spec.redaction import redact_text, redact_uri, url_secrets
+from vidstrata.workers.destinations import REFUSED, DestinationPolicy, DestinationRefused
+from vidstrata.workers.errors import BadVideo, IngestCancelled, SourceUnavailable
+
+if TYPE_CHECKING:
+    from vidstrata.workers.settings import WorkerSettings
 
 # HTTP statuses worth retrying: the server or something in front of it is busy or down.
 _TRANSIENT_STATUSES = {408, 425, 429, 500, 502, 503, 504}
@@ -51,6 +68,39 @@ _DECODERS = {"gzip": 47, "x-gzip": 47, "deflate": 47}
 # getaddrinfo's answers that mean the name does not exist (NXDOMAIN) or has no address: asking again cannot help.
 # EAI_AGAIN (the resolver could not answer) and EAI_FAIL (it failed) are worth a retry.
 _NO_SUCH_HOST = {code for code in (socket.EAI_NONAME, getattr(socket, "EAI_NODATA", None)) if code is not None}
+
+
+# The one reason of a local path outside the roots: the same whether it exists, is a symlink leading out, or climbs out.
+LOCAL_REFUSED = ("refused: local files are read only from the folders this deployment names "
+                 "(VIDSTRATA_WORKER_LOCAL_ROOTS)")
+NO_LOCAL = "local paths are not accepted by this deployment: give an http(s) URL"
+
+
+@dataclass(frozen=True)
+class SourcePolicy:
+    """What a fetch may read: `destinations` for URLs, and local files under `local_roots` (none: no local files)."""
+
+    destinations: DestinationPolicy = field(default_factory=DestinationPolicy)
+    local_roots: tuple[Path, ...] = ()
+
+    @classmethod
+    def of(cls, local_roots: Iterable[str | Path] = (), allow_networks: Iterable[str] = (),
+           allow_hosts: Iterable[str] = ()) -> SourcePolicy:
+        """A policy from plain values; each root is resolved (symlinks and `..`) once, here."""
+        roots = tuple(Path(os.path.realpath(root)) for root in local_roots)
+        return cls(DestinationPolicy.of(allow_networks, allow_hosts), roots)
+
+    @classmethod
+    def from_settings(cls, settings: WorkerSettings) -> SourcePolicy:
+        return cls.of(settings.local_roots if settings.allow_local_paths else (),
+                      settings.fetch_allow_networks, settings.fetch_allow_hosts)
+
+
+def _environment_policy() -> SourcePolicy:
+    """The worker's policy as its VIDSTRATA_WORKER_* settings state it (for a caller that passes none)."""
+    from vidstrata.workers.settings import WorkerSettings
+
+    return SourcePolicy.from_settings(WorkerSettings())
 
 
 def _size_error(shown: str, size: int, limit: int) -> BadVideo:
@@ -95,11 +145,111 @@ def _split_credentials(url: str) -> tuple[str, str | None]:
     return urllib.parse.urlunsplit(parts._replace(netloc=host)), "Basic " + base64.b64encode(token).decode()
 
 
-def _local(uri: str) -> Path:
-    """The regular file a local path or file:// URI names."""
-    path = Path(urllib.parse.unquote(urllib.parse.urlparse(uri).path) if uri.startswith("file://") else uri)
+def _connect(addresses: list[tuple[int, tuple]], timeout: float | None, source_address: tuple | None) -> socket.socket:
+    """A TCP connection to the first of `addresses` (already checked) that answers; the last error if none does."""
+    error: OSError | None = None
+    for family, sockaddr in addresses:
+        sock = socket.socket(family, socket.SOCK_STREAM)
+        try:
+            if timeout is not socket._GLOBAL_DEFAULT_TIMEOUT:  # type: ignore[attr-defined] # http.client's "unset"
+                sock.settimeout(timeout)
+            if source_address:
+                sock.bind(source_address)
+            sock.connect(sockaddr)
+            return sock
+        except OSError as exc:
+            error = exc
+            sock.close()
+    assert error is not None  # resolve() never returns an empty list
+    raise error
+
+
+def _checked_connection(connection_class: type[http.client.HTTPConnection], policy: DestinationPolicy, host: str,
+                        **kwargs: object) -> http.client.HTTPConnection:
+    """An http.client connection whose socket goes only to the addresses `policy` checked for its host.
+
+    The connection keeps the name as its host (Host header; for HTTPS the SNI and the certificate check), and
+    resolves it once, when it connects: the address checked is the address connected to.
+    """
+    connection = connection_class(host, **kwargs)  # type: ignore[arg-type]
+
+    def create_connection(address: tuple[str, int], timeout: float | None = None,
+                          source_address: tuple | None = None) -> socket.socket:
+        name, port = address
+        return _connect(policy.resolve(name, port), timeout, source_address)
+
+    connection._create_connection = create_connection  # type: ignore[attr-defined]
+    return connection
+
+
+class _CheckedHTTPHandler(urllib.request.HTTPHandler):
+    def __init__(self, policy: DestinationPolicy) -> None:
+        super().__init__()
+        self.policy = policy
+
+    def http_open(self, req: urllib.request.Request) -> http.client.HTTPResponse:
+        return self.do_open(partial(_checked_connection, http.client.HTTPConnection, self.policy), req)
+
+
+class _CheckedHTTPSHandler(urllib.request.HTTPSHandler):
+    """HTTPS with the default context: the certificate is verified against the URL's host name."""
+
+    def __init__(self, policy: DestinationPolicy) -> None:
+        super().__init__()
+        self.policy = policy
+
+    def https_open(self, req: urllib.request.Request) -> http.client.HTTPResponse:
+        return self.do_open(partial(_checked_connection, http.client.HTTPSConnection, self.policy), req,
+                            context=self._context)  # type: ignore[attr-defined]
+
+
+class _CheckedRedirects(urllib.request.HTTPRedirectHandler):
+    """Follows redirects to http(s) URLs only (urllib would follow ftp:// too); each hop connects through the
+    checked handlers above, so its destination is checked like the first."""
+
+    def http_error_302(self, req, fp, code, msg, headers):  # noqa: ANN001, ANN201 - urllib's signature
+        target = headers.get("location") or headers.get("uri")
+        if target is not None:
+            try:
+                scheme = urllib.parse.urlsplit(urllib.parse.urljoin(req.full_url, target)).scheme.lower()
+            except ValueError:
+                scheme = ""
+            if scheme not in ("http", "https"):
+                fp.close()
+                raise DestinationRefused(REFUSED)
+        return super().http_error_302(req, fp, code, msg, headers)
+
+    http_error_301 = http_error_303 = http_error_307 = http_error_308 = http_error_302
+
+
+def _opener(policy: DestinationPolicy, *extra: urllib.request.BaseHandler) -> urllib.request.OpenerDirector:
+    """http(s) only, through the checked handlers; no proxy from the environment, no ftp, file or data URLs."""
+    opener = urllib.request.OpenerDirector()
+    for handler in (_CheckedHTTPHandler(policy), _CheckedHTTPSHandler(policy), _CheckedRedirects(),
+                    urllib.request.HTTPDefaultErrorHandler(), urllib.request.HTTPErrorProcessor(),
+                    urllib.request.UnknownHandler(), *extra):
+        opener.add_handler(handler)
+    return opener
+
+
+def _local(uri: str, roots: tuple[Path, ...]) -> Path:
+    """The regular file a local path or file:// URI names, resolved; refused (one reason) unless under `roots`.
+
+    Symlinks and `..` are resolved before the check, and the resolved path is what the caller reads, so nothing
+    outside the roots is read whatever the path spells. Whether a refused path exists is never looked at.
+    """
+    named = urllib.parse.unquote(urllib.parse.urlparse(uri).path) if uri.startswith("file://") else uri
+    if not roots:
+        raise BadVideo(NO_LOCAL)
     try:
-        mode = path.stat().st_mode
+        resolved = Path(os.path.realpath(named))
+    except (ValueError, OSError):  # e.g. an embedded NUL, a symlink loop
+        raise BadVideo(f"{redact_uri(uri)}: {LOCAL_REFUSED}") from None
+    if not any(resolved.is_relative_to(root) for root in roots):
+        raise BadVideo(f"{redact_uri(uri)}: {LOCAL_REFUSED}")
+    path = Path(named)
+    try:
+        mode = resolved.stat().st_mode
     except FileNotFoundError:
         raise BadVideo(f"no such file: {path}") from None
     except OSError as exc:
@@ -107,7 +257,7 @@ def _local(uri: str) -> Path:
     if not stat.S_ISREG(mode):
         kind = "a directory" if stat.S_ISDIR(mode) else "a device, pipe or socket"
         raise BadVideo(f"not a regular file: {path} is {kind}")
-    return path
+    return resolved
 
 
 class _Download:
@@ -118,8 +268,9 @@ class _Download:
     """
 
     def __init__(self, url: str, max_bytes: int, timeout_s: float, deadline_s: float,
-                 cancelled: Callable[[], bool]) -> None:
+                 cancelled: Callable[[], bool], policy: DestinationPolicy) -> None:
         self.max_bytes, self.timeout_s, self.deadline_s = max_bytes, timeout_s, deadline_s
+        self.policy = policy
         self.shown, self._secrets = redact_uri(url), url_secrets(url)
         self.url, self._authorization = _split_credentials(url)
         self.cancelled = cancelled
@@ -131,8 +282,8 @@ class _Download:
 
     def _opener(self) -> urllib.request.OpenerDirector:
         if self._authorization is None:
-            return urllib.request.build_opener()
-        return urllib.request.build_opener(_OriginAuth(_origin(self.url), self._authorization))
+            return _opener(self.policy)
+        return _opener(self.policy, _OriginAuth(_origin(self.url), self._authorization))
 
     def _open(self) -> http.client.HTTPResponse:
         url, host = self.shown, (urllib.parse.urlsplit(self.url).hostname or "").lower()
@@ -142,6 +293,8 @@ class _Download:
                                                             "Accept-Encoding": "identity"})
         try:
             return self._opener().open(request, timeout=self.timeout_s)
+        except DestinationRefused:
+            raise DestinationRefused(f"{url}: {REFUSED}") from None
         except urllib.error.HTTPError as exc:
             if exc.code in _TRANSIENT_STATUSES:
                 raise SourceUnavailable(f"{url}: HTTP {exc.code} {exc.reason}") from exc
@@ -245,13 +398,15 @@ def _alive(pid: int) -> bool:
 @contextmanager
 def fetch(
     uri: str, max_bytes: int, timeout_s: float, allow_local: bool = True, deadline_s: float = math.inf,
-    cancelled: Callable[[], bool] = lambda: False,
+    cancelled: Callable[[], bool] = lambda: False, policy: SourcePolicy | None = None,
 ) -> Iterator[Path]:
     """Yield a local file holding the video; a downloaded copy is deleted on exit.
 
     timeout_s bounds the connection and each read (a stall); deadline_s the whole download; cancelled() is
-    asked about once a second while downloading, and True stops it with IngestCancelled.
+    asked about once a second while downloading, and True stops it with IngestCancelled. `policy` says where
+    a fetch may go (None: the worker's VIDSTRATA_WORKER_* settings); allow_local=False refuses every local path.
     """
+    policy = policy if policy is not None else _environment_policy()
     try:
         scheme = urllib.parse.urlsplit(uri).scheme.lower()
     except ValueError as exc:  # e.g. an unclosed "[" of an IPv6 host
@@ -259,7 +414,8 @@ def fetch(
     if scheme in ("http", "https"):
         folder = Path(tempfile.mkdtemp(prefix=f"{_FOLDER_PREFIX}{os.getpid()}-"))
         try:
-            path = _Download(uri, max_bytes, timeout_s, deadline_s, cancelled).to(folder / "source")
+            download = _Download(uri, max_bytes, timeout_s, deadline_s, cancelled, policy.destinations)
+            path = download.to(folder / "source")
             yield _checked(path, max_bytes, redact_uri(uri))
         finally:
             shutil.rmtree(folder, ignore_errors=True)
@@ -267,8 +423,8 @@ def fetch(
     if scheme not in ("", "file"):
         raise BadVideo(f"unsupported source scheme {scheme!r}: give an http(s) URL or a local path")
     if not allow_local:
-        raise BadVideo("local paths are not accepted by this deployment: give an http(s) URL")
-    yield _checked(_local(uri), max_bytes, uri)
+        raise BadVideo(NO_LOCAL)
+    yield _checked(_local(uri, policy.local_roots), max_bytes, uri)
 
 
 def _checked(path: Path, max_bytes: int, shown: str) -> Path:

@@ -7,13 +7,19 @@ the status store, so one Redis serves a deployment, as the gateway expects when 
 
 from __future__ import annotations
 
-from pydantic import Field, model_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+import json
+import os
+from pathlib import Path
+from typing import Annotated
 
-from index.settings import IndexSettings
-from inference.settings import TritonSettings
-from jobs.settings import RedisSettings
-from spec.video import DEFAULT_MAX_PIXELS
+from pydantic import Field, IPvAnyNetwork, field_validator, model_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+from vidstrata.index.settings import IndexSettings
+from vidstrata.inference.settings import TritonSettings
+from vidstrata.jobs.settings import RedisSettings
+from vidstrata.media.video import DEFAULT_MAX_PIXELS
+from vidstrata.workers.destinations import check_host_pattern
 
 TIME_LIMIT_GRACE_S = 5.0  # after the soft limit marks a task FAILED, the hard limit kills it this much later
 
@@ -39,7 +45,7 @@ class WorkerSettings(BaseSettings):
         DEFAULT_MAX_PIXELS,
         ge=1,
         description="Videos with larger frames (width x height) are rejected (FAILED); bounds a decode's memory "
-        "(spec.video.memory_bound_bytes).",
+        "(vidstrata.media.video.memory_bound_bytes).",
     )
     max_download_bytes: int = Field(
         4 * 1024**3,
@@ -62,7 +68,23 @@ class WorkerSettings(BaseSettings):
         "video is FAILED instead of being run again.",
     )
     allow_local_paths: bool = Field(
-        True, description="Accept local paths and file:// URIs as sources; turn off where only URLs may be ingested."
+        True, description="Accept local paths and file:// URIs as sources at all (and then only under local_roots); "
+        "false refuses every one.",
+    )
+    local_roots: Annotated[list[Path], NoDecode] = Field(
+        [], description="Folders (separated by ':', as in PATH) whose files may be ingested by local path or file:// "
+        "URI, symlinks and '..' resolved before the check; any other path is FAILED with one reason, whether or not "
+        "it exists. Empty: no local files, URLs only.",
+    )
+    fetch_allow_networks: Annotated[list[IPvAnyNetwork], NoDecode] = Field(
+        [], description="Networks (comma-separated CIDRs, e.g. 10.20.0.0/16,fd00:1::/64) a download may connect to "
+        "besides public addresses. Without them loopback, private (RFC 1918, fc00::/7), link-local (169.254.0.0/16 "
+        "with cloud metadata, fe80::/10), CGNAT, multicast, unspecified and other non-global addresses are refused, "
+        "checked on the resolved address and on every redirect.",
+    )
+    fetch_allow_hosts: Annotated[list[str], NoDecode] = Field(
+        [], description="Host names (comma-separated; *.example.com: its subdomains) a download may connect to "
+        "whatever address they resolve to, e.g. an object store inside the cluster.",
     )
     frame_batch: int = Field(32, ge=1, le=1024, description="Frames per Triton request.")
     embed_inflight: int = Field(
@@ -92,6 +114,9 @@ class WorkerSettings(BaseSettings):
     )
     metrics_port: int = Field(
         9101, ge=0, le=65535, description="Port of the worker's Prometheus /metrics; 0 turns it off."
+    )
+    metrics_host: str = Field(
+        "0.0.0.0", description="Interface the worker's /metrics listens on (`vidstrata up`: 127.0.0.1)."
     )
     concurrency: int = Field(2, ge=1, description="Videos ingested at once by one worker (Celery prefork processes).")
     speech: bool = Field(
@@ -136,6 +161,31 @@ class WorkerSettings(BaseSettings):
     speech_inflight: int = Field(
         4, ge=1, le=32, description="Speech windows in flight to Triton at once, so its batcher can decode them together."
     )
+
+    @field_validator("fetch_allow_networks", "fetch_allow_hosts", mode="before")
+    @classmethod
+    def _comma_separated(cls, value: object) -> object:
+        """A plain `a,b` (or one value) from the environment; a JSON list is read as JSON."""
+        if isinstance(value, str):
+            if value.lstrip().startswith("["):
+                return json.loads(value)
+            return [part.strip() for part in value.split(",") if part.strip()]
+        return value
+
+    @field_validator("local_roots", mode="before")
+    @classmethod
+    def _path_separated(cls, value: object) -> object:
+        """`/a:/b` as in PATH (or one folder); a JSON list is read as JSON."""
+        if isinstance(value, str):
+            if value.lstrip().startswith("["):
+                return json.loads(value)
+            return [part for part in value.split(os.pathsep) if part.strip()]
+        return value
+
+    @field_validator("fetch_allow_hosts")
+    @classmethod
+    def _host_names(cls, hosts: list[str]) -> list[str]:
+        return [check_host_pattern(host) for host in hosts]
 
     @model_validator(mode="after")
     def _timeouts_nest(self) -> WorkerSettings:

@@ -11,17 +11,17 @@ ARG TRITON_IMAGE=nvcr.io/nvidia/tritonserver:24.10-py3
 # torch only exports ONNX here, on CPU: its CPU wheels spare both images gigabytes of CUDA libraries.
 ARG TORCH_INDEX=https://download.pytorch.org/whl/cpu
 
-# --- build: the vidstrata wheel, gRPC stubs included ---------------------------------------------------
+# --- build: the vidstrata and vidstrata-client wheels, gRPC stubs included ------------------------------
 FROM ${PYTHON_IMAGE} AS build
 RUN pip install --no-cache-dir "grpcio-tools>=1.66"
 WORKDIR /src
 COPY . .
-# The stubs (package vidstrata.v1) are generated, never committed: the same command as `make proto`.
+# The stubs (package vidstrata.v1, in the client) are generated, never committed: the same command as `make proto`.
 RUN if [ -f gateway/proto/vidstrata/v1/search.proto ]; then \
-      python -m grpc_tools.protoc -I gateway/proto --python_out=. --grpc_python_out=. --pyi_out=. \
+      python -m grpc_tools.protoc -I gateway/proto --python_out=client --grpc_python_out=client --pyi_out=client \
         gateway/proto/vidstrata/v1/search.proto; \
     fi \
- && pip wheel --no-cache-dir --no-deps --wheel-dir /dist .
+ && pip wheel --no-cache-dir --no-deps --wheel-dir /dist ./client .
 
 # --- runtime: gateway and workers ---------------------------------------------------------------------
 FROM ${PYTHON_IMAGE} AS runtime
@@ -59,7 +59,7 @@ COPY --from=build /dist /dist
 COPY requirements.lock /dist/
 # The build fails here, not the pod in Init, when the plan path's packages are missing (cuda.bindings imports
 # without a GPU; tensorrt is only looked up, as its libraries may want the driver the build host lacks).
-RUN pip install --extra-index-url "${TORCH_INDEX}" -c /dist/requirements.lock "$(ls /dist/vidstrata-*.whl)[gpu]" "tensorrt==${TENSORRT_VERSION}" \
+RUN pip install --extra-index-url "${TORCH_INDEX}" -c /dist/requirements.lock /dist/vidstrata_client-*.whl "$(ls /dist/vidstrata-*.whl)[gpu]" "tensorrt==${TENSORRT_VERSION}" \
  && rm -rf /dist \
  && python -c "import importlib.util, cuda.bindings.runtime; assert importlib.util.find_spec('tensorrt'), 'no tensorrt'"
 # Serve python-backend models with the Python 3.11 stub of this same Triton release (2.51), which

@@ -23,18 +23,20 @@ LATEST_TREE := build/latest
 # name==version lines with the names in PEP 503 form (lower case, '-' for '_' and '.'), sorted
 NORMALIZE_NAMES := sed -E 'h; s/==.*//; y/ABCDEFGHIJKLMNOPQRSTUVWXYZ_./abcdefghijklmnopqrstuvwxyz--/; G; s/\n[^=]*//' | sort
 
-.PHONY: install proto lint-imports test test-fast test-latest lock up docs model-repository bench bench-encoders bench-ingest bench-gateway bench-query bench-curve eval system-deps clean
+.PHONY: install proto wheels clean-wheel-builds lint-imports test test-fast test-latest lock up docs model-repository bench bench-encoders bench-ingest bench-gateway bench-query bench-curve eval system-deps clean
 
 $(PY):
 	python3 -m venv $(VENV)
 	$(PIP) install -q --upgrade pip
 
-$(STAMP): $(LOCK) pyproject.toml | $(PY)
+# Two distributions from this tree, both editable: vidstrata-client (client/) and the server (.), which needs it.
+$(STAMP): $(LOCK) pyproject.toml client/pyproject.toml | $(PY)
 ifeq ($(RESOLVE),latest)
-	$(PIP) install -q --upgrade --upgrade-strategy eager "$(TORCH_PIN)" -e ".[dev]"
+	$(PIP) install -q --upgrade --upgrade-strategy eager "$(TORCH_PIN)" -e ./client -e ".[dev]"
 else
 	$(PIP) install -q --require-hashes --no-deps -r $(LOCK)
 	$(PIP) install -q --no-deps --no-build-isolation -e .
+	$(PIP) install -q --no-deps --no-build-isolation -e ./client
 endif
 	$(PIP) check
 	touch $(STAMP)
@@ -42,15 +44,24 @@ endif
 # Re-resolves pyproject's ranges into the lock (server, dev tools) and the Milvus 2.3.5 standalone's own venv.
 lock: | $(PY)
 	$(PIP) install -q "uv==$(UV_VERSION)"
-	printf '%s\n' $(LOCK_PINS) | $(VENV)/bin/uv pip compile pyproject.toml - --extra dev $(LOCK_TARGET) \
-	  $(if $(PIP_FIND_LINKS),--find-links $(PIP_FIND_LINKS)) -o $(LOCK)
+	printf '%s\n' $(LOCK_PINS) ./client | $(VENV)/bin/uv pip compile pyproject.toml - --extra dev $(LOCK_TARGET) \
+	  --no-emit-package vidstrata-client $(if $(PIP_FIND_LINKS),--find-links $(PIP_FIND_LINKS)) -o $(LOCK)
 	printf 'milvus==2.3.5\n' | $(VENV)/bin/uv pip compile - $(LOCK_TARGET) -o $(MILVUS_LOCK)
 
 install: $(STAMP) proto system-deps
 
-# Stubs are generated from the .proto into the `vidstrata.v1` package, never edited by hand.
+# Stubs are generated from the .proto into the client's `vidstrata.v1` package, never edited by hand.
 proto: $(STAMP)
-	@if [ -f $(PROTO) ]; then $(PY) -m grpc_tools.protoc -I $(PROTO_DIR) --python_out=. --grpc_python_out=. --pyi_out=. $(PROTO); fi
+	@if [ -f $(PROTO) ]; then $(PY) -m grpc_tools.protoc -I $(PROTO_DIR) --python_out=client --grpc_python_out=client --pyi_out=client $(PROTO); fi
+
+# The two wheels a deployment installs: vidstrata-client alone for a product backend, both for the server.
+wheels: proto clean-wheel-builds
+	$(PIP) wheel -q --no-deps --no-build-isolation -w dist ./client .
+
+# setuptools keeps what it copied (build/lib) and listed (*.egg-info/SOURCES.txt) before: a module moved or removed
+# would stay in the wheel.
+clean-wheel-builds:
+	rm -rf build/lib build/bdist.* client/build *.egg-info client/*.egg-info
 
 # Debian services the tests start on private ports: redis-server, and promtool/prometheus for the k8s rules;
 # espeak-ng speaks the narration of the test and eval videos (speech search).

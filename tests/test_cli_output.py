@@ -7,9 +7,9 @@ import io
 from rich.console import Console
 from typer.testing import CliRunner
 
-from vidstrata.cli import app
-from vidstrata.ingest_progress import follow
-from vidstrata.search_table import hits_table
+from vidstrata.client.commands import app
+from vidstrata.client.ingest_progress import follow
+from vidstrata.client.search_table import hits_table
 from vidstrata.v1 import search_pb2
 
 Video = search_pb2.Video

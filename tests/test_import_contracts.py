@@ -16,7 +16,8 @@ import pytest
 
 REPO = Path(__file__).resolve().parents[1]
 LINT_IMPORTS = Path(sys.executable).parent / "lint-imports"
-PACKAGES = ("spec", "media", "encoders", "export", "inference", "index", "jobs", "workers", "gateway", "vidstrata", "bench")
+PACKAGES = ("spec", "media", "encoders", "export", "inference", "index", "jobs", "workers", "gateway", "client", "vidstrata",
+            "bench")
 
 
 def lint(root: Path) -> subprocess.CompletedProcess[str]:
@@ -42,6 +43,7 @@ def test_the_tree_keeps_every_contract() -> None:
     ("vidstrata/samples.py", "import bench.synthetic", "the CLI never imports the benchmarks"),
     ("gateway/old_name.py", "import spec.validation", "nothing imports a room by its folder name"),
     ("vidstrata/newroom.py", "import vidstrata.spec", "every room has its place"),
+    ("client/vidstrata/client/vectors.py", "import numpy", "the client (vidstrata-client) stands alone"),
 ])
 def test_a_forbidden_arrow_breaks_the_build(tmp_path: Path, module: str, line: str, contract: str) -> None:
     for package in PACKAGES:

@@ -379,7 +379,10 @@ def test_the_export_init_container_has_what_its_target_needs(rendered: tuple[str
     assert export["command"] == ["sh", "-c"] and export["args"][0].startswith("exec vidstrata export --target ")
     target = {e["name"]: e.get("value") for e in export["env"]}["VIDSTRATA_EXPORT_TARGET"]
     project = _pyproject()
-    assert "vidstrata" in project["project"]["scripts"]
+    client = tomllib.loads((K8S.parent / "client" / "pyproject.toml").read_text())
+    # the command comes with the client, which the server depends on; the server adds `export` to it
+    assert "vidstrata" in client["project"]["scripts"] and "vidstrata-client==0.1.0" in project["project"]["dependencies"]
+    assert project["project"]["entry-points"]["vidstrata.commands"]["server"] == "vidstrata.cli:register"
     stage = _dockerfile_stages()["triton"]
     assert "python3.11 -m venv /opt/vidstrata" in stage
     assert re.search(r"^ENV PATH=/opt/vidstrata/bin:\$\{PATH\}$", stage, re.M)
@@ -388,6 +391,7 @@ def test_the_export_init_container_has_what_its_target_needs(rendered: tuple[str
     if target != "tensorrt":
         return
     assert '/dist/vidstrata-*.whl)[gpu]"' in install and '"tensorrt==${TENSORRT_VERSION}"' in install
+    assert "/dist/vidstrata_client-*.whl" in install, "the server needs the client wheel (it is on no index)"
     args = dict(re.findall(r"^ARG (\w+)=(\S+)$", (K8S.parent / "Dockerfile").read_text(), re.M))
     assert args["TENSORRT_VERSION"].startswith(TRITON_TENSORRT[args["TRITON_IMAGE"]] + ".")
     # The image build already fails where the plan path's CUDA bindings or TensorRT are missing.

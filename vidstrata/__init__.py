@@ -1,1 +1,0 @@
-"""vidstrata: text-to-video search. The CLI and the local process supervisor live here."""

@@ -38,7 +38,7 @@ from vidstrata.gateway.fusion import FusionMethod
 from vidstrata.gateway.ingest import CeleryIngestQueue
 from vidstrata.gateway.query import parse_search
 from vidstrata.gateway.service import SearchResult, SearchService
-from vidstrata.gateway.settings import GatewaySettings
+from vidstrata.gateway.settings import GatewaySettings, UnauthenticatedExposure
 from vidstrata.jobs.status import IngestState, StatusStore, VideoStatus
 from vidstrata.spec.redaction import install_log_redaction, redact_text, redact_uri
 from vidstrata.index.segments import SegmentIndex, SegmentRecord
@@ -512,7 +512,14 @@ def main() -> None:
     # Rescoring's matrix products are tiny ([500, D] x [D, Q]): BLAS threads gain nothing there, and OpenBLAS's
     # spin while idle, which cost 35 ms of CPU per Search on 2 cores, taken from Milvus (BENCHMARKS.md, #13).
     threadpool_limits(limits=1, user_api="blas")
-    asyncio.run(serve(GatewaySettings()))
+    settings = GatewaySettings()
+    try:
+        warning = settings.exposure_warning()  # no API beyond loopback without a token, unless allowed on purpose
+    except UnauthenticatedExposure as exc:
+        raise SystemExit(f"vidstrata gateway: {exc}") from None
+    if warning:
+        log.warning(warning)
+    asyncio.run(serve(settings))
 
 
 if __name__ == "__main__":

@@ -7,6 +7,7 @@ fields go by name: `GatewaySettings(port=0, auth_token="t", milvus=IndexSettings
 
 from __future__ import annotations
 
+import ipaddress
 from pathlib import Path
 
 from pydantic import Field, field_validator, model_validator
@@ -16,6 +17,10 @@ from gateway.fusion import DEFAULT_TEXT_RANGES, FusionMethod, Normalization, che
 from index.settings import IndexSettings
 from inference.settings import TritonSettings
 from jobs.settings import RedisSettings
+
+class UnauthenticatedExposure(ValueError):
+    """The API would serve beyond loopback without a token, and that was not allowed."""
+
 
 class GatewaySettings(BaseSettings):
     """Everything `vidstrata gateway` needs: listeners, security, dependencies, limits and search tuning."""
@@ -39,7 +44,13 @@ class GatewaySettings(BaseSettings):
         9100, ge=0, le=65535, description="Prometheus /metrics HTTP port; 0: no metrics server.",
     )
     auth_token: str = Field(
-        "", description="Bearer token every VideoSearch call must send (`authorization: Bearer <token>`); empty: off.",
+        "", description="Bearer token every VideoSearch call must send (`authorization: Bearer <token>`); empty: off, "
+        "which the gateway refuses on any host but loopback unless allow_unauthenticated is set.",
+    )
+    allow_unauthenticated: bool = Field(
+        False, description="Serve the API without auth_token on a host other than loopback (anyone who reaches the "
+        "port may search, submit and delete videos); the gateway then logs a warning at start. Off: it refuses to "
+        "start.",
     )
     tls_cert_file: Path | None = Field(
         None, description="PEM certificate chain of the API port; TLS is on when this and tls_key_file are set.",
@@ -148,6 +159,34 @@ class GatewaySettings(BaseSettings):
         if self.default_top_k > self.max_top_k:
             raise ValueError("default_top_k must not exceed max_top_k")
         return self
+
+    @property
+    def loopback_only(self) -> bool:
+        """Whether `host` is a loopback address (or `localhost`): nothing off this machine can connect."""
+        host = self.host.strip().removeprefix("[").removesuffix("]")
+        if host.lower() == "localhost":
+            return True
+        try:
+            return ipaddress.ip_address(host).is_loopback
+        except ValueError:
+            return False  # a name or an interface: it may listen anywhere
+
+    def exposure_warning(self) -> str | None:
+        """The warning to log at start when the API serves beyond loopback without a token (allowed on purpose).
+
+        Raises UnauthenticatedExposure when it would do so and allow_unauthenticated is off."""
+        if self.auth_token or self.loopback_only:
+            return None
+        if not self.allow_unauthenticated:
+            raise UnauthenticatedExposure(
+                f"refusing to serve the API on {self.host} without authentication: set VIDSTRATA_GATEWAY_AUTH_TOKEN "
+                "(clients send `authorization: Bearer <token>`), or listen on loopback only "
+                "(VIDSTRATA_GATEWAY_HOST=127.0.0.1), or set VIDSTRATA_GATEWAY_ALLOW_UNAUTHENTICATED=true to serve "
+                "openly on purpose")
+        return (f"UNAUTHENTICATED: the API on {self.host}:{self.port} takes calls from anyone who can reach it "
+                "(search, submit: the workers fetch what they are told, delete), as "
+                "VIDSTRATA_GATEWAY_ALLOW_UNAUTHENTICATED=true allows; set VIDSTRATA_GATEWAY_AUTH_TOKEN to require "
+                "a token")
 
     @property
     def receive_limit_bytes(self) -> int:

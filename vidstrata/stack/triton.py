@@ -64,16 +64,18 @@ def triton_environment() -> dict[str, str]:
     return env
 
 
-def start_tritonserver(repository: Path, work_dir: Path, ports: TritonPorts) -> ManagedProcess:
-    """Launch tritonserver on `ports` (not yet waiting for readiness)."""
+def start_tritonserver(repository: Path, work_dir: Path, ports: TritonPorts,
+                       address: str = "127.0.0.1") -> ManagedProcess:
+    """Launch tritonserver on `ports` (not yet waiting for readiness), all three listening on `address` only."""
     binary = _pytriton_root() / "tritonserver" / "bin" / "tritonserver"
     argv = [
         str(binary),
         "--model-repository", str(repository.resolve()),
         "--backend-directory", str(backend_directory(work_dir / "backends")),
-        "--http-address", "127.0.0.1", "--http-port", str(ports.http),
-        "--grpc-address", "127.0.0.1", "--grpc-port", str(ports.grpc),
-        "--metrics-port", str(ports.metrics), "--allow-metrics", "true", "--allow-gpu-metrics", "false",
+        "--http-address", address, "--http-port", str(ports.http),
+        "--grpc-address", address, "--grpc-port", str(ports.grpc),
+        "--metrics-address", address, "--metrics-port", str(ports.metrics),
+        "--allow-metrics", "true", "--allow-gpu-metrics", "false",
         "--exit-on-error", "true", "--strict-readiness", "true", "--log-verbose", "0",
     ]
     return ManagedProcess("tritonserver", argv, work_dir / "tritonserver.log", env=triton_environment()).start()

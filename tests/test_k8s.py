@@ -13,6 +13,7 @@ from __future__ import annotations
 import ast
 import copy
 import functools
+import ipaddress
 import json
 import re
 import shutil
@@ -244,7 +245,7 @@ def test_network_policies(rendered: tuple[str, list[dict]]) -> None:
             matched = [p for p in pods.values() if _selects(labels, p["metadata"]["labels"])]
             assert len(matched) == 1, f"NetworkPolicy {name} selects {len(matched)} workloads"
             container_ports = {p["containerPort"] for c in matched[0]["spec"]["containers"] for p in c.get("ports", [])}
-            opened = {p["port"] for rule in spec["ingress"] for p in rule.get("ports", [])}
+            opened = {p["port"] for rule in spec.get("ingress", []) for p in rule.get("ports", [])}
             assert opened <= container_ports, f"NetworkPolicy {name} opens {opened - container_ports}"
     # Triton, Redis and Milvus: from the gateway and the workers only (plus scrapers and operators).
     for name in ("vidstrata-triton", "vidstrata-redis", "vidstrata-milvus"):
@@ -263,8 +264,83 @@ def test_gateway(rendered: tuple[str, list[dict]]) -> None:
     assert _find(docs, "HorizontalPodAutoscaler", "vidstrata-gateway")["spec"]["minReplicas"] >= 2
     assert _selects(_find(docs, "PodDisruptionBudget", "vidstrata-gateway")["spec"]["selector"]["matchLabels"], pod["metadata"]["labels"])
     refs = {e.get("configMapRef", e.get("secretRef", {})).get("name") for e in container["envFrom"]}
-    assert refs == {"vidstrata-config", "vidstrata-gateway"}
+    assert refs == {"vidstrata-config"}
+    # Fails closed (issue 22): the token is a required key of the Secret, so a Secret without it keeps the pod from
+    # starting instead of serving without auth (an envFrom secretRef would just skip the missing key).
+    (token,) = [e for e in container["env"] if e["name"] == "VIDSTRATA_GATEWAY_AUTH_TOKEN"]
+    ref = token["valueFrom"]["secretKeyRef"]
+    assert ref == {"name": "vidstrata-gateway", "key": "VIDSTRATA_GATEWAY_AUTH_TOKEN", "optional": False}
+    env = {e["name"] for e in container["env"]} | set(_find(docs, "ConfigMap", "vidstrata-config")["data"])
+    assert "VIDSTRATA_GATEWAY_ALLOW_UNAUTHENTICATED" not in env and "VIDSTRATA_GATEWAY_HOST" not in env
     assert {v["secret"]["secretName"] for v in pod["spec"]["volumes"] if "secret" in v} == {"vidstrata-gateway-tls"}
+
+
+# Addresses a worker must never reach in the cluster, whatever a URL says: nodes, pods and Services (private
+# ranges, CGNAT), loopback, cloud metadata, multicast; and ones it must.
+INTERNAL = ["10.0.0.1", "10.96.0.10", "172.16.0.1", "172.31.255.254", "192.168.1.1", "100.64.0.1", "127.0.0.1",
+            "169.254.169.254", "169.254.170.2", "0.0.0.0", "224.0.0.251", "240.0.0.1",
+            "fd00:ec2::254", "fd12:3456::1", "fe80::1", "::1", "::", "::ffff:10.0.0.1", "::ffff:169.254.169.254",
+            "ff02::1"]
+PUBLIC = ["8.8.8.8", "151.101.1.140", "2606:4700:4700::1111", "2a00:1450:4001:80b::200e"]
+
+
+def _egress_allows(rule: dict, address: str) -> bool:
+    ip = ipaddress.ip_address(address)
+    for peer in rule["to"]:
+        block = peer.get("ipBlock")
+        if block is None or ip.version != ipaddress.ip_network(block["cidr"]).version:
+            continue
+        if ip in ipaddress.ip_network(block["cidr"]) and not any(ip in ipaddress.ip_network(e) for e in block["except"]):
+            return True
+    return False
+
+
+def test_worker_egress(rendered: tuple[str, list[dict]]) -> None:
+    """Workers reach DNS, Triton, Redis and Milvus, and public addresses: no other pod, node, Service or metadata."""
+    _, docs = rendered
+    pods = _pods(docs)
+    policy = _find(docs, "NetworkPolicy", "vidstrata-worker-egress")["spec"]
+    assert policy["policyTypes"] == ["Egress"] and "ingress" not in policy
+    (worker,) = [p for p in pods.values() if _selects(policy["podSelector"]["matchLabels"], p["metadata"]["labels"])]
+    assert worker is pods["vidstrata-worker"]
+    peers, addresses = {}, []
+    for rule in policy["egress"]:
+        selectors = [peer for peer in rule["to"] if "ipBlock" not in peer]
+        if not selectors:
+            addresses.append(rule)
+            continue
+        for peer in selectors:
+            labels = peer["podSelector"]["matchLabels"]
+            ports = {(p["port"], p.get("protocol", "TCP")) for p in rule["ports"]}
+            if "namespaceSelector" in peer:  # the only other namespace: cluster DNS
+                assert peer["namespaceSelector"]["matchLabels"] == {"kubernetes.io/metadata.name": "kube-system"}
+                assert labels == {"k8s-app": "kube-dns"} and ports == {(53, "UDP"), (53, "TCP")}
+                peers["dns"] = ports
+            elif labels.get("app.kubernetes.io/name") == "milvus":
+                assert labels == {"app.kubernetes.io/name": "milvus", "app.kubernetes.io/instance": "vidstrata"}
+                peers["milvus"] = ports
+            else:
+                (target,) = [p for p in pods.values() if _selects(labels, p["metadata"]["labels"])]
+                opened = {p["containerPort"] for c in target["spec"]["containers"] for p in c.get("ports", [])}
+                assert {port for port, _ in ports} <= opened, (labels, ports)
+                peers[labels["app.kubernetes.io/component"]] = ports
+    assert peers == {"dns": {(53, "UDP"), (53, "TCP")}, "triton": {(8001, "TCP")}, "redis": {(6379, "TCP")},
+                     "milvus": {(19530, "TCP")}}
+    (internet,) = addresses
+    assert "ports" not in internet  # any port: a video URL may name one
+    for address in INTERNAL:
+        assert not _egress_allows(internet, address), address
+    for address in PUBLIC:
+        assert _egress_allows(internet, address), address
+    # What the worker itself refuses (vidstrata.workers.destinations) the cluster refuses too, on a grid of IPv4
+    # addresses that crosses every special range that is routed.
+    from vidstrata.workers.destinations import DestinationPolicy
+
+    for first in range(256):
+        for second in (0, 1, 16, 18, 31, 64, 127, 168, 254, 255):
+            probe = ipaddress.ip_address(f"{first}.{second}.1.1")
+            if not DestinationPolicy().allows(probe):
+                assert not _egress_allows(internet, str(probe)), probe
 
 
 def test_workers(rendered: tuple[str, list[dict]]) -> None:

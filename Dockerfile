@@ -30,8 +30,10 @@ ARG TORCH_INDEX
 ENV PYTHONDONTWRITEBYTECODE=1 PYTHONUNBUFFERED=1 PIP_NO_CACHE_DIR=1
 COPY --from=build /dist /dist
 COPY requirements.lock /dist/
-# The lock's versions (as constraints: the image leaves out the dev tools it also pins).
-RUN pip install --extra-index-url "${TORCH_INDEX}" -c /dist/requirements.lock /dist/*.whl && rm -rf /dist \
+# The lock's versions as constraints (the image leaves out the dev tools it also pins; its hashes would demand one
+# for the local wheels too).
+RUN sed -n 's/^\([A-Za-z0-9._-]*==[^ ]*\).*/\1/p' /dist/requirements.lock > /dist/constraints.txt \
+ && pip install --extra-index-url "${TORCH_INDEX}" -c /dist/constraints.txt /dist/*.whl && rm -rf /dist \
  && groupadd --gid 10001 vidstrata \
  && useradd --uid 10001 --gid 10001 --no-create-home --home-dir /tmp --shell /usr/sbin/nologin vidstrata
 USER 10001:10001
@@ -57,9 +59,10 @@ RUN apt-get update \
 ENV PATH=/opt/vidstrata/bin:${PATH}
 COPY --from=build /dist /dist
 COPY requirements.lock /dist/
+RUN sed -n 's/^\([A-Za-z0-9._-]*==[^ ]*\).*/\1/p' /dist/requirements.lock > /dist/constraints.txt
 # The build fails here, not the pod in Init, when the plan path's packages are missing (cuda.bindings imports
 # without a GPU; tensorrt is only looked up, as its libraries may want the driver the build host lacks).
-RUN pip install --extra-index-url "${TORCH_INDEX}" -c /dist/requirements.lock /dist/vidstrata_client-*.whl "$(ls /dist/vidstrata-*.whl)[gpu]" "tensorrt==${TENSORRT_VERSION}" \
+RUN pip install --extra-index-url "${TORCH_INDEX}" -c /dist/constraints.txt /dist/vidstrata_client-*.whl "$(ls /dist/vidstrata-*.whl)[gpu]" "tensorrt==${TENSORRT_VERSION}" \
  && rm -rf /dist \
  && python -c "import importlib.util, cuda.bindings.runtime; assert importlib.util.find_spec('tensorrt'), 'no tensorrt'"
 # Serve python-backend models with the Python 3.11 stub of this same Triton release (2.51), which

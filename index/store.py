@@ -27,11 +27,12 @@ from typing import Any, NamedTuple, TypeVar
 
 import grpc
 import numpy as np
-from pymilvus import DataType, MilvusClient, Status
+from pymilvus import MilvusClient, Status
 from pymilvus.exceptions import ConnectError, ErrorCode, MilvusException, MilvusUnavailableException
 
 from vidstrata.index.errors import IndexUnavailable, StorageError
 from vidstrata.index.filters import CompiledFilter, compile_filter, quote_string
+from vidstrata.index.replies import decoded_rows
 from vidstrata.spec.validation import check_metadata, check_video_id
 from vidstrata.index.schema import (
     MAX_CLIPS_PER_VIDEO,
@@ -194,46 +195,6 @@ def _group_by_video(hits: Iterable[Any], limit_videos: int) -> list[ClipHit]:
             if len(best) == limit_videos:
                 break
     return list(best.values())
-
-
-def decoded_rows(reply: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
-    """The rows of a Milvus query reply as plain dicts, each VECTOR_FIELD a float32 [D] view of one [N, D] array.
-
-    pymilvus decodes a reply's vectors lazily, row by row, into lists of Python floats: about 15 ms for the 500
-    vectors of one Search's candidates on this machine, as long as Milvus takes to find them. Its `HybridExtraList`
-    keeps the reply's packed FloatArray, whose serialised bytes are the little-endian floats after a 1-byte tag and a
-    varint length, so all vectors are read here with one copy (0.04 ms). A reply of any other shape (another pymilvus,
-    nullable vectors) is decoded row by row, as before.
-    """
-    lazy = getattr(reply, "_lazy_field_data", None)
-    if not isinstance(reply, list) or lazy is None or any(
-        f.field_name != VECTOR_FIELD or f.type != DataType.FLOAT_VECTOR or len(f.valid_data) for f in lazy
-    ):
-        return [dict(row) for row in reply]
-    rows = [dict(row) for row in list.__iter__(reply)]  # the eager fields only: no lazy decoding
-    for column in lazy:
-        vectors = _packed_floats(column.vectors.float_vector.SerializeToString()).reshape(len(rows), column.vectors.dim)
-        for row, vector in zip(rows, vectors, strict=True):
-            row[VECTOR_FIELD] = vector
-    return rows
-
-
-def _packed_floats(message: bytes) -> np.ndarray:
-    """The floats of a serialised protobuf FloatArray (field 1, packed): tag 0x0A, varint byte length, the data."""
-    if not message:
-        return np.zeros(0, dtype=np.float32)
-    if message[0] != 0x0A:
-        raise ValueError(f"not a packed FloatArray (tag {message[0]:#x})")
-    length, shift, at = 0, 0, 1
-    while True:
-        byte = message[at]
-        length |= (byte & 0x7F) << shift
-        at, shift = at + 1, shift + 7
-        if byte < 0x80:
-            break
-    if at + length != len(message):
-        raise ValueError(f"FloatArray of {len(message)} bytes declares {length} bytes of data")
-    return np.frombuffer(message, dtype="<f4", offset=at, count=length // 4)
 
 
 def _unique_ids(video_ids: Iterable[str]) -> list[str]:

@@ -28,7 +28,7 @@ from vidstrata.index import (
     VideoRecord,
 )
 from vidstrata.index.schema import SCHEMA_VERSION_PROPERTY
-from vidstrata.index.store import decoded_rows
+from vidstrata.index.replies import decoded_rows
 from vidstrata.stack.milvus import start_milvus_lite
 from vidstrata.stack.process import free_port
 

@@ -39,7 +39,8 @@ from index.schema import VECTOR_FIELD, clip_id
 from vidstrata.stack.milvus import MILVUS_STANDALONE_VERSION, start_milvus_lite, start_milvus_standalone
 from index.errors import StorageError
 from index.settings import IndexSettings
-from index.store import VideoIndex, connect_milvus
+from index.connection import connect_milvus
+from index.store import VideoIndex
 from inference.triton_encoder import TritonEncoder
 from vidstrata.stack.triton import TritonPorts, start_tritonserver
 from vidstrata.stack.gateway import start_gateway

@@ -400,3 +400,10 @@ def compile_filter(expr: str, collection: Collection = "videos") -> str:
     if collection not in ("videos", "clips"):
         raise ValueError(f"collection must be 'videos' or 'clips', not {collection!r}")
     return compile_filters(expr).for_collection(collection)
+
+
+def milvus_filter(filter_expr: str | CompiledFilter | None, collection: Collection) -> str:
+    """A user filter (text, or compiled once by the caller) as the Milvus expression for one collection."""
+    if isinstance(filter_expr, CompiledFilter):
+        return filter_expr.for_collection(collection)
+    return compile_filter(filter_expr or "", collection)

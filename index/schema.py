@@ -63,6 +63,12 @@ def clip_id(video_id: str, clip_index: int) -> str:
     return f"{video_id}:{clip_index}"
 
 
+def split_clip_id(primary_key: str) -> tuple[str, int]:
+    """(video_id, clip_index) of a clip's primary key (clip_id); video ids never contain ':'."""
+    video_id, _, index = primary_key.rpartition(":")
+    return video_id, int(index)
+
+
 def video_schema(dim: int) -> CollectionSchema:
     """One row per video: its vector, what search returns about it, and its filterable fields."""
     schema = MilvusClient.create_schema(auto_id=False, enable_dynamic_field=False)
@@ -109,6 +115,32 @@ def segment_schema(dim: int) -> CollectionSchema:
     schema.add_field("text", DataType.VARCHAR, max_length=SEGMENT_TEXT_MAX_LENGTH)
     schema.add_field(VECTOR_FIELD, DataType.FLOAT_VECTOR, dim=dim)
     return _with_video_copies(schema)
+
+
+def collection_schemas(names: CollectionNames, dim: int) -> tuple[tuple[str, CollectionSchema], ...]:
+    """Every collection of one prefix with the schema it must have, in the order they are ensured."""
+    return ((names.videos, video_schema(dim)), (names.clips, clip_schema(dim)), (names.segments, segment_schema(dim)))
+
+
+def ensure_collection(client: MilvusClient, name: str, schema: CollectionSchema, settings: IndexSettings) -> None:
+    """Create a missing collection with its index and schema version, or check an existing one (SchemaMismatch);
+    then load it, which a new process must do before it can search or query it.
+
+    Index settings only apply at creation: an existing collection keeps its index.
+    """
+    timeout = settings.milvus_timeout_s
+    if client.has_collection(name, timeout=timeout):
+        check_collection(name, client.describe_collection(name, timeout=timeout), schema)
+    else:
+        client.create_collection(
+            name,
+            schema=schema,
+            index_params=index_params(settings),
+            consistency_level="Strong",
+            properties={SCHEMA_VERSION_PROPERTY: str(SCHEMA_VERSION)},
+            timeout=timeout,
+        )
+    client.load_collection(name, timeout=timeout)
 
 
 def index_params(settings: IndexSettings) -> IndexParams:

@@ -17,11 +17,14 @@ from __future__ import annotations
 import math
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, ClassVar, NamedTuple, Self
+from typing import Any, ClassVar, NamedTuple, Protocol, Self
 
 import numpy as np
 
-from vidstrata.index.filters import CompiledFilter, quote_string
+from vidstrata.index.checks import check_limit, check_number, check_vector, unique_video_ids
+from vidstrata.index.connection import IndexConnection
+from vidstrata.index.filters import CompiledFilter, milvus_filter, quote_string
+from vidstrata.index.replies import decoded_rows
 from vidstrata.index.schema import (
     MAX_RESULT_WINDOW,
     MAX_SEGMENTS_PER_VIDEO,
@@ -30,16 +33,6 @@ from vidstrata.index.schema import (
     VECTOR_FIELD,
     search_params,
     segment_id,
-)
-from vidstrata.index.store import (
-    VideoIndex,
-    VideoRecord,
-    _check_limit,
-    _check_number,
-    _chunks,
-    _milvus_filter,
-    _unique_ids,
-    decoded_rows,
 )
 from vidstrata.spec.validation import check_metadata, check_video_id
 
@@ -78,6 +71,22 @@ class SegmentHit(Segment):
     score: float
 
 
+class SharesConnection(Protocol):
+    """What holds an IndexConnection to share, such as a VideoIndex."""
+
+    connection: IndexConnection
+
+
+class SegmentVideo(Protocol):
+    """What a segment row copies from its video (a VideoRecord has it): the id and the fields filters read."""
+
+    video_id: str
+    metadata: dict[str, str]
+    duration_s: float
+    clip_count: int
+    created_at: float
+
+
 # Videos per segment read: a Search's candidates in one query (a full result window is split, see _read_rows).
 _SEGMENT_READ_VIDEOS = 256
 
@@ -94,13 +103,18 @@ def _check_kind(kind: str) -> str:
 
 
 class SegmentIndex:
-    """Writer and reader of the `segments` collection over a `VideoIndex`'s connection (thread-safe like it)."""
+    """Writer and reader of the `segments` collection; safe to share between threads.
 
-    def __init__(self, videos: VideoIndex) -> None:
-        self.videos = videos
-        self.name = videos.names.segments
+    Built over a `VideoIndex`, it shares that index's connection (one client, collections ensured once) and
+    nothing else; over an `IndexConnection`, it stands alone.
+    """
 
-    def replace_segments(self, video: VideoRecord, kind: str, segments: Sequence[SegmentRecord]) -> None:
+    def __init__(self, over: SharesConnection | IndexConnection) -> None:
+        self.connection = over if isinstance(over, IndexConnection) else over.connection
+        self.settings = self.connection.settings
+        self.name = self.connection.names.segments
+
+    def replace_segments(self, video: SegmentVideo, kind: str, segments: Sequence[SegmentRecord]) -> None:
         """Make the index hold exactly these segments of this kind for the video; call before replace_video."""
         video_id = check_video_id(video.video_id)
         _check_kind(kind)
@@ -111,22 +125,22 @@ class SegmentIndex:
         for i, segment in enumerate(sorted(segments, key=lambda s: s.index)):
             if segment.video_id != video_id or segment.kind != kind or segment.index != i:
                 raise ValueError(f"segments must be {video_id!r}'s {kind} segments 0..{len(segments) - 1}, each once")
-            start_s = _check_number(segment.start_s, f"{kind} segment {i} start_s", 0.0)
+            start_s = check_number(segment.start_s, f"{kind} segment {i} start_s", 0.0)
             rows.append({
                 "segment_id": segment_id(video_id, kind, i),
                 "video_id": video_id,
                 "kind": kind,
                 "segment_index": i,
                 "start_s": start_s,
-                "end_s": _check_number(segment.end_s, f"{kind} segment {i} end_s", start_s),
+                "end_s": check_number(segment.end_s, f"{kind} segment {i} end_s", start_s),
                 "text": clip_text(segment.text),
-                VECTOR_FIELD: self.videos._vector(segment.vector, f"{kind} segment {i} vector"),
+                VECTOR_FIELD: check_vector(segment.vector, self.settings, f"{kind} segment {i} vector"),
                 "metadata": metadata,
                 "video_duration_s": float(video.duration_s),
                 "video_clip_count": int(video.clip_count),
                 "video_created_at": float(video.created_at),
             })
-        timeout = self.videos.settings.milvus_timeout_s
+        timeout = self.settings.milvus_timeout_s
         stale = f"video_id == {quote_string(video_id)} and kind == {quote_string(kind)} and segment_index >= {len(rows)}"
 
         def write(client: Any) -> None:
@@ -134,7 +148,7 @@ class SegmentIndex:
                 client.upsert(self.name, rows, timeout=timeout)
             client.delete(self.name, filter=stale, timeout=timeout)
 
-        self.videos._call(f"replace {kind} segments of {video_id!r}", write)
+        self.connection.call(f"replace {kind} segments of {video_id!r}", write)
 
     def get_segments(
         self, video_ids: Iterable[str], kinds: Sequence[str] = SEGMENT_KINDS, vectors: bool = True
@@ -146,8 +160,9 @@ class SegmentIndex:
         kinds = [_check_kind(k) for k in kinds]
         fields = [*Segment.COLUMNS, *([VECTOR_FIELD] if vectors else [])]
         found: dict[str, list[SegmentRecord]] = {}
-        for chunk in _chunks(_unique_ids(video_ids), _SEGMENT_READ_VIDEOS):
-            for row in self._read_rows(list(chunk), kinds, fields):
+        ids = unique_video_ids(video_ids)
+        for start in range(0, len(ids), _SEGMENT_READ_VIDEOS):
+            for row in self._read_rows(ids[start : start + _SEGMENT_READ_VIDEOS], kinds, fields):
                 found.setdefault(row["video_id"], []).append(SegmentRecord.from_row(
                     row, vector=np.asarray(row[VECTOR_FIELD], dtype=np.float32) if vectors else None,
                 ))
@@ -163,10 +178,10 @@ class SegmentIndex:
         """
         ids = ", ".join(quote_string(v) for v in video_ids)
         kind_list = ", ".join(quote_string(k) for k in kinds)
-        rows = decoded_rows(self.videos._call(f"get segments from {self.name!r}", lambda client: client.query(
+        rows = decoded_rows(self.connection.call(f"get segments from {self.name!r}", lambda client: client.query(
             self.name, filter=f"video_id in [{ids}] and kind in [{kind_list}]", output_fields=fields,
-            limit=MAX_RESULT_WINDOW, consistency_level=self.videos.settings.read_consistency,
-            timeout=self.videos.settings.milvus_timeout_s,
+            limit=MAX_RESULT_WINDOW, consistency_level=self.settings.read_consistency,
+            timeout=self.settings.milvus_timeout_s,
         )))
         if len(rows) < MAX_RESULT_WINDOW or len(video_ids) == 1:
             return rows
@@ -183,15 +198,15 @@ class SegmentIndex:
         each video. Like clip hits, these are candidates, not trusted results: the rescoring read of the video
         rows drops a video without one (not yet or no longer indexed), so no row is read here.
         """
-        query = self.videos._vector(vector, "query vector")
+        query = check_vector(vector, self.settings, "query vector")
         _check_kind(kind)
-        _check_limit(limit_videos, "limit_videos")
-        user = _milvus_filter(filter_expr, "clips")  # segments carry the same video_* copies as clips
-        milvus_filter = f"kind == {quote_string(kind)}" + (f" and ({user})" if user else "")
-        fetch = min(limit_videos * self.videos.settings.clip_overfetch, MAX_RESULT_WINDOW)
-        settings = self.videos.settings
-        result = self.videos._call(f"search {kind} segments", lambda client: client.search(
-            self.name, data=[query], filter=milvus_filter, limit=fetch,
+        check_limit(limit_videos, "limit_videos")
+        user = milvus_filter(filter_expr, "clips")  # segments carry the same video_* copies as clips
+        where = f"kind == {quote_string(kind)}" + (f" and ({user})" if user else "")
+        fetch = min(limit_videos * self.settings.clip_overfetch, MAX_RESULT_WINDOW)
+        settings = self.settings
+        result = self.connection.call(f"search {kind} segments", lambda client: client.search(
+            self.name, data=[query], filter=where, limit=fetch,
             output_fields=list(Segment.COLUMNS),
             search_params=search_params(settings, fetch), consistency_level=settings.read_consistency,
             timeout=settings.milvus_timeout_s,

@@ -17,50 +17,30 @@ field per collection, filters, upsert, delete and plain search. Clip hits are gr
 
 from __future__ import annotations
 
-import math
 import threading
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import Any, NamedTuple, TypeVar
+from typing import Any, NamedTuple
 
-import grpc
 import numpy as np
-from pymilvus import MilvusClient, Status
-from pymilvus.exceptions import ConnectError, ErrorCode, MilvusException, MilvusUnavailableException
+from pymilvus import MilvusClient
 
-from vidstrata.index.errors import IndexUnavailable, StorageError
-from vidstrata.index.filters import CompiledFilter, compile_filter, quote_string
+from vidstrata.index.checks import check_limit, check_number, check_vector, check_vectors, unique_video_ids
+from vidstrata.index.connection import IndexConnection
+from vidstrata.index.filters import CompiledFilter, milvus_filter, quote_string
 from vidstrata.index.replies import decoded_rows
-from vidstrata.spec.validation import check_metadata, check_video_id
 from vidstrata.index.schema import (
     MAX_CLIPS_PER_VIDEO,
     MAX_RESULT_WINDOW,
-    SCHEMA_VERSION,
-    SCHEMA_VERSION_PROPERTY,
     STATUS_MAX_LENGTH,
     VECTOR_FIELD,
-    check_collection,
     clip_id,
-    clip_schema,
-    collection_names,
-    index_params,
     search_params,
-    segment_schema,
-    video_schema,
+    split_clip_id,
 )
 from vidstrata.index.settings import IndexSettings
-
-_COLLECTION_NOT_LOADED = 101  # Milvus error code; also what a restarted Milvus Lite answers
-T = TypeVar("T")
-_TRANSIENT_GRPC_CODES = {
-    grpc.StatusCode.UNAVAILABLE,
-    grpc.StatusCode.DEADLINE_EXCEEDED,
-    grpc.StatusCode.RESOURCE_EXHAUSTED,
-    grpc.StatusCode.CANCELLED,
-    grpc.StatusCode.ABORTED,
-}
+from vidstrata.spec.validation import check_metadata, check_video_id
 
 
 @dataclass
@@ -120,76 +100,11 @@ class ClipHit(NamedTuple):
     clip_count: int
 
 
-def connect_milvus(uri: str, token: str = "", timeout_s: float = 10.0) -> MilvusClient:
-    """A pymilvus client that keeps an idle connection alive without breaking the server's ping policy.
-
-    pymilvus pings every 10 s even when idle, but gRPC servers (Milvus Lite's among them) allow one ping per
-    5 minutes without calls, so an idle gateway or worker got GOAWAY "too_many_pings" and failed its next call.
-    pymilvus shares one connection per URI within a process, so every client here must be made by this.
-    """
-    return MilvusClient(uri, token=token, timeout=timeout_s, grpc_options={"grpc.keepalive_time_ms": 360_000})
-
-
-def _is_transient(exc: BaseException) -> bool:
-    """True for failures a retry may fix: no connection, deadline passed, server overloaded."""
-    if isinstance(exc, grpc.FutureTimeoutError):
-        return True
-    if isinstance(exc, grpc.RpcError):
-        return exc.code() in _TRANSIENT_GRPC_CODES  # type: ignore[attr-defined]
-    if isinstance(exc, (ConnectError, MilvusUnavailableException)):
-        return True
-    if isinstance(exc, MilvusException):
-        return exc.code in (Status.CONNECT_FAILED, ErrorCode.RATE_LIMIT) or exc.code in _TRANSIENT_GRPC_CODES
-    return False
-
-
-@contextmanager
-def _milvus_errors(action: str) -> Iterator[None]:
-    """Turn pymilvus and gRPC errors into IndexUnavailable (retryable) or StorageError."""
-    try:
-        yield
-    except (MilvusException, grpc.RpcError, grpc.FutureTimeoutError) as exc:
-        kind = IndexUnavailable if _is_transient(exc) else StorageError
-        raise kind(f"Milvus {action} failed: {exc}") from exc
-
-
-def _check_number(value: object, what: str, minimum: float | None = None) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float, np.number)) or not math.isfinite(value):
-        raise ValueError(f"{what} must be a finite number, got {value!r}")
-    if minimum is not None and value < minimum:
-        raise ValueError(f"{what} must be >= {minimum}, got {value!r}")
-    return float(value)
-
-
-def _check_limit(limit: int, what: str) -> int:
-    if isinstance(limit, bool) or not isinstance(limit, int) or not 1 <= limit <= MAX_RESULT_WINDOW:
-        raise ValueError(f"{what} must be an int in [1, {MAX_RESULT_WINDOW}], got {limit!r}")
-    return limit
-
-
-def _chunks(items: Sequence[str], size: int) -> Iterator[Sequence[str]]:
-    for start in range(0, len(items), size):
-        yield items[start : start + size]
-
-
-def _milvus_filter(filter_expr: str | CompiledFilter | None, collection: str) -> str:
-    """A user filter (text, or compiled once by the caller) as the Milvus expression for one collection."""
-    if isinstance(filter_expr, CompiledFilter):
-        return filter_expr.for_collection(collection)  # type: ignore[arg-type]
-    return compile_filter(filter_expr or "", collection)  # type: ignore[arg-type]
-
-
-def _split_clip_id(primary_key: str) -> tuple[str, int]:
-    """(video_id, clip_index) of a clip's primary key (schema.clip_id); video ids never contain ':'."""
-    video_id, _, index = primary_key.rpartition(":")
-    return video_id, int(index)
-
-
 def _group_by_video(hits: Iterable[Any], limit_videos: int) -> list[ClipHit]:
     """The best clip of each video among ANN hits, best first, at most limit_videos."""
     best: dict[str, ClipHit] = {}
     for hit in sorted(hits, key=lambda h: h.distance, reverse=True):
-        video_id, clip_index = _split_clip_id(str(hit.id))
+        video_id, clip_index = split_clip_id(str(hit.id))
         if video_id not in best:
             best[video_id] = ClipHit(video_id, clip_index, float(hit.distance), int(hit["entity"]["video_clip_count"]))
             if len(best) == limit_videos:
@@ -197,93 +112,33 @@ def _group_by_video(hits: Iterable[Any], limit_videos: int) -> list[ClipHit]:
     return list(best.values())
 
 
-def _unique_ids(video_ids: Iterable[str]) -> list[str]:
-    return list(dict.fromkeys(check_video_id(v) for v in video_ids))
-
-
 class VideoIndex:
-    """Writer and searcher of one pair of collections; safe to share between threads.
+    """Writer and searcher of the `videos` and `clips` collections; safe to share between threads.
 
-    The connection is opened lazily and the collections are ensured (created if missing, checked, loaded)
-    on first use, so a process that starts while Milvus is down fails its calls with IndexUnavailable
-    and recovers once Milvus is back.
+    Calls go through an `IndexConnection` (lazy connect, collections ensured on first use, errors as
+    index.errors); a `SegmentIndex` built over this index shares it, so both use one client.
     """
 
     def __init__(self, settings: IndexSettings) -> None:
         self.settings = settings
-        self.names = collection_names(settings.collection_prefix)
-        self._client: MilvusClient | None = None
-        self._ready = False
+        self.connection = IndexConnection(settings)
+        self.names = self.connection.names
         self._lock = threading.Lock()
         self._pool: ThreadPoolExecutor | None = None
 
     # -- connection and collections ---------------------------------------------------------------
 
-    def _call(self, action: str, fn: Callable[[MilvusClient], T]) -> T:
-        """Run fn on the connected client with collections ensured, translating errors.
-
-        A restarted Milvus Lite forgets which collections were loaded, so on "not loaded" this loads them
-        again and retries once; fn must therefore be idempotent.
-        """
-        with _milvus_errors(action):
-            try:
-                return fn(self._ensured_client())
-            except MilvusException as exc:
-                if exc.code != _COLLECTION_NOT_LOADED:
-                    raise
-            self._ready = False
-            return fn(self._ensured_client())
-
-    def _ensured_client(self) -> MilvusClient:
-        if not self._ready:
-            self.ensure_collections()
-        assert self._client is not None
-        return self._client
-
-    def _connect(self) -> MilvusClient:
-        if self._client is None:
-            with _milvus_errors("connect"):
-                self._client = connect_milvus(
-                    self.settings.milvus_uri, self.settings.milvus_token, self.settings.milvus_timeout_s
-                )
-        return self._client
-
     def ensure_collections(self) -> None:
-        """Create missing collections with their index, check existing ones (SchemaMismatch), and load them.
-
-        Loading is required: a new process must load a collection before it can search or query it.
-        """
-        with self._lock:
-            client = self._connect()
-            timeout = self.settings.milvus_timeout_s
-            dim = self.settings.vector_dim
-            collections = ((self.names.videos, video_schema(dim)), (self.names.clips, clip_schema(dim)),
-                           (self.names.segments, segment_schema(dim)))
-            for name, schema in collections:
-                with _milvus_errors(f"ensure collection {name!r}"):
-                    if client.has_collection(name, timeout=timeout):
-                        check_collection(name, client.describe_collection(name, timeout=timeout), schema)
-                    else:
-                        client.create_collection(
-                            name,
-                            schema=schema,
-                            index_params=index_params(self.settings),
-                            consistency_level="Strong",
-                            properties={SCHEMA_VERSION_PROPERTY: str(SCHEMA_VERSION)},
-                            timeout=timeout,
-                        )
-                    client.load_collection(name, timeout=timeout)
-            self._ready = True
+        """Create, check (SchemaMismatch) and load every collection now rather than on the first call."""
+        self.connection.ensure_collections()
 
     def close(self) -> None:
-        """Close the connection; a later call reconnects."""
+        """Close the connection (shared with any SegmentIndex over this index); a later call reconnects."""
+        self.connection.close()
         with self._lock:
-            if self._client is not None:
-                self._client.close()
             if self._pool is not None:
                 self._pool.shutdown(wait=False)
-            self._client, self._pool = None, None
-            self._ready = False
+            self._pool = None
 
     def __enter__(self) -> VideoIndex:
         return self
@@ -291,31 +146,14 @@ class VideoIndex:
     def __exit__(self, *exc: object) -> None:
         self.close()
 
-    # -- validation -------------------------------------------------------------------------------
-
-    def _vectors(self, vectors: object, what: str) -> np.ndarray:
-        """A (N, dim) float32 matrix of finite vectors, each non-zero when the metric is COSINE."""
-        array = np.asarray(vectors, dtype=np.float32)
-        if array.ndim != 2 or array.shape[0] == 0 or array.shape[1] != self.settings.vector_dim:
-            raise ValueError(f"{what} must have shape (N>=1, {self.settings.vector_dim}), got {array.shape}")
-        if not np.isfinite(array).all():
-            raise ValueError(f"{what} contains NaN or infinite values")
-        if self.settings.metric == "COSINE" and (np.linalg.norm(array, axis=1) == 0).any():
-            raise ValueError(f"{what} contains a zero vector, which has no cosine similarity")
-        return array
-
-    def _vector(self, vector: object, what: str) -> np.ndarray:
-        array = np.asarray(vector, dtype=np.float32)
-        if array.shape != (self.settings.vector_dim,):
-            raise ValueError(f"{what} must have shape ({self.settings.vector_dim},), got {array.shape}")
-        return self._vectors(array[None, :], what)[0]
+    # -- rows -------------------------------------------------------------------------------------
 
     def _rows(self, video: VideoRecord, clips: Sequence[ClipRecord]) -> tuple[dict[str, Any], list[dict[str, Any]]]:
         """Validate a video and its clips and build their Milvus rows."""
         video_id = check_video_id(video.video_id)
         metadata = check_metadata(video.metadata)
-        duration_s = _check_number(video.duration_s, "duration_s", 0.0)
-        created_at = _check_number(video.created_at, "created_at")
+        duration_s = check_number(video.duration_s, "duration_s", 0.0)
+        created_at = check_number(video.created_at, "created_at")
         if not isinstance(video.status, str) or not 1 <= len(video.status) <= STATUS_MAX_LENGTH:
             raise ValueError(f"status must be a non-empty str of at most {STATUS_MAX_LENGTH} chars")
         if not 1 <= len(clips) <= MAX_CLIPS_PER_VIDEO:
@@ -332,9 +170,9 @@ class VideoIndex:
             raise ValueError("clip_index values must be exactly 0..clip_count-1, each once")
         clip_rows = []
         for clip in ordered:
-            vector = self._vector(clip.vector, f"clip {clip.clip_index} vector")
-            start_s = _check_number(clip.start_s, f"clip {clip.clip_index} start_s", 0.0)
-            end_s = _check_number(clip.end_s, f"clip {clip.clip_index} end_s", start_s)
+            vector = check_vector(clip.vector, self.settings, f"clip {clip.clip_index} vector")
+            start_s = check_number(clip.start_s, f"clip {clip.clip_index} start_s", 0.0)
+            end_s = check_number(clip.end_s, f"clip {clip.clip_index} end_s", start_s)
             clip_rows.append({
                 "clip_id": clip_id(video_id, clip.clip_index),
                 "video_id": video_id,
@@ -349,7 +187,7 @@ class VideoIndex:
             })
         video_row = {
             "video_id": video_id,
-            VECTOR_FIELD: self._vector(video.vector, "video vector"),
+            VECTOR_FIELD: check_vector(video.vector, self.settings, "video vector"),
             "duration_s": duration_s,
             "clip_count": len(clips),
             "status": video.status,
@@ -381,7 +219,7 @@ class VideoIndex:
                 consistency_level="Strong", timeout=timeout,
             )
 
-        self._call(f"replace video {video.video_id!r}", write)
+        self.connection.call(f"replace video {video.video_id!r}", write)
 
     def delete_video(self, video_id: str) -> bool:
         """Remove a video, its clips and its timed text segments (index.segments); True if its video row existed.
@@ -397,7 +235,7 @@ class VideoIndex:
             client.delete(self.names.segments, filter=f"video_id == {quote_string(video_id)}", timeout=timeout)
             return existed
 
-        return self._call(f"delete video {video_id!r}", delete)
+        return self.connection.call(f"delete video {video_id!r}", delete)
 
     # -- reads ------------------------------------------------------------------------------------
 
@@ -410,13 +248,13 @@ class VideoIndex:
         by the caller. Only the primary key, the distance and clip_count come back: every output field costs
         parse time.
         """
-        query = self._vector(vector, "query vector")
-        _check_limit(limit, "limit")
-        milvus_filter = _milvus_filter(filter_expr, "videos")
-        result = self._call("search videos", lambda client: client.search(
+        query = check_vector(vector, self.settings, "query vector")
+        check_limit(limit, "limit")
+        where = milvus_filter(filter_expr, "videos")
+        result = self.connection.call("search videos", lambda client: client.search(
             self.names.videos,
             data=[query],
-            filter=milvus_filter,
+            filter=where,
             limit=limit,
             output_fields=["clip_count"],
             search_params=search_params(self.settings, limit),
@@ -439,18 +277,18 @@ class VideoIndex:
         distance and the video's clip count come back. Hits are raw ANN hits: the trust rule (module docstring) is applied where the
         candidates' rows are read, by `get_candidate_vectors`, so a Search reads each video row once.
         """
-        queries = self._vectors(vectors, "query vectors")
-        _check_limit(limit_videos, "limit_videos")
-        milvus_filter = _milvus_filter(filter_expr, "clips")
+        queries = check_vectors(vectors, self.settings, "query vectors")
+        check_limit(limit_videos, "limit_videos")
+        where = milvus_filter(filter_expr, "clips")
         widest = min(limit_videos * max(self.settings.clip_overfetch, self.settings.clip_overfetch_max),
                      MAX_RESULT_WINDOW)
         fetch = min(limit_videos * self.settings.clip_overfetch, widest)
         while True:
             page = fetch
-            result = self._call("search clips", lambda client: client.search(
+            result = self.connection.call("search clips", lambda client: client.search(
                 self.names.clips,
                 data=list(queries),
-                filter=milvus_filter,
+                filter=where,
                 limit=page,
                 output_fields=["video_clip_count"],
                 search_params=search_params(self.settings, page),
@@ -467,9 +305,10 @@ class VideoIndex:
     def _get_by_ids(self, collection: str, ids: list[str], fields: list[str]) -> list[dict[str, Any]]:
         """Rows by primary key: one call per result window, the cheapest read Milvus has."""
         rows: list[dict[str, Any]] = []
-        for chunk in _chunks(ids, MAX_RESULT_WINDOW):
-            rows += decoded_rows(self._call(f"get from {collection!r}", lambda client: client.get(
-                collection, ids=list(chunk), output_fields=fields,
+        for start in range(0, len(ids), MAX_RESULT_WINDOW):
+            chunk = ids[start : start + MAX_RESULT_WINDOW]
+            rows += decoded_rows(self.connection.call(f"get from {collection!r}", lambda client: client.get(
+                collection, ids=chunk, output_fields=fields,
                 consistency_level=self.settings.read_consistency, timeout=self.settings.milvus_timeout_s,
             )))
         return rows
@@ -487,7 +326,7 @@ class VideoIndex:
                 created_at=float(row["created_at"]),
                 status=str(row["status"]),
             )
-            for row in self._get_by_ids(self.names.videos, _unique_ids(video_ids), fields)
+            for row in self._get_by_ids(self.names.videos, unique_video_ids(video_ids), fields)
         }
 
     def get_candidate_vectors(
@@ -503,7 +342,7 @@ class VideoIndex:
         `video_hits` (from search_videos, in this Search) are rows already read: under COSINE their score is the
         video level's cosine and their clip_count the row's, so those rows are not read again.
         """
-        ids = _unique_ids(video_ids)
+        ids = unique_video_ids(video_ids)
         found = {h.video_id: h for h in video_hits} if self.settings.metric == "COSINE" else {}
         unread = [v for v in ids if v not in found]
         video_fields = ["clip_count", VECTOR_FIELD]
@@ -523,7 +362,7 @@ class VideoIndex:
         videos = {row["video_id"]: np.asarray(row[VECTOR_FIELD], dtype=np.float32) for row in rows}
         clips: dict[str, list[ClipRecord]] = {}
         for row in clip_rows:
-            video_id, clip_index = _split_clip_id(row["clip_id"])
+            video_id, clip_index = split_clip_id(row["clip_id"])
             if clip_index >= counts.get(video_id, 0):
                 continue
             clips.setdefault(video_id, []).append(ClipRecord(
@@ -552,7 +391,7 @@ class VideoIndex:
     def counts(self) -> tuple[int, int]:
         """(videos, clips) rows stored; clips may include invisible leftovers of an interrupted replace."""
         def count(name: str) -> int:
-            rows = self._call(f"count {name!r}", lambda client: client.query(
+            rows = self.connection.call(f"count {name!r}", lambda client: client.query(
                 name, filter="", output_fields=["count(*)"], timeout=self.settings.milvus_timeout_s
             ))
             return int(rows[0]["count(*)"])

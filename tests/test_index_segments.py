@@ -79,8 +79,8 @@ def test_a_full_page_bounds_the_videos_it_did_not_reach_and_a_long_read_is_one_q
     assert found.unseen(["v0", "v2", "v3"], floor=0.5) == ["v2", "v3"]  # might score >= 0.5: read them
     assert found.unseen(["v0", "v2", "v3"], floor=0.75) == []  # nothing unseen reaches 0.75
     calls = []
-    real = videos._call
-    videos._call = lambda what, fn: calls.append(what) or real(what, fn)  # count round trips
+    real = videos.connection.call
+    videos.connection.call = lambda what, fn: calls.append(what) or real(what, fn)  # count round trips
     assert sorted(segments.get_segments([f"v{i}" for i in range(4)] + [f"none{i}" for i in range(297)])) == ["v0", "v1", "v2", "v3"]
     assert len(calls) == 2  # 301 distinct ids: two reads of up to 256 videos, not one per two videos as before
 

@@ -12,7 +12,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from index.store import connect_milvus
+from index.connection import connect_milvus
 from vidstrata.stack.process import ManagedProcess, ProcessFailed, children_of, free_port, port_open, process_rss
 
 

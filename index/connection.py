@@ -1,0 +1,128 @@
+"""The Milvus connection that `VideoIndex` and `SegmentIndex` share: one client, one retry rule, one error mapping.
+
+Callers above the index see only `IndexUnavailable` (retry later) and `StorageError` (index.errors), never a
+pymilvus or gRPC exception, so this is the one place that knows which pymilvus failures are transient.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from typing import TypeVar
+
+import grpc
+from pymilvus import MilvusClient, Status
+from pymilvus.exceptions import ConnectError, ErrorCode, MilvusException, MilvusUnavailableException
+
+from vidstrata.index.errors import IndexUnavailable, StorageError
+from vidstrata.index.schema import CollectionNames, collection_names, collection_schemas, ensure_collection
+from vidstrata.index.settings import IndexSettings
+
+_COLLECTION_NOT_LOADED = 101  # Milvus error code; also what a restarted Milvus Lite answers
+T = TypeVar("T")
+_TRANSIENT_GRPC_CODES = {
+    grpc.StatusCode.UNAVAILABLE,
+    grpc.StatusCode.DEADLINE_EXCEEDED,
+    grpc.StatusCode.RESOURCE_EXHAUSTED,
+    grpc.StatusCode.CANCELLED,
+    grpc.StatusCode.ABORTED,
+}
+
+
+def connect_milvus(uri: str, token: str = "", timeout_s: float = 10.0) -> MilvusClient:
+    """A pymilvus client that keeps an idle connection alive without breaking the server's ping policy.
+
+    pymilvus pings every 10 s even when idle, but gRPC servers (Milvus Lite's among them) allow one ping per
+    5 minutes without calls, so an idle gateway or worker got GOAWAY "too_many_pings" and failed its next call.
+    pymilvus shares one connection per URI within a process, so every client here must be made by this.
+    """
+    return MilvusClient(uri, token=token, timeout=timeout_s, grpc_options={"grpc.keepalive_time_ms": 360_000})
+
+
+def is_transient(exc: BaseException) -> bool:
+    """True for failures a retry may fix: no connection, deadline passed, server overloaded."""
+    if isinstance(exc, grpc.FutureTimeoutError):
+        return True
+    if isinstance(exc, grpc.RpcError):
+        return exc.code() in _TRANSIENT_GRPC_CODES  # type: ignore[attr-defined]
+    if isinstance(exc, (ConnectError, MilvusUnavailableException)):
+        return True
+    if isinstance(exc, MilvusException):
+        return exc.code in (Status.CONNECT_FAILED, ErrorCode.RATE_LIMIT) or exc.code in _TRANSIENT_GRPC_CODES
+    return False
+
+
+@contextmanager
+def milvus_errors(action: str) -> Iterator[None]:
+    """Turn pymilvus and gRPC errors into IndexUnavailable (retryable) or StorageError."""
+    try:
+        yield
+    except (MilvusException, grpc.RpcError, grpc.FutureTimeoutError) as exc:
+        kind = IndexUnavailable if is_transient(exc) else StorageError
+        raise kind(f"Milvus {action} failed: {exc}") from exc
+
+
+class IndexConnection:
+    """One lazily opened MilvusClient with the collections of one prefix ensured; safe to share between threads.
+
+    The connection is opened and the collections ensured (created if missing, checked, loaded) on the first
+    call, so a process that starts while Milvus is down fails its calls with IndexUnavailable and recovers
+    once Milvus is back.
+    """
+
+    def __init__(self, settings: IndexSettings) -> None:
+        self.settings = settings
+        self.names: CollectionNames = collection_names(settings.collection_prefix)
+        self._client: MilvusClient | None = None
+        self._ready = False
+        self._lock = threading.Lock()
+
+    def call(self, what: str, fn: Callable[[MilvusClient], T]) -> T:
+        """Run fn on the connected client with the collections ensured; errors become index.errors.
+
+        A restarted Milvus Lite forgets which collections were loaded, so on "not loaded" this loads them
+        again and retries once; fn must therefore be idempotent.
+        """
+        with milvus_errors(what):
+            try:
+                return fn(self._ensured_client())
+            except MilvusException as exc:
+                if exc.code != _COLLECTION_NOT_LOADED:
+                    raise
+            self._ready = False
+            return fn(self._ensured_client())
+
+    def ensure_collections(self) -> None:
+        """Create missing collections with their index, check existing ones (SchemaMismatch), and load them.
+
+        Loading is required: a new process must load a collection before it can search or query it.
+        """
+        with self._lock:
+            client = self._connect()
+            for name, schema in collection_schemas(self.names, self.settings.vector_dim):
+                with milvus_errors(f"ensure collection {name!r}"):
+                    ensure_collection(client, name, schema, self.settings)
+            self._ready = True
+
+    def close(self) -> None:
+        """Close the client; a later call reconnects."""
+        with self._lock:
+            if self._client is not None:
+                self._client.close()
+            self._client = None
+            self._ready = False
+
+    def _ensured_client(self) -> MilvusClient:
+        if not self._ready:
+            self.ensure_collections()
+        assert self._client is not None
+        return self._client
+
+    def _connect(self) -> MilvusClient:
+        if self._client is None:
+            with milvus_errors("connect"):
+                self._client = connect_milvus(
+                    self.settings.milvus_uri, self.settings.milvus_token, self.settings.milvus_timeout_s
+                )
+        return self._client

@@ -27,9 +27,9 @@ class RecordingStatus(StatusStore):
         super().__init__(redis_url, timeout_s)
         self.reports: list[tuple[float, str]] = []
 
-    def mark_running(self, video_id: str, progress: float, stage: str) -> bool:
+    def mark_running(self, video_id: str, progress: float, stage: str, *, task_id: str) -> bool:
         self.reports.append((progress, stage))
-        return super().mark_running(video_id, progress, stage)
+        return super().mark_running(video_id, progress, stage, task_id=task_id)
 
 
 @pytest.fixture(scope="module")

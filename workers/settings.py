@@ -83,7 +83,7 @@ class WorkerSettings(BaseSettings):
         "checked on the resolved address and on every redirect.",
     )
     fetch_allow_hosts: Annotated[list[str], NoDecode] = Field(
-        [], description="Host names (comma-separated; *.example.com: its subdomains) a download may connect to "
+        [], description="Host names (comma-separated; `*.example.com`: its subdomains) a download may connect to "
         "whatever address they resolve to, e.g. an object store inside the cluster.",
     )
     frame_batch: int = Field(32, ge=1, le=1024, description="Frames per Triton request.")

@@ -74,7 +74,7 @@ def test_the_client_installs_alone_and_talks_to_a_gateway(wheels, ingest_stack, 
                  "if u.find_spec(m)])", venv)
     assert alone.stdout.strip() == "[]", alone.stdout + alone.stderr
 
-    worker = ingest_stack.start_worker()
+    ingest_stack.start_worker()  # stopped with the stack
     gateway = start_gateway(tmp_path_factory.mktemp("gw"), triton.grpc_url, milvus_uri, ingest_stack.redis_url,
                             collection_prefix=ingest_stack.env["VIDSTRATA_MILVUS_COLLECTION_PREFIX"])
     try:
@@ -96,4 +96,3 @@ def test_the_client_installs_alone_and_talks_to_a_gateway(wheels, ingest_stack, 
         assert "search" in help_text and " up " not in help_text, "the server's commands come only with the server"
     finally:
         gateway.stop()
-        worker.stop()

@@ -6,6 +6,7 @@ Listening addresses are read from /proc/net/tcp{,6}: what the kernel says the so
 
 from __future__ import annotations
 
+import ipaddress
 import os
 import subprocess
 import sys
@@ -22,14 +23,13 @@ LISTEN = "0A"
 
 
 def _address(hex_address: str) -> str:
-    """/proc/net/tcp's address (little-endian words) as text."""
+    """/proc/net/tcp's address (little-endian words) as text; an IPv4-mapped one (a dual-stack socket bound to an
+    IPv4 address) as that IPv4 address."""
     raw = bytes.fromhex(hex_address)
     if len(raw) == 4:
         return ".".join(str(b) for b in raw[::-1])
-    words = b"".join(raw[i:i + 4][::-1] for i in range(0, 16, 4))
-    import ipaddress
-
-    return str(ipaddress.IPv6Address(words))
+    address = ipaddress.IPv6Address(b"".join(raw[i:i + 4][::-1] for i in range(0, 16, 4)))
+    return str(address.ipv4_mapped or address)
 
 
 def listening(port: int) -> set[str]:
@@ -150,4 +150,5 @@ def test_worker_metrics_listen_where_the_setting_says(tmp_path, host, expected):
 def test_tritonserver_listens_on_loopback_only(triton):
     """http, grpc and metrics: the launcher `up`, the benchmarks and the tests share (the fixture is that launcher)."""
     for port in (triton.ports.http, triton.ports.grpc, triton.ports.metrics):
+        assert _wait(lambda: listening(port), 60), port  # HTTP and metrics start just after gRPC answers ready
         assert listening(port) == {"127.0.0.1"}, (port, listening(port))

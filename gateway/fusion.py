@@ -1,8 +1,12 @@
 """Late fusion of per-level scores into one score per candidate video.
 
 Level scores are cosines on different scales (a video vector is a mean of clips, so its cosines are
-compressed; clip cosines spread wider), so they are compared only after a per-query normalisation over
-the candidates (WEIGHTED), or only through ranks (RRF, after M2HF-style late fusion). Pure numpy, no I/O.
+compressed; clip cosines spread wider). WEIGHTED puts each level on [0, 1] by a fixed cosine range of its own
+(`normalization="ranges"`, the default: a video's score is a function of its own cosines only, so it and its rank
+against any other video are the same whether a filter leaves 1, 2 or 100 candidates); "minmax" and "zscore"
+rescale over this query's candidates instead, so they depend on which others are there. RRF fuses ranks among the
+candidates (M2HF-style late fusion), so its order depends on the candidate set by construction; what explains a
+hit (`evidence`) never does. Pure numpy, no I/O.
 """
 
 from __future__ import annotations
@@ -21,14 +25,26 @@ VISUAL_LEVELS = ("video_sentence", "clip_sentence", "clip_phrase")
 TEXT_LEVELS = ("speech_sentence", "screen_text_sentence")
 LEVELS = VISUAL_LEVELS + TEXT_LEVELS
 
-Normalization = Literal["minmax", "zscore"]
-TextRange = tuple[float, float]  # cosine [floor, ceiling] of one text level
+Normalization = Literal["ranges", "minmax", "zscore"]
+NORMALIZATIONS: tuple[Normalization, ...] = ("ranges", "minmax", "zscore")
+LevelRange = tuple[float, float]  # cosine [floor, ceiling] of one level
+TextRange = LevelRange
 
 # Each text level's cosine range, chosen on the calibration halves of `scenes` and `narrated` together
 # (docs/scripts/joint_text_calibration.py, BENCHMARKS.md #14): on-screen text needs a higher floor than speech,
 # since the words OCR reads in photos match unrelated captions at 0.2-0.35 (`scenes`), while a spoken paraphrase,
 # misheard by Whisper, may score 0.3.
-DEFAULT_TEXT_RANGES: dict[str, TextRange] = {"speech_sentence": (0.25, 0.5), "screen_text_sentence": (0.4, 0.5)}
+DEFAULT_TEXT_RANGES: dict[str, LevelRange] = {"speech_sentence": (0.25, 0.5), "screen_text_sentence": (0.4, 0.5)}
+
+# Each visual level's cosine range for the default encoders (the MiniLM x EfficientNet-Lite0 bridge), chosen on the
+# calibration halves of `scenes` and `narrated` (`python -m bench.calibration visual`, docs/eval.md): the floor is the
+# 1st percentile of the level's cosines, the width 20 times its typical spread over one query's candidates. That
+# spread is 0.03-0.04, but the bridge moves every cosine of a query by about 0.1 from one query to the next (how close
+# the sentence lies to the pictures' narrow cone), so a range that leaves most queries unclipped is this wide. Another
+# encoder (a CLIP checkpoint) spreads its cosines differently and needs its own (VIDSTRATA_GATEWAY_VISUAL_LEVEL_RANGES).
+DEFAULT_VISUAL_RANGES: dict[str, LevelRange] = {
+    "video_sentence": (0.05, 0.7), "clip_sentence": (0.07, 0.95), "clip_phrase": (0.06, 0.87),
+}
 
 
 class FusionMethod(StrEnum):
@@ -42,31 +58,37 @@ class FusionMethod(StrEnum):
 class FusionConfig:
     """One query's fusion: the method, a weight per level in LEVELS, and the method's constants.
 
-    The weights are checked once, here (ValueError), and completed with 0 for levels left out; `fuse` trusts them.
+    The weights and ranges are checked once, here (ValueError), and completed (weight 0, default range) for levels
+    left out; `fuse` trusts them.
     """
 
     method: FusionMethod
     weights: Mapping[str, float]
-    normalization: Normalization = "minmax"
+    normalization: Normalization = "ranges"
     rrf_k: float = 60.0
     # Cosine range per text level: text-to-text cosines mean the same in every query (a paraphrase scores
     # about 0.3-0.7, an unrelated text under 0.15), so they are scaled by a fixed range instead of over the
     # candidates, where a single video with speech would always normalise to 1, however poor its match. Levels
     # left out keep DEFAULT_TEXT_RANGES.
-    text_ranges: Mapping[str, TextRange] = field(default_factory=dict)
+    text_ranges: Mapping[str, LevelRange] = field(default_factory=dict)
+    # Cosine range per visual level, the scale of WEIGHTED under normalization "ranges" and of `evidence` under
+    # every method; levels left out keep DEFAULT_VISUAL_RANGES.
+    visual_ranges: Mapping[str, LevelRange] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
+        if self.normalization not in NORMALIZATIONS:
+            raise ValueError(f"unknown normalization {self.normalization!r}; use one of {', '.join(NORMALIZATIONS)}")
         object.__setattr__(self, "weights", check_weights(self.weights))
         object.__setattr__(self, "text_ranges", check_text_ranges(self.text_ranges))
+        object.__setattr__(self, "visual_ranges", check_visual_ranges(self.visual_ranges))
 
 
-def check_text_ranges(ranges: Mapping[str, Sequence[float]]) -> dict[str, TextRange]:
-    """A (floor, ceiling) for every text level (missing ones DEFAULT_TEXT_RANGES), or ValueError naming what is
-    wrong: an unknown level, or a range that is not two cosines with floor < ceiling."""
-    unknown = sorted(set(ranges) - set(TEXT_LEVELS))
+def _check_ranges(ranges: Mapping[str, Sequence[float]], levels: Sequence[str], defaults: Mapping[str, LevelRange],
+                  kind: str) -> dict[str, LevelRange]:
+    unknown = sorted(set(ranges) - set(levels))
     if unknown:
-        raise ValueError(f"unknown text levels {unknown}; the text levels are {', '.join(TEXT_LEVELS)}")
-    checked = dict(DEFAULT_TEXT_RANGES)
+        raise ValueError(f"unknown {kind} levels {unknown}; the {kind} levels are {', '.join(levels)}")
+    checked = dict(defaults)
     for level, value in ranges.items():
         bounds = tuple(float(x) for x in value)
         if len(bounds) != 2 or not -1.0 <= bounds[0] < bounds[1] <= 1.0:
@@ -74,6 +96,18 @@ def check_text_ranges(ranges: Mapping[str, Sequence[float]]) -> dict[str, TextRa
                              f"got {list(value)}")
         checked[level] = (bounds[0], bounds[1])
     return checked
+
+
+def check_text_ranges(ranges: Mapping[str, Sequence[float]]) -> dict[str, LevelRange]:
+    """A (floor, ceiling) for every text level (missing ones DEFAULT_TEXT_RANGES), or ValueError naming what is
+    wrong: an unknown level, or a range that is not two cosines with floor < ceiling."""
+    return _check_ranges(ranges, TEXT_LEVELS, DEFAULT_TEXT_RANGES, "text")
+
+
+def check_visual_ranges(ranges: Mapping[str, Sequence[float]]) -> dict[str, LevelRange]:
+    """A (floor, ceiling) for every visual level (missing ones DEFAULT_VISUAL_RANGES), or ValueError as
+    `check_text_ranges`."""
+    return _check_ranges(ranges, VISUAL_LEVELS, DEFAULT_VISUAL_RANGES, "visual")
 
 
 def check_weights(weights: Mapping[str, float]) -> dict[str, float]:
@@ -89,8 +123,9 @@ def check_weights(weights: Mapping[str, float]) -> dict[str, float]:
     return {level: float(weights.get(level, 0.0)) for level in LEVELS}
 
 
-def normalize(scores: np.ndarray, how: Normalization) -> np.ndarray:
-    """Scores rescaled over this query's candidates, so levels on different scales can be summed.
+def normalize(scores: np.ndarray, how: Literal["minmax", "zscore"]) -> np.ndarray:
+    """Scores rescaled over this query's candidates (normalization "minmax" or "zscore"), so they depend on the
+    candidate set: a lone candidate is 1 (minmax) or 0 (zscore) whatever its cosine.
 
     minmax maps to [0, 1] (all 1 when every candidate ties: a level that cannot tell them apart adds the
     same to each); zscore centres and scales by the standard deviation (all 0 on a tie). NaN (a level the
@@ -120,48 +155,70 @@ def ranks(scores: np.ndarray) -> np.ndarray:
     return ranked
 
 
-def text_evidence(scores: np.ndarray, text_range: TextRange) -> np.ndarray:
+def scaled(scores: np.ndarray, level_range: LevelRange) -> np.ndarray:
+    """Cosines mapped by a fixed range to [0, 1]: the floor and below 0, the ceiling and above 1; NaN stays NaN.
+    Each score on its own, so a video's value never depends on the other candidates."""
+    low, high = level_range
+    scores = np.asarray(scores, dtype=np.float64)
+    return np.clip((scores - low) / (high - low), 0.0, 1.0)
+
+
+def text_evidence(scores: np.ndarray, text_range: LevelRange) -> np.ndarray:
     """A text level's cosines scaled by its fixed range to [0, 1]; below the range's floor it is no evidence (NaN,
     as if the video had no such text: speech about something else neither helps nor sinks a video)."""
-    low, high = text_range
     scores = np.asarray(scores, dtype=np.float64)
-    scaled = np.clip((scores - low) / (high - low), 0.0, 1.0)
-    return np.where(scores >= low, scaled, np.nan)
+    return np.where(scores >= text_range[0], scaled(scores, text_range), np.nan)
 
 
-def contributions(levels: Mapping[str, np.ndarray], config: FusionConfig) -> dict[str, np.ndarray]:
-    """Each weighted level's share of the fused score per candidate: weight * normalised score (WEIGHTED) or
-    weight / (rrf_k + rank) (RRF); NaN where the candidate lacks the level, absent where every one does.
-    Text levels are first scaled by `text_evidence` over their own range: WEIGHTED uses that scale, RRF ranks what
-    is left."""
-    weights = config.weights  # checked once, by FusionConfig
+def _check_sizes(levels: Mapping[str, np.ndarray]) -> None:
     sizes = {len(scores) for scores in levels.values()}
     if len(sizes) > 1:
         raise ValueError(f"every level needs one score per candidate, got sizes {sorted(sizes)}")
+
+
+def evidence(levels: Mapping[str, np.ndarray], config: FusionConfig) -> dict[str, np.ndarray]:
+    """Each weighted level's share on the fixed scales, whatever the method and normalisation: weight * the level's
+    cosine scaled by its range (`scaled` for a visual level, `text_evidence` for a text level: NaN below its floor or
+    where the video lacks it). A function of each video's own scores only, so what explains a hit (scoring.explain)
+    is the same among any candidates. Levels of weight 0 or absent from `levels` are left out."""
+    _check_sizes(levels)
     shares = {}
     for level in LEVELS:
-        if weights[level] == 0 or level not in levels:  # absent: no candidate has it
+        if config.weights[level] == 0 or level not in levels:
             continue
-        scores = levels[level]
         if level in TEXT_LEVELS:
-            scores = text_evidence(scores, config.text_ranges[level])
-        if config.method == FusionMethod.RRF:
-            shares[level] = weights[level] / (config.rrf_k + ranks(scores))
-        elif level in TEXT_LEVELS:
-            shares[level] = weights[level] * scores
+            shares[level] = config.weights[level] * text_evidence(levels[level], config.text_ranges[level])
         else:
-            shares[level] = weights[level] * normalize(scores, config.normalization)
+            shares[level] = config.weights[level] * scaled(levels[level], config.visual_ranges[level])
+    return shares
+
+
+def contributions(levels: Mapping[str, np.ndarray], config: FusionConfig) -> dict[str, np.ndarray]:
+    """Each weighted level's share of the fused score per candidate: `evidence` (WEIGHTED under "ranges"),
+    weight * the score normalised over the candidates (WEIGHTED under "minmax" or "zscore", visual levels) or
+    weight / (rrf_k + rank) (RRF); NaN where the candidate lacks the level, absent where every one does.
+    Text levels are always first scaled by `text_evidence` over their own range: WEIGHTED uses that scale, RRF ranks
+    what is left."""
+    weights = config.weights  # checked once, by FusionConfig
+    shares = evidence(levels, config)
+    for level in shares:
+        if config.method == FusionMethod.RRF:  # the raw cosines' ranks; a text level's above its floor
+            ranked = text_evidence(levels[level], config.text_ranges[level]) if level in TEXT_LEVELS else levels[level]
+            shares[level] = weights[level] / (config.rrf_k + ranks(ranked))
+        elif level in VISUAL_LEVELS and config.normalization != "ranges":
+            shares[level] = weights[level] * normalize(levels[level], config.normalization)
     return shares
 
 
 def fuse(levels: Mapping[str, np.ndarray], config: FusionConfig) -> np.ndarray:
     """One fused score per candidate (larger is better) from each level's raw scores over the same candidates.
 
-    WEIGHTED: sum of weight * normalised score, divided by the sum of the weights of the levels in `levels` (so
-    minmax gives [0, 1]). RRF: sum of weight / (rrf_k + rank); ranks ignore score scales, so RRF needs no
-    normalisation. A text level is evidence on a fixed scale (`text_evidence`): it only adds, and a video without speech or
-    on-screen text (NaN) gets exactly what a video whose text does not match gets, nothing. So a missing level
-    is never a penalty below the videos that have it but do not match; it only lets the ones that do match
+    WEIGHTED: sum of weight * scaled score, divided by the sum of the weights of the levels in `levels` (so
+    "ranges" and "minmax" give [0, 1]); under "ranges" each video's score depends on its own cosines only. RRF: sum
+    of weight / (rrf_k + rank); ranks ignore score scales, so RRF needs no normalisation, and depend on the other
+    candidates. A text level is evidence on a fixed scale (`text_evidence`): it only adds, and a video without
+    speech or on-screen text (NaN) gets exactly what a video whose text does not match gets, nothing. So a missing
+    level is never a penalty below the videos that have it but do not match; it only lets the ones that do match
     rise. Levels of zero weight may be absent from `levels`.
     """
     weights = config.weights

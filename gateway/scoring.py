@@ -16,8 +16,9 @@ scored again, exactly and at every level, from its video vector and all its clip
                   come from the segment search itself (Milvus's cosine of the video's best segment), and from
                   the stored vectors only for candidates it did not reach (`text_matches`): a text level below
                   its floor is no evidence, so a video whose segments all score under it needs no read.
-- why it matched: `explain` names the level that lifted each hit most above the other candidates (the clip
-                  levels together, speech or on-screen text), with that moment's span and, for text, its snippet.
+- why it matched: `explain` names the level with the largest share of each hit's score on the fixed scales (the
+                  clip levels together, speech or on-screen text), with that moment's span and, for text, its
+                  snippet: from the video's own scores, so the same among any other candidates.
 
 Cosines are taken on re-normalised stored vectors, so the scores are the same under COSINE and IP metrics.
 """
@@ -29,10 +30,10 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from gateway.fusion import LEVELS, TEXT_LEVELS, FusionConfig, contributions
-from gateway.query import QueryVectors
-from index.segments import Segment, SegmentHit, SegmentHits, SegmentRecord
-from index.store import ClipRecord
+from vidstrata.gateway.fusion import LEVELS, TEXT_LEVELS, FusionConfig, evidence
+from vidstrata.gateway.query import QueryVectors
+from vidstrata.index.segments import Segment, SegmentHit, SegmentHits, SegmentRecord
+from vidstrata.index.store import ClipRecord
 
 # The segment kind (index.schema.SEGMENT_KINDS) behind each text level.
 KIND_OF_LEVEL = {"speech_sentence": "speech", "screen_text_sentence": "screen_text"}
@@ -60,7 +61,7 @@ class ScoredCandidates:
 
 @dataclass(frozen=True)
 class Match:
-    """Why a hit matched: the level that gave it most of its fused score, that moment's span and text."""
+    """Why a hit matched: the level that gave it most of its score (on the fixed scales), that moment's span and text."""
 
     level: str  # "clip" (the visual clip levels) or a text level of fusion.TEXT_LEVELS
     start_s: float
@@ -150,23 +151,25 @@ def text_matches(
 
 
 def explain(scored: ScoredCandidates, config: FusionConfig) -> list[Match]:
-    """Per candidate, the moment behind its rank: the level whose weighted share of the fused score
-    (fusion.contributions; the clip levels count as one, "clip") lifts it most above the candidates' median
-    share of that level, and that level's best clip or segment. A level on which every candidate ties (the same
-    pictures) lifts nobody, so a video told apart by its speech is explained by its speech."""
-    shares = contributions(scored.levels, config)
+    """Per candidate, the moment behind its score: the level with the largest share of it on the fixed scales
+    (fusion.evidence: weight * the cosine scaled by the level's range; the clip levels count as one, "clip"), and
+    that level's best clip or segment. A text level explains a hit only where its share is above the clip levels'
+    (ties keep the clip) and above nothing: under its floor it is no evidence.
+
+    Each video's match depends on its own scores only, under either method: the same moment whether a filter leaves
+    it alone or among a hundred others (RRF ranks the candidates, but its ranks say how a video compares with the
+    others, not where in the video the query is; so RRF is explained on the same scales as WEIGHTED)."""
+    shares = evidence(scored.levels, config)
     clip = np.zeros(len(scored.video_ids))
     for level in ("clip_sentence", "clip_phrase"):
         clip = clip + np.nan_to_num(shares.get(level, 0.0), nan=0.0)
-    lifts = {level: np.nan_to_num(shares[level], nan=0.0) for level in scored.best_segments if level in shares}
-    lifts = {level: lift - np.median(lift) for level, lift in lifts.items()}
-    clip_lift = clip - np.median(clip) if len(clip) else clip
+    texts = {level: np.nan_to_num(shares[level], nan=0.0) for level in scored.best_segments if level in shares}
     matches = []
     for i, best_clip in enumerate(scored.best_clips):
-        match, top = Match("clip", best_clip.start_s, best_clip.end_s), clip_lift[i]
-        for level, lift in lifts.items():
+        match, top = Match("clip", best_clip.start_s, best_clip.end_s), clip[i]
+        for level, share in texts.items():
             segment = scored.best_segments[level][i]
-            if segment is not None and lift[i] > max(top, 0.0):
-                match, top = Match(level, segment.start_s, segment.end_s, segment.text), lift[i]
+            if segment is not None and share[i] > max(top, 0.0):
+                match, top = Match(level, segment.start_s, segment.end_s, segment.text), share[i]
         matches.append(match)
     return matches

@@ -19,15 +19,15 @@ from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from concurrent.futures import TimeoutError as FutureTimeout
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Protocol, TypeVar
 
 import numpy as np
 
-from gateway.errors import DeadlineExceeded, InvalidArgument, NotFound, Unavailable
-from gateway.fusion import LEVELS, TEXT_LEVELS, fuse
-from gateway import metrics
-from gateway.query import (
+from vidstrata.gateway.errors import DeadlineExceeded, InvalidArgument, NotFound, Unavailable
+from vidstrata.gateway.fusion import LEVELS, TEXT_LEVELS, fuse
+from vidstrata.gateway import metrics
+from vidstrata.gateway.query import (
     QueryVectorCache,
     QueryVectors,
     SearchQuery,
@@ -36,17 +36,17 @@ from gateway.query import (
     check_video_id_arg,
     query_vectors,
 )
-from gateway.scoring import KIND_OF_LEVEL, LEVEL_OF_KIND, BestClip, Match, explain, score_candidates, text_matches
-from gateway.settings import GatewaySettings
-from index.errors import IndexUnavailable
-from jobs.errors import StatusUnavailable
-from jobs.status import IngestState, VideoStatus
-from index.filters import CompiledFilter
-from index.segments import SegmentHits, SegmentRecord
-from index.store import CandidateVectors, ClipHit, VideoHit, VideoRecord
-from inference.encoder import Encoder, EncoderInputError, EncoderUnavailable
-from spec.preprocess import center_crop_square
-from spec.redaction import redact_uri
+from vidstrata.gateway.scoring import KIND_OF_LEVEL, LEVEL_OF_KIND, BestClip, Match, explain, score_candidates, text_matches
+from vidstrata.gateway.settings import GatewaySettings
+from vidstrata.index.errors import IndexUnavailable
+from vidstrata.jobs.errors import StatusUnavailable
+from vidstrata.jobs.status import IngestState, VideoStatus
+from vidstrata.index.filters import CompiledFilter
+from vidstrata.index.segments import SegmentHits, SegmentRecord
+from vidstrata.index.store import CandidateVectors, ClipHit, VideoHit, VideoRecord
+from vidstrata.inference.encoder import Encoder, EncoderInputError, EncoderUnavailable
+from vidstrata.spec.preprocess import center_crop_square
+from vidstrata.spec.redaction import redact_uri
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -225,6 +225,8 @@ class SearchService:
     def search(self, query: SearchQuery, deadline: float) -> SearchResult:
         """Ranked hits for a validated query; `deadline` is a time.monotonic() value."""
         timings = StageTimings()
+        # The deployment's visual level ranges (fusion.FusionConfig.visual_ranges) complete the query's fusion.
+        fusion = replace(query.fusion, visual_ranges=self.settings.visual_level_ranges)
         with _stage(timings, "total"):
             self._require(self.triton, self.milvus)
             with _stage(timings, "encode"):
@@ -270,8 +272,8 @@ class SearchService:
                 text = {k: text_matches(vectors, found, stored, k) for k, found in segment_lists.items()} if kinds else None
                 scored = score_candidates(vectors, candidates, rows.videos, rows.clips, text, rows.video_cosines)
             with _stage(timings, "fusion"):
-                fused = fuse(scored.levels, query.fusion)
-                matches = explain(scored, query.fusion)
+                fused = fuse(scored.levels, fusion)
+                matches = explain(scored, fusion)
                 order = sorted(range(len(fused)), key=lambda i: (-fused[i], scored.video_ids[i]))[: query.top_k]
                 hits = [
                     Hit(scored.video_ids[i], float(fused[i]),

@@ -13,10 +13,13 @@ from pathlib import Path
 from pydantic import Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from gateway.fusion import DEFAULT_TEXT_RANGES, FusionMethod, Normalization, check_text_ranges, check_weights
-from index.settings import IndexSettings
-from inference.settings import TritonSettings
-from jobs.settings import RedisSettings
+from vidstrata.gateway.fusion import (
+    DEFAULT_TEXT_RANGES, DEFAULT_VISUAL_RANGES, FusionMethod, Normalization, check_text_ranges, check_visual_ranges,
+    check_weights,
+)
+from vidstrata.index.settings import IndexSettings
+from vidstrata.inference.settings import TritonSettings
+from vidstrata.jobs.settings import RedisSettings
 
 class UnauthenticatedExposure(ValueError):
     """The API would serve beyond loopback without a token, and that was not allowed."""
@@ -109,8 +112,16 @@ class GatewaySettings(BaseSettings):
     screen_text: bool = Field(
         True, description="Modality switch of the deployment: search the timed on-screen text (screen_text_sentence).",
     )
+    visual_level_ranges: dict[str, tuple[float, float]] = Field(
+        dict(DEFAULT_VISUAL_RANGES), description="Cosine range [floor, ceiling] per visual level (JSON object of "
+        "video_sentence, clip_sentence and clip_phrase) that scales the level to [0, 1] (below the floor 0, above the "
+        "ceiling 1) in WEIGHTED fusion and in `why`; calibrated for the default encoders: another model needs its own "
+        "(`vidstrata eval --calibrate`). Levels left out keep the default.",
+    )
     normalization: Normalization = Field(
-        "minmax", description="Per-query normalisation of level scores before the weighted sum: minmax or zscore.",
+        "ranges", description="How WEIGHTED fusion puts the visual levels on one scale: ranges (each level's fixed cosine "
+        "range, visual_level_ranges: a video's score and rank are the same whatever the other candidates), or minmax or "
+        "zscore over this query's candidates (they depend on which videos a filter leaves).",
     )
     rrf_k: float = Field(60.0, gt=0, description="RRF's k in weight / (k + rank).")
     request_timeout_s: float = Field(
@@ -151,6 +162,11 @@ class GatewaySettings(BaseSettings):
     @classmethod
     def _check_ranges(cls, ranges: dict[str, tuple[float, float]]) -> dict[str, tuple[float, float]]:
         return check_text_ranges(ranges)
+
+    @field_validator("visual_level_ranges")
+    @classmethod
+    def _check_visual_ranges(cls, ranges: dict[str, tuple[float, float]]) -> dict[str, tuple[float, float]]:
+        return check_visual_ranges(ranges)
 
     @model_validator(mode="after")
     def _check_consistency(self) -> GatewaySettings:

@@ -3,24 +3,31 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Sequence
+from itertools import combinations
 
 import numpy as np
 import pytest
 
-from gateway.errors import DeadlineExceeded, InvalidArgument, NotFound, Unavailable
-from gateway.fusion import FusionMethod
-from gateway.query import QueryVectors, parse_search
-from gateway.scoring import LEVEL_OF_KIND, score_candidates
-from gateway.service import SearchService, union_by_rank
-from gateway.settings import GatewaySettings
-from index.filters import compile_filter, compile_filters
-from index.segments import SegmentHit, SegmentHits, SegmentRecord
-from index.store import CandidateVectors
-from jobs.status import IngestState
-from tests.fixtures.gateway import FakeBackends, FakeEncoder, embed, scene_video
+from vidstrata.gateway.errors import DeadlineExceeded, InvalidArgument, NotFound, Unavailable
+from vidstrata.gateway.fusion import FusionMethod
+from vidstrata.gateway.query import QueryVectors, parse_search
+from vidstrata.gateway.scoring import LEVEL_OF_KIND, score_candidates
+from vidstrata.gateway.service import SearchService, union_by_rank
+from vidstrata.gateway.settings import GatewaySettings
+from vidstrata.index.filters import compile_filter, compile_filters
+from vidstrata.index.segments import SegmentHit, SegmentHits, SegmentRecord
+from vidstrata.index.store import CandidateVectors
+from vidstrata.jobs.status import IngestState
+from tests.fixtures.gateway import FakeBackends, FakeEncoder, FakeIndex, FakeStatus, embed, scene_video
+
+
+# The fake encoder's one-hot words give cosines over all of [0, 1], not the default encoders' narrow cone.
+FAKE_RANGES = dict.fromkeys(("video_sentence", "clip_sentence", "clip_phrase"), (0.0, 1.0))
 
 
 def _service(fakes: FakeBackends, **settings: object) -> SearchService:
+    settings.setdefault("visual_level_ranges", FAKE_RANGES)
     return SearchService(GatewaySettings(**settings), lambda: fakes.encoder, fakes.index, fakes.status, fakes.queue)
 
 
@@ -433,3 +440,48 @@ def test_segments_are_read_only_for_the_kind_whose_own_floor_an_unseen_video_cou
     result = _search(service, "coffee", top_k=2)
     assert result.hits[0].video_id == "trip"
     assert segments.reads and all(kinds == [low] for _, kinds in segments.reads), segments.reads
+
+
+LIBRARY = {
+    "trip": ["a boat on the sea", "a rocket on the launch pad", "a cup of coffee"],
+    "pets": ["a cat", "a dog", "a cat and a dog"],
+    "space": ["the moon", "a rocket"],
+    "garden": ["a tree", "a tree"],
+    "street": ["a car", "a car", "a dog"],
+}
+TEXTS = [SegmentRecord("trip", "screen_text", 0, 0.0, 2.0, "coffee (trip)", embed(["coffee"])),
+         SegmentRecord("pets", "speech", 0, 5.0, 6.0, "a dog and a cat (pets)", embed(["dog", "cat"])),
+         SegmentRecord("street", "speech", 0, 1.0, 3.0, "a car (street)", embed(["car"]))]
+
+
+def _only(videos: Sequence[str]) -> SearchService:
+    """A service whose index holds only `videos` of LIBRARY: what a filter on their ids leaves as candidates."""
+    fakes = FakeBackends(FakeEncoder(), FakeIndex(), FakeStatus(), None)  # type: ignore[arg-type]
+    for video_id in videos:
+        fakes.index.add(*scene_video(video_id, LIBRARY[video_id]))
+    return SearchService(GatewaySettings(visual_level_ranges=FAKE_RANGES), lambda: fakes.encoder, fakes.index,
+                         fakes.status, fakes.queue, _Segments([s for s in TEXTS if s.video_id in videos]))
+
+
+@pytest.mark.parametrize("method", list(FusionMethod))
+@pytest.mark.parametrize("text", ["coffee", "a dog", "a rocket, then a cup of coffee", "a car and a tree"])
+def test_a_hit_is_the_same_whichever_other_videos_are_candidates(text, method):
+    """Score (WEIGHTED), order (WEIGHTED), best clip and why of every video are those it has among all five, with
+    any one to four of the others left out (RRF ranks among the candidates: only its why is the video's own)."""
+    everyone = {h.video_id: h for h in _search(_only(list(LIBRARY)), text, top_k=10, method=method).hits}
+    assert set(everyone) == set(LIBRARY)
+    for size in range(1, len(LIBRARY)):
+        for videos in combinations(LIBRARY, size):
+            hits = _search(_only(videos), text, top_k=10, method=method).hits
+            assert [h.video_id for h in hits] == [v for v in everyone if v in videos] or method == FusionMethod.RRF
+            for hit in hits:
+                assert (hit.match, hit.best_clip) == (everyone[hit.video_id].match, everyone[hit.video_id].best_clip)
+                if method == FusionMethod.WEIGHTED:
+                    assert hit.score == everyone[hit.video_id].score, (videos, hit.video_id)
+
+
+def test_the_only_candidate_left_is_explained_by_its_on_screen_text_as_among_others():
+    alone = _search(_only(["trip"]), "coffee").hits[0]
+    among = next(h for h in _search(_only(list(LIBRARY)), "coffee").hits if h.video_id == "trip")
+    assert alone.match.level == among.match.level == "screen_text_sentence"
+    assert (alone.match.start_s, alone.match.end_s, alone.score) == (0.0, 2.0, among.score)

@@ -1,22 +1,32 @@
-"""Fusion weights and each text level's cosine range, calibrated on one half of the query texts by replaying the
+"""Fusion weights and each level's cosine range, calibrated on one half of the query texts by replaying the
 gateway's own fusion (gateway.fusion.fuse) over the level scores Search returned for every candidate: no new
-Search per candidate setting. The eval reports what is chosen on the other, held-out half."""
+Search per candidate setting. The eval reports what is chosen on the other, held-out half.
+
+`bench.eval --calibrate` searches the weights and the text ranges of one dataset. The visual levels' ranges are
+chosen here, on the calibration halves of several datasets at once, from the candidate levels the eval writes
+(eval_levels.json):
+
+    python -m bench.calibration visual docs/scenes/eval_levels.json docs/narrated/eval_levels.json
+"""
 
 from __future__ import annotations
 
+import argparse
+import json
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import replace
 from itertools import product
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from bench.datasets import QUERY_KINDS, Query
 from bench.metrics import RankedVideo, Response, filtered_rank
-from gateway.fusion import (
-    LEVELS, TEXT_LEVELS, VISUAL_LEVELS, FusionConfig, FusionMethod, TextRange, contributions, fuse,
+from vidstrata.gateway.fusion import (
+    LEVELS, TEXT_LEVELS, VISUAL_LEVELS, FusionConfig, FusionMethod, LevelRange, TextRange, contributions, fuse,
 )
-from gateway.settings import GatewaySettings
+from vidstrata.gateway.settings import GatewaySettings
 
 
 def _levels(hits: Sequence[RankedVideo]) -> dict[str, np.ndarray]:
@@ -176,13 +186,163 @@ def calibrate(
     spread = np.array([np.ptp(list(w.values())) for w in grid])
     best: dict[str, dict[str, Any]] = {}
     for method in FusionMethod:
-        fusion = FusionConfig(method, grid[0], settings.normalization, settings.rrf_k, own)
+        fusion = FusionConfig(method, grid[0], settings.normalization, settings.rrf_k, own, settings.visual_level_ranges)
         mrr = np.round(grid_mrr(qs, full, fusion, grid, videos, ranges), 9)
         # Best objective; among equals the most of the gateway's own ranges, then the most even weights (nearest
         # the centre), so ties pick neither a corner nor a change.
         tied = np.argwhere(mrr == mrr.max())
         r, g = max(tied, key=lambda rg: (kept[rg[0]], -spread[rg[1]], -rg[0], -rg[1]))
-        config = FusionConfig(method, grid[g], settings.normalization, settings.rrf_k, ranges[r])
+        config = FusionConfig(method, grid[g], settings.normalization, settings.rrf_k, ranges[r],
+                              settings.visual_level_ranges)
         best[method.value] = {"weights": grid[g], "text_ranges": {lv: list(ranges[r][lv]) for lv in TEXT_LEVELS},
                               "calibration_mrr": objective(qs, lambda q: replay(full[q.text].hits, config), videos)}
     return best
+
+
+# -- the visual levels' ranges, on several datasets at once -----------------------------------------------------
+
+Dataset = tuple[list[Query], dict[str, Response], int]  # queries, each text's candidates with levels, videos
+
+# Range widths tried, in units of each level's typical spread over one query's candidates (`spread_ranges`). The
+# default encoders' cosines move by about 0.1 from query to query (how close the sentence lies to the pictures'
+# narrow cone) but by only 0.03-0.04 over one query's candidates, so a range that holds most queries unclipped is
+# many spreads wide.
+VISUAL_SCALES = (4, 6, 8, 10, 12, 16, 20, 25, 30, 40)
+FLOOR_PERCENTILE = 1.0  # each level's floor: this percentile of its cosines (below it only the least related)
+# Issue 14's targets, kept while the visual ranges move: `narrated` speech and on-screen text queries R@1 >= 0.9.
+R1_TARGETS = {("narrated", "speech"): 0.9, ("narrated", "screen_text"): 0.9}
+
+
+def read_levels(path: Path) -> dict[str, Dataset]:
+    """The datasets of an eval_levels.json (bench.eval.level_dump): queries and every candidate's levels."""
+    data = json.loads(Path(path).read_text())
+    out = {}
+    for name, d in data["datasets"].items():
+        qs = [Query(q["text"], q["kind"], q["target"], tuple(q["span"]) if q["span"] else None,
+                    frozenset(q["relevant"])) for q in d["queries"]]
+        full = {text: Response([RankedVideo(video_id, 0.0, {lv: np.nan if x is None else x
+                                                             for lv, x in zip(d["levels"], row, strict=True)}, (0.0, 0.0))
+                                for video_id, row in hits], len(hits), 0.0)
+                for text, hits in d["candidates"].items()}
+        out[name] = (qs, full, d["videos"])
+    return out
+
+
+def level_statistics(datasets: Iterable[Dataset]) -> dict[str, dict[str, float]]:
+    """Per visual level, over the given queries' candidates: `floor`, the FLOOR_PERCENTILE-th percentile of every
+    cosine, and `spread`, the median over queries of the range (max - min) of their candidates' cosines: the span
+    min-max normalisation divided by, typically."""
+    cosines: dict[str, list[float]] = {lv: [] for lv in VISUAL_LEVELS}
+    spreads: dict[str, list[float]] = {lv: [] for lv in VISUAL_LEVELS}
+    for qs, full, _ in datasets:
+        for text in sorted({q.text for q in qs}):
+            for level in VISUAL_LEVELS:
+                scores = [h.levels[level] for h in full[text].hits]
+                if scores:
+                    cosines[level] += scores
+                    spreads[level].append(float(np.ptp(scores)))
+    return {lv: {"floor": float(np.percentile(cosines[lv], FLOOR_PERCENTILE)), "spread": float(np.median(spreads[lv]))}
+            for lv in VISUAL_LEVELS}
+
+
+def spread_ranges(stats: Mapping[str, Mapping[str, float]], scale: float) -> dict[str, LevelRange]:
+    """Each visual level's range: its floor, and `scale` typical spreads above it (at most 1), to 0.01. Widths in
+    proportion to the spreads put the levels on one scale as min-max did on average, so the weights keep their
+    meaning; one scale for all levels sets how far the visual levels move a score against the text levels."""
+    out = {}
+    for level in VISUAL_LEVELS:
+        floor = round(stats[level]["floor"], 2)
+        out[level] = (floor, round(min(1.0, max(floor + 0.01, floor + scale * stats[level]["spread"])), 2))
+    return out
+
+
+def _scores(qs: Sequence[Query], full: Mapping[str, Response], videos: int, config: FusionConfig) -> dict[str, Any]:
+    """MRR over all queries, and per kind R@1, MRR and count, of the gateway's ranking under `config`."""
+    reciprocal = np.array([1 / filtered_rank([h.video_id for h in replay(full[q.text].hits, config)], q, videos)
+                           for q in qs])
+    kinds = np.array([q.kind for q in qs])
+    out: dict[str, Any] = {"mrr": float(reciprocal.mean()) if len(qs) else 0.0}
+    for kind in sorted(set(kinds)):
+        mine = reciprocal[kinds == kind]
+        out[kind] = {"r1": float((mine == 1).mean()), "mrr": float(mine.mean()), "n": int(len(mine))}
+    return out
+
+
+def choose_visual_ranges(datasets: Mapping[str, Dataset], settings: GatewaySettings, seed: int = 0) -> dict[str, Any]:
+    """One range per visual level for every dataset at once, chosen on their calibration halves (split_texts, seed):
+    `level_statistics` of those halves, then the scale of VISUAL_SCALES whose `spread_ranges` give the best mean
+    MRR of the datasets' calibration halves under WEIGHTED with the gateway's weights and text ranges, among the
+    scales that meet R1_TARGETS there (if any does); ties go to the wider ranges. Min-max over the candidates (the
+    fusion before issue 20) and the gateway's own ranges are scored beside it; the held-out halves only report."""
+    fusion = FusionConfig(FusionMethod.WEIGHTED, settings.fusion_weights, "ranges", settings.rrf_k,
+                          settings.text_level_ranges, settings.visual_level_ranges)
+    halves = {name: dict(zip(("calibration", "held out"), split_texts(qs, seed), strict=True))
+              for name, (qs, _, _) in datasets.items()}
+
+    def part(name: str, half: str) -> list[Query]:
+        return [q for q in datasets[name][0] if q.text in halves[name][half]]
+
+    stats = level_statistics([(part(name, "calibration"), full, videos)
+                              for name, (_, full, videos) in datasets.items()])
+    candidates = {scale: spread_ranges(stats, scale) for scale in VISUAL_SCALES}
+
+    def score(half: str, config: FusionConfig) -> dict[str, Any]:
+        return {name: _scores(part(name, half), full, videos, config) for name, (_, full, videos) in datasets.items()}
+
+    tried = {}
+    for scale, ranges in candidates.items():
+        scores = score("calibration", replace(fusion, visual_ranges=ranges))
+        meets = all(scores[name][kind]["r1"] >= target - 1e-9 for (name, kind), target in R1_TARGETS.items()
+                    if name in scores and kind in scores[name])
+        tried[scale] = {"ranges": {lv: list(r) for lv, r in ranges.items()}, "meets_targets": meets,
+                        "objective": round(float(np.mean([s["mrr"] for s in scores.values()])), 9)}
+    pool = [scale for scale in VISUAL_SCALES if tried[scale]["meets_targets"]] or list(VISUAL_SCALES)
+    chosen = max(pool, key=lambda scale: (tried[scale]["objective"], scale))
+    compared = {"min-max over the candidates (before)": replace(fusion, normalization="minmax"),
+                "the gateway's ranges": fusion, f"chosen (scale {chosen})": replace(fusion, visual_ranges=candidates[chosen])}
+    return {
+        "seed": seed, "weights": settings.fusion_weights,
+        "text_ranges": {lv: list(r) for lv, r in settings.text_level_ranges.items()},
+        "gateway_visual_ranges": {lv: list(r) for lv, r in settings.visual_level_ranges.items()},
+        "statistics": stats, "tried": tried, "scale": chosen, "chosen": tried[chosen]["ranges"],
+        "sets": {half: {label: score(half, config) for label, config in compared.items()}
+                 for half in ("calibration", "held out")},
+    }
+
+
+def _print_visual(report: Mapping[str, Any]) -> None:
+    print(f"weights {report['weights']}; text ranges {report['text_ranges']}; seed {report['seed']}")
+    print("calibration halves: " + ", ".join(f"{lv} floor {s['floor']:.3f} spread {s['spread']:.4f}"
+                                             for lv, s in report["statistics"].items()))
+    for scale, tried in report["tried"].items():
+        print(f"  scale {scale:>3}: objective {tried['objective']:.4f} meets targets {tried['meets_targets']}: "
+              f"{tried['ranges']}")
+    print(f"chosen: scale {report['scale']}, visual ranges {report['chosen']}")
+    for half, rows in report["sets"].items():
+        for label, sets in rows.items():
+            for name, row in sets.items():
+                kinds = ", ".join(f"{k} R@1 {100 * v['r1']:.1f} MRR {v['mrr']:.3f} (n={v['n']})"
+                                  for k, v in row.items() if k != "mrr")
+                print(f"  {half:>11} {name:>9} {label:>38}: MRR {row['mrr']:.3f} | {kinds}")
+
+
+def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
+    parser = argparse.ArgumentParser(prog="python -m bench.calibration", description=__doc__.split("\n\n")[0])
+    sub = parser.add_subparsers(dest="step", required=True)
+    visual = sub.add_parser("visual", help="choose the visual levels' ranges on the calibration halves of datasets")
+    visual.add_argument("levels", type=Path, nargs="+", help="eval_levels.json files written by bench.eval")
+    visual.add_argument("--seed", type=int, default=0, help="the calibration split's seed (as bench.eval)")
+    visual.add_argument("--json", type=Path, help="also write the report here")
+    args = parser.parse_args(argv)
+    datasets: dict[str, Dataset] = {}
+    for path in args.levels:
+        datasets |= read_levels(path)
+    report = choose_visual_ranges(datasets, GatewaySettings(), args.seed)
+    _print_visual(report)
+    if args.json:
+        args.json.write_text(json.dumps(report, indent=2) + "\n")
+    return report
+
+
+if __name__ == "__main__":
+    main()

@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import shlex
 import statistics
 import sys
@@ -42,8 +43,8 @@ import grpc
 
 from bench.common import RESULTS_DIR, machine, write_results
 from bench.datasets import GENERATORS, QUERY_KINDS, TINY, Item, Query, Sizes, queries, read_jsonl
-from gateway.fusion import LEVELS, VISUAL_LEVELS, FusionConfig, FusionMethod
-from gateway.settings import GatewaySettings
+from vidstrata.gateway.fusion import LEVELS, VISUAL_LEVELS, FusionConfig, FusionMethod
+from vidstrata.gateway.settings import GatewaySettings
 from bench.calibration import calibrate, objective, replay, split_texts
 from bench.metrics import RankedVideo, Response, score_queries
 from bench.report import LEVEL_NAMES, plot, ranges_label, tables
@@ -250,7 +251,8 @@ def evaluate(
             "videos": videos, "queries": {k: len(g) for k, g in by_kind(qs).items()}, "texts": len(texts),
             "ingest": ingest, "top_k": top_k,
             "defaults": {"method": settings.fusion_method.value, "weights": settings.fusion_weights,
-                         "text_ranges": _ranges(settings.text_level_ranges), "normalization": settings.normalization,
+                         "text_ranges": _ranges(settings.text_level_ranges),
+                         "visual_ranges": _ranges(settings.visual_level_ranges), "normalization": settings.normalization,
                          "rrf_k": settings.rrf_k},
             "configs": {}, "exhaustive": all(r.candidates == len(r.hits) for r in responses["fused WEIGHTED"].values()),
             "search_total_ms_median": statistics.median(r.total_ms for rs in responses.values() for r in rs.values()),
@@ -266,7 +268,7 @@ def evaluate(
         for config in BASE_CONFIGS:
             weights = dict(config.weights) or settings.fusion_weights
             fusion = FusionConfig(config.method, weights, settings.normalization, settings.rrf_k,
-                                  settings.text_level_ranges)
+                                  settings.text_level_ranges, settings.visual_level_ranges)
             for text in texts:
                 replayed = [h.video_id for h in replay(full[text].hits, fusion)]
                 mismatches += replayed != [h.video_id for h in responses[config.name][text].hits]
@@ -275,6 +277,7 @@ def evaluate(
             result["calibration"] = calibration(gateway, open_gateway, qs, full, responses, settings, spans, videos,
                                                 top_k, seed, threads)
         result["search_retries"] = gateway.retries
+        result[LEVELS_KEY] = level_dump(qs, full, videos)
         return result
     finally:
         gateway.clear(items)
@@ -326,6 +329,21 @@ def calibration(
                           for kind, group in by_kind(held).items()}
             for config in configs
         },
+    }
+
+
+LEVELS_KEY = "candidate_levels"  # moved out of eval.json into eval_levels.json by `main`
+
+
+def level_dump(qs: Sequence[Query], full: Mapping[str, Response], videos: int) -> dict[str, Any]:
+    """Every query and every candidate's raw level scores (fusion.LEVELS order, null where a video lacks the level)
+    as Search returned them: what bench.calibration replays offline (`python -m bench.calibration visual`)."""
+    return {
+        "videos": videos, "levels": list(LEVELS),
+        "queries": [{"text": q.text, "kind": q.kind, "target": q.target, "span": list(q.span) if q.span else None,
+                     "relevant": sorted(q.relevant)} for q in qs],
+        "candidates": {text: [[h.video_id, [None if math.isnan(h.levels[lv]) else h.levels[lv] for lv in LEVELS]]
+                              for h in response.hits] for text, response in full.items()},
     }
 
 
@@ -399,14 +417,18 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
             payload = run(args, Path(tmp), command)
     payload["machine"] = machine()
     payload["date"] = datetime.now(timezone.utc).isoformat(timespec="seconds")
+    levels = {"command": command, "date": payload["date"],
+              "datasets": {name: result.pop(LEVELS_KEY) for name, result in payload["datasets"].items()}}
     report = tables(payload)
     write_results("eval", {k: v for k, v in payload.items() if k != "machine"}, report, args.results_dir)
+    (args.results_dir / "eval_levels.json").write_text(json.dumps(levels) + "\n")
     if args.report:
         args.report.mkdir(parents=True, exist_ok=True)
         (args.report / "eval.md").write_text("# Retrieval quality (`vidstrata eval`)\n\n" + report + "\n\n"
                                              "![recall per configuration](eval.png)\n")
         plot(payload, args.report / "eval.png")
         (args.report / "eval.json").write_text(json.dumps(payload, indent=2) + "\n")
+        (args.report / "eval_levels.json").write_text(json.dumps(levels) + "\n")
     print(report, flush=True)
     return payload
 

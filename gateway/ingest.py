@@ -1,4 +1,4 @@
-"""The gateway's side of the ingest queue: send the Celery task, and read the queue for metrics.
+"""The gateway's side of ingest: which modalities a submission asks for, send the Celery task, read the queue.
 
 The gateway never imports workers: it sends the task by name (jobs.contract) to the queue the workers
 consume. With the Redis broker that queue is the Redis list `ingest`: kombu LPUSHes new messages and
@@ -10,13 +10,29 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import Mapping
 
 import celery
 import redis
 
-from vidstrata.jobs.contract import INGEST_QUEUE, INGEST_TASK
+from vidstrata.gateway.errors import InvalidArgument
+from vidstrata.jobs.contract import INGEST_QUEUE, INGEST_TASK, MODALITIES
 
 ENQUEUED_AT_HEADER = "vidstrata_enqueued_at"  # unix seconds, set by the gateway on every ingest message
+
+
+def requested_modalities(switches: Mapping[str, bool] | None) -> list[str] | None:
+    """The timed-text modalities (jobs.contract.MODALITIES) a submission asks its ingest for.
+
+    `switches` are the modalities the submission switched on or off by name (a name left out is on); None, when it
+    set none, leaves the choice to the deployment (VIDSTRATA_WORKER_SPEECH, VIDSTRATA_WORKER_SCREEN_TEXT). Either way
+    the workers extract only what their deployment has switched on. `visual` cannot be off: InvalidArgument.
+    """
+    if switches is None:
+        return None
+    if not switches.get("visual", True):
+        raise InvalidArgument("modalities.visual cannot be off: the clips anchor every video in the index")
+    return [name for name in MODALITIES if switches.get(name, True)]
 
 
 class CeleryIngestQueue:

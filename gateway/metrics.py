@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import logging
 import math
+from collections.abc import Mapping
 from typing import Callable
 
 from prometheus_client import Counter, Gauge, Histogram
@@ -76,6 +77,12 @@ for _result in ("hit", "miss"):
 # Every stage exists from the start, at zero, so rates and quantiles have a series before the first Search.
 for _stage in STAGES:
     STAGE_DURATION.labels(stage=_stage)
+
+
+def observe_stages(seconds: Mapping[str, float]) -> None:
+    """Record the stage timings of one Search (seconds by stage, named as in STAGES) in STAGE_DURATION."""
+    for stage, spent in seconds.items():
+        STAGE_DURATION.labels(stage=stage).observe(spent)
 
 
 def sample_ingest_queue(length: Callable[[], float], oldest_age_seconds: Callable[[], float]) -> None:

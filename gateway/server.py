@@ -35,7 +35,7 @@ from threadpoolctl import threadpool_limits
 from vidstrata.gateway import metrics
 from vidstrata.gateway.errors import DeadlineExceeded, ServiceError, InvalidArgument, NotFound, Unavailable
 from vidstrata.gateway.fusion import FusionMethod
-from vidstrata.gateway.ingest import CeleryIngestQueue
+from vidstrata.gateway.ingest import CeleryIngestQueue, requested_modalities
 from vidstrata.gateway.query import parse_search
 from vidstrata.gateway.service import SearchResult, SearchService
 from vidstrata.gateway.settings import GatewaySettings, UnauthenticatedExposure
@@ -198,21 +198,16 @@ class VideoSearchServicer(search_pb2_grpc.VideoSearchServicer):
             image=request.image,
         )
         result = await self._call(context, lambda deadline: self._service.search(query, deadline))
-        for stage, seconds in result.timings.stages().items():
-            metrics.STAGE_DURATION.labels(stage=stage).observe(seconds)
+        metrics.observe_stages(result.timings.stages())
         return search_response(result, query.fusion.method)
 
     @_rpc
     async def SubmitVideo(
         self, request: search_pb2.SubmitVideoRequest, context: grpc.aio.ServicerContext
     ) -> search_pb2.SubmitVideoResponse:
-        modalities = None
-        if request.HasField("modalities"):
-            wanted = request.modalities
-            if wanted.HasField("visual") and not wanted.visual:
-                raise InvalidArgument("modalities.visual cannot be off: the clips anchor every video in the index")
-            modalities = [name for name in ("speech", "screen_text")
-                          if not wanted.HasField(name) or getattr(wanted, name)]
+        switches = ({field.name: value for field, value in request.modalities.ListFields()}
+                    if request.HasField("modalities") else None)
+        modalities = requested_modalities(switches)
         submitted = await self._call(context, lambda _: self._service.submit_video(
             request.video_id, request.uri, dict(request.metadata), modalities))
         return search_pb2.SubmitVideoResponse(video_id=submitted.video_id, task_id=submitted.task_id)

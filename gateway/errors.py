@@ -1,4 +1,4 @@
-"""What can go wrong in a gateway call, in the service's own words; server.py maps each to a gRPC status.
+"""What can go wrong in a gateway call, in the service's own words; gateway.messages maps each to a gRPC status.
 
 Messages are written for the client: they say what was wrong and what is allowed.
 """

@@ -20,7 +20,8 @@ import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha.proto_reflection_descriptor_database import ProtoReflectionDescriptorDatabase
 
-from vidstrata.gateway.server import MAX_STATUS_MESSAGE_BYTES, Gateway, start, status_message
+from vidstrata.gateway.app import Gateway, start
+from vidstrata.gateway.messages import MAX_STATUS_MESSAGE_BYTES, status_message
 from vidstrata.gateway.service import PROBE_VIDEO_ID, SearchService
 from vidstrata.gateway.settings import GatewaySettings
 from tests.fixtures.gateway import FakeBackends, scene_video

@@ -79,7 +79,7 @@ def _gateway(tmp_path: Path, port: int, **env: str) -> ManagedProcess:
     full.update(VIDSTRATA_GATEWAY_HOST="0.0.0.0", VIDSTRATA_GATEWAY_PORT=str(port), VIDSTRATA_GATEWAY_METRICS_PORT="0",
                 VIDSTRATA_MILVUS_URI=f"http://127.0.0.1:{free_port()}", VIDSTRATA_TRITON_URL=f"127.0.0.1:{free_port()}",
                 VIDSTRATA_REDIS_URL=f"redis://127.0.0.1:{free_port()}/0", PYTHONUNBUFFERED="1", **env)
-    return ManagedProcess("gateway", [sys.executable, "-m", "vidstrata.gateway.server"], tmp_path / "gateway.log",
+    return ManagedProcess("gateway", [sys.executable, "-m", "vidstrata.gateway.app"], tmp_path / "gateway.log",
                           env=full).start()
 
 

@@ -95,7 +95,7 @@ def test_no_variable_means_two_things() -> None:
 def test_importing_a_service_reads_no_settings() -> None:
     """Settings are read when a process starts its work, not at import: a bad value cannot break an import."""
     env = dict(os.environ, VIDSTRATA_WORKER_SAMPLE_FPS="not a number", VIDSTRATA_GATEWAY_PORT="not a port")
-    code = "import workers.tasks, workers.main, gateway.server"
+    code = "import workers.tasks, workers.main, gateway.app"
     result = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=120)
     assert result.returncode == 0, result.stderr
 

@@ -96,7 +96,7 @@ def up() -> None:
 @app.command()
 def gateway() -> None:
     """Run the gRPC gateway (settings from VIDSTRATA_* environment variables)."""
-    from vidstrata.gateway.server import main
+    from vidstrata.gateway.app import main
 
     main()
 

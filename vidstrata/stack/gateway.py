@@ -1,4 +1,4 @@
-"""Start the gRPC gateway (`python -m vidstrata.gateway.server`) and tell when it serves.
+"""Start the gRPC gateway (`python -m vidstrata.gateway.app`) and tell when it serves.
 
 "Serving" means grpc.health.v1 answers SERVING on the API port: the gateway's first probe found Triton and
 Milvus. `vidstrata up`, the benchmarks and the test fixtures all start it here.
@@ -75,7 +75,7 @@ def start_gateway(env: Mapping[str, str], log_path: Path, port: int = 0, metrics
     port, metrics_port = port or free_port(), metrics_port or free_port()
     full_env = dict(env, VIDSTRATA_GATEWAY_HOST=host, VIDSTRATA_GATEWAY_PORT=str(port),
                     VIDSTRATA_GATEWAY_METRICS_PORT=str(metrics_port), PYTHONUNBUFFERED="1")
-    process = ManagedProcess("gateway", [sys.executable, "-m", "vidstrata.gateway.server"], log_path, env=full_env,
+    process = ManagedProcess("gateway", [sys.executable, "-m", "vidstrata.gateway.app"], log_path, env=full_env,
                              cwd=REPO_ROOT).start()
     handle = GatewayProcess(process, f"127.0.0.1:{port}", metrics_port, full_env)
     try:

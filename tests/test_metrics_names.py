@@ -70,7 +70,7 @@ def _sample_names(exposition: str, prefix: str = "vidstrata_") -> set[str]:
 
 
 def gateway_names() -> set[str]:
-    import gateway.metrics  # noqa: F401 - registers the gateway's metrics on the default registry
+    import vidstrata.gateway.metrics  # noqa: F401 - registers the gateway's metrics on the default registry
 
     return _sample_names(generate_latest(REGISTRY).decode())
 

@@ -43,7 +43,8 @@ import grpc
 
 from bench.common import RESULTS_DIR, machine, write_results
 from bench.datasets import GENERATORS, QUERY_KINDS, TINY, Item, Query, Sizes, queries, read_jsonl
-from vidstrata.gateway.fusion import LEVELS, VISUAL_LEVELS, FusionConfig, FusionMethod
+from vidstrata.gateway.fusion import FusionConfig, FusionMethod
+from vidstrata.spec.channels import LEVELS, VISUAL_LEVELS
 from vidstrata.gateway.settings import GatewaySettings
 from bench.calibration import calibrate, objective, replay, split_texts
 from bench.metrics import RankedVideo, Response, score_queries

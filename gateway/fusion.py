@@ -19,11 +19,10 @@ from typing import Literal
 
 import numpy as np
 
-# The levels scored for every candidate, in the order of the proto's LevelScores. The text levels (the best
-# timed speech or on-screen text segment against the sentence) are NaN for a video that has none.
-VISUAL_LEVELS = ("video_sentence", "clip_sentence", "clip_phrase")
-TEXT_LEVELS = ("speech_sentence", "screen_text_sentence")
-LEVELS = VISUAL_LEVELS + TEXT_LEVELS
+from vidstrata.spec.channels import LEVELS, TEXT_LEVELS, VISUAL_LEVELS
+
+# The levels scored for every candidate (spec.channels), in the order of the proto's LevelScores. The text levels
+# (the best timed speech or on-screen text segment against the sentence) are NaN for a video that has none.
 
 Normalization = Literal["ranges", "minmax", "zscore"]
 NORMALIZATIONS: tuple[Normalization, ...] = ("ranges", "minmax", "zscore")

@@ -16,7 +16,8 @@ import celery
 import redis
 
 from vidstrata.gateway.errors import InvalidArgument
-from vidstrata.jobs.contract import INGEST_QUEUE, INGEST_TASK, MODALITIES
+from vidstrata.jobs.contract import INGEST_QUEUE, INGEST_TASK, MODALITIES, IngestPayload
+from vidstrata.spec.channels import Channel
 
 ENQUEUED_AT_HEADER = "vidstrata_enqueued_at"  # unix seconds, set by the gateway on every ingest message
 
@@ -30,7 +31,7 @@ def requested_modalities(switches: Mapping[str, bool] | None) -> list[str] | Non
     """
     if switches is None:
         return None
-    if not switches.get("visual", True):
+    if not switches.get(Channel.VISUAL.value, True):
         raise InvalidArgument("modalities.visual cannot be off: the clips anchor every video in the index")
     return [name for name in MODALITIES if switches.get(name, True)]
 
@@ -55,7 +56,8 @@ class CeleryIngestQueue:
         """
         self._app.send_task(
             INGEST_TASK,
-            args=[video_id, uri, metadata] + ([modalities] if modalities is not None else []),
+            args=[IngestPayload(video_id, uri, metadata,
+                                tuple(modalities) if modalities is not None else None).to_message()],
             queue=INGEST_QUEUE,
             task_id=task_id,
             headers={ENQUEUED_AT_HEADER: time.time()},

@@ -20,6 +20,7 @@ from vidstrata.gateway.service import SearchResult
 from vidstrata.gateway.settings import GatewaySettings
 from vidstrata.index.segments import SegmentRecord
 from vidstrata.jobs.status import IngestState, VideoStatus
+from vidstrata.spec.channels import TIMED_TEXT_CHANNELS
 from vidstrata.spec.redaction import redact_text, redact_uri
 from vidstrata.v1 import search_pb2
 
@@ -127,8 +128,7 @@ def video_message(status: VideoStatus, text: Mapping[str, Sequence[SegmentRecord
         return [search_pb2.TimedText(start_s=s.start_s, end_s=s.end_s, text=s.text) for s in text.get(kind, ())]
 
     return search_pb2.Video(
-        transcript=timed("speech"),
-        screen_text=timed("screen_text"),
+        **{c.text_field: timed(c.segment_kind) for c in TIMED_TEXT_CHANNELS if c.text_field and c.segment_kind},
         video_id=status.video_id,
         status=_STATES[status.state],
         progress=status.progress,

@@ -30,13 +30,13 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from vidstrata.gateway.fusion import LEVELS, TEXT_LEVELS, FusionConfig, evidence
+from vidstrata.gateway.fusion import FusionConfig, evidence
 from vidstrata.gateway.query import QueryVectors
 from vidstrata.index.segments import Segment, SegmentHit, SegmentHits, SegmentRecord
 from vidstrata.index.store import ClipRecord
+from vidstrata.spec.channels import KIND_OF_LEVEL, LEVELS, TEXT_LEVELS
 
-# The segment kind (index.schema.SEGMENT_KINDS) behind each text level.
-KIND_OF_LEVEL = {"speech_sentence": "speech", "screen_text_sentence": "screen_text"}
+# The text level of each segment kind (spec.channels).
 LEVEL_OF_KIND = {kind: level for level, kind in KIND_OF_LEVEL.items()}
 
 

@@ -25,7 +25,7 @@ from typing import Protocol, TypeVar
 import numpy as np
 
 from vidstrata.gateway.errors import DeadlineExceeded, InvalidArgument, NotFound, Unavailable
-from vidstrata.gateway.fusion import LEVELS, TEXT_LEVELS, fuse
+from vidstrata.gateway.fusion import fuse
 from vidstrata.gateway import metrics
 from vidstrata.gateway.query import (
     QueryVectorCache,
@@ -36,7 +36,7 @@ from vidstrata.gateway.query import (
     check_video_id_arg,
     query_vectors,
 )
-from vidstrata.gateway.scoring import KIND_OF_LEVEL, LEVEL_OF_KIND, BestClip, Match, explain, score_candidates, text_matches
+from vidstrata.gateway.scoring import LEVEL_OF_KIND, BestClip, Match, explain, score_candidates, text_matches
 from vidstrata.gateway.settings import GatewaySettings
 from vidstrata.index.errors import IndexUnavailable
 from vidstrata.jobs.errors import StatusUnavailable
@@ -45,6 +45,7 @@ from vidstrata.index.filters import CompiledFilter
 from vidstrata.index.segments import SegmentHits, SegmentRecord
 from vidstrata.index.store import CandidateVectors, ClipHit, VideoHit, VideoRecord
 from vidstrata.inference.encoder import Encoder, EncoderInputError, EncoderUnavailable
+from vidstrata.spec.channels import KIND_OF_LEVEL, LEVELS, TEXT_LEVELS, TIMED_TEXT_CHANNELS
 from vidstrata.spec.preprocess import center_crop_square
 from vidstrata.spec.redaction import redact_uri
 
@@ -287,7 +288,7 @@ class SearchService:
         """Segment kinds this Search reads: served here, switched on for the deployment, weighted by the query."""
         if self.segments is None or query.image is not None:  # an image searches the visual levels only
             return []
-        enabled = {"speech": self.settings.speech, "screen_text": self.settings.screen_text}
+        enabled = {c.segment_kind: getattr(self.settings, c.switch) for c in TIMED_TEXT_CHANNELS if c.switch}
         return [KIND_OF_LEVEL[lv] for lv in TEXT_LEVELS if query.fusion.weights.get(lv) and enabled[KIND_OF_LEVEL[lv]]]
 
     def _encode(self, text: str, deadline: float) -> QueryVectors:

@@ -13,6 +13,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from pymilvus import CollectionSchema, DataType, MilvusClient
+
+from vidstrata.spec.channels import SEGMENT_KINDS
 from pymilvus.milvus_client import IndexParams
 
 from vidstrata.index.errors import SchemaMismatch
@@ -31,7 +33,6 @@ MAX_CLIPS_PER_VIDEO = 1024
 MAX_RESULT_WINDOW = 16384
 
 
-SEGMENT_KINDS = ("speech", "screen_text")
 SEGMENT_KIND_MAX_LENGTH = 16
 SEGMENT_ID_MAX_LENGTH = VIDEO_ID_MAX_LENGTH + 1 + SEGMENT_KIND_MAX_LENGTH + 1 + 20  # "<video_id>:<kind>:<index>"
 SEGMENT_TEXT_MAX_LENGTH = 2048  # bytes of UTF-8; longer texts are cut at a character boundary

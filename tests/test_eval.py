@@ -14,7 +14,8 @@ from bench.calibration import (
 from bench.eval import main
 from bench.metrics import Metrics, RankedVideo, Response, filtered_rank, iou, score_queries
 from bench.report import plot, tables
-from vidstrata.gateway.fusion import LEVELS, TEXT_LEVELS, VISUAL_LEVELS, FusionConfig, FusionMethod, fuse
+from vidstrata.gateway.fusion import FusionConfig, FusionMethod, fuse
+from vidstrata.spec.channels import LEVELS, TEXT_LEVELS, VISUAL_LEVELS
 from vidstrata.gateway.settings import GatewaySettings
 
 

@@ -15,7 +15,8 @@ from bench.calibration import (
 from bench.datasets import Query
 from bench.eval import level_dump
 from bench.metrics import RankedVideo, Response, filtered_rank
-from vidstrata.gateway.fusion import LEVELS, VISUAL_LEVELS, FusionConfig, FusionMethod
+from vidstrata.gateway.fusion import FusionConfig, FusionMethod
+from vidstrata.spec.channels import LEVELS, VISUAL_LEVELS
 from vidstrata.gateway.settings import GatewaySettings
 
 

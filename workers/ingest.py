@@ -20,7 +20,7 @@ import queue
 import threading
 import time
 from collections import deque
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from typing import Union
@@ -28,6 +28,7 @@ from typing import Union
 import numpy as np
 
 from vidstrata.spec.aggregation import VideoAggregate, aggregate_video
+from vidstrata.spec.channels import SEGMENT_KINDS, TIMED_TEXT_CHANNELS, Channel
 from vidstrata.jobs.status import StatusStore
 from vidstrata.index.segments import SegmentIndex, SegmentRecord
 from vidstrata.index.store import ClipRecord, VideoIndex, VideoRecord
@@ -207,7 +208,7 @@ class Ingestor:
             aggregate = aggregate.with_vectors(clip_vectors, video_vector)
         # a modality that is off stores nothing, so a re-ingest with it off clears what an earlier one stored
         segments = {kind: embed_segments(video_id, kind, texts.get(kind, []), self.encoder)
-                    for kind in ("speech", "screen_text")}
+                    for kind in SEGMENT_KINDS}
         # One writer per video at a time, and only the owner: a newer submission's write waits for this one
         # to end, so its rows are the last ones whichever task got here first.
         with self.status.write_lock(video_id, task_id, self.write_lock_ttl_s):
@@ -266,19 +267,27 @@ class Ingestor:
         self.index.replace_video(video, clips)
 
 
+def _speech_stage(settings: WorkerSettings, kind: str) -> TimedTextStage:
+    speech = TritonSpeech(settings.triton.url, settings.speech_timeout_s, settings.speech_inflight)
+    return TimedTextStage(kind, lambda path: transcribe_video(path, speech, settings.max_duration_s), speech.close)
+
+
+def _screen_text_stage(settings: WorkerSettings, kind: str) -> TimedTextStage:
+    reader = TritonScreenText(settings.triton.url, settings.screen_text_timeout_s)
+    return TimedTextStage(kind, lambda path: read_screen_text(
+        path, reader, settings.screen_text_sample_fps, settings.screen_text_max_per_minute,
+        settings.screen_text_change_threshold, settings.screen_text_max_side, settings.max_duration_s,
+        settings.max_frame_pixels, LineFilter(settings.screen_text_min_confidence, settings.screen_text_edge_margin)),
+        reader.close)
+
+
+# The stage of each timed-text channel (spec.channels): adding a channel adds its row there and its stage here.
+STAGES: dict[Channel, Callable[[WorkerSettings, str], TimedTextStage]] = {
+    Channel.SPEECH: _speech_stage, Channel.SCREEN_TEXT: _screen_text_stage,
+}
+
+
 def text_stages(settings: WorkerSettings) -> list[TimedTextStage]:
     """The timed-text stages the deployment switched on, each with its own Triton client."""
-    stages = []
-    if settings.speech:
-        speech = TritonSpeech(settings.triton.url, settings.speech_timeout_s, settings.speech_inflight)
-        stages.append(TimedTextStage(
-            "speech", lambda path: transcribe_video(path, speech, settings.max_duration_s), speech.close))
-    if settings.screen_text:
-        reader = TritonScreenText(settings.triton.url, settings.screen_text_timeout_s)
-        stages.append(TimedTextStage("screen_text", lambda path: read_screen_text(
-            path, reader, settings.screen_text_sample_fps, settings.screen_text_max_per_minute,
-            settings.screen_text_change_threshold, settings.screen_text_max_side, settings.max_duration_s,
-            settings.max_frame_pixels,
-            LineFilter(settings.screen_text_min_confidence, settings.screen_text_edge_margin)),
-            reader.close))
-    return stages
+    return [STAGES[c.channel](settings, c.segment_kind) for c in TIMED_TEXT_CHANNELS
+            if c.segment_kind and c.switch and getattr(settings, c.switch)]

@@ -1,7 +1,7 @@
 """The ingest Celery task: a thin layer over `workers.ingest` that decides between retry and FAILED.
 
 Contract with the gateway: it calls `StatusStore.mark_pending(video_id, task_id, ...)` first and then
-`send_task(INGEST_TASK, args=(video_id, uri, metadata), task_id=task_id, queue=INGEST_QUEUE)`. The record
+`send_task(INGEST_TASK, args=[IngestPayload(...).to_message()], task_id=task_id, queue=INGEST_QUEUE)`. The record
 names the task that owns it, and every status write of a task (progress, retry notices, READY, FAILED,
 "internal error") is dropped unless the record still names that task (`jobs.status`). A task whose record
 is gone (the video was deleted) or names another task id (it was resubmitted) stops as CANCELLED and
@@ -31,7 +31,7 @@ from celery.signals import worker_init, worker_process_init
 
 from vidstrata.index.errors import IndexUnavailable
 from vidstrata.jobs.errors import StatusUnavailable
-from vidstrata.jobs.contract import INGEST_TASK
+from vidstrata.jobs.contract import INGEST_TASK, IngestPayload, PayloadError
 from vidstrata.jobs.status import StatusStore
 from vidstrata.index.store import VideoIndex
 from vidstrata.inference.encoder import Encoder, EncoderInputError, EncoderUnavailable
@@ -131,10 +131,17 @@ def _retry(self: Task, ingestor: Ingestor, video_id: str, exc: Exception) -> dic
 
 
 @app.task(name=INGEST_TASK, bind=True, max_retries=None)  # retries are counted against retry_max below
-def ingest_video(self: Task, video_id: str, uri: str, metadata: dict[str, str],
-                 modalities: list[str] | None = None) -> dict[str, Any]:
-    """Ingest one video; returns the summary, or the reason it failed or was cancelled. `modalities`: the timed
-    texts this submission wants (jobs.contract.MODALITIES), None for all the deployment has on."""
+def ingest_video(self: Task, *args: Any) -> dict[str, Any]:
+    """Ingest one video from its payload (jobs.contract.IngestPayload, any version a gateway may have queued);
+    returns the summary, or the reason it failed, was cancelled or could not be read."""
+    try:
+        payload = IngestPayload.from_task_args(args)
+    except PayloadError as exc:
+        log.error("ingest task %s not run: %s", self.request.id, exc)
+        metrics.TASKS.labels(outcome="failed").inc()
+        return {"state": "REJECTED", "reason": str(exc)}
+    video_id, uri, metadata = payload.video_id, payload.uri, dict(payload.metadata)
+    modalities = list(payload.modalities) if payload.modalities is not None else None
     settings = worker_settings()
     ingestor = _clients.ingestor()
     status = ingestor.status

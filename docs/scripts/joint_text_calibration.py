@@ -33,7 +33,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 from bench.calibration import TEXT_WEIGHTS, grid_reciprocal_ranks, split_texts, text_range_grid  # noqa: E402
 from bench.datasets import GENERATORS, Query, Sizes, queries, read_jsonl  # noqa: E402
 from bench.metrics import Response  # noqa: E402
-from vidstrata.gateway.fusion import TEXT_LEVELS, VISUAL_LEVELS, FusionConfig, FusionMethod  # noqa: E402
+from vidstrata.gateway.fusion import FusionConfig, FusionMethod  # noqa: E402
+from vidstrata.spec.channels import TEXT_LEVELS, VISUAL_LEVELS  # noqa: E402
 from vidstrata.gateway.settings import GatewaySettings  # noqa: E402
 
 SETS = {"scenes": 40, "narrated": 24}

@@ -1,7 +1,8 @@
 """`make bench-gateway` (`python -m bench.gateway`): Search latency and throughput through the real gateway.
 
-Stack: tritonserver (python target of the default checkpoint), redis-server, Milvus Lite (or --milvus-uri, e.g. a
-C++ standalone) and the gateway as a subprocess, all on this machine; clients speak gRPC (grpc.aio) to it.
+Stack: tritonserver (python target of the default checkpoint), redis-server, Milvus (the C++ 2.3.5 standalone by
+default; `--milvus lite` for Milvus Lite, `--milvus lite standalone` for each in turn, `--milvus-uri` for a running
+one) and the gateway as a subprocess, all on this machine; clients speak gRPC (grpc.aio) to it.
 
 Index: N videos of C clips each. Their vectors are synthesised (random unit clip vectors, the video vector their
 normalised mean) and inserted in bulk straight into the index's collections, since ingesting N real videos
@@ -32,16 +33,16 @@ import numpy as np
 from pymilvus import MilvusClient
 
 from bench.common import RESULTS_DIR, machine, percentile, write_results
-from bench.photos import CAPTIONS
-from export.pipeline import export_checkpoint, resolve_checkpoint
-from gateway.settings import GatewaySettings
-from index.schema import VECTOR_FIELD, clip_id
+from vidstrata.media.photos import CAPTIONS
+from vidstrata.export.pipeline import export_checkpoint, resolve_checkpoint
+from vidstrata.gateway.settings import GatewaySettings
+from vidstrata.index.schema import VECTOR_FIELD, clip_id
 from vidstrata.stack.milvus import MILVUS_STANDALONE_VERSION, start_milvus_lite, start_milvus_standalone
-from index.errors import StorageError
-from index.settings import IndexSettings
-from index.connection import connect_milvus
-from index.store import VideoIndex
-from inference.triton_encoder import TritonEncoder
+from vidstrata.index.errors import StorageError
+from vidstrata.index.settings import IndexSettings
+from vidstrata.index.connection import connect_milvus
+from vidstrata.index.store import VideoIndex
+from vidstrata.inference.triton_encoder import TritonEncoder
 from vidstrata.stack.triton import TritonPorts, start_tritonserver
 from vidstrata.stack.gateway import start_gateway
 from vidstrata.stack.process import free_port, process_rss
@@ -163,10 +164,19 @@ async def _run_clients(address: str, concurrency: int, requests: int, top_k: int
         return latencies, timings, time.perf_counter() - began
 
 
+def run_load(address: str, concurrency: int, requests: int, top_k: int) -> tuple[list[float], list[Any], float]:
+    """`concurrency` clients sending `requests` Searches back to back: latencies (s), timings, seconds taken."""
+    return asyncio.run(_run_clients(address, concurrency, requests, top_k))
+
+
 def measure(address: str, concurrency: int, requests: int, top_k: int) -> dict[str, Any]:
     """One load level: latency percentiles, QPS, stage times (ms, means) and overhead percentiles."""
-    asyncio.run(_run_clients(address, concurrency, max(concurrency, 8), top_k))  # warm-up
-    latencies, timings, elapsed = asyncio.run(_run_clients(address, concurrency, requests, top_k))
+    run_load(address, concurrency, max(concurrency, 8), top_k)  # warm-up
+    return summarise(concurrency, *run_load(address, concurrency, requests, top_k))
+
+
+def summarise(concurrency: int, latencies: list[float], timings: list[Any], elapsed: float) -> dict[str, Any]:
+    """What `measure` reports, from the Searches' latencies, their timings and the seconds they took."""
     waited = [t.encode_ms + max(t.ann_videos_ms, t.ann_clips_ms) + t.rescore_fetch_ms for t in timings]
     inside = [t.total_ms - w for t, w in zip(timings, waited, strict=True)]
     end_to_end = [1e3 * lat - w for lat, w in zip(latencies, waited, strict=True)]
@@ -185,6 +195,8 @@ def measure(address: str, concurrency: int, requests: int, top_k: int) -> dict[s
         "requests": len(latencies),
         "qps": len(latencies) / elapsed,
         **{f"p{q}_ms": 1e3 * percentile(latencies, q) for q in (50, 95, 99)},
+        # what a gateway with the default deadline (VIDSTRATA_GATEWAY_REQUEST_TIMEOUT_S) would have cut off
+        "over_default_deadline": sum(lat > GatewaySettings().request_timeout_s for lat in latencies),
         "stages_ms": mean,
         "share_of_total": {name: ms / mean["total"] for name, ms in critical.items()},
         "overhead_in_gateway_ms": {f"p{q}": percentile(inside, q) for q in (50, 95)},
@@ -194,14 +206,14 @@ def measure(address: str, concurrency: int, requests: int, top_k: int) -> dict[s
 
 @contextmanager
 def _gateway(work: Path, triton_url: str, milvus_uri: str, redis_url: str, prefix: str, candidates: int,
-             query_cache: int, clip_overfetch: int) -> Iterator[str]:
+             query_cache: int, clip_overfetch: int, label: str = "") -> Iterator[str]:
     """A gateway on free ports, with benchmark-sized deadlines; yields its address once it is SERVING."""
     env = dict(os.environ, VIDSTRATA_TRITON_URL=triton_url, VIDSTRATA_MILVUS_URI=milvus_uri,
                VIDSTRATA_REDIS_URL=redis_url, VIDSTRATA_MILVUS_COLLECTION_PREFIX=prefix, VIDSTRATA_MILVUS_TIMEOUT_S="120",
                VIDSTRATA_GATEWAY_REQUEST_TIMEOUT_S="120", VIDSTRATA_GATEWAY_PROBE_TIMEOUT_S="30",
                VIDSTRATA_GATEWAY_TRITON_TIMEOUT_S="120", VIDSTRATA_GATEWAY_CANDIDATES=str(candidates),
                VIDSTRATA_GATEWAY_QUERY_CACHE_SIZE=str(query_cache), VIDSTRATA_MILVUS_CLIP_OVERFETCH=str(clip_overfetch))
-    gateway = start_gateway(env, work / f"gateway-{prefix}.log")
+    gateway = start_gateway(env, work / f"gateway-{label}{prefix}.log")
     try:
         yield gateway.address
     finally:
@@ -221,11 +233,13 @@ class SearchStack:
     indexes: dict[int, VideoIndex]
     milvus_rss: Callable[[], int] | None = None  # resident bytes of the Milvus we started; None for --milvus-uri
     query_cache: int = 0
+    milvus: str = ""  # which Milvus: lite, standalone or external
 
     def gateway(self, index: VideoIndex, candidates: int) -> AbstractContextManager[str]:
         """A gateway subprocess over `index`; yields its address once it is SERVING."""
         return _gateway(self.work, self.triton_url, self.milvus_uri, self.redis_url,
-                        index.settings.collection_prefix, candidates, self.query_cache, index.settings.clip_overfetch)
+                        index.settings.collection_prefix, candidates, self.query_cache, index.settings.clip_overfetch,
+                        f"{self.milvus}-" if self.milvus else "")
 
 
 def add_stack_arguments(parser: argparse.ArgumentParser) -> None:
@@ -237,9 +251,10 @@ def add_stack_arguments(parser: argparse.ArgumentParser) -> None:
                         help="VIDSTRATA_GATEWAY_CANDIDATES of the gateway (and the bare baseline's ANN limit)")
     parser.add_argument("--data-dir", type=Path, default=Path("build/bench-gateway"),
                         help="Milvus data and logs; synthetic rows are kept here and reused by the next run")
-    parser.add_argument("--milvus", choices=("standalone", "lite"), default="standalone",
+    parser.add_argument("--milvus", "--backend", choices=("standalone", "lite"), nargs="+", default=["standalone"],
                         help=f"Milvus to start: the C++ {MILVUS_STANDALONE_VERSION} standalone (PyPI `milvus`, installed "
-                        "into build/milvus-venv on first use) or Milvus Lite (the `vidstrata up` default)")
+                        "into build/milvus-venv on first use) or Milvus Lite (pure Python); several: each in turn, "
+                        "back to back, with the same Triton, Redis and queries")
     parser.add_argument("--triton-url", help="use this Triton instead of starting one")
     parser.add_argument("--milvus-uri", help="use this running Milvus instead of starting one (--milvus)")
     parser.add_argument("--intrinsic-dim", type=int, default=16,
@@ -293,9 +308,19 @@ def wait_engine_idle(client: MilvusClient, timeout_s: float = 3600.0) -> float:
         time.sleep(5.0)
 
 
+@dataclass
+class Services:
+    """What every Milvus backend of one benchmark run shares: Redis, Triton and the encoder used by the checks."""
+
+    work: Path
+    redis_url: str
+    triton_url: str
+    encoder: TritonEncoder
+
+
 @contextmanager
-def search_stack(args: argparse.Namespace) -> Iterator[SearchStack]:
-    """Redis, Triton and Milvus (each started here unless args names one) and an index per args.videos size."""
+def services(args: argparse.Namespace) -> Iterator[Services]:
+    """Redis and Triton, each started here unless args names one (exported once, whatever the backends)."""
     work = args.data_dir.resolve()
     work.mkdir(parents=True, exist_ok=True)
     with ExitStack() as stack:
@@ -316,13 +341,31 @@ def search_stack(args: argparse.Namespace) -> Iterator[SearchStack]:
         stack.callback(encoder.close)
         if args.triton_url is None:
             triton.wait_ready(encoder.ready, timeout_s=180)
+        yield Services(work, redis_url, triton_url, encoder)
+
+
+def backends(args: argparse.Namespace) -> list[str]:
+    """The Milvus backends to measure in turn: "external" for --milvus-uri, else each --milvus once, in order."""
+    return ["external"] if args.milvus_uri else list(dict.fromkeys(args.milvus))
+
+
+@contextmanager
+def search_stack(args: argparse.Namespace, milvus: str | None = None,
+                 shared: Services | None = None) -> Iterator[SearchStack]:
+    """Redis, Triton (both from `shared` when given) and Milvus `milvus` (default: the first of args.milvus, or
+    args.milvus_uri), with an index per args.videos size."""
+    milvus = milvus or backends(args)[0]
+    with ExitStack() as stack:
+        if shared is None:
+            shared = stack.enter_context(services(args))
+        work, encoder = shared.work, shared.encoder
         dim = encoder.info().dim
         milvus_uri, milvus_rss = args.milvus_uri, None
-        if milvus_uri is None and args.milvus == "lite":
-            milvus, milvus_uri = start_milvus_lite(work / "milvus")
-            stack.callback(milvus.stop)
-            milvus_rss = lambda: process_rss(milvus.pid, children=True)  # noqa: E731
-        elif milvus_uri is None:
+        if milvus == "lite":
+            lite, milvus_uri = start_milvus_lite(work / "milvus")
+            stack.callback(lite.stop)
+            milvus_rss = lambda: process_rss(lite.pid, children=True)  # noqa: E731
+        elif milvus == "standalone":
             print(f"starting Milvus {MILVUS_STANDALONE_VERSION} standalone in {work / 'milvus-standalone'} ...", flush=True)
             standalone = start_milvus_standalone(work / "milvus-standalone")
             stack.callback(standalone.stop)
@@ -338,16 +381,16 @@ def search_stack(args: argparse.Namespace) -> Iterator[SearchStack]:
         for index in indexes.values():
             _ensure_collections(index)
             stack.callback(index.close)
-        yield SearchStack(work, triton_url, redis_url, milvus_uri, encoder, client, indexes, milvus_rss,
-                          args.query_cache)
+        yield SearchStack(work, shared.triton_url, shared.redis_url, milvus_uri, encoder, client, indexes, milvus_rss,
+                          args.query_cache, milvus)
 
 
 def table(runs: list[dict[str, Any]]) -> str:
     """The Markdown summary: one row per index size and concurrency."""
     lines = [
         "| videos | clips | load s | candidates | concurrency | QPS | p50 ms | p95 ms | p99 ms | encode | ANN (longer) | fetch "
-        "| rescore | fusion | gateway overhead p50 / p95 ms | end-to-end overhead p50 ms |",
-        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
+        "| rescore | fusion | gateway overhead p50 / p95 ms | end-to-end overhead p50 ms | Milvus |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in runs:
         share = r["share_of_total"]
@@ -357,7 +400,7 @@ def table(runs: list[dict[str, Any]]) -> str:
             f"| {share['encode']:.0%} | {share['ann (concurrent, the longer)']:.0%} | {share['fetch vectors']:.0%} "
             f"| {share['exact rescoring']:.0%} | {share['fusion']:.1%} "
             f"| {r['overhead_in_gateway_ms']['p50']:.2f} / {r['overhead_in_gateway_ms']['p95']:.2f} "
-            f"| {r['overhead_end_to_end_ms']['p50']:.2f} |"
+            f"| {r['overhead_end_to_end_ms']['p50']:.2f} | {r.get('milvus', '')} |"
         )
     lines.append("")
     lines.append("Stage columns: share of the gateway's mean total time. Overhead: latency minus the time spent "
@@ -375,21 +418,24 @@ def main(argv: list[str] | None = None) -> Path:
     if args.tiny:
         args.videos, args.requests = [300], min(args.requests, 20)
     runs = []
-    with search_stack(args) as stack:
-        for videos, index in stack.indexes.items():
-            print(f"index of {videos} videos x {args.clips_per_video} clips ...", flush=True)
-            load_s = synthesise(index, stack.client, videos, args.clips_per_video, intrinsic_dim=args.intrinsic_dim)
-            with stack.gateway(index, args.candidates) as address:
-                for concurrency in args.concurrency:
-                    run = measure(address, concurrency, args.requests, args.top_k)
-                    runs.append({"videos": videos, "clips": videos * args.clips_per_video, "load_s": load_s,
-                                 "candidates": args.candidates, **run})
-                    print(f"  concurrency {concurrency}: {run['qps']:.1f} QPS, p50 {run['p50_ms']:.1f} ms, "
-                          f"gateway overhead p50 {run['overhead_in_gateway_ms']['p50']:.2f} ms", flush=True)
+    with services(args) as shared:
+        for milvus in backends(args):
+            with search_stack(args, milvus, shared) as stack:
+                for videos, index in stack.indexes.items():
+                    print(f"Milvus {milvus}, index of {videos} videos x {args.clips_per_video} clips ...", flush=True)
+                    load_s = synthesise(index, stack.client, videos, args.clips_per_video,
+                                        intrinsic_dim=args.intrinsic_dim)
+                    with stack.gateway(index, args.candidates) as address:
+                        for concurrency in args.concurrency:
+                            run = measure(address, concurrency, args.requests, args.top_k)
+                            runs.append({"milvus": milvus, "videos": videos, "clips": videos * args.clips_per_video,
+                                         "load_s": load_s, "candidates": args.candidates, **run})
+                            print(f"  concurrency {concurrency}: {run['qps']:.1f} QPS, p50 {run['p50_ms']:.1f} ms, "
+                                  f"gateway overhead p50 {run['overhead_in_gateway_ms']['p50']:.2f} ms", flush=True)
     text = table(runs)
     arguments = {k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items()}
-    path = write_results("gateway", {"runs": runs, "args": arguments, "milvus": "external" if args.milvus_uri else
-                                     "milvus-lite server"}, text, args.results_dir)
+    path = write_results("gateway", {"runs": runs, "args": arguments, "milvus": backends(args)}, text,
+                         args.results_dir)
     print(f"{machine()}\n\n{text}\n\nwrote {path}")
     return path
 

@@ -12,8 +12,10 @@ What it adds to bench.gateway (whose stack, synthetic index and load generator i
 - the exact-search agreement of the gateway's top 10 (brute force over every stored vector, `exact_agreement`),
   the Milvus engine's memory and the load + index time per index size; `--plot` draws them against the size.
 
-Milvus is the C++ 2.3.5 standalone, installed, started and stopped by the benchmark (`--milvus lite` for the
-embedded default, `--milvus-uri` for a running one); its data folder keeps each loaded index for the next run.
+Milvus is the C++ 2.3.5 standalone, installed, started and stopped by the benchmark (`--milvus lite` for Milvus
+Lite, `--milvus lite standalone` for both one after the other, compared side by side, and with `--interleave TURNS`
+both at once, measured in alternating turns so that a shared machine's load falls on each alike; `--milvus-uri` for a
+running one); its data folder keeps each loaded index for the next run.
 The index is synthetic (bench.gateway.synthesise: unit vectors near a 16-dimensional subspace by default, 4 clips
 per video) because ingesting 10^5 real videos would take days here; the queries are real sentences, encoded by
 Triton in every Search (the gateway's query cache is off unless --query-cache).
@@ -27,6 +29,7 @@ import sys
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import ExitStack
 from pathlib import Path
 from typing import Any
 
@@ -37,22 +40,27 @@ from bench.common import machine, median_runs, percentile, write_results
 from bench.gateway import (
     QUERIES,
     SearchStack,
+    Services,
     add_stack_arguments,
+    backends,
     measure,
+    run_load,
     search_stack,
+    services,
+    summarise,
     synthesise,
     synthetic_batches,
     video_name,
     wait_engine_idle,
 )
-from bench.photos import CAPTIONS
-from gateway.fusion import FusionConfig, fuse
-from gateway.query import query_vectors
-from gateway.scoring import score_candidates
-from gateway.service import union_by_rank
-from gateway.settings import GatewaySettings
-from index.store import ClipRecord, VideoIndex
-from inference.triton_encoder import TritonEncoder
+from vidstrata.media.photos import CAPTIONS
+from vidstrata.gateway.fusion import FusionConfig, fuse
+from vidstrata.gateway.query import query_vectors
+from vidstrata.gateway.scoring import score_candidates
+from vidstrata.gateway.service import union_by_rank
+from vidstrata.gateway.settings import GatewaySettings
+from vidstrata.index.store import ClipRecord, VideoIndex
+from vidstrata.inference.triton_encoder import TritonEncoder
 from vidstrata.v1 import search_pb2, search_pb2_grpc
 
 STAGES = ("encode", "ann_videos", "ann_clips", "rescore", "rescore_fetch", "fusion", "total")
@@ -240,6 +248,39 @@ def measure_limit(stack: SearchStack, index: VideoIndex, videos: int, candidates
     return rows, agreement
 
 
+def measure_interleaved(stacks: dict[str, SearchStack], videos: int, args: argparse.Namespace) -> list[dict[str, Any]]:
+    """Every backend's gateway at once, measured in turns: per concurrency, args.interleave rounds of
+    args.requests / args.interleave Searches on each backend, the order flipped every round, so that a shared
+    machine's load falls on all of them alike. A row per backend and concurrency (gateway only: no bare baseline),
+    its percentiles over all its Searches and its QPS = Searches / the seconds they took."""
+    rows = []
+    chunk = -(-args.requests // args.interleave)
+    with ExitStack() as gateways:
+        addresses = {name: gateways.enter_context(stack.gateway(stack.indexes[videos], args.candidates))
+                     for name, stack in stacks.items()}
+        for concurrency in args.concurrency:
+            for address in addresses.values():  # warm-up
+                run_load(address, concurrency, max(concurrency, 8), args.top_k)
+            got: dict[str, tuple[list[float], list[Any], list[float]]] = {name: ([], [], []) for name in addresses}
+            for turn in range(args.interleave):
+                for name in list(addresses)[:: 1 if turn % 2 == 0 else -1]:
+                    latencies, timings, elapsed = run_load(addresses[name], concurrency, chunk, args.top_k)
+                    got[name][0].extend(latencies)
+                    got[name][1].extend(timings)
+                    got[name][2].append(elapsed)
+            for name, (latencies, timings, elapsed) in got.items():
+                gateway = summarise(concurrency, latencies, timings, sum(elapsed))
+                gateway["turns_qps"] = [chunk / e for e in elapsed]
+                rows.append({"milvus": name, "videos": videos, "clips": videos * args.clips_per_video,
+                             "candidates": args.candidates, "concurrency": concurrency, "gateway": gateway,
+                             "bare": None, "ratio_p50": None, "ratio_qps": None,
+                             "runs": {"gateway": [gateway], "bare": []}})
+                print(f"    {name}, concurrency {concurrency}: {gateway['qps']:.1f} QPS p50 {gateway['p50_ms']:.1f} ms "
+                      f"p99 {gateway['p99_ms']:.1f} ms over {gateway['requests']} Searches in {args.interleave} turns",
+                      flush=True)
+    return rows
+
+
 def _header(command: str) -> str:
     m = machine()
     return f"Machine: {m['cpu']}, {m['cores']} cores, Python {m['python']}. Date: {m['date']}. Command: `{command}`."
@@ -257,6 +298,10 @@ def main(argv: list[str] | None = None) -> Path:
     parser.add_argument("--candidate-limits", type=int, nargs="+",
                         help="measure each of these candidate limits in turn (latency and agreement; default: --candidates)")
     parser.add_argument("--plot", type=Path, help="write the cost curve (figures against index size) to this PNG")
+    parser.add_argument("--interleave", type=int, default=0, metavar="TURNS",
+                        help="with several --milvus: run them all at once and measure them in TURNS alternating turns "
+                        "of --requests/TURNS Searches each (the gateway only), so a shared machine's load hits each "
+                        "alike; 0 (default): one after the other")
     parser.add_argument("--tiny", action="store_true", help="smoke run: 60 videos of 2 clips, concurrency 1 and 4, "
                         "at most 10 requests, 1 repeat")
     args = parser.parse_args(argv)
@@ -264,10 +309,40 @@ def main(argv: list[str] | None = None) -> Path:
         args.videos, args.clips_per_video, args.concurrency = [60], 2, [1, 4]
         args.requests, args.repeats, args.check_queries = min(args.requests, 10), 1, min(args.check_queries, 10)
     command = "python -m bench.query " + shlex.join(sys.argv[1:] if argv is None else argv)
+    if args.plot and len(backends(args)) > 1:
+        parser.error("--plot draws one Milvus: give one --milvus")
     rows, sizes = [], []
-    with search_stack(args) as stack:
+    if args.interleave and len(backends(args)) > 1:
+        rows, sizes = interleaved(args)
+    else:
+        with services(args) as shared:
+            for milvus in backends(args):  # back to back, over the same Triton and Redis
+                more_rows, more_sizes = one_backend(args, milvus, shared)
+                rows += more_rows
+                sizes += more_sizes
+    names = backends(args)
+    if len(names) == 1:
+        text = table(rows, sizes, args.repeats)
+    else:
+        text = "\n\n".join([compare_backends(rows, names, args.interleave)] + [
+            f"Milvus {name}:\n\n" + table([r for r in rows if r["milvus"] == name],
+                                            [z for z in sizes if z["milvus"] == name], args.repeats) for name in names])
+    arguments = {k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items()}
+    milvus = names[0] if len(names) == 1 else names
+    path = write_results("query", {"command": command, "rows": rows, "sizes": sizes, "args": arguments,
+                                   "milvus": milvus}, f"{_header(command)}\n\n{text}", args.results_dir)
+    if args.plot:
+        plot_cost(rows, sizes, names[0], args.plot)
+    print(f"\n{text}\n\nwrote {path}")
+    return path
+
+
+def one_backend(args: argparse.Namespace, milvus: str, shared: Services) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """Every index size on one Milvus: rows (a row per candidate limit and concurrency) and sizes."""
+    rows, sizes = [], []
+    with search_stack(args, milvus, shared) as stack:
         for videos, index in stack.indexes.items():
-            print(f"index of {videos} videos x {args.clips_per_video} clips ...", flush=True)
+            print(f"Milvus {milvus}, index of {videos} videos x {args.clips_per_video} clips ...", flush=True)
             load_s = synthesise(index, stack.client, videos, args.clips_per_video, intrinsic_dim=args.intrinsic_dim)
             rss, index_rss = load_alone(stack, index)
             idle_wait_s = wait_engine_idle(stack.client)
@@ -275,21 +350,56 @@ def main(argv: list[str] | None = None) -> Path:
             for candidates in args.candidate_limits or [args.candidates]:
                 print(f"  candidate limit {candidates}:", flush=True)
                 row_group, agreement = measure_limit(stack, index, videos, candidates, args)
-                rows += row_group
+                rows += [{"milvus": milvus, **row} for row in row_group]
                 if agreement:
                     agreements.append({"candidates": candidates, **agreement})
-            sizes.append({"videos": videos, "clips": videos * args.clips_per_video, "load_s": load_s,
+            sizes.append({"milvus": milvus, "videos": videos, "clips": videos * args.clips_per_video, "load_s": load_s,
                           "milvus_rss_mib": rss / 2**20, "index_rss_mib": index_rss / 2**20, "idle_wait_s": idle_wait_s,
                           "agreements": agreements})
-    text = table(rows, sizes, args.repeats)
-    arguments = {k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items()}
-    milvus = "external" if args.milvus_uri else args.milvus
-    path = write_results("query", {"command": command, "rows": rows, "sizes": sizes, "args": arguments,
-                                   "milvus": milvus}, f"{_header(command)}\n\n{text}", args.results_dir)
-    if args.plot:
-        plot_cost(rows, sizes, milvus, args.plot)
-    print(f"\n{text}\n\nwrote {path}")
-    return path
+    return rows, sizes
+
+
+def interleaved(args: argparse.Namespace) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """Every --milvus at once, over the same Triton and Redis, measured in alternating turns (measure_interleaved)."""
+    rows, sizes = [], []
+    with services(args) as shared, ExitStack() as opened:
+        stacks = {name: opened.enter_context(search_stack(args, name, shared)) for name in backends(args)}
+        for videos in args.videos:
+            for name, stack in stacks.items():
+                index = stack.indexes[videos]
+                print(f"Milvus {name}, index of {videos} videos x {args.clips_per_video} clips ...", flush=True)
+                load_s = synthesise(index, stack.client, videos, args.clips_per_video, intrinsic_dim=args.intrinsic_dim)
+                rss, index_rss = load_alone(stack, index)
+                sizes.append({"milvus": name, "videos": videos, "clips": videos * args.clips_per_video, "load_s": load_s,
+                              "milvus_rss_mib": rss / 2**20, "index_rss_mib": index_rss / 2**20, "agreements": []})
+            for (name, stack), size in zip(stacks.items(), sizes[-len(stacks):], strict=True):
+                size["idle_wait_s"] = wait_engine_idle(stack.client)
+            print(f"  {', '.join(stacks)} in {args.interleave} alternating turns:", flush=True)
+            rows += measure_interleaved(stacks, videos, args)
+    return rows, sizes
+
+
+def compare_backends(rows: list[dict[str, Any]], names: list[str], interleave: int = 0) -> str:
+    """One line per index size, candidate limit and concurrency: each backend's QPS, p50 and p99 through the gateway,
+    the Searches measured, and each backend's QPS over the first's."""
+    head = " | ".join(f"{n} QPS | {n} p50 ms | {n} p99 ms" for n in names)
+    ratios = " | ".join(f"QPS {n} / {names[0]}" for n in names[1:])
+    lines = [f"| videos | candidates | concurrency | {head} | Searches per run | {ratios} |",
+             "|" + "---|" * (4 + 3 * len(names) + len(names) - 1)]
+    at = {(r["milvus"], r["videos"], r["candidates"], r["concurrency"]): r["gateway"] for r in rows}
+    for videos, candidates, concurrency in dict.fromkeys((r["videos"], r["candidates"], r["concurrency"]) for r in rows):
+        got = [at.get((n, videos, candidates, concurrency)) for n in names]
+        cells = " | ".join(f"{g['qps']:.1f} | {g['p50_ms']:.1f} | {g['p99_ms']:.1f}" if g else "– | – | –" for g in got)
+        base = got[0]
+        ratio = " | ".join(f"{g['qps'] / base['qps']:.1f}x" if g and base else "–" for g in got[1:])
+        requests = max(int(g["requests"]) for g in got if g)
+        lines.append(f"| {videos} | {candidates} | {concurrency} | {cells} | {requests} | {ratio} |")
+    how = (f"all at once, measured in {interleave} alternating turns of Searches per backend (--interleave), so the "
+           "machine's load fell on each alike; percentiles over all of a backend's Searches, QPS = its Searches / the "
+           "seconds they took" if interleave else
+           "each measured in turn; latency percentiles of the Searches of one run (the median run of --repeats)")
+    lines += ["", f"Client-side, through the real gateway, with the same Triton, Redis, queries and synthetic index; {how}."]
+    return "\n".join(lines)
 
 
 def plot_cost(rows: list[dict[str, Any]], sizes: list[dict[str, Any]], milvus: str, path: Path) -> Path:

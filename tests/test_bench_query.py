@@ -73,3 +73,56 @@ def test_run_all_runs_each_benchmark_in_order_and_summarises(tmp_path, monkeypat
     calls.clear()
     assert run_all.main(["--results-dir", str(tmp_path)]) == 1
     assert [c[0] for c in calls] == ["bench.encoders", "bench.ingest"], "stops at the first failure by default"
+
+
+def test_compare_backends_puts_each_milvus_side_by_side_with_the_qps_ratio():
+    from bench.query import compare_backends
+
+    def row(milvus, concurrency, qps, p50, p99):
+        return {"milvus": milvus, "videos": 1000, "candidates": 100, "concurrency": concurrency,
+                "gateway": {"qps": qps, "p50_ms": p50, "p99_ms": p99, "requests": 1000}}
+
+    rows = [row("lite", 1, 5.0, 180.0, 400.0), row("lite", 16, 6.0, 2500.0, 4000.0),
+            row("standalone", 1, 30.0, 30.0, 60.0), row("standalone", 16, 45.0, 340.0, 700.0)]
+    text = compare_backends(rows, ["lite", "standalone"])
+    lines = text.splitlines()
+    assert lines[0] == ("| videos | candidates | concurrency | lite QPS | lite p50 ms | lite p99 ms | standalone QPS "
+                        "| standalone p50 ms | standalone p99 ms | Searches per run | QPS standalone / lite |")
+    assert lines[1].count("---") == 11
+    assert "| 1000 | 100 | 1 | 5.0 | 180.0 | 400.0 | 30.0 | 30.0 | 60.0 | 1000 | 6.0x |" in text
+    assert "| 1000 | 100 | 16 | 6.0 | 2500.0 | 4000.0 | 45.0 | 340.0 | 700.0 | 1000 | 7.5x |" in text
+
+
+def test_interleaved_turns_alternate_the_backends_and_pool_every_search(monkeypatch):
+    import argparse
+    from contextlib import contextmanager
+    from types import SimpleNamespace
+
+    from bench import query
+
+    calls = []
+
+    def fake_run_load(address, concurrency, requests, top_k):
+        calls.append((address, concurrency, requests))
+        per = {"lite": 0.5, "standalone": 0.05}[address]
+        timing = SimpleNamespace(encode_ms=1.0, ann_videos_ms=2.0, ann_clips_ms=3.0, rescore_ms=4.0,
+                                 rescore_fetch_ms=2.0, fusion_ms=0.1, total_ms=10.0)
+        return [per] * requests, [timing] * requests, per * requests / concurrency
+
+    class FakeStack:
+        def __init__(self, name):
+            self.name, self.indexes = name, {100: object()}
+
+        @contextmanager
+        def gateway(self, index, candidates):
+            yield self.name
+
+    monkeypatch.setattr(query, "run_load", fake_run_load)
+    args = argparse.Namespace(requests=10, interleave=3, concurrency=[1, 4], top_k=10, candidates=100, clips_per_video=4)
+    rows = query.measure_interleaved({"lite": FakeStack("lite"), "standalone": FakeStack("standalone")}, 100, args)
+    measured = [c for c in calls if c[2] == 4]  # turns of ceil(10 / 3) Searches; warm-ups send max(concurrency, 8)
+    assert [c[0] for c in measured[:6]] == ["lite", "standalone", "standalone", "lite", "lite", "standalone"]
+    by = {(r["milvus"], r["concurrency"]): r["gateway"] for r in rows}
+    assert by["lite", 1]["requests"] == 12 and by["lite", 1]["qps"] == pytest.approx(2.0)
+    assert by["standalone", 4]["qps"] == pytest.approx(80.0) and by["standalone", 4]["p99_ms"] == pytest.approx(50.0)
+    assert len(by["lite", 4]["turns_qps"]) == 3 and rows[0]["bare"] is None

@@ -192,14 +192,16 @@ def evidence(levels: Mapping[str, np.ndarray], config: FusionConfig) -> dict[str
     return shares
 
 
-def contributions(levels: Mapping[str, np.ndarray], config: FusionConfig) -> dict[str, np.ndarray]:
+def contributions(levels: Mapping[str, np.ndarray], config: FusionConfig,
+                  level_evidence: Mapping[str, np.ndarray] | None = None) -> dict[str, np.ndarray]:
     """Each weighted level's share of the fused score per candidate: `evidence` (WEIGHTED under "ranges"),
     weight * the score normalised over the candidates (WEIGHTED under "minmax" or "zscore", visual levels) or
     weight / (rrf_k + rank) (RRF); NaN where the candidate lacks the level, absent where every one does.
     Text levels are always first scaled by `text_evidence` over their own range: WEIGHTED uses that scale, RRF ranks
-    what is left."""
+    what is left. `level_evidence`: `evidence(levels, config)` when the caller has it already (it explains hits
+    with it too), so it is computed once per query."""
     weights = config.weights  # checked once, by FusionConfig
-    shares = evidence(levels, config)
+    shares = dict(level_evidence) if level_evidence is not None else evidence(levels, config)
     for level in shares:
         if config.method == FusionMethod.RRF:  # the raw cosines' ranks; a text level's above its floor
             ranked = text_evidence(levels[level], config.text_ranges[level]) if level in TEXT_LEVELS else levels[level]
@@ -209,7 +211,8 @@ def contributions(levels: Mapping[str, np.ndarray], config: FusionConfig) -> dic
     return shares
 
 
-def fuse(levels: Mapping[str, np.ndarray], config: FusionConfig) -> np.ndarray:
+def fuse(levels: Mapping[str, np.ndarray], config: FusionConfig,
+         level_evidence: Mapping[str, np.ndarray] | None = None) -> np.ndarray:
     """One fused score per candidate (larger is better) from each level's raw scores over the same candidates.
 
     WEIGHTED: sum of weight * scaled score, divided by the sum of the weights of the levels in `levels` (so
@@ -218,10 +221,10 @@ def fuse(levels: Mapping[str, np.ndarray], config: FusionConfig) -> np.ndarray:
     candidates. A text level is evidence on a fixed scale (`text_evidence`): it only adds, and a video without
     speech or on-screen text (NaN) gets exactly what a video whose text does not match gets, nothing. So a missing
     level is never a penalty below the videos that have it but do not match; it only lets the ones that do match
-    rise. Levels of zero weight may be absent from `levels`.
+    rise. Levels of zero weight may be absent from `levels`. `level_evidence`: as in `contributions`.
     """
     weights = config.weights
-    shares = contributions(levels, config)
+    shares = contributions(levels, config, level_evidence)
     size = len(next(iter(levels.values()))) if levels else 0
     fused = np.zeros(size, dtype=np.float64)
     for share in shares.values():

@@ -30,7 +30,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from vidstrata.gateway.fusion import FusionConfig, evidence
+from vidstrata.gateway.fusion import FusionConfig
 from vidstrata.gateway.query import QueryVectors
 from vidstrata.index.segments import Segment, SegmentHit, SegmentHits, SegmentRecord
 from vidstrata.index.store import ClipRecord
@@ -150,7 +150,7 @@ def text_matches(
     return best
 
 
-def explain(scored: ScoredCandidates, config: FusionConfig) -> list[Match]:
+def explain(scored: ScoredCandidates, level_evidence: Mapping[str, np.ndarray]) -> list[Match]:
     """Per candidate, the moment behind its score: the level with the largest share of it on the fixed scales
     (fusion.evidence: weight * the cosine scaled by the level's range; the clip levels count as one, "clip"), and
     that level's best clip or segment. A text level explains a hit only where its share is above the clip levels'
@@ -158,8 +158,9 @@ def explain(scored: ScoredCandidates, config: FusionConfig) -> list[Match]:
 
     Each video's match depends on its own scores only, under either method: the same moment whether a filter leaves
     it alone or among a hundred others (RRF ranks the candidates, but its ranks say how a video compares with the
-    others, not where in the video the query is; so RRF is explained on the same scales as WEIGHTED)."""
-    shares = evidence(scored.levels, config)
+    others, not where in the video the query is; so RRF is explained on the same scales as WEIGHTED).
+    `level_evidence` is `fusion.evidence(scored.levels, config)`, the one fusion summed."""
+    shares = level_evidence
     clip = np.zeros(len(scored.video_ids))
     for level in ("clip_sentence", "clip_phrase"):
         clip = clip + np.nan_to_num(shares.get(level, 0.0), nan=0.0)

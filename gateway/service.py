@@ -1,4 +1,4 @@
-"""`SearchService`: the gateway's logic, with no gRPC in sight (server.py only converts messages).
+"""`SearchService`: the gateway's logic, with no gRPC in sight (servicer.py only converts messages).
 
 Search runs in four stages: encode the query (Triton), find candidates by ANN (Milvus: videos with the
 sentence, clips with the sentence and each phrase), rescore every candidate exactly from its stored vectors
@@ -25,7 +25,7 @@ from typing import Protocol, TypeVar
 import numpy as np
 
 from vidstrata.gateway.errors import DeadlineExceeded, InvalidArgument, NotFound, Unavailable
-from vidstrata.gateway.fusion import fuse
+from vidstrata.gateway.fusion import evidence, fuse
 from vidstrata.gateway import metrics
 from vidstrata.gateway.query import (
     QueryVectorCache,
@@ -193,7 +193,7 @@ def _remaining(deadline: float) -> float:
 class SearchService:
     """Search, submit, get and delete videos; owns no network listener.
 
-    `new_encoder`, `index`, `status` and `queue` are the real clients in production (see server.build_service)
+    `new_encoder`, `index`, `status` and `queue` are the real clients in production (see app.build_service)
     and fakes in unit tests. The encoder comes from a factory because a Triton channel that failed sits in
     gRPC's reconnect backoff (up to 2 minutes): while Triton is down, probes use a fresh one, which replaces
     the old one as soon as it answers.
@@ -273,8 +273,9 @@ class SearchService:
                 text = {k: text_matches(vectors, found, stored, k) for k, found in segment_lists.items()} if kinds else None
                 scored = score_candidates(vectors, candidates, rows.videos, rows.clips, text, rows.video_cosines)
             with _stage(timings, "fusion"):
-                fused = fuse(scored.levels, fusion)
-                matches = explain(scored, fusion)
+                level_evidence = evidence(scored.levels, fusion)  # one computation for the score and its why
+                fused = fuse(scored.levels, fusion, level_evidence)
+                matches = explain(scored, level_evidence)
                 order = sorted(range(len(fused)), key=lambda i: (-fused[i], scored.video_ids[i]))[: query.top_k]
                 hits = [
                     Hit(scored.video_ids[i], float(fused[i]),

@@ -10,11 +10,17 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from vidstrata.gateway.fusion import (
-    DEFAULT_TEXT_RANGES, DEFAULT_VISUAL_RANGES, LEVELS, TEXT_LEVELS, VISUAL_LEVELS, FusionConfig, FusionMethod,
-    check_text_ranges, check_visual_ranges, check_weights, contributions, evidence, fuse, normalize, ranks, scaled,
+    DEFAULT_TEXT_RANGES, DEFAULT_VISUAL_RANGES, FusionConfig, FusionMethod, check_text_ranges, check_visual_ranges,
+    check_weights, contributions, evidence, fuse, normalize, ranks, scaled,
 )
 from vidstrata.gateway.scoring import BestClip, ScoredCandidates, explain
 from vidstrata.index.segments import SegmentRecord
+from vidstrata.spec.channels import LEVELS, TEXT_LEVELS, VISUAL_LEVELS
+
+
+def _explain(scored: ScoredCandidates, config: FusionConfig) -> list:
+    """As the service explains: from the evidence it computed once for the fused score."""
+    return explain(scored, evidence(scored.levels, config))
 
 
 def test_minmax_maps_to_unit_range_and_ties_to_one():
@@ -156,7 +162,7 @@ def test_why_names_the_level_that_gives_a_hit_most_of_its_score():
         {"speech_sentence": [SegmentRecord("a", "speech", 0, 1.0, 2.0, "a train"), said, None]},
     )
     weights = {"video_sentence": 0.3, "clip_sentence": 0.4, "clip_phrase": 0.3, "speech_sentence": 1.0}
-    matches = explain(scored, FusionConfig(FusionMethod.WEIGHTED, weights, visual_ranges=RANGES))
+    matches = _explain(scored, FusionConfig(FusionMethod.WEIGHTED, weights, visual_ranges=RANGES))
     assert [m.level for m in matches] == ["clip", "speech_sentence", "clip"]  # clip share 0.4 + 0.3 * 0.625 < 1
     assert (matches[1].start_s, matches[1].end_s, matches[1].snippet) == (4.0, 6.5, said.text)
 
@@ -212,7 +218,7 @@ def test_why_follows_each_text_level_s_own_floor():
         ranges = {"speech_sentence": (0.25, 0.5), "screen_text_sentence": (0.4, 0.5)}
         config = FusionConfig(FusionMethod.WEIGHTED, {"clip_sentence": 1.0, level: 2.0}, text_ranges=ranges,
                               visual_ranges=RANGES)
-        return explain(scored, config)[0].level  # speech 2 * 0.2 against the clip's 0.25
+        return _explain(scored, config)[0].level  # speech 2 * 0.2 against the clip's 0.25
 
     assert why("speech_sentence") == "speech_sentence"
     assert why("screen_text_sentence") == "clip"
@@ -239,7 +245,7 @@ def _cafe_tour(with_others: bool) -> ScoredCandidates:
 def test_when_does_the_place_open_is_the_on_screen_text_with_or_without_a_filter(method):
     config = FusionConfig(method, {"video_sentence": 0.3, "clip_sentence": 0.4, "clip_phrase": 0.3,
                                    "speech_sentence": 2.0, "screen_text_sentence": 2.0})
-    among, alone = explain(_cafe_tour(True), config)[0], explain(_cafe_tour(False), config)[0]
+    among, alone = _explain(_cafe_tour(True), config)[0], _explain(_cafe_tour(False), config)[0]
     assert (among.level, among.start_s, among.end_s, among.snippet) == ("screen_text_sentence", 0.0, 5.0,
                                                                          "open daily from 7 am")
     assert alone == among
@@ -286,7 +292,7 @@ def test_a_videos_score_order_and_why_do_not_change_when_other_candidates_come_o
     for a, i in enumerate(kept):
         for b, j in enumerate(kept):
             assert (part[a] > part[b]) == (full[i] > full[j])
-    assert explain(_scored(rows, kept), config) == [explain(_scored(rows, everyone), config)[i] for i in kept]
+    assert _explain(_scored(rows, kept), config) == [_explain(_scored(rows, everyone), config)[i] for i in kept]
 
 
 @settings(max_examples=300, deadline=None)
@@ -297,9 +303,9 @@ def test_under_rrf_a_videos_why_does_not_change_when_other_candidates_come_or_go
     rows, weights, kept = pool
     everyone = list(range(len(rows)))
     rrf, weighted = FusionConfig(FusionMethod.RRF, weights), FusionConfig(FusionMethod.WEIGHTED, weights)
-    whole = explain(_scored(rows, everyone), rrf)
-    assert explain(_scored(rows, kept), rrf) == [whole[i] for i in kept]
-    assert whole == explain(_scored(rows, everyone), weighted)
+    whole = _explain(_scored(rows, everyone), rrf)
+    assert _explain(_scored(rows, kept), rrf) == [whole[i] for i in kept]
+    assert whole == _explain(_scored(rows, everyone), weighted)
 
 
 def test_evidence_is_each_levels_weighted_share_on_its_fixed_scale():

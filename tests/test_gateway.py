@@ -23,7 +23,7 @@ from grpc_reflection.v1alpha.proto_reflection_descriptor_database import ProtoRe
 from vidstrata.spec.aggregation import SegmentationParams, aggregate_video
 from vidstrata.gateway.ingest import ENQUEUED_AT_HEADER
 from vidstrata.index import ClipRecord, IndexSettings, VideoIndex, VideoRecord
-from vidstrata.jobs.contract import INGEST_QUEUE
+from vidstrata.jobs.contract import INGEST_QUEUE, IngestPayload
 from vidstrata.stack.milvus import start_milvus_lite
 from vidstrata.spec.preprocess import center_crop_square
 from vidstrata.inference.triton_encoder import TritonEncoder
@@ -176,7 +176,8 @@ def test_submit_queues_the_celery_task_and_reads_as_pending(stub, indexed):
         assert len(ours) == 1
         headers = ours[0]["headers"]
         assert headers["task"] == "vidstrata.ingest_video" and abs(headers[ENQUEUED_AT_HEADER] - time.time()) < 30
-        assert headers["argsrepr"] == repr([reply.video_id, "/videos/new.mp4", {"lang": "fr"}])
+        # the typed payload (jobs.contract): one versioned message, not a positional list
+        assert headers["argsrepr"] == repr([IngestPayload(reply.video_id, "/videos/new.mp4", {"lang": "fr"}).to_message()])
         video = stub.GetVideo(search_pb2.GetVideoRequest(video_id=reply.video_id), timeout=10)
         assert video.status == search_pb2.Video.PENDING and video.uri == "/videos/new.mp4"
         assert stub.GetStats(search_pb2.GetStatsRequest(), timeout=10).queue_length >= 1

@@ -1,5 +1,6 @@
 """Start the real Milvus servers: the Milvus Lite gRPC server (tests, `vidstrata up`) and the C++ 2.3.5 standalone
-(benchmarks at scale), each with the data folder it keeps between runs."""
+(benchmarks at scale, `vidstrata up` with VIDSTRATA_UP_MILVUS=standalone), each with the data folder it keeps between
+runs."""
 
 from __future__ import annotations
 
@@ -12,7 +13,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from index.connection import connect_milvus
+from vidstrata.index.connection import connect_milvus
 from vidstrata.stack.process import ManagedProcess, ProcessFailed, children_of, free_port, port_open, process_rss
 
 
@@ -69,6 +70,11 @@ MILVUS_STANDALONE_LOCK = Path(__file__).with_name("requirements-milvus-standalon
 ETCD_PEER_PORT = 2380  # fixed in the 2.3.5 build (milvus-server cannot move it): one standalone per machine
 
 
+def standalone_installed(venv: Path = MILVUS_STANDALONE_VENV) -> bool:
+    """True when PyPI `milvus` 2.3.5 is already installed in venv (so starting it needs no network)."""
+    return (venv / "bin" / "milvus-server").exists() and (venv / f".milvus-{MILVUS_STANDALONE_VERSION}").exists()
+
+
 def milvus_standalone_binary(venv: Path = MILVUS_STANDALONE_VENV) -> Path:
     """`milvus-server` of PyPI `milvus` 2.3.5, installed from its lock into a venv of its own on first use.
 
@@ -76,13 +82,12 @@ def milvus_standalone_binary(venv: Path = MILVUS_STANDALONE_VENV) -> Path:
     Raises subprocess.CalledProcessError when pip cannot install it (no index reachable).
     """
     binary = venv / "bin" / "milvus-server"
-    installed = venv / f".milvus-{MILVUS_STANDALONE_VERSION}"
-    if binary.exists() and installed.exists():
+    if standalone_installed(venv):
         return binary.resolve()
     subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
     subprocess.run([str(venv / "bin" / "python"), "-m", "pip", "install", "-q", "--require-hashes", "--no-deps",
                     "-r", str(MILVUS_STANDALONE_LOCK)], check=True)
-    installed.touch()
+    (venv / f".milvus-{MILVUS_STANDALONE_VERSION}").touch()
     return binary.resolve()
 
 
@@ -132,13 +137,10 @@ class MilvusStandalone:
                 time.sleep(0.1)
 
 
-def start_milvus_standalone(data_dir: Path, port: int | None = None, timeout_s: float = 180.0,
-                            venv: Path = MILVUS_STANDALONE_VENV) -> MilvusStandalone:
-    """Start the C++ Milvus 2.3.5 standalone (installing it first if needed) with its data in data_dir.
-
-    The data folder survives `stop()`: a later start with the same folder serves the same collections, so a
-    benchmark loads its vectors once. Ready when a real RPC is answered (start-up takes 10-40 s).
-    """
+def launch_milvus_standalone(data_dir: Path, port: int | None = None,
+                             venv: Path = MILVUS_STANDALONE_VENV) -> MilvusStandalone:
+    """Start the C++ Milvus 2.3.5 standalone (installing it first if needed) with its data in data_dir, without
+    waiting: `standalone_answers` says when it answers (`start_milvus_standalone` waits for that)."""
     if port_open(ETCD_PEER_PORT):
         raise ProcessFailed(f"port {ETCD_PEER_PORT} is taken: the 2.3.5 standalone's embedded etcd always listens there, "
                             "so another one is probably running on this machine; stop it, or use it (--milvus-uri)")
@@ -150,9 +152,25 @@ def start_milvus_standalone(data_dir: Path, port: int | None = None, timeout_s: 
         [str(milvus_standalone_binary(venv)), "--data", str(data_dir), "--proxy-port", str(port)],
         log_path=data_dir / "milvus-server.log",
     ).start()
-    server = MilvusStandalone(proc, f"http://127.0.0.1:{port}", data_dir)
+    return MilvusStandalone(proc, f"http://127.0.0.1:{port}", data_dir)
+
+
+def standalone_answers(server: MilvusStandalone) -> bool:
+    """True once the standalone answers a real RPC (probing TCP first: pymilvus logs every refused RPC)."""
+    port = int(server.uri.rsplit(":", 1)[1])
+    return port_open(port) and milvus_answers(server.uri)
+
+
+def start_milvus_standalone(data_dir: Path, port: int | None = None, timeout_s: float = 180.0,
+                            venv: Path = MILVUS_STANDALONE_VENV) -> MilvusStandalone:
+    """Start the C++ Milvus 2.3.5 standalone (installing it first if needed) with its data in data_dir.
+
+    The data folder survives `stop()`: a later start with the same folder serves the same collections, so a
+    benchmark loads its vectors once. Ready when a real RPC is answered (start-up takes 10-40 s).
+    """
+    server = launch_milvus_standalone(data_dir, port, venv)
     try:
-        proc.wait_ready(lambda: port_open(port) and milvus_answers(server.uri), timeout_s=timeout_s)
+        server.process.wait_ready(lambda: standalone_answers(server), timeout_s=timeout_s)
     except BaseException:
         server.stop()
         raise

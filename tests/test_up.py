@@ -18,8 +18,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from bench.photos import load_photo
-from bench.synthetic import write_scene_video
+from vidstrata.media.photos import load_photo
+from vidstrata.media.synthetic import write_scene_video
 from vidstrata.stack.process import ManagedProcess, free_port, port_open
 
 pytestmark = pytest.mark.e2e
@@ -36,7 +36,8 @@ def up_env(data_dir: Path, repository: Path) -> dict[str, str]:
         "REDIS_PORT", "MILVUS_PORT", "TRITON_HTTP_PORT", "TRITON_GRPC_PORT", "TRITON_METRICS_PORT",
         "GATEWAY_PORT", "GATEWAY_METRICS_PORT", "WORKER_METRICS_PORT")}
     env = dict(os.environ, PATH=f"{BIN}:{os.environ['PATH']}", VIDSTRATA_UP_DATA_DIR=str(data_dir),
-               VIDSTRATA_UP_MODEL_REPOSITORY=str(repository), PYTHONUNBUFFERED="1")
+               VIDSTRATA_UP_MODEL_REPOSITORY=str(repository), PYTHONUNBUFFERED="1",
+               VIDSTRATA_UP_MEDIA_DIR=str(data_dir.parent))  # the test's own videos: the worker may read them
     env.update({f"VIDSTRATA_UP_{k}": v for k, v in ports.items()})
     env["VIDSTRATA_GATEWAY_ADDRESS"] = f"127.0.0.1:{ports['GATEWAY_PORT']}"
     return env
@@ -139,16 +140,27 @@ def prometheus_scrapes_the_stack(env: dict[str, str], work: Path) -> None:
         server.stop()
 
 
-def test_up_cli_grpcurl_readme_sigterm_and_restart(model_repository, tmp_path):
+def loaded_torch(pid: int) -> list[str]:
+    """The torch libraries mapped into process pid (empty when it never imported torch)."""
+    maps = Path(f"/proc/{pid}/maps").read_text()
+    return sorted({line.split()[-1] for line in maps.splitlines() if "libtorch" in line or "/torch/_C" in line})
+
+
+SAMPLES = ("bigbuckbunny", "bikes", "carphone", "cafe_tour")
+
+
+def test_up_cli_grpcurl_readme_sigterm_and_restart(default_checkpoint, tmp_path):
     data = tmp_path / "data"
-    env = up_env(data, model_repository)
+    repository = tmp_path / "model_repository"  # missing: the first run exports it, as `make up`'s first run does
+    env = up_env(data, repository)
     gateway = env["VIDSTRATA_GATEWAY_ADDRESS"]
     video = tmp_path / "scenes.mp4"
     spans = write_scene_video(video, [load_photo("rocket"), load_photo("chelsea"), load_photo("coffee")], [4.0, 4.0, 4.0])
 
     up = Up(env, tmp_path / "up.log")
     try:
-        up.wait_for("vidstrata is up", timeout_s=300)
+        up.wait_for("vidstrata is up", timeout_s=600)
+        assert "exporting the default encoders" in up.output() and (repository / "text_encoder" / "config.pbtxt").is_file()
         for component in ("redis", "milvus-lite", "tritonserver", "worker", "gateway"):
             assert re.search(rf"^\s+{component}\s+\S+\s+ready", up.output(), re.M), up.output()
 
@@ -178,6 +190,16 @@ def test_up_cli_grpcurl_readme_sigterm_and_restart(model_repository, tmp_path):
 
         prometheus_scrapes_the_stack(env, tmp_path / "prometheus")
 
+        # Each sample is reported as it finishes (READY with its clips and duration, or FAILED with the reason),
+        # then one line says the first search is ready.
+        up.wait_for("samples indexed", timeout_s=600)
+        output = up.output()
+        for sample in SAMPLES:
+            assert re.search(rf"^  sample {sample}\s+(READY\s+[1-9]\d* clips?, \d+\.\d s|FAILED\s+\S)", output, re.M), output
+        assert re.search(r"^ready: [1-4] of 4 samples indexed.*; try: \S*vidstrata search \"", output, re.M), output
+        # The export ran in a child: the supervisor, alive as long as the stack, never loaded torch.
+        assert loaded_torch(up.proc.pid) == []
+
         assert up.stop() == 0
     finally:
         if up.proc.poll() is None:
@@ -188,6 +210,8 @@ def test_up_cli_grpcurl_readme_sigterm_and_restart(model_repository, tmp_path):
     again = Up(env, tmp_path / "up2.log")
     try:
         again.wait_for("vidstrata is up", timeout_s=300)
+        again.wait_for("try: ", timeout_s=60)  # the index holds videos: no samples, the first search is ready now
+        assert "ingesting sample" not in again.output() and "exporting" not in again.output()
         status = cli(env, "stats")
         assert status.returncode == 0 and re.search(r"videos: [1-9]", status.stdout), status.stdout + status.stderr
         found = cli(env, "search", "a cat", "--filter", 'meta.source == "test"', "--json")
@@ -207,3 +231,53 @@ def test_up_warns_once_the_index_outgrows_milvus_lite():
     assert lite_size_warning(limit, limit) is None
     warning = lite_size_warning(limit + 1, limit)
     assert warning is not None and "VIDSTRATA_MILVUS_URI" in warning and str(limit + 1) in warning
+
+
+class FakeGateway:
+    """GetVideo answers from a script: each call to get() pops the video's next state (the last one stays)."""
+
+    def __init__(self, script):
+        self.script = {video_id: list(states) for video_id, states in script.items()}
+
+    def get(self, video_id):
+        from vidstrata.v1 import search_pb2
+
+        states = self.script[video_id]
+        status, fields = states.pop(0) if len(states) > 1 else states[0]
+        return search_pb2.Video(video_id=video_id, status=getattr(search_pb2.Video, status), **fields)
+
+
+def test_up_reports_each_sample_as_it_finishes_and_when_the_first_search_is_ready(capsys, tmp_path):
+    import threading
+
+    from vidstrata.up import follow_samples
+
+    running = ("RUNNING", {"stage": "speech", "progress": 40.0})
+    gateway = FakeGateway({
+        "bikes": [("PENDING", {}), ("READY", {"clip_count": 3, "duration_s": 10.0})],
+        "carphone": [("FAILED", {"reason": "decode: no video stream"})],
+        "cafe_tour": [running, running, ("READY", {"clip_count": 2, "duration_s": 12.0})],
+    })
+    done = follow_samples(gateway, ["bikes", "carphone", "cafe_tour"], threading.Event(), wait_s=60, logs=tmp_path,
+                          poll_s=0.01, note_every_s=0.0)
+    assert done == {"carphone": "FAILED", "bikes": "READY", "cafe_tour": "READY"}
+    out = capsys.readouterr().out
+    assert re.search(r"sample bikes\s+READY\s+3 clips, 10.0 s", out)
+    assert re.search(r"sample carphone\s+FAILED\s+decode: no video stream", out)
+    assert "still ingesting: cafe_tour (RUNNING, speech 40 %)" in out
+    assert out.index("sample carphone") < out.index("sample bikes") < out.index("sample cafe_tour")
+    last = out.strip().splitlines()[-1]
+    assert last.startswith("ready: 2 of 3 samples indexed (1 FAILED: carphone); try: ")
+    assert last.endswith('search "someone making a latte"   (Ctrl-C stops everything)')
+
+
+def test_up_says_plainly_when_no_sample_could_be_indexed(capsys, tmp_path):
+    import threading
+
+    from vidstrata.up import follow_samples
+
+    gateway = FakeGateway({"bikes": [("FAILED", {"reason": "worker lost"})]})
+    follow_samples(gateway, ["bikes"], threading.Event(), wait_s=60, logs=tmp_path, poll_s=0.01)
+    out = capsys.readouterr().out
+    assert "sample bikes         FAILED  worker lost" in out
+    assert out.strip().splitlines()[-1].startswith("no sample could be indexed (1 of 1 FAILED; the worker's log: ")

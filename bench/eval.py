@@ -26,6 +26,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import os
 import shlex
 import statistics
 import sys
@@ -84,11 +85,15 @@ EVAL_GATEWAY_ENV = {"VIDSTRATA_GATEWAY_REQUEST_TIMEOUT_S": "120", "VIDSTRATA_GAT
 
 
 @contextmanager
-def real_stack(data_dir: Path, model_repository: Path, env: Mapping[str, str] = EVAL_GATEWAY_ENV) -> Iterator[Stack]:
+def real_stack(data_dir: Path, model_repository: Path, media: Sequence[Path] = (),
+               env: Mapping[str, str] = EVAL_GATEWAY_ENV) -> Iterator[Stack]:
     """vidstrata.up's stack on free ports with its data in data_dir; yields it (its gateway: `gateway_address`).
 
-    `env` goes to the worker and gateway on top of this process's environment, which is left as it was.
+    `media`: the folders whose videos it ingests, the only local files its worker may read
+    (VIDSTRATA_WORKER_LOCAL_ROOTS). `env` goes to the worker and gateway on top of this process's environment,
+    which is left as it was.
     """
+    env = {**env, "VIDSTRATA_WORKER_LOCAL_ROOTS": os.pathsep.join(str(Path(m).resolve()) for m in media)}
     from vidstrata.stack.process import free_port
     from vidstrata.up import Stack, UpSettings, launch
 
@@ -393,7 +398,8 @@ def run(args: argparse.Namespace, work: Path, command: str) -> dict[str, Any]:
         datasets[path.stem] = read_jsonl(path)
     payload: dict[str, Any] = {"command": command, "seed": args.seed, "tiny": args.tiny, "datasets": {}}
     started = time.perf_counter()
-    with real_stack(work / "stack", args.model_repository.resolve()) as stack:
+    folders = {work} | {item.video.parent for items in datasets.values() for item in items}
+    with real_stack(work / "stack", args.model_repository.resolve(), sorted(folders)) as stack:
         address = gateway_address(stack)
         print(f"stack up in {time.perf_counter() - started:.0f}s; gateway at {address}", flush=True)
         gateway = EvalClient(address)

@@ -48,7 +48,7 @@ def collect(out: Path) -> None:
     data: dict[str, tuple[list[Query], dict[str, Response], int]] = {}
     with tempfile.TemporaryDirectory(prefix="joint-") as tmp:
         work = Path(tmp)
-        with real_stack(work / "stack", Path("build/model_repository").resolve()) as stack:
+        with real_stack(work / "stack", Path("build/model_repository").resolve(), [work]) as stack:
             gateway = EvalClient(gateway_address(stack))
             for name, videos in SETS.items():
                 items = read_jsonl(GENERATORS[name](work / name, videos, 0, Sizes()))

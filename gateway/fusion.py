@@ -44,6 +44,11 @@ DEFAULT_TEXT_RANGES: dict[str, LevelRange] = {"speech_sentence": (0.25, 0.5), "s
 DEFAULT_VISUAL_RANGES: dict[str, LevelRange] = {
     "video_sentence": (0.05, 0.7), "clip_sentence": (0.07, 0.95), "clip_phrase": (0.06, 0.87),
 }
+# The visual ranges of a search by image: the whole cosine range, i.e. its raw cosines. The ranges above are for a
+# sentence against pictures; an image against frames scores 0.9 and more with the default encoders (every photo lies
+# in the same narrow cone), above every ceiling, where all candidates would tie at 1. An image query has no text
+# levels to be weighed against, so the raw cosines rank it, and the same whatever the other candidates.
+IMAGE_QUERY_RANGES: dict[str, LevelRange] = dict.fromkeys(VISUAL_LEVELS, (0.0, 1.0))
 
 
 class FusionMethod(StrEnum):

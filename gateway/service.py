@@ -25,7 +25,7 @@ from typing import Protocol, TypeVar
 import numpy as np
 
 from vidstrata.gateway.errors import DeadlineExceeded, InvalidArgument, NotFound, Unavailable
-from vidstrata.gateway.fusion import evidence, fuse
+from vidstrata.gateway.fusion import IMAGE_QUERY_RANGES, evidence, fuse
 from vidstrata.gateway import metrics
 from vidstrata.gateway.query import (
     QueryVectorCache,
@@ -226,8 +226,10 @@ class SearchService:
     def search(self, query: SearchQuery, deadline: float) -> SearchResult:
         """Ranked hits for a validated query; `deadline` is a time.monotonic() value."""
         timings = StageTimings()
-        # The deployment's visual level ranges (fusion.FusionConfig.visual_ranges) complete the query's fusion.
-        fusion = replace(query.fusion, visual_ranges=self.settings.visual_level_ranges)
+        # The deployment's visual level ranges (fusion.FusionConfig.visual_ranges) complete the query's fusion; they
+        # are calibrated for sentences, and an image is fused on its raw cosines (fusion.IMAGE_QUERY_RANGES).
+        ranges = self.settings.visual_level_ranges if query.image is None else IMAGE_QUERY_RANGES
+        fusion = replace(query.fusion, visual_ranges=ranges)
         with _stage(timings, "total"):
             self._require(self.triton, self.milvus)
             with _stage(timings, "encode"):

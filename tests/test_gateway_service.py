@@ -454,12 +454,12 @@ TEXTS = [SegmentRecord("trip", "screen_text", 0, 0.0, 2.0, "coffee (trip)", embe
          SegmentRecord("street", "speech", 0, 1.0, 3.0, "a car (street)", embed(["car"]))]
 
 
-def _only(videos: Sequence[str]) -> SearchService:
+def _only(videos: Sequence[str], ranges: dict = FAKE_RANGES) -> SearchService:
     """A service whose index holds only `videos` of LIBRARY: what a filter on their ids leaves as candidates."""
     fakes = FakeBackends(FakeEncoder(), FakeIndex(), FakeStatus(), None)  # type: ignore[arg-type]
     for video_id in videos:
         fakes.index.add(*scene_video(video_id, LIBRARY[video_id]))
-    return SearchService(GatewaySettings(visual_level_ranges=FAKE_RANGES), lambda: fakes.encoder, fakes.index,
+    return SearchService(GatewaySettings(visual_level_ranges=ranges), lambda: fakes.encoder, fakes.index,
                          fakes.status, fakes.queue, _Segments([s for s in TEXTS if s.video_id in videos]))
 
 
@@ -485,3 +485,21 @@ def test_the_only_candidate_left_is_explained_by_its_on_screen_text_as_among_oth
     among = next(h for h in _search(_only(list(LIBRARY)), "coffee").hits if h.video_id == "trip")
     assert alone.match.level == among.match.level == "screen_text_sentence"
     assert (alone.match.start_s, alone.match.end_s, alone.score) == (0.0, 2.0, among.score)
+
+
+def test_an_image_is_fused_on_its_raw_cosines_not_on_the_ranges_calibrated_for_sentences():
+    """Visual ranges for sentences put an image's cosines (0.9 and more with the default encoders) above every
+    ceiling, where all candidates would tie at 1 (here: ranges so narrow that every fake cosine is above them). An
+    image is ranked by its raw cosines, with the same score whichever other candidates there are."""
+    from tests.fixtures.gateway import word_image
+
+    narrow = dict.fromkeys(("video_sentence", "clip_sentence", "clip_phrase"), (0.0, 0.01))
+    hits = _search(_only(list(LIBRARY), narrow), "", image=word_image("coffee")).hits
+    assert hits[0].video_id == "trip" and hits[0].score > hits[1].score, [(h.video_id, h.score) for h in hits]
+    assert hits[0].score == pytest.approx(sum(GatewaySettings().fusion_weights[lv] * hits[0].levels[lv]
+                                              for lv in ("video_sentence", "clip_sentence", "clip_phrase")))
+    alone = _search(_only(["trip"], narrow), "", image=word_image("coffee")).hits[0]
+    assert (alone.score, alone.match) == (hits[0].score, hits[0].match)
+    sentence = _search(_only(list(LIBRARY), narrow), "coffee").hits  # a sentence is scaled by the narrow ranges:
+    assert {h.video_id: h.score for h in sentence if h.video_id in ("space", "garden")} == {  # tied at the ceiling
+        "space": pytest.approx(1 / 5), "garden": pytest.approx(1 / 5)}

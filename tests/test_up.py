@@ -281,3 +281,20 @@ def test_up_says_plainly_when_no_sample_could_be_indexed(capsys, tmp_path):
     out = capsys.readouterr().out
     assert "sample bikes         FAILED  worker lost" in out
     assert out.strip().splitlines()[-1].startswith("no sample could be indexed (1 of 1 FAILED; the worker's log: ")
+
+
+def test_a_repository_an_earlier_version_wrote_is_exported_again(tmp_path):
+    """Triton cannot load a python-backend model whose shim imports a module that moved (the bare `export.` of the
+    layout before the one import name): `up` finds such models and exports again instead of failing to start."""
+    from vidstrata.export.triton_repo import _python_shim
+
+    for model, text in {"text_encoder_tokenizer": _python_shim("TextTokenizerModel"),
+                        "speech_recognizer": "from export.triton_speech import SpeechRecognizerModel as TritonPythonModel\n",
+                        "old_room": "from spec.gone import Model as TritonPythonModel\n"}.items():
+        (tmp_path / model / "1").mkdir(parents=True)
+        (tmp_path / model / "1" / "model.py").write_text(text)
+    # As the supervisor sees them: from the installed command, not from the checkout's folders on sys.path.
+    found = subprocess.run([sys.executable, "-c", "import sys; from vidstrata.up import stale_python_models; "
+                            f"print(stale_python_models(__import__('pathlib').Path({str(tmp_path)!r})))"],
+                           cwd=tmp_path, capture_output=True, text=True, timeout=60)
+    assert found.stdout.strip() == "['old_room', 'speech_recognizer']", found.stderr

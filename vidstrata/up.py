@@ -11,7 +11,9 @@ tail.
 from __future__ import annotations
 
 import fcntl
+import importlib.util
 import os
+import re
 import shutil
 import signal
 import sys
@@ -197,14 +199,34 @@ class Stack:
         return next((c for c in self.components if not c.process.alive()), None)
 
 
+def stale_python_models(repository: Path) -> list[str]:
+    """The python-backend models of `repository` whose model.py imports a module that cannot be found here (a
+    repository written before a module moved, e.g. before the one import name): Triton would fail to load them."""
+    stale = []
+    for shim in sorted(repository.glob("*/1/model.py")):
+        found = re.search(r"^from ([\w.]+) import ", shim.read_text(), re.M)
+        try:
+            missing = found is not None and importlib.util.find_spec(found.group(1)) is None
+        except ModuleNotFoundError:  # a parent package is gone
+            missing = True
+        if missing:
+            stale.append(shim.parent.parent.name)
+    return stale
+
+
 def ensure_model_repository(repository: Path, log_dir: Path | None = None, timeout_s: float = 1800.0,
                             should_stop: Callable[[], bool] = lambda: False) -> None:
-    """Export the default encoders to `repository` if it lacks them (in a child process: torch never loads into the
-    supervisor, which lives as long as the stack), or add the speech and OCR models if only those are missing."""
+    """Export the default encoders to `repository` if it lacks them or holds python-backend models an earlier
+    version wrote (in a child process: torch never loads into the supervisor, which lives as long as the stack), or
+    add the speech and OCR models if only those are missing."""
     def has_weights(model: str) -> bool:
         return any((repository / model / "1" / name).is_file() for name in ("model.onnx", "model.plan"))
 
-    if (repository / "text_encoder" / "config.pbtxt").is_file() and has_weights("frame_encoder") and has_weights("text_encoder_net"):
+    stale = stale_python_models(repository)
+    if stale:
+        say(f"the python-backend models {', '.join(stale)} in {repository} name code this version no longer has "
+            "(written by an earlier vidstrata): exporting again")
+    elif (repository / "text_encoder" / "config.pbtxt").is_file() and has_weights("frame_encoder") and has_weights("text_encoder_net"):
         if not (repository / "speech_recognizer" / "1" / "whisper" / "model.bin").is_file():
             from vidstrata.export.speech_model import write_speech_model  # torch-free: copies files and writes a config
 

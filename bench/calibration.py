@@ -6,7 +6,8 @@ Search per candidate setting. The eval reports what is chosen on the other, held
 chosen here, on the calibration halves of several datasets at once, from the candidate levels the eval writes
 (eval_levels.json):
 
-    python -m bench.calibration visual docs/scenes/eval_levels.json docs/narrated/eval_levels.json
+    python -m bench.calibration visual docs/eval-issue20/before/scenes/eval_levels.json \
+        docs/eval-issue20/before/narrated/eval_levels.json
 """
 
 from __future__ import annotations

@@ -99,7 +99,8 @@ class Stack:
         self.processes["triton"] = process
 
     def start_worker(self) -> None:
-        env = {**os.environ, **self.env, **WORKER_ENV, "PROMETHEUS_MULTIPROC_DIR": str(self.work / "metrics")}
+        env = {**os.environ, **self.env, **WORKER_ENV, "PROMETHEUS_MULTIPROC_DIR": str(self.work / "metrics"),
+               "VIDSTRATA_WORKER_LOCAL_ROOTS": str(self.work.resolve())}  # its own videos, no other local file
         (self.work / "metrics").mkdir(exist_ok=True)
         self.processes["worker"] = start_worker(env, self.work / "worker.log")
 

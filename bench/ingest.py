@@ -109,7 +109,9 @@ def run_workload(
     status = StatusStore(redis_url, timeout_s=5.0)
     queue = CeleryIngestQueue(redis_url, timeout_s=5.0)
     results = Celery("bench-ingest", backend=redis_url, set_as_current=False)
-    env = {**env, "PROMETHEUS_MULTIPROC_DIR": str(work / f"metrics-{workload.name}")}
+    # the worker reads the benchmark's own videos and no other local file
+    env = {**env, "PROMETHEUS_MULTIPROC_DIR": str(work / f"metrics-{workload.name}"),
+           "VIDSTRATA_WORKER_LOCAL_ROOTS": str(work.resolve())}
     worker = start_worker(env, work / f"worker-{workload.name}.log")
     try:
         tasks = {}

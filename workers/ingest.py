@@ -38,7 +38,7 @@ from vidstrata.inference.speech import TimedText, TritonSpeech
 from vidstrata.spec.screen_text import LineFilter
 from vidstrata.media.video import FrameBatch, VideoReader
 from vidstrata.workers.errors import IngestCancelled
-from vidstrata.workers.fetch import fetch
+from vidstrata.workers.fetch import SourcePolicy, fetch
 from vidstrata.workers.settings import TIME_LIMIT_GRACE_S, WorkerSettings
 from vidstrata.workers.screen_text import read_screen_text
 from vidstrata.workers.speech import transcribe_video
@@ -173,7 +173,7 @@ class Ingestor:
         started = time.perf_counter()
         with fetch(uri, self.settings.max_download_bytes, self.settings.fetch_timeout_s,
                    self.settings.allow_local_paths, self.settings.fetch_deadline_s,
-                   lambda: not self.is_current(video_id, task_id)) as path:
+                   lambda: not self.is_current(video_id, task_id), SourcePolicy.from_settings(self.settings)) as path:
             timings["fetch"] = time.perf_counter() - started
             self._progress(video_id, task_id, _FETCHED, "decode")
             info = self.encoder.info()

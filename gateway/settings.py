@@ -114,9 +114,10 @@ class GatewaySettings(BaseSettings):
     )
     visual_level_ranges: dict[str, tuple[float, float]] = Field(
         dict(DEFAULT_VISUAL_RANGES), description="Cosine range [floor, ceiling] per visual level (JSON object of "
-        "video_sentence, clip_sentence and clip_phrase) that scales the level to [0, 1] (below the floor 0, above the "
-        "ceiling 1) in WEIGHTED fusion and in `why`; calibrated for the default encoders: another model needs its own "
-        "(`vidstrata eval --calibrate`). Levels left out keep the default.",
+        "video_sentence, clip_sentence and clip_phrase) that scales a sentence's level to [0, 1] (below the floor 0, "
+        "above the ceiling 1) in WEIGHTED fusion and in `why` (an image is fused on its raw cosines); calibrated for the "
+        "default encoders: another model needs its own (`python -m bench.calibration visual` over `vidstrata eval` "
+        "runs). Levels left out keep the default.",
     )
     normalization: Normalization = Field(
         "ranges", description="How WEIGHTED fusion puts the visual levels on one scale: ranges (each level's fixed cosine "

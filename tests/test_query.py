@@ -22,7 +22,7 @@ def test_defaults_fill_in_top_k_fusion_and_filter(settings):
     assert (query.text, query.top_k, query.filter.text) == ("a cat on a sofa", 10, "")
     assert query.fusion.method == FusionMethod.WEIGHTED
     assert query.fusion.weights == settings.fusion_weights
-    assert (query.fusion.normalization, query.fusion.rrf_k) == ("minmax", 60.0)
+    assert (query.fusion.normalization, query.fusion.rrf_k) == ("ranges", 60.0)
 
 
 def test_request_choices_override_the_defaults(settings):

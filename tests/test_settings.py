@@ -92,11 +92,19 @@ def test_no_variable_means_two_things() -> None:
     assert "VIDSTRATA_METRICS_PORT" not in rows and "VIDSTRATA_TRITON_TIMEOUT_S" not in rows
 
 
-def test_importing_a_service_reads_no_settings() -> None:
-    """Settings are read when a process starts its work, not at import: a bad value cannot break an import."""
+def test_importing_a_service_reads_no_settings(tmp_path) -> None:
+    """Settings are read when a process starts its work, not at import: a bad value cannot break an import. Run
+    outside the checkout, as an installed service runs: a module named by its folder alone would not be found."""
     env = dict(os.environ, VIDSTRATA_WORKER_SAMPLE_FPS="not a number", VIDSTRATA_GATEWAY_PORT="not a port")
-    code = "import workers.tasks, workers.main, gateway.app"
-    result = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=120)
+    code = "import vidstrata.workers.tasks, vidstrata.workers.main, vidstrata.gateway.app"
+    result = subprocess.run([sys.executable, "-c", code], env=env, cwd=tmp_path, capture_output=True, text=True,
+                            timeout=120)
+    assert result.returncode == 0, result.stderr
+    # what the worker names by string (its Celery transport) is found there too
+    code = ("from kombu.utils.imports import symbol_by_name\n"
+            "from vidstrata.workers.celery_app import app, configure, worker_settings\n"
+            "configure(app, worker_settings()); symbol_by_name(app.conf.broker_transport)")
+    result = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, capture_output=True, text=True, timeout=120)
     assert result.returncode == 0, result.stderr
 
 

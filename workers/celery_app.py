@@ -63,7 +63,7 @@ def configure(app: Celery, settings: WorkerSettings) -> None:
     """Give `app` the delivery, routing and time-limit configuration of `settings`."""
     app.conf.update(
         broker_url=settings.redis.url,
-        broker_transport="workers.celery_app:RedisTransport",
+        broker_transport="vidstrata.workers.celery_app:RedisTransport",
         result_backend=settings.redis.url,
         broker_connection_retry_on_startup=True,
         broker_transport_options={

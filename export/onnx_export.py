@@ -9,6 +9,7 @@ import numpy as np
 import torch
 
 from vidstrata.encoders.model import EncoderPair
+from vidstrata.spec import parity
 from vidstrata.spec.contract import (
     FRAME_INPUTS,
     FRAME_OUTPUTS,
@@ -39,26 +40,14 @@ class OnnxModels:
 def random_text_inputs(
     pair: EncoderPair, batch: int, rng: np.random.Generator, length_fraction: float = 1.0
 ) -> dict[str, np.ndarray]:
-    """Fresh token batches with varied lengths and phrase layouts."""
-    pre = pair.manifest.preprocessing
-    vocab = pair.manifest.backbone_config["text"]["vocab_size"]
-    length = max(4, int(pre.max_tokens * length_fraction))
-    ids = rng.integers(5, vocab, size=(batch, length), dtype=np.int64)
-    mask = np.zeros((batch, length), dtype=np.int64)
-    phrase_ids = np.full((batch, length), -1, dtype=np.int64)
-    for row in range(batch):
-        n = int(rng.integers(3, length + 1))
-        mask[row, :n] = 1
-        cuts = np.sort(rng.integers(1, n - 1, size=int(rng.integers(0, pre.max_phrases))))
-        phrase_ids[row, 1 : n - 1] = np.minimum(np.searchsorted(cuts, np.arange(1, n - 1), side="right"), pre.max_phrases - 1)
-    return dict(zip(TEXT_NET_INPUTS, (ids, mask, phrase_ids), strict=True))
+    """Fresh token batches with varied lengths and phrase layouts (spec.parity, which the plan check shares)."""
+    return parity.random_text_inputs(pair.manifest, batch, rng, length_fraction)
 
 
 def random_frame_inputs(
     pair: EncoderPair, batch: int, rng: np.random.Generator, length_fraction: float = 1.0
 ) -> dict[str, np.ndarray]:
-    size = pair.manifest.preprocessing.image_size
-    return {FRAME_INPUTS[0]: rng.integers(0, 256, size=(batch, size, size, 3), dtype=np.uint8)}
+    return parity.random_frame_inputs(pair.manifest, batch, rng)
 
 
 def random_video_inputs(

@@ -20,6 +20,7 @@ import numpy as np
 
 from vidstrata.spec.contract import FRAME_INPUTS, TEXT_NET_INPUTS
 from vidstrata.spec.manifest import Manifest
+from vidstrata.spec.parity import random_frame_inputs, random_text_inputs
 
 FP16_TOLERANCE = 2e-2  # on unit-norm vectors: fp16 keeps ~3 significant digits through deep nets
 PROFILE_BATCHES = (1, 16, 64)  # min, opt, max batch of every optimisation profile
@@ -160,29 +161,6 @@ def run_plan(plan_path: Path, inputs: dict[str, np.ndarray]) -> dict[str, np.nda
     return {name: host[name] for name in output_names}
 
 
-# The parity inputs: the same draws as export.onnx_export's random_text_inputs/random_frame_inputs at full length
-# (tests/test_export.py holds them equal), written here from the manifest alone, as that module imports torch.
-
-
-def random_text_inputs(manifest: Manifest, batch: int, rng: np.random.Generator) -> dict[str, np.ndarray]:
-    """Token batches of max_tokens (the plan's fixed length) with varied real lengths and phrase layouts."""
-    pre = manifest.preprocessing
-    vocab = manifest.backbone_config["text"]["vocab_size"]
-    length = max(4, pre.max_tokens)
-    ids = rng.integers(5, vocab, size=(batch, length), dtype=np.int64)
-    mask = np.zeros((batch, length), dtype=np.int64)
-    phrase_ids = np.full((batch, length), -1, dtype=np.int64)
-    for row in range(batch):
-        n = int(rng.integers(3, length + 1))
-        mask[row, :n] = 1
-        cuts = np.sort(rng.integers(1, n - 1, size=int(rng.integers(0, pre.max_phrases))))
-        phrase_ids[row, 1 : n - 1] = np.minimum(np.searchsorted(cuts, np.arange(1, n - 1), side="right"), pre.max_phrases - 1)
-    return dict(zip(TEXT_NET_INPUTS, (ids, mask, phrase_ids), strict=True))
-
-
-def random_frame_inputs(manifest: Manifest, batch: int, rng: np.random.Generator) -> dict[str, np.ndarray]:
-    size = manifest.preprocessing.image_size
-    return {FRAME_INPUTS[0]: rng.integers(0, 256, size=(batch, size, size, 3), dtype=np.uint8)}
 
 
 def check_plan(

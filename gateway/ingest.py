@@ -18,6 +18,7 @@ import redis
 from vidstrata.gateway.errors import InvalidArgument
 from vidstrata.jobs.contract import INGEST_QUEUE, INGEST_TASK, MODALITIES, IngestPayload
 from vidstrata.spec.channels import Channel
+from vidstrata.spec.redaction import redact_uri
 
 ENQUEUED_AT_HEADER = "vidstrata_enqueued_at"  # unix seconds, set by the gateway on every ingest message
 
@@ -54,10 +55,13 @@ class CeleryIngestQueue:
 
         Retries briefly (under a second): a dead broker must answer UNAVAILABLE fast, not hang the RPC.
         """
+        wanted = tuple(modalities) if modalities is not None else None
+        message = IngestPayload(video_id, uri, metadata, wanted).to_message()
         self._app.send_task(
             INGEST_TASK,
-            args=[IngestPayload(video_id, uri, metadata,
-                                tuple(modalities) if modalities is not None else None).to_message()],
+            args=[message],
+            # what Celery's logs and monitors show of the task: the source redacted (the worker needs it whole)
+            argsrepr=repr([{**message, "uri": redact_uri(uri)}]),
             queue=INGEST_QUEUE,
             task_id=task_id,
             headers={ENQUEUED_AT_HEADER: time.time()},

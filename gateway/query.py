@@ -196,8 +196,12 @@ def check_submission(video_id: str, uri: str, metadata: Mapping[str, str]) -> di
         raise InvalidArgument("uri is empty")
     if len(uri) > MAX_URI_LENGTH or any(ord(ch) < 0x20 or ord(ch) == 0x7F for ch in uri):
         raise InvalidArgument(f"uri must be at most {MAX_URI_LENGTH} characters without control characters")
-    parts = urlsplit(uri)
-    is_url = parts.scheme in ("http", "https") and bool(parts.hostname)
+    try:
+        parts = urlsplit(uri)
+        host = parts.hostname
+    except ValueError as exc:  # an unclosed IPv6 bracket, a bracketed host that is no address
+        raise InvalidArgument(f"uri is not a valid URL: {exc}") from None
+    is_url = parts.scheme in ("http", "https") and bool(host)
     is_file_uri = parts.scheme == "file" and parts.netloc in ("", "localhost") and parts.path.startswith("/")
     if not is_url and not is_file_uri and not (parts.scheme == "" and uri.startswith("/")):
         raise InvalidArgument(f"uri must be an absolute local path, a file:// URI or an http(s) URL, got {uri!r}")

@@ -118,6 +118,8 @@ def test_good_submissions_pass(uri):
     ("v", "/a\n.mp4", {}, "control characters"),
     ("v", "/" + "a" * 5000, {}, "at most 4096"),
     ("v", "/a.mp4", {"bad key!": "x"}, "metadata key"),
+    ("v", "http://user:secret@[::1/x", {}, "not a valid URL: Invalid IPv6 URL$"),  # was INTERNAL (a new-user pass)
+    ("v", "http://[x]/a.mp4", {}, "not a valid URL"),
 ])
 def test_bad_submissions_are_invalid_arguments(video_id, uri, metadata, message):
     with pytest.raises(InvalidArgument, match=message):

@@ -124,14 +124,15 @@ def status(video_id: str, gateway: GatewayOption = DEFAULT_GATEWAY, token: Token
     except GatewayError as exc:
         fail(str(exc))
     state = search_pb2.Video.Status.Name(video.status)
+    clips = f"{video.clip_count} clip{'' if video.clip_count == 1 else 's'}"
     detail = {"RUNNING": f" {video.progress:.0f}% ({video.stage})", "FAILED": f": {video.reason}",
-              "READY": f": {video.clip_count} clips, {video.duration_s:.1f} s"}.get(state, "")
+              "READY": f": {clips}, {video.duration_s:.1f} s"}.get(state, "")
     typer.echo(f"{video.video_id}: {state}{detail}")
 
 
 @app.command()
 def delete(video_id: str, gateway: GatewayOption = DEFAULT_GATEWAY, token: TokenOption = "") -> None:
-    """Remove a video and all its clips."""
+    """Remove a video, its clips and its timed texts."""
     from vidstrata.client import GatewayError
 
     try:

@@ -72,6 +72,64 @@ def write_video(
         container.mux(stream.encode())
 
 
+def colour_bars(size: tuple[int, int], count: int) -> Iterator[np.ndarray]:
+    """`count` frames of colour bars at size (w, h), a bar moving one step a frame (a typical preview track)."""
+    width, height = size
+    bars = np.array([[192, 192, 192], [192, 192, 0], [0, 192, 192], [0, 192, 0], [192, 0, 192], [192, 0, 0],
+                     [0, 0, 192]], dtype=np.uint8)
+    base = bars[np.arange(width) * len(bars) // width][None].repeat(height, axis=0)
+    for i in range(count):
+        yield np.roll(base, i * 4, axis=1).copy()
+
+
+def write_two_video_streams(path: Path, first: Iterator[np.ndarray], second: Iterator[np.ndarray], fps: int,
+                            default: int = 1) -> None:
+    """Two video streams (libx264) in one Matroska file; only stream `default` carries the default flag."""
+    frames = [list(first), list(second)]
+    with av.open(str(path), "w") as container:
+        streams = []
+        for i, rgbs in enumerate(frames):
+            stream = container.add_stream("libx264", rate=Fraction(fps))
+            stream.height, stream.width = rgbs[0].shape[:2]
+            stream.pix_fmt = "yuv420p"
+            stream.codec_context.options = {"preset": "ultrafast"}
+            stream.disposition = av.stream.Disposition.default if i == default else av.stream.Disposition(0)
+            streams.append(stream)
+        for stream, rgbs in zip(streams, frames):
+            for rgb in rgbs:
+                container.mux(stream.encode(av.VideoFrame.from_ndarray(rgb, format="rgb24")))
+            container.mux(stream.encode())
+
+
+def write_mp3_with_cover(path: Path, cover: np.ndarray, seconds: float = 1.0) -> None:
+    """A song as music libraries store it: an MP3 (silence) with its cover art as an attached-picture stream."""
+    with av.open(str(path), "w", format="mp3") as container:
+        audio = container.add_stream("libmp3lame", rate=44100)
+        art = container.add_stream("mjpeg", rate=1)
+        art.height, art.width = cover.shape[:2]
+        art.pix_fmt, art.disposition = "yuvj420p", av.stream.Disposition.attached_pic
+        container.mux(art.encode(av.VideoFrame.from_ndarray(cover, format="rgb24")))
+        container.mux(art.encode())
+        for i in range(int(seconds * 44100 / 1152)):
+            frame = av.AudioFrame.from_ndarray(np.zeros((1, 1152), np.float32), format="fltp", layout="mono")
+            frame.sample_rate, frame.pts = 44100, i * 1152
+            container.mux(audio.encode(frame))
+        container.mux(audio.encode())
+
+
+def write_png_bomb(path: Path, side: int = 12000, count: int = 4, fps: int = 1) -> None:
+    """A decompression bomb: a MOV of `count` black side x side RGB PNG frames, about 1.8 MB for 12000 x 12000
+    but 432 MB a decoded frame. One frame is encoded (a few seconds) and its packet muxed `count` times."""
+    with av.open(str(path), "w") as container:
+        stream = container.add_stream("png", rate=Fraction(fps))
+        stream.width, stream.height, stream.pix_fmt = side, side, "rgb24"
+        packets = list(stream.encode(av.VideoFrame.from_ndarray(np.zeros((side, side, 3), np.uint8), format="rgb24")))
+        for i in range(count):
+            for packet in packets:
+                packet.stream, packet.pts, packet.dts = stream, i, i
+                container.mux(packet)
+
+
 def truncate(source: Path, target: Path, fraction: float) -> float:
     """Copy the first `fraction` of source's bytes; returns the end (s) of the last frame wholly kept.
 
@@ -136,6 +194,18 @@ def write_corpus(folder: Path, photo: Photo) -> list[Fault]:
     # 6. memory follows geometry: a 2048x4 banner, ffv1, 40 frames at 10 fps.
     write_video(add("banner.mkv", True, duration_s=4.0, spans=[(0.0, 4.0)]),
                 _frames(rocket, (2048, 4), 40), 10, codec="ffv1", pix_fmt="yuv444p")
+    # 7. several video streams (issue 22): stream 0 a 1 s 320x180 test pattern, not default; stream 1 the 12 s
+    #    640x360 video, flagged default. The main one is indexed, and the note says which.
+    write_two_video_streams(add("two_video_streams.mkv", True, duration_s=12.0, spans=[(0.0, 12.0)],
+                                reason="indexed video stream 1 of 2 (640x360, default)", upright="rocket"),
+                            colour_bars((320, 180), 10), _frames(rocket, (640, 360), 120), 10)
+    # 8. frames without timestamps at a rate other than the raw demuxer's default of 25 (issue 22): 360 frames
+    #    at 30 fps, the rate stated in the H.264 VUI timing info; 12 s, not 360 / 25 = 14.4 s.
+    write_video(add("raw_30fps.h264", True, duration_s=12.0, spans=[(0.0, 12.0)], upright="rocket"),
+                _frames(rocket, (320, 240), 360), 30, container_format="h264")
+    # 9. a decompression bomb (issue 22): four 12000x12000 PNG frames in 1.8 MB of MOV. Refused from the header's
+    #    size before any frame is decoded (it once took the worker child to 1.5 GB before it was refused).
+    write_png_bomb(add("png_bomb.mov", False, reason="frames are 12000x12000 = 144000000 pixels; the limit is"))
     # Kinds that already worked, kept working.
     write_video(add("moov_at_end.mp4", True, duration_s=3.0, spans=[(0.0, 3.0)], upright="rocket"),
                 _frames(rocket, (320, 240), 30), 10)
@@ -153,6 +223,9 @@ def write_corpus(folder: Path, photo: Photo) -> list[Fault]:
     write_scene_video(add("two_scenes.mp4", True, duration_s=6.0, spans=[(0.0, 3.0), (3.0, 6.0)]),
                       [photo("astronaut"), photo("coffee")], [3.0, 3.0], fps=10)
     write_tone_mp3(add("audio_only.mp3", False, reason="audio only"))
+    # a cover picture is not a video stream (issue 22): an MP3 whose only picture is its album art
+    write_mp3_with_cover(add("audio_with_cover.mp3", False, reason="audio only"),
+                         np.asarray(Image.fromarray(rocket).convert("RGB").resize((320, 320))))
     with av.open(str(add("zero_frames.avi", False, reason="no decodable video frames")), "w", format="avi") as c:
         stream = c.add_stream("libx264", rate=10)
         stream.width, stream.height, stream.pix_fmt = 64, 64, "yuv420p"

@@ -33,7 +33,7 @@ import av
 import numpy as np
 from av.sidedata.sidedata import Type as SideDataType
 
-DECODER_VERSION = 2  # bump when decoded frames or times change: training's feature caches key on it
+DECODER_VERSION = 3  # bump when decoded frames or times change: training's feature caches key on it
 _EPS_S = 1e-3  # timestamps are rounded to the stream's time base; a sample due at t accepts a frame at t - 1 ms
 _TRUNCATION_TOLERANCE_S = 1.0  # a file whose frames end this much before its stated duration ends early
 DEFAULT_MAX_PIXELS = 4096 * 2160  # 4K DCI: the largest frame decoded by default (8.8 Mpx)
@@ -118,6 +118,7 @@ class VideoSource:
         self.max_duration_s = max_duration_s
         self.max_pixels = max_pixels
         self.note = ""
+        self.stream_note = ""  # which video stream was indexed, when the file has several
         self._path = path
         try:
             self._container = av.open(str(path), metadata_errors="ignore")
@@ -145,12 +146,38 @@ class VideoSource:
             if "audio" in found:
                 raise BadVideo("audio only: the file has no video stream")
             raise BadVideo(f"no video stream (found: {', '.join(found) or 'no streams at all'})")
-        stream = streams.video[0]
+        stream = self._main_video_stream(streams.video)
         if stream.codec_context is None:
             raise BadVideo("unreadable video stream: FFmpeg cannot identify its codec (a corrupt or unsupported file)")
         if not stream.codec_context.codec.is_decoder:
             raise BadVideo(f"unsupported video codec {stream.codec_context.name!r}")
         stream.thread_type = "AUTO"
+        return stream
+
+    def _main_video_stream(self, videos: tuple[av.VideoStream, ...] | list[av.VideoStream]) -> av.VideoStream:
+        """The main video stream, chosen as FFmpeg's av_find_best_stream does: never a cover picture or thumbnail
+        track; among the rest a decodable one, then the one flagged default, then the most pixels, then the
+        highest bitrate, then the first. With several, `stream_note` (and so `note`) says which was indexed."""
+        skip = av.stream.Disposition.attached_pic | av.stream.Disposition.timed_thumbnails
+        candidates = [s for s in videos if not (s.disposition & skip)]
+        if not candidates:
+            has_audio = any(s.type == "audio" for s in self._container.streams)
+            raise BadVideo(("audio only: " if has_audio else "no video stream: ")
+                           + "the file's only picture is a cover image or thumbnail, not a video")
+
+        def rank(s: av.VideoStream) -> tuple[bool, bool, int, int, int]:
+            ctx = s.codec_context
+            decodable = ctx is not None and ctx.codec.is_decoder
+            pixels = (ctx.width * ctx.height) if ctx is not None else 0
+            return (decodable, bool(s.disposition & av.stream.Disposition.default), pixels, s.bit_rate or 0, -s.index)
+
+        stream = max(candidates, key=rank)
+        if len(videos) > 1:  # numbered among the video streams from 0, as ffmpeg's -map 0:v:N
+            ctx = stream.codec_context
+            size = f"{ctx.width}x{ctx.height}" if ctx is not None else "unknown size"
+            flag = ", default" if stream.disposition & av.stream.Disposition.default else ""
+            self.stream_note = f"indexed video stream {list(videos).index(stream)} of {len(videos)} ({size}{flag})"
+            self.note = self.stream_note
         return stream
 
     def _check_geometry(self, width: int, height: int) -> None:
@@ -160,9 +187,13 @@ class VideoSource:
             )
 
     def _frame_period(self) -> float:
-        """Seconds per frame from the stream's stated rate, for frames that carry no timestamp."""
-        rate = self._stream.average_rate or self._stream.guessed_rate or self._stream.base_rate
-        return float(1 / (rate if rate and rate > 0 else _FALLBACK_RATE))
+        """Seconds per frame for frames that carry no timestamp: the rate the stream states (FFmpeg's guessed
+        rate, ffprobe's r_frame_rate: the bitstream's timing info for a raw H.264 stream), then the codec's,
+        and the demuxer's average only when nothing states one (a raw stream's demuxer defaults it to 25)."""
+        for rate in (self._stream.guessed_rate, self._stream.codec_context.framerate, self._stream.average_rate):
+            if rate and rate > 0:
+                return float(1 / rate)
+        return float(1 / _FALLBACK_RATE)
 
     def _stated_duration(self) -> float | None:
         """The duration the header states for the video stream (or the container), if any."""
@@ -178,7 +209,7 @@ class VideoSource:
         start, end, count = None, 0.0, 0
         try:
             with av.open(str(self._path), metadata_errors="ignore") as container:
-                stream = container.streams.video[0]
+                stream = container.streams[self._stream.index]
                 for packet in container.demux(stream):
                     if packet.size == 0:
                         continue
@@ -255,7 +286,8 @@ class VideoSource:
             return
         stated = self.stated_duration_s
         if stated is not None and end < stated - _TRUNCATION_TOLERANCE_S:
-            self.note = f"the file ends early: frames end at {end:.1f} s of the {stated:.1f} s its header states"
+            early = f"the file ends early: frames end at {end:.1f} s of the {stated:.1f} s its header states"
+            self.note = "; ".join(n for n in (self.stream_note, early) if n)
         self.duration_s = end
 
     def close(self) -> None:

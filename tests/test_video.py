@@ -178,3 +178,77 @@ def test_training_decodes_and_samples_exactly_as_ingest(corpus, name):
     np.testing.assert_array_equal(train_frames, frames)
     np.testing.assert_array_equal(train_times, times)
     assert train_duration == reader.duration_s
+
+
+# Issue 22: which stream is the video, and the rate of frames without timestamps.
+
+
+def test_of_several_video_streams_the_main_one_is_indexed_and_the_note_says_which(corpus):
+    """Stream 0 a 1 s 320x180 test pattern, stream 1 the 12 s 640x360 video flagged default: 12 s, not 1 s."""
+    fault = corpus["two_video_streams.mkv"]
+    with av.open(str(fault.path)) as container:
+        assert [(s.width, s.height, bool(s.disposition & av.stream.Disposition.default))
+                for s in container.streams.video] == [(320, 180, False), (640, 360, True)]
+    reader, times, _ = frames_of(fault.path)
+    assert reader.duration_s == pytest.approx(12.0, abs=0.25) and len(times) == 24
+    assert reader.note == "indexed video stream 1 of 2 (640x360, default)" == reader.stream_note
+
+
+def test_without_a_default_flag_the_largest_video_stream_is_indexed(tmp_path):
+    """FFmpeg's order after the default flag: resolution. The small preview first, no flags: the large one."""
+    from bench.faults import _frames, colour_bars, write_two_video_streams
+
+    path = tmp_path / "no_default.mkv"
+    write_two_video_streams(path, colour_bars((320, 180), 10), _frames(load_photo("rocket"), (640, 360), 30), 10,
+                            default=-1)
+    with av.open(str(path)) as container:
+        assert not any(s.disposition & av.stream.Disposition.default for s in container.streams.video)
+    reader, _, _ = frames_of(path)
+    assert reader.duration_s == pytest.approx(3.0, abs=0.15)
+    assert reader.note == "indexed video stream 1 of 2 (640x360)"
+
+
+def test_a_single_video_stream_says_nothing_about_streams(corpus):
+    reader, _, _ = frames_of(corpus["upright.mp4"].path)
+    assert reader.stream_note == "" and reader.note == ""
+
+
+def test_raw_h264_at_30_fps_is_timed_by_the_rate_its_bitstream_states(corpus):
+    """360 frames at 30 fps (VUI timing info; the raw demuxer's average is its default 25): 12.0 s, not 14.4."""
+    reader, times, _ = frames_of(corpus["raw_30fps.h264"].path)
+    assert reader.duration_s == pytest.approx(12.0, abs=1 / 30)
+    np.testing.assert_allclose(times, np.arange(24) * 0.5, atol=1 / 30)
+
+
+@pytest.mark.parametrize("fps", [24, 25, 30, 60])
+def test_raw_h264_streams_take_their_frame_rate_from_the_bitstream(tmp_path, fps):
+    from bench.faults import _frames, write_video
+
+    frames = 3 * fps
+    path = tmp_path / f"raw_{fps}.h264"
+    write_video(path, _frames(load_photo("rocket"), (64, 48), frames), fps, container_format="h264")
+    with av.open(str(path)) as container:  # x264 writes VUI timing info: the stream states its rate
+        assert container.streams.video[0].codec_context.framerate == fps
+    reader, times, _ = frames_of(path)
+    assert reader.stated_duration_s is None
+    assert abs(reader.duration_s - frames / fps) <= 1 / fps
+    assert times[-1] <= reader.duration_s
+
+
+def test_the_default_flag_outranks_resolution(tmp_path):
+    """A larger 1 s stream first, the 3 s video flagged default second: the default one, as FFmpeg chooses."""
+    from bench.faults import _frames, colour_bars, write_two_video_streams
+
+    path = tmp_path / "default_smaller.mkv"
+    write_two_video_streams(path, colour_bars((640, 360), 10), _frames(load_photo("rocket"), (320, 180), 30), 10)
+    reader, _, _ = frames_of(path)
+    assert reader.duration_s == pytest.approx(3.0, abs=0.15)
+    assert reader.note == "indexed video stream 1 of 2 (320x180, default)"
+
+
+def test_a_cover_picture_is_never_the_video(corpus):
+    """An MP3 with album art has a video stream, an attached picture: it is audio only, not a 1-frame video."""
+    with av.open(str(corpus["audio_with_cover.mp3"].path)) as container:
+        assert [bool(s.disposition & av.stream.Disposition.attached_pic) for s in container.streams.video] == [True]
+    with pytest.raises(BadVideo, match="audio only"):
+        read(corpus["audio_with_cover.mp3"].path)

@@ -22,6 +22,7 @@ encoder-sized frames however long the video. Everything that makes a file unusab
 
 from __future__ import annotations
 
+import errno
 import math
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -38,6 +39,9 @@ _EPS_S = 1e-3  # timestamps are rounded to the stream's time base; a sample due 
 _TRUNCATION_TOLERANCE_S = 1.0  # a file whose frames end this much before its stated duration ends early
 DEFAULT_MAX_PIXELS = 4096 * 2160  # 4K DCI: the largest frame decoded by default (8.8 Mpx)
 _FALLBACK_RATE = Fraction(25)  # frame period used only when frames lack timestamps and the stream states no rate
+# FFmpeg's own frame-size guard (the codec option max_pixels) sits this far above max_pixels: it counts the
+# width rounded up to the stride alignment (at most 63 more columns), so a frame our rule admits always passes.
+_GUARD_SLACK_PIXELS = 64 * 65536
 
 
 class BadVideo(ValueError):
@@ -67,6 +71,14 @@ def memory_bound_bytes(max_pixels: int, image_size: int, batch: int, queued_batc
     converted = 2 * 3 * max(max_pixels, image_size**2)
     batches = (queued_batches + 2) * batch * image_size**2 * 3
     return decoded + converted + batches
+
+
+def guarded_open_options(max_pixels: int = DEFAULT_MAX_PIXELS) -> dict[str, str]:
+    """Options for `av.open` (and a stream's codec_context.options) under which FFmpeg refuses (EINVAL) to
+    allocate a video frame above max_pixels. Every `av.open` of an untrusted file needs them, even to read its
+    audio: avformat_find_stream_info decodes a first video frame of any size when the header states no pixel
+    format (PNG or MJPEG in MOV), 432 MB for a 1.8 MB file of 12000x12000 PNGs."""
+    return {"max_pixels": str(max_pixels + _GUARD_SLACK_PIXELS)}
 
 
 def _fit(width: int, height: int, size: int) -> tuple[int, int]:
@@ -121,12 +133,15 @@ class VideoSource:
         self.stream_note = ""  # which video stream was indexed, when the file has several
         self._path = path
         try:
-            self._container = av.open(str(path), metadata_errors="ignore")
+            # max_pixels reaches the decoder avformat_find_stream_info opens to learn the pixel format (PNG or
+            # MJPEG in MOV): without it that probe decodes a whole first frame, whatever its size, before any check
+            self._container = av.open(str(path), metadata_errors="ignore", options=self._guard())
         except av.error.FFmpegError as exc:
             raise BadVideo(f"not a video: the file is not a media container FFmpeg can read ({exc.strerror})") from exc
         try:
             self._stream = self._video_stream()
-            self._check_geometry(self._stream.codec_context.width, self._stream.codec_context.height)
+            self._stream.codec_context.options = {**self._stream.codec_context.options, **self._guard()}
+            self._check_geometry(*self._stated_size())
             self._period = self._frame_period()
             self.stated_duration_s = self._stated_duration()
             self.duration_s = (
@@ -180,6 +195,26 @@ class VideoSource:
             self.note = self.stream_note
         return stream
 
+    def _guard(self) -> dict[str, str]:
+        return guarded_open_options(self.max_pixels)
+
+    def _stated_size(self) -> tuple[int, int]:
+        """The stream's frame size as its header states it, with no frame decoded.
+
+        When the open's probe decode was refused by the guard, FFmpeg forgets the header's size: it is read again
+        from a second open whose probe may use no decoder at all (codec_whitelist), so it only parses the header.
+        (0, 0) when the header states none: then the guard refuses the first frame before it is allocated.
+        """
+        ctx = self._stream.codec_context
+        if ctx.width and ctx.height:
+            return ctx.width, ctx.height
+        try:
+            with av.open(str(self._path), metadata_errors="ignore", options={"codec_whitelist": "none"}) as probe:
+                stream = probe.streams[self._stream.index]
+                return stream.codec_context.width, stream.codec_context.height
+        except (av.error.FFmpegError, IndexError):
+            return 0, 0
+
     def _check_geometry(self, width: int, height: int) -> None:
         if width * height > self.max_pixels:
             raise BadVideo(
@@ -208,7 +243,8 @@ class VideoSource:
         """Duration from a demux pass (no decoding): the end of the last packet, or packets x frame period."""
         start, end, count = None, 0.0, 0
         try:
-            with av.open(str(self._path), metadata_errors="ignore") as container:
+            # no decoder at all (codec_whitelist): the open's probe would otherwise decode a frame of any size
+            with av.open(str(self._path), metadata_errors="ignore", options={"codec_whitelist": "none"}) as container:
                 stream = container.streams[self._stream.index]
                 for packet in container.demux(stream):
                     if packet.size == 0:
@@ -265,7 +301,13 @@ class VideoSource:
             except (StopIteration, av.error.EOFError):
                 break
             except av.error.FFmpegError as exc:
+                ctx = self._stream.codec_context
+                if exc.errno == errno.EINVAL and not (ctx.width and ctx.height):
+                    raise BadVideo(  # the guard refused a frame before allocating it, and FFmpeg forgot its size
+                        f"frames are larger than the limit of {self.max_pixels} pixels (FFmpeg refused to decode "
+                        f"one after {last or 0.0:.1f} s)") from exc
                 raise BadVideo(f"corrupt video stream after {last or 0.0:.1f} s: {exc.strerror}") from exc
+            self._check_geometry(frame.width, frame.height)  # a header that lied: before any conversion
             length = float(frame.duration * frame.time_base) if frame.duration and frame.time_base else self._period
             if frame.time is None:
                 t = 0.0 if last is None else last + self._period

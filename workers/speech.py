@@ -18,6 +18,7 @@ import numpy as np
 from faster_whisper.vad import VadOptions, get_speech_timestamps
 
 from vidstrata.inference.speech import AudioWindow, TimedText, TritonSpeech
+from vidstrata.media.video import guarded_open_options
 from vidstrata.spec.contract import SPEECH_MAX_WINDOW_S, SPEECH_SAMPLE_RATE
 
 # Silero VAD's defaults wait 2 s of silence before closing a chunk; narration pauses are shorter.
@@ -31,7 +32,8 @@ def read_audio(path: Path, block_s: float, max_duration_s: float) -> Iterator[tu
     first audio frame's presentation time (relative to the container's start), so spans match the video's.
     """
     block = int(block_s * SPEECH_SAMPLE_RATE)
-    with av.open(str(path)) as container:
+    # guarded: FFmpeg's probe decodes a first video frame of some files, which a decompression bomb makes huge
+    with av.open(str(path), options=guarded_open_options()) as container:
         if not container.streams.audio:
             return
         stream = container.streams.audio[0]

@@ -13,16 +13,13 @@ from vidstrata.jobs.errors import StatusUnavailable
 from vidstrata.jobs.status import IngestState, StatusStore
 from vidstrata.jobs.status import KEY_PREFIX, MAX_REASON_LENGTH, WRITE_LOCK_PREFIX
 from vidstrata.stack.process import free_port
+from tests.fixtures.redis import empty_status_store
 
 
 @pytest.fixture
 def store(redis_url: str) -> Iterator[StatusStore]:
-    """A StatusStore on a database of its own (other tests use db 0 of the same server), emptied first."""
-    url = redis_url.rsplit("/", 1)[0] + "/11"
-    redis.Redis.from_url(url).flushdb()
-    status = StatusStore(url, timeout_s=5.0)
-    yield status
-    status.close()
+    """A StatusStore on a database of its own, emptied first."""
+    yield from empty_status_store(redis_url, 11)
 
 
 def test_lifecycle(store: StatusStore) -> None:

@@ -24,10 +24,10 @@ from types import SimpleNamespace
 
 import celery
 import pytest
-import redis
 
 from vidstrata.media.synthetic import write_long_video, write_scene_video
 from vidstrata.jobs.status import IngestState, StatusStore, VideoStatus
+from tests.fixtures.redis import empty_status_store
 from tests.photos import load_photo
 from vidstrata.workers import tasks
 from vidstrata.workers.errors import SourceUnavailable
@@ -234,11 +234,7 @@ def test_a_resubmit_during_the_first_ingest_ends_ready_and_stays_ready(
 
 @pytest.fixture
 def status(redis_url: str) -> Iterator[StatusStore]:
-    url = redis_url.rsplit("/", 1)[0] + "/12"
-    redis.Redis.from_url(url).flushdb()
-    store = StatusStore(url, timeout_s=5.0)
-    yield store
-    store.close()
+    yield from empty_status_store(redis_url, 12)
 
 
 class _StubIndex:

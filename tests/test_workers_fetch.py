@@ -16,6 +16,7 @@ import subprocess
 import tempfile
 import threading
 import time
+from collections.abc import Iterator
 
 import pytest
 
@@ -269,21 +270,22 @@ class _CountedHandler(http.server.BaseHTTPRequestHandler):
         pass
 
 
-@pytest.fixture
-def local_server():
-    server = _Counted(("127.0.0.1", 0))
+def _serving(host: str) -> Iterator[_Counted]:
+    server = _Counted((host, 0))
     yield server
     server.shutdown()
     server.server_close()
+
+
+@pytest.fixture
+def local_server():
+    yield from _serving("127.0.0.1")
 
 
 @pytest.fixture
 def other_server():
     """On 127.0.0.2: Linux routes all of 127/8 to lo, so this is a second address a policy can open alone."""
-    server = _Counted(("127.0.0.2", 0))
-    yield server
-    server.shutdown()
-    server.server_close()
+    yield from _serving("127.0.0.2")
 
 
 def _refused(uri: str, policy: SourcePolicy) -> BadVideo:

@@ -8,8 +8,8 @@ Index: N videos of C clips each. Their vectors are synthesised (random unit clip
 normalised mean) and inserted in bulk straight into the index's collections, since ingesting N real videos
 would take hours; the queries are real sentences, encoded by Triton inside each Search.
 
-Per index size and client concurrency: QPS and client-side p50/p95/p99; the time of each stage from the
-responses' own timings; and the gateway's overhead = latency minus the time it waited on Triton and Milvus on
+Per index size and client concurrency: QPS and client-side p50/p95/p99 over --requests Searches (1000 by default: a
+p99 needs bench.common.P99_MIN_SAMPLES, else it is n/a); the time of each stage from the responses' own timings; and the gateway's overhead = latency minus the time it waited on Triton and Milvus on
 the critical path (encode + the longer of the two concurrent ANN searches + the vector fetch), measured both
 inside the gateway (from its total_ms) and end to end (from the client's latency, so gRPC and the client count).
 """
@@ -32,7 +32,7 @@ import grpc
 import numpy as np
 from pymilvus import MilvusClient
 
-from bench.common import RESULTS_DIR, machine, percentile, write_results
+from bench.common import RESULTS_DIR, format_percentile, latency_summary, machine, percentiles, write_results
 from vidstrata.media.photos import CAPTIONS
 from vidstrata.export.pipeline import export_checkpoint, resolve_checkpoint
 from vidstrata.gateway.settings import GatewaySettings
@@ -169,14 +169,18 @@ def run_load(address: str, concurrency: int, requests: int, top_k: int) -> tuple
     return asyncio.run(_run_clients(address, concurrency, requests, top_k))
 
 
-def measure(address: str, concurrency: int, requests: int, top_k: int) -> dict[str, Any]:
-    """One load level: latency percentiles, QPS, stage times (ms, means) and overhead percentiles."""
+def measure(address: str, concurrency: int, requests: int, top_k: int) -> tuple[list[float], list[Any], float]:
+    """One run at a load level after a warm-up: what `run_load` returns, for `summarise`."""
     run_load(address, concurrency, max(concurrency, 8), top_k)  # warm-up
-    return summarise(concurrency, *run_load(address, concurrency, requests, top_k))
+    return run_load(address, concurrency, requests, top_k)
 
 
-def summarise(concurrency: int, latencies: list[float], timings: list[Any], elapsed: float) -> dict[str, Any]:
-    """What `measure` reports, from the Searches' latencies, their timings and the seconds they took."""
+def summarise(concurrency: int, loads: list[tuple[list[float], list[Any], float]]) -> dict[str, Any]:
+    """One row from the runs of a load level, each (latencies s, the Searches' timings, seconds it took), pooled:
+    bench.common.latency_summary (requests, QPS, percentiles, every latency), the stage times (ms, means), the
+    share of each stage and the gateway's overhead percentiles (ms)."""
+    latencies = [lat for run, _, _ in loads for lat in run]
+    timings = [t for _, run, _ in loads for t in run]
     waited = [t.encode_ms + max(t.ann_videos_ms, t.ann_clips_ms) + t.rescore_fetch_ms for t in timings]
     inside = [t.total_ms - w for t, w in zip(timings, waited, strict=True)]
     end_to_end = [1e3 * lat - w for lat, w in zip(latencies, waited, strict=True)]
@@ -192,15 +196,13 @@ def summarise(concurrency: int, latencies: list[float], timings: list[Any], elap
     critical["rest of the gateway"] = mean["total"] - sum(critical.values())
     return {
         "concurrency": concurrency,
-        "requests": len(latencies),
-        "qps": len(latencies) / elapsed,
-        **{f"p{q}_ms": 1e3 * percentile(latencies, q) for q in (50, 95, 99)},
+        **latency_summary([(run, elapsed) for run, _, elapsed in loads]),
         # what a gateway with the default deadline (VIDSTRATA_GATEWAY_REQUEST_TIMEOUT_S) would have cut off
         "over_default_deadline": sum(lat > GatewaySettings().request_timeout_s for lat in latencies),
         "stages_ms": mean,
         "share_of_total": {name: ms / mean["total"] for name, ms in critical.items()},
-        "overhead_in_gateway_ms": {f"p{q}": percentile(inside, q) for q in (50, 95)},
-        "overhead_end_to_end_ms": {f"p{q}": percentile(end_to_end, q) for q in (50, 95)},
+        "overhead_in_gateway_ms": {f"p{q}": value for q, value in percentiles([inside], (50, 95)).items()},
+        "overhead_end_to_end_ms": {f"p{q}": value for q, value in percentiles([end_to_end], (50, 95)).items()},
     }
 
 
@@ -388,23 +390,24 @@ def search_stack(args: argparse.Namespace, milvus: str | None = None,
 def table(runs: list[dict[str, Any]]) -> str:
     """The Markdown summary: one row per index size and concurrency."""
     lines = [
-        "| videos | clips | load s | candidates | concurrency | QPS | p50 ms | p95 ms | p99 ms | encode | ANN (longer) | fetch "
-        "| rescore | fusion | gateway overhead p50 / p95 ms | end-to-end overhead p50 ms | Milvus |",
-        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
+        "| videos | clips | load s | candidates | concurrency | Searches | QPS | p50 ms | p95 ms | p99 ms | encode "
+        "| ANN (longer) | fetch | rescore | fusion | gateway overhead p50 / p95 ms | end-to-end overhead p50 ms | Milvus |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in runs:
         share = r["share_of_total"]
         lines.append(
-            f"| {r['videos']} | {r['clips']} | {r['load_s']:.0f} | {r['candidates']} | {r['concurrency']} | {r['qps']:.1f} "
-            f"| {r['p50_ms']:.1f} | {r['p95_ms']:.1f} | {r['p99_ms']:.1f} "
+            f"| {r['videos']} | {r['clips']} | {r['load_s']:.0f} | {r['candidates']} | {r['concurrency']} "
+            f"| {r['requests']} | {r['qps']:.1f} | {r['p50_ms']:.1f} | {r['p95_ms']:.1f} | {format_percentile(r['p99_ms'])} "
             f"| {share['encode']:.0%} | {share['ann (concurrent, the longer)']:.0%} | {share['fetch vectors']:.0%} "
             f"| {share['exact rescoring']:.0%} | {share['fusion']:.1%} "
             f"| {r['overhead_in_gateway_ms']['p50']:.2f} / {r['overhead_in_gateway_ms']['p95']:.2f} "
             f"| {r['overhead_end_to_end_ms']['p50']:.2f} | {r.get('milvus', '')} |"
         )
     lines.append("")
-    lines.append("Stage columns: share of the gateway's mean total time. Overhead: latency minus the time spent "
-                 "waiting on Triton and Milvus (encode + the longer ANN + the vector fetch).")
+    lines.append("Latency columns: client-side, over the row's Searches (a p99 only from 1000 or more). Stage columns: "
+                 "share of the gateway's mean total time. Overhead: latency minus the time spent waiting on Triton and "
+                 "Milvus (encode + the longer ANN + the vector fetch).")
     return "\n".join(lines)
 
 
@@ -412,7 +415,8 @@ def main(argv: list[str] | None = None) -> Path:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     add_stack_arguments(parser)
     parser.add_argument("--concurrency", type=int, nargs="+", default=[1, 16])
-    parser.add_argument("--requests", type=int, default=200, help="Searches measured per size and concurrency")
+    parser.add_argument("--requests", type=int, default=1000,
+                        help="Searches measured per size and concurrency (a p99 needs 1000)")
     parser.add_argument("--tiny", action="store_true", help="smoke run: 300 videos, at most 20 requests per level")
     args = parser.parse_args(argv)
     if args.tiny:
@@ -427,7 +431,7 @@ def main(argv: list[str] | None = None) -> Path:
                                         intrinsic_dim=args.intrinsic_dim)
                     with stack.gateway(index, args.candidates) as address:
                         for concurrency in args.concurrency:
-                            run = measure(address, concurrency, args.requests, args.top_k)
+                            run = summarise(concurrency, [measure(address, concurrency, args.requests, args.top_k)])
                             runs.append({"milvus": milvus, "videos": videos, "clips": videos * args.clips_per_video,
                                          "load_s": load_s, "candidates": args.candidates, **run})
                             print(f"  concurrency {concurrency}: {run['qps']:.1f} QPS, p50 {run['p50_ms']:.1f} ms, "

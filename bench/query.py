@@ -2,7 +2,9 @@
 
 What it adds to bench.gateway (whose stack, synthetic index and load generator it reuses):
 
-- every figure is the median of `--repeats` (>= 3) runs, at concurrency 1, 4 and 16 by default;
+- every row pools the Searches of `--repeats` runs of `--requests` each (3 x 400 by default, at concurrency 1, 4
+  and 16): latency percentiles over all of them (a p99 only from 1000 or more, bench.common.percentiles), QPS =
+  Searches / the seconds the runs took, each run's QPS beside it;
 - a *bare* baseline at the same concurrency: the calls the gateway must make, sent straight from this process
   with no gateway in between: Triton text encode (TritonEncoder), then the two ANN searches concurrently
   (VideoIndex.search_videos, search_clips_grouped), then the candidates' vectors (get_candidate_vectors);
@@ -36,7 +38,7 @@ from typing import Any
 import grpc
 import numpy as np
 
-from bench.common import machine, median_runs, percentile, write_results
+from bench.common import format_percentile, latency_summary, machine, write_results
 from bench.gateway import (
     QUERIES,
     SearchStack,
@@ -77,8 +79,10 @@ def bare_search(encoder: TritonEncoder, index: VideoIndex, pool: ThreadPoolExecu
     index.get_candidate_vectors(candidates, {h.video_id: h.clip_count for hits in hit_lists for h in hits}, video_hits)
 
 
-def measure_bare(encoder: TritonEncoder, index: VideoIndex, concurrency: int, requests: int, limit: int) -> dict[str, float]:
-    """`concurrency` threads sending bare searches back to back until `requests` are done (after a warm-up)."""
+def measure_bare(encoder: TritonEncoder, index: VideoIndex, concurrency: int, requests: int,
+                 limit: int) -> tuple[list[float], float]:
+    """`concurrency` threads sending bare searches back to back until `requests` are done (after a warm-up):
+    their latencies (s) and the seconds they took, for bench.common.latency_summary."""
     pool = ThreadPoolExecutor(max_workers=2 * concurrency, thread_name_prefix="bare-fanout")
     latencies: list[float] = []
     lock = threading.Lock()
@@ -107,7 +111,7 @@ def measure_bare(encoder: TritonEncoder, index: VideoIndex, concurrency: int, re
         elapsed = run(requests, record=True)
     finally:
         pool.shutdown()
-    return {"qps": len(latencies) / elapsed, **{f"p{q}_ms": 1e3 * percentile(latencies, q) for q in (50, 95, 99)}}
+    return latencies, elapsed
 
 
 # The agreement check's queries: every caption, and every ordered pair of captions as a two-event query.
@@ -186,20 +190,24 @@ def load_alone(stack: SearchStack, index: VideoIndex) -> tuple[int, int]:
 
 def table(rows: list[dict[str, Any]], sizes: list[dict[str, Any]], repeats: int) -> str:
     lines = [
-        "| videos | clips | candidates | concurrency | QPS | p50 ms | p95 ms | p99 ms | encode | ANN videos | ANN clips "
-        "| fetch | rescore | fusion | gateway total | gateway overhead p50 | bare p50 ms | bare QPS | p50 gateway / bare |",
-        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
+        "| videos | clips | candidates | concurrency | Searches | QPS | p50 ms | p95 ms | p99 ms | encode | ANN videos "
+        "| ANN clips | fetch | rescore | fusion | gateway total | gateway overhead p50 | bare p50 ms | bare QPS "
+        "| p50 gateway / bare |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in rows:
         g, b, s = r["gateway"], r["bare"], r["gateway"]["stages_ms"]
         bare = f"{b['p50_ms']:.1f} | {b['qps']:.1f} | {r['ratio_p50']:.2f}" if b else "– | – | –"
         lines.append(
-            f"| {r['videos']} | {r['clips']} | {r['candidates']} | {r['concurrency']} | {g['qps']:.1f} | {g['p50_ms']:.1f} "
-            f"| {g['p95_ms']:.1f} | {g['p99_ms']:.1f} | {s['encode']:.1f} | {s['ann_videos']:.1f} | {s['ann_clips']:.1f} "
+            f"| {r['videos']} | {r['clips']} | {r['candidates']} | {r['concurrency']} | {g['requests']} | {g['qps']:.1f} "
+            f"| {g['p50_ms']:.1f} | {g['p95_ms']:.1f} | {format_percentile(g['p99_ms'])} | {s['encode']:.1f} "
+            f"| {s['ann_videos']:.1f} | {s['ann_clips']:.1f} "
             f"| {s['rescore_fetch']:.1f} | {s['rescore'] - s['rescore_fetch']:.1f} | {s['fusion']:.2f} | {s['total']:.1f} "
             f"| {g['overhead_in_gateway_ms']['p50']:.2f} | {bare} |"
         )
-    lines += ["", f"Median of {repeats} runs per row. Latency columns are client-side; stage columns (ms, means of "
+    lines += ["", f"Each row pools the Searches of {repeats} runs (Searches: how many): latency columns are client-side "
+              "percentiles over all of them (a p99 only from 1000 or more), QPS = Searches / the seconds the runs "
+              "took, the bare columns likewise over as many bare calls; stage columns (ms, means of "
               "the responses' own timings) are inside the gateway: ANN videos and ANN clips run concurrently, fetch "
               "is the candidates' vectors, rescore the exact scoring after it. Bare: the same Triton and Milvus "
               "calls sent straight from the benchmark process, at the same concurrency. Gateway overhead: the gateway's "
@@ -219,7 +227,7 @@ def table(rows: list[dict[str, Any]], sizes: list[dict[str, Any]], repeats: int)
 
 def measure_limit(stack: SearchStack, index: VideoIndex, videos: int, candidates: int,
                   args: argparse.Namespace) -> tuple[list[dict[str, Any]], dict[str, float] | None]:
-    """One gateway at this candidate limit over `index`: a row per concurrency (medians of args.repeats runs, with
+    """One gateway at this candidate limit over `index`: a row per concurrency (args.repeats runs pooled, with
     the bare baseline unless --no-bare), and its exact-search agreement (None with --check-queries 0)."""
     limit = max(candidates, args.top_k)  # what the gateway asks each ANN list for (gateway.query.candidate_limit)
     rows = []
@@ -230,15 +238,15 @@ def measure_limit(stack: SearchStack, index: VideoIndex, videos: int, candidates
                 gateway_runs.append(measure(address, concurrency, args.requests, args.top_k))
                 if not args.no_bare:
                     bare_runs.append(measure_bare(stack.encoder, index, concurrency, args.requests, limit))
-            gateway = median_runs(gateway_runs)
-            bare = median_runs(bare_runs) if bare_runs else None
+            gateway = summarise(concurrency, gateway_runs)
+            bare = latency_summary(bare_runs) if bare_runs else None
             rows.append({"videos": videos, "clips": videos * args.clips_per_video, "candidates": candidates,
                          "concurrency": concurrency, "gateway": gateway, "bare": bare,
                          "ratio_p50": gateway["p50_ms"] / bare["p50_ms"] if bare else None,
-                         "ratio_qps": gateway["qps"] / bare["qps"] if bare else None,
-                         "runs": {"gateway": gateway_runs, "bare": bare_runs}})
+                         "ratio_qps": gateway["qps"] / bare["qps"] if bare else None})
             print(f"    concurrency {concurrency}: gateway {gateway['qps']:.1f} QPS p50 {gateway['p50_ms']:.1f} ms "
-                  f"p99 {gateway['p99_ms']:.1f} ms, overhead p50 {gateway['overhead_in_gateway_ms']['p50']:.2f} ms"
+                  f"p99 {format_percentile(gateway['p99_ms'])} ms over {gateway['requests']} Searches, overhead p50 "
+                  f"{gateway['overhead_in_gateway_ms']['p50']:.2f} ms"
                   + (f"; bare {bare['qps']:.1f} QPS p50 {bare['p50_ms']:.1f} ms" if bare else ""), flush=True)
         agreement = None
         if args.check_queries:
@@ -252,7 +260,7 @@ def measure_interleaved(stacks: dict[str, SearchStack], videos: int, args: argpa
     """Every backend's gateway at once, measured in turns: per concurrency, args.interleave rounds of
     args.requests / args.interleave Searches on each backend, the order flipped every round, so that a shared
     machine's load falls on all of them alike. A row per backend and concurrency (gateway only: no bare baseline),
-    its percentiles over all its Searches and its QPS = Searches / the seconds they took."""
+    its percentiles over all its Searches and its QPS = Searches / the seconds they took (`runs_qps`: each turn's)."""
     rows = []
     chunk = -(-args.requests // args.interleave)
     with ExitStack() as gateways:
@@ -261,23 +269,18 @@ def measure_interleaved(stacks: dict[str, SearchStack], videos: int, args: argpa
         for concurrency in args.concurrency:
             for address in addresses.values():  # warm-up
                 run_load(address, concurrency, max(concurrency, 8), args.top_k)
-            got: dict[str, tuple[list[float], list[Any], list[float]]] = {name: ([], [], []) for name in addresses}
+            got: dict[str, list[tuple[list[float], list[Any], float]]] = {name: [] for name in addresses}
             for turn in range(args.interleave):
                 for name in list(addresses)[:: 1 if turn % 2 == 0 else -1]:
-                    latencies, timings, elapsed = run_load(addresses[name], concurrency, chunk, args.top_k)
-                    got[name][0].extend(latencies)
-                    got[name][1].extend(timings)
-                    got[name][2].append(elapsed)
-            for name, (latencies, timings, elapsed) in got.items():
-                gateway = summarise(concurrency, latencies, timings, sum(elapsed))
-                gateway["turns_qps"] = [chunk / e for e in elapsed]
+                    got[name].append(run_load(addresses[name], concurrency, chunk, args.top_k))
+            for name, turns in got.items():
+                gateway = summarise(concurrency, turns)
                 rows.append({"milvus": name, "videos": videos, "clips": videos * args.clips_per_video,
                              "candidates": args.candidates, "concurrency": concurrency, "gateway": gateway,
-                             "bare": None, "ratio_p50": None, "ratio_qps": None,
-                             "runs": {"gateway": [gateway], "bare": []}})
+                             "bare": None, "ratio_p50": None, "ratio_qps": None})
                 print(f"    {name}, concurrency {concurrency}: {gateway['qps']:.1f} QPS p50 {gateway['p50_ms']:.1f} ms "
-                      f"p99 {gateway['p99_ms']:.1f} ms over {gateway['requests']} Searches in {args.interleave} turns",
-                      flush=True)
+                      f"p99 {format_percentile(gateway['p99_ms'])} ms over {gateway['requests']} Searches in "
+                      f"{args.interleave} turns", flush=True)
     return rows
 
 
@@ -290,8 +293,9 @@ def main(argv: list[str] | None = None) -> Path:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     add_stack_arguments(parser)
     parser.add_argument("--concurrency", type=int, nargs="+", default=[1, 4, 16])
-    parser.add_argument("--requests", type=int, default=100, help="Searches measured per run")
-    parser.add_argument("--repeats", type=int, default=3, help="runs per figure; the median is reported")
+    parser.add_argument("--requests", type=int, default=400, help="Searches measured per run")
+    parser.add_argument("--repeats", type=int, default=3,
+                        help="runs per row, their Searches pooled (a p99 needs --requests x --repeats >= 1000)")
     parser.add_argument("--no-bare", action="store_true", help="skip the bare-dependency baseline (halves the time)")
     parser.add_argument("--check-queries", type=int, default=len(CHECK_QUERIES),
                         help="queries of the exact-search agreement check (0: skip it)")
@@ -384,20 +388,22 @@ def compare_backends(rows: list[dict[str, Any]], names: list[str], interleave: i
     the Searches measured, and each backend's QPS over the first's."""
     head = " | ".join(f"{n} QPS | {n} p50 ms | {n} p99 ms" for n in names)
     ratios = " | ".join(f"QPS {n} / {names[0]}" for n in names[1:])
-    lines = [f"| videos | candidates | concurrency | {head} | Searches per run | {ratios} |",
+    lines = [f"| videos | candidates | concurrency | {head} | Searches each | {ratios} |",
              "|" + "---|" * (4 + 3 * len(names) + len(names) - 1)]
     at = {(r["milvus"], r["videos"], r["candidates"], r["concurrency"]): r["gateway"] for r in rows}
     for videos, candidates, concurrency in dict.fromkeys((r["videos"], r["candidates"], r["concurrency"]) for r in rows):
         got = [at.get((n, videos, candidates, concurrency)) for n in names]
-        cells = " | ".join(f"{g['qps']:.1f} | {g['p50_ms']:.1f} | {g['p99_ms']:.1f}" if g else "– | – | –" for g in got)
+        cells = " | ".join(f"{g['qps']:.1f} | {g['p50_ms']:.1f} | {format_percentile(g['p99_ms'])}" if g else "– | – | –"
+                           for g in got)
         base = got[0]
         ratio = " | ".join(f"{g['qps'] / base['qps']:.1f}x" if g and base else "–" for g in got[1:])
-        requests = max(int(g["requests"]) for g in got if g)
+        requests = min(int(g["requests"]) for g in got if g)
         lines.append(f"| {videos} | {candidates} | {concurrency} | {cells} | {requests} | {ratio} |")
     how = (f"all at once, measured in {interleave} alternating turns of Searches per backend (--interleave), so the "
            "machine's load fell on each alike; percentiles over all of a backend's Searches, QPS = its Searches / the "
            "seconds they took" if interleave else
-           "each measured in turn; latency percentiles of the Searches of one run (the median run of --repeats)")
+           "each measured in turn; latency percentiles over a backend's Searches of every --repeats run pooled, QPS = "
+           "those Searches / the seconds they took")
     lines += ["", f"Client-side, through the real gateway, with the same Triton, Redis, queries and synthetic index; {how}."]
     return "\n".join(lines)
 
@@ -416,7 +422,8 @@ def plot_cost(rows: list[dict[str, Any]], sizes: list[dict[str, Any]], milvus: s
     for limit in sorted({r["candidates"] for r in rows}, reverse=True):  # a line per candidate limit measured
         sized = [v for v in videos if (v, limit, low) in at]
         axes[0].plot(sized, [at[v, limit, low]["p50_ms"] for v in sized], "o-", label=f"p50, {limit} candidates")
-        axes[0].plot(sized, [at[v, limit, low]["p99_ms"] for v in sized], "s--", label=f"p99, {limit} candidates")
+        tails = [v for v in sized if at[v, limit, low]["p99_ms"] is not None]  # none from fewer than 1000 Searches
+        axes[0].plot(tails, [at[v, limit, low]["p99_ms"] for v in tails], "s--", label=f"p99, {limit} candidates")
         axes[1].plot(sized, [at[v, limit, high]["qps"] for v in sized], "o-", label=f"{limit} candidates")
     axes[0].set_ylabel(f"Search latency at concurrency {low} (ms)")
     axes[1].set_ylabel(f"Search QPS at concurrency {high}")

@@ -2,7 +2,7 @@
 
 Runs bench.encoders (Triton/ONNX Runtime/torch encoder throughput), bench.ingest (submit-to-READY throughput
 against the bare frame encoder), bench.gateway (Search latency, stage shares, gateway overhead) and bench.query
-(Search at concurrency 1/4/16 next to the bare Triton + Milvus calls, median of 3 runs) and bench.chaos (120
+(Search at concurrency 1/4/16 next to the bare Triton + Milvus calls, 3 runs of 400 pooled) and bench.chaos (120
 submissions while worker children are killed and every server restarted: nothing lost), each as its own
 process, one after another so they never share the CPU, all into one results folder. Then writes
 `<results>/bench.md`: each benchmark's table under its command, with the machine and date.

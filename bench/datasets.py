@@ -21,6 +21,11 @@ Generators (videos written by media/synthetic.py, H.264 with a short keyframe in
 - `narrated`: two scenes of photos drawn from only three (pictures alone cannot tell the videos apart), a line
   spoken by espeak-ng in each scene or a caption rendered into the second; queries paraphrase what is said or
   shown, never with its words, plus the photos' captions as visual queries.
+- `ordered`: pairs of videos showing the same two photos in opposite orders, with the same durations and pans (issue 23);
+  their captions state the order in several phrasings ("A then B", "B after A", ...), and the pair's other
+  video is the one a caption must rank below its own (`reverses`, `order_phrasing`);
+- `moments`: a photo, another, then the first again (A, B, A): the query for A should find both of its spans
+  among the hit's moments.
 """
 
 from __future__ import annotations
@@ -37,6 +42,7 @@ from vidstrata.media.photos import CAPTIONS, load_photo
 from vidstrata.media.synthetic import COLORS, SHAPE_COLORS, SHAPES, ShapeEvent, narration_track, write_scene_video, write_shapes_video
 from vidstrata.encoders.dataset import Item, Scene, write_jsonl
 from vidstrata.encoders.dataset import read_jsonl as read_jsonl  # re-exported: bench.eval reads datasets through this module
+from vidstrata.spec.preprocess import phrase_texts
 
 QueryKind = Literal["scene", "video", "speech", "screen_text"]
 QUERY_KINDS: tuple[QueryKind, ...] = ("scene", "video", "speech", "screen_text")
@@ -223,4 +229,117 @@ def make_narrated(out_dir: Path, videos: int, seed: int = 0, sizes: Sizes = Size
     return write_jsonl(out_dir / "narrated.jsonl", items)
 
 
-GENERATORS = {"scenes": make_scenes, "shapes": make_shapes, "narrated": make_narrated}
+# How the `ordered` set states an order: issue 23's phrasings, each with A the earlier event and B the later one.
+ORDER_PHRASINGS = {
+    "A then B": "{a} then {b}",
+    "A and then B": "{a} and then {b}",
+    "A, then B": "{a}, then {b}",
+    "after A, B": "after {a}, {b}",
+    "B after A": "{b} after {a}",
+    "A before B": "{a} before {b}",
+    "A followed by B": "{a} followed by {b}",
+    "first A, then B": "first {a}, then {b}",
+}
+# Photos whose caption is one phrase (the splitter leaves it whole: "galaxies and stars in deep space" is two), so
+# an ordered caption of two photos has exactly two phrases.
+ORDER_PHOTOS = tuple(name for name in sorted(CAPTIONS) if phrase_texts(CAPTIONS[name], 8) == [CAPTIONS[name]])
+
+
+def _visual_captions(item: Item) -> tuple[str, ...]:
+    return tuple(s.caption for s in sorted(item.scenes, key=lambda s: s.start_s) if s.modality == "visual")
+
+
+def reverses(items: Sequence[Item]) -> dict[str, str]:
+    """Video -> the one other video that shows its two or more scenes in the opposite order (videos without exactly
+    one such video are left out): the video an ordered caption must rank below its own."""
+    holders: dict[tuple[str, ...], list[str]] = defaultdict(list)
+    for item in items:
+        holders[_visual_captions(item)].append(item.video_id)
+    out = {}
+    for item in items:
+        scenes = _visual_captions(item)
+        others = [v for v in holders.get(scenes[::-1], []) if v != item.video_id]
+        if len(scenes) >= 2 and scenes != scenes[::-1] and len(others) == 1:
+            out[item.video_id] = others[0]
+    return out
+
+
+def order_phrasing(item: Item, text: str) -> str | None:
+    """The name of the ORDER_PHRASINGS entry that `text` is for this two-scene video (A its first scene), else None."""
+    scenes = _visual_captions(item)
+    if len(scenes) != 2:
+        return None
+    return next((name for name, template in ORDER_PHRASINGS.items()
+                 if template.format(a=scenes[0], b=scenes[1]) == text), None)
+
+
+def make_ordered(out_dir: Path, videos: int, seed: int = 0, sizes: Sizes = Sizes()) -> Path:
+    """`videos` // 2 pairs (at least one) of videos showing two photos (ORDER_PHOTOS) in opposite orders; returns
+    the JSONL path (out_dir/ordered.jsonl).
+
+    A pair's photos are a pair no other pair has (so at most 105 pairs: more raise ValueError), each shown for the same
+    whole number of seconds in both videos (every cut on a keyframe) with the same pan: the two differ in their order,
+    and otherwise only in pixel noise and compression, so every level but an order-aware one scores them nearly alike.
+    Each video's captions are every phrasing of ORDER_PHRASINGS in its order; which of the pair (`ordered-NNNN-a` /
+    `-b`) is A-then-B is drawn at random, so no tie-break by id favours the right one.
+    """
+    rng = np.random.default_rng(seed)
+    pairs = [(a, b) for i, a in enumerate(ORDER_PHOTOS) for b in ORDER_PHOTOS[i + 1:]]
+    count = max(1, videos // 2)
+    if count > len(pairs):
+        raise ValueError(f"the ordered set has {len(pairs)} pairs of photos, so at most {2 * len(pairs)} videos")
+    photos: dict[str, np.ndarray] = {}
+    items = []
+    for pair, index in enumerate(rng.permutation(len(pairs))[:count]):
+        chosen = list(pairs[index])
+        for name in chosen:
+            if name not in photos:
+                photos[name] = load_photo(name)
+        durations = [max(1.0, float(np.round(d))) for d in _durations(rng, 2, sizes)]
+        flip = bool(rng.random() < 0.5)
+        for k, reverse in (("a", flip), ("b", not flip)):
+            shown = [1, 0] if reverse else [0, 1]
+            path = out_dir / "videos" / f"ordered-{pair:04d}-{k}.mp4"
+            spans = write_scene_video(path, [photos[chosen[j]] for j in shown], [durations[j] for j in shown],
+                                      fps=sizes.fps, size=sizes.size, gop=sizes.fps,
+                                      seed=seed * 100_003 + 2 * pair + (k == "b"))
+            scenes = [Scene(a, b, CAPTIONS[chosen[j]]) for (a, b), j in zip(spans, shown, strict=True)]
+            first, second = scenes[0].caption, scenes[1].caption
+            items.append(Item(path, [t.format(a=first, b=second) for t in ORDER_PHRASINGS.values()], scenes))
+    return write_jsonl(out_dir / "ordered.jsonl", items)
+
+
+def make_moments(out_dir: Path, videos: int, seed: int = 0, sizes: Sizes = Sizes()) -> Path:
+    """`videos` videos showing a photo, another, then the first again (A, B, A), each for a random duration; returns
+    the JSONL path (out_dir/moments.jsonl). The scene query for A targets the video and both of A's spans (its two
+    best moments should be them); the video caption is "A, then B, then A"."""
+    rng = np.random.default_rng(seed)
+    names = sorted(CAPTIONS)
+    photos: dict[str, np.ndarray] = {}
+    items = []
+    for i in range(videos):
+        chosen = [names[j] for j in rng.choice(len(names), size=2, replace=False)]
+        for name in chosen:
+            if name not in photos:
+                photos[name] = load_photo(name)
+        shown = [chosen[0], chosen[1], chosen[0]]
+        path = out_dir / "videos" / f"moments-{i:04d}.mp4"
+        spans = write_scene_video(path, [photos[n] for n in shown], _durations(rng, 3, sizes), fps=sizes.fps,
+                                  size=sizes.size, gop=sizes.fps, seed=seed * 100_003 + i)
+        scenes = [Scene(a, b, CAPTIONS[n]) for (a, b), n in zip(spans, shown, strict=True)]
+        items.append(Item(path, [", then ".join(s.caption for s in scenes)], scenes))
+    return write_jsonl(out_dir / "moments.jsonl", items)
+
+
+def scene_spans(items: Sequence[Item]) -> dict[tuple[str, str], list[Span]]:
+    """(video, scene caption) -> every span of that video the caption describes, in time order (the `moments` set
+    shows a scene twice)."""
+    spans: dict[tuple[str, str], list[Span]] = defaultdict(list)
+    for item in items:
+        for scene in sorted(item.scenes, key=lambda s: s.start_s):
+            spans[item.video_id, scene.caption].append((scene.start_s, scene.end_s))
+    return dict(spans)
+
+
+GENERATORS = {"scenes": make_scenes, "shapes": make_shapes, "narrated": make_narrated, "ordered": make_ordered,
+              "moments": make_moments}

@@ -14,6 +14,10 @@ R@1/5/10 (%), median and mean rank (filtered: only videos the text does not also
 it), and for scene queries the span accuracy of the target video's `best_clip` (mean IoU with the true
 scene, share with IoU >= 0.5) and "top-1 span" (the first hit is relevant and its best clip has IoU >= 0.5).
 
+Sets with pairs of videos showing the same scenes in opposite orders (`ordered`) also get the pairwise order accuracy
+of their order-stating captions, and sets showing a scene twice (`moments`) the share of hits whose two best moments
+find both of its spans (bench.temporal), each on every query and on the held-out half of the calibration split.
+
 `--calibrate` splits the distinct query texts in two (seeded, per kind), searches a grid of weights and of each
 text level's cosine range on one half by replaying the gateway's own fusion (gateway.fusion.fuse) over the level
 scores Search returned for every candidate, then reports the best of each method on the other half through a
@@ -43,18 +47,22 @@ from typing import TYPE_CHECKING, Any
 import grpc
 
 from bench.common import RESULTS_DIR, machine, write_results
-from bench.datasets import GENERATORS, QUERY_KINDS, TINY, Item, Query, Sizes, queries, read_jsonl
+from bench.datasets import (
+    GENERATORS, QUERY_KINDS, TINY, Item, Query, Sizes, order_phrasing, queries, read_jsonl, reverses, scene_spans,
+)
 from vidstrata.gateway.fusion import FusionConfig, FusionMethod
 from vidstrata.spec.channels import LEVELS, VISUAL_LEVELS
 from vidstrata.gateway.settings import GatewaySettings
 from bench.calibration import calibrate, objective, replay, split_texts
 from bench.metrics import RankedVideo, Response, score_queries
 from bench.report import LEVEL_NAMES, plot, ranges_label, tables
+from bench.temporal import MomentHit, MomentSpan, order_accuracy, temporal_tables, two_moment_hits
 
 if TYPE_CHECKING:
     from vidstrata.up import Stack
 
 READY, FAILED = 3, 4  # search_pb2.Video.Status, without importing the generated stubs at module import
+DEFAULT_DATASETS = ["scenes", "shapes", "ordered", "moments"]
 DEFAULT_VIDEOS = 40
 TINY_VIDEOS = 6
 SEARCH_ATTEMPTS = 3
@@ -160,8 +168,10 @@ class EvalClient:
                     raise
                 self.retries += 1
                 time.sleep(2.0 * attempt)
-        hits = [RankedVideo(h.video_id, h.score, {level: _level(h.levels, level) for level in LEVELS}, _moment(h))
-                for h in reply.hits]
+        hits: list[RankedVideo] = [
+            MomentHit(h.video_id, h.score, {level: _level(h.levels, level) for level in LEVELS}, _moment(h),
+                      tuple(MomentSpan(m.start_s, m.end_s, m.score, m.level) for m in h.moments))
+            for h in reply.hits]
         return Response(hits, reply.candidates, reply.timings.total_ms)
 
     def ingest(self, items: Sequence[Item], dataset: str, timeout_s: float) -> dict[str, float]:
@@ -282,6 +292,7 @@ def evaluate(
         if calibrate_weights:
             result["calibration"] = calibration(gateway, open_gateway, qs, full, responses, settings, spans, videos,
                                                 top_k, seed, threads)
+        result.update(temporal(items, qs, responses, seed))
         result["search_retries"] = gateway.retries
         result[LEVELS_KEY] = level_dump(qs, full, videos)
         return result
@@ -338,6 +349,31 @@ def calibration(
     }
 
 
+def temporal(items: Sequence[Item], qs: Sequence[Query], responses: Mapping[str, Mapping[str, Response]],
+             seed: int) -> dict[str, Any]:
+    """The order and moments figures (bench.temporal) of every configuration, on all queries and on the held-out
+    half of the calibration split (`split_texts` with the same seed): {"order": ..., "moments": ...}, each only
+    where the dataset has such queries."""
+    by_id = {item.video_id: item for item in items}
+    reverse, spans = reverses(items), scene_spans(items)
+    held = split_texts(qs, seed)[1]
+    halves = {"all": list(qs), "held out": [q for q in qs if q.text in held]}
+
+    def phrasing(q: Query) -> str | None:
+        return order_phrasing(by_id[q.target], q.text) if q.kind == "video" else None
+
+    out: dict[str, Any] = {}
+    for key, figures in (
+        ("order", lambda group, hits_of: order_accuracy(group, reverse, phrasing, hits_of)),
+        ("moments", lambda group, hits_of: two_moment_hits(group, spans, hits_of)),
+    ):
+        found = {name: {half: figures(group, lambda q, rs=rs: rs[q.text].hits) for half, group in halves.items()}
+                 for name, rs in responses.items()}
+        if any(f for halves_of in found.values() for f in halves_of.values()):
+            out[key] = found
+    return out
+
+
 LEVELS_KEY = "candidate_levels"  # moved out of eval.json into eval_levels.json by `main`
 
 
@@ -360,8 +396,8 @@ def _ranges(ranges: Mapping[str, Sequence[float]]) -> dict[str, list[float]]:
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="vidstrata eval", description=__doc__.split("\n\n")[0])
-    parser.add_argument("--dataset", nargs="+", choices=sorted(GENERATORS), default=["scenes", "shapes"],
-                        help="built-in datasets to generate and evaluate (default: both)")
+    parser.add_argument("--dataset", nargs="+", choices=sorted(GENERATORS), default=DEFAULT_DATASETS,
+                        help=f"built-in datasets to generate and evaluate (default: {' '.join(DEFAULT_DATASETS)})")
     parser.add_argument("--jsonl", type=Path, action="append", default=[],
                         help="also evaluate a dataset JSONL of your own (repeatable); named by its file stem")
     parser.add_argument("--videos", type=int, help=f"videos per generated dataset (default {DEFAULT_VIDEOS}, "
@@ -426,7 +462,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     payload["date"] = datetime.now(timezone.utc).isoformat(timespec="seconds")
     levels = {"command": command, "date": payload["date"],
               "datasets": {name: result.pop(LEVELS_KEY) for name, result in payload["datasets"].items()}}
-    report = tables(payload)
+    report = "\n".join(part for part in (tables(payload), temporal_tables(payload)) if part)
     write_results("eval", {k: v for k, v in payload.items() if k != "machine"}, report, args.results_dir)
     (args.results_dir / "eval_levels.json").write_text(json.dumps(levels) + "\n")
     if args.report:

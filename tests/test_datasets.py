@@ -5,16 +5,26 @@ from __future__ import annotations
 import json
 
 import av
+import numpy as np
 import pytest
 
-from bench.datasets import TINY, make_scenes, make_shapes, queries
+from bench.datasets import (
+    ORDER_PHOTOS, ORDER_PHRASINGS, TINY, make_moments, make_ordered, make_scenes, make_shapes, order_phrasing, queries,
+    reverses, scene_spans,
+)
+from vidstrata.gateway.order import read_order
+from vidstrata.spec.preprocess import phrase_texts
 from vidstrata.media.photos import CAPTIONS
 from vidstrata.encoders.dataset import Item, Scene, read_jsonl, write_jsonl
 
 
 def _frame_count(path):
+    return len(_frames(path))
+
+
+def _frames(path):
     with av.open(str(path)) as container:
-        return sum(1 for _ in container.decode(container.streams.video[0]))
+        return [f.to_ndarray(format="rgb24").astype(np.int16) for f in container.decode(container.streams.video[0])]
 
 
 def test_jsonl_round_trip_keeps_paths_relative_to_the_file(tmp_path):
@@ -93,3 +103,50 @@ def test_shapes_generator_captions_every_event(tmp_path):
             assert clause in (f"{thing} moves {motion}", f"{thing} appears")
         assert clauses[0].endswith("moves " + item.scenes[0].caption.split()[-1])
         assert _frame_count(item.video) == round(item.scenes[-1].end_s * TINY.fps)
+
+
+def test_ordered_pairs_show_the_same_scenes_in_opposite_orders(tmp_path):
+    items = read_jsonl(make_ordered(tmp_path, videos=4, seed=3, sizes=TINY))
+    pairs = reverses(items)
+    assert len(items) == 4 and pairs == {"ordered-0000-a": "ordered-0000-b", "ordered-0000-b": "ordered-0000-a",
+                                         "ordered-0001-a": "ordered-0001-b", "ordered-0001-b": "ordered-0001-a"}
+    by_id = {item.video_id: item for item in items}
+    first, second = by_id["ordered-0000-a"], by_id["ordered-0000-b"]
+    assert [s.caption for s in first.scenes] == [s.caption for s in second.scenes][::-1]
+    assert all(s.end_s - s.start_s == round(s.end_s - s.start_s) for s in first.scenes), "cuts on keyframes"
+    a, b = _frames(first.video), _frames(second.video)
+    n = round((first.scenes[0].end_s - first.scenes[0].start_s) * TINY.fps)
+    shown_later = b[len(b) - n:]
+    assert np.abs(np.stack(a[:n]) - np.stack(shown_later)).mean() < 3, "the same scene: noise and compression apart"
+    assert np.abs(np.stack(a[:n]) - np.stack(b[:n])).mean() > 10, "the other scene comes first in the reverse"
+
+
+def test_ordered_captions_state_the_videos_order_in_every_phrasing(tmp_path):
+    items = read_jsonl(make_ordered(tmp_path, videos=2, seed=0, sizes=TINY))
+    for item in items:
+        earlier, later = item.scenes[0].caption, item.scenes[1].caption
+        assert [order_phrasing(item, c) for c in item.captions] == list(ORDER_PHRASINGS)
+        for caption in item.captions:
+            phrases = phrase_texts(caption, 8)
+            stated = read_order(caption, phrases)
+            assert len(phrases) == 2 and stated is not None, caption
+            events = [phrases[i] for i in stated.order]
+            assert events[0].endswith(earlier) and events[1].endswith(later), (caption, stated)
+    assert order_phrasing(items[0], "a cat then a dog") is None
+    qs = [q for q in queries(items) if q.kind == "video"]
+    assert len(qs) == 2 * len(ORDER_PHRASINGS) and all(q.relevant == {q.target} for q in qs)
+    with pytest.raises(ValueError, match="at most"):
+        make_ordered(tmp_path / "big", videos=2 * (len(ORDER_PHOTOS) * (len(ORDER_PHOTOS) - 1) // 2 + 1))
+
+
+def test_moments_videos_show_a_scene_twice_around_another(tmp_path):
+    items = read_jsonl(make_moments(tmp_path, videos=3, seed=2, sizes=TINY))
+    spans = scene_spans(items)
+    for item in items:
+        a, b, again = item.scenes
+        assert a.caption == again.caption != b.caption and a.end_s == b.start_s and b.end_s == again.start_s
+        assert spans[item.video_id, a.caption] == [(a.start_s, a.end_s), (again.start_s, again.end_s)]
+        assert _frame_count(item.video) == round(again.end_s * TINY.fps)
+    twice = [q for q in queries(items) if q.kind == "scene" and len(spans[q.target, q.text]) == 2]
+    assert len(twice) == 3 and all(q.span == spans[q.target, q.text][0] for q in twice)
+    assert not reverses(items), "no video shows another's scenes the other way round"

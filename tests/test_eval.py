@@ -7,13 +7,14 @@ import json
 import numpy as np
 import pytest
 
-from bench.datasets import Query
+from bench.datasets import ORDER_PHRASINGS, Query
 from bench.calibration import (
     TEXT_WEIGHTS, calibrate, grid_mrr, objective, replay, split_texts, text_range_grid, weight_grid,
 )
 from bench.eval import main
 from bench.metrics import Metrics, RankedVideo, Response, filtered_rank, iou, score_queries
 from bench.report import plot, tables
+from bench.temporal import MomentHit, MomentSpan, order_accuracy, temporal_tables, two_moment_hits
 from vidstrata.gateway.fusion import FusionConfig, FusionMethod, fuse
 from vidstrata.spec.channels import LEVELS, TEXT_LEVELS, VISUAL_LEVELS
 from vidstrata.gateway.settings import GatewaySettings
@@ -189,6 +190,82 @@ def test_calibration_finds_a_range_per_text_level_where_no_shared_one_works():
     assert grid_mrr(qs, full, fusion, weight_grid(), videos=9, ranges=shared).max() < 1.0
 
 
+def test_order_accuracy_compares_each_caption_with_its_reverse_video():
+    """v1 shows A then B, v2 B then A. A tie counts one half; a query without a phrasing or a reverse is left out."""
+    reverse = {"v1": "v2", "v2": "v1"}
+    phrasing = {"A then B": "A then B", "B after A": "B after A", "B then A": "A then B", "after B, A": "after A, B"}
+    hits = {
+        "A then B": [_hit("v3"), RankedVideo("v1", 0.9, {}, (0, 1)), RankedVideo("v2", 0.8, {}, (0, 1))],
+        "B after A": [RankedVideo("v2", 0.9, {}, (0, 1)), RankedVideo("v1", 0.8, {}, (0, 1))],  # wrong way round
+        "B then A": [RankedVideo("v1", 0.5, {}, (0, 1)), RankedVideo("v2", 0.5, {}, (0, 1))],  # tied: by id, not order
+        "after B, A": [RankedVideo("v2", 0.7, {}, (0, 1))],  # v1 missing: below every other
+        "a cat": [RankedVideo("v1", 0.9, {}, (0, 1))],
+    }
+    qs = [_query("A then B", "v1", kind="video"), _query("B after A", "v1", kind="video"),
+          _query("B then A", "v2", kind="video"), _query("after B, A", "v2", kind="video"),
+          _query("a cat", "v1", kind="video"), _query("A then B", "v4", kind="video")]
+    found = order_accuracy(qs, reverse, lambda q: phrasing.get(q.text), lambda q: hits[q.text])
+    assert found["queries"] == 4 and found["ties"] == 1
+    assert found["accuracy"] == pytest.approx((1 + 0 + 0.5 + 1) / 4)
+    assert found["by_phrasing"] == {"A then B": {"queries": 2, "accuracy": 0.75},
+                                    "after A, B": {"queries": 1, "accuracy": 1.0},
+                                    "B after A": {"queries": 1, "accuracy": 0.0}}
+    assert list(found["by_phrasing"]) == ["A then B", "after A, B", "B after A"], "in ORDER_PHRASINGS' order"
+    assert order_accuracy(qs[4:], reverse, lambda q: phrasing.get(q.text), lambda q: hits[q.text]) is None
+
+
+def _moments(video_id, *spans):
+    return MomentHit(video_id, 1.0, {}, spans[0] if spans else (0, 0),
+                     tuple(MomentSpan(a, b, 1.0 - k / 10, "clip") for k, (a, b) in enumerate(spans)))
+
+
+def test_two_moments_must_each_find_a_different_span_of_the_scene():
+    """The cat is shown at 0-4 s and 8-12 s of every video; the metric reads each hit's `moments`, best first."""
+    spans = {(v, "a cat"): [(0.0, 4.0), (8.0, 12.0)] for v in ("v1", "v2", "v3", "v4", "v5", "v6")}
+    spans["v1", "a clock"] = [(4.0, 8.0)]
+    hits = {
+        "v1": [_moments("v9", (0, 4), (8, 12)), _moments("v1", (8.5, 12), (0, 3))],  # both found, second best first
+        "v2": [_moments("v2", (0, 4), (6, 10))],  # the second overlaps 8-12 by IoU 1/3 only
+        "v3": [_moments("v3", (0, 4), (4, 8), (8, 12))],  # the third moment does not count
+        "v4": [_moments("v4", (0, 4), (0.5, 3.5))],  # twice the same span: one found
+        "v5": [_moments("v5", (8, 12))],  # one moment only
+        "v6": [],  # the video is not among the hits
+    }
+    qs = [_query("a cat", v) for v in hits] + [_query("a clock", "v1", span=(4, 8))]
+    found = two_moment_hits(qs, spans, lambda q: hits[q.target])
+    assert found == {"queries": 6, "two_moments": pytest.approx(1 / 6), "first_moment": pytest.approx(5 / 6),
+                     "moments_per_hit": pytest.approx(10 / 6)}
+    loose = two_moment_hits(qs, spans, lambda q: hits[q.target], threshold=0.3)
+    assert loose["two_moments"] == pytest.approx(2 / 6), "at IoU 0.3 the 6-10 moment finds the second span"
+    assert two_moment_hits(qs[-1:], spans, lambda q: hits["v1"]) is None, "a scene shown once is no such query"
+
+
+def test_two_moments_read_the_protobuf_hits():
+    """The metric takes SearchHit messages as they come (hit.moments with start_s and end_s)."""
+    from vidstrata.v1 import search_pb2
+
+    hit = search_pb2.SearchHit(video_id="v1", moments=[search_pb2.Moment(start_s=8, end_s=12, level="clip"),
+                                                       search_pb2.Moment(start_s=0, end_s=4.5, level="clip")])
+    found = two_moment_hits([_query("a cat", "v1")], {("v1", "a cat"): [(0.0, 4.0), (8.0, 12.0)]}, lambda q: [hit])
+    assert found["two_moments"] == 1.0
+
+
+def test_temporal_tables_show_each_half_and_phrasing():
+    payload = {"datasets": {
+        "ordered": {"order": {"fused WEIGHTED": {
+            "all": {"queries": 4, "accuracy": 0.875, "ties": 1,
+                    "by_phrasing": {"A then B": {"queries": 2, "accuracy": 0.75}, "B after A": {"queries": 2, "accuracy": 1.0}}},
+            "held out": None}}},
+        "moments": {"moments": {"fused RRF": {"held out": {"queries": 5, "two_moments": 0.8, "first_moment": 1.0,
+                                                           "moments_per_hit": 3.0}}}},
+        "scenes": {},
+    }}
+    text = temporal_tables(payload)
+    assert "| ordered | all | fused WEIGHTED | 4 | 87.5 | 1 | A then B 75 / B after A 100 |" in text
+    assert "| moments | held out | fused RRF | 5 | 80.0 | 100.0 | 3.00 |" in text
+    assert temporal_tables({"datasets": {"scenes": {}}}) == ""
+
+
 def _payload():
     metrics = Metrics(3, 1 / 3, 2 / 3, 1.0, 2.0, 2.0, 0.6, 0.5, 0.4, 1 / 3).__dict__
     video = Metrics(2, 0.5, 1.0, 1.0, 1.5, 1.5, 0.75).__dict__
@@ -241,3 +318,20 @@ def test_tiny_eval_on_the_real_stack(tmp_path, model_repository):
     assert saved["machine"]["cores"] and saved["datasets"]["scenes"]["videos"] == 4
     assert (tmp_path / "docs" / "eval.png").stat().st_size > 0
     assert "| scenes | scene | fused RRF |" in (tmp_path / "docs" / "eval.md").read_text()
+
+
+@pytest.mark.e2e
+def test_tiny_ordered_and_moments_sets_on_the_real_stack(tmp_path, model_repository):
+    """The two time-aware sets run like the others and put their figures in the JSON and the report."""
+    payload = main(["--dataset", "ordered", "moments", "--tiny", "--videos", "4", "--results-dir",
+                    str(tmp_path / "results"), "--report", str(tmp_path / "docs"), "--work-dir", str(tmp_path / "work"),
+                    "--model-repository", str(model_repository)])
+    ordered, moments = payload["datasets"]["ordered"], payload["datasets"]["moments"]
+    assert ordered["exhaustive"] and moments["exhaustive"]
+    fused = ordered["order"]["fused WEIGHTED"]["all"]
+    assert fused["queries"] == 4 * 8 and set(fused["by_phrasing"]) == set(ORDER_PHRASINGS)
+    assert ordered["order"]["fused WEIGHTED"]["held out"]["queries"] < fused["queries"]
+    assert "moments" not in ordered and "order" not in moments
+    assert moments["moments"]["fused WEIGHTED"]["all"]["queries"] == 4
+    report = (tmp_path / "docs" / "eval.md").read_text()
+    assert "| ordered | all | fused WEIGHTED | 32 |" in report and "| moments | all | fused WEIGHTED | 4 |" in report

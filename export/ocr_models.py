@@ -15,7 +15,16 @@ from pathlib import Path
 import onnx
 from onnx import helper
 
-from vidstrata.export.triton_repo import Target, _backend_line, _io, _params, _python_shim, _tensor, write_model_folder
+from vidstrata.export.triton_repo import (
+    Target,
+    _backend_line,
+    _io,
+    _params,
+    _python_shim,
+    _tensor,
+    queue_policy,
+    write_model_folder,
+)
 from vidstrata.spec.contract import OCR_CLS, OCR_DET, OCR_REC, SCREEN_TEXT_INPUTS, SCREEN_TEXT_OUTPUTS, SCREEN_TEXT_READER
 
 OCR_FILES = {
@@ -59,10 +68,12 @@ def _renamed(model: onnx.ModelProto) -> onnx.ModelProto:
 
 
 def network_config(name: str, target: Target) -> str:
-    """No batching: every frame has its own size, so the reader sends its own batches (the lines of a frame)."""
+    """No batching: every frame has its own size, so the reader sends its own batches (the lines of a frame). The
+    dynamic batcher is there for its queue policy only (with max_batch_size 0 it merges nothing)."""
     runtime: Target = "python" if target == "python" else "onnxruntime"
     kind = "KIND_GPU" if target == "tensorrt" else "KIND_CPU"
     return (f'name: "{name}"\n' + _backend_line(runtime) + "max_batch_size: 0\n"
+            + "dynamic_batching {\n" + queue_policy() + "}\n"
             + f"instance_group [ {{ count: 1 kind: {kind} }} ]\n"
             + _io("input", [_tensor("x", "TYPE_FP32", [-1, 3, -1, -1])])
             + _io("output", [_tensor("y", "TYPE_FP32", OUTPUT_DIMS[name])])
@@ -74,7 +85,7 @@ def reader_config() -> str:
         SCREEN_TEXT_OUTPUTS, ("TYPE_STRING", "TYPE_FP32", "TYPE_FP32"), ([-1], [-1], [-1, 4]), strict=True)]
     frame = f'  {{ name: "{SCREEN_TEXT_INPUTS[0]}" data_type: TYPE_UINT8 dims: [ -1, -1, 3 ] allow_ragged_batch: true }}'
     return (f'name: "{SCREEN_TEXT_READER}"\nbackend: "python"\nmax_batch_size: 4\n'
-            "dynamic_batching { max_queue_delay_microseconds: 1000 }\n"
+            "dynamic_batching {\n  max_queue_delay_microseconds: 1000\n" + queue_policy() + "}\n"
             "instance_group [ { count: 1 kind: KIND_CPU } ]\n"
             + _io("input", [frame]) + _io("output", outputs)
             + _params({"det_model": OCR_DET, "cls_model": OCR_CLS, "rec_model": OCR_REC}))

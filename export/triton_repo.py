@@ -55,6 +55,12 @@ TEXT_BATCHING = BatchingPolicy(max_batch_size=64, preferred=(8, 16, 32), max_que
 FRAME_BATCHING = BatchingPolicy(max_batch_size=64, preferred=(16, 32), max_queue_delay_us=2000)
 VIDEO_BATCHING = BatchingPolicy(max_batch_size=16, preferred=(4, 16), max_queue_delay_us=200)
 ORT_THREADS = 0  # 0: ONNX Runtime picks one thread per core
+# Every model with a scheduler queue (all but the ensemble, whose steps are models with their own) rejects a request
+# still queued past its timeout (UNAVAILABLE "Request timeout expired") instead of running it for a caller that has
+# given up. Clients send what is left of their deadline with each request; Triton lets a request only shorten the
+# default, which bounds the requests that state none (the python-backend models' own calls) and so is the longest
+# deadline a client sends by default (the worker's speech window, 120 s).
+QUEUE_TIMEOUT_US = 120_000_000
 
 
 def _tensor(name: str, dtype: str, dims: list[int]) -> str:
@@ -65,11 +71,17 @@ def _io(kind: str, tensors: list[str]) -> str:
     return f"{kind} [\n" + ",\n".join(tensors) + "\n]\n"
 
 
+def queue_policy() -> str:
+    """The `default_queue_policy` line of a `dynamic_batching` block (see QUEUE_TIMEOUT_US)."""
+    return (f"  default_queue_policy {{ timeout_action: REJECT default_timeout_microseconds: {QUEUE_TIMEOUT_US} "
+            "allow_timeout_override: true }\n")
+
+
 def _batching(policy: BatchingPolicy, kind: str) -> str:
     return (
         f"max_batch_size: {policy.max_batch_size}\n"
         f"dynamic_batching {{\n  preferred_batch_size: [ {', '.join(map(str, policy.preferred))} ]\n"
-        f"  max_queue_delay_microseconds: {policy.max_queue_delay_us}\n}}\n"
+        f"  max_queue_delay_microseconds: {policy.max_queue_delay_us}\n{queue_policy()}}}\n"
         f"instance_group [ {{ count: {policy.instances} kind: {kind} }} ]\n"
         "version_policy: { latest { num_versions: 1 } }\n"
     )

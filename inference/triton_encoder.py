@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
@@ -28,17 +29,9 @@ from vidstrata.inference.encoder import (
     check_frames,
     video_head_inputs,
 )
+from vidstrata.inference.triton_model import infer, time_left
 
-# Statuses that mean "the caller sent something bad"; everything else is the server's state.
-_INPUT_STATUSES = ("StatusCode.INVALID_ARGUMENT",)
 _NOT_FOUND = "StatusCode.NOT_FOUND"  # the repository has no such model
-
-
-def _classify(exc: InferenceServerException, what: str) -> Exception:
-    message = f"{what}: {exc.message()}"
-    if exc.status() in _INPUT_STATUSES or "bad text" in (exc.message() or ""):
-        return EncoderInputError(message)
-    return EncoderUnavailable(message)
 
 
 class TritonEncoder:
@@ -90,28 +83,25 @@ class TritonEncoder:
         tensor = grpcclient.InferInput(TEXT_IN, list(data.shape), "BYTES")
         tensor.set_data_from_numpy(data)
         outputs = [grpcclient.InferRequestedOutput(name) for name in (*TEXT_OUTPUTS, TEXT_PHRASES)]
-        try:
-            result = self._client.infer(TEXT_ENCODER, [tensor], outputs=outputs, client_timeout=timeout_s or self.timeout_s)
-        except InferenceServerException as exc:
-            raise _classify(exc, f"{TEXT_ENCODER} at {self.url}") from exc
+        result = infer(self._client, self.url, TEXT_ENCODER, [tensor], timeout_s or self.timeout_s, outputs)
         sentence, phrases, mask, tokens = (result.as_numpy(name) for name in TEXT_OUTPUTS)
         texts_out = [[p.decode("utf-8") for p in row] for row in result.as_numpy(TEXT_PHRASES)]
         return TextVectors(sentence, phrases, mask > 0, tokens, texts_out)
 
-    def _infer_frames(self, chunk: np.ndarray, timeout_s: float) -> np.ndarray:
+    def _infer_frames(self, chunk: np.ndarray, deadline: float) -> np.ndarray:
+        what = f"{FRAME_ENCODER} at {self.url}"
         tensor = grpcclient.InferInput(FRAME_INPUTS[0], list(chunk.shape), "UINT8")
         tensor.set_data_from_numpy(chunk)
-        try:
-            result = self._client.infer(FRAME_ENCODER, [tensor], client_timeout=timeout_s)
-        except InferenceServerException as exc:
-            raise _classify(exc, f"{FRAME_ENCODER} at {self.url}") from exc
+        result = infer(self._client, self.url, FRAME_ENCODER, [tensor], time_left(deadline, what))
         return result.as_numpy(FRAME_OUTPUTS[0])
 
     def encode_frames(self, frames: np.ndarray, timeout_s: float | None = None) -> np.ndarray:
+        """Vectors [N, D] of uint8 frames [N, S, S, 3]; all chunks within `timeout_s` (default: the client's):
+        each is sent with what is left of it, so a chunk that waited in the pool never outlives its caller."""
         check_frames(frames, self.info().image_size)
-        timeout = timeout_s or self.timeout_s
+        deadline = time.monotonic() + (timeout_s or self.timeout_s)
         chunks = [frames[i : i + self.frame_batch] for i in range(0, len(frames), self.frame_batch)]
-        return np.concatenate(list(self._pool.map(lambda c: self._infer_frames(c, timeout), chunks)))
+        return np.concatenate(list(self._pool.map(lambda c: self._infer_frames(c, deadline), chunks)))
 
     def encode_video(
         self, frames: np.ndarray, clip_ids: np.ndarray, clip_count: int, timeout_s: float | None = None
@@ -126,10 +116,7 @@ class TritonEncoder:
             tensors[-1].set_data_from_numpy(array)
         clip_vectors, video_vector = VIDEO_HEAD_OUTPUTS[1:]
         outputs = [grpcclient.InferRequestedOutput(name) for name in (clip_vectors, video_vector)]
-        try:
-            result = self._client.infer(VIDEO_HEAD, tensors, outputs=outputs, client_timeout=timeout_s or self.timeout_s)
-        except InferenceServerException as exc:
-            raise _classify(exc, f"{VIDEO_HEAD} at {self.url}") from exc
+        result = infer(self._client, self.url, VIDEO_HEAD, tensors, timeout_s or self.timeout_s, outputs)
         return result.as_numpy(clip_vectors)[0], result.as_numpy(video_vector)[0]
 
     def ready(self) -> bool:

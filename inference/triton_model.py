@@ -2,11 +2,13 @@
 
 One gRPC client, a pool that keeps `max_inflight` requests in flight (so Triton's dynamic batcher can merge
 them), one request with its errors translated (INVALID_ARGUMENT is the caller's input, anything else means Triton
-cannot answer), readiness of the model, and closing.
+cannot answer), readiness of the model, and closing. Every request carries its caller's timeout to Triton too
+(`infer`), so Triton drops it from the queue once the caller has given up; the encoders' client shares that.
 """
 
 from __future__ import annotations
 
+import time
 from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
@@ -14,6 +16,37 @@ import tritonclient.grpc as grpcclient
 from tritonclient.utils import InferenceServerException
 
 from vidstrata.inference.encoder import EncoderInputError, EncoderUnavailable
+
+
+def triton_error(exc: InferenceServerException, what: str) -> EncoderInputError | EncoderUnavailable:
+    """Triton's answer as the encoders' error: INVALID_ARGUMENT (or the tokenizer's "bad text", which the python
+    backend sends as INTERNAL) is the caller's input; anything else, a request rejected from the queue past its
+    timeout (UNAVAILABLE "Request timeout expired") and a deadline the client gave up on included, is Triton being
+    unable to answer now, which callers retry."""
+    message = f"{what}: {exc.message()}"
+    if exc.status() == "StatusCode.INVALID_ARGUMENT" or "bad text" in (exc.message() or ""):
+        return EncoderInputError(message)
+    return EncoderUnavailable(message)
+
+
+def time_left(deadline: float, what: str) -> float:
+    """Seconds until `deadline` (a time.monotonic() value); EncoderUnavailable when it has passed, before sending."""
+    left = deadline - time.monotonic()
+    if left <= 0:
+        raise EncoderUnavailable(f"{what}: the deadline passed before the request was sent")
+    return left
+
+
+def infer(client: grpcclient.InferenceServerClient, url: str, model: str, inputs: list[grpcclient.InferInput],
+          timeout_s: float, outputs: list[grpcclient.InferRequestedOutput] | None = None) -> grpcclient.InferResult:
+    """One request to `model` that the client waits for at most `timeout_s` and Triton keeps queued no longer
+    (its per-request `timeout`, in microseconds, which every model's queue policy honours: see
+    export.triton_repo.QUEUE_TIMEOUT_US), so no model runs work whose caller has given up; errors as triton_error."""
+    try:
+        return client.infer(model, inputs, outputs=outputs, client_timeout=timeout_s,
+                            timeout=max(1, int(timeout_s * 1e6)))
+    except InferenceServerException as exc:
+        raise triton_error(exc, f"{model} at {url}") from exc
 
 
 class TritonModelClient:
@@ -31,12 +64,8 @@ class TritonModelClient:
         """One request of one input tensor; EncoderInputError or EncoderUnavailable when Triton refuses it."""
         tensor = grpcclient.InferInput(name, list(array.shape), datatype)
         tensor.set_data_from_numpy(array)
-        try:
-            return self._client.infer(self.model, [tensor], client_timeout=self.timeout_s,
-                                      outputs=[grpcclient.InferRequestedOutput(n) for n in outputs])
-        except InferenceServerException as exc:
-            kind = EncoderInputError if exc.status() == "StatusCode.INVALID_ARGUMENT" else EncoderUnavailable
-            raise kind(f"{self.model} at {self.url}: {exc.message()}") from exc
+        return infer(self._client, self.url, self.model, [tensor], self.timeout_s,
+                     [grpcclient.InferRequestedOutput(n) for n in outputs])
 
     def ready(self) -> bool:
         try:

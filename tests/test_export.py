@@ -16,6 +16,7 @@ from vidstrata.spec.manifest import Manifest
 from vidstrata.encoders.factory import load_checkpoint
 from vidstrata.export.onnx_export import ParityError, check_onnx_parity
 from vidstrata.export.triton_repo import (
+    QUEUE_TIMEOUT_US,
     TARGETS,
     ensemble_config,
     frame_config,
@@ -55,6 +56,53 @@ def test_configs_are_valid_triton_configs_with_dynamic_batching(default_checkpoi
     assert video.instance_group[0].kind == model_config_pb2.ModelInstanceGroup.KIND_CPU
     assert (video.backend, video.platform) == (("python", "") if target == "python" else ("", "onnxruntime_onnx"))
     assert [list(t.dims) for t in video.output] == [[-1, 384], [-1, 384], [384]]
+
+
+def _queue_policy_of(config: model_config_pb2.ModelConfig) -> model_config_pb2.ModelQueuePolicy | None:
+    return config.dynamic_batching.default_queue_policy if config.HasField("dynamic_batching") else None
+
+
+def _assert_rejects_past_timeout(config: model_config_pb2.ModelConfig) -> None:
+    policy = _queue_policy_of(config)
+    assert policy is not None, f"{config.name} has no dynamic batcher, so no queue policy"
+    assert policy.timeout_action == model_config_pb2.ModelQueuePolicy.REJECT, config.name
+    assert policy.allow_timeout_override, f"{config.name} ignores the timeouts clients send"
+    assert policy.default_timeout_microseconds == QUEUE_TIMEOUT_US, config.name
+
+
+@pytest.mark.parametrize("target", TARGETS)
+def test_every_generated_config_rejects_requests_queued_past_their_timeout(default_checkpoint, target):
+    """Issue 22 (8): a request still queued when its caller gave up is rejected, not run; every model but the
+    ensemble (no queue of its own: its steps are the tokenizer and the text network, covered here) says so."""
+    from vidstrata.export.ocr_models import OCR_FILES, network_config, reader_config
+    from vidstrata.export.speech_model import speech_config
+
+    manifest = Manifest.load(default_checkpoint)
+    configs = [text_net_config(manifest, target), frame_config(manifest, target), video_head_config(manifest, target),
+               tokenizer_config(manifest, target), speech_config(target), reader_config(),
+               *(network_config(name, target) for name in OCR_FILES)]
+    for config in configs:
+        _assert_rejects_past_timeout(parse(config))
+    assert _queue_policy_of(parse(ensemble_config(manifest, "0123abcd"))) is None
+
+
+def test_the_queue_timeout_bounds_no_client_below_its_own_deadline():
+    """Triton lets a request only shorten the default queue timeout: every client's default deadline fits in it."""
+    from vidstrata.gateway.settings import GatewaySettings
+    from vidstrata.workers.settings import WorkerSettings
+
+    deadlines = [WorkerSettings.model_fields[name].default
+                 for name in ("triton_timeout_s", "speech_timeout_s", "screen_text_timeout_s")]
+    deadlines.append(GatewaySettings.model_fields["triton_timeout_s"].default)
+    assert max(deadlines) * 1e6 <= QUEUE_TIMEOUT_US
+
+
+def test_the_exported_repository_rejects_requests_queued_past_their_timeout(model_repository):
+    configs = [parse(path.read_text()) for path in sorted(model_repository.glob("*/config.pbtxt"))]
+    assert sorted(c.name for c in configs) == MODELS
+    for config in configs:
+        if config.platform != "ensemble":
+            _assert_rejects_past_timeout(config)
 
 
 def test_parity_failure_fails_the_export_and_leaves_the_repository_alone(default_checkpoint, tmp_path, monkeypatch):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import time
 import urllib.request
 from concurrent.futures import ThreadPoolExecutor
 
@@ -11,10 +12,11 @@ import pytest
 import tritonclient.grpc as grpcclient
 from tritonclient.utils import InferenceServerException
 
-from vidstrata.inference.encoder import EncoderInputError
+from vidstrata.inference.encoder import EncoderInputError, EncoderUnavailable
 from vidstrata.inference.factory import open_encoder
 from vidstrata.spec.preprocess import TextTokenizer, center_crop_square
 from vidstrata.inference.triton_encoder import TritonEncoder
+from vidstrata.inference.triton_model import triton_error
 from tests.photos import CAPTIONS, load_photo
 
 pytestmark = pytest.mark.e2e
@@ -90,6 +92,41 @@ def test_concurrent_single_requests_are_batched(triton, encoder):
     inferences, executions = (a - b for a, b in zip(_batch_stats(triton, "frame_encoder"), before))
     assert inferences == 64
     assert executions < inferences, "the dynamic batcher never merged concurrent requests"
+
+
+def _runs_and_failures(client: grpcclient.InferenceServerClient, model: str) -> tuple[int, int]:
+    """Items the model has run, and requests it failed (a rejection from the queue is one), since it started."""
+    stats = client.get_inference_statistics(model, as_json=True)["model_stats"][0]
+    return int(stats.get("inference_count", 0)), int(stats["inference_stats"]["fail"].get("count", 0))
+
+
+def test_a_request_queued_past_its_timeout_is_rejected_not_run(triton, encoder):
+    """Issue 22 (8): while the frame encoder is busy, a request whose timeout passes in the queue is rejected
+    (UNAVAILABLE, which the client maps to EncoderUnavailable, retried by callers) and never run; the encoder sends
+    its own deadline, so its request is dropped too once it gives up."""
+    client = grpcclient.InferenceServerClient(triton.grpc_url)
+    busy = np.zeros((64, 224, 224, 3), dtype=np.uint8)  # one full batch: about 1.7 s on 2 idle cores
+    runs, failures = _runs_and_failures(client, "frame_encoder")
+    with ThreadPoolExecutor(1) as pool:
+        running = pool.submit(client.infer, "frame_encoder", [_frames_input(busy)])
+        time.sleep(0.3)
+        with pytest.raises(EncoderUnavailable):
+            encoder.encode_frames(busy[:1], timeout_s=0.3)
+        with pytest.raises(InferenceServerException) as rejected:
+            client.infer("frame_encoder", [_frames_input(busy[:1])], timeout=1, client_timeout=60)  # 1 µs in the queue, 60 s to answer
+        running.result()
+    assert rejected.value.status() == "StatusCode.UNAVAILABLE" and "timeout" in rejected.value.message().lower()
+    assert isinstance(triton_error(rejected.value, "frame_encoder"), EncoderUnavailable)
+    time.sleep(0.5)  # let the batcher drop the encoder's request
+    now_runs, now_failures = _runs_and_failures(client, "frame_encoder")
+    assert now_runs - runs == 64, "a request whose caller had given up was run"
+    assert now_failures - failures == 2
+
+
+def _frames_input(frames: np.ndarray) -> grpcclient.InferInput:
+    tensor = grpcclient.InferInput("frames", list(frames.shape), "UINT8")
+    tensor.set_data_from_numpy(frames)
+    return tensor
 
 
 @pytest.mark.parametrize("text, reason", [("", "empty"), ("   ", "empty"), ("x" * 100_000, "bytes")])

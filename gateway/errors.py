@@ -22,3 +22,7 @@ class Unavailable(ServiceError):
 
 class DeadlineExceeded(ServiceError):
     """The request's deadline passed before the work finished (DEADLINE_EXCEEDED)."""
+
+
+class FailedPrecondition(ServiceError):
+    """The request names something that is not in the state it needs, e.g. a video not yet READY (FAILED_PRECONDITION)."""

@@ -13,10 +13,18 @@ from collections.abc import Mapping, Sequence
 import grpc
 from google.protobuf.timestamp_pb2 import Timestamp
 
-from vidstrata.gateway.errors import DeadlineExceeded, InvalidArgument, NotFound, ServiceError, Unavailable
+from vidstrata.gateway.errors import (
+    DeadlineExceeded,
+    FailedPrecondition,
+    InvalidArgument,
+    NotFound,
+    ServiceError,
+    Unavailable,
+)
 from vidstrata.gateway.fusion import FusionMethod
-from vidstrata.gateway.query import SearchQuery, parse_search
-from vidstrata.gateway.service import SearchResult
+from vidstrata.gateway.moments import Moment
+from vidstrata.gateway.query import Confidence, GroupBy, SearchQuery, parse_search
+from vidstrata.gateway.service import Hit, SearchResult
 from vidstrata.gateway.settings import GatewaySettings
 from vidstrata.index.segments import SegmentRecord
 from vidstrata.jobs.status import IngestState, VideoStatus
@@ -29,6 +37,7 @@ SERVICE_NAME = search_pb2.DESCRIPTOR.services_by_name["VideoSearch"].full_name  
 _CODES: tuple[tuple[type[ServiceError], grpc.StatusCode], ...] = (
     (InvalidArgument, grpc.StatusCode.INVALID_ARGUMENT),
     (NotFound, grpc.StatusCode.NOT_FOUND),
+    (FailedPrecondition, grpc.StatusCode.FAILED_PRECONDITION),
     (Unavailable, grpc.StatusCode.UNAVAILABLE),
     (DeadlineExceeded, grpc.StatusCode.DEADLINE_EXCEEDED),
 )
@@ -66,6 +75,11 @@ def search_query(settings: GatewaySettings, request: search_pb2.SearchRequest) -
             method = FusionMethod(search_pb2.Fusion.Method.Name(request.fusion.method))
         except ValueError as exc:
             raise InvalidArgument(f"unknown fusion method {request.fusion.method}; use WEIGHTED or RRF") from exc
+    try:
+        group_by = GroupBy(search_pb2.SearchRequest.GroupBy.Name(request.group_by or search_pb2.SearchRequest.VIDEO))
+        min_confidence = Confidence(request.min_confidence)
+    except ValueError as exc:
+        raise InvalidArgument(f"unknown group_by {request.group_by} or min_confidence {request.min_confidence}") from exc
     return parse_search(
         settings,
         request.query,
@@ -74,6 +88,33 @@ def search_query(settings: GatewaySettings, request: search_pb2.SearchRequest) -
         method=method,
         weights=dict(request.fusion.weights),
         image=request.image,
+        moments_per_video=request.moments_per_video if request.HasField("moments_per_video") else None,
+        group_by=group_by,
+        page_size=request.page_size if request.HasField("page_size") else None,
+        page_token=request.page_token,
+        video_ids=list(request.video_ids),
+        like_video_id=request.like_video_id,
+        min_confidence=min_confidence,
+    )
+
+
+def _moment(moment: Moment) -> search_pb2.Moment:
+    return search_pb2.Moment(start_s=moment.start_s, end_s=moment.end_s, score=moment.score, level=moment.level,
+                             snippet=moment.snippet, confidence=int(moment.confidence), video_id=moment.video_id)
+
+
+def _hit(hit: Hit) -> search_pb2.SearchHit:
+    why = hit.match
+    return search_pb2.SearchHit(
+        video_id=hit.video_id,
+        score=hit.score,
+        levels=search_pb2.LevelScores(**{k: v for k, v in hit.levels.items() if math.isfinite(v)}),
+        best_clip=search_pb2.ClipSpan(start_s=hit.best_clip.start_s, end_s=hit.best_clip.end_s, score=hit.best_clip.score),
+        why=search_pb2.MatchReason(level=why.level, start_s=why.start_s, end_s=why.end_s, snippet=why.snippet)
+        if why else None,
+        moments=[_moment(m) for m in hit.moments],
+        confidence=int(hit.confidence),
+        near_duplicate=hit.near_duplicate,
     )
 
 
@@ -81,19 +122,7 @@ def search_response(result: SearchResult, method: FusionMethod) -> search_pb2.Se
     """The proto of a SearchResult."""
     t = result.timings
     return search_pb2.SearchResponse(
-        hits=[
-            search_pb2.SearchHit(
-                video_id=hit.video_id,
-                score=hit.score,
-                levels=search_pb2.LevelScores(**{k: v for k, v in hit.levels.items() if math.isfinite(v)}),
-                best_clip=search_pb2.ClipSpan(
-                    start_s=hit.best_clip.start_s, end_s=hit.best_clip.end_s, score=hit.best_clip.score
-                ),
-                why=search_pb2.MatchReason(level=hit.match.level, start_s=hit.match.start_s, end_s=hit.match.end_s,
-                                           snippet=hit.match.snippet) if hit.match else None,
-            )
-            for hit in result.hits
-        ],
+        hits=[_hit(hit) for hit in result.hits],
         phrases=result.phrases,
         timings=search_pb2.StageTimings(
             encode_ms=t.encode * 1e3, ann_videos_ms=t.ann_videos * 1e3, ann_clips_ms=t.ann_clips * 1e3,
@@ -102,6 +131,10 @@ def search_response(result: SearchResult, method: FusionMethod) -> search_pb2.Se
         ),
         fusion_method=search_pb2.Fusion.Method.Value(method.value),
         candidates=result.candidates,
+        moments=[_moment(m) for m in result.moments],
+        next_page_token=result.next_page_token,
+        window_exhausted=result.window_exhausted,
+        order=result.order,
     )
 
 

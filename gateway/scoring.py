@@ -16,9 +16,10 @@ scored again, exactly and at every level, from its video vector and all its clip
                   come from the segment search itself (Milvus's cosine of the video's best segment), and from
                   the stored vectors only for candidates it did not reach (`text_matches`): a text level below
                   its floor is no evidence, so a video whose segments all score under it needs no read.
-- why it matched: `explain` names the level with the largest share of each hit's score on the fixed scales (the
-                  clip levels together, speech or on-screen text), with that moment's span and, for text, its
-                  snippet: from the video's own scores, so the same among any other candidates.
+- clip_phrase, order-aware: when the query states an order ("A then B"), the best monotonic alignment of the
+                  phrases in that order to the clips in time order (gateway.order), instead of each phrase's best
+                  clip anywhere: HCMI's clip-phrase level made temporal.
+- the moments of each video (why it matched) are drawn from these scores by gateway.moments.
 
 Cosines are taken on re-normalised stored vectors, so the scores are the same under COSINE and IP metrics.
 """
@@ -30,7 +31,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from vidstrata.gateway.fusion import FusionConfig
+from vidstrata.gateway.order import aligned_clip_phrase
 from vidstrata.gateway.query import QueryVectors
 from vidstrata.index.segments import Segment, SegmentHit, SegmentHits, SegmentRecord
 from vidstrata.index.store import ClipRecord
@@ -51,22 +52,28 @@ class BestClip:
 
 @dataclass(frozen=True)
 class ScoredCandidates:
-    """Per-level raw scores of the candidates that still exist, aligned with video_ids."""
+    """Per-level raw scores of the candidates that still exist, aligned with video_ids, and what their moments are
+    drawn from (gateway.moments): every clip's cosines, and each text level's matching segments per video."""
 
     video_ids: list[str]
     levels: dict[str, np.ndarray]  # level name (fusion.LEVELS) -> one score per video (NaN: the video lacks it)
     best_clips: list[BestClip]
-    best_segments: dict[str, list[Segment | None]] = field(default_factory=dict)  # text level -> per video
+    # text level -> per video its segments that matched, best first (empty: none; the first is the level's score)
+    segments: dict[str, list[list[SegmentHit]]] = field(default_factory=dict)
+    # All candidates' clips, concatenated in video order and, within a video, in time order:
+    clip_spans: np.ndarray = field(default_factory=lambda: np.zeros((0, 2)))  # [N, 2] start_s, end_s
+    clip_sentence: np.ndarray = field(default_factory=lambda: np.zeros(0))  # [N] cosine with the sentence
+    clip_phrase: np.ndarray = field(default_factory=lambda: np.zeros(0))  # [N] best cosine with any phrase
+    clip_starts: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))  # [V] first clip of each video
+    clip_counts: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))  # [V]
+    # Order-aware queries: per video the first and last clip (indices into the clips above) of the phrases'
+    # monotonic alignment; None when the query states no order.
+    ordered_spans: np.ndarray | None = None  # [V, 2]
 
-
-@dataclass(frozen=True)
-class Match:
-    """Why a hit matched: the level that gave it most of its score (on the fixed scales), that moment's span and text."""
-
-    level: str  # "clip" (the visual clip levels) or a text level of fusion.TEXT_LEVELS
-    start_s: float
-    end_s: float
-    snippet: str = ""  # the matched speech or on-screen text; empty for a clip
+    @property
+    def best_segments(self) -> dict[str, list[Segment | None]]:
+        """Text level -> per video its best segment (None: none matched)."""
+        return {level: [found[0] if found else None for found in per_video] for level, per_video in self.segments.items()}
 
 
 def _cosines(stored: np.ndarray, queries: np.ndarray) -> np.ndarray:
@@ -85,20 +92,24 @@ def score_candidates(
     video_ids: Sequence[str],
     videos: Mapping[str, np.ndarray],
     clips: Mapping[str, Sequence[ClipRecord]],
-    text: Mapping[str, Mapping[str, SegmentHit]] | None = None,
+    text: Mapping[str, Mapping[str, Sequence[SegmentHit]]] | None = None,
     video_cosines: Mapping[str, float] | None = None,
+    order: Sequence[int] | None = None,
 ) -> ScoredCandidates:
     """Score each candidate that has a video vector [D] (or its cosine with the sentence in `video_cosines`, from
     the video ANN) and trusted clips; others (deleted since the ANN search, or found only through a clip its video
     row does not trust) are dropped.
 
-    `text` (segment kind -> video -> its best segment of that kind, from `text_matches`) adds the text levels;
-    None leaves them out.
+    `text` (segment kind -> video -> its matching segments of that kind, best first, from `text_matches`) adds the
+    text levels; None leaves them out. `order` (phrase indices in the event order the query stated, gateway.order)
+    makes clip_phrase temporal: the best monotonic alignment of the phrases, in that order, to each video's clips in
+    time order (gateway.order.aligned_clip_phrase), instead of each phrase's best clip anywhere.
     """
     known = video_cosines or {}
     kept = [v for v in video_ids if (v in videos or v in known) and clips.get(v)]
     if not kept:
-        return ScoredCandidates([], {level: np.zeros(0) for level in LEVELS}, [])
+        return ScoredCandidates([], {level: np.zeros(0) for level in LEVELS}, [],
+                                {level: [] for level in TEXT_LEVELS} if text is not None else {})
     all_clips = [clip for v in kept for clip in clips[v]]
     counts = np.array([len(clips[v]) for v in kept])
     starts = np.concatenate([[0], np.cumsum(counts)[:-1]])
@@ -119,58 +130,43 @@ def score_candidates(
     _, first = np.unique(owner[at_max], return_index=True)
     best = [all_clips[i] for i in at_max[first]]
 
+    clip_phrase = np.maximum.reduceat(to_phrases, starts, axis=0).mean(axis=1).astype(np.float64)
+    ordered_spans = None
+    if order is not None:
+        aligned, first_clip, last_clip = aligned_clip_phrase(to_phrases, starts, counts, order)
+        clip_phrase, ordered_spans = np.asarray(aligned, dtype=np.float64), np.stack([first_clip, last_clip], axis=1)
     levels = {
         "video_sentence": np.array([video_sentence[v] for v in kept], dtype=np.float64),
         "clip_sentence": np.maximum.reduceat(to_sentence, starts).astype(np.float64),
-        "clip_phrase": np.maximum.reduceat(to_phrases, starts, axis=0).mean(axis=1).astype(np.float64),
+        "clip_phrase": clip_phrase,
     }
     best_clips = [BestClip(c.start_s, c.end_s, float(s)) for c, s in zip(best, best_per_video.tolist(), strict=True)]
-    best_segments: dict[str, list[Segment | None]] = {}
+    segments: dict[str, list[list[SegmentHit]]] = {}
     if text is not None:
         for level in TEXT_LEVELS:
-            best = text.get(KIND_OF_LEVEL[level], {})
-            levels[level] = np.array([best[v].score if v in best else np.nan for v in kept], dtype=np.float64)
-            best_segments[level] = [best.get(v) for v in kept]
-    return ScoredCandidates(kept, levels, best_clips, best_segments)
+            found = text.get(KIND_OF_LEVEL[level], {})
+            segments[level] = [list(found.get(v, ())) for v in kept]
+            levels[level] = np.array([hits[0].score if hits else np.nan for hits in segments[level]], dtype=np.float64)
+    return ScoredCandidates(
+        kept, levels, best_clips, segments,
+        clip_spans=np.array([(c.start_s, c.end_s) for c in all_clips], dtype=np.float64),
+        clip_sentence=to_sentence.astype(np.float64), clip_phrase=to_phrases.max(axis=1).astype(np.float64),
+        clip_starts=starts, clip_counts=counts, ordered_spans=ordered_spans,
+    )
 
 
 def text_matches(
     query: QueryVectors, found: SegmentHits, stored: Mapping[str, Sequence[SegmentRecord]], kind: str
-) -> dict[str, SegmentHit]:
-    """Video -> its best segment of this kind against the sentence: the segment search's hit where it has one,
-    else the best of the video's stored segments (read with vectors for the videos `found.unseen` names)."""
-    best = {hit.video_id: hit for hit in found.hits}
+) -> dict[str, list[SegmentHit]]:
+    """Video -> its segments of this kind that matched the sentence, best first: the segment search's hits where it
+    found the video, else every one of the video's stored segments, scored (read with vectors for the videos
+    `found.unseen` names)."""
+    matched = {video_id: list(hits) for video_id, hits in found.by_video.items()}
     for video_id, segments in stored.items():
         own = [s for s in segments if s.kind == kind and s.vector is not None]
-        if video_id in best or not own:
+        if video_id in matched or not own:
             continue
         cosines = _cosines(np.stack([s.vector for s in own]), query.sentence[None, :].astype(np.float32))[:, 0]
-        top = own[int(cosines.argmax())]
-        best[video_id] = SegmentHit(top.video_id, kind, top.index, top.start_s, top.end_s, top.text, float(cosines.max()))
-    return best
-
-
-def explain(scored: ScoredCandidates, level_evidence: Mapping[str, np.ndarray]) -> list[Match]:
-    """Per candidate, the moment behind its score: the level with the largest share of it on the fixed scales
-    (fusion.evidence: weight * the cosine scaled by the level's range; the clip levels count as one, "clip"), and
-    that level's best clip or segment. A text level explains a hit only where its share is above the clip levels'
-    (ties keep the clip) and above nothing: under its floor it is no evidence.
-
-    Each video's match depends on its own scores only, under either method: the same moment whether a filter leaves
-    it alone or among a hundred others (RRF ranks the candidates, but its ranks say how a video compares with the
-    others, not where in the video the query is; so RRF is explained on the same scales as WEIGHTED).
-    `level_evidence` is `fusion.evidence(scored.levels, config)`, the one fusion summed."""
-    shares = level_evidence
-    clip = np.zeros(len(scored.video_ids))
-    for level in ("clip_sentence", "clip_phrase"):
-        clip = clip + np.nan_to_num(shares.get(level, 0.0), nan=0.0)
-    texts = {level: np.nan_to_num(shares[level], nan=0.0) for level in scored.best_segments if level in shares}
-    matches = []
-    for i, best_clip in enumerate(scored.best_clips):
-        match, top = Match("clip", best_clip.start_s, best_clip.end_s), clip[i]
-        for level, share in texts.items():
-            segment = scored.best_segments[level][i]
-            if segment is not None and share[i] > max(top, 0.0):
-                match, top = Match(level, segment.start_s, segment.end_s, segment.text), share[i]
-        matches.append(match)
-    return matches
+        matched[video_id] = [SegmentHit(s.video_id, kind, s.index, s.start_s, s.end_s, s.text, float(c))
+                             for c, s in sorted(zip(cosines.tolist(), own, strict=True), key=lambda pair: -pair[0])]
+    return matched

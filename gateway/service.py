@@ -24,19 +24,25 @@ from typing import Protocol, TypeVar
 
 import numpy as np
 
-from vidstrata.gateway.errors import DeadlineExceeded, InvalidArgument, NotFound, Unavailable
-from vidstrata.gateway.fusion import IMAGE_QUERY_RANGES, evidence, fuse
+from vidstrata.gateway.errors import DeadlineExceeded, FailedPrecondition, InvalidArgument, NotFound, Unavailable
+from vidstrata.gateway.fusion import fuse
 from vidstrata.gateway import metrics
+from vidstrata.gateway.moments import Moment, clip_scores, video_moments
+from vidstrata.gateway.order import read_order
+from vidstrata.gateway.pages import PageCursor, encode_token
 from vidstrata.gateway.query import (
+    Confidence,
+    GroupBy,
     QueryVectorCache,
     QueryVectors,
     SearchQuery,
     candidate_limit,
     check_submission,
     check_video_id_arg,
+    page_secret,
     query_vectors,
 )
-from vidstrata.gateway.scoring import LEVEL_OF_KIND, BestClip, Match, explain, score_candidates, text_matches
+from vidstrata.gateway.scoring import LEVEL_OF_KIND, BestClip, ScoredCandidates, score_candidates, text_matches
 from vidstrata.gateway.settings import GatewaySettings
 from vidstrata.index.errors import IndexUnavailable
 from vidstrata.jobs.errors import StatusUnavailable
@@ -100,13 +106,24 @@ class IngestQueue(Protocol):
 
 @dataclass(frozen=True)
 class Hit:
-    """One ranked video: fused score, raw level scores (fusion.LEVELS; NaN: lacks it), best clip, why it matched."""
+    """One ranked video: fused score, raw level scores (fusion.LEVELS; NaN: lacks it), best clip, and its moments
+    (best first: the first is why it matched)."""
 
     video_id: str
     score: float
     levels: dict[str, float]
     best_clip: BestClip
-    match: Match | None = None
+    moments: list[Moment] = field(default_factory=list)
+    near_duplicate: bool = False  # like_video_id: a copy of the query video
+
+    @property
+    def match(self) -> Moment | None:
+        """Why it matched: its best moment."""
+        return self.moments[0] if self.moments else None
+
+    @property
+    def confidence(self) -> Confidence:
+        return self.moments[0].confidence if self.moments else Confidence.LOW
 
 
 @dataclass
@@ -129,10 +146,14 @@ class StageTimings:
 
 @dataclass(frozen=True)
 class SearchResult:
-    hits: list[Hit]
+    hits: list[Hit]  # group_by VIDEO: this page of the ranked videos
     phrases: list[str]
     candidates: int
     timings: StageTimings
+    moments: list[Moment] = field(default_factory=list)  # group_by MOMENT: this page of the ranked moments
+    next_page_token: str = ""  # paged requests: where the next page starts; "" on the last
+    window_exhausted: bool = False  # the ranking ended at the candidate window, and more videos may match
+    order: list[str] = field(default_factory=list)  # the phrases in the event order the query stated; [] for none
 
 
 @dataclass(frozen=True)
@@ -224,47 +245,57 @@ class SearchService:
     # -- search -----------------------------------------------------------------------------------
 
     def search(self, query: SearchQuery, deadline: float) -> SearchResult:
-        """Ranked hits for a validated query; `deadline` is a time.monotonic() value."""
+        """Ranked hits (or moments) for a validated query, cut to its page; `deadline` is a time.monotonic() value.
+
+        Every page of a request ranks the same candidate window (query.window), so pages concatenate to one
+        request's ranking. FailedPrecondition / NotFound for a like_video_id that is not READY / does not exist.
+        """
         timings = StageTimings()
-        # The deployment's visual level ranges (fusion.FusionConfig.visual_ranges) complete the query's fusion; they
-        # are calibrated for sentences, and an image is fused on its raw cosines (fusion.IMAGE_QUERY_RANGES).
-        ranges = self.settings.visual_level_ranges if query.image is None else IMAGE_QUERY_RANGES
-        fusion = replace(query.fusion, visual_ranges=ranges)
+        fusion = query.fusion
         with _stage(timings, "total"):
             self._require(self.triton, self.milvus)
             with _stage(timings, "encode"):
-                vectors = self._encode(query.text, deadline) if query.image is None else self._encode_image(
-                    query.image, deadline)
+                if query.like_video_id:
+                    vectors = self._like_vectors(query.like_video_id)
+                elif query.image is not None:
+                    vectors = self._encode_image(query.image, deadline)
+                else:
+                    vectors = self._encode(query.text, deadline)
+            order = read_order(query.text, vectors.phrases) if query.text else None
             limit = candidate_limit(query, self.settings)
+            probe = limit + 1  # one past the window: whether more videos match than the window holds
             _remaining(deadline)
 
             def ann_videos() -> list[VideoHit]:
                 with _stage(timings, "ann_videos"):
-                    return self._milvus(lambda: self.index.search_videos(vectors.sentence, limit, query.filter))
+                    return self._milvus(lambda: self.index.search_videos(vectors.sentence, probe, query.filter))
 
             def ann_clips() -> list[list[ClipHit]]:
                 with _stage(timings, "ann_clips"):
-                    return self._milvus(lambda: self.index.search_clips_grouped(vectors.clip_queries, limit, query.filter))
+                    return self._milvus(lambda: self.index.search_clips_grouped(vectors.clip_queries, probe, query.filter))
 
             # The longest search is sent first: Milvus runs a few reads at a time, in the order they arrive.
             clips_future = self._pool.submit(ann_clips)
             videos_future = self._pool.submit(ann_videos)
             kinds = self._text_kinds(query)
             segment_futures = {k: self._pool.submit(self._milvus, lambda k=k: self.segments.search(  # type: ignore[union-attr]
-                vectors.sentence, k, limit, query.filter)) for k in kinds}
+                vectors.sentence, k, probe, query.filter, per_video=query.moments_per_video)) for k in kinds}
             clip_lists = clips_future.result()
             video_hits = videos_future.result()
             hit_lists: list[list[VideoHit] | list[ClipHit]] = [video_hits, *clip_lists]
             segment_lists = {k: f.result() for k, f in segment_futures.items()}
-            candidates = union_by_rank([[h.video_id for h in hits] for hits in
-                                        [*hit_lists, *(found.hits for found in segment_lists.values())]], limit)
+            ranked_lists = [[h.video_id for h in hits] for hits in
+                            [*hit_lists, *(found.hits for found in segment_lists.values())]]
+            # The union is cut to the window by best rank, so the lists' extra last rank never enters it.
+            candidates = union_by_rank(ranked_lists, limit)
+            window_full = len({v for ranked in ranked_lists for v in ranked}) > limit
             clip_counts = {h.video_id: h.clip_count for hits in hit_lists for h in hits}
             _remaining(deadline)
 
             with _stage(timings, "rescore"):
                 # Text levels come from the segment searches; segments are read (beside the videos and clips)
                 # only for candidates those did not reach and that could still score above their level's floor.
-                unseen = {k: found.unseen(candidates, query.fusion.text_ranges[LEVEL_OF_KIND[k]][0])
+                unseen = {k: found.unseen(candidates, fusion.text_ranges[LEVEL_OF_KIND[k]][0])
                           for k, found in segment_lists.items()}
                 with _stage(timings, "rescore_fetch"):
                     stored_future = self._pool.submit(self._milvus, lambda: self.segments.get_segments(  # type: ignore[union-attr]
@@ -273,23 +304,77 @@ class SearchService:
                     rows = self._milvus(lambda: self.index.get_candidate_vectors(candidates, clip_counts, video_hits))
                     stored = stored_future.result() if stored_future else {}
                 text = {k: text_matches(vectors, found, stored, k) for k, found in segment_lists.items()} if kinds else None
-                scored = score_candidates(vectors, candidates, rows.videos, rows.clips, text, rows.video_cosines)
+                scored = score_candidates(vectors, candidates, rows.videos, rows.clips, text, rows.video_cosines,
+                                          order.order if order else None)
             with _stage(timings, "fusion"):
-                level_evidence = evidence(scored.levels, fusion)  # one computation for the score and its why
-                fused = fuse(scored.levels, fusion, level_evidence)
-                matches = explain(scored, level_evidence)
-                order = sorted(range(len(fused)), key=lambda i: (-fused[i], scored.video_ids[i]))[: query.top_k]
-                hits = [
-                    Hit(scored.video_ids[i], float(fused[i]),
-                        {lv: float(scored.levels[lv][i]) for lv in LEVELS if lv in scored.levels},
-                        scored.best_clips[i], matches[i])
-                    for i in order
-                ]
-        return SearchResult(hits, vectors.phrases, len(scored.video_ids), timings)
+                page = self._rank(query, scored, fuse(scored.levels, fusion))
+        return replace(page, phrases=[] if query.like_video_id else vectors.phrases, candidates=len(scored.video_ids),
+                       timings=timings, window_exhausted=window_full and not page.next_page_token,
+                       order=[vectors.phrases[i] for i in order.order] if order else [])
+
+    def _rank(self, query: SearchQuery, scored: ScoredCandidates, fused: np.ndarray) -> SearchResult:
+        """This page of the ranking: videos by fused score (ties by id), each with its moments; or, grouped by
+        moment, every candidate's moments by score. Moments are drawn only for the videos the page needs."""
+        thresholds = self.settings.confidence_thresholds
+        clip_score = clip_scores(scored, query.fusion)
+        order = sorted(range(len(fused)), key=lambda i: (-fused[i], scored.video_ids[i]))
+        start, end = query.offset, query.offset + query.top_k
+
+        def moments(i: int) -> list[Moment]:
+            found = video_moments(scored, i, query.fusion, clip_score, query.moments_per_video, thresholds)
+            return [m for m in found if m.confidence >= query.min_confidence]
+
+        hits: list[Hit] = []
+        flat: list[Moment] = []
+        if query.group_by == GroupBy.MOMENT:
+            flat = sorted((m for i in order for m in moments(i)), key=lambda m: (-m.score, m.video_id, m.start_s))
+            total = len(flat)
+            flat = flat[start:end]
+        else:
+            if query.min_confidence:  # a hit is as sure as its best moment: every candidate's moments decide the ranking
+                kept = [(i, found) for i in order if (found := moments(i))]
+            else:
+                kept = [(i, None) for i in order]
+            total = len(kept)
+            for i, found in kept[start:end]:
+                found = found if found is not None else moments(i)
+                hits.append(Hit(scored.video_ids[i], float(fused[i]),
+                                {lv: float(scored.levels[lv][i]) for lv in LEVELS if lv in scored.levels},
+                                scored.best_clips[i], found, self._near_duplicate(query, scored, i)))
+        token = ""
+        if query.paged and end < total:
+            token = encode_token(page_secret(self.settings), query.digest, PageCursor(end, query.window),
+                                 self.settings.page_token_ttl_s)
+        return SearchResult(hits, [], 0, StageTimings(), moments=flat, next_page_token=token)
+
+    def _near_duplicate(self, query: SearchQuery, scored: ScoredCandidates, i: int) -> bool:
+        """like_video_id: whether candidate i is a copy of the query video. Its copy score is the larger of the mean
+        best cosine of the query's clips among its clips (clip_phrase) and of its clips among the query's (a trimmed
+        copy holds only some of the query's clips, but each of its own has its twin there)."""
+        if not query.like_video_id:
+            return False
+        first, count = int(scored.clip_starts[i]), int(scored.clip_counts[i])
+        copy_score = max(float(scored.levels["clip_phrase"][i]), float(scored.clip_phrase[first:first + count].mean()))
+        return copy_score >= self.settings.near_duplicate_threshold
+
+    def _like_vectors(self, video_id: str) -> QueryVectors:
+        """A stored READY video as a query: its video vector for the sentence, its clips (at most like_max_clips,
+        evenly spaced) for the phrases. NotFound when it is not indexed, FailedPrecondition while it is not READY."""
+        status = self._redis(lambda: self.status.get(video_id))
+        if status is not None and status.state != IngestState.READY:
+            raise FailedPrecondition(f"video {video_id!r} is {status.state.value}, not READY: like_video_id searches "
+                                     "with a READY video's stored vectors")
+        rows = self._milvus(lambda: self.index.get_candidate_vectors([video_id]))
+        if video_id not in rows.videos or not rows.clips.get(video_id):
+            raise NotFound(f"video {video_id!r} does not exist")
+        clips = rows.clips[video_id]
+        picked = np.unique(np.linspace(0, len(clips) - 1, min(len(clips), self.settings.like_max_clips)).round().astype(int))
+        return QueryVectors(rows.videos[video_id], [f"clip {clips[i].clip_index}" for i in picked],
+                            np.stack([clips[i].vector for i in picked]))
 
     def _text_kinds(self, query: SearchQuery) -> list[str]:
         """Segment kinds this Search reads: served here, switched on for the deployment, weighted by the query."""
-        if self.segments is None or query.image is not None:  # an image searches the visual levels only
+        if self.segments is None or query.visual_only:  # an image or a video searches the visual levels only
             return []
         enabled = {c.segment_kind: getattr(self.settings, c.switch) for c in TIMED_TEXT_CHANNELS if c.switch}
         return [KIND_OF_LEVEL[lv] for lv in TEXT_LEVELS if query.fusion.weights.get(lv) and enabled[KIND_OF_LEVEL[lv]]]

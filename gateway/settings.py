@@ -125,6 +125,29 @@ class GatewaySettings(BaseSettings):
         "zscore over this query's candidates (they depend on which videos a filter leaves).",
     )
     rrf_k: float = Field(60.0, gt=0, description="RRF's k in weight / (k + rank).")
+    max_scope_videos: int = Field(
+        1000, ge=1, le=10000, description="Most video_ids a Search may be scoped to; more is INVALID_ARGUMENT.",
+    )
+    page_token_secret: str = Field(
+        "", description="Key that signs Search page tokens (HMAC-SHA256). Give every replica the same one, so a "
+        "page may be served by any; empty: a random key per process (tokens then fail on another replica or after a "
+        "restart, with INVALID_ARGUMENT).",
+    )
+    page_token_ttl_s: float = Field(
+        3600.0, gt=0, description="How long a Search page token stays valid.",
+    )
+    confidence_thresholds: dict[str, float] = Field(
+        {"MEDIUM": 0.45, "HIGH": 0.7}, description="Moment score (0..1, fixed scales) at which a moment's confidence "
+        "becomes MEDIUM and HIGH (JSON object); below MEDIUM it is LOW. Chosen by `vidstrata eval --calibrate`.",
+    )
+    near_duplicate_threshold: float = Field(
+        0.95, ge=-1, le=1, description="A like_video_id hit whose copy score (the mean best clip cosine, the larger of "
+        "its two directions) reaches this is a near_duplicate; calibrated by `python -m bench.near_duplicates`.",
+    )
+    like_max_clips: int = Field(
+        32, ge=1, le=256, description="Most clips of a like_video_id video used as query vectors (evenly spaced when it "
+        "has more).",
+    )
     request_timeout_s: float = Field(
         5.0, gt=0, description="Longest an RPC may run: the deadline of one whose client set none, and a cap on longer ones.",
     )
@@ -147,6 +170,14 @@ class GatewaySettings(BaseSettings):
     grace_s: float = Field(
         10.0, ge=0, description="On SIGTERM, how long in-flight RPCs may take to finish before the server stops.",
     )
+    max_watchers: int = Field(
+        1000, ge=1, description="Most WatchVideo streams open at once; more are RESOURCE_EXHAUSTED. A stream holds no "
+        "thread while it waits (one Redis subscription serves them all), only a queue and a timer.",
+    )
+    watch_poll_s: float = Field(
+        2.0, gt=0, description="A WatchVideo stream reads the video's status again after this long without a change "
+        "event, so an event lost while Redis reconnected delays a change by at most this much.",
+    )
 
     @field_validator("fusion_method", mode="before")
     @classmethod
@@ -158,6 +189,14 @@ class GatewaySettings(BaseSettings):
     @classmethod
     def _check_weights(cls, weights: dict[str, float]) -> dict[str, float]:
         return check_weights(weights)
+
+    @field_validator("confidence_thresholds")
+    @classmethod
+    def _check_confidence(cls, thresholds: dict[str, float]) -> dict[str, float]:
+        if set(thresholds) != {"MEDIUM", "HIGH"} or not 0 <= thresholds["MEDIUM"] <= thresholds["HIGH"] <= 1:
+            raise ValueError("confidence_thresholds needs MEDIUM and HIGH with 0 <= MEDIUM <= HIGH <= 1, got "
+                             f"{thresholds}")
+        return thresholds
 
     @field_validator("text_level_ranges")
     @classmethod

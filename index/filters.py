@@ -375,9 +375,18 @@ class CompiledFilter:
         return self.videos if collection == "videos" else self.clips
 
 
-def compile_filters(expr: str) -> CompiledFilter:
-    """Parse a user filter once and render it for the `videos` and the `clips` collection (FilterError if bad)."""
+def compile_filters(expr: str, only: Sequence[str] = (), leave_out: Sequence[str] = ()) -> CompiledFilter:
+    """Parse a user filter once and render it for the `videos` and the `clips` collection (FilterError if bad).
+
+    `only` scopes it to these video ids (`video_id in [...]`, without the user lists' item limit), `leave_out`
+    excludes these; both are ANDed with the user's expression. The caller validates the ids.
+    """
     tree = _parse(expr)
+    video_id = _Field("video_id", "string")
+    scope: list[_Node] = [_In(video_id, tuple(ids), negated) for ids, negated in ((only, False), (leave_out, True)) if ids]
+    if scope:
+        tree = _BoolOp("and", (tree, *scope)) if tree is not None else (
+            scope[0] if len(scope) == 1 else _BoolOp("and", tuple(scope)))
     if tree is None:
         return CompiledFilter(expr, "", "")
     return CompiledFilter(expr, tree.render("videos"), tree.render("clips"))

@@ -189,18 +189,20 @@ class SegmentIndex:
         return self._read_rows(video_ids[:half], kinds, fields) + self._read_rows(video_ids[half:], kinds, fields)
 
     def search(
-        self, vector: np.ndarray, kind: str, limit_videos: int, filter_expr: str | CompiledFilter | None = None
+        self, vector: np.ndarray, kind: str, limit_videos: int, filter_expr: str | CompiledFilter | None = None,
+        per_video: int = 1,
     ) -> SegmentHits:
-        """The best segment of this kind of each of the best videos for one query vector, best first, and the
-        score below which the segments of every other video lie (SegmentHits.unseen_below).
+        """The best segments of this kind (up to `per_video` each, best first) of the best videos for one query
+        vector, best first, and the score below which the segments of every other video lie (SegmentHits.unseen_below).
 
-        Over-fetches like clip search (clip_overfetch segments per wanted video) and keeps the first hit of
+        Over-fetches like clip search (clip_overfetch segments per wanted video) and keeps the first hits of
         each video. Like clip hits, these are candidates, not trusted results: the rescoring read of the video
         rows drops a video without one (not yet or no longer indexed), so no row is read here.
         """
         query = check_vector(vector, self.settings, "query vector")
         _check_kind(kind)
         check_limit(limit_videos, "limit_videos")
+        check_limit(per_video, "per_video")
         user = milvus_filter(filter_expr, "clips")  # segments carry the same video_* copies as clips
         where = f"kind == {quote_string(kind)}" + (f" and ({user})" if user else "")
         fetch = min(limit_videos * self.settings.clip_overfetch, MAX_RESULT_WINDOW)
@@ -212,29 +214,35 @@ class SegmentIndex:
             timeout=settings.milvus_timeout_s,
         ))
         hits = sorted(result[0], key=lambda h: h.distance, reverse=True)
-        best: dict[str, SegmentHit] = {}
+        by_video: dict[str, list[SegmentHit]] = {}
         for hit in hits:
             entity = hit["entity"]
-            if entity["video_id"] not in best:
-                best[entity["video_id"]] = SegmentHit.from_row(entity, score=float(hit.distance))
-        ranked = list(best.values())
+            found = by_video.setdefault(entity["video_id"], [])
+            if len(found) < per_video:
+                found.append(SegmentHit.from_row(entity, score=float(hit.distance)))
+        ranked = list(by_video)
         if len(ranked) > limit_videos:  # the first video cut off bounds every unseen one
-            return SegmentHits(ranked[:limit_videos], ranked[limit_videos].score)
-        return SegmentHits(ranked, float(hits[-1].distance) if len(hits) == fetch else -math.inf)
+            cut = by_video[ranked[limit_videos]][0].score
+            return SegmentHits({v: by_video[v] for v in ranked[:limit_videos]}, cut)
+        return SegmentHits(by_video, float(hits[-1].distance) if len(hits) == fetch else -math.inf)
 
 
 class SegmentHits(NamedTuple):
-    """One segment search: the best segment of each video found, best first, and `unseen_below`: no segment of
-    a video absent from `hits` scores above it (up to the ANN's recall); -inf when every matching segment of
-    the collection was returned. It lets a caller skip reading the segments of other videos whose score could
-    only fall under a floor it ignores anyway."""
+    """One segment search: the matching segments of each video found (best first; videos in the order of their best),
+    and `unseen_below`: no segment of a video absent from `by_video` scores above it (up to the ANN's recall); -inf
+    when every matching segment of the collection was returned. It lets a caller skip reading the segments of other
+    videos whose score could only fall under a floor it ignores anyway."""
 
-    hits: list[SegmentHit]
+    by_video: dict[str, list[SegmentHit]]
     unseen_below: float
 
+    @property
+    def hits(self) -> list[SegmentHit]:
+        """The best segment of each video found, best first."""
+        return [found[0] for found in self.by_video.values()]
+
     def unseen(self, video_ids: Iterable[str], floor: float) -> list[str]:
-        """The videos among these that are not in `hits` and might still hold a segment scoring >= floor."""
+        """The videos among these that are not in `by_video` and might still hold a segment scoring >= floor."""
         if self.unseen_below < floor:
             return []
-        found = {hit.video_id for hit in self.hits}
-        return [v for v in video_ids if v not in found]
+        return [v for v in video_ids if v not in self.by_video]

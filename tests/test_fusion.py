@@ -13,14 +13,33 @@ from vidstrata.gateway.fusion import (
     DEFAULT_TEXT_RANGES, DEFAULT_VISUAL_RANGES, FusionConfig, FusionMethod, check_text_ranges, check_visual_ranges,
     check_weights, contributions, evidence, fuse, normalize, ranks, scaled,
 )
-from vidstrata.gateway.scoring import BestClip, ScoredCandidates, explain
-from vidstrata.index.segments import SegmentRecord
+from vidstrata.gateway.moments import clip_scores, video_moments
+from vidstrata.gateway.scoring import BestClip, ScoredCandidates
+from vidstrata.index.segments import SegmentHit, SegmentRecord
 from vidstrata.spec.channels import LEVELS, TEXT_LEVELS, VISUAL_LEVELS
+
+THRESHOLDS = {"MEDIUM": 0.45, "HIGH": 0.7}
+
+
+def _candidates(ids, levels, best_clips, segments) -> ScoredCandidates:
+    """Candidates of one clip each (the best clip, scoring the video's clip levels) and at most one text segment per
+    text level (scoring the video's text level), as score_candidates lays them out."""
+    n = len(ids)
+    hits = {level: [[SegmentHit(s.video_id, s.kind, s.index, s.start_s, s.end_s, s.text, float(levels[level][i]))]
+                    if s is not None and not np.isnan(levels[level][i]) else [] for i, s in enumerate(found)]
+            for level, found in segments.items()}
+    return ScoredCandidates(
+        list(ids), levels, best_clips, hits,
+        clip_spans=np.array([(c.start_s, c.end_s) for c in best_clips]).reshape(n, 2),
+        clip_sentence=np.asarray(levels["clip_sentence"], dtype=np.float64),
+        clip_phrase=np.asarray(levels["clip_phrase"], dtype=np.float64),
+        clip_starts=np.arange(n), clip_counts=np.ones(n, dtype=np.int64))
 
 
 def _explain(scored: ScoredCandidates, config: FusionConfig) -> list:
-    """As the service explains: from the evidence it computed once for the fused score."""
-    return explain(scored, evidence(scored.levels, config))
+    """Why each candidate matched: its first moment, as the service answers."""
+    clip_score = clip_scores(scored, config)
+    return [video_moments(scored, i, config, clip_score, 3, THRESHOLDS)[0] for i in range(len(scored.video_ids))]
 
 
 def test_minmax_maps_to_unit_range_and_ties_to_one():
@@ -154,7 +173,7 @@ def test_one_video_with_a_poor_text_match_is_not_lifted_to_the_top():
 def test_why_names_the_level_that_gives_a_hit_most_of_its_score():
     """Three videos with the same pictures: the one whose speech matches is explained by its speech segment."""
     said = SegmentRecord("b", "speech", 0, 4.0, 6.5, "fresh bread comes out of the oven")
-    scored = ScoredCandidates(
+    scored = _candidates(
         ["a", "b", "c"],
         {"video_sentence": np.array([0.3, 0.3, 0.3]), "clip_sentence": np.array([0.5, 0.5, 0.5]),
          "clip_phrase": np.array([0.5, 0.5, 0.5]), "speech_sentence": np.array([0.1, 0.5, np.nan])},
@@ -208,17 +227,17 @@ def test_text_ranges_default_per_level_and_reject_unknown_levels_and_empty_range
 
 
 def test_why_follows_each_text_level_s_own_floor():
-    """The same cosine (0.3) explains a hit as speech under speech's floor, and not as on-screen text above its."""
+    """The same cosine (0.35) explains a hit as speech above speech's floor, and not as on-screen text under its."""
 
     def why(level: str) -> str:
         levels = {"video_sentence": np.array([0.3, 0.3]), "clip_sentence": np.array([0.2, 0.2]),
-                  "clip_phrase": np.array([0.2, 0.2]), level: np.array([0.3, np.nan])}
+                  "clip_phrase": np.array([0.2, 0.2]), level: np.array([0.35, np.nan])}
         segment = SegmentRecord("a", "speech" if level == "speech_sentence" else "screen_text", 0, 1.0, 2.0, "words")
-        scored = ScoredCandidates(["a", "b"], levels, [BestClip(0.0, 4.0, 0.5)] * 2, {level: [segment, None]})
+        scored = _candidates(["a", "b"], levels, [BestClip(0.0, 4.0, 0.5)] * 2, {level: [segment, None]})
         ranges = {"speech_sentence": (0.25, 0.5), "screen_text_sentence": (0.4, 0.5)}
         config = FusionConfig(FusionMethod.WEIGHTED, {"clip_sentence": 1.0, level: 2.0}, text_ranges=ranges,
                               visual_ranges=RANGES)
-        return _explain(scored, config)[0].level  # speech 2 * 0.2 against the clip's 0.25
+        return _explain(scored, config)[0].level  # speech (0.35 - 0.25) / 0.25 = 0.4 against the clip's 0.25
 
     assert why("speech_sentence") == "speech_sentence"
     assert why("screen_text_sentence") == "clip"
@@ -235,7 +254,7 @@ def _cafe_tour(with_others: bool) -> ScoredCandidates:
     ids = list(rows) if with_others else ["cafe_tour"]
     segments = {"speech_sentence": SegmentRecord("cafe_tour", "speech", 1, 4.8, 8.3, "the barista pours steamed milk"),
                 "screen_text_sentence": SegmentRecord("cafe_tour", "screen_text", 0, 0.0, 5.0, "open daily from 7 am")}
-    return ScoredCandidates(
+    return _candidates(
         ids, {level: np.array([rows[v][k] for v in ids]) for k, level in enumerate(LEVELS)},
         [BestClip(4.0, 12.0, 0.15) if v == "cafe_tour" else BestClip(0.0, 4.0, 0.12) for v in ids],
         {level: [segments[level] if v == "cafe_tour" else None for v in ids] for level in TEXT_LEVELS})
@@ -272,7 +291,7 @@ def _pools(draw):
 
 
 def _scored(rows, ids) -> ScoredCandidates:
-    return ScoredCandidates(
+    return _candidates(
         [f"v{i}" for i in ids], {level: np.array([rows[i][k] for i in ids]) for k, level in enumerate(LEVELS)},
         [BestClip(float(i), i + 1.0, 0.5) for i in ids],
         {level: [SegmentRecord(f"v{i}", level, 0, 10.0 + i + k, 11.0 + i + k, f"{level} {i}") for i in ids]

@@ -8,10 +8,12 @@ from itertools import combinations
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from vidstrata.gateway.errors import DeadlineExceeded, InvalidArgument, NotFound, Unavailable
 from vidstrata.gateway.fusion import FusionMethod
-from vidstrata.gateway.query import QueryVectors, parse_search
+from vidstrata.gateway.query import GroupBy, QueryVectors, parse_search
 from vidstrata.gateway.scoring import LEVEL_OF_KIND, score_candidates
 from vidstrata.gateway.service import SearchService, union_by_rank
 from vidstrata.gateway.settings import GatewaySettings
@@ -330,7 +332,7 @@ def _png_header(width: int, height: int) -> bytes:
     ("", b"not an image at all", "not a JPEG or PNG \\(its bytes match no image format\\)$"),
     ("", b"\x89PNG\r\n\x1a\n" + b"\0" * 40, "JPEG or PNG"),  # a PNG signature, then garbage
     ("", _png_header(20_000, 20_000), "more pixels than the limit of 40000000$"),  # past PIL's own bomb limit
-    ("coffee", b"\x89PNG", "not both"),
+    ("coffee", b"\x89PNG", "give one of query, image and like_video_id"),
     ("", b"x" * (8 * 1024 * 1024 + 1), "limit"),
 ])
 def test_bad_images_are_invalid_arguments_before_any_backend(library, text, image, message):
@@ -385,13 +387,15 @@ class _Segments:
     def __init__(self, segments: list[SegmentRecord]) -> None:
         self.segments, self.reads = segments, []
 
-    def search(self, vector, kind, limit_videos, filter_expr=None) -> SegmentHits:
-        best: dict[str, SegmentHit] = {}
+    def search(self, vector, kind, limit_videos, filter_expr=None, per_video=1) -> SegmentHits:
+        found: dict[str, list[SegmentHit]] = {}
         for s in sorted((s for s in self.segments if s.kind == kind), key=lambda s: -float(s.vector @ vector)):
-            best.setdefault(s.video_id, SegmentHit(s.video_id, kind, s.index, s.start_s, s.end_s, s.text,
-                                                   float(s.vector @ vector)))
-        ranked = list(best.values())
-        return SegmentHits(ranked[:limit_videos], ranked[limit_videos].score if len(ranked) > limit_videos else -np.inf)
+            hits = found.setdefault(s.video_id, [])
+            if len(hits) < per_video:
+                hits.append(SegmentHit(s.video_id, kind, s.index, s.start_s, s.end_s, s.text, float(s.vector @ vector)))
+        ranked = list(found)
+        cut = found[ranked[limit_videos]][0].score if len(ranked) > limit_videos else -np.inf
+        return SegmentHits({v: found[v] for v in ranked[:limit_videos]}, cut)
 
     def get_segments(self, video_ids, kinds=("speech", "screen_text"), vectors=True):
         self.reads.append((sorted(video_ids), list(kinds)))
@@ -503,3 +507,48 @@ def test_an_image_is_fused_on_its_raw_cosines_not_on_the_ranges_calibrated_for_s
     sentence = _search(_only(list(LIBRARY), narrow), "coffee").hits  # a sentence is scaled by the narrow ranges:
     assert {h.video_id: h.score for h in sentence if h.video_id in ("space", "garden")} == {  # tied at the ceiling
         "space": pytest.approx(1 / 5), "garden": pytest.approx(1 / 5)}
+
+
+# -- pages and moments (issue 23) ---------------------------------------------------------------------------------
+
+def _ranked(result) -> list[tuple]:
+    if result.moments:
+        return [(m.video_id, m.start_s, m.score) for m in result.moments]
+    return [(h.video_id, h.score, tuple(h.moments)) for h in result.hits]
+
+
+@settings(max_examples=60, deadline=None)
+@given(page_size=st.integers(1, 6), candidates=st.integers(1, 6), method=st.sampled_from(list(FusionMethod)),
+       group_by=st.sampled_from(list(GroupBy)), moments=st.integers(1, 3),
+       text=st.sampled_from(["coffee", "a dog", "a rocket, then a cup of coffee", "a car and a tree", "dog after cat"]))
+def test_pages_concatenate_to_one_requests_ranking_without_duplicates_or_gaps(page_size, candidates, method, group_by,
+                                                                             moments, text):
+    service = _only(list(LIBRARY))
+    service.settings.candidates = candidates
+    fields = dict(method=method, group_by=group_by, moments_per_video=moments)
+    paged, token, last = [], "", None
+    for _ in range(100):
+        last = _search(service, text, page_size=page_size, page_token=token, **fields)
+        paged += _ranked(last)
+        token = last.next_page_token
+        if not token:
+            break
+    assert not token
+    whole = _search(service, text, top_k=max(len(paged), 1), **fields)
+    assert paged == _ranked(whole)
+    assert len({row[:2] for row in paged}) == len(paged)
+    # all five videos match every query: past a window smaller than the library the ranking says it stopped there
+    window = candidates if group_by == GroupBy.MOMENT else max(candidates, page_size)
+    assert last.window_exhausted == (window < len(LIBRARY))
+
+
+def test_each_hit_has_non_overlapping_moments_best_first_and_why_is_the_first():
+    result = _search(_only(list(LIBRARY)), "a rocket, then a cup of coffee", moments_per_video=3)
+    for hit in result.hits:
+        spans = [(m.start_s, m.end_s) for m in hit.moments]
+        assert spans and all(min(a[1], b[1]) <= max(a[0], b[0]) for i, a in enumerate(spans) for b in spans[i + 1:])
+        assert hit.match == hit.moments[0] and all(m.video_id == hit.video_id for m in hit.moments)
+    trip = next(h for h in result.hits if h.video_id == "trip")
+    assert result.order == ["a rocket", "a cup of coffee"]
+    clip = next(m for m in trip.moments if m.level == "clip")  # its on-screen text "coffee (trip)" may come first
+    assert (clip.start_s, clip.end_s) == (4.0, 12.0)  # the rocket's clip to the coffee's

@@ -300,3 +300,35 @@ def write_corrupt_copy(source: Path, target: Path, seed: int = 1) -> None:
     for i in range(len(data) // 10, len(data) // 2, 200):
         data[i] ^= int(rng.integers(1, 256))
     target.write_bytes(bytes(data))
+
+
+def write_variant(source: Path, target: Path, *, start_s: float = 0.0, end_s: float | None = None,
+                  crop: float = 1.0, width: int | None = None, crf: int = 23, fps: int | None = None) -> None:
+    """A copy of a video as an upload of the same footage elsewhere would be: its frames from start_s to end_s (a trim),
+    the centre `crop` share of each side kept (a re-crop), resized to `width` (a rescale, height in proportion) and
+    re-encoded as H.264 at `crf` (and `fps`, default the source's); no audio. For near-duplicate tests and calibration."""
+    with av.open(str(source)) as container:
+        stream = container.streams.video[0]
+        rate = fps or int(round(float(stream.average_rate or 25)))
+        frames = []
+        for frame in container.decode(stream):
+            t = float(frame.time or 0.0)
+            if t < start_s or (end_s is not None and t >= end_s):
+                continue
+            rgb = frame.to_ndarray(format="rgb24")
+            h, w = rgb.shape[:2]
+            ch, cw = int(h * crop) // 2 * 2, int(w * crop) // 2 * 2
+            frames.append(np.ascontiguousarray(rgb[(h - ch) // 2:(h - ch) // 2 + ch, (w - cw) // 2:(w - cw) // 2 + cw]))
+    if not frames:
+        raise ValueError(f"{source}: no frames between {start_s} and {end_s} s")
+    h, w = frames[0].shape[:2]
+    size = (width, int(h * width / w) // 2 * 2) if width else (w, h)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    with av.open(str(target), "w") as container:
+        out = container.add_stream("libx264", rate=Fraction(rate))
+        out.width, out.height, out.pix_fmt = size[0], size[1], "yuv420p"
+        out.codec_context.options = {"preset": "ultrafast", "crf": str(crf)}
+        for rgb in frames:
+            frame = av.VideoFrame.from_ndarray(rgb, format="rgb24").reformat(width=size[0], height=size[1])
+            container.mux(out.encode(frame))
+        container.mux(out.encode())

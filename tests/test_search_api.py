@@ -10,7 +10,6 @@ of 4 candidates, so the end of the window is reachable with eight videos.
 from __future__ import annotations
 
 import shutil
-import subprocess
 
 import grpc
 import pytest
@@ -20,7 +19,7 @@ from hypothesis import strategies as st
 from tests.fixtures.gateway import start_gateway
 from tests.photos import load_photo
 from vidstrata.jobs.status import StatusStore
-from vidstrata.media.synthetic import write_scene_video
+from vidstrata.media.synthetic import write_scene_video, write_variant
 from vidstrata.up import narrated_sample
 from vidstrata.v1 import search_pb2, search_pb2_grpc
 
@@ -45,10 +44,8 @@ def stack(ingest_stack, triton, milvus_uri, redis_url, tmp_path_factory):
     paths = {video_id: folder / f"{video_id}.mp4" for video_id in SCENES}
     for video_id, scenes in SCENES.items():
         write_scene_video(paths[video_id], [load_photo(photo) for photo, _ in scenes], [s for _, s in scenes], fps=10)
-    paths["moon_clock_copy"] = folder / "moon_clock_copy.mp4"  # another codec setting, half the size, cropped
-    subprocess.run(["ffmpeg", "-v", "error", "-y", "-i", str(paths["moon_clock"]), "-vf",
-                    "crop=iw*0.9:ih*0.9,scale=320:-2", "-c:v", "libx264", "-crf", "32", str(paths["moon_clock_copy"])],
-                   check=True)
+    paths["moon_clock_copy"] = folder / "moon_clock_copy.mp4"  # re-cropped, rescaled, re-encoded at a lower quality
+    write_variant(paths["moon_clock"], paths["moon_clock_copy"], crop=0.9, width=256, crf=32)
     paths["cafe_tour"] = narrated_sample(folder)
     ingest_stack.start_worker()
     for video_id in VIDEOS:

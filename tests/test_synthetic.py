@@ -57,3 +57,17 @@ def test_tone_mp3_is_audio_only(tmp_path):
     with av.open(str(tmp_path / "tone.mp3")) as container:
         assert [s.type for s in container.streams] == ["audio"]
         assert container.duration / av.time_base == pytest.approx(1.0, abs=0.1)
+
+
+def test_a_variant_is_the_same_footage_trimmed_cropped_rescaled_and_re_encoded(tmp_path):
+    import av
+
+    from vidstrata.media.photos import load_photo
+    from vidstrata.media.synthetic import write_scene_video, write_variant
+
+    source, copy = tmp_path / "source.mp4", tmp_path / "copy.mp4"
+    write_scene_video(source, [load_photo("moon"), load_photo("clock")], [2.0, 2.0], fps=10)
+    write_variant(source, copy, start_s=1.0, end_s=3.0, crop=0.5, width=128, crf=35)
+    with av.open(str(copy)) as container:
+        stream = container.streams.video[0]
+        assert (stream.width, stream.frames) == (128, 20)

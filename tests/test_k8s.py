@@ -270,6 +270,9 @@ def test_gateway(rendered: tuple[str, list[dict]]) -> None:
     (token,) = [e for e in container["env"] if e["name"] == "VIDSTRATA_GATEWAY_AUTH_TOKEN"]
     ref = token["valueFrom"]["secretKeyRef"]
     assert ref == {"name": "vidstrata-gateway", "key": "VIDSTRATA_GATEWAY_AUTH_TOKEN", "optional": False}
+    (pages,) = [e for e in container["env"] if e["name"] == "VIDSTRATA_GATEWAY_PAGE_TOKEN_SECRET"]
+    assert pages["valueFrom"]["secretKeyRef"] == {"name": "vidstrata-gateway", "key": "VIDSTRATA_GATEWAY_PAGE_TOKEN_SECRET",
+                                                   "optional": False}  # one key for every replica
     env = {e["name"] for e in container["env"]} | set(_find(docs, "ConfigMap", "vidstrata-config")["data"])
     assert "VIDSTRATA_GATEWAY_ALLOW_UNAUTHENTICATED" not in env and "VIDSTRATA_GATEWAY_HOST" not in env
     assert {v["secret"]["secretName"] for v in pod["spec"]["volumes"] if "secret" in v} == {"vidstrata-gateway-tls"}

@@ -141,7 +141,7 @@ class GatewaySettings(BaseSettings):
         "becomes MEDIUM and HIGH (JSON object); below MEDIUM it is LOW. Chosen by `vidstrata eval --calibrate`.",
     )
     near_duplicate_threshold: float = Field(
-        0.95, ge=-1, le=1, description="A like_video_id hit whose copy score (the mean best clip cosine, the larger of "
+        0.99, ge=-1, le=1, description="A like_video_id hit whose copy score (the mean best clip cosine, the larger of "
         "its two directions) reaches this is a near_duplicate; calibrated by `python -m bench.near_duplicates`.",
     )
     like_max_clips: int = Field(

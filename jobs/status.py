@@ -13,20 +13,29 @@ ran) cannot write over the status of the new one; a task whose write was dropped
 
 `write_lock` makes the index write of one video one task at a time, so an ingest that checked it still owns
 the record before writing can be neither overtaken by nor overwrite the write of a newer submission.
+
+Listing and watching (the gateway's ListVideos and WatchVideo): the same scripts that change a record keep its id in
+one sorted set per state, `vidstrata:videos:<STATE>` (score 0, so ZRANGEBYLEX pages them in video_id order), stamp
+it with a `revision` from one counter (`vidstrata:status-revision`: a later write has a larger one, whoever wrote it),
+and PUBLISH the record as written on `vidstrata:status-events` (`StatusEvents` follows them). Writing the record,
+moving its id between the sets and publishing are one script, so a lister or watcher never sees one without the
+other. Records written before these sets existed are added by `index_existing`.
 """
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import math
 import time
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from enum import StrEnum
 
 import redis
+import redis.asyncio
 
 from vidstrata.jobs.errors import StatusError, StatusUnavailable
 from vidstrata.spec.validation import check_metadata, check_video_id
@@ -39,6 +48,10 @@ WRITE_LOCK_POLL_S = 0.05  # how often a task waiting for write_lock asks again
 ATTEMPT_PREFIX = "vidstrata:attempts:"  # runs of a task that started and have not ended (their process died)
 ATTEMPT_TTL_S = 7 * 24 * 3600
 MAX_REASON_LENGTH = 4096  # longer failure reasons (tracebacks) are cut to this many characters
+STATE_SET_PREFIX = "vidstrata:videos:"  # + state: the ids of the records in that state (score 0: by id)
+REVISION_KEY = "vidstrata:status-revision"  # counts every write of any record: a record's `revision`
+EVENTS_CHANNEL = "vidstrata:status-events"  # every write and delete, as StatusEvent JSON (see _TRANSITION)
+LISTING_VERSION_KEY = "vidstrata:listing-indexed"  # set once index_existing has added the older records
 
 
 class IngestState(StrEnum):
@@ -66,11 +79,19 @@ class VideoStatus:
     clip_count: int | None = None
     duration_s: float | None = None
     reason: str = ""
+    revision: int = 0  # of the write that made this version (0: written before revisions existed)
 
 
-# KEYS[1]: the video's hash. ARGV: video_id, new state, mode ("create" or "update"), owner (the writer's task
-# id; "" for an update that needs none), field, value, ... An update writes only to an existing record whose
-# task_id is the owner: the check and the write are one step, so no newer submission can come in between.
+def _state_sets(state: IngestState) -> list[str]:
+    """The state's id set first, then the other states' (the KEYS the scripts move an id between)."""
+    return [STATE_SET_PREFIX + state.value] + [STATE_SET_PREFIX + s.value for s in IngestState if s != state]
+
+
+# KEYS[1]: the video's hash; KEYS[2]: the new state's id set, KEYS[3..5] the other states'; KEYS[6]: the revision
+# counter. ARGV: video_id, new state, mode ("create" or "update"), owner (the writer's task id; "" for an update that
+# needs none), the events channel, field, value, ... An update writes only to an existing record whose task_id is the
+# owner: the check and the write are one step, so no newer submission can come in between. The record as written
+# is published as {"video_id": ..., "fields": [name, value, ...]}.
 _TRANSITION = """
 if ARGV[3] == 'update' then
   if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
@@ -78,7 +99,32 @@ if ARGV[3] == 'update' then
 else
   redis.call('DEL', KEYS[1])
 end
-redis.call('HSET', KEYS[1], 'state', ARGV[2], unpack(ARGV, 5))
+local revision = redis.call('INCR', KEYS[6])
+redis.call('HSET', KEYS[1], 'state', ARGV[2], 'revision', revision, unpack(ARGV, 6))
+for i = 3, 5 do redis.call('ZREM', KEYS[i], ARGV[1]) end
+redis.call('ZADD', KEYS[2], 0, ARGV[1])
+redis.call('PUBLISH', ARGV[5], cjson.encode({video_id = ARGV[1], fields = redis.call('HGETALL', KEYS[1])}))
+return 1
+"""
+
+# KEYS[1]: the video's hash; KEYS[2..5]: the state id sets; KEYS[6]: the revision counter. ARGV: video_id, the events
+# channel. Publishes {"video_id": ..., "deleted": revision} when there was a record.
+_DELETE = """
+for i = 2, 5 do redis.call('ZREM', KEYS[i], ARGV[1]) end
+if redis.call('DEL', KEYS[1]) == 0 then return 0 end
+local revision = redis.call('INCR', KEYS[6])
+redis.call('PUBLISH', ARGV[2], cjson.encode({video_id = ARGV[1], deleted = revision}))
+return 1
+"""
+
+# KEYS[1]: the video's hash; KEYS[2..5]: the state id sets. ARGV: video_id. Puts an existing record's id in its
+# state's set (index_existing: records written before the sets existed).
+_INDEX = """
+local state = redis.call('HGET', KEYS[1], 'state')
+if not state then return 0 end
+for i = 2, 5 do
+  if KEYS[i] == ARGV[2] .. state then redis.call('ZADD', KEYS[i], 0, ARGV[1]) else redis.call('ZREM', KEYS[i], ARGV[1]) end
+end
 return 1
 """
 
@@ -127,6 +173,8 @@ class StatusStore:
         self._transition = self._redis.register_script(_TRANSITION)
         self._lock = self._redis.register_script(_LOCK)
         self._unlock = self._redis.register_script(_UNLOCK)
+        self._delete = self._redis.register_script(_DELETE)
+        self._index = self._redis.register_script(_INDEX)
 
     def close(self) -> None:
         """Release the connection pool."""
@@ -135,11 +183,12 @@ class StatusStore:
     def _write(self, video_id: str, state: IngestState, mode: str, owner: str,
                fields: dict[str, str | int | float]) -> bool:
         check_video_id(video_id)
-        args: list[str | int | float] = [video_id, state.value, mode, owner, "updated_at", time.time()]
+        args: list[str | int | float] = [video_id, state.value, mode, owner, EVENTS_CHANNEL, "updated_at", time.time()]
         for name, value in fields.items():
             args += [name, value]
+        keys = [KEY_PREFIX + video_id, *_state_sets(state), REVISION_KEY]
         with _redis_errors(f"mark {video_id!r} {state.value}"):
-            return bool(self._transition(keys=[KEY_PREFIX + video_id], args=args))
+            return bool(self._transition(keys=keys, args=args))
 
     @staticmethod
     def _owner(task_id: str) -> str:
@@ -234,25 +283,146 @@ class StatusStore:
         check_video_id(video_id)
         with _redis_errors(f"get {video_id!r}"):
             raw: dict[str, str] = self._redis.hgetall(KEY_PREFIX + video_id)  # type: ignore[assignment]
-        if not raw:
-            return None
-        return VideoStatus(
-            video_id=video_id,
-            state=IngestState(raw["state"]),
-            task_id=raw.get("task_id", ""),
-            uri=raw.get("uri", ""),
-            metadata=json.loads(raw.get("metadata", "{}")),
-            submitted_at=float(raw.get("submitted_at", 0.0)),
-            updated_at=float(raw.get("updated_at", 0.0)),
-            progress=float(raw.get("progress", 0.0)),
-            stage=raw.get("stage", ""),
-            clip_count=int(raw["clip_count"]) if "clip_count" in raw else None,
-            duration_s=float(raw["duration_s"]) if "duration_s" in raw else None,
-            reason=raw.get("reason", ""),
-        )
+        return _parse_record(video_id, raw) if raw else None
+
+    def get_many(self, video_ids: Iterable[str]) -> dict[str, VideoStatus]:
+        """The statuses of these videos in one round trip; ids without a record are absent."""
+        ids = list(dict.fromkeys(video_ids))
+        for video_id in ids:
+            check_video_id(video_id)
+        if not ids:
+            return {}
+        with _redis_errors(f"get {len(ids)} records"):
+            pipe = self._redis.pipeline(transaction=False)
+            for video_id in ids:
+                pipe.hgetall(KEY_PREFIX + video_id)
+            raws: list[dict[str, str]] = pipe.execute()
+        return {v: _parse_record(v, raw) for v, raw in zip(ids, raws, strict=True) if raw}
+
+    def list_ids(self, states: Sequence[IngestState], after: str, limit: int) -> list[str]:
+        """The first `limit` ids, in video_id order, after `after` ("" : from the start), of the records in these
+        states: one ZRANGEBYLEX per state's set, merged. Only ids are read (the records may change meanwhile)."""
+        if limit < 1:
+            raise ValueError(f"limit must be >= 1, got {limit!r}")
+        start = f"({after}" if after else "-"
+        with _redis_errors(f"list the ids in {[s.value for s in states]}"):
+            pipe = self._redis.pipeline(transaction=False)
+            for state in states:
+                pipe.zrangebylex(STATE_SET_PREFIX + state.value, start, "+", start=0, num=limit)
+            found: list[list[str]] = pipe.execute()
+        return sorted({video_id for ids in found for video_id in ids})[:limit]
+
+    def index_existing(self, batch: int = 1000) -> int:
+        """Put the ids of records written before the state sets existed into their sets, once per Redis (a marker
+        key remembers it); returns the records seen (0 when it was done before). Safe beside writers: each record
+        is indexed by a script that reads its state, and every later write moves its id itself."""
+        with _redis_errors("index the existing records"):
+            if self._redis.get(LISTING_VERSION_KEY):
+                return 0
+            seen = 0
+            sets = [STATE_SET_PREFIX + s.value for s in IngestState]
+            for keys in _chunks(self._redis.scan_iter(match=KEY_PREFIX + "*", count=batch), batch):
+                pipe = self._redis.pipeline(transaction=False)
+                for key in keys:
+                    self._index(keys=[key, *sets], args=[key.removeprefix(KEY_PREFIX), STATE_SET_PREFIX], client=pipe)
+                pipe.execute()
+                seen += len(keys)
+            self._redis.set(LISTING_VERSION_KEY, "1")
+            return seen
 
     def delete(self, video_id: str) -> bool:
-        """Remove the video's status; True if it existed."""
+        """Remove the video's status (and announce it to watchers); True if it existed."""
         check_video_id(video_id)
+        keys = [KEY_PREFIX + video_id, *(STATE_SET_PREFIX + s.value for s in IngestState), REVISION_KEY]
         with _redis_errors(f"delete {video_id!r}"):
-            return bool(self._redis.delete(KEY_PREFIX + video_id))
+            return bool(self._delete(keys=keys, args=[video_id, EVENTS_CHANNEL]))
+
+
+def _chunks(items: Iterable[str], size: int) -> Iterator[list[str]]:
+    chunk: list[str] = []
+    for item in items:
+        chunk.append(item)
+        if len(chunk) == size:
+            yield chunk
+            chunk = []
+    if chunk:
+        yield chunk
+
+
+def _parse_record(video_id: str, raw: dict[str, str]) -> VideoStatus:
+    """A record's hash fields as a VideoStatus."""
+    return VideoStatus(
+        video_id=video_id,
+        state=IngestState(raw["state"]),
+        task_id=raw.get("task_id", ""),
+        uri=raw.get("uri", ""),
+        metadata=json.loads(raw.get("metadata", "{}")),
+        submitted_at=float(raw.get("submitted_at", 0.0)),
+        updated_at=float(raw.get("updated_at", 0.0)),
+        progress=float(raw.get("progress", 0.0)),
+        stage=raw.get("stage", ""),
+        clip_count=int(raw["clip_count"]) if "clip_count" in raw else None,
+        duration_s=float(raw["duration_s"]) if "duration_s" in raw else None,
+        reason=raw.get("reason", ""),
+        revision=int(raw.get("revision", 0)),
+    )
+
+
+@dataclass(frozen=True)
+class StatusEvent:
+    """One write of a record as published: the record as written, or None when it was deleted."""
+
+    video_id: str
+    status: VideoStatus | None
+    revision: int
+
+
+def parse_event(data: str | bytes) -> StatusEvent:
+    """A message of EVENTS_CHANNEL (ValueError when it is not one)."""
+    try:
+        event = json.loads(data)
+        video_id = event["video_id"]
+        if "deleted" in event:
+            return StatusEvent(video_id, None, int(event["deleted"]))
+        flat = event["fields"]
+        status = _parse_record(video_id, dict(zip(flat[::2], flat[1::2], strict=True)))
+    except (KeyError, TypeError, ValueError) as exc:
+        raise ValueError(f"not a status event: {data[:200]!r}") from exc
+    return StatusEvent(video_id, status, status.revision)
+
+
+class StatusEvents:
+    """Every record write and delete, as they happen (Redis pub/sub on EVENTS_CHANNEL), for asyncio watchers.
+
+    Pub/sub delivers at most once: a message sent while the connection is down is lost, so a watcher must also
+    read the record now and then.
+    """
+
+    def __init__(self, redis_url: str, timeout_s: float) -> None:
+        self._redis = redis.asyncio.Redis.from_url(redis_url, socket_connect_timeout=timeout_s)
+        self._timeout_s = timeout_s
+
+    async def listen(self, subscribed: asyncio.Event | None = None) -> AsyncIterator[StatusEvent]:
+        """The events from now on; sets `subscribed` once Redis confirmed the subscription. Raises StatusUnavailable
+        when the connection fails (listen again to resubscribe)."""
+        try:
+            async with self._redis.pubsub() as pubsub:
+                await asyncio.wait_for(pubsub.subscribe(EVENTS_CHANNEL), self._timeout_s)
+                while True:
+                    message = await pubsub.get_message(ignore_subscribe_messages=False, timeout=self._timeout_s)
+                    if message is None:
+                        continue
+                    if message["type"] == "subscribe":
+                        if subscribed is not None:
+                            subscribed.set()
+                    elif message["type"] == "message":
+                        try:
+                            yield parse_event(message["data"])
+                        except ValueError as exc:
+                            log.warning("%s", exc)
+        except (redis.ConnectionError, redis.TimeoutError, asyncio.TimeoutError, OSError) as exc:
+            raise StatusUnavailable(f"Redis subscription to {EVENTS_CHANNEL} failed: {exc}") from exc
+
+    async def close(self) -> None:
+        """Release the connections."""
+        await self._redis.aclose()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import threading
 import time
 from collections.abc import Iterator
@@ -10,7 +11,7 @@ import pytest
 import redis
 
 from vidstrata.jobs.errors import StatusUnavailable
-from vidstrata.jobs.status import IngestState, StatusStore
+from vidstrata.jobs.status import EVENTS_CHANNEL, IngestState, StatusEvent, StatusEvents, StatusStore, parse_event
 from vidstrata.jobs.status import KEY_PREFIX, MAX_REASON_LENGTH, WRITE_LOCK_PREFIX
 from vidstrata.stack.process import free_port
 from tests.fixtures.redis import empty_status_store
@@ -209,3 +210,65 @@ def test_unreachable_redis_raises_status_unavailable() -> None:
         store.mark_pending("v", "t", "u", {})
     with pytest.raises(StatusUnavailable):
         store.delete("v")
+
+
+def test_each_write_moves_the_id_between_state_sets_and_publishes_the_record(store: StatusStore, redis_url: str) -> None:
+    """ListVideos pages the state sets and WatchVideo follows the events: both are written by the same scripts."""
+    url = f"{redis_url.rsplit('/', 1)[0]}/11"
+    pubsub = redis.Redis.from_url(url, decode_responses=True).pubsub(ignore_subscribe_messages=True)
+    pubsub.subscribe(EVENTS_CHANNEL)
+    pubsub.get_message(timeout=1)
+    for video_id in ("c", "a", "b", "d"):
+        store.mark_pending(video_id, f"t-{video_id}", "file:///x.mp4", {"k": video_id})
+    assert store.mark_running("b", 10.0, "decode", task_id="t-b")
+    assert store.mark_failed("d", "broken", task_id="t-d")
+    assert store.mark_running("d", 20.0, "decode", task_id="someone-else") is False  # a dropped write moves nothing
+    assert store.list_ids(list(IngestState), "", 10) == ["a", "b", "c", "d"]
+    assert store.list_ids([IngestState.PENDING], "", 10) == ["a", "c"]
+    assert store.list_ids([IngestState.PENDING, IngestState.FAILED], "a", 2) == ["c", "d"]
+    assert store.list_ids([IngestState.RUNNING], "b", 10) == []
+    assert set(store.get_many(["a", "b", "zz"])) == {"a", "b"}
+    assert store.get_many(["b"])["b"].stage == "decode"
+    events = []
+    while (message := pubsub.get_message(timeout=1)) is not None:
+        events.append(parse_event(message["data"]))
+    assert [(e.video_id, e.status.state) for e in events if e.status] == [
+        ("c", IngestState.PENDING), ("a", IngestState.PENDING), ("b", IngestState.PENDING), ("d", IngestState.PENDING),
+        ("b", IngestState.RUNNING), ("d", IngestState.FAILED)]
+    revisions = [e.revision for e in events]
+    assert revisions == sorted(revisions) and store.get("d").revision == revisions[-1]  # type: ignore[union-attr]
+    assert events[-1].status == store.get("d")
+    assert store.delete("b") and not store.delete("b")
+    deleted = parse_event(pubsub.get_message(timeout=1)["data"])  # type: ignore[index]
+    assert (deleted.video_id, deleted.status) == ("b", None) and deleted.revision > revisions[-1]
+    assert store.list_ids(list(IngestState), "", 10) == ["a", "c", "d"]
+    pubsub.close()
+
+
+def test_index_existing_adds_records_written_before_the_state_sets(store: StatusStore, redis_url: str) -> None:
+    client = redis.Redis.from_url(f"{redis_url.rsplit('/', 1)[0]}/11", decode_responses=True)
+    client.hset(KEY_PREFIX + "old", mapping={"state": "READY", "task_id": "t", "uri": "", "metadata": "{}"})
+    store.mark_pending("new", "t2", "file:///x.mp4", {})
+    assert store.list_ids(list(IngestState), "", 10) == ["new"]
+    assert store.index_existing() == 2
+    assert store.list_ids([IngestState.READY], "", 10) == ["old"] and store.list_ids([IngestState.PENDING], "", 10) == ["new"]
+    assert store.index_existing() == 0  # once per Redis
+
+
+async def _first_event(events: StatusEvents, store: StatusStore) -> StatusEvent:
+    subscribed = asyncio.Event()
+    listening = events.listen(subscribed)
+    first = asyncio.ensure_future(listening.__anext__())
+    await asyncio.wait_for(subscribed.wait(), 5)
+    await asyncio.to_thread(store.mark_pending, "e", "t-e", "file:///e.mp4", {})
+    try:
+        return await asyncio.wait_for(first, 5)
+    finally:
+        await listening.aclose()
+        await events.close()
+
+
+def test_status_events_deliver_each_write_to_asyncio_listeners(store: StatusStore, redis_url: str) -> None:
+    events = StatusEvents(f"{redis_url.rsplit('/', 1)[0]}/11", timeout_s=5.0)
+    event = asyncio.run(_first_event(events, store))
+    assert event.video_id == "e" and event.status is not None and event.status.state == IngestState.PENDING

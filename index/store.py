@@ -388,6 +388,31 @@ class VideoIndex:
                 self._pool = ThreadPoolExecutor(max_workers=4, thread_name_prefix="milvus-read")
             return self._pool
 
+    def page_videos(self, after: str, limit: int, filter_expr: str | CompiledFilter | None = None) -> list[VideoRecord]:
+        """The first `limit` video rows in video_id order after `after` ("" : from the start) that match the filter:
+        one page of a listing, read by primary key, however large the index.
+
+        A plain query with a limit returns any `limit` matching rows (Milvus Lite 3.x: not the smallest ids), so
+        this asks as pymilvus's query iterator does (`iterator`, `reduce_stop_for_best`), which Milvus answers
+        with the smallest keys after the cursor, in key order (Milvus 2.3 and later; Milvus Lite 3.2.2, checked
+        by tests/test_list_watch.py with several segments and deletes). Vectors are not read: `vector` is empty.
+        """
+        check_limit(limit, "limit")
+        cursor = f"video_id > {quote_string(after)}"
+        where = milvus_filter(filter_expr, "videos")
+        fields = ["video_id", "duration_s", "clip_count", "status", "metadata", "created_at"]
+        rows = decoded_rows(self.connection.call("list videos", lambda client: client.query(
+            self.names.videos, filter=f"{where} and {cursor}" if where else cursor, output_fields=fields, limit=limit,
+            iterator="True", reduce_stop_for_best="True", consistency_level=self.settings.read_consistency,
+            timeout=self.settings.milvus_timeout_s,
+        )))
+        records = [VideoRecord(
+            video_id=row["video_id"], vector=np.empty(0, dtype=np.float32), duration_s=float(row["duration_s"]),
+            clip_count=int(row["clip_count"]), metadata=dict(row["metadata"]), created_at=float(row["created_at"]),
+            status=str(row["status"]),
+        ) for row in rows]
+        return sorted(records, key=lambda r: r.video_id)
+
     def counts(self) -> tuple[int, int]:
         """(videos, clips) rows stored; clips may include invisible leftovers of an interrupted replace."""
         def count(name: str) -> int:

@@ -427,3 +427,25 @@ def test_unavailable_server_raises_index_unavailable_and_recovers(tmp_path: Path
         index.close()
     finally:
         proc.stop()
+
+
+def test_page_videos_pages_by_primary_key_over_segments_and_deletes(index: VideoIndex, raw: MilvusClient) -> None:
+    """A plain query with a limit returns any matching rows; page_videos returns the smallest ids after the cursor."""
+    index.ensure_collections()
+    rng = np.random.default_rng(7)
+    ids = [f"v{n:05d}" for n in rng.permutation(600)]
+    for start in range(0, len(ids), 200):  # three writes, each flushed: several segments, ids interleaved
+        raw.insert(index.names.videos, [{
+            "video_id": v, "vector": E0.tolist(), "duration_s": 1.0, "clip_count": 1, "status": "READY",
+            "metadata": {"kind": "b" if int(v[1:]) % 3 == 0 else "a"}, "created_at": 1.7e9} for v in ids[start:start + 200]])
+        raw.flush(index.names.videos)
+    raw.delete(index.names.videos, ids=ids[:50])
+    live = sorted(ids[50:])
+    for filter_expr, want in (("", live), ('meta.kind == "b"', [v for v in live if int(v[1:]) % 3 == 0])):
+        got, after = [], ""
+        while page := index.page_videos(after, 37, filter_expr):
+            got += [r.video_id for r in page]
+            after = page[-1].video_id
+        assert got == want
+    (row,) = index.page_videos("", 1)
+    assert (row.video_id, row.clip_count, row.duration_s, row.status) == (live[0], 1, 1.0, "READY")

@@ -23,7 +23,7 @@ LATEST_TREE := build/latest
 # name==version lines with the names in PEP 503 form (lower case, '-' for '_' and '.'), sorted
 NORMALIZE_NAMES := sed -E 'h; s/==.*//; y/ABCDEFGHIJKLMNOPQRSTUVWXYZ_./abcdefghijklmnopqrstuvwxyz--/; G; s/\n[^=]*//' | sort
 
-.PHONY: install proto wheels clean-wheel-builds lint-imports test test-fast test-latest lock up docs model-repository bench bench-encoders bench-ingest bench-gateway bench-query bench-curve eval system-deps clean
+.PHONY: install proto wheels clean-wheel-builds lint-imports test test-fast test-latest lock up docs model-repository bench bench-encoders bench-ingest bench-gateway bench-query bench-curve bench-near-duplicates eval system-deps clean
 
 $(PY):
 	python3 -m venv $(VENV)
@@ -124,6 +124,11 @@ bench-query: install
 VIDEOS ?= 10000 100000 300000
 bench-curve: install
 	$(PY) -m bench.query --videos $(VIDEOS) --concurrency 1 16 --no-bare --plot docs/query-cost.png
+
+# Video-to-video search: copies of 27 videos (re-encoded, trimmed, rescaled, re-cropped, combined) through the real
+# stack; calibrates near_duplicate_threshold against unrelated videos into docs/near-duplicates/ (about 160 ingests).
+bench-near-duplicates: install
+	$(PY) -m bench.near_duplicates
 
 # Every speed benchmark in turn (encoders, ingest, gateway, query), then one summary table.
 bench: install

@@ -44,6 +44,7 @@ from vidstrata.gateway.query import (
 )
 from vidstrata.gateway.scoring import LEVEL_OF_KIND, BestClip, ScoredCandidates, score_candidates, text_matches
 from vidstrata.gateway.settings import GatewaySettings
+from vidstrata.gateway.similar import copy_score, like_query
 from vidstrata.index.errors import IndexUnavailable
 from vidstrata.jobs.errors import StatusUnavailable
 from vidstrata.jobs.status import IngestState, VideoStatus
@@ -348,14 +349,8 @@ class SearchService:
         return SearchResult(hits, [], 0, StageTimings(), moments=flat, next_page_token=token)
 
     def _near_duplicate(self, query: SearchQuery, scored: ScoredCandidates, i: int) -> bool:
-        """like_video_id: whether candidate i is a copy of the query video. Its copy score is the larger of the mean
-        best cosine of the query's clips among its clips (clip_phrase) and of its clips among the query's (a trimmed
-        copy holds only some of the query's clips, but each of its own has its twin there)."""
-        if not query.like_video_id:
-            return False
-        first, count = int(scored.clip_starts[i]), int(scored.clip_counts[i])
-        copy_score = max(float(scored.levels["clip_phrase"][i]), float(scored.clip_phrase[first:first + count].mean()))
-        return copy_score >= self.settings.near_duplicate_threshold
+        """like_video_id: whether candidate i is a copy of the query video (gateway.similar.copy_score)."""
+        return bool(query.like_video_id) and copy_score(scored, i) >= self.settings.near_duplicate_threshold
 
     def _like_vectors(self, video_id: str) -> QueryVectors:
         """A stored READY video as a query: its video vector for the sentence, its clips (at most like_max_clips,
@@ -367,10 +362,7 @@ class SearchService:
         rows = self._milvus(lambda: self.index.get_candidate_vectors([video_id]))
         if video_id not in rows.videos or not rows.clips.get(video_id):
             raise NotFound(f"video {video_id!r} does not exist")
-        clips = rows.clips[video_id]
-        picked = np.unique(np.linspace(0, len(clips) - 1, min(len(clips), self.settings.like_max_clips)).round().astype(int))
-        return QueryVectors(rows.videos[video_id], [f"clip {clips[i].clip_index}" for i in picked],
-                            np.stack([clips[i].vector for i in picked]))
+        return like_query(rows.videos[video_id], rows.clips[video_id], self.settings.like_max_clips)
 
     def _text_kinds(self, query: SearchQuery) -> list[str]:
         """Segment kinds this Search reads: served here, switched on for the deployment, weighted by the query."""

@@ -65,6 +65,7 @@ class Gateway:
     executor: ThreadPoolExecutor
     probe_task: asyncio.Task[None]
     port: int
+    servicer: VideoSearchServicer
 
     async def stop(self, grace_s: float | None = None) -> None:
         """Report NOT_SERVING, let in-flight RPCs finish (grace), then stop everything."""
@@ -72,6 +73,7 @@ class Gateway:
         self.probe_task.cancel()
         grace = self.settings.grace_s if grace_s is None else grace_s
         await asyncio.gather(*(s.stop(grace) for s in (self.server, self.health_server) if s is not None))
+        await self.servicer.close()
         if self.metrics_server is not None:
             self.metrics_server.shutdown()
         self.service.close()
@@ -105,7 +107,8 @@ async def start(settings: GatewaySettings, service: SearchService | None = None)
     # max_request_bytes, so the servicer can answer INVALID_ARGUMENT naming the image limit.
     server = grpc.aio.server(interceptors=interceptors,
                              options=[("grpc.max_receive_message_length", settings.receive_limit_bytes)])
-    search_pb2_grpc.add_VideoSearchServicer_to_server(VideoSearchServicer(service, executor), server)
+    servicer = VideoSearchServicer(service, executor)
+    search_pb2_grpc.add_VideoSearchServicer_to_server(servicer, server)
     health = health_aio.HealthServicer()
     for name in ("", SERVICE_NAME):
         await health.set(name, health_pb2.HealthCheckResponse.NOT_SERVING)
@@ -136,7 +139,7 @@ async def start(settings: GatewaySettings, service: SearchService | None = None)
     log.info("gateway listening on %s (%s), health port %s, metrics port %s",
              f"{settings.host}:{port}", "TLS" if settings.tls_cert_file else "plaintext",
              settings.health_port or "-", settings.metrics_port or "-")
-    return Gateway(settings, service, server, health, health_server, metrics_server, executor, probe_task, port)
+    return Gateway(settings, service, server, health, health_server, metrics_server, executor, probe_task, port, servicer)
 
 
 async def serve(settings: GatewaySettings) -> None:

@@ -11,7 +11,8 @@ import hmac
 import inspect
 import logging
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
@@ -43,16 +44,16 @@ class MetricsInterceptor(grpc.aio.ServerInterceptor):
         if handler is None or not method.startswith(_METHOD_PREFIX):
             return handler
         rpc = method[len(_METHOD_PREFIX):]
-        behavior = handler.unary_unary
+        codecs = {"request_deserializer": handler.request_deserializer, "response_serializer": handler.response_serializer}
 
-        async def observed(request: Any, context: grpc.aio.ServicerContext) -> Any:
+        @contextmanager
+        def observing(context: grpc.aio.ServicerContext) -> Iterator[None]:
             metrics.INFLIGHT.labels(rpc=rpc).inc()
             started = time.perf_counter()
             code = "OK"
             try:
-                response = await behavior(request, context)
+                yield
                 code = _status_name(context, grpc.StatusCode.OK)
-                return response
             except asyncio.CancelledError:
                 code = grpc.StatusCode.CANCELLED.name
                 raise
@@ -64,9 +65,22 @@ class MetricsInterceptor(grpc.aio.ServerInterceptor):
                 metrics.REQUEST_DURATION.labels(rpc=rpc, code=code).observe(time.perf_counter() - started)
                 metrics.REQUESTS.labels(rpc=rpc, code=code).inc()
 
-        return grpc.unary_unary_rpc_method_handler(
-            observed, request_deserializer=handler.request_deserializer, response_serializer=handler.response_serializer
-        )
+        if handler.unary_stream is not None:  # WatchVideo: the duration is the stream's
+            streaming = handler.unary_stream
+
+            async def observed_stream(request: Any, context: grpc.aio.ServicerContext) -> Any:
+                with observing(context):
+                    async for response in streaming(request, context):
+                        yield response
+
+            return grpc.unary_stream_rpc_method_handler(observed_stream, **codecs)
+        behavior = handler.unary_unary
+
+        async def observed(request: Any, context: grpc.aio.ServicerContext) -> Any:
+            with observing(context):
+                return await behavior(request, context)
+
+        return grpc.unary_unary_rpc_method_handler(observed, **codecs)
 
 
 @dataclass(frozen=True)

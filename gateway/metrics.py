@@ -63,6 +63,10 @@ QUERY_CACHE_HIT_RATIO = Gauge(
     "vidstrata_gateway_query_cache_hit_ratio",
     "Share of query-vector cache lookups that hit since the gateway started, sampled at scrape time.",
 )
+WATCHERS = Gauge(
+    "vidstrata_gateway_watchers",
+    "WatchVideo streams open right now (at most VIDSTRATA_GATEWAY_MAX_WATCHERS; more are RESOURCE_EXHAUSTED).",
+)
 INGEST_QUEUE_LENGTH = Gauge(
     "vidstrata_ingest_queue_length",
     "Ingest tasks waiting in the Redis list `ingest`, sampled at scrape time.",

@@ -1,6 +1,7 @@
 """The VideoSearch servicer: each RPC converts its request (gateway.messages), calls `SearchService`, converts back.
 
-Blocking service calls run in a thread pool, bounded by the RPC's deadline. What a handler raises becomes a
+Blocking service calls run in a thread pool, bounded by the RPC's deadline. ListVideos and WatchVideo call
+gateway.videos (the listing, and the watchers of the server's asyncio loop: a stream waits there, not in a thread). What a handler raises becomes a
 status: a ServiceError its kind's code with its message (redacted, cut to fit the trailer), an unexpected error
 INTERNAL with no detail (and the traceback in the log).
 """
@@ -11,38 +12,63 @@ import asyncio
 import functools
 import logging
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, TypeVar
 
 import grpc
 
 from vidstrata.gateway import messages, metrics
-from vidstrata.gateway.errors import ServiceError
+from vidstrata.gateway.errors import InvalidArgument, ServiceError
 from vidstrata.gateway.ingest import requested_modalities
+from vidstrata.gateway.query import check_video_id_arg
 from vidstrata.gateway.service import SearchService
+from vidstrata.gateway.videos import TooManyWatchers, VideoCatalog, VideoWatchers, watch
+from vidstrata.jobs.status import IngestState, StatusEvents
 from vidstrata.v1 import search_pb2, search_pb2_grpc
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
 
 Handler = Callable[[Any, Any, grpc.aio.ServicerContext], Awaitable[Any]]
+StreamHandler = Callable[[Any, Any, grpc.aio.ServicerContext], AsyncIterator[Any]]
+
+
+async def _abort(name: str, exc: Exception, context: grpc.aio.ServicerContext) -> None:
+    """End the call with the status of what a handler raised: ServiceError by kind, anything else INTERNAL (logged)."""
+    if isinstance(exc, ServiceError):
+        await context.abort(*messages.error_status(exc))
+    if isinstance(exc, TooManyWatchers):
+        await context.abort(grpc.StatusCode.RESOURCE_EXHAUSTED, str(exc))
+    if isinstance(exc, asyncio.TimeoutError):
+        await context.abort(grpc.StatusCode.DEADLINE_EXCEEDED, "the deadline passed before the call finished")
+    log.error("%s failed", name, exc_info=exc)
+    await context.abort(grpc.StatusCode.INTERNAL, "internal error (logged by the gateway)")
 
 
 def _rpc(method: Handler) -> Handler:
-    """Map what a handler raises to a gRPC status: ServiceError by kind, anything else INTERNAL (logged)."""
+    """Map what a handler raises to a gRPC status (_abort)."""
 
     @functools.wraps(method)
     async def handle(self: Any, request: Any, context: grpc.aio.ServicerContext) -> Any:
         try:
             return await method(self, request, context)
-        except ServiceError as exc:
-            await context.abort(*messages.error_status(exc))
-        except asyncio.TimeoutError:
-            await context.abort(grpc.StatusCode.DEADLINE_EXCEEDED, "the deadline passed before the call finished")
-        except Exception:
-            log.exception("%s failed", method.__name__)
-            await context.abort(grpc.StatusCode.INTERNAL, "internal error (logged by the gateway)")
+        except Exception as exc:  # noqa: BLE001 - every error becomes a status
+            await _abort(method.__name__, exc, context)
+
+    return handle
+
+
+def _stream_rpc(method: StreamHandler) -> StreamHandler:
+    """_rpc for a server-streaming handler: what it raises, before or between its messages, ends the stream."""
+
+    @functools.wraps(method)
+    async def handle(self: Any, request: Any, context: grpc.aio.ServicerContext) -> AsyncIterator[Any]:
+        try:
+            async for response in method(self, request, context):
+                yield response
+        except Exception as exc:  # noqa: BLE001 - every error becomes a status
+            await _abort(method.__name__, exc, context)
 
     return handle
 
@@ -54,6 +80,10 @@ class VideoSearchServicer(search_pb2_grpc.VideoSearchServicer):
         self._service = service
         self._settings = service.settings
         self._executor = executor
+        self._catalog = VideoCatalog(self._settings, service.index, service.status)  # type: ignore[arg-type]
+        self._watchers = VideoWatchers(StatusEvents(self._settings.redis.url, self._settings.redis.timeout_s),
+                                       self._settings.max_watchers)
+        executor.submit(self._catalog.index_existing)  # once per Redis: records written before ListVideos existed
 
     async def _call(self, context: grpc.aio.ServicerContext, call: Callable[[float], T]) -> T:
         """Run call(deadline) in the pool; the deadline is the client's, or request_timeout_s when shorter."""
@@ -98,3 +128,35 @@ class VideoSearchServicer(search_pb2_grpc.VideoSearchServicer):
     ) -> search_pb2.GetStatsResponse:
         stats = await self._call(context, lambda _: self._service.stats())
         return search_pb2.GetStatsResponse(videos=stats.videos, clips=stats.clips, queue_length=stats.queue_length)
+
+    @_rpc
+    async def ListVideos(
+        self, request: search_pb2.ListVideosRequest, context: grpc.aio.ServicerContext
+    ) -> search_pb2.ListVideosResponse:
+        state = None
+        if request.status != search_pb2.Video.STATUS_UNSPECIFIED:
+            try:
+                state = IngestState(search_pb2.Video.Status.Name(request.status))
+            except ValueError as exc:
+                raise InvalidArgument(f"unknown status {request.status}; use PENDING, RUNNING, READY or FAILED") from exc
+        query = self._catalog.parse(request.filter, state, request.page_size if request.HasField("page_size") else None,
+                                    request.page_token)
+        page = await self._call(context, lambda deadline: self._catalog.list_page(query, deadline))
+        return search_pb2.ListVideosResponse(videos=[messages.video_message(v) for v in page.videos],
+                                             next_page_token=page.next_page_token)
+
+    @_stream_rpc
+    async def WatchVideo(
+        self, request: search_pb2.WatchVideoRequest, context: grpc.aio.ServicerContext
+    ) -> AsyncIterator[search_pb2.Video]:
+        video_id = check_video_id_arg(request.video_id)
+
+        async def read() -> Any:
+            return await self._call(context, lambda _: self._service.get_video(video_id))
+
+        async for status in watch(video_id, self._watchers, read, self._settings.watch_poll_s):
+            yield messages.video_message(status)
+
+    async def close(self) -> None:
+        """Stop the watchers' subscription."""
+        await self._watchers.close()

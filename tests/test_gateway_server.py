@@ -222,6 +222,13 @@ def test_auth_rejects_missing_and_wrong_tokens_and_leaves_health_open(library):
             assert code == grpc.StatusCode.UNAUTHENTICATED and "bearer token" in details
         assert stub.Search(request, metadata=(("authorization", "Bearer s3cret"),)).hits[0].video_id == "trip"
         assert 'vidstrata_gateway_requests_total{code="UNAUTHENTICATED",rpc="Search"}' in server.metrics()
+        # a server stream (WatchVideo) goes through auth and metrics as well
+        watch = search_pb2.WatchVideoRequest(video_id="trip")
+        code, details = _code(lambda r, **kw: list(stub.WatchVideo(r, **kw)), watch)
+        assert code == grpc.StatusCode.UNAUTHENTICATED and "bearer token" in details
+        (video,) = stub.WatchVideo(watch, metadata=(("authorization", "Bearer s3cret"),), timeout=10)
+        assert (video.video_id, video.status) == ("trip", search_pb2.Video.READY)  # indexed: its state, then the end
+        assert 'vidstrata_gateway_requests_total{code="OK",rpc="WatchVideo"} 1.0' in server.metrics()
     finally:
         server.stop()
 

@@ -1,4 +1,5 @@
-"""The table `vidstrata search` prints: one row per hit, with the levels that search used."""
+"""The tables `vidstrata search` prints: one row per hit, with the levels that search used and its moments under it;
+or, grouped by moment, one row per moment; and the table of `vidstrata list`."""
 
 from __future__ import annotations
 
@@ -33,4 +34,43 @@ def hits_table(reply: search_pb2.SearchResponse, query: str = "", image_name: st
         moment = (f"{why.level} {why.start_s:.1f}–{why.end_s:.1f} s" + (f' "{why.snippet}"' if why.snippet else "")
                   if why else f"clip {hit.best_clip.start_s:.1f}–{hit.best_clip.end_s:.1f} s")
         table.add_row(str(rank), hit.video_id, f"{hit.score:.3f}", *scores, moment)
+        for moment in hit.moments:
+            table.add_row("", "", "", *[""] * len(levels), f"  ↳ {_moment(moment)}")
+    return table
+
+
+def _confidence(value: int) -> str:
+    return search_pb2.Confidence.Name(value).lower() if value else "–"
+
+
+def _moment(moment: search_pb2.Moment) -> str:
+    """One moment on one line: span, level, score, confidence and (speech or on-screen text) its words."""
+    return (f"{moment.start_s:.1f}–{moment.end_s:.1f} s  {moment.level}  {moment.score:.3f}  "
+            f"{_confidence(moment.confidence)}" + (f'  "{moment.snippet}"' if moment.snippet else ""))
+
+
+def moments_table(reply: search_pb2.SearchResponse, query: str = "") -> Table:
+    """A search grouped by moment: one row per moment, best first, across videos."""
+    table = Table(title=f"{query!r}  moments  ({reply.timings.total_ms:.0f} ms)")
+    for column in ("rank", "video", "span", "level", "score", "confidence", "snippet"):
+        table.add_column(column, justify="right" if column in ("rank", "score") else "left")
+    for rank, moment in enumerate(reply.moments, 1):
+        table.add_row(str(rank), moment.video_id, f"{moment.start_s:.1f}–{moment.end_s:.1f} s", moment.level,
+                      f"{moment.score:.3f}", _confidence(moment.confidence), moment.snippet)
+    return table
+
+
+def videos_table(videos: list[search_pb2.Video]) -> Table:
+    """`vidstrata list`: each video's state, with clips and duration when READY, progress and stage while it runs,
+    and the reason when it FAILED (or a note on a READY one)."""
+    table = Table()
+    for column in ("video", "status", "clips", "duration", "progress", "metadata", "reason"):
+        table.add_column(column, justify="right" if column in ("clips", "duration", "progress") else "left")
+    for video in videos:
+        ready = video.status == search_pb2.Video.READY
+        running = video.status == search_pb2.Video.RUNNING
+        table.add_row(video.video_id, search_pb2.Video.Status.Name(video.status),
+                      str(video.clip_count) if ready else "–", f"{video.duration_s:.1f} s" if ready else "–",
+                      f"{video.progress:.0f}% {video.stage}" if running else "–",
+                      " ".join(f"{k}={v}" for k, v in sorted(video.metadata.items())), video.reason)
     return table

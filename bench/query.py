@@ -423,7 +423,8 @@ def plot_cost(rows: list[dict[str, Any]], sizes: list[dict[str, Any]], milvus: s
         sized = [v for v in videos if (v, limit, low) in at]
         axes[0].plot(sized, [at[v, limit, low]["p50_ms"] for v in sized], "o-", label=f"p50, {limit} candidates")
         tails = [v for v in sized if at[v, limit, low]["p99_ms"] is not None]  # none from fewer than 1000 Searches
-        axes[0].plot(tails, [at[v, limit, low]["p99_ms"] for v in tails], "s--", label=f"p99, {limit} candidates")
+        if tails:
+            axes[0].plot(tails, [at[v, limit, low]["p99_ms"] for v in tails], "s--", label=f"p99, {limit} candidates")
         axes[1].plot(sized, [at[v, limit, high]["qps"] for v in sized], "o-", label=f"{limit} candidates")
     axes[0].set_ylabel(f"Search latency at concurrency {low} (ms)")
     axes[1].set_ylabel(f"Search QPS at concurrency {high}")

@@ -127,12 +127,16 @@ def text_net_config(manifest: Manifest, target: Target) -> str:
             + (_params({"intra_op_threads": ORT_THREADS}) if target == "python" else ""))
 
 
-def frame_config(manifest: Manifest, target: Target) -> str:
+def frame_config(manifest: Manifest, target: Target, model_version: str = "") -> str:
+    """`model_version`: a digest of the frame graph and the video head's (EncoderInfo.frame_model_version)."""
     size = manifest.preprocessing.image_size
+    params: dict[str, object] = {"intra_op_threads": ORT_THREADS} if target == "python" else {}
+    if model_version:
+        params[MODEL_VERSION_PARAMETER] = model_version
     return (f'name: "{FRAME_ENCODER}"\n' + _backend_line(target) + _batching(FRAME_BATCHING, _instance_kind(target))
             + _io("input", [_tensor(FRAME_INPUTS[0], "TYPE_UINT8", [size, size, 3])])
             + _io("output", [_tensor(FRAME_OUTPUTS[0], "TYPE_FP32", [manifest.dim])])
-            + (_params({"intra_op_threads": ORT_THREADS}) if target == "python" else ""))
+            + _params(params))
 
 
 def _video_head_runtime(target: Target) -> Target:
@@ -213,7 +217,8 @@ def write_repository(
     `text_model`/`frame_model` are .onnx files, or .plan files for tensorrt; `video_model` is always .onnx.
     """
     _write_graph(root, TEXT_NET, text_net_config(manifest, target), text_model, target)
-    _write_graph(root, FRAME_ENCODER, frame_config(manifest, target), frame_model, target)
+    visual = file_digest(frame_model, *([video_model] if video_model is not None else []))
+    _write_graph(root, FRAME_ENCODER, frame_config(manifest, target, visual), frame_model, target)
     if video_model is not None:
         _write_graph(root, VIDEO_HEAD, video_head_config(manifest, target), video_model, _video_head_runtime(target))
     tokenizer = write_model_folder(root, TEXT_TOKENIZER, tokenizer_config(manifest, target))

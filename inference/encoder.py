@@ -46,6 +46,21 @@ class EncoderInfo:
     max_phrases: int
     video_head: bool = False  # a learned video head is served: clip and video vectors come from `encode_video`
     model_version: str = ""  # digest of the served text graph: text vectors are a function of (text, model_version)
+    frame_model_version: str = ""  # digest of the frame graph (and video head): "" for a repository exported before it
+
+    @property
+    def text_model(self) -> str:
+        """The version stored on timed-text rows (`text_model`): the text graph's digest, which makes both the
+        segments' vectors and the queries compared with them."""
+        return self.model_version
+
+    @property
+    def visual_model(self) -> str:
+        """The version stored on video and clip rows (`visual_model`): "<text digest>/<frame digest>". A visual row
+        is comparable with a query only when both the frame graph (and video head) that made it and the text graph
+        that makes the query are the same, so the pair is the version; a repository exported before frame digests
+        gives "<text digest>/"."""
+        return f"{self.model_version}/{self.frame_model_version}"
 
 
 class Encoder(Protocol):

@@ -26,6 +26,7 @@ class OnnxEncoder:
         self.tokenizer = TextTokenizer(tokenizer_json, pre.max_tokens, pre.max_phrases, pre.max_text_bytes,
                                        fixed_length=False)
         self.model_version = file_digest(text_onnx)
+        self.frame_model_version = file_digest(frames_onnx, *([video_onnx] if video_onnx else []))
         options = ort.SessionOptions()
         options.intra_op_num_threads = threads
         providers = ["CPUExecutionProvider"]
@@ -51,7 +52,8 @@ class OnnxEncoder:
     def info(self) -> EncoderInfo:
         pre = self.manifest.preprocessing
         return EncoderInfo(dim=self.manifest.dim, image_size=pre.image_size, max_phrases=pre.max_phrases,
-                           video_head=self.video is not None, model_version=self.model_version)
+                           video_head=self.video is not None, model_version=self.model_version,
+                           frame_model_version=self.frame_model_version)
 
     def encode_text(self, texts: list[str], timeout_s: float | None = None) -> TextVectors:
         try:

@@ -34,6 +34,11 @@ from vidstrata.inference.triton_model import infer, time_left
 _NOT_FOUND = "StatusCode.NOT_FOUND"  # the repository has no such model
 
 
+def _version(config: dict) -> str:
+    """The MODEL_VERSION_PARAMETER of a model's config (get_model_config as JSON); "" when it has none."""
+    return str(config.get("config", {}).get("parameters", {}).get(MODEL_VERSION_PARAMETER, {}).get("string_value", ""))
+
+
 class TritonEncoder:
     """Thread-safe; frames go out in chunks of `frame_batch`, several in flight so the batcher can merge them."""
 
@@ -52,6 +57,7 @@ class TritonEncoder:
                 frames = self._client.get_model_metadata(FRAME_ENCODER, as_json=True, client_timeout=self.timeout_s)
                 video_head = self._serves(VIDEO_HEAD)
                 config = self._client.get_model_config(TEXT_ENCODER, as_json=True, client_timeout=self.timeout_s)
+                frame_config = self._client.get_model_config(FRAME_ENCODER, as_json=True, client_timeout=self.timeout_s)
             except InferenceServerException as exc:
                 raise EncoderUnavailable(f"Triton at {self.url}: {exc.message()}") from exc
             outputs = {o["name"]: o for o in text["outputs"]}
@@ -60,10 +66,9 @@ class TritonEncoder:
                                          "vectors cannot be labelled; re-export the repository with `vidstrata export`")
             phrases = outputs[TEXT_OUTPUTS[1]]
             size = int(frames["inputs"][0]["shape"][1])
-            version = config.get("config", {}).get("parameters", {}).get(MODEL_VERSION_PARAMETER, {})
             self._info = EncoderInfo(dim=int(phrases["shape"][-1]), image_size=size,
                                      max_phrases=int(phrases["shape"][1]), video_head=video_head,
-                                     model_version=version.get("string_value", ""))
+                                     model_version=_version(config), frame_model_version=_version(frame_config))
         return self._info
 
     def _serves(self, model: str) -> bool:

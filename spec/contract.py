@@ -30,4 +30,6 @@ OCR_REC = "ocr_rec"  # PP-OCRv4 mobile recogniser: x [N,3,48,W] -> y [N,T,6625] 
 SCREEN_TEXT_INPUTS = ("frame",)  # UINT8 [1,H,W,3] RGB, one frame a request
 SCREEN_TEXT_OUTPUTS = ("text", "score", "box")  # every line read: text, mean CTC confidence, frame pixels x0,y0,x1,y1
 SCREEN_TEXT_MIN_SIDE = 8  # pixels: a frame (as sent, after downscaling) narrower than this holds no legible text
-MODEL_VERSION_PARAMETER = "model_version"  # config parameter of the text_encoder ensemble: digest of its text graph
+# Config parameter of the text_encoder ensemble (digest of its text graph) and of frame_encoder (digest of the frame
+# graph, and of the video head's where one is served): the versions stored on index rows (EncoderInfo).
+MODEL_VERSION_PARAMETER = "model_version"

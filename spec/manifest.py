@@ -87,10 +87,12 @@ class Manifest(BaseModel):
         return cls.model_validate(data | {"format_version": MANIFEST_VERSION})
 
 
-def file_digest(path: Path) -> str:
-    """First 16 hex digits of a file's SHA-256: names the exact text graph served (a query cache keys on it)."""
+def file_digest(*paths: Path) -> str:
+    """First 16 hex digits of the SHA-256 of the files' bytes, one after another: names the exact graphs served
+    (the text graph: a query cache keys on it; the frame graph and video head: the version of visual rows)."""
     digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
+    for path in paths:
+        with open(path, "rb") as f:
+            for block in iter(lambda: f.read(1 << 20), b""):
+                digest.update(block)
     return digest.hexdigest()[:16]

@@ -36,7 +36,7 @@ from bench.common import RESULTS_DIR, format_percentile, latency_summary, machin
 from vidstrata.media.photos import CAPTIONS
 from vidstrata.export.pipeline import export_checkpoint, resolve_checkpoint
 from vidstrata.gateway.settings import GatewaySettings
-from vidstrata.index.schema import VECTOR_FIELD, clip_id
+from vidstrata.index.schema import DEFAULT_TENANT, UNVERSIONED, VECTOR_FIELD, clip_id
 from vidstrata.stack.milvus import MILVUS_STANDALONE_VERSION, start_milvus_lite, start_milvus_standalone
 from vidstrata.index.errors import StorageError
 from vidstrata.index.settings import IndexSettings
@@ -92,14 +92,17 @@ def video_name(number: int) -> str:
 
 
 def synthesise(index: VideoIndex, client: MilvusClient, videos: int, clips_per_video: int, seed: int = 0,
-               batch_videos: int = 500, intrinsic_dim: int = 0) -> float:
+               batch_videos: int = 500, intrinsic_dim: int = 0, visual_model: str = UNVERSIONED) -> float:
     """Fill the index's collections with `videos` synthetic videos (rows as index.store writes them); seconds taken,
     index build included (searches before the build ends scan unindexed segments and measure nothing real).
 
-    Skipped when the collections already hold exactly these rows (a persistent --data-dir keeps them). Ends with
+    `visual_model`: the version the rows are marked with (a gateway finds only rows of the version its encoder
+    serves, EncoderInfo.visual_model). Skipped when the collections already hold exactly these rows, of that version
+    (a persistent --data-dir keeps them; a version-1 folder is migrated when the index opens it). Ends with
     a flush: Milvus Lite scans unflushed rows in Python (a top-1 search at 10k videos: 4.5 s before, 0.03 s after).
     """
-    if index.counts() == (videos, videos * clips_per_video):
+    if index.counts() == (videos, videos * clips_per_video) and [
+            (c.model_version, c.videos) for c in index.version_counts() if c.channel == "visual"] == [(visual_model, videos)]:
         return 0.0
     dim = index.settings.vector_dim
     started = time.perf_counter()
@@ -114,16 +117,18 @@ def synthesise(index: VideoIndex, client: MilvusClient, videos: int, clips_per_v
             duration = 5.0 * clips_per_video
             video_rows.append({"video_id": video_id, VECTOR_FIELD: means[i], "duration_s": duration,
                                "clip_count": clips_per_video, "status": "READY", "metadata": metadata,
-                               "created_at": 1_700_000_000.0})
+                               "created_at": 1_700_000_000.0, "visual_model": visual_model, "tenant": DEFAULT_TENANT})
             clip_rows += [{"clip_id": clip_id(video_id, k), "video_id": video_id, "clip_index": k,
                            "start_s": 5.0 * k, "end_s": 5.0 * (k + 1), VECTOR_FIELD: clips[i, k],
                            "metadata": metadata, "video_duration_s": duration,
-                           "video_clip_count": clips_per_video, "video_created_at": 1_700_000_000.0}
+                           "video_clip_count": clips_per_video, "video_created_at": 1_700_000_000.0,
+                           "visual_model": visual_model, "tenant": DEFAULT_TENANT}
                           for k in range(clips_per_video)]
         client.insert(index.names.clips, clip_rows)
         client.insert(index.names.videos, video_rows)
         if (first // batch_videos) % 20 == 0:
             print(f"  loaded {first + count}/{videos} videos ({time.perf_counter() - started:.0f} s)", flush=True)
+    index.connection.note_model(index.names.videos, visual_model)
     for name in (index.names.videos, index.names.clips):
         client.flush(name)
     wait_indexed(client, (index.names.videos, index.names.clips))
@@ -428,7 +433,7 @@ def main(argv: list[str] | None = None) -> Path:
                 for videos, index in stack.indexes.items():
                     print(f"Milvus {milvus}, index of {videos} videos x {args.clips_per_video} clips ...", flush=True)
                     load_s = synthesise(index, stack.client, videos, args.clips_per_video,
-                                        intrinsic_dim=args.intrinsic_dim)
+                                        intrinsic_dim=args.intrinsic_dim, visual_model=stack.encoder.info().visual_model)
                     with stack.gateway(index, args.candidates) as address:
                         for concurrency in args.concurrency:
                             run = summarise(concurrency, [measure(address, concurrency, args.requests, args.top_k)])

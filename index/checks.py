@@ -7,11 +7,12 @@ that would read as a storage failure (index.errors).
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Iterable
 
 import numpy as np
 
-from vidstrata.index.schema import MAX_RESULT_WINDOW
+from vidstrata.index.schema import DEFAULT_TENANT, MAX_RESULT_WINDOW, MODEL_VERSION_MAX_LENGTH, TENANT_MAX_LENGTH
 from vidstrata.index.settings import IndexSettings
 from vidstrata.spec.validation import check_video_id
 
@@ -55,3 +56,23 @@ def check_vector(vector: object, settings: IndexSettings, what: str) -> np.ndarr
 def unique_video_ids(video_ids: Iterable[str]) -> list[str]:
     """Checked video ids, each once, in first-seen order (ids become quoted filter literals and primary keys)."""
     return list(dict.fromkeys(check_video_id(v) for v in video_ids))
+
+
+# A model version names encoders (digests, "<text>/<frame>", "unknown-v1"); a tenant is a name of the tenant API's,
+# or DEFAULT_TENANT. Both become quoted filter literals and property keys, so their alphabets are narrow.
+MODEL_VERSION_RE = re.compile(rf"[A-Za-z0-9][A-Za-z0-9_.:/+-]{{0,{MODEL_VERSION_MAX_LENGTH - 1}}}")
+TENANT_RE = re.compile(rf"[A-Za-z0-9][A-Za-z0-9_.-]{{0,{TENANT_MAX_LENGTH - 1}}}")
+
+
+def check_model_version(version: object) -> str:
+    """A model version as stored on rows (MODEL_VERSION_RE): ValueError else."""
+    if not isinstance(version, str) or not MODEL_VERSION_RE.fullmatch(version):
+        raise ValueError(f"a model version must match {MODEL_VERSION_RE.pattern}, got {version!r}")
+    return version
+
+
+def check_tenant(tenant: object) -> str:
+    """A tenant as stored on rows: DEFAULT_TENANT ("") or a name matching TENANT_RE; ValueError else."""
+    if tenant != DEFAULT_TENANT and (not isinstance(tenant, str) or not TENANT_RE.fullmatch(tenant)):
+        raise ValueError(f"a tenant must be \"\" (the default) or match {TENANT_RE.pattern}, got {tenant!r}")
+    return str(tenant)

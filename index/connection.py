@@ -15,8 +15,18 @@ import grpc
 from pymilvus import MilvusClient, Status
 from pymilvus.exceptions import ConnectError, ErrorCode, MilvusException, MilvusUnavailableException
 
+from vidstrata.index.checks import check_model_version
 from vidstrata.index.errors import IndexUnavailable, StorageError
-from vidstrata.index.schema import CollectionNames, collection_names, collection_schemas, ensure_collection
+from vidstrata.index.migrations import upgrade
+from vidstrata.index.schema import (
+    MODEL_PROPERTY_PREFIX,
+    CollectionNames,
+    ModelVersions,
+    collection_names,
+    collection_schemas,
+    ensure_collection,
+    model_versions,
+)
 from vidstrata.index.settings import IndexSettings
 
 _COLLECTION_NOT_LOADED = 101  # Milvus error code; also what a restarted Milvus Lite answers
@@ -66,17 +76,20 @@ def milvus_errors(action: str) -> Iterator[None]:
 class IndexConnection:
     """One lazily opened MilvusClient with the collections of one prefix ensured; safe to share between threads.
 
-    The connection is opened and the collections ensured (created if missing, checked, loaded) on the first
-    call, so a process that starts while Milvus is down fails its calls with IndexUnavailable and recovers
-    once Milvus is back.
+    The connection is opened and the collections ensured (created if missing, migrated from an older schema
+    version, checked, loaded) on the first call, so a process that starts while Milvus is down fails its calls with
+    IndexUnavailable and recovers once Milvus is back. `served` gives the model versions this process serves, which
+    a migration backfills (index.migrations; None: it backfills UNKNOWN_MODEL).
     """
 
-    def __init__(self, settings: IndexSettings) -> None:
+    def __init__(self, settings: IndexSettings, served: Callable[[], ModelVersions] | None = None) -> None:
         self.settings = settings
         self.names: CollectionNames = collection_names(settings.collection_prefix)
+        self.served = served
         self._client: MilvusClient | None = None
         self._ready = False
         self._lock = threading.Lock()
+        self._noted: set[tuple[str, str]] = set()
 
     def call(self, what: str, fn: Callable[[MilvusClient], T]) -> T:
         """Run fn on the connected client with the collections ensured; errors become index.errors.
@@ -100,10 +113,28 @@ class IndexConnection:
         """
         with self._lock:
             client = self._connect()
+            self._noted.clear()
+            with milvus_errors("migrate the collections"):
+                upgrade(client, self.names, self.settings, self.served)
             for name, schema in collection_schemas(self.names, self.settings.vector_dim):
                 with milvus_errors(f"ensure collection {name!r}"):
                     ensure_collection(client, name, schema, self.settings)
             self._ready = True
+
+    def note_model(self, collection: str, version: str) -> None:
+        """Record that rows of this model version are written to the collection (a property per version, set once per
+        process: GetStats reads them, index.store.VideoIndex.version_counts)."""
+        check_model_version(version)
+        if (collection, version) in self._noted:
+            return
+        self.call(f"note model {version!r} on {collection!r}", lambda client: client.alter_collection_properties(
+            collection, {MODEL_PROPERTY_PREFIX + version: "1"}, timeout=self.settings.milvus_timeout_s))
+        self._noted.add((collection, version))
+
+    def model_versions(self, collection: str) -> list[str]:
+        """The model versions ever written to the collection (see note_model)."""
+        return model_versions(self.call(f"describe {collection!r}", lambda client: client.describe_collection(
+            collection, timeout=self.settings.milvus_timeout_s)))
 
     def close(self) -> None:
         """Close the client; a later call reconnects."""

@@ -20,8 +20,12 @@ Keywords are case-insensitive. Types are checked against the field:
   it, rather than silently matching nothing. No field is boolean, so `true`/`false` are always rejected.
 - A metadata key that a video lacks never matches, not even `!=` or `not in` (Milvus's null semantics).
 
-The output is fully parenthesised Milvus syntax for one collection: on `clips` the video-level fields
-are the denormalised `video_*` copies (see index.schema), so the same filter works in both searches.
+The output is fully parenthesised Milvus syntax for one collection: on `clips` (and `segments`) the video-level
+fields are the denormalised `video_*` copies (see index.schema), so the same filter works in every search.
+
+The service ANDs conjuncts of its own to the user's filter (`RowScope`: the request's tenant and the model versions
+it serves, `visual_model` on videos and clips, `text_model` on segments). They are nodes of the same tree, never
+user text: the language has no field that names a tenant or a model version, so no filter can widen them.
 """
 
 from __future__ import annotations
@@ -29,7 +33,7 @@ from __future__ import annotations
 import math
 import re
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Literal, Union
 
 from vidstrata.spec.validation import METADATA_KEY_RE
@@ -39,7 +43,8 @@ MAX_DEPTH = 16
 MAX_LIST_ITEMS = 256
 _INT64_MIN, _INT64_MAX = -(2**63), 2**63 - 1
 
-Collection = Literal["videos", "clips"]
+Collection = Literal["videos", "clips", "segments"]
+COLLECTIONS: tuple[Collection, ...] = ("videos", "clips", "segments")
 Scalar = Union[str, int, float, bool]
 
 # Field name in the filter language -> (type, name in the videos collection, name in the clips collection).
@@ -156,7 +161,7 @@ class _Field:
         if self.kind == "metadata":
             return self.label
         _, videos_name, clips_name = _FIELDS[self.name]
-        return videos_name if collection == "videos" else clips_name
+        return videos_name if collection == "videos" else clips_name  # segments carry the clips' copies
 
 
 @dataclass(frozen=True)
@@ -364,32 +369,77 @@ class _Parser:
 
 
 @dataclass(frozen=True)
+class RowScope:
+    """The rows one request may read, beside its filter: its tenant and the model versions the service serves.
+
+    None leaves a part open (no conjunct): the index's own reads and tests. `visual_model` applies to videos and
+    clips, `text_model` to segments: a query vector is only comparable with rows its encoders' versions made.
+    """
+
+    tenant: str | None = None
+    visual_model: str | None = None
+    text_model: str | None = None
+
+    def conjuncts(self, collection: Collection) -> list[str]:
+        """This scope's conditions on one collection, each parenthesised (values quoted, never parsed)."""
+        model_field, model = ("text_model", self.text_model) if collection == "segments" else (
+            "visual_model", self.visual_model)
+        pinned = [("tenant", self.tenant), (model_field, model)]
+        return [f"({name} == {quote_string(value)})" for name, value in pinned if value is not None]
+
+    def where(self, collection: Collection) -> str:
+        """The conjuncts ANDed as one Milvus expression ("" when the scope is open)."""
+        return _and(self.conjuncts(collection))
+
+
+def _and(parts: Sequence[str]) -> str:
+    return "" if not parts else parts[0] if len(parts) == 1 else "(" + " and ".join(parts) + ")"
+
+
+@dataclass(frozen=True)
 class CompiledFilter:
-    """One user filter rendered for both collections; `text` is what the user sent ("" : no filter)."""
+    """One user filter rendered for every collection, ANDed with its scope; `text` is what the user sent
+    ("" : no filter)."""
 
     text: str
     videos: str
     clips: str
+    segments: str
+    scope: RowScope = RowScope()
+    tree: _Node | None = field(default=None, repr=False, compare=False)
 
     def for_collection(self, collection: Collection) -> str:
-        return self.videos if collection == "videos" else self.clips
+        return {"videos": self.videos, "clips": self.clips, "segments": self.segments}[collection]
+
+    def within(self, scope: RowScope) -> CompiledFilter:
+        """The same user filter, its scope narrowed by `scope`'s pinned parts (the service adds the versions it serves
+        to a parsed query); a part `scope` leaves open keeps this filter's."""
+        merged = RowScope(*(mine if theirs is None else theirs for mine, theirs in zip(
+            (self.scope.tenant, self.scope.visual_model, self.scope.text_model),
+            (scope.tenant, scope.visual_model, scope.text_model), strict=True)))
+        return _render(self.text, self.tree, merged)
 
 
-def compile_filters(expr: str, only: Sequence[str] = (), leave_out: Sequence[str] = ()) -> CompiledFilter:
-    """Parse a user filter once and render it for the `videos` and the `clips` collection (FilterError if bad).
+def _render(text: str, tree: _Node | None, scope: RowScope) -> CompiledFilter:
+    renders = {c: _and(([tree.render(c)] if tree is not None else []) + scope.conjuncts(c)) for c in COLLECTIONS}
+    return CompiledFilter(text, renders["videos"], renders["clips"], renders["segments"], scope, tree)
+
+
+def compile_filters(expr: str, only: Sequence[str] = (), leave_out: Sequence[str] = (),
+                    scope: RowScope = RowScope()) -> CompiledFilter:
+    """Parse a user filter once and render it for the `videos`, `clips` and `segments` collections (FilterError if
+    bad).
 
     `only` scopes it to these video ids (`video_id in [...]`, without the user lists' item limit), `leave_out`
-    excludes these; both are ANDed with the user's expression. The caller validates the ids.
+    excludes these, `scope` pins the tenant and model versions; all are ANDed with the user's expression. The
+    caller validates the ids.
     """
     tree = _parse(expr)
     video_id = _Field("video_id", "string")
-    scope: list[_Node] = [_In(video_id, tuple(ids), negated) for ids, negated in ((only, False), (leave_out, True)) if ids]
-    if scope:
-        tree = _BoolOp("and", (tree, *scope)) if tree is not None else (
-            scope[0] if len(scope) == 1 else _BoolOp("and", tuple(scope)))
-    if tree is None:
-        return CompiledFilter(expr, "", "")
-    return CompiledFilter(expr, tree.render("videos"), tree.render("clips"))
+    ids: list[_Node] = [_In(video_id, tuple(v), negated) for v, negated in ((only, False), (leave_out, True)) if v]
+    if ids:
+        tree = _BoolOp("and", (tree, *ids)) if tree is not None else (ids[0] if len(ids) == 1 else _BoolOp("and", tuple(ids)))
+    return _render(expr, tree, scope)
 
 
 def _parse(expr: str) -> _Node | None:
@@ -406,8 +456,8 @@ def compile_filter(expr: str, collection: Collection = "videos") -> str:
 
     A blank filter means "no filter" and renders as "". Raises `FilterError` on anything outside the language.
     """
-    if collection not in ("videos", "clips"):
-        raise ValueError(f"collection must be 'videos' or 'clips', not {collection!r}")
+    if collection not in COLLECTIONS:
+        raise ValueError(f"collection must be one of {', '.join(COLLECTIONS)}, not {collection!r}")
     return compile_filters(expr).for_collection(collection)
 
 

@@ -3,25 +3,53 @@
 Each collection has exactly one vector field: that is what Milvus Lite 3.x, the PyPI milvus 2.3.5 standalone
 and 2.5 clusters all support. `clips` carries copies of the video-level filter fields (metadata, duration,
 clip count, creation time) so that one user filter applies to the clip ANN search as well
-(see index.filters). The schema version and the dimension are checked whenever a collection is opened;
-a mismatch is an error, never a silent migration.
+(see index.filters). The schema version and the dimension are checked whenever a collection is opened:
+an older version is migrated in place (index.migrations), a newer one is refused (SchemaMismatch).
+
+Schema version 2 adds, on every row:
+- the model version of its vector: `visual_model` on videos and clips (the pair of the text encoder's and the
+  frame encoder's digests, `EncoderInfo.visual_model`: a visual row is only comparable with a query of the same
+  text graph and frame graph), `text_model` on segments (the text encoder's digest, `EncoderInfo.text_model`),
+  so the visual and the text encoders can change separately and Search compares a query only with rows of the
+  versions it serves (index.filters.RowScope);
+- its `tenant`, the Milvus partition key (rows of one tenant share partitions, and a search filtered by tenant
+  reads only those). Milvus Lite 3.2.2 and the 2.3.5 standalone both take `is_partition_key` (checked by
+  tests/test_index_migrations.py and tests/test_milvus_standalone.py); isolation never rests on it: every read
+  of a tenant's rows carries `tenant == "..."` (RowScope), so an engine without partition keys would only lose
+  the pruning. The single-tenant deployment's tenant is DEFAULT_TENANT, "": no named tenant can be "", so it never
+  collides with one.
+
+Primary keys stay as in version 1 (video_id; "<video_id>:<clip_index>"; "<video_id>:<kind>:<index>"): a video id
+is unique across tenants and model versions, so one collection holds one version of a video. A re-index builds
+its new version in collections of their own and cuts over (an alias), and the tenant API must keep one tenant
+from reusing (or learning of) another's video id.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 from pymilvus import CollectionSchema, DataType, MilvusClient
+from pymilvus.milvus_client import IndexParams
 
 from vidstrata.spec.channels import SEGMENT_KINDS
-from pymilvus.milvus_client import IndexParams
 
 from vidstrata.index.errors import SchemaMismatch
 from vidstrata.index.settings import IndexSettings
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 SCHEMA_VERSION_PROPERTY = "vidstrata.schema_version"
+# One property per model version written to a collection, `vidstrata.model.<version>` = "1": GetStats counts rows
+# per version without a GROUP BY (Milvus has none), and two writers adding versions at once never lose one
+# (alter_collection_properties merges keys).
+MODEL_PROPERTY_PREFIX = "vidstrata.model."
+
+MODEL_VERSION_MAX_LENGTH = 128  # "<text digest>/<frame digest>" is 33 characters
+TENANT_MAX_LENGTH = 64
+DEFAULT_TENANT = ""  # the single-tenant deployment's rows
+# The version of rows whose writer named none (tests, tools); the gateway never serves it, so Search skips them.
+UNVERSIONED = "unversioned"
 
 VECTOR_FIELD = "vector"
 VIDEO_ID_MAX_LENGTH = 128
@@ -38,6 +66,20 @@ SEGMENT_ID_MAX_LENGTH = VIDEO_ID_MAX_LENGTH + 1 + SEGMENT_KIND_MAX_LENGTH + 1 + 
 SEGMENT_TEXT_MAX_LENGTH = 2048  # bytes of UTF-8; longer texts are cut at a character boundary
 # Bounds one video's segments of one kind (about one every 2 s of a 3-hour video).
 MAX_SEGMENTS_PER_VIDEO = 8192
+
+
+class ModelVersions(NamedTuple):
+    """The versions of the encoders a process serves: `visual_model` (videos and clips rows, EncoderInfo.visual_model)
+    and `text_model` (segments rows, EncoderInfo.text_model)."""
+
+    visual_model: str
+    text_model: str
+
+
+def model_versions(description: dict[str, Any]) -> list[str]:
+    """The model versions ever written to a collection (its MODEL_PROPERTY_PREFIX properties), sorted."""
+    return sorted(key.removeprefix(MODEL_PROPERTY_PREFIX) for key in description.get("properties", {})
+                  if key.startswith(MODEL_PROPERTY_PREFIX))
 
 
 @dataclass(frozen=True)
@@ -70,6 +112,13 @@ def split_clip_id(primary_key: str) -> tuple[str, int]:
     return video_id, int(index)
 
 
+def _with_version_and_tenant(schema: CollectionSchema, model_field: str) -> CollectionSchema:
+    """Add what schema version 2 puts on every row: the model version of its vector and its tenant."""
+    schema.add_field(model_field, DataType.VARCHAR, max_length=MODEL_VERSION_MAX_LENGTH)
+    schema.add_field("tenant", DataType.VARCHAR, max_length=TENANT_MAX_LENGTH, is_partition_key=True)
+    return schema
+
+
 def video_schema(dim: int) -> CollectionSchema:
     """One row per video: its vector, what search returns about it, and its filterable fields."""
     schema = MilvusClient.create_schema(auto_id=False, enable_dynamic_field=False)
@@ -80,7 +129,7 @@ def video_schema(dim: int) -> CollectionSchema:
     schema.add_field("status", DataType.VARCHAR, max_length=STATUS_MAX_LENGTH)
     schema.add_field("metadata", DataType.JSON)
     schema.add_field("created_at", DataType.DOUBLE)
-    return schema
+    return _with_version_and_tenant(schema, "visual_model")
 
 
 def clip_schema(dim: int) -> CollectionSchema:
@@ -92,7 +141,7 @@ def clip_schema(dim: int) -> CollectionSchema:
     schema.add_field("start_s", DataType.FLOAT)
     schema.add_field("end_s", DataType.FLOAT)
     schema.add_field(VECTOR_FIELD, DataType.FLOAT_VECTOR, dim=dim)
-    return _with_video_copies(schema)
+    return _with_version_and_tenant(_with_video_copies(schema), "visual_model")
 
 
 def _with_video_copies(schema: CollectionSchema) -> CollectionSchema:
@@ -115,7 +164,7 @@ def segment_schema(dim: int) -> CollectionSchema:
     schema.add_field("end_s", DataType.FLOAT)
     schema.add_field("text", DataType.VARCHAR, max_length=SEGMENT_TEXT_MAX_LENGTH)
     schema.add_field(VECTOR_FIELD, DataType.FLOAT_VECTOR, dim=dim)
-    return _with_video_copies(schema)
+    return _with_version_and_tenant(_with_video_copies(schema), "text_model")
 
 
 def collection_schemas(names: CollectionNames, dim: int) -> tuple[tuple[str, CollectionSchema], ...]:
@@ -133,15 +182,21 @@ def ensure_collection(client: MilvusClient, name: str, schema: CollectionSchema,
     if client.has_collection(name, timeout=timeout):
         check_collection(name, client.describe_collection(name, timeout=timeout), schema)
     else:
-        client.create_collection(
-            name,
-            schema=schema,
-            index_params=index_params(settings),
-            consistency_level="Strong",
-            properties={SCHEMA_VERSION_PROPERTY: str(SCHEMA_VERSION)},
-            timeout=timeout,
-        )
+        create_collection(client, name, schema, settings)
     client.load_collection(name, timeout=timeout)
+
+
+def create_collection(client: MilvusClient, name: str, schema: CollectionSchema, settings: IndexSettings,
+                      properties: dict[str, str] | None = None) -> None:
+    """Create a collection with the vector index of the settings, marked with this code's schema version."""
+    client.create_collection(
+        name,
+        schema=schema,
+        index_params=index_params(settings),
+        consistency_level="Strong",
+        properties={SCHEMA_VERSION_PROPERTY: str(SCHEMA_VERSION), **(properties or {})},
+        timeout=settings.milvus_timeout_s,
+    )
 
 
 def index_params(settings: IndexSettings) -> IndexParams:
@@ -166,10 +221,33 @@ def search_params(settings: IndexSettings, limit: int) -> dict[str, Any]:
     return {"metric_type": settings.metric, "params": params}
 
 
-def check_collection(name: str, description: dict[str, Any], expected: CollectionSchema) -> None:
-    """Raise SchemaMismatch unless an existing collection has this schema version, these fields and this dim."""
+def stored_schema_version(description: dict[str, Any]) -> int | None:
+    """The schema version a collection was written with (describe_collection's answer); None: not vidstrata's."""
     version = description.get("properties", {}).get(SCHEMA_VERSION_PROPERTY)
-    if version != str(SCHEMA_VERSION):
+    try:
+        return int(version) if version is not None else None
+    except ValueError:
+        return None
+
+
+def refuse_newer(name: str, version: int) -> None:
+    """SchemaMismatch for a collection of a schema version newer than this code reads: downgrades are refused."""
+    if version > SCHEMA_VERSION:
+        raise SchemaMismatch(
+            f"collection {name!r}: downgrades are refused: this code reads schema version {SCHEMA_VERSION}, "
+            f"the collection is {version}; run the newer vidstrata or restore a backup"
+        )
+
+
+def check_collection(name: str, description: dict[str, Any], expected: CollectionSchema) -> None:
+    """Raise SchemaMismatch unless an existing collection has this schema version, these fields and this dim.
+
+    An older version is migrated before this check (index.migrations); one found here was not.
+    """
+    version = stored_schema_version(description)
+    if version is not None:
+        refuse_newer(name, version)
+    if version != SCHEMA_VERSION:
         found = "no vidstrata schema version" if version is None else f"schema version {version}"
         raise SchemaMismatch(
             f"collection {name!r} has {found}, this code needs version {SCHEMA_VERSION}; "

@@ -10,6 +10,9 @@ Consistency follows the clips' rules (index/store.py): the worker calls `replace
 exists, so a first ingest is invisible until it is complete. A re-ingest upserts the new segments in place
 (primary key `<video_id>:<kind>:<index>`) and then deletes the old ones past the new count.
 `VideoIndex.delete_video` removes a video's segments with its clips.
+
+Each row names the text encoder's version that made its vector (`text_model`) and its video's tenant (index.schema);
+searches and reads take a `RowScope` (index.filters), so a query meets only segments of the version it serves.
 """
 
 from __future__ import annotations
@@ -21,15 +24,23 @@ from typing import Any, ClassVar, NamedTuple, Protocol, Self
 
 import numpy as np
 
-from vidstrata.index.checks import check_limit, check_number, check_vector, unique_video_ids
+from vidstrata.index.checks import (
+    check_limit,
+    check_model_version,
+    check_number,
+    check_tenant,
+    check_vector,
+    unique_video_ids,
+)
 from vidstrata.index.connection import IndexConnection
-from vidstrata.index.filters import CompiledFilter, milvus_filter, quote_string
+from vidstrata.index.filters import CompiledFilter, RowScope, milvus_filter, quote_string
 from vidstrata.index.replies import decoded_rows
 from vidstrata.index.schema import (
     MAX_RESULT_WINDOW,
     MAX_SEGMENTS_PER_VIDEO,
     SEGMENT_KINDS,
     SEGMENT_TEXT_MAX_LENGTH,
+    UNVERSIONED,
     VECTOR_FIELD,
     search_params,
     segment_id,
@@ -85,6 +96,7 @@ class SegmentVideo(Protocol):
     duration_s: float
     clip_count: int
     created_at: float
+    tenant: str
 
 
 # Videos per segment read: a Search's candidates in one query (a full result window is split, see _read_rows).
@@ -114,10 +126,14 @@ class SegmentIndex:
         self.settings = self.connection.settings
         self.name = self.connection.names.segments
 
-    def replace_segments(self, video: SegmentVideo, kind: str, segments: Sequence[SegmentRecord]) -> None:
-        """Make the index hold exactly these segments of this kind for the video; call before replace_video."""
+    def replace_segments(self, video: SegmentVideo, kind: str, segments: Sequence[SegmentRecord],
+                         text_model: str = UNVERSIONED) -> None:
+        """Make the index hold exactly these segments of this kind for the video, their vectors made by the text
+        encoder of version `text_model` (EncoderInfo.text_model); call before replace_video."""
         video_id = check_video_id(video.video_id)
         _check_kind(kind)
+        check_model_version(text_model)
+        tenant = check_tenant(video.tenant)
         if len(segments) > MAX_SEGMENTS_PER_VIDEO:
             raise ValueError(f"a video holds at most {MAX_SEGMENTS_PER_VIDEO} {kind} segments, got {len(segments)}")
         metadata = check_metadata(video.metadata)
@@ -139,9 +155,14 @@ class SegmentIndex:
                 "video_duration_s": float(video.duration_s),
                 "video_clip_count": int(video.clip_count),
                 "video_created_at": float(video.created_at),
+                "text_model": text_model,
+                "tenant": tenant,
             })
         timeout = self.settings.milvus_timeout_s
         stale = f"video_id == {quote_string(video_id)} and kind == {quote_string(kind)} and segment_index >= {len(rows)}"
+
+        if rows:
+            self.connection.note_model(self.name, text_model)
 
         def write(client: Any) -> None:
             if rows:
@@ -151,9 +172,11 @@ class SegmentIndex:
         self.connection.call(f"replace {kind} segments of {video_id!r}", write)
 
     def get_segments(
-        self, video_ids: Iterable[str], kinds: Sequence[str] = SEGMENT_KINDS, vectors: bool = True
+        self, video_ids: Iterable[str], kinds: Sequence[str] = SEGMENT_KINDS, vectors: bool = True,
+        scope: RowScope = RowScope(),
     ) -> dict[str, list[SegmentRecord]]:
-        """The stored segments of these videos and kinds, in (kind, time) order; videos without any are absent.
+        """The stored segments of these videos and kinds (within `scope`), in (kind, time) order; videos without any
+        are absent.
 
         Does not check the trust rule: callers read segments of videos whose rows they already hold.
         """
@@ -162,7 +185,7 @@ class SegmentIndex:
         found: dict[str, list[SegmentRecord]] = {}
         ids = unique_video_ids(video_ids)
         for start in range(0, len(ids), _SEGMENT_READ_VIDEOS):
-            for row in self._read_rows(ids[start : start + _SEGMENT_READ_VIDEOS], kinds, fields):
+            for row in self._read_rows(ids[start : start + _SEGMENT_READ_VIDEOS], kinds, fields, scope.where("segments")):
                 found.setdefault(row["video_id"], []).append(SegmentRecord.from_row(
                     row, vector=np.asarray(row[VECTOR_FIELD], dtype=np.float32) if vectors else None,
                 ))
@@ -170,7 +193,7 @@ class SegmentIndex:
             rows.sort(key=lambda s: (s.kind, s.start_s, s.index))
         return found
 
-    def _read_rows(self, video_ids: list[str], kinds: Sequence[str], fields: list[str]) -> list[dict[str, Any]]:
+    def _read_rows(self, video_ids: list[str], kinds: Sequence[str], fields: list[str], where: str = "") -> list[dict[str, Any]]:
         """Every segment row of these videos and kinds: one query, halved only when it fills a result window.
 
         One video's segments always fit (MAX_SEGMENTS_PER_VIDEO per kind, two kinds: one window), so a Search's
@@ -179,14 +202,16 @@ class SegmentIndex:
         ids = ", ".join(quote_string(v) for v in video_ids)
         kind_list = ", ".join(quote_string(k) for k in kinds)
         rows = decoded_rows(self.connection.call(f"get segments from {self.name!r}", lambda client: client.query(
-            self.name, filter=f"video_id in [{ids}] and kind in [{kind_list}]", output_fields=fields,
+            self.name, filter=f"video_id in [{ids}] and kind in [{kind_list}]" + (f" and {where}" if where else ""),
+            output_fields=fields,
             limit=MAX_RESULT_WINDOW, consistency_level=self.settings.read_consistency,
             timeout=self.settings.milvus_timeout_s,
         )))
         if len(rows) < MAX_RESULT_WINDOW or len(video_ids) == 1:
             return rows
         half = len(video_ids) // 2
-        return self._read_rows(video_ids[:half], kinds, fields) + self._read_rows(video_ids[half:], kinds, fields)
+        return (self._read_rows(video_ids[:half], kinds, fields, where)
+                + self._read_rows(video_ids[half:], kinds, fields, where))
 
     def search(
         self, vector: np.ndarray, kind: str, limit_videos: int, filter_expr: str | CompiledFilter | None = None,
@@ -203,7 +228,7 @@ class SegmentIndex:
         _check_kind(kind)
         check_limit(limit_videos, "limit_videos")
         check_limit(per_video, "per_video")
-        user = milvus_filter(filter_expr, "clips")  # segments carry the same video_* copies as clips
+        user = milvus_filter(filter_expr, "segments")  # the user's filter on the video_* copies, and the scope
         where = f"kind == {quote_string(kind)}" + (f" and ({user})" if user else "")
         fetch = min(limit_videos * self.settings.clip_overfetch, MAX_RESULT_WINDOW)
         settings = self.settings

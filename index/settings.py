@@ -73,6 +73,11 @@ class IndexSettings(BaseSettings):
         "(~0.4 s on a standalone); READY videos are searchable either way (see index/store.py).",
     )
 
+    migration_lock_stale_s: float = Field(
+        120.0, gt=0, description="A schema migration's lock whose holder has not written a heartbeat for this many "
+        "seconds was left by a killed process and is taken over (index.migrations).",
+    )
+
     @field_validator("index_type", "metric", mode="before")
     @classmethod
     def _upper(cls, value: object) -> object:

@@ -13,12 +13,16 @@ video row, which brings the query node up to the write before the worker reports
 
 Only features that Milvus Lite 3.x, the 2.3.5 standalone and 2.5 clusters all have are used: one vector
 field per collection, filters, upsert, delete and plain search. Clip hits are grouped by video on the client.
+
+Every row names the model version of its vector and its tenant (index.schema, version 2). Searches and the
+candidates' reads take a `RowScope` (index.filters): a query is compared only with rows of the versions it
+serves, so rows another model made are invisible to it, whatever the user's filter.
 """
 
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple
@@ -26,15 +30,26 @@ from typing import Any, NamedTuple
 import numpy as np
 from pymilvus import MilvusClient
 
-from vidstrata.index.checks import check_limit, check_number, check_vector, check_vectors, unique_video_ids
+from vidstrata.index.checks import (
+    check_limit,
+    check_model_version,
+    check_number,
+    check_tenant,
+    check_vector,
+    check_vectors,
+    unique_video_ids,
+)
 from vidstrata.index.connection import IndexConnection
-from vidstrata.index.filters import CompiledFilter, milvus_filter, quote_string
+from vidstrata.index.filters import CompiledFilter, RowScope, milvus_filter, quote_string
 from vidstrata.index.replies import decoded_rows
 from vidstrata.index.schema import (
+    DEFAULT_TENANT,
     MAX_CLIPS_PER_VIDEO,
     MAX_RESULT_WINDOW,
     STATUS_MAX_LENGTH,
+    UNVERSIONED,
     VECTOR_FIELD,
+    ModelVersions,
     clip_id,
     search_params,
     split_clip_id,
@@ -54,6 +69,8 @@ class VideoRecord:
     metadata: dict[str, str]
     created_at: float
     status: str = "READY"
+    visual_model: str = UNVERSIONED  # EncoderInfo.visual_model of the encoders that made the video's and clips' vectors
+    tenant: str = DEFAULT_TENANT
 
 
 @dataclass
@@ -65,6 +82,17 @@ class ClipRecord:
     start_s: float
     end_s: float
     vector: np.ndarray = field(repr=False)
+
+
+@dataclass(frozen=True)
+class VersionCount:
+    """Rows of one model version: `channel` "visual" (videos and clips rows) or "text" (segments rows)."""
+
+    channel: str
+    model_version: str
+    videos: int = 0
+    clips: int = 0
+    segments: int = 0
 
 
 @dataclass
@@ -116,12 +144,13 @@ class VideoIndex:
     """Writer and searcher of the `videos` and `clips` collections; safe to share between threads.
 
     Calls go through an `IndexConnection` (lazy connect, collections ensured on first use, errors as
-    index.errors); a `SegmentIndex` built over this index shares it, so both use one client.
+    index.errors); a `SegmentIndex` built over this index shares it, so both use one client. `served`: the model
+    versions this process serves, backfilled by a schema migration (IndexConnection).
     """
 
-    def __init__(self, settings: IndexSettings) -> None:
+    def __init__(self, settings: IndexSettings, served: Callable[[], ModelVersions] | None = None) -> None:
         self.settings = settings
-        self.connection = IndexConnection(settings)
+        self.connection = IndexConnection(settings, served)
         self.names = self.connection.names
         self._lock = threading.Lock()
         self._pool: ThreadPoolExecutor | None = None
@@ -154,6 +183,8 @@ class VideoIndex:
         metadata = check_metadata(video.metadata)
         duration_s = check_number(video.duration_s, "duration_s", 0.0)
         created_at = check_number(video.created_at, "created_at")
+        visual_model = check_model_version(video.visual_model)
+        tenant = check_tenant(video.tenant)
         if not isinstance(video.status, str) or not 1 <= len(video.status) <= STATUS_MAX_LENGTH:
             raise ValueError(f"status must be a non-empty str of at most {STATUS_MAX_LENGTH} chars")
         if not 1 <= len(clips) <= MAX_CLIPS_PER_VIDEO:
@@ -184,6 +215,8 @@ class VideoIndex:
                 "video_duration_s": duration_s,
                 "video_clip_count": len(clips),
                 "video_created_at": created_at,
+                "visual_model": visual_model,
+                "tenant": tenant,
             })
         video_row = {
             "video_id": video_id,
@@ -193,6 +226,8 @@ class VideoIndex:
             "status": video.status,
             "metadata": metadata,
             "created_at": created_at,
+            "visual_model": visual_model,
+            "tenant": tenant,
         }
         return video_row, clip_rows
 
@@ -205,6 +240,7 @@ class VideoIndex:
         """
         video_row, clip_rows = self._rows(video, clips)
         timeout = self.settings.milvus_timeout_s
+        self.connection.note_model(self.names.videos, video_row["visual_model"])
 
         def write(client: MilvusClient) -> None:
             client.upsert(self.names.clips, clip_rows, timeout=timeout)
@@ -302,20 +338,29 @@ class VideoIndex:
                 return per_query
             fetch = min(fetch * 4, widest)
 
-    def _get_by_ids(self, collection: str, ids: list[str], fields: list[str]) -> list[dict[str, Any]]:
-        """Rows by primary key: one call per result window, the cheapest read Milvus has."""
+    def _get_by_ids(self, collection: str, ids: list[str], fields: list[str], where: str = "") -> list[dict[str, Any]]:
+        """Rows by primary key, only those matching `where` (a RowScope's conjuncts) when given: one call per result
+        window, the cheapest read Milvus has (a get is a query on the primary key)."""
+        key = "video_id" if collection == self.names.videos else "clip_id"
         rows: list[dict[str, Any]] = []
         for start in range(0, len(ids), MAX_RESULT_WINDOW):
             chunk = ids[start : start + MAX_RESULT_WINDOW]
-            rows += decoded_rows(self.connection.call(f"get from {collection!r}", lambda client: client.get(
-                collection, ids=chunk, output_fields=fields,
-                consistency_level=self.settings.read_consistency, timeout=self.settings.milvus_timeout_s,
-            )))
+            if where:
+                keys = f"{key} in [{', '.join(quote_string(i) for i in chunk)}]"
+                read = lambda client: client.query(  # noqa: E731
+                    collection, filter=f"{keys} and {where}", output_fields=[key, *fields],
+                    consistency_level=self.settings.read_consistency, timeout=self.settings.milvus_timeout_s)
+            else:
+                read = lambda client: client.get(  # noqa: E731
+                    collection, ids=chunk, output_fields=fields,
+                    consistency_level=self.settings.read_consistency, timeout=self.settings.milvus_timeout_s)
+            rows += decoded_rows(self.connection.call(f"get from {collection!r}", read))
         return rows
 
-    def get_videos(self, video_ids: Iterable[str]) -> dict[str, VideoRecord]:
-        """The stored video rows for these ids, vectors included; ids not in the index are absent."""
-        fields = ["video_id", VECTOR_FIELD, "duration_s", "clip_count", "status", "metadata", "created_at"]
+    def get_videos(self, video_ids: Iterable[str], scope: RowScope = RowScope()) -> dict[str, VideoRecord]:
+        """The stored video rows for these ids (within `scope`), vectors included; ids not in the index are absent."""
+        fields = ["video_id", VECTOR_FIELD, "duration_s", "clip_count", "status", "metadata", "created_at",
+                  "visual_model", "tenant"]
         return {
             row["video_id"]: VideoRecord(
                 video_id=row["video_id"],
@@ -325,13 +370,16 @@ class VideoIndex:
                 metadata=dict(row["metadata"]),
                 created_at=float(row["created_at"]),
                 status=str(row["status"]),
+                visual_model=str(row["visual_model"]),
+                tenant=str(row["tenant"]),
             )
-            for row in self._get_by_ids(self.names.videos, unique_video_ids(video_ids), fields)
+            for row in self._get_by_ids(self.names.videos, unique_video_ids(video_ids), fields,
+                                        scope.where("videos"))
         }
 
     def get_candidate_vectors(
         self, video_ids: Iterable[str], clip_counts: Mapping[str, int] | None = None,
-        video_hits: Iterable[VideoHit] = (),
+        video_hits: Iterable[VideoHit] = (), scope: RowScope = RowScope(),
     ) -> CandidateVectors:
         """Video vectors and trusted clips (span and vector) by primary key: the rescoring stage's fetch.
 
@@ -340,24 +388,28 @@ class VideoIndex:
         the rows are read first. Either way the video row decides (module docstring): a video without a row is
         absent, clips at or past its clip_count are dropped, and clips the hint missed are read afterwards.
         `video_hits` (from search_videos, in this Search) are rows already read: under COSINE their score is the
-        video level's cosine and their clip_count the row's, so those rows are not read again.
+        video level's cosine and their clip_count the row's, so those rows are not read again. `scope` (the
+        Search's served version and tenant) applies to every row read: a video or clip of another version is absent
+        (a re-ingest under a new model overwrites clips before its video row).
         """
         ids = unique_video_ids(video_ids)
+        where_videos, where_clips = scope.where("videos"), scope.where("clips")
         found = {h.video_id: h for h in video_hits} if self.settings.metric == "COSINE" else {}
         unread = [v for v in ids if v not in found]
         video_fields = ["clip_count", VECTOR_FIELD]
         counts = {v: found[v].clip_count for v in ids if v in found}
         if clip_counts is None:
-            rows = self._get_by_ids(self.names.videos, unread, video_fields)
+            rows = self._get_by_ids(self.names.videos, unread, video_fields, where_videos)
             counts |= {row["video_id"]: int(row["clip_count"]) for row in rows}
-            clip_rows = self._get_clip_rows({v: (0, n) for v, n in counts.items()})
+            clip_rows = self._get_clip_rows({v: (0, n) for v, n in counts.items()}, where_clips)
         else:
-            pending = self._fetch_pool().submit(self._get_by_ids, self.names.videos, unread, video_fields) if unread else None
-            clip_rows = self._get_clip_rows({v: (0, counts.get(v, int(clip_counts.get(v, 0)))) for v in ids})
+            pending = self._fetch_pool().submit(
+                self._get_by_ids, self.names.videos, unread, video_fields, where_videos) if unread else None
+            clip_rows = self._get_clip_rows({v: (0, counts.get(v, int(clip_counts.get(v, 0)))) for v in ids}, where_clips)
             rows = pending.result() if pending else []
             missed = {row["video_id"]: (int(clip_counts.get(row["video_id"], 0)), int(row["clip_count"]))
                       for row in rows if int(row["clip_count"]) > int(clip_counts.get(row["video_id"], 0))}
-            clip_rows += self._get_clip_rows(missed)
+            clip_rows += self._get_clip_rows(missed, where_clips)
             counts |= {row["video_id"]: int(row["clip_count"]) for row in rows}
         videos = {row["video_id"]: np.asarray(row[VECTOR_FIELD], dtype=np.float32) for row in rows}
         clips: dict[str, list[ClipRecord]] = {}
@@ -376,10 +428,10 @@ class VideoIndex:
             records.sort(key=lambda c: c.clip_index)
         return CandidateVectors(videos, clips, {v: float(found[v].score) for v in ids if v in found})
 
-    def _get_clip_rows(self, ranges: Mapping[str, tuple[int, int]]) -> list[dict[str, Any]]:
-        """Clip rows (span and vector) of clip_index in [first, end) of each video."""
+    def _get_clip_rows(self, ranges: Mapping[str, tuple[int, int]], where: str = "") -> list[dict[str, Any]]:
+        """Clip rows (span and vector) of clip_index in [first, end) of each video, those matching `where`."""
         ids = [clip_id(v, i) for v, (first, end) in ranges.items() for i in range(first, end)]
-        return self._get_by_ids(self.names.clips, ids, ["start_s", "end_s", VECTOR_FIELD]) if ids else []
+        return self._get_by_ids(self.names.clips, ids, ["start_s", "end_s", VECTOR_FIELD], where) if ids else []
 
     def _fetch_pool(self) -> ThreadPoolExecutor:
         """Threads for reads that overlap (video rows beside clip rows); made on first use."""
@@ -413,12 +465,29 @@ class VideoIndex:
         ) for row in rows]
         return sorted(records, key=lambda r: r.video_id)
 
+    def _count(self, name: str, where: str = "") -> int:
+        rows = self.connection.call(f"count {name!r}", lambda client: client.query(
+            name, filter=where, output_fields=["count(*)"], timeout=self.settings.milvus_timeout_s
+        ))
+        return int(rows[0]["count(*)"])
+
     def counts(self) -> tuple[int, int]:
         """(videos, clips) rows stored; clips may include invisible leftovers of an interrupted replace."""
-        def count(name: str) -> int:
-            rows = self.connection.call(f"count {name!r}", lambda client: client.query(
-                name, filter="", output_fields=["count(*)"], timeout=self.settings.milvus_timeout_s
-            ))
-            return int(rows[0]["count(*)"])
+        return self._count(self.names.videos), self._count(self.names.clips)
 
-        return count(self.names.videos), count(self.names.clips)
+    def version_counts(self) -> list[VersionCount]:
+        """Rows per model version: each visual version's videos and clips, each text version's segments.
+
+        Milvus has no GROUP BY, so the versions come from the collections' properties (every writer records the
+        version it writes: IndexConnection.note_model) and each is one filtered count(*), a scan on Milvus Lite:
+        a handful of versions, a handful of counts. Versions whose rows are all gone are left out.
+        """
+        found = []
+        for version in self.connection.model_versions(self.names.videos):
+            where = f"visual_model == {quote_string(version)}"
+            found.append(VersionCount("visual", version, videos=self._count(self.names.videos, where),
+                                      clips=self._count(self.names.clips, where)))
+        for version in self.connection.model_versions(self.names.segments):
+            found.append(VersionCount("text", version,
+                                      segments=self._count(self.names.segments, f"text_model == {quote_string(version)}")))
+        return [c for c in found if c.videos or c.clips or c.segments]

@@ -27,7 +27,7 @@ from vidstrata.index import (
     VideoIndex,
     VideoRecord,
 )
-from vidstrata.index.schema import SCHEMA_VERSION_PROPERTY
+from vidstrata.index.schema import SCHEMA_VERSION, SCHEMA_VERSION_PROPERTY
 from vidstrata.index.replies import decoded_rows
 from vidstrata.stack.milvus import start_milvus_lite
 from vidstrata.stack.process import free_port
@@ -117,7 +117,7 @@ def test_ensure_collections_is_idempotent_and_versioned(open_index: OpenIndex, r
     assert index.counts() == (0, 0)
     for name in (index.names.videos, index.names.clips):
         description = raw.describe_collection(name)
-        assert description["properties"][SCHEMA_VERSION_PROPERTY] == "1"
+        assert description["properties"][SCHEMA_VERSION_PROPERTY] == str(SCHEMA_VERSION)
         assert description["consistency_level_name"] == "Strong"
 
 
@@ -336,7 +336,7 @@ def test_schema_mismatch_is_an_error(open_index: OpenIndex, raw: MilvusClient) -
     with pytest.raises(SchemaMismatch, match="vector dim 8, settings say 16"):
         open_index(vector_dim=16).ensure_collections()
     raw.alter_collection_properties(index.names.clips, {SCHEMA_VERSION_PROPERTY: "0"})
-    with pytest.raises(SchemaMismatch, match="has schema version 0, this code needs version 1"):
+    with pytest.raises(SchemaMismatch, match=f"has schema version 0, this code needs version {SCHEMA_VERSION}"):
         open_index().ensure_collections()
     foreign = open_index(collection_prefix=index.settings.collection_prefix + "x_")
     raw.create_collection(foreign.names.videos, dimension=DIM)
@@ -437,7 +437,8 @@ def test_page_videos_pages_by_primary_key_over_segments_and_deletes(index: Video
     for start in range(0, len(ids), 200):  # three writes, each flushed: several segments, ids interleaved
         raw.insert(index.names.videos, [{
             "video_id": v, "vector": E0.tolist(), "duration_s": 1.0, "clip_count": 1, "status": "READY",
-            "metadata": {"kind": "b" if int(v[1:]) % 3 == 0 else "a"}, "created_at": 1.7e9} for v in ids[start:start + 200]])
+            "metadata": {"kind": "b" if int(v[1:]) % 3 == 0 else "a"}, "created_at": 1.7e9,
+            "visual_model": "m", "tenant": ""} for v in ids[start:start + 200]])
         raw.flush(index.names.videos)
     raw.delete(index.names.videos, ids=ids[:50])
     live = sorted(ids[50:])

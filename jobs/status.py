@@ -37,6 +37,7 @@ from enum import StrEnum
 import redis
 import redis.asyncio
 
+from vidstrata.jobs.contract import DEFAULT_TENANT
 from vidstrata.jobs.errors import StatusError, StatusUnavailable
 from vidstrata.spec.validation import check_metadata, check_video_id
 
@@ -80,6 +81,9 @@ class VideoStatus:
     duration_s: float | None = None
     reason: str = ""
     revision: int = 0  # of the write that made this version (0: written before revisions existed)
+    tenant: str = DEFAULT_TENANT  # whose video ("" : the default tenant; records before tenants are the default's)
+    visual_model: str = ""  # the model versions the video was indexed with (READY; "" before, or before versions)
+    text_model: str = ""
 
 
 def _state_sets(state: IngestState) -> list[str]:
@@ -196,12 +200,14 @@ class StatusStore:
             raise ValueError(f"task_id must be a non-empty string, got {task_id!r}")
         return task_id
 
-    def mark_pending(self, video_id: str, task_id: str, uri: str, metadata: dict[str, str]) -> None:
-        """Start a fresh record for a submitted video, owned by task_id, replacing any earlier one (a re-submit)."""
+    def mark_pending(self, video_id: str, task_id: str, uri: str, metadata: dict[str, str],
+                     tenant: str = DEFAULT_TENANT) -> None:
+        """Start a fresh record for a submitted video of `tenant`, owned by task_id, replacing any earlier one
+        (a re-submit)."""
         now = time.time()
         self._write(video_id, IngestState.PENDING, "create", "", {
             "task_id": self._owner(task_id), "uri": uri, "metadata": json.dumps(check_metadata(metadata)),
-            "submitted_at": now, "progress": 0.0,
+            "submitted_at": now, "progress": 0.0, "tenant": tenant,
         })
 
     def mark_running(self, video_id: str, progress: float, stage: str, *, task_id: str) -> bool:
@@ -211,15 +217,17 @@ class StatusStore:
             "progress": _finite(progress, "progress", 0.0, 100.0), "stage": stage,
         })
 
-    def mark_ready(self, video_id: str, clip_count: int, duration_s: float, note: str = "", *, task_id: str) -> bool:
-        """Record task_id's finished ingest, with a note for the user in `reason` (e.g. the file ended early);
-        False, and nothing written, if the record no longer exists (the video was deleted meanwhile) or names
-        another task."""
+    def mark_ready(self, video_id: str, clip_count: int, duration_s: float, note: str = "", *, task_id: str,
+                   visual_model: str = "", text_model: str = "") -> bool:
+        """Record task_id's finished ingest, with a note for the user in `reason` (e.g. the file ended early) and the
+        model versions its rows were written with; False, and nothing written, if the record no longer exists (the
+        video was deleted meanwhile) or names another task."""
         if isinstance(clip_count, bool) or not isinstance(clip_count, int) or clip_count < 0:
             raise ValueError(f"clip_count must be an int >= 0, got {clip_count!r}")
         return self._write(video_id, IngestState.READY, "update", self._owner(task_id), {
             "progress": 100.0, "stage": "done", "clip_count": clip_count,
             "duration_s": _finite(duration_s, "duration_s", 0.0), "reason": note[:MAX_REASON_LENGTH],
+            "visual_model": visual_model, "text_model": text_model,
         })
 
     def mark_failed(self, video_id: str, reason: str, *, task_id: str | None = None) -> bool:
@@ -365,6 +373,9 @@ def _parse_record(video_id: str, raw: dict[str, str]) -> VideoStatus:
         duration_s=float(raw["duration_s"]) if "duration_s" in raw else None,
         reason=raw.get("reason", ""),
         revision=int(raw.get("revision", 0)),
+        tenant=raw.get("tenant", DEFAULT_TENANT),
+        visual_model=raw.get("visual_model", ""),
+        text_model=raw.get("text_model", ""),
     )
 
 

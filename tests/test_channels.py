@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 
 from vidstrata.gateway.settings import GatewaySettings
-from vidstrata.jobs.contract import MODALITIES, IngestPayload, PayloadError
+from vidstrata.jobs.contract import MODALITIES, PAYLOAD_VERSION, IngestPayload, PayloadError
 from vidstrata.spec.channels import CHANNELS, LEVELS, SEGMENT_KINDS, TIMED_TEXT_CHANNELS, Channel, channel
 from vidstrata.v1 import search_pb2
 from vidstrata.workers.ingest import STAGES
@@ -49,7 +49,16 @@ def test_the_payload_round_trips_and_reads_the_version_before_it() -> None:
     assert IngestPayload.from_task_args(["v1", "u", {}]).modalities is None
 
 
-@pytest.mark.parametrize("args", [[{"version": 2, "video_id": "v", "uri": "u"}], [], ["v"], [1, 2, 3]])
+def test_a_payload_with_a_tenant_or_model_versions_is_version_2_and_one_without_stays_version_1() -> None:
+    plain = IngestPayload("v1", "u", {}, None)
+    assert plain.to_message()["version"] == 1 and "tenant" not in plain.to_message()  # old workers read it
+    for payload in (IngestPayload("v1", "u", {}, None, tenant="acme"),
+                    IngestPayload("v1", "u", {}, ("speech",), visual_model="t/f", text_model="t")):
+        assert payload.to_message()["version"] == PAYLOAD_VERSION == 2
+        assert IngestPayload.from_task_args([payload.to_message()]) == payload
+
+
+@pytest.mark.parametrize("args", [[{"version": 3, "video_id": "v", "uri": "u"}], [], ["v"], [1, 2, 3]])
 def test_a_payload_this_worker_cannot_read_is_refused(args: list) -> None:
     with pytest.raises(PayloadError):
         IngestPayload.from_task_args(args)

@@ -12,7 +12,7 @@ from vidstrata.jobs.status import IngestState, StatusStore
 from vidstrata.inference.encoder import EncoderInfo, EncoderUnavailable
 from vidstrata.inference.triton_encoder import TritonEncoder
 from tests.photos import CAPTIONS, load_photo
-from vidstrata.workers.errors import IngestCancelled
+from vidstrata.workers.errors import IngestCancelled, ModelMismatch
 from vidstrata.workers.ingest import Ingestor
 
 pytestmark = pytest.mark.e2e
@@ -60,7 +60,7 @@ def submit(ingestor: Ingestor, video_id: str) -> None:
 def test_clips_follow_the_scene_cuts_and_hold_their_scene(ingestor, videos, encoder, ingest_stack):
     path, spans = videos["four"]
     submit(ingestor, "scenes")
-    summary = ingestor.run("scenes", str(path), {"lang": "en"}, task_id="task-1")
+    summary = ingestor.run("scenes", str(path), {"lang": "en"}, task_id="task-1", tenant="acme")
     assert (summary.clip_count, summary.duration_s, summary.frames) == (4, 12.0, 24)
     assert set(summary.timings_s) == {"fetch", "decode", "embed", "speech", "speech_wait", "screen_text",
                                       "screen_text_wait", "write"}
@@ -71,12 +71,23 @@ def test_clips_follow_the_scene_cuts_and_hold_their_scene(ingestor, videos, enco
         assert abs(clip.start_s - start) <= step and abs(clip.end_s - end) <= step, (clip, start, end)
     record = ingest_stack.status.get("scenes")
     assert (record.state, record.clip_count, record.duration_s, record.progress) == (IngestState.READY, 4, 12.0, 100.0)
+    served = encoder.info()
+    assert (record.visual_model, record.text_model) == (served.visual_model, served.text_model)  # indexed with these
     video = ingest_stack.index.get_videos(["scenes"])["scenes"]
-    assert (video.clip_count, video.metadata) == (4, {"lang": "en"})
+    assert (video.clip_count, video.metadata, video.visual_model, video.tenant) == (
+        4, {"lang": "en"}, served.visual_model, "acme")
+    assert len(served.frame_model_version) == 16  # the frame graph's digest, from the frame encoder's config
     # Each clip's vector is its scene: the cat caption finds the cat scene.
     query = encoder.encode_text([CAPTIONS["chelsea"]]).sentence
     best = ingest_stack.index.search_clips_grouped(query, 1, 'video_id == "scenes"')[0][0]
     assert best.clip_index == SCENES.index("chelsea")
+
+
+def test_a_task_asking_for_models_this_worker_does_not_serve_is_refused_before_any_work(ingestor, videos):
+    submit(ingestor, "other-model")
+    with pytest.raises(ModelMismatch, match="asks for model version 'another'"):
+        ingestor.run("other-model", str(videos["two"][0]), {}, task_id="task-1", text_model="another")
+    assert ingestor.status.reports == []
 
 
 def test_progress_goes_through_the_stages_in_order(ingestor, videos):

@@ -5,7 +5,7 @@
 
 from vidstrata.media.video import BadVideo
 
-__all__ = ["BadVideo", "IngestCancelled", "SourceUnavailable"]
+__all__ = ["BadVideo", "IngestCancelled", "ModelMismatch", "SourceUnavailable"]
 
 
 class SourceUnavailable(RuntimeError):
@@ -13,6 +13,11 @@ class SourceUnavailable(RuntimeError):
     cannot answer): retry later. A host that does not exist at all (NXDOMAIN) is `BadVideo`, not this.
 
     Messages name the source redacted (spec.redaction): they become status fields and log lines."""
+
+
+class ModelMismatch(RuntimeError):
+    """The task asks for model versions (IngestPayload.visual_model, .text_model) this worker does not serve:
+    permanent here; the rows it would write would be of another version than the task wants."""
 
 
 class IngestCancelled(RuntimeError):

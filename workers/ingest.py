@@ -30,6 +30,7 @@ import numpy as np
 from vidstrata.spec.aggregation import VideoAggregate, aggregate_video
 from vidstrata.spec.channels import SEGMENT_KINDS, TIMED_TEXT_CHANNELS, Channel
 from vidstrata.jobs.status import StatusStore
+from vidstrata.index.schema import DEFAULT_TENANT, ModelVersions
 from vidstrata.index.segments import SegmentIndex, SegmentRecord
 from vidstrata.index.store import ClipRecord, VideoIndex, VideoRecord
 from vidstrata.inference.encoder import Encoder
@@ -37,7 +38,7 @@ from vidstrata.inference.screen_text import TritonScreenText
 from vidstrata.inference.speech import TimedText, TritonSpeech
 from vidstrata.spec.screen_text import LineFilter
 from vidstrata.media.video import FrameBatch, VideoReader
-from vidstrata.workers.errors import IngestCancelled
+from vidstrata.workers.errors import IngestCancelled, ModelMismatch
 from vidstrata.workers.fetch import SourcePolicy, fetch
 from vidstrata.workers.settings import TIME_LIMIT_GRACE_S, WorkerSettings
 from vidstrata.workers.screen_text import read_screen_text
@@ -131,6 +132,13 @@ class Ingestor:
         self.status = status
         self.segments = SegmentIndex(index)
         self.stages = stages if stages is not None else text_stages(settings)
+        if index.connection.served is None:  # a schema migration backfills what this worker serves
+            index.connection.served = self.served_models
+
+    def served_models(self) -> ModelVersions:
+        """The model versions of this worker's encoder: what its rows are written with (EncoderUnavailable)."""
+        info = self.encoder.info()
+        return ModelVersions(info.visual_model, info.text_model)
 
     def _progress(self, video_id: str, task_id: str, percent: float, stage: str) -> None:
         """Report progress, or stop: the write is dropped when the record is gone or names a newer submission."""
@@ -160,14 +168,21 @@ class Ingestor:
             raise IngestCancelled(f"video {video_id!r} was resubmitted as task {record.task_id}; this is {task_id}")
 
     def run(self, video_id: str, uri: str, metadata: dict[str, str], task_id: str,
-            modalities: list[str] | None = None) -> IngestSummary:
-        """Ingest the video at uri under video_id as task task_id (the owner its status record names); the
-        index holds it (and only it) once this returns.
+            modalities: list[str] | None = None, tenant: str = DEFAULT_TENANT,
+            visual_model: str | None = None, text_model: str | None = None) -> IngestSummary:
+        """Ingest the video at uri under video_id as task task_id (the owner its status record names), as a video of
+        `tenant`; the index holds it (and only it) once this returns, its rows marked with the served model versions.
 
         `modalities` narrows the timed-text stages the deployment runs to these kinds (None: all of them); a
-        kind left out stores nothing, so it also clears what an earlier ingest stored.
+        kind left out stores nothing, so it also clears what an earlier ingest stored. `visual_model`, `text_model`:
+        the versions the task asks for (a re-index; None: any); ModelMismatch when this worker serves others, before
+        any work.
         """
         self._check_current(video_id, task_id)
+        models = self.served_models()
+        for asked, served in ((visual_model, models.visual_model), (text_model, models.text_model)):
+            if asked is not None and asked != served:
+                raise ModelMismatch(f"the task asks for model version {asked!r}, this worker serves {served!r}")
         timings: dict[str, float] = {}
         self._progress(video_id, task_id, 0.0, "fetch")
         started = time.perf_counter()
@@ -213,9 +228,10 @@ class Ingestor:
         # to end, so its rows are the last ones whichever task got here first.
         with self.status.write_lock(video_id, task_id, self.write_lock_ttl_s):
             self._check_current(video_id, task_id)
-            self._write(video_id, metadata, duration_s, aggregate, segments)
+            self._write(video_id, metadata, duration_s, aggregate, segments, tenant, models)
             timings["write"] = time.perf_counter() - started
-            if not self.status.mark_ready(video_id, len(aggregate.clips), duration_s, note, task_id=task_id):
+            if not self.status.mark_ready(video_id, len(aggregate.clips), duration_s, note, task_id=task_id,
+                                          visual_model=models.visual_model, text_model=models.text_model):
                 if self.status.get(video_id) is None:
                     self.index.delete_video(video_id)
                     raise IngestCancelled(
@@ -256,14 +272,16 @@ class Ingestor:
         return np.concatenate(times), np.concatenate(vectors), decoder.busy_s
 
     def _write(self, video_id: str, metadata: dict[str, str], duration_s: float, aggregate: VideoAggregate,
-               segments: dict[str, list[SegmentRecord]]) -> None:
-        """Segments of each kind first (an empty list clears a kind), the video and its clips last (index.segments)."""
+               segments: dict[str, list[SegmentRecord]], tenant: str, models: ModelVersions) -> None:
+        """Segments of each kind first (an empty list clears a kind), the video and its clips last (index.segments);
+        every row names its tenant and the model version that made its vector."""
         clips = [
             ClipRecord(video_id, i, clip.start_s, clip.end_s, clip.vector) for i, clip in enumerate(aggregate.clips)
         ]
-        video = VideoRecord(video_id, aggregate.vector, duration_s, len(clips), metadata, created_at=time.time())
+        video = VideoRecord(video_id, aggregate.vector, duration_s, len(clips), metadata, created_at=time.time(),
+                            visual_model=models.visual_model, tenant=tenant)
         for kind, records in segments.items():
-            self.segments.replace_segments(video, kind, records)
+            self.segments.replace_segments(video, kind, records, text_model=models.text_model)
         self.index.replace_video(video, clips)
 
 

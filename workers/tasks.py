@@ -38,14 +38,14 @@ from vidstrata.inference.encoder import Encoder, EncoderInputError, EncoderUnava
 from vidstrata.inference.factory import open_encoder
 from vidstrata.workers import metrics
 from vidstrata.workers.celery_app import app, worker_settings
-from vidstrata.workers.errors import BadVideo, IngestCancelled, SourceUnavailable
+from vidstrata.workers.errors import BadVideo, IngestCancelled, ModelMismatch, SourceUnavailable
 from vidstrata.workers.fetch import remove_leftovers
 from vidstrata.workers.ingest import Ingestor
 
 log = logging.getLogger(__name__)
 
 TRANSIENT = (EncoderUnavailable, IndexUnavailable, StatusUnavailable, SourceUnavailable)
-PERMANENT = (BadVideo, EncoderInputError)
+PERMANENT = (BadVideo, EncoderInputError, ModelMismatch)
 
 
 def _encoder() -> Encoder:
@@ -156,7 +156,9 @@ def ingest_video(self: Task, *args: Any) -> dict[str, Any]:
             record = status.get(video_id)
             if record is not None and self.request.retries == 0 and not self.request.delivery_info.get("redelivered"):
                 metrics.QUEUE_WAIT.observe(max(0.0, time.time() - record.submitted_at))
-            summary = ingestor.run(video_id, uri, metadata, task_id=self.request.id, modalities=modalities)
+            summary = ingestor.run(video_id, uri, metadata, task_id=self.request.id, modalities=modalities,
+                                   tenant=payload.tenant, visual_model=payload.visual_model,
+                                   text_model=payload.text_model)
         except IngestCancelled as exc:
             log.info("ingest of %s cancelled: %s", video_id, exc)
             return {"video_id": video_id, "state": "CANCELLED", "reason": str(exc)}

@@ -44,6 +44,7 @@ from vidstrata.gateway.query import (
 )
 from vidstrata.gateway.scoring import LEVEL_OF_KIND, BestClip, ScoredCandidates, score_candidates, text_matches
 from vidstrata.gateway.settings import GatewaySettings
+from vidstrata.gateway.videos import ready_from_row
 from vidstrata.gateway.similar import copy_score, like_query
 from vidstrata.index.errors import IndexUnavailable
 from vidstrata.jobs.errors import StatusUnavailable
@@ -434,11 +435,7 @@ class SearchService:
         record = self._milvus(lambda: self.index.get_videos([video_id])).get(video_id)
         if record is None:
             raise NotFound(f"video {video_id!r} does not exist")
-        return VideoStatus(
-            video_id=video_id, state=IngestState.READY, task_id="", uri="", metadata=record.metadata,
-            submitted_at=0.0, updated_at=record.created_at, progress=100.0, clip_count=record.clip_count,
-            duration_s=record.duration_s,
-        )
+        return ready_from_row(record)
 
     def video_text(self, video_id: str) -> dict[str, list[SegmentRecord]]:
         """The video's timed text by kind ("speech", "screen_text"), each in time order; empty when none is served."""

@@ -16,9 +16,6 @@ the record is read again every `watch_poll_s` in case an event was lost; no thre
 from __future__ import annotations
 
 import asyncio
-import binascii
-import hmac
-import json
 import logging
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Iterator, Sequence
@@ -28,7 +25,7 @@ from typing import Protocol
 
 from vidstrata.gateway import metrics
 from vidstrata.gateway.errors import DeadlineExceeded, InvalidArgument, NotFound, Unavailable
-from vidstrata.gateway.pages import MAX_TOKEN_BYTES, _b64, _mac, _unb64, request_digest
+from vidstrata.gateway.pages import INVALID_TOKEN, read_cursor, request_digest, sign_cursor
 from vidstrata.gateway.query import page_secret
 from vidstrata.gateway.settings import GatewaySettings
 from vidstrata.index.errors import IndexUnavailable
@@ -41,7 +38,6 @@ log = logging.getLogger(__name__)
 
 DEFAULT_PAGE_SIZE = 100  # ListVideosRequest.page_size unset
 FINISHED = (IngestState.READY, IngestState.FAILED)
-TOKEN_VERSION = 1
 SUBSCRIBE_WAIT_S = 1.0  # a new watcher waits this long for the gateway's subscription before reading the state
 
 
@@ -131,27 +127,13 @@ class VideoCatalog:
         return ListQuery(compiled, state, size, after, digest)
 
     def _encode(self, query: ListQuery, after: str) -> str:
-        """A token of the page after `after`: gateway.pages's format and key, with a video_id for a cursor."""
-        expires = int(time.time() + self.settings.page_token_ttl_s)
-        payload = _b64(json.dumps([TOKEN_VERSION, "list", query.digest, after, expires], separators=(",", ":")).encode())
-        return f"{payload}.{_mac(self._secret, payload)}"
+        """A token of the page after the video id `after` (gateway.pages, with Search's key and lifetime)."""
+        return sign_cursor(self._secret, "list", query.digest, after, self.settings.page_token_ttl_s)
 
     def _decode(self, token: str, digest: str) -> str:
-        invalid = InvalidArgument("page_token is not valid for this request: send the next_page_token of the previous "
-                                  "page of the same request unchanged, or no token for the first page")
-        if len(token) > MAX_TOKEN_BYTES or token.count(".") != 1:
-            raise invalid
-        payload, mac = token.split(".")
-        if not hmac.compare_digest(mac.encode(), _mac(self._secret, payload).encode()):
-            raise invalid
-        try:
-            version, kind, bound, after, expires = json.loads(_unb64(payload))
-        except (ValueError, TypeError, binascii.Error):
-            raise invalid from None
-        if version != TOKEN_VERSION or kind != "list" or bound != digest or not isinstance(after, str) or not after:
-            raise invalid
-        if time.time() > expires:
-            raise InvalidArgument("page_token has expired: start again from the first page")
+        after = read_cursor(self._secret, token, "list", digest)
+        if not isinstance(after, str) or not after:
+            raise INVALID_TOKEN
         return after
 
     # -- pages ------------------------------------------------------------------------------------

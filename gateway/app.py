@@ -42,7 +42,7 @@ log = logging.getLogger(__name__)
 def build_service(settings: GatewaySettings) -> SearchService:
     """The service wired to the real Triton, Milvus and Redis named in settings (connections open lazily)."""
     index = VideoIndex(settings.milvus)
-    return SearchService(
+    service = SearchService(
         settings,
         new_encoder=lambda: open_encoder(settings.triton.url, timeout_s=settings.triton_timeout_s),
         index=index,
@@ -50,6 +50,8 @@ def build_service(settings: GatewaySettings) -> SearchService:
         queue=CeleryIngestQueue(settings.redis.url, settings.redis.timeout_s),
         segments=SegmentIndex(index),
     )
+    index.connection.served = service.served_models  # a schema migration backfills the versions this gateway serves
+    return service
 
 
 @dataclass

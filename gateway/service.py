@@ -49,9 +49,10 @@ from vidstrata.gateway.similar import copy_score, like_query
 from vidstrata.index.errors import IndexUnavailable
 from vidstrata.jobs.errors import StatusUnavailable
 from vidstrata.jobs.status import IngestState, VideoStatus
-from vidstrata.index.filters import CompiledFilter
+from vidstrata.index.filters import CompiledFilter, RowScope
+from vidstrata.index.schema import ModelVersions
 from vidstrata.index.segments import SegmentHits, SegmentRecord
-from vidstrata.index.store import CandidateVectors, ClipHit, VideoHit, VideoRecord
+from vidstrata.index.store import CandidateVectors, ClipHit, VersionCount, VideoHit, VideoRecord
 from vidstrata.inference.encoder import Encoder, EncoderInputError, EncoderUnavailable
 from vidstrata.spec.channels import KIND_OF_LEVEL, LEVELS, TEXT_LEVELS, TIMED_TEXT_CHANNELS
 from vidstrata.spec.preprocess import center_crop_square
@@ -73,18 +74,21 @@ class SearchIndex(Protocol):
     ) -> list[list[ClipHit]]: ...
     def get_videos(self, video_ids: Iterable[str]) -> dict[str, VideoRecord]: ...
     def get_candidate_vectors(
-        self, video_ids: Iterable[str], clip_counts: Mapping[str, int] | None = None, video_hits: Iterable[VideoHit] = ()
+        self, video_ids: Iterable[str], clip_counts: Mapping[str, int] | None = None, video_hits: Iterable[VideoHit] = (),
+        scope: RowScope = RowScope(),
     ) -> CandidateVectors: ...
     def delete_video(self, video_id: str) -> bool: ...
     def counts(self) -> tuple[int, int]: ...
+    def version_counts(self) -> list[VersionCount]: ...
 
 
 class SegmentSearch(Protocol):
     """What the service needs of index.SegmentIndex (timed speech and on-screen text)."""
 
-    def search(self, vector: np.ndarray, kind: str, limit_videos: int, filter_expr: str | None = None) -> SegmentHits: ...
+    def search(self, vector: np.ndarray, kind: str, limit_videos: int,
+               filter_expr: str | CompiledFilter | None = None) -> SegmentHits: ...
     def get_segments(
-        self, video_ids: Iterable[str], kinds: Sequence[str] = ..., vectors: bool = True
+        self, video_ids: Iterable[str], kinds: Sequence[str] = ..., vectors: bool = True, scope: RowScope = ...
     ) -> dict[str, list[SegmentRecord]]: ...
 
 
@@ -169,6 +173,7 @@ class Stats:
     videos: int
     clips: int
     queue_length: int
+    versions: list[VersionCount] = field(default_factory=list)  # rows per model version
 
 
 @dataclass
@@ -257,8 +262,11 @@ class SearchService:
         with _stage(timings, "total"):
             self._require(self.triton, self.milvus)
             with _stage(timings, "encode"):
+                with _encoder_errors(deadline, "the served model versions"):
+                    scope = self.served_scope()
+                where = query.filter.within(scope)  # rows of the served versions only, whatever the filter
                 if query.like_video_id:
-                    vectors = self._like_vectors(query.like_video_id)
+                    vectors = self._like_vectors(query.like_video_id, scope)
                 elif query.image is not None:
                     vectors = self._encode_image(query.image, deadline)
                 else:
@@ -270,18 +278,18 @@ class SearchService:
 
             def ann_videos() -> list[VideoHit]:
                 with _stage(timings, "ann_videos"):
-                    return self._milvus(lambda: self.index.search_videos(vectors.sentence, probe, query.filter))
+                    return self._milvus(lambda: self.index.search_videos(vectors.sentence, probe, where))
 
             def ann_clips() -> list[list[ClipHit]]:
                 with _stage(timings, "ann_clips"):
-                    return self._milvus(lambda: self.index.search_clips_grouped(vectors.clip_queries, probe, query.filter))
+                    return self._milvus(lambda: self.index.search_clips_grouped(vectors.clip_queries, probe, where))
 
             # The longest search is sent first: Milvus runs a few reads at a time, in the order they arrive.
             clips_future = self._pool.submit(ann_clips)
             videos_future = self._pool.submit(ann_videos)
             kinds = self._text_kinds(query)
             segment_futures = {k: self._pool.submit(self._milvus, lambda k=k: self.segments.search(  # type: ignore[union-attr]
-                vectors.sentence, k, probe, query.filter, per_video=query.moments_per_video)) for k in kinds}
+                vectors.sentence, k, probe, where, per_video=query.moments_per_video)) for k in kinds}
             clip_lists = clips_future.result()
             video_hits = videos_future.result()
             hit_lists: list[list[VideoHit] | list[ClipHit]] = [video_hits, *clip_lists]
@@ -301,9 +309,10 @@ class SearchService:
                           for k, found in segment_lists.items()}
                 with _stage(timings, "rescore_fetch"):
                     stored_future = self._pool.submit(self._milvus, lambda: self.segments.get_segments(  # type: ignore[union-attr]
-                        {v for videos in unseen.values() for v in videos}, [k for k, v in unseen.items() if v]),
+                        {v for videos in unseen.values() for v in videos}, [k for k, v in unseen.items() if v], scope=scope),
                     ) if any(unseen.values()) else None
-                    rows = self._milvus(lambda: self.index.get_candidate_vectors(candidates, clip_counts, video_hits))
+                    rows = self._milvus(lambda: self.index.get_candidate_vectors(candidates, clip_counts, video_hits,
+                                                                                 scope=scope))
                     stored = stored_future.result() if stored_future else {}
                 text = {k: text_matches(vectors, found, stored, k) for k, found in segment_lists.items()} if kinds else None
                 scored = score_candidates(vectors, candidates, rows.videos, rows.clips, text, rows.video_cosines,
@@ -353,14 +362,27 @@ class SearchService:
         """like_video_id: whether candidate i is a copy of the query video (gateway.similar.copy_score)."""
         return bool(query.like_video_id) and copy_score(scored, i) >= self.settings.near_duplicate_threshold
 
-    def _like_vectors(self, video_id: str) -> QueryVectors:
+    def served_scope(self) -> RowScope:
+        """The rows a Search may compare its query with: those of the model versions the encoder serves
+        (EncoderUnavailable while it cannot say)."""
+        models = self.served_models()
+        return RowScope(visual_model=models.visual_model, text_model=models.text_model)
+
+    def served_models(self) -> ModelVersions:
+        """The model versions of the served encoders (EncoderInfo): what a Search compares with, and what a schema
+        migration run by this gateway backfills."""
+        info = self.encoder.info()
+        return ModelVersions(info.visual_model, info.text_model)
+
+    def _like_vectors(self, video_id: str, scope: RowScope) -> QueryVectors:
         """A stored READY video as a query: its video vector for the sentence, its clips (at most like_max_clips,
-        evenly spaced) for the phrases. NotFound when it is not indexed, FailedPrecondition while it is not READY."""
+        evenly spaced) for the phrases. NotFound when it is not indexed (under the served version), FailedPrecondition
+        while it is not READY."""
         status = self._redis(lambda: self.status.get(video_id))
         if status is not None and status.state != IngestState.READY:
             raise FailedPrecondition(f"video {video_id!r} is {status.state.value}, not READY: like_video_id searches "
                                      "with a READY video's stored vectors")
-        rows = self._milvus(lambda: self.index.get_candidate_vectors([video_id]))
+        rows = self._milvus(lambda: self.index.get_candidate_vectors([video_id], scope=scope))
         if video_id not in rows.videos or not rows.clips.get(video_id):
             raise NotFound(f"video {video_id!r} does not exist")
         return like_query(rows.videos[video_id], rows.clips[video_id], self.settings.like_max_clips)
@@ -457,13 +479,14 @@ class SearchService:
             raise NotFound(f"video {video_id!r} does not exist")
 
     def stats(self) -> Stats:
-        """Rows in the index and tasks waiting in the ingest queue."""
+        """Rows in the index (in all, and per model version) and tasks waiting in the ingest queue."""
         videos, clips = self._milvus(self.index.counts)
+        versions = self._milvus(self.index.version_counts)
         try:
             queue_length = self.queue.length()
         except Exception as exc:  # noqa: BLE001 - redis raises many types; all mean "cannot read the queue"
             raise Unavailable(f"the ingest queue is unavailable: {exc}") from exc
-        return Stats(videos, clips, queue_length)
+        return Stats(videos, clips, queue_length, versions)
 
     @staticmethod
     def _redis(call: Callable[[], T]) -> T:

@@ -14,6 +14,7 @@ import logging
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import asdict
 from typing import Any, TypeVar
 
 import grpc
@@ -127,7 +128,8 @@ class VideoSearchServicer(search_pb2_grpc.VideoSearchServicer):
         self, request: search_pb2.GetStatsRequest, context: grpc.aio.ServicerContext
     ) -> search_pb2.GetStatsResponse:
         stats = await self._call(context, lambda _: self._service.stats())
-        return search_pb2.GetStatsResponse(videos=stats.videos, clips=stats.clips, queue_length=stats.queue_length)
+        return search_pb2.GetStatsResponse(videos=stats.videos, clips=stats.clips, queue_length=stats.queue_length,
+                                           versions=[search_pb2.VersionCount(**asdict(v)) for v in stats.versions])
 
     @_rpc
     async def ListVideos(

@@ -69,7 +69,8 @@ def ingest(encoder: TritonEncoder, index: VideoIndex, video_id: str, photos: lis
     duration = len(photos) * SECONDS_PER_SCENE
     aggregate = aggregate_video(encoder.encode_frames(frames), timestamps, duration, SEGMENTATION)
     clips = [ClipRecord(video_id, i, c.start_s, c.end_s, c.vector) for i, c in enumerate(aggregate.clips)]
-    index.replace_video(VideoRecord(video_id, aggregate.vector, duration, len(clips), metadata, time.time()), clips)
+    index.replace_video(VideoRecord(video_id, aggregate.vector, duration, len(clips), metadata, time.time(),
+                                    visual_model=encoder.info().visual_model), clips)  # what the gateway serves
 
 
 @pytest.fixture(scope="module")

@@ -140,7 +140,9 @@ def test_video_lifecycle_and_not_found(running, library):
     indexed = stub.GetVideo(search_pb2.GetVideoRequest(video_id="trip"))
     assert (indexed.status, indexed.clip_count, indexed.duration_s) == (search_pb2.Video.READY, 3, 12.0)
     assert not indexed.HasField("submitted_at")
-    assert stub.GetStats(search_pb2.GetStatsRequest()).queue_length == 1
+    stats = stub.GetStats(search_pb2.GetStatsRequest())
+    assert stats.queue_length == 1
+    assert [(v.channel, v.model_version, v.videos) for v in stats.versions] == [("visual", "unversioned", stats.videos)]
     stub.DeleteVideo(search_pb2.DeleteVideoRequest(video_id="trip"))
     for call, request in ((stub.GetVideo, search_pb2.GetVideoRequest(video_id="trip")),
                           (stub.DeleteVideo, search_pb2.DeleteVideoRequest(video_id="trip"))):

@@ -17,9 +17,9 @@ from vidstrata.gateway.query import GroupBy, QueryVectors, parse_search
 from vidstrata.gateway.scoring import LEVEL_OF_KIND, score_candidates
 from vidstrata.gateway.service import SearchService, union_by_rank
 from vidstrata.gateway.settings import GatewaySettings
-from vidstrata.index.filters import compile_filter, compile_filters
+from vidstrata.index.filters import RowScope, compile_filter, compile_filters
 from vidstrata.index.segments import SegmentHit, SegmentHits, SegmentRecord
-from vidstrata.index.store import CandidateVectors
+from vidstrata.index.store import CandidateVectors, VersionCount
 from vidstrata.jobs.status import IngestState
 from tests.fixtures.gateway import FakeBackends, FakeEncoder, FakeIndex, FakeStatus, embed, scene_video
 
@@ -94,11 +94,24 @@ def test_timings_cover_every_stage(library):
 def test_filter_reaches_both_ann_searches_and_nothing_else(library):
     _search(_service(library), "coffee", filter_expr='meta.lang == "en"')
     filters = {name: arg for name, arg in library.index.calls if name.startswith("search")}
-    assert filters == {"search_videos": compile_filters('meta.lang == "en"'),
-                       "search_clips_grouped": compile_filters('meta.lang == "en"')}
-    # compiled once by parse_search: both searches get the same object, rendered for their collection
-    assert filters["search_videos"].videos == compile_filter('meta.lang == "en"', "videos")
-    assert filters["search_clips_grouped"].clips == compile_filter('meta.lang == "en"', "clips")
+    served = RowScope(visual_model="fake-1/", text_model="fake-1")  # FakeEncoder's versions
+    assert filters == {"search_videos": compile_filters('meta.lang == "en"', scope=served),
+                       "search_clips_grouped": compile_filters('meta.lang == "en"', scope=served)}
+    # compiled once by parse_search, narrowed to the served versions: both searches get the same object
+    assert filters["search_videos"].videos == '((metadata["lang"] == "en") and (visual_model == "fake-1/"))'
+    assert filters["search_clips_grouped"].clips == '((metadata["lang"] == "en") and (visual_model == "fake-1/"))'
+    assert filters["search_videos"].segments == '((metadata["lang"] == "en") and (text_model == "fake-1"))'
+    assert library.index.scopes == [served]  # the candidates' rows are read under the served versions too
+
+
+def test_a_search_sees_only_the_served_model_versions_whatever_its_filter(library):
+    """The version conjunct is a node of the parsed filter, ANDed at the top: no user filter can widen it."""
+    library.encoder.model_version = "new"
+    for expr in ('', 'video_id == "a" or video_id != "a"', 'not (duration_s > 0)'):
+        _search(_service(library), "coffee", filter_expr=expr)
+        where = [arg for name, arg in library.index.calls if name == "search_videos"][-1]
+        assert where.videos.endswith('(visual_model == "new/"))') or where.videos == '(visual_model == "new/")'
+        assert where.scope == RowScope(visual_model="new/", text_model="new")
 
 
 def test_the_candidate_union_is_cut_to_the_candidate_limit(library):
@@ -111,8 +124,8 @@ def test_candidates_deleted_after_the_ann_search_are_dropped(library):
     service = _service(library)
     original = library.index.get_candidate_vectors
 
-    def without_trip(ids, clip_counts=None, video_hits=()):
-        rows = original(ids, clip_counts, video_hits)
+    def without_trip(ids, clip_counts=None, video_hits=(), scope=RowScope()):
+        rows = original(ids, clip_counts, video_hits, scope)
         return CandidateVectors(rows.videos, {k: v for k, v in rows.clips.items() if k != "trip"})
 
     library.index.get_candidate_vectors = without_trip  # type: ignore[method-assign]
@@ -278,6 +291,7 @@ def test_stats_count_the_index_and_the_queue(library):
     service.submit_video("new", "/new.mp4", {})
     stats = service.stats()
     assert (stats.videos, stats.clips, stats.queue_length) == (5, 13, 1)
+    assert stats.versions == library.index.version_counts() == [VersionCount("visual", "unversioned", 5, 13)]
 
 
 def test_scores_use_cosines_even_for_unnormalised_stored_vectors():
@@ -397,7 +411,7 @@ class _Segments:
         cut = found[ranked[limit_videos]][0].score if len(ranked) > limit_videos else -np.inf
         return SegmentHits({v: found[v] for v in ranked[:limit_videos]}, cut)
 
-    def get_segments(self, video_ids, kinds=("speech", "screen_text"), vectors=True):
+    def get_segments(self, video_ids, kinds=("speech", "screen_text"), vectors=True, scope=None):
         self.reads.append((sorted(video_ids), list(kinds)))
         found: dict[str, list[SegmentRecord]] = {}
         for s in self.segments:

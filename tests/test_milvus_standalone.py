@@ -1,5 +1,7 @@
 """The C++ Milvus 2.3.5 standalone launcher (vidstrata.stack.milvus): start, stop by the engine's own PID, reuse data;
-and the index's calls on that engine, timed text segments included (2.3.5 has no multi-vector or grouped search)."""
+and the index's calls on that engine, timed text segments included (2.3.5 has no multi-vector or grouped search), and
+schema version 2 there: the tenant partition key, reads of one model version, the migration of a version-1 index
+(query iterator, rename) and the refusal of a newer one."""
 
 from __future__ import annotations
 
@@ -9,6 +11,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from pymilvus import MilvusClient
+
+from vidstrata.index.errors import SchemaMismatch
+from vidstrata.index.filters import RowScope, compile_filters
+from vidstrata.index.schema import SCHEMA_VERSION, SCHEMA_VERSION_PROPERTY, collection_names
 from vidstrata.index.segments import SegmentIndex, SegmentRecord
 from vidstrata.index.settings import IndexSettings
 from vidstrata.index.store import ClipRecord, VideoIndex, VideoRecord
@@ -20,6 +27,7 @@ from vidstrata.stack.milvus import (
 )
 from vidstrata.stack.milvus import is_running
 from vidstrata.stack.process import ProcessFailed, port_open
+from tests.test_index_migrations import SERVED, write_v1_index
 
 pytestmark = pytest.mark.e2e
 
@@ -81,6 +89,34 @@ def _exercise_segments(index: VideoIndex) -> None:
     assert [h.video_id for h in segments.search(AXES[6], "speech", 5).hits] == ["other"]
 
 
+def _exercise_schema_2(uri: str) -> None:
+    """A version-1 index migrated in place (backfilled with the served versions), searched under them; a newer refused."""
+    settings = IndexSettings(milvus_uri=uri, vector_dim=8, collection_prefix="m_", milvus_timeout_s=120,
+                             read_consistency="Strong", index_type="FLAT")
+    raw = MilvusClient(uri)
+    try:
+        names = collection_names("m_")
+        write_v1_index(raw, names, videos=5)
+        with VideoIndex(settings, served=lambda: SERVED) as index:
+            index.ensure_collections()
+            assert raw.describe_collection(names.videos)["properties"][SCHEMA_VERSION_PROPERTY] == str(SCHEMA_VERSION)
+            tenant = [f for f in raw.describe_collection(names.clips)["fields"] if f["name"] == "tenant"][0]
+            assert tenant.get("is_partition_key") is True  # 2.3.5 takes the partition key
+            assert index.counts() == (5, 10)
+            served = compile_filters("", scope=RowScope(visual_model=SERVED.visual_model, text_model=SERVED.text_model))
+            other = compile_filters("", scope=RowScope(visual_model="another/model"))
+            assert index.search_videos(AXES[1], 1, served)[0].video_id == "v001"
+            assert index.search_videos(AXES[1], 5, other) == []
+            assert SegmentIndex(index).search(AXES[2], "speech", 1, served).hits[0].text == "said in v002"
+            assert {(c.channel, c.model_version) for c in index.version_counts()} == {
+                ("visual", SERVED.visual_model), ("text", SERVED.text_model)}
+        raw.alter_collection_properties(names.segments, {SCHEMA_VERSION_PROPERTY: str(SCHEMA_VERSION + 1)})
+        with VideoIndex(settings) as index, pytest.raises(SchemaMismatch, match="downgrades are refused"):
+            index.ensure_collections()
+    finally:
+        raw.close()
+
+
 def test_standalone_serves_segments_stops_by_the_engines_pid_and_keeps_its_data(installed: None, tmp_path: Path) -> None:
     if port_open(ETCD_PEER_PORT):  # one standalone per machine: its etcd peer port is fixed
         with pytest.raises(ProcessFailed, match="another one is probably running"):
@@ -94,6 +130,7 @@ def test_standalone_serves_segments_stops_by_the_engines_pid_and_keeps_its_data(
             _exercise_segments(index)
             _ingest(index, "kept", {"speech": _said("kept", [7])})
             index.delete_video("other")
+        _exercise_schema_2(server.uri)
     finally:
         server.stop()
     assert not is_running(engine)

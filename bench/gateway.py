@@ -148,8 +148,19 @@ def wait_indexed(client: MilvusClient, collections: tuple[str, ...], timeout_s: 
             time.sleep(2.0)
 
 
-async def _run_clients(address: str, concurrency: int, requests: int, top_k: int) -> tuple[list[float], list[Any], float]:
-    """`concurrency` clients sending Searches back to back until `requests` are answered."""
+def search_request(query: str, top_k: int, page_size: int = 0, moments: int = 0) -> search_pb2.SearchRequest:
+    """The Search a benchmark client sends: `top_k` hits, or with page_size > 0 the first page of that many (top_k
+    left unset: the gateway ignores it on a paged request); moments_per_video = `moments` when > 0, else unset (the
+    gateway's default, 3). The defaults build the same request as before the Search API, so older gateways take it."""
+    fields: dict[str, int] = {"page_size": page_size} if page_size else {"top_k": top_k}
+    if moments:
+        fields["moments_per_video"] = moments
+    return search_pb2.SearchRequest(query=query, **fields)
+
+
+async def _run_clients(address: str, concurrency: int, requests: int, top_k: int, page_size: int = 0,
+                       moments: int = 0) -> tuple[list[float], list[Any], float]:
+    """`concurrency` clients sending Searches (`search_request`) back to back until `requests` are answered."""
     latencies: list[float] = []
     timings: list[Any] = []
     next_query = iter(range(requests))
@@ -158,7 +169,7 @@ async def _run_clients(address: str, concurrency: int, requests: int, top_k: int
 
         async def client() -> None:
             for i in next_query:
-                request = search_pb2.SearchRequest(query=QUERIES[i % len(QUERIES)], top_k=top_k)
+                request = search_request(QUERIES[i % len(QUERIES)], top_k, page_size, moments)
                 started = time.perf_counter()
                 reply = await stub.Search(request, timeout=120)
                 latencies.append(time.perf_counter() - started)
@@ -169,15 +180,18 @@ async def _run_clients(address: str, concurrency: int, requests: int, top_k: int
         return latencies, timings, time.perf_counter() - began
 
 
-def run_load(address: str, concurrency: int, requests: int, top_k: int) -> tuple[list[float], list[Any], float]:
-    """`concurrency` clients sending `requests` Searches back to back: latencies (s), timings, seconds taken."""
-    return asyncio.run(_run_clients(address, concurrency, requests, top_k))
+def run_load(address: str, concurrency: int, requests: int, top_k: int, page_size: int = 0,
+             moments: int = 0) -> tuple[list[float], list[Any], float]:
+    """`concurrency` clients sending `requests` Searches back to back (`search_request(query, top_k, page_size,
+    moments)`): latencies (s), timings, seconds taken."""
+    return asyncio.run(_run_clients(address, concurrency, requests, top_k, page_size, moments))
 
 
-def measure(address: str, concurrency: int, requests: int, top_k: int) -> tuple[list[float], list[Any], float]:
+def measure(address: str, concurrency: int, requests: int, top_k: int, page_size: int = 0,
+            moments: int = 0) -> tuple[list[float], list[Any], float]:
     """One run at a load level after a warm-up: what `run_load` returns, for `summarise`."""
-    run_load(address, concurrency, max(concurrency, 8), top_k)  # warm-up
-    return run_load(address, concurrency, requests, top_k)
+    run_load(address, concurrency, max(concurrency, 8), top_k, page_size, moments)  # warm-up
+    return run_load(address, concurrency, requests, top_k, page_size, moments)
 
 
 def summarise(concurrency: int, loads: list[tuple[list[float], list[Any], float]]) -> dict[str, Any]:

@@ -47,6 +47,7 @@ from bench.gateway import (
     backends,
     measure,
     run_load,
+    search_request,
     search_stack,
     services,
     summarise,
@@ -188,6 +189,18 @@ def load_alone(stack: SearchStack, index: VideoIndex) -> tuple[int, int]:
     return after, max(after - before, 0)
 
 
+def probe_search(address: str, request: search_pb2.SearchRequest) -> dict[str, int]:
+    """One Search as the load sends it: its hits, their moments (0 from a gateway before the Search API) and
+    whether it offers a next page, so a result shows the work it timed. Raises RuntimeError on no hits (an index
+    whose rows are of another model version than the gateway serves answers none: it would time empty Searches)."""
+    with grpc.insecure_channel(address) as channel:
+        reply = search_pb2_grpc.VideoSearchStub(channel).Search(request, timeout=120)
+    if not reply.hits:
+        raise RuntimeError(f"the gateway at {address} answered no hits to {request.query!r}: nothing to time")
+    return {"hits": len(reply.hits), "moments": sum(len(getattr(hit, "moments", ())) for hit in reply.hits),
+            "next_page": int(bool(getattr(reply, "next_page_token", "")))}
+
+
 def table(rows: list[dict[str, Any]], sizes: list[dict[str, Any]], repeats: int) -> str:
     lines = [
         "| videos | clips | candidates | concurrency | Searches | QPS | p50 ms | p95 ms | p99 ms | encode | ANN videos "
@@ -228,20 +241,25 @@ def table(rows: list[dict[str, Any]], sizes: list[dict[str, Any]], repeats: int)
 def measure_limit(stack: SearchStack, index: VideoIndex, videos: int, candidates: int,
                   args: argparse.Namespace) -> tuple[list[dict[str, Any]], dict[str, float] | None]:
     """One gateway at this candidate limit over `index`: a row per concurrency (args.repeats runs pooled, with
-    the bare baseline unless --no-bare), and its exact-search agreement (None with --check-queries 0)."""
+    the bare baseline unless --no-bare), and its exact-search agreement (None with --check-queries 0). Each row
+    keeps the request's shape (`page_size`, `moments`: 0 when unset) and what one such Search answered (`probe`)."""
     limit = max(candidates, args.top_k)  # what the gateway asks each ANN list for (gateway.query.candidate_limit)
+    shape = {"page_size": args.page_size, "moments": args.moments}
     rows = []
     with stack.gateway(index, candidates) as address:
+        probe = probe_search(address, search_request(QUERIES[0], args.top_k, **shape))
+        print(f"    one Search (page_size {args.page_size or '-'}, moments {args.moments or 'default'}): {probe}",
+              flush=True)
         for concurrency in args.concurrency:
             gateway_runs, bare_runs = [], []
             for _ in range(args.repeats):  # interleaved, so drift on a shared machine hits both alike
-                gateway_runs.append(measure(address, concurrency, args.requests, args.top_k))
+                gateway_runs.append(measure(address, concurrency, args.requests, args.top_k, **shape))
                 if not args.no_bare:
                     bare_runs.append(measure_bare(stack.encoder, index, concurrency, args.requests, limit))
             gateway = summarise(concurrency, gateway_runs)
             bare = latency_summary(bare_runs) if bare_runs else None
             rows.append({"videos": videos, "clips": videos * args.clips_per_video, "candidates": candidates,
-                         "concurrency": concurrency, "gateway": gateway, "bare": bare,
+                         "concurrency": concurrency, **shape, "probe": probe, "gateway": gateway, "bare": bare,
                          "ratio_p50": gateway["p50_ms"] / bare["p50_ms"] if bare else None,
                          "ratio_qps": gateway["qps"] / bare["qps"] if bare else None})
             print(f"    concurrency {concurrency}: gateway {gateway['qps']:.1f} QPS p50 {gateway['p50_ms']:.1f} ms "
@@ -268,15 +286,17 @@ def measure_interleaved(stacks: dict[str, SearchStack], videos: int, args: argpa
                      for name, stack in stacks.items()}
         for concurrency in args.concurrency:
             for address in addresses.values():  # warm-up
-                run_load(address, concurrency, max(concurrency, 8), args.top_k)
+                run_load(address, concurrency, max(concurrency, 8), args.top_k, args.page_size, args.moments)
             got: dict[str, list[tuple[list[float], list[Any], float]]] = {name: [] for name in addresses}
             for turn in range(args.interleave):
                 for name in list(addresses)[:: 1 if turn % 2 == 0 else -1]:
-                    got[name].append(run_load(addresses[name], concurrency, chunk, args.top_k))
+                    got[name].append(run_load(addresses[name], concurrency, chunk, args.top_k, args.page_size,
+                                              args.moments))
             for name, turns in got.items():
                 gateway = summarise(concurrency, turns)
                 rows.append({"milvus": name, "videos": videos, "clips": videos * args.clips_per_video,
-                             "candidates": args.candidates, "concurrency": concurrency, "gateway": gateway,
+                             "candidates": args.candidates, "concurrency": concurrency, "page_size": args.page_size,
+                             "moments": args.moments, "gateway": gateway,
                              "bare": None, "ratio_p50": None, "ratio_qps": None})
                 print(f"    {name}, concurrency {concurrency}: {gateway['qps']:.1f} QPS p50 {gateway['p50_ms']:.1f} ms "
                       f"p99 {format_percentile(gateway['p99_ms'])} ms over {gateway['requests']} Searches in "
@@ -296,6 +316,11 @@ def main(argv: list[str] | None = None) -> Path:
     parser.add_argument("--requests", type=int, default=400, help="Searches measured per run")
     parser.add_argument("--repeats", type=int, default=3,
                         help="runs per row, their Searches pooled (a p99 needs --requests x --repeats >= 1000)")
+    parser.add_argument("--page-size", type=int, default=0, metavar="N",
+                        help="Searches ask for the first page of N hits (page_size; top_k unset) instead of --top-k "
+                        "hits; 0 (default): top_k, no paging")
+    parser.add_argument("--moments", type=int, default=0, metavar="K",
+                        help="moments_per_video of every Search; 0 (default): unset, the gateway's default (3)")
     parser.add_argument("--no-bare", action="store_true", help="skip the bare-dependency baseline (halves the time)")
     parser.add_argument("--check-queries", type=int, default=len(CHECK_QUERIES),
                         help="queries of the exact-search agreement check (0: skip it)")
@@ -347,7 +372,8 @@ def one_backend(args: argparse.Namespace, milvus: str, shared: Services) -> tupl
     with search_stack(args, milvus, shared) as stack:
         for videos, index in stack.indexes.items():
             print(f"Milvus {milvus}, index of {videos} videos x {args.clips_per_video} clips ...", flush=True)
-            load_s = synthesise(index, stack.client, videos, args.clips_per_video, intrinsic_dim=args.intrinsic_dim)
+            load_s = synthesise(index, stack.client, videos, args.clips_per_video, intrinsic_dim=args.intrinsic_dim,
+                                visual_model=stack.encoder.info().visual_model)
             rss, index_rss = load_alone(stack, index)
             idle_wait_s = wait_engine_idle(stack.client)
             agreements = []
@@ -372,7 +398,8 @@ def interleaved(args: argparse.Namespace) -> tuple[list[dict[str, Any]], list[di
             for name, stack in stacks.items():
                 index = stack.indexes[videos]
                 print(f"Milvus {name}, index of {videos} videos x {args.clips_per_video} clips ...", flush=True)
-                load_s = synthesise(index, stack.client, videos, args.clips_per_video, intrinsic_dim=args.intrinsic_dim)
+                load_s = synthesise(index, stack.client, videos, args.clips_per_video, intrinsic_dim=args.intrinsic_dim,
+                                    visual_model=stack.encoder.info().visual_model)
                 rss, index_rss = load_alone(stack, index)
                 sizes.append({"milvus": name, "videos": videos, "clips": videos * args.clips_per_video, "load_s": load_s,
                               "milvus_rss_mib": rss / 2**20, "index_rss_mib": index_rss / 2**20, "agreements": []})

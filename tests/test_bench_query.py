@@ -156,7 +156,8 @@ def test_interleaved_turns_alternate_the_backends_and_pool_every_search(monkeypa
 
     calls = []
 
-    def fake_run_load(address, concurrency, requests, top_k):
+    def fake_run_load(address, concurrency, requests, top_k, page_size=0, moments=0):
+        assert (top_k, page_size, moments) == (10, 20, 5), "every turn and warm-up sends the request's shape"
         calls.append((address, concurrency, requests))
         per = {"lite": 0.5, "standalone": 0.05}[address]
         timing = SimpleNamespace(encode_ms=1.0, ann_videos_ms=2.0, ann_clips_ms=3.0, rescore_ms=4.0,
@@ -173,7 +174,7 @@ def test_interleaved_turns_alternate_the_backends_and_pool_every_search(monkeypa
 
     monkeypatch.setattr(query, "run_load", fake_run_load)
     args = argparse.Namespace(requests=1000, interleave=3, concurrency=[1, 4], top_k=10, candidates=100,
-                              clips_per_video=4)
+                              clips_per_video=4, page_size=20, moments=5)
     rows = query.measure_interleaved({"lite": FakeStack("lite"), "standalone": FakeStack("standalone")}, 100, args)
     measured = [c for c in calls if c[2] == 334]  # turns of ceil(1000 / 3) Searches; warm-ups send max(concurrency, 8)
     assert [c[0] for c in measured[:6]] == ["lite", "standalone", "standalone", "lite", "lite", "standalone"]
@@ -181,3 +182,77 @@ def test_interleaved_turns_alternate_the_backends_and_pool_every_search(monkeypa
     assert by["lite", 1]["requests"] == 1002 and by["lite", 1]["qps"] == pytest.approx(2.0)
     assert by["standalone", 4]["qps"] == pytest.approx(80.0) and by["standalone", 4]["p99_ms"] == pytest.approx(50.0)
     assert len(by["lite", 4]["runs_qps"]) == 3 and rows[0]["bare"] is None
+    assert {(r["page_size"], r["moments"]) for r in rows} == {(20, 5)}
+
+
+def test_search_request_sends_top_k_by_default_and_a_first_page_with_page_size():
+    from bench.gateway import search_request
+
+    plain = search_request("a dog runs", 10)
+    assert plain.query == "a dog runs" and plain.top_k == 10, "the default request is the one before the Search API"
+    assert not plain.HasField("page_size") and not plain.HasField("moments_per_video") and not plain.page_token
+    paged = search_request("a dog runs", 10, page_size=25)
+    assert paged.page_size == 25 and not paged.HasField("top_k") and not paged.HasField("moments_per_video")
+    with_moments = search_request("a dog runs", 10, page_size=25, moments=7)
+    assert with_moments.page_size == 25 and with_moments.moments_per_video == 7
+    assert search_request("x", 5, moments=2).top_k == 5
+
+
+def test_page_size_and_moments_reach_every_search_and_the_rows(monkeypatch):
+    import argparse
+    from contextlib import contextmanager
+    from types import SimpleNamespace
+
+    from bench import query
+
+    sent, probed = [], []
+    timing = SimpleNamespace(encode_ms=1.0, ann_videos_ms=2.0, ann_clips_ms=3.0, rescore_ms=4.0, rescore_fetch_ms=2.0,
+                             fusion_ms=0.1, total_ms=10.0)
+
+    def fake_measure(address, concurrency, requests, top_k, page_size=0, moments=0):
+        sent.append((address, concurrency, requests, top_k, page_size, moments))
+        return [0.01] * requests, [timing] * requests, 0.01 * requests
+
+    def fake_probe(address, request):
+        probed.append(request)
+        return {"hits": 10, "moments": 30, "next_page": 1}
+
+    class FakeStack:
+        @contextmanager
+        def gateway(self, index, candidates):
+            yield "gw"
+
+    monkeypatch.setattr(query, "measure", fake_measure)
+    monkeypatch.setattr(query, "probe_search", fake_probe)
+    args = argparse.Namespace(top_k=10, page_size=10, moments=4, concurrency=[1, 16], repeats=2, requests=600,
+                              no_bare=True, check_queries=0, clips_per_video=4)
+    rows, agreement = query.measure_limit(FakeStack(), object(), 100, 100, args)
+    assert agreement is None and sent == [("gw", c, 600, 10, 10, 4) for c in (1, 1, 16, 16)]
+    [request] = probed
+    assert request.page_size == 10 and request.moments_per_video == 4 and not request.HasField("top_k")
+    assert [(r["concurrency"], r["page_size"], r["moments"], r["gateway"]["requests"]) for r in rows] == [
+        (1, 10, 4, 1200), (16, 10, 4, 1200)]
+    assert rows[0]["probe"] == {"hits": 10, "moments": 30, "next_page": 1} and rows[0]["gateway"]["p99_ms"] == 10.0
+
+
+def test_page_size_and_moments_default_to_unset(monkeypatch, tmp_path):
+    from contextlib import contextmanager
+
+    from bench import query
+
+    seen = []
+
+    @contextmanager
+    def no_services(args):
+        yield None
+
+    def fake_backend(args, milvus, shared):
+        seen.append(args)
+        return [], []
+
+    monkeypatch.setattr(query, "services", no_services)
+    monkeypatch.setattr(query, "one_backend", fake_backend)
+    query.main(["--results-dir", str(tmp_path)])
+    query.main(["--results-dir", str(tmp_path), "--page-size", "10", "--moments", "3"])
+    assert [(a.page_size, a.moments) for a in seen] == [(0, 0), (10, 3)]
+    assert "--page-size 10 --moments 3" in json.loads((tmp_path / "query.json").read_text())["command"]

@@ -67,15 +67,17 @@ TINY = {"submissions": 24, "window_s": 60.0, "concurrency": 2, "faults_per_kind"
 
 def worker_env(concurrency: int) -> dict[str, str]:
     """The worker's settings: `concurrency` videos at once, and short limits so that retries and redelivery happen
-    within the run's patience."""
+    within the run's patience; the time limit of one ingest (50 s up to 5 videos at once) grows by 10 s for each
+    video beyond, since they share the machine's cores."""
+    time_limit = 10 * max(5, concurrency)
     return {
         "VIDSTRATA_WORKER_CONCURRENCY": str(concurrency),
         "VIDSTRATA_WORKER_FRAME_BATCH": "8",
         "VIDSTRATA_WORKER_RETRY_MAX": "40",
         "VIDSTRATA_WORKER_RETRY_BACKOFF_S": "0.5",
         "VIDSTRATA_WORKER_RETRY_BACKOFF_MAX_S": "4",
-        "VIDSTRATA_WORKER_TASK_TIME_LIMIT_S": "50",
-        "VIDSTRATA_WORKER_VISIBILITY_TIMEOUT_S": "60",
+        "VIDSTRATA_WORKER_TASK_TIME_LIMIT_S": str(time_limit),
+        "VIDSTRATA_WORKER_VISIBILITY_TIMEOUT_S": str(time_limit + 10),
         "VIDSTRATA_WORKER_RESTORE_INTERVAL_S": "1",
         "VIDSTRATA_WORKER_MAX_WORKER_DEATHS": "6",
         "VIDSTRATA_WORKER_METRICS_PORT": "0",
@@ -146,16 +148,20 @@ class Stack:
         os.kill(pid, signal.SIGKILL)
         return pid
 
-    def ensure_worker(self) -> bool:
-        """Start the worker again if its main process exited, as Kubernetes restarts a container; True if it did.
+    def ensure_worker(self) -> str | None:
+        """Start the worker again if its main process exited, as Kubernetes restarts a container; if it did, its exit
+        code and the end of its log (why it exited), else None.
 
         It should not exit (workers.celery_app.RedisTransport survives a Redis restart): the figure says if it did.
         """
-        if self.processes["worker"].alive():
-            return False
-        self.processes["worker"].stop()
+        worker = self.processes["worker"]
+        if worker.alive():
+            return None
+        assert worker.proc is not None
+        why = f"exit code {worker.proc.returncode}; its log ended with:\n{worker.log_tail(30)}"
+        worker.stop()
         self.start_worker()
-        return True
+        return why
 
     def stop(self) -> None:
         if self.gateway is not None:
@@ -216,6 +222,7 @@ class Injected:
     away_s: float = 0.0  # restarts: from the stop to ready again
     done: bool = True  # False: a kill found no worker child
     pid: int | None = None  # kills: the child killed
+    detail: str = ""  # worker_restarted: why the worker had exited
 
 
 class LoadSampler:
@@ -259,8 +266,8 @@ def inject_faults(stack: Stack, plan: list[tuple[float, str]], rng: random.Rando
     """Run the fault plan in order, from the main thread (see `run`); every fault is logged, a missed kill too."""
     for offset, kind in plan:
         while time.monotonic() - started < offset:
-            if stack.ensure_worker():
-                log.append(Injected("worker_restarted", time.monotonic() - started, time.time()))
+            if why := stack.ensure_worker():
+                log.append(Injected("worker_restarted", time.monotonic() - started, time.time(), detail=why))
             time.sleep(0.2)
         fault = Injected(kind, time.monotonic() - started, time.time())
         if kind == "kill_child":
@@ -318,8 +325,8 @@ def settle(client: Client, stack: Stack, attempts: list[Attempt], settle_s: floa
                     raise
         if all(s.status in TERMINAL for s in statuses.values()) or time.monotonic() > deadline:
             break
-        if stack.ensure_worker():
-            log.append(Injected("worker_restarted", time.monotonic() - started, time.time()))
+        if why := stack.ensure_worker():
+            log.append(Injected("worker_restarted", time.monotonic() - started, time.time(), detail=why))
         time.sleep(1.0)
     for attempt in attempts:
         status = statuses.get(attempt.video_id)

@@ -101,9 +101,10 @@ async def start(settings: GatewaySettings, service: SearchService | None = None)
     service = service or build_service(settings)
     executor = ThreadPoolExecutor(max_workers=settings.worker_threads, thread_name_prefix="rpc")
     # Metrics outermost, so it counts refusals too; the malformed-request check wraps whatever auth lets through.
-    interceptors: list[grpc.aio.ServerInterceptor] = [MetricsInterceptor(), MalformedRequestInterceptor()]
-    if settings.auth_token:
-        interceptors.append(AuthInterceptor(settings.auth_token))
+    interceptors: list[grpc.aio.ServerInterceptor] = [
+        MetricsInterceptor(frozenset(settings.metric_tenants), settings.tenant_tokens), MalformedRequestInterceptor()]
+    if settings.auth_token or settings.tenant_tokens:
+        interceptors.append(AuthInterceptor(settings.auth_token, settings.tenant_tokens))
     # gRPC's own 4 MiB cap would turn an image under max_image_bytes into RESOURCE_EXHAUSTED, and a cap just above the
     # largest valid Search would do the same to an image a little too large: the transport takes up to
     # max_request_bytes, so the servicer can answer INVALID_ARGUMENT naming the image limit.

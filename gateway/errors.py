@@ -26,3 +26,11 @@ class DeadlineExceeded(ServiceError):
 
 class FailedPrecondition(ServiceError):
     """The request names something that is not in the state it needs, e.g. a video not yet READY (FAILED_PRECONDITION)."""
+
+
+class PermissionDenied(ServiceError):
+    """The caller's token may not act for what the request names, e.g. another tenant (PERMISSION_DENIED)."""
+
+
+class AlreadyExists(ServiceError):
+    """The request would create what another holds, e.g. a video id of another tenant (ALREADY_EXISTS)."""

@@ -20,6 +20,7 @@ import grpc
 
 from vidstrata.gateway import metrics
 from vidstrata.gateway.messages import SERVICE_NAME
+from vidstrata.gateway.tenants import bound_tenant, metric_label, sent_token
 
 log = logging.getLogger(__name__)
 
@@ -33,7 +34,21 @@ def _status_name(context: grpc.aio.ServicerContext, default: grpc.StatusCode) ->
 
 
 class MetricsInterceptor(grpc.aio.ServerInterceptor):
-    """Latency, count by status code and in-flight gauge of every VideoSearch RPC (gateway.metrics)."""
+    """Latency, count by status code and in-flight gauge of every VideoSearch RPC (gateway.metrics).
+
+    Latency and count carry the request's tenant as a label bounded by `metric_tenants` (gateway.tenants.metric_label):
+    the tenant the request names, else the one its token is bound to (`tenant_tokens`).
+    """
+
+    def __init__(self, metric_tenants: frozenset[str] = frozenset(), tenant_tokens: dict[str, str] | None = None) -> None:
+        self._labelled = metric_tenants
+        self._tokens = tenant_tokens or {}
+
+    def _label(self, request: Any, context: grpc.aio.ServicerContext) -> str:
+        tenant = getattr(request, "tenant", "")  # "" for a malformed request (MalformedRequestInterceptor)
+        if not tenant and self._tokens:
+            tenant = bound_tenant(self._tokens, sent_token(context.invocation_metadata())) or ""
+        return metric_label(tenant if isinstance(tenant, str) else "", self._labelled)
 
     async def intercept_service(
         self, continuation: Callable[[grpc.HandlerCallDetails], Awaitable[grpc.RpcMethodHandler]],
@@ -47,7 +62,7 @@ class MetricsInterceptor(grpc.aio.ServerInterceptor):
         codecs = {"request_deserializer": handler.request_deserializer, "response_serializer": handler.response_serializer}
 
         @contextmanager
-        def observing(context: grpc.aio.ServicerContext) -> Iterator[None]:
+        def observing(request: Any, context: grpc.aio.ServicerContext) -> Iterator[None]:
             metrics.INFLIGHT.labels(rpc=rpc).inc()
             started = time.perf_counter()
             code = "OK"
@@ -62,14 +77,15 @@ class MetricsInterceptor(grpc.aio.ServerInterceptor):
                 raise
             finally:
                 metrics.INFLIGHT.labels(rpc=rpc).dec()
-                metrics.REQUEST_DURATION.labels(rpc=rpc, code=code).observe(time.perf_counter() - started)
-                metrics.REQUESTS.labels(rpc=rpc, code=code).inc()
+                tenant = self._label(request, context)
+                metrics.REQUEST_DURATION.labels(rpc=rpc, code=code, tenant=tenant).observe(time.perf_counter() - started)
+                metrics.REQUESTS.labels(rpc=rpc, code=code, tenant=tenant).inc()
 
         if handler.unary_stream is not None:  # WatchVideo: the duration is the stream's
             streaming = handler.unary_stream
 
             async def observed_stream(request: Any, context: grpc.aio.ServicerContext) -> Any:
-                with observing(context):
+                with observing(request, context):
                     async for response in streaming(request, context):
                         yield response
 
@@ -77,7 +93,7 @@ class MetricsInterceptor(grpc.aio.ServerInterceptor):
         behavior = handler.unary_unary
 
         async def observed(request: Any, context: grpc.aio.ServicerContext) -> Any:
-            with observing(context):
+            with observing(request, context):
                 return await behavior(request, context)
 
         return grpc.unary_unary_rpc_method_handler(observed, **codecs)
@@ -172,10 +188,12 @@ class MalformedRequestInterceptor(grpc.aio.ServerInterceptor):
 
 
 class AuthInterceptor(grpc.aio.ServerInterceptor):
-    """Requires `authorization: Bearer <token>` on VideoSearch RPCs; health and reflection stay open."""
+    """Requires `authorization: Bearer <token>` on VideoSearch RPCs, the token `token` (an operator's, bound to no
+    tenant) or one of `tenant_tokens` (each bound to a tenant: the servicer holds the request to it,
+    gateway.tenants); health and reflection stay open."""
 
-    def __init__(self, token: str) -> None:
-        self._expected = f"Bearer {token}".encode()
+    def __init__(self, token: str, tenant_tokens: dict[str, str] | None = None) -> None:
+        self._expected = [f"Bearer {t}".encode() for t in ([token] if token else []) + list(tenant_tokens or {})]
 
     async def intercept_service(
         self, continuation: Callable[[grpc.HandlerCallDetails], Awaitable[grpc.RpcMethodHandler]],
@@ -185,7 +203,8 @@ class AuthInterceptor(grpc.aio.ServerInterceptor):
             return await continuation(handler_call_details)
         sent = next((value for key, value in handler_call_details.invocation_metadata or ()
                      if key == "authorization"), "")
-        if hmac.compare_digest(sent.encode() if isinstance(sent, str) else sent, self._expected):
+        sent_bytes = sent.encode() if isinstance(sent, str) else sent
+        if sum(hmac.compare_digest(sent_bytes, expected) for expected in self._expected):  # every token compared
             return await continuation(handler_call_details)
         return grpc.unary_unary_rpc_method_handler(_deny)
 

@@ -14,10 +14,12 @@ import grpc
 from google.protobuf.timestamp_pb2 import Timestamp
 
 from vidstrata.gateway.errors import (
+    AlreadyExists,
     DeadlineExceeded,
     FailedPrecondition,
     InvalidArgument,
     NotFound,
+    PermissionDenied,
     ServiceError,
     Unavailable,
 )
@@ -40,6 +42,8 @@ _CODES: tuple[tuple[type[ServiceError], grpc.StatusCode], ...] = (
     (FailedPrecondition, grpc.StatusCode.FAILED_PRECONDITION),
     (Unavailable, grpc.StatusCode.UNAVAILABLE),
     (DeadlineExceeded, grpc.StatusCode.DEADLINE_EXCEEDED),
+    (PermissionDenied, grpc.StatusCode.PERMISSION_DENIED),
+    (AlreadyExists, grpc.StatusCode.ALREADY_EXISTS),
 )
 _STATES = {
     IngestState.PENDING: search_pb2.Video.PENDING,
@@ -67,8 +71,9 @@ def error_status(error: ServiceError) -> tuple[grpc.StatusCode, str]:
     return code, status_message(redact_text(str(error)))
 
 
-def search_query(settings: GatewaySettings, request: search_pb2.SearchRequest) -> SearchQuery:
-    """The validated query of a SearchRequest (query.parse_search); InvalidArgument when it is not one."""
+def search_query(settings: GatewaySettings, request: search_pb2.SearchRequest, tenant: str) -> SearchQuery:
+    """The validated query of a SearchRequest (query.parse_search) over `tenant`'s videos (the request's tenant as
+    gateway.tenants.request_tenant resolved it); InvalidArgument when it is not one."""
     method = None
     if request.fusion.method != search_pb2.Fusion.METHOD_UNSPECIFIED:
         try:
@@ -95,6 +100,7 @@ def search_query(settings: GatewaySettings, request: search_pb2.SearchRequest) -
         video_ids=list(request.video_ids),
         like_video_id=request.like_video_id,
         min_confidence=min_confidence,
+        tenant=tenant,
     )
 
 
@@ -174,4 +180,7 @@ def video_message(status: VideoStatus, text: Mapping[str, Sequence[SegmentRecord
         task_id=status.task_id,
         submitted_at=_timestamp(status.submitted_at),
         updated_at=_timestamp(status.updated_at),
+        tenant=status.tenant,
+        visual_model=status.visual_model,
+        text_model=status.text_model,
     )

@@ -10,6 +10,9 @@ Labels:
   The error-ratio rule counts only server-side codes (UNKNOWN, DEADLINE_EXCEEDED, UNIMPLEMENTED,
   INTERNAL, UNAVAILABLE, DATA_LOSS), so a client's bad request never pages anyone.
 - `stage`: one of STAGES, the steps of one Search.
+- `tenant` (request latency and count only): the request's tenant when listed in VIDSTRATA_GATEWAY_METRIC_TENANTS,
+  `_default` for the default tenant, `_other` for any other (gateway.tenants.metric_label), so its values stay bounded.
+  Rules and panels sum it away unless they ask for it.
 
 The gateway is one grpc.aio process, so these live on the default registry and the service exposes it
 with `prometheus_client.start_http_server(9100)` (the port k8s scrapes).
@@ -34,8 +37,8 @@ STAGES = ("encode", "ann_videos", "ann_clips", "rescore", "fusion")
 
 REQUEST_DURATION = Histogram(
     "vidstrata_gateway_request_duration_seconds",
-    "Time from receiving an RPC to sending its response, by method and gRPC status code.",
-    ["rpc", "code"],
+    "Time from receiving an RPC to sending its response, by method, gRPC status code and (bounded) tenant.",
+    ["rpc", "code", "tenant"],
     buckets=LATENCY_BUCKETS,
 )
 STAGE_DURATION = Histogram(
@@ -46,8 +49,8 @@ STAGE_DURATION = Histogram(
 )
 REQUESTS = Counter(
     "vidstrata_gateway_requests_total",
-    "RPCs answered, by method and gRPC status code.",
-    ["rpc", "code"],
+    "RPCs answered, by method, gRPC status code and (bounded) tenant.",
+    ["rpc", "code", "tenant"],
 )
 INFLIGHT = Gauge(
     "vidstrata_gateway_inflight_requests",

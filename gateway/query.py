@@ -23,7 +23,8 @@ from vidstrata.gateway.fusion import IMAGE_QUERY_RANGES, FusionConfig, FusionMet
 from vidstrata.gateway.image_query import decode_image
 from vidstrata.gateway.pages import PageCursor, decode_token, request_digest
 from vidstrata.gateway.settings import GatewaySettings
-from vidstrata.index.filters import CompiledFilter, FilterError, compile_filters
+from vidstrata.index.filters import CompiledFilter, FilterError, RowScope, compile_filters
+from vidstrata.index.schema import DEFAULT_TENANT
 from vidstrata.spec.validation import check_metadata, check_video_id
 from vidstrata.inference.encoder import TextVectors
 
@@ -73,6 +74,7 @@ class SearchQuery:
     offset: int = 0
     window: int = 0  # candidate videos every page of this request searches; 0: candidate_limit's default
     digest: str = ""  # what a page token of this request is bound to
+    tenant: str = DEFAULT_TENANT  # whose videos are searched (pinned on every read: index.filters.RowScope)
 
     @property
     def visual_only(self) -> bool:
@@ -109,12 +111,14 @@ def parse_search(
     video_ids: Sequence[str] = (),
     like_video_id: str = "",
     min_confidence: Confidence = Confidence.UNSPECIFIED,
+    tenant: str = DEFAULT_TENANT,
 ) -> SearchQuery:
     """Check a Search's fields against the limits in settings and fill in the defaults.
 
     The text is normalised first (`normalize_query`), so a query of only invisible characters is empty. Give one of
     text, `image` (JPEG or PNG bytes) and `like_video_id`. With `page_size` the ranking is paged: `page_token` (from
-    the previous page's response, bound to everything else given here) says where this page starts.
+    the previous page's response, bound to everything else given here) says where this page starts. `tenant`
+    (checked by the caller, gateway.tenants) is pinned beside the filter: no filter reaches another tenant's rows.
     """
     _check_query_size(text, settings.max_query_bytes)  # before normalising: bounds its work
     text = normalize_query(text)
@@ -142,7 +146,8 @@ def parse_search(
         raise InvalidArgument(f"moments_per_video must be in [1, {MAX_MOMENTS_PER_VIDEO}], got {moments_per_video}")
     scope = _check_ids(video_ids, settings.max_scope_videos)
     try:
-        compiled = compile_filters(filter_expr, only=scope, leave_out=(like_video_id,) if like_video_id else ())
+        compiled = compile_filters(filter_expr, only=scope, leave_out=(like_video_id,) if like_video_id else (),
+                                   scope=RowScope(tenant=tenant))
     except FilterError as exc:
         raise InvalidArgument(str(exc)) from exc
     try:
@@ -160,7 +165,7 @@ def parse_search(
     size = page_size if page_size is not None else top_k
     digest = request_digest([
         text, hashlib.sha256(image).hexdigest() if image else "", like_video_id, filter_expr, list(scope),
-        fusion.method.value, fusion.weights, group_by.value, moments_per_video, int(min_confidence),
+        fusion.method.value, fusion.weights, group_by.value, moments_per_video, int(min_confidence), tenant,
     ])
     # The candidate window: the videos every page searches. Ranked videos are at most the window, so it holds at least
     # a page of them; ranked moments come several per video, so their window is the deployment's alone, the same for a
@@ -171,7 +176,7 @@ def parse_search(
     return SearchQuery(
         text=text, top_k=size, filter=compiled, fusion=fusion, image=decoded, moments_per_video=moments_per_video,
         group_by=group_by, scope=scope, like_video_id=like_video_id, min_confidence=min_confidence,
-        paged=page_size is not None, offset=cursor.offset, window=cursor.window, digest=digest,
+        paged=page_size is not None, offset=cursor.offset, window=cursor.window, digest=digest, tenant=tenant,
     )
 
 

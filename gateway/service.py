@@ -24,7 +24,9 @@ from typing import Protocol, TypeVar
 
 import numpy as np
 
-from vidstrata.gateway.errors import DeadlineExceeded, FailedPrecondition, InvalidArgument, NotFound, Unavailable
+from vidstrata.gateway.errors import (
+    AlreadyExists, DeadlineExceeded, FailedPrecondition, InvalidArgument, NotFound, Unavailable,
+)
 from vidstrata.gateway.fusion import fuse
 from vidstrata.gateway import metrics
 from vidstrata.gateway.moments import Moment, clip_scores, video_moments
@@ -48,11 +50,11 @@ from vidstrata.gateway.videos import ready_from_row
 from vidstrata.gateway.similar import copy_score, like_query
 from vidstrata.index.errors import IndexUnavailable
 from vidstrata.jobs.errors import StatusUnavailable
-from vidstrata.jobs.status import IngestState, VideoStatus
+from vidstrata.jobs.status import IngestState, VideoIdTaken, VideoStatus
 from vidstrata.index.filters import CompiledFilter, RowScope
-from vidstrata.index.schema import ModelVersions
+from vidstrata.index.schema import DEFAULT_TENANT, ModelVersions
 from vidstrata.index.segments import SegmentHits, SegmentRecord
-from vidstrata.index.store import CandidateVectors, ClipHit, VersionCount, VideoHit, VideoRecord
+from vidstrata.index.store import CandidateVectors, ClipHit, TenantRows, VersionCount, VideoHit, VideoRecord
 from vidstrata.inference.encoder import Encoder, EncoderInputError, EncoderUnavailable
 from vidstrata.spec.channels import KIND_OF_LEVEL, LEVELS, TEXT_LEVELS, TIMED_TEXT_CHANNELS
 from vidstrata.spec.preprocess import center_crop_square
@@ -72,14 +74,15 @@ class SearchIndex(Protocol):
     def search_clips_grouped(
         self, vectors: np.ndarray, limit_videos: int, filter_expr: str | CompiledFilter | None = None
     ) -> list[list[ClipHit]]: ...
-    def get_videos(self, video_ids: Iterable[str]) -> dict[str, VideoRecord]: ...
+    def get_videos(self, video_ids: Iterable[str], scope: RowScope = ...) -> dict[str, VideoRecord]: ...
     def get_candidate_vectors(
         self, video_ids: Iterable[str], clip_counts: Mapping[str, int] | None = None, video_hits: Iterable[VideoHit] = (),
         scope: RowScope = RowScope(),
     ) -> CandidateVectors: ...
-    def delete_video(self, video_id: str) -> bool: ...
-    def counts(self) -> tuple[int, int]: ...
-    def version_counts(self) -> list[VersionCount]: ...
+    def delete_video(self, video_id: str, tenant: str | None = None) -> bool: ...
+    def delete_tenant(self, tenant: str) -> TenantRows: ...
+    def counts(self, tenant: str | None = None) -> tuple[int, int]: ...
+    def version_counts(self, tenant: str | None = None) -> list[VersionCount]: ...
 
 
 class SegmentSearch(Protocol):
@@ -95,18 +98,21 @@ class SegmentSearch(Protocol):
 class StatusRecords(Protocol):
     """What the service needs of index.StatusStore."""
 
-    def mark_pending(self, video_id: str, task_id: str, uri: str, metadata: dict[str, str]) -> None: ...
+    def mark_pending(self, video_id: str, task_id: str, uri: str, metadata: dict[str, str], tenant: str = ...) -> None: ...
     def mark_failed(self, video_id: str, reason: str) -> bool: ...
     def get(self, video_id: str) -> VideoStatus | None: ...
-    def delete(self, video_id: str) -> bool: ...
+    def delete(self, video_id: str, tenant: str | None = None) -> bool: ...
+    def delete_tenant(self, tenant: str) -> int: ...
+    def count(self, state: IngestState, tenant: str) -> int: ...
 
 
 class IngestQueue(Protocol):
     """What the service needs of gateway.ingest.CeleryIngestQueue."""
 
     def enqueue(self, task_id: str, video_id: str, uri: str, metadata: dict[str, str],
-                modalities: list[str] | None = None) -> None: ...
+                modalities: list[str] | None = None, tenant: str = ...) -> None: ...
     def length(self) -> int: ...
+    def remove_tenant(self, tenant: str) -> int: ...
     def oldest_age_s(self) -> float: ...
 
 
@@ -174,6 +180,18 @@ class Stats:
     clips: int
     queue_length: int
     versions: list[VersionCount] = field(default_factory=list)  # rows per model version
+
+
+@dataclass(frozen=True)
+class TenantDeleted:
+    """What DeleteTenant removed: rows of each collection, status records, and ingest tasks taken off the queue."""
+
+    tenant: str
+    videos: int
+    clips: int
+    segments: int
+    status_records: int
+    queued_tasks: int
 
 
 @dataclass
@@ -263,7 +281,7 @@ class SearchService:
             self._require(self.triton, self.milvus)
             with _stage(timings, "encode"):
                 with _encoder_errors(deadline, "the served model versions"):
-                    scope = self.served_scope()
+                    scope = replace(self.served_scope(), tenant=query.tenant)
                 where = query.filter.within(scope)  # rows of the served versions only, whatever the filter
                 if query.like_video_id:
                     vectors = self._like_vectors(query.like_video_id, scope)
@@ -377,8 +395,10 @@ class SearchService:
     def _like_vectors(self, video_id: str, scope: RowScope) -> QueryVectors:
         """A stored READY video as a query: its video vector for the sentence, its clips (at most like_max_clips,
         evenly spaced) for the phrases. NotFound when it is not indexed (under the served version), FailedPrecondition
-        while it is not READY."""
+        while it is not READY; another tenant's video (scope.tenant) is NotFound, as a missing one."""
         status = self._redis(lambda: self.status.get(video_id))
+        if status is not None and status.tenant != scope.tenant:
+            status = None
         if status is not None and status.state != IngestState.READY:
             raise FailedPrecondition(f"video {video_id!r} is {status.state.value}, not READY: like_video_id searches "
                                      "with a READY video's stored vectors")
@@ -427,61 +447,96 @@ class SearchService:
     # -- videos -----------------------------------------------------------------------------------
 
     def submit_video(self, video_id: str, uri: str, metadata: Mapping[str, str],
-                     modalities: list[str] | None = None) -> Submitted:
+                     modalities: list[str] | None = None, tenant: str = DEFAULT_TENANT) -> Submitted:
         """Record the video as PENDING, then queue its ingest; an empty video_id gets a fresh one.
 
         The status comes first so that a fast worker always finds the record it reports progress to.
         Submitting an existing id again re-ingests it. `modalities` (a subset of jobs.contract.MODALITIES) limits
-        the timed texts this ingest extracts; None leaves it to the deployment.
+        the timed texts this ingest extracts; None leaves it to the deployment. A video id is global: one that another
+        tenant's video holds is AlreadyExists, without saying whose.
         """
         video_id = video_id or uuid.uuid4().hex
         clean_metadata = check_submission(video_id, uri, metadata)
         task_id = str(uuid.uuid4())
-        # the status keeps the uri without its credentials; only the task (what the worker fetches with) has them
-        self._redis(lambda: self.status.mark_pending(video_id, task_id, redact_uri(uri), clean_metadata))
+        # The status record decides atomically (mark_pending); the index holds videos indexed without a record. While
+        # Milvus is down a submit still goes through on the record alone, as before tenants.
+        try:
+            held = self.index.get_videos([video_id]).get(video_id)
+        except IndexUnavailable:
+            held = None
+        if held is not None and held.tenant != tenant:
+            raise AlreadyExists(f"video id {video_id!r} is taken: choose another")
+        try:
+            # the status keeps the uri without its credentials; only the task (what the worker fetches with) has them
+            self._redis(lambda: self.status.mark_pending(video_id, task_id, redact_uri(uri), clean_metadata, tenant))
+        except VideoIdTaken as exc:
+            raise AlreadyExists(str(exc)) from exc
         try:
             self.queue.enqueue(task_id, video_id, uri, clean_metadata,
-                               **({"modalities": modalities} if modalities is not None else {}))
+                               **({"modalities": modalities} if modalities is not None else {}), tenant=tenant)
         except Exception as exc:  # noqa: BLE001 - kombu and redis raise many types; all mean "not queued"
             log.warning("could not queue ingest of %s: %s", video_id, exc)
             self._redis(lambda: self.status.mark_failed(video_id, f"could not queue the ingest task: {exc}"))
             raise Unavailable(f"the ingest queue is unavailable: {exc}") from exc
         return Submitted(video_id, task_id)
 
-    def get_video(self, video_id: str) -> VideoStatus:
-        """The video's ingest status; a video indexed without SubmitVideo reads as READY from the index."""
+    def get_video(self, video_id: str, tenant: str = DEFAULT_TENANT) -> VideoStatus:
+        """The ingest status of `tenant`'s video; a video indexed without SubmitVideo reads as READY from the index.
+        Another tenant's video is NotFound, as a missing one."""
         check_video_id_arg(video_id)
         status = self._redis(lambda: self.status.get(video_id))
-        if status is not None:
+        if status is not None and status.tenant == tenant:
             return status
-        record = self._milvus(lambda: self.index.get_videos([video_id])).get(video_id)
+        if status is not None:
+            raise NotFound(f"video {video_id!r} does not exist")
+        record = self._milvus(lambda: self.index.get_videos([video_id], RowScope(tenant=tenant))).get(video_id)
         if record is None:
             raise NotFound(f"video {video_id!r} does not exist")
         return ready_from_row(record)
 
-    def video_text(self, video_id: str) -> dict[str, list[SegmentRecord]]:
-        """The video's timed text by kind ("speech", "screen_text"), each in time order; empty when none is served."""
+    def video_text(self, video_id: str, tenant: str = DEFAULT_TENANT) -> dict[str, list[SegmentRecord]]:
+        """The timed text of `tenant`'s video by kind ("speech", "screen_text"), each in time order; empty when none
+        is served."""
         check_video_id_arg(video_id)
         if self.segments is None:
             return {}
-        segments = self._milvus(lambda: self.segments.get_segments([video_id], vectors=False)).get(video_id, [])  # type: ignore[union-attr]
+        segments = self._milvus(lambda: self.segments.get_segments(  # type: ignore[union-attr]
+            [video_id], vectors=False, scope=RowScope(tenant=tenant))).get(video_id, [])
         by_kind: dict[str, list[SegmentRecord]] = {}
         for segment in segments:
             by_kind.setdefault(segment.kind, []).append(segment)
         return by_kind
 
-    def delete_video(self, video_id: str) -> None:
-        """Remove the video, its clips and its status; NotFound when none of them existed."""
+    def delete_video(self, video_id: str, tenant: str = DEFAULT_TENANT) -> None:
+        """Remove `tenant`'s video, its clips and its status; NotFound when none of them existed (or they are another
+        tenant's)."""
         check_video_id_arg(video_id)
-        in_index = self._milvus(lambda: self.index.delete_video(video_id))
-        had_status = self._redis(lambda: self.status.delete(video_id))
+        in_index = self._milvus(lambda: self.index.delete_video(video_id, tenant))
+        had_status = self._redis(lambda: self.status.delete(video_id, tenant))
         if not (in_index or had_status):
             raise NotFound(f"video {video_id!r} does not exist")
 
-    def stats(self) -> Stats:
-        """Rows in the index (in all, and per model version) and tasks waiting in the ingest queue."""
-        videos, clips = self._milvus(self.index.counts)
-        versions = self._milvus(self.index.version_counts)
+    def delete_tenant(self, tenant: str) -> TenantDeleted:
+        """Remove everything of a named tenant: its queued ingest tasks first (taken off the queue), then its status
+        records (so a task of it already running finds none and writes nothing more: jobs.status's owner rule, and a
+        task caught between its index write and READY deletes its rows again), then its rows."""
+        if tenant == DEFAULT_TENANT:
+            raise InvalidArgument("name the tenant to delete (the default tenant cannot be deleted)")
+        try:
+            queued = self.queue.remove_tenant(tenant)
+        except Exception as exc:  # noqa: BLE001 - redis raises many types; all mean "cannot change the queue"
+            raise Unavailable(f"the ingest queue is unavailable: {exc}") from exc
+        records = self._redis(lambda: self.status.delete_tenant(tenant))
+        rows = self._milvus(lambda: self.index.delete_tenant(tenant))
+        return TenantDeleted(tenant, rows.videos, rows.clips, rows.segments, records, queued)
+
+    def stats(self, tenant: str | None = None) -> Stats:
+        """Rows in the index (in all, and per model version) and tasks waiting in the ingest queue; of one tenant
+        when given (its queue_length: its videos still PENDING), of the whole deployment for None."""
+        videos, clips = self._milvus(lambda: self.index.counts(tenant))
+        versions = self._milvus(lambda: self.index.version_counts(tenant))
+        if tenant is not None:
+            return Stats(videos, clips, self._redis(lambda: self.status.count(IngestState.PENDING, tenant)), versions)
         try:
             queue_length = self.queue.length()
         except Exception as exc:  # noqa: BLE001 - redis raises many types; all mean "cannot read the queue"

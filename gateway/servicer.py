@@ -1,6 +1,7 @@
 """The VideoSearch servicer: each RPC converts its request (gateway.messages), calls `SearchService`, converts back.
 
-Blocking service calls run in a thread pool, bounded by the RPC's deadline. ListVideos and WatchVideo call
+Blocking service calls run in a thread pool, bounded by the RPC's deadline. Each handler first resolves the tenant the
+request acts for (gateway.tenants: the one it names, or its bound token's; PERMISSION_DENIED for another). ListVideos and WatchVideo call
 gateway.videos (the listing, and the watchers of the server's asyncio loop: a stream waits there, not in a thread). What a handler raises becomes a
 status: a ServiceError its kind's code with its message (redacted, cut to fit the trailer), an unexpected error
 INTERNAL with no detail (and the traceback in the log).
@@ -24,6 +25,7 @@ from vidstrata.gateway.errors import InvalidArgument, ServiceError
 from vidstrata.gateway.ingest import requested_modalities
 from vidstrata.gateway.query import check_video_id_arg
 from vidstrata.gateway.service import SearchService
+from vidstrata.gateway.tenants import bound_tenant, request_tenant, sent_token
 from vidstrata.gateway.videos import TooManyWatchers, VideoCatalog, VideoWatchers, watch
 from vidstrata.jobs.status import IngestState, StatusEvents
 from vidstrata.v1 import search_pb2, search_pb2_grpc
@@ -94,9 +96,17 @@ class VideoSearchServicer(search_pb2_grpc.VideoSearchServicer):
         loop = asyncio.get_running_loop()
         return await asyncio.wait_for(loop.run_in_executor(self._executor, call, deadline), timeout)
 
+    def _bound(self, context: grpc.aio.ServicerContext) -> str | None:
+        """The tenant the caller's token is bound to (None: an operator's token, or auth off)."""
+        return bound_tenant(self._settings.tenant_tokens, sent_token(context.invocation_metadata()))
+
+    def _tenant(self, request: Any, context: grpc.aio.ServicerContext) -> str:
+        """The tenant a request acts for (gateway.tenants.request_tenant)."""
+        return request_tenant(request.tenant, self._bound(context))
+
     @_rpc
     async def Search(self, request: search_pb2.SearchRequest, context: grpc.aio.ServicerContext) -> search_pb2.SearchResponse:
-        query = messages.search_query(self._settings, request)
+        query = messages.search_query(self._settings, request, self._tenant(request, context))
         result = await self._call(context, lambda deadline: self._service.search(query, deadline))
         metrics.observe_stages(result.timings.stages())
         return messages.search_response(result, query.fusion.method)
@@ -105,29 +115,44 @@ class VideoSearchServicer(search_pb2_grpc.VideoSearchServicer):
     async def SubmitVideo(
         self, request: search_pb2.SubmitVideoRequest, context: grpc.aio.ServicerContext
     ) -> search_pb2.SubmitVideoResponse:
+        tenant = self._tenant(request, context)
         modalities = requested_modalities(messages.modality_switches(request))
         submitted = await self._call(context, lambda _: self._service.submit_video(
-            request.video_id, request.uri, dict(request.metadata), modalities))
+            request.video_id, request.uri, dict(request.metadata), modalities, tenant))
         return search_pb2.SubmitVideoResponse(video_id=submitted.video_id, task_id=submitted.task_id)
 
     @_rpc
     async def GetVideo(self, request: search_pb2.GetVideoRequest, context: grpc.aio.ServicerContext) -> search_pb2.Video:
-        status = await self._call(context, lambda _: self._service.get_video(request.video_id))
-        text = await self._call(context, lambda _: self._service.video_text(request.video_id)) if request.include_text else None
+        tenant = self._tenant(request, context)
+        status = await self._call(context, lambda _: self._service.get_video(request.video_id, tenant))
+        text = await self._call(context, lambda _: self._service.video_text(request.video_id, tenant)) \
+            if request.include_text else None
         return messages.video_message(status, text)
 
     @_rpc
     async def DeleteVideo(
         self, request: search_pb2.DeleteVideoRequest, context: grpc.aio.ServicerContext
     ) -> search_pb2.DeleteVideoResponse:
-        await self._call(context, lambda _: self._service.delete_video(request.video_id))
+        tenant = self._tenant(request, context)
+        await self._call(context, lambda _: self._service.delete_video(request.video_id, tenant))
         return search_pb2.DeleteVideoResponse(video_id=request.video_id)
+
+    @_rpc
+    async def DeleteTenant(
+        self, request: search_pb2.DeleteTenantRequest, context: grpc.aio.ServicerContext
+    ) -> search_pb2.DeleteTenantResponse:
+        tenant = self._tenant(request, context)
+        deleted = await self._call(context, lambda _: self._service.delete_tenant(tenant))
+        return search_pb2.DeleteTenantResponse(**asdict(deleted))
 
     @_rpc
     async def GetStats(
         self, request: search_pb2.GetStatsRequest, context: grpc.aio.ServicerContext
     ) -> search_pb2.GetStatsResponse:
-        stats = await self._call(context, lambda _: self._service.stats())
+        bound = self._bound(context)
+        # an operator's token without a tenant: the deployment's totals; else one tenant's
+        tenant = None if bound is None and not request.tenant else request_tenant(request.tenant, bound)
+        stats = await self._call(context, lambda _: self._service.stats(tenant))
         return search_pb2.GetStatsResponse(videos=stats.videos, clips=stats.clips, queue_length=stats.queue_length,
                                            versions=[search_pb2.VersionCount(**asdict(v)) for v in stats.versions])
 
@@ -142,7 +167,7 @@ class VideoSearchServicer(search_pb2_grpc.VideoSearchServicer):
             except ValueError as exc:
                 raise InvalidArgument(f"unknown status {request.status}; use PENDING, RUNNING, READY or FAILED") from exc
         query = self._catalog.parse(request.filter, state, request.page_size if request.HasField("page_size") else None,
-                                    request.page_token)
+                                    request.page_token, self._tenant(request, context))
         page = await self._call(context, lambda deadline: self._catalog.list_page(query, deadline))
         return search_pb2.ListVideosResponse(videos=[messages.video_message(v) for v in page.videos],
                                              next_page_token=page.next_page_token)
@@ -152,9 +177,10 @@ class VideoSearchServicer(search_pb2_grpc.VideoSearchServicer):
         self, request: search_pb2.WatchVideoRequest, context: grpc.aio.ServicerContext
     ) -> AsyncIterator[search_pb2.Video]:
         video_id = check_video_id_arg(request.video_id)
+        tenant = self._tenant(request, context)
 
         async def read() -> Any:
-            return await self._call(context, lambda _: self._service.get_video(video_id))
+            return await self._call(context, lambda _: self._service.get_video(video_id, tenant))
 
         async for status in watch(video_id, self._watchers, read, self._settings.watch_poll_s):
             yield messages.video_message(status)

@@ -17,6 +17,7 @@ from vidstrata.gateway.fusion import (
     DEFAULT_TEXT_RANGES, DEFAULT_VISUAL_RANGES, FusionMethod, Normalization, check_text_ranges, check_visual_ranges,
     check_weights,
 )
+from vidstrata.index.checks import check_tenant
 from vidstrata.index.settings import IndexSettings
 from vidstrata.inference.settings import TritonSettings
 from vidstrata.jobs.settings import RedisSettings
@@ -49,6 +50,15 @@ class GatewaySettings(BaseSettings):
     auth_token: str = Field(
         "", description="Bearer token every VideoSearch call must send (`authorization: Bearer <token>`); empty: off, "
         "which the gateway refuses on any host but loopback unless allow_unauthenticated is set.",
+    )
+    tenant_tokens: dict[str, str] = Field(
+        {}, description="Bearer tokens bound to one tenant each (JSON object token -> tenant): a request with one acts "
+        "for that tenant only (naming another is PERMISSION_DENIED; naming none means the token's). Secret: mount it "
+        "from the k8s Secret, as auth_token, which stays bound to no tenant (an operator's). Either turns auth on.",
+    )
+    metric_tenants: list[str] = Field(
+        [], description="Tenants whose requests get their own `tenant` label on the request metrics (JSON list); the "
+        "default tenant's is `_default` and every other tenant's `_other`, so the label's values stay bounded.",
     )
     allow_unauthenticated: bool = Field(
         False, description="Serve the API without auth_token on a host other than loopback (anyone who reaches the "
@@ -200,6 +210,22 @@ class GatewaySettings(BaseSettings):
                              f"{thresholds}")
         return thresholds
 
+    @field_validator("tenant_tokens")
+    @classmethod
+    def _check_tenant_tokens(cls, tokens: dict[str, str]) -> dict[str, str]:
+        for token, tenant in tokens.items():
+            if not token or token != token.strip() or any(ch.isspace() for ch in token):
+                raise ValueError("a tenant token must be non-empty without spaces")
+            check_tenant(tenant)
+        return tokens
+
+    @field_validator("metric_tenants")
+    @classmethod
+    def _check_metric_tenants(cls, tenants: list[str]) -> list[str]:
+        for tenant in tenants:
+            check_tenant(tenant)
+        return tenants
+
     @field_validator("text_level_ranges")
     @classmethod
     def _check_ranges(cls, ranges: dict[str, tuple[float, float]]) -> dict[str, tuple[float, float]]:
@@ -216,6 +242,8 @@ class GatewaySettings(BaseSettings):
             raise ValueError("set both tls_cert_file and tls_key_file, or neither")
         if self.default_top_k > self.max_top_k:
             raise ValueError("default_top_k must not exceed max_top_k")
+        if self.auth_token and self.auth_token in self.tenant_tokens:
+            raise ValueError("auth_token (bound to no tenant) must not also be a tenant token")
         return self
 
     @property
@@ -233,7 +261,7 @@ class GatewaySettings(BaseSettings):
         """The warning to log at start when the API serves beyond loopback without a token (allowed on purpose).
 
         Raises UnauthenticatedExposure when it would do so and allow_unauthenticated is off."""
-        if self.auth_token or self.loopback_only:
+        if self.auth_token or self.tenant_tokens or self.loopback_only:
             return None
         if not self.allow_unauthenticated:
             raise UnauthenticatedExposure(

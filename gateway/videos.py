@@ -6,7 +6,9 @@ Redis sorted set of ids per state). A video in both appears once, as its status 
 page token is the last video_id the page examined, signed (HMAC-SHA256 under the page-token secret) and bound to the
 request's filter and state: the next page starts strictly after it, so a video that exists through the whole listing
 is listed exactly once, whatever is added or deleted between pages, and nothing is held on the server between them.
-Tokens share gateway.pages's format, key (page_token_secret) and lifetime (page_token_ttl_s) with Search's.
+Tokens share gateway.pages's format, key (page_token_secret) and lifetime (page_token_ttl_s) with Search's. A listing
+is one tenant's: its rows (the tenant pinned beside the filter, index.filters.RowScope) and its status sets, and a token
+is bound to the tenant too.
 
 Watching sends a video's state at once, then every change until READY or FAILED. Changes come from the status
 records' pub/sub events (one Redis subscription per gateway, `VideoWatchers`, fanned out in the asyncio loop), and
@@ -29,7 +31,8 @@ from vidstrata.gateway.pages import INVALID_TOKEN, read_cursor, request_digest, 
 from vidstrata.gateway.query import page_secret
 from vidstrata.gateway.settings import GatewaySettings
 from vidstrata.index.errors import IndexUnavailable
-from vidstrata.index.filters import CompiledFilter, FilterError, compile_filters
+from vidstrata.index.filters import CompiledFilter, FilterError, RowScope, compile_filters
+from vidstrata.index.schema import DEFAULT_TENANT
 from vidstrata.index.store import VideoRecord
 from vidstrata.jobs.errors import StatusUnavailable
 from vidstrata.jobs.status import IngestState, StatusEvent, StatusEvents, VideoStatus
@@ -50,21 +53,23 @@ class VideoRows(Protocol):
 class StatusListing(Protocol):
     """What listing needs of jobs.status.StatusStore."""
 
-    def list_ids(self, states: Sequence[IngestState], after: str, limit: int) -> list[str]: ...
+    def list_ids(self, states: Sequence[IngestState], after: str, limit: int, tenant: str = ...) -> list[str]: ...
     def get_many(self, video_ids: Iterable[str]) -> dict[str, VideoStatus]: ...
     def index_existing(self, batch: int = 1000) -> int: ...
 
 
 @dataclass(frozen=True)
 class ListQuery:
-    """A validated ListVideos request: the compiled filter, the state asked for (None: any), the page size, the
-    video_id the page starts after ("" : the first page), and the digest its tokens are bound to."""
+    """A validated ListVideos request: the compiled filter (the tenant pinned), the state asked for (None: any), the
+    page size, the video_id the page starts after ("" : the first page), the digest its tokens are bound to, and the
+    tenant whose videos it lists."""
 
     filter: CompiledFilter
     state: IngestState | None
     page_size: int
     after: str
     digest: str
+    tenant: str = DEFAULT_TENANT
 
 
 @dataclass(frozen=True)
@@ -87,7 +92,7 @@ def ready_from_row(record: VideoRecord) -> VideoStatus:
     return VideoStatus(
         video_id=record.video_id, state=IngestState.READY, task_id="", uri="", metadata=record.metadata,
         submitted_at=0.0, updated_at=record.created_at, progress=100.0, clip_count=record.clip_count,
-        duration_s=record.duration_s,
+        duration_s=record.duration_s, tenant=record.tenant, visual_model=record.visual_model,
     )
 
 
@@ -110,21 +115,22 @@ class VideoCatalog:
 
     # -- requests ---------------------------------------------------------------------------------
 
-    def parse(self, filter_expr: str, state: IngestState | None, page_size: int | None, page_token: str) -> ListQuery:
-        """Validate a ListVideos request; InvalidArgument names what is wrong."""
+    def parse(self, filter_expr: str, state: IngestState | None, page_size: int | None, page_token: str,
+              tenant: str = DEFAULT_TENANT) -> ListQuery:
+        """Validate a ListVideos request of `tenant` (checked by the caller); InvalidArgument names what is wrong."""
         size = min(DEFAULT_PAGE_SIZE, self.settings.max_top_k) if page_size is None else page_size
         if not 1 <= size <= self.settings.max_top_k:
             raise InvalidArgument(f"page_size must be in [1, {self.settings.max_top_k}], got {size}")
         try:
-            compiled = compile_filters(filter_expr)
+            compiled = compile_filters(filter_expr, scope=RowScope(tenant=tenant))
         except FilterError as exc:
             raise InvalidArgument(str(exc)) from exc
-        if compiled.videos and state not in (None, IngestState.READY):
+        if compiled.tree is not None and state not in (None, IngestState.READY):
             raise InvalidArgument(f"filter applies to READY videos only, not to status {state.value}: "
                                   "leave out the filter or the status")
-        digest = request_digest(["ListVideos", filter_expr, state and state.value])
+        digest = request_digest(["ListVideos", filter_expr, state and state.value, tenant])
         after = self._decode(page_token, digest) if page_token else ""
-        return ListQuery(compiled, state, size, after, digest)
+        return ListQuery(compiled, state, size, after, digest, tenant)
 
     def _encode(self, query: ListQuery, after: str) -> str:
         """A token of the page after the video id `after` (gateway.pages, with Search's key and lifetime)."""
@@ -152,8 +158,9 @@ class VideoCatalog:
         """
         n, after, page = query.page_size, query.after, []
         from_index = query.state in (None, IngestState.READY)
-        states = [] if query.filter.videos else ([query.state] if query.state else list(IngestState))
-        wanted = query.state or (IngestState.READY if query.filter.videos else None)  # a filter lists READY videos
+        filtered = query.filter.tree is not None
+        states = [] if filtered else ([query.state] if query.state else list(IngestState))
+        wanted = query.state or (IngestState.READY if filtered else None)  # a filter lists READY videos
         while True:
             if time.monotonic() >= deadline:
                 if page or after != query.after:
@@ -161,13 +168,13 @@ class VideoCatalog:
                 raise DeadlineExceeded("the deadline passed before the page was read")
             with _backend_errors():
                 rows = {r.video_id: r for r in self.index.page_videos(after, n + 1, query.filter)} if from_index else {}
-                queued = self.status.list_ids(states, after, n + 1) if states else []
+                queued = self.status.list_ids(states, after, n + 1, query.tenant) if states else []
                 candidates = sorted(set(rows) | set(queued))[: n + 1]
                 records = self.status.get_many(candidates)
             for video_id in candidates:
                 video = records.get(video_id) or (ready_from_row(rows[video_id]) if video_id in rows else None)
-                if video is None or (wanted is not None and video.state != wanted):
-                    after = video_id  # deleted meanwhile, or in another state
+                if video is None or video.tenant != query.tenant or (wanted is not None and video.state != wanted):
+                    after = video_id  # deleted meanwhile (its id maybe taken by another tenant), or in another state
                     continue
                 if len(page) == n:
                     return VideoPage(page, self._encode(query, after))
@@ -258,9 +265,10 @@ async def watch(video_id: str, watchers: VideoWatchers, read: Callable[[], Await
                 poll_s: float) -> AsyncIterator[VideoStatus]:
     """The video's state now, then each change until READY or FAILED.
 
-    `read` gets the state (GetVideo's: NotFound for an unknown video). Events newer than the last state sent are
-    taken as they come; after poll_s without one the state is read again, so a lost event delays a change by at
-    most poll_s and never hangs the watcher. A video deleted meanwhile ends the stream with NotFound.
+    `read` gets the state (GetVideo's: NotFound for an unknown video, or one of another tenant). Events newer than the
+    last state sent are taken as they come; after poll_s without one the state is read again, so a lost event delays a
+    change by at most poll_s and never hangs the watcher. A video deleted meanwhile ends the stream with NotFound, and
+    so does an event of another tenant's record of the id (deleted, then submitted by another tenant).
     """
     async with watchers.watching(video_id) as events:
         current = await read()
@@ -273,7 +281,7 @@ async def watch(video_id: str, watchers: VideoWatchers, read: Callable[[], Await
             else:
                 if event.revision <= current.revision:
                     continue  # written before the state already sent
-                if event.status is None:
+                if event.status is None or event.status.tenant != current.tenant:
                     raise NotFound(f"video {video_id!r} was deleted")
                 latest = event.status
             if _shown(latest) != _shown(current):

@@ -95,6 +95,14 @@ class VersionCount:
     segments: int = 0
 
 
+class TenantRows(NamedTuple):
+    """Rows of one tenant in each collection (what DeleteTenant removed)."""
+
+    videos: int
+    clips: int
+    segments: int
+
+
 @dataclass
 class CandidateVectors:
     """What exact rescoring reads of candidate videos, by video id: each video's vector (or, for a video the video
@@ -257,21 +265,41 @@ class VideoIndex:
 
         self.connection.call(f"replace video {video.video_id!r}", write)
 
-    def delete_video(self, video_id: str) -> bool:
+    def delete_video(self, video_id: str, tenant: str | None = None) -> bool:
         """Remove a video, its clips and its timed text segments (index.segments); True if its video row existed.
 
-        The row goes first, hiding the clips and segments."""
+        The row goes first, hiding the clips and segments. With `tenant`, only a video of that tenant is removed (a
+        video id is global: another tenant's video of that id is left alone, and False)."""
         check_video_id(video_id)
         timeout = self.settings.milvus_timeout_s
 
         def delete(client: MilvusClient) -> bool:
-            existed = bool(client.get(self.names.videos, ids=[video_id], output_fields=["video_id"], timeout=timeout))
+            rows = client.get(self.names.videos, ids=[video_id], output_fields=["tenant"], timeout=timeout)
+            if tenant is not None and any(row["tenant"] != tenant for row in rows):
+                return False
+            existed = bool(rows)
             client.delete(self.names.videos, ids=[video_id], timeout=timeout)
             client.delete(self.names.clips, filter=f"video_id == {quote_string(video_id)}", timeout=timeout)
             client.delete(self.names.segments, filter=f"video_id == {quote_string(video_id)}", timeout=timeout)
             return existed
 
         return self.connection.call(f"delete video {video_id!r}", delete)
+
+    def delete_tenant(self, tenant: str) -> TenantRows:
+        """Remove every row of one tenant (videos, clips, segments: a delete by the partition key) and say how many
+        there were, counted just before (a row a worker writes meanwhile is removed, or counted, or both)."""
+        where = f"tenant == {quote_string(check_tenant(tenant))}"
+        counts = TenantRows(*(self._count(name, where)
+                              for name in (self.names.videos, self.names.clips, self.names.segments)))
+        timeout = self.settings.milvus_timeout_s
+
+        def delete(client: MilvusClient) -> None:
+            client.delete(self.names.videos, filter=where, timeout=timeout)  # first: hides the clips and segments
+            client.delete(self.names.clips, filter=where, timeout=timeout)
+            client.delete(self.names.segments, filter=where, timeout=timeout)
+
+        self.connection.call(f"delete tenant {tenant!r}", delete)
+        return counts
 
     # -- reads ------------------------------------------------------------------------------------
 
@@ -452,7 +480,7 @@ class VideoIndex:
         check_limit(limit, "limit")
         cursor = f"video_id > {quote_string(after)}"
         where = milvus_filter(filter_expr, "videos")
-        fields = ["video_id", "duration_s", "clip_count", "status", "metadata", "created_at"]
+        fields = ["video_id", "duration_s", "clip_count", "status", "metadata", "created_at", "tenant"]
         rows = decoded_rows(self.connection.call("list videos", lambda client: client.query(
             self.names.videos, filter=f"{where} and {cursor}" if where else cursor, output_fields=fields, limit=limit,
             iterator="True", reduce_stop_for_best="True", consistency_level=self.settings.read_consistency,
@@ -461,7 +489,7 @@ class VideoIndex:
         records = [VideoRecord(
             video_id=row["video_id"], vector=np.empty(0, dtype=np.float32), duration_s=float(row["duration_s"]),
             clip_count=int(row["clip_count"]), metadata=dict(row["metadata"]), created_at=float(row["created_at"]),
-            status=str(row["status"]),
+            status=str(row["status"]), tenant=str(row["tenant"]),
         ) for row in rows]
         return sorted(records, key=lambda r: r.video_id)
 
@@ -471,23 +499,26 @@ class VideoIndex:
         ))
         return int(rows[0]["count(*)"])
 
-    def counts(self) -> tuple[int, int]:
-        """(videos, clips) rows stored; clips may include invisible leftovers of an interrupted replace."""
-        return self._count(self.names.videos), self._count(self.names.clips)
+    def counts(self, tenant: str | None = None) -> tuple[int, int]:
+        """(videos, clips) rows stored (of `tenant`; None: of all); clips may include invisible leftovers of an
+        interrupted replace."""
+        where = RowScope(tenant=tenant).where("videos")
+        return self._count(self.names.videos, where), self._count(self.names.clips, where)
 
-    def version_counts(self) -> list[VersionCount]:
+    def version_counts(self, tenant: str | None = None) -> list[VersionCount]:
         """Rows per model version: each visual version's videos and clips, each text version's segments.
 
         Milvus has no GROUP BY, so the versions come from the collections' properties (every writer records the
         version it writes: IndexConnection.note_model) and each is one filtered count(*), a scan on Milvus Lite:
-        a handful of versions, a handful of counts. Versions whose rows are all gone are left out.
+        a handful of versions, a handful of counts. Versions whose rows are all gone are left out. `tenant`: that
+        tenant's rows only (None: all).
         """
         found = []
         for version in self.connection.model_versions(self.names.videos):
-            where = f"visual_model == {quote_string(version)}"
+            where = RowScope(tenant=tenant, visual_model=version).where("videos")
             found.append(VersionCount("visual", version, videos=self._count(self.names.videos, where),
                                       clips=self._count(self.names.clips, where)))
         for version in self.connection.model_versions(self.names.segments):
-            found.append(VersionCount("text", version,
-                                      segments=self._count(self.names.segments, f"text_model == {quote_string(version)}")))
+            where = RowScope(tenant=tenant, text_model=version).where("segments")
+            found.append(VersionCount("text", version, segments=self._count(self.names.segments, where)))
         return [c for c in found if c.videos or c.clips or c.segments]

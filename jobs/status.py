@@ -15,11 +15,17 @@ ran) cannot write over the status of the new one; a task whose write was dropped
 the record before writing can be neither overtaken by nor overwrite the write of a newer submission.
 
 Listing and watching (the gateway's ListVideos and WatchVideo): the same scripts that change a record keep its id in
-one sorted set per state, `vidstrata:videos:<STATE>` (score 0, so ZRANGEBYLEX pages them in video_id order), stamp
+one sorted set per tenant and state, `vidstrata:videos:<STATE>` for the default tenant and
+`vidstrata:videos:<tenant>:<STATE>` for a named one (score 0, so ZRANGEBYLEX pages them in video_id order), stamp
 it with a `revision` from one counter (`vidstrata:status-revision`: a later write has a larger one, whoever wrote it),
 and PUBLISH the record as written on `vidstrata:status-events` (`StatusEvents` follows them). Writing the record,
 moving its id between the sets and publishing are one script, so a lister or watcher never sees one without the
 other. Records written before these sets existed are added by `index_existing`.
+
+Tenants: a record keeps its video's tenant, and a video id is global: `mark_pending` refuses (VideoIdTaken) to
+replace a record of another tenant, in the same script that would replace it. The scripts find a record's state
+sets from its stored tenant (the set keys are built in the script, which a single Redis allows), so a worker's
+write needs no tenant. `delete_tenant` removes every record of one tenant.
 """
 
 from __future__ import annotations
@@ -86,48 +92,72 @@ class VideoStatus:
     text_model: str = ""
 
 
-def _state_sets(state: IngestState) -> list[str]:
-    """The state's id set first, then the other states' (the KEYS the scripts move an id between)."""
-    return [STATE_SET_PREFIX + state.value] + [STATE_SET_PREFIX + s.value for s in IngestState if s != state]
+def state_set_prefix(tenant: str) -> str:
+    """The prefix of one tenant's state sets (+ state): the default tenant keeps the sets of before tenants."""
+    return STATE_SET_PREFIX + (f"{tenant}:" if tenant != DEFAULT_TENANT else "")
 
 
-# KEYS[1]: the video's hash; KEYS[2]: the new state's id set, KEYS[3..5] the other states'; KEYS[6]: the revision
-# counter. ARGV: video_id, new state, mode ("create" or "update"), owner (the writer's task id; "" for an update that
-# needs none), the events channel, field, value, ... An update writes only to an existing record whose task_id is the
-# owner: the check and the write are one step, so no newer submission can come in between. The record as written
-# is published as {"video_id": ..., "fields": [name, value, ...]}.
-_TRANSITION = """
+# The Lua part shared by the scripts: the state sets of the record's tenant (ARGV[prefix] + tenant + ':' + state).
+_SETS = """
+local states = {%s}
+local function prefix_of(base, tenant)
+  if tenant ~= '' then return base .. tenant .. ':' end
+  return base
+end
+""" % ", ".join(f"'{s.value}'" for s in IngestState)
+
+# KEYS[1]: the video's hash; KEYS[2]: the revision counter. ARGV: video_id, new state, mode ("create" or "update"),
+# owner (the writer's task id; "" for an update that needs none), the events channel, STATE_SET_PREFIX, the tenant (a
+# create's; an update keeps the record's), field, value, ... An update writes only to an existing record whose task_id
+# is the owner: the check and the write are one step, so no newer submission can come in between. A create refuses
+# (-1) to replace a record of another tenant. The record as written is published as
+# {"video_id": ..., "fields": [name, value, ...]}.
+_TRANSITION = _SETS + """
+local tenant
 if ARGV[3] == 'update' then
   if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
   if ARGV[4] ~= '' and redis.call('HGET', KEYS[1], 'task_id') ~= ARGV[4] then return 0 end
+  tenant = redis.call('HGET', KEYS[1], 'tenant') or ''
 else
+  tenant = ARGV[7]
+  if redis.call('EXISTS', KEYS[1]) == 1 and (redis.call('HGET', KEYS[1], 'tenant') or '') ~= tenant then return -1 end
   redis.call('DEL', KEYS[1])
 end
-local revision = redis.call('INCR', KEYS[6])
-redis.call('HSET', KEYS[1], 'state', ARGV[2], 'revision', revision, unpack(ARGV, 6))
-for i = 3, 5 do redis.call('ZREM', KEYS[i], ARGV[1]) end
-redis.call('ZADD', KEYS[2], 0, ARGV[1])
+local prefix = prefix_of(ARGV[6], tenant)
+local revision = redis.call('INCR', KEYS[2])
+redis.call('HSET', KEYS[1], 'state', ARGV[2], 'revision', revision, 'tenant', tenant, unpack(ARGV, 8))
+for _, state in ipairs(states) do redis.call('ZREM', prefix .. state, ARGV[1]) end
+redis.call('ZADD', prefix .. ARGV[2], 0, ARGV[1])
 redis.call('PUBLISH', ARGV[5], cjson.encode({video_id = ARGV[1], fields = redis.call('HGETALL', KEYS[1])}))
 return 1
 """
 
-# KEYS[1]: the video's hash; KEYS[2..5]: the state id sets; KEYS[6]: the revision counter. ARGV: video_id, the events
-# channel. Publishes {"video_id": ..., "deleted": revision} when there was a record.
-_DELETE = """
-for i = 2, 5 do redis.call('ZREM', KEYS[i], ARGV[1]) end
-if redis.call('DEL', KEYS[1]) == 0 then return 0 end
-local revision = redis.call('INCR', KEYS[6])
+# KEYS[1]: the video's hash; KEYS[2]: the revision counter. ARGV: video_id, the events channel, STATE_SET_PREFIX, the
+# tenant whose record it must be ("*": any). Publishes {"video_id": ..., "deleted": revision} when there was a record
+# (of that tenant). A missing record's id is removed from the default tenant's sets (a stale id).
+_DELETE = _SETS + """
+if redis.call('EXISTS', KEYS[1]) == 0 then
+  for _, state in ipairs(states) do redis.call('ZREM', ARGV[3] .. state, ARGV[1]) end
+  return 0
+end
+local tenant = redis.call('HGET', KEYS[1], 'tenant') or ''
+if ARGV[4] ~= '*' and ARGV[4] ~= tenant then return 0 end
+local prefix = prefix_of(ARGV[3], tenant)
+for _, state in ipairs(states) do redis.call('ZREM', prefix .. state, ARGV[1]) end
+redis.call('DEL', KEYS[1])
+local revision = redis.call('INCR', KEYS[2])
 redis.call('PUBLISH', ARGV[2], cjson.encode({video_id = ARGV[1], deleted = revision}))
 return 1
 """
 
-# KEYS[1]: the video's hash; KEYS[2..5]: the state id sets. ARGV: video_id. Puts an existing record's id in its
-# state's set (index_existing: records written before the sets existed).
-_INDEX = """
+# KEYS[1]: the video's hash. ARGV: video_id, STATE_SET_PREFIX. Puts an existing record's id in its tenant's state set
+# (index_existing: records written before the sets existed).
+_INDEX = _SETS + """
 local state = redis.call('HGET', KEYS[1], 'state')
 if not state then return 0 end
-for i = 2, 5 do
-  if KEYS[i] == ARGV[2] .. state then redis.call('ZADD', KEYS[i], 0, ARGV[1]) else redis.call('ZREM', KEYS[i], ARGV[1]) end
+local prefix = prefix_of(ARGV[2], redis.call('HGET', KEYS[1], 'tenant') or '')
+for _, s in ipairs(states) do
+  if s == state then redis.call('ZADD', prefix .. s, 0, ARGV[1]) else redis.call('ZREM', prefix .. s, ARGV[1]) end
 end
 return 1
 """
@@ -167,6 +197,10 @@ def _finite(value: float, what: str, low: float | None = None, high: float | Non
     return float(value)
 
 
+class VideoIdTaken(ValueError):
+    """A submission names a video id another tenant's record holds (a video id is global)."""
+
+
 class StatusStore:
     """Read and write ingest status records; safe to share between threads (redis-py pools connections)."""
 
@@ -185,14 +219,17 @@ class StatusStore:
         self._redis.close()
 
     def _write(self, video_id: str, state: IngestState, mode: str, owner: str,
-               fields: dict[str, str | int | float]) -> bool:
+               fields: dict[str, str | int | float], tenant: str = DEFAULT_TENANT) -> bool:
         check_video_id(video_id)
-        args: list[str | int | float] = [video_id, state.value, mode, owner, EVENTS_CHANNEL, "updated_at", time.time()]
+        args: list[str | int | float] = [video_id, state.value, mode, owner, EVENTS_CHANNEL, STATE_SET_PREFIX, tenant,
+                                         "updated_at", time.time()]
         for name, value in fields.items():
             args += [name, value]
-        keys = [KEY_PREFIX + video_id, *_state_sets(state), REVISION_KEY]
         with _redis_errors(f"mark {video_id!r} {state.value}"):
-            return bool(self._transition(keys=keys, args=args))
+            written = int(self._transition(keys=[KEY_PREFIX + video_id, REVISION_KEY], args=args))
+        if written < 0:
+            raise VideoIdTaken(f"video id {video_id!r} is taken: choose another")
+        return bool(written)
 
     @staticmethod
     def _owner(task_id: str) -> str:
@@ -202,13 +239,13 @@ class StatusStore:
 
     def mark_pending(self, video_id: str, task_id: str, uri: str, metadata: dict[str, str],
                      tenant: str = DEFAULT_TENANT) -> None:
-        """Start a fresh record for a submitted video of `tenant`, owned by task_id, replacing any earlier one
-        (a re-submit)."""
+        """Start a fresh record for a submitted video of `tenant`, owned by task_id, replacing any earlier one of the
+        same tenant (a re-submit); VideoIdTaken when another tenant's record holds the id."""
         now = time.time()
         self._write(video_id, IngestState.PENDING, "create", "", {
             "task_id": self._owner(task_id), "uri": uri, "metadata": json.dumps(check_metadata(metadata)),
-            "submitted_at": now, "progress": 0.0, "tenant": tenant,
-        })
+            "submitted_at": now, "progress": 0.0,
+        }, tenant)
 
     def mark_running(self, video_id: str, progress: float, stage: str, *, task_id: str) -> bool:
         """Report task_id's progress (0..100) and current stage; False, and nothing written, if the record no
@@ -307,18 +344,25 @@ class StatusStore:
             raws: list[dict[str, str]] = pipe.execute()
         return {v: _parse_record(v, raw) for v, raw in zip(ids, raws, strict=True) if raw}
 
-    def list_ids(self, states: Sequence[IngestState], after: str, limit: int) -> list[str]:
-        """The first `limit` ids, in video_id order, after `after` ("" : from the start), of the records in these
-        states: one ZRANGEBYLEX per state's set, merged. Only ids are read (the records may change meanwhile)."""
+    def list_ids(self, states: Sequence[IngestState], after: str, limit: int,
+                 tenant: str = DEFAULT_TENANT) -> list[str]:
+        """The first `limit` ids, in video_id order, after `after` ("" : from the start), of `tenant`'s records in
+        these states: one ZRANGEBYLEX per state's set, merged. Only ids are read (the records may change meanwhile)."""
         if limit < 1:
             raise ValueError(f"limit must be >= 1, got {limit!r}")
         start = f"({after}" if after else "-"
+        prefix = state_set_prefix(tenant)
         with _redis_errors(f"list the ids in {[s.value for s in states]}"):
             pipe = self._redis.pipeline(transaction=False)
             for state in states:
-                pipe.zrangebylex(STATE_SET_PREFIX + state.value, start, "+", start=0, num=limit)
+                pipe.zrangebylex(prefix + state.value, start, "+", start=0, num=limit)
             found: list[list[str]] = pipe.execute()
         return sorted({video_id for ids in found for video_id in ids})[:limit]
+
+    def count(self, state: IngestState, tenant: str = DEFAULT_TENANT) -> int:
+        """How many of `tenant`'s records are in `state`."""
+        with _redis_errors(f"count the {state.value} records"):
+            return int(self._redis.zcard(state_set_prefix(tenant) + state.value))  # type: ignore[arg-type]
 
     def index_existing(self, batch: int = 1000) -> int:
         """Put the ids of records written before the state sets existed into their sets, once per Redis (a marker
@@ -328,22 +372,37 @@ class StatusStore:
             if self._redis.get(LISTING_VERSION_KEY):
                 return 0
             seen = 0
-            sets = [STATE_SET_PREFIX + s.value for s in IngestState]
             for keys in _chunks(self._redis.scan_iter(match=KEY_PREFIX + "*", count=batch), batch):
                 pipe = self._redis.pipeline(transaction=False)
                 for key in keys:
-                    self._index(keys=[key, *sets], args=[key.removeprefix(KEY_PREFIX), STATE_SET_PREFIX], client=pipe)
+                    self._index(keys=[key], args=[key.removeprefix(KEY_PREFIX), STATE_SET_PREFIX], client=pipe)
                 pipe.execute()
                 seen += len(keys)
             self._redis.set(LISTING_VERSION_KEY, "1")
             return seen
 
-    def delete(self, video_id: str) -> bool:
-        """Remove the video's status (and announce it to watchers); True if it existed."""
+    def delete(self, video_id: str, tenant: str | None = None) -> bool:
+        """Remove the video's status (and announce it to watchers); True if it existed (as a record of `tenant`, when
+        given: another tenant's record is left alone)."""
         check_video_id(video_id)
-        keys = [KEY_PREFIX + video_id, *(STATE_SET_PREFIX + s.value for s in IngestState), REVISION_KEY]
+        args = [video_id, EVENTS_CHANNEL, STATE_SET_PREFIX, "*" if tenant is None else tenant]
         with _redis_errors(f"delete {video_id!r}"):
-            return bool(self._delete(keys=keys, args=[video_id, EVENTS_CHANNEL]))
+            return bool(self._delete(keys=[KEY_PREFIX + video_id, REVISION_KEY], args=args))
+
+    def delete_tenant(self, tenant: str, batch: int = 1000) -> int:
+        """Remove every status record of `tenant` (each announced to its watchers, as `delete` does); returns how
+        many. Its workers' later writes are dropped (no record), so its running tasks stop (jobs.status's owner rule)."""
+        prefix, deleted = state_set_prefix(tenant), 0
+        with _redis_errors(f"delete the records of tenant {tenant!r}"):
+            for state in IngestState:
+                while ids := self._redis.zrange(prefix + state.value, 0, batch - 1):
+                    pipe = self._redis.pipeline(transaction=False)
+                    for video_id in ids:
+                        self._delete(keys=[KEY_PREFIX + video_id, REVISION_KEY],
+                                     args=[video_id, EVENTS_CHANNEL, STATE_SET_PREFIX, tenant], client=pipe)
+                        pipe.zrem(prefix + state.value, video_id)  # a stale id, or one another tenant now holds
+                    deleted += sum(int(n) for n in pipe.execute()[::2])
+        return deleted
 
 
 def _chunks(items: Iterable[str], size: int) -> Iterator[list[str]]:

@@ -220,9 +220,9 @@ def test_metrics_show_the_requests_seen(stub, indexed):
     _search(stub, "a cup of coffee")
     _error(stub.Search, search_pb2.SearchRequest(query=""))
     text = indexed.metrics()
-    for series in ('vidstrata_gateway_requests_total{code="OK",rpc="Search"}',
-                   'vidstrata_gateway_requests_total{code="INVALID_ARGUMENT",rpc="Search"}',
-                   'vidstrata_gateway_request_duration_seconds_bucket{code="OK",le="0.5",rpc="Search"}',
+    for series in ('vidstrata_gateway_requests_total{code="OK",rpc="Search",tenant="_default"}',
+                   'vidstrata_gateway_requests_total{code="INVALID_ARGUMENT",rpc="Search",tenant="_default"}',
+                   'vidstrata_gateway_request_duration_seconds_bucket{code="OK",le="0.5",rpc="Search",tenant="_default"}',
                    'vidstrata_gateway_stage_duration_seconds_count{stage="encode"}',
                    'vidstrata_gateway_stage_duration_seconds_count{stage="ann_clips"}',
                    'vidstrata_gateway_inflight_requests{rpc="Search"}'):
@@ -242,7 +242,7 @@ def test_auth_guards_the_api_but_not_health(triton, milvus_uri, redis_url, tmp_p
                     stub.Search(request, metadata=metadata, timeout=10)
                 assert raised.value.code() == grpc.StatusCode.UNAUTHENTICATED
             assert stub.Search(request, metadata=(("authorization", "Bearer tok-123"),), timeout=10).hits == []
-        assert 'vidstrata_gateway_requests_total{code="UNAUTHENTICATED",rpc="Search"} 2.0' in secured.metrics()
+        assert 'vidstrata_gateway_requests_total{code="UNAUTHENTICATED",rpc="Search",tenant="_default"} 2.0' in secured.metrics()
     finally:
         secured.stop()
 

@@ -197,9 +197,9 @@ def test_metrics_count_requests_by_code_and_time_stages(running):
         line = next((ln for ln in text.splitlines() if ln.startswith(series + " ")), None)
         return float(line.split()[-1]) if line else 0.0
 
-    expected = (('vidstrata_gateway_requests_total{code="OK",rpc="Search"}', 1),
-                ('vidstrata_gateway_requests_total{code="INVALID_ARGUMENT",rpc="Search"}', 1),
-                ('vidstrata_gateway_request_duration_seconds_count{code="OK",rpc="Search"}', 1),
+    expected = (('vidstrata_gateway_requests_total{code="OK",rpc="Search",tenant="_default"}', 1),
+                ('vidstrata_gateway_requests_total{code="INVALID_ARGUMENT",rpc="Search",tenant="_default"}', 1),
+                ('vidstrata_gateway_request_duration_seconds_count{code="OK",rpc="Search",tenant="_default"}', 1),
                 ('vidstrata_gateway_stage_duration_seconds_count{stage="rescore"}', 1))
     # The interceptor counts a call once its reply is on the wire, so a client may read /metrics a moment early.
     deadline = time.monotonic() + 5
@@ -223,14 +223,14 @@ def test_auth_rejects_missing_and_wrong_tokens_and_leaves_health_open(library):
             code, details = _code(stub.Search, request, metadata=metadata)
             assert code == grpc.StatusCode.UNAUTHENTICATED and "bearer token" in details
         assert stub.Search(request, metadata=(("authorization", "Bearer s3cret"),)).hits[0].video_id == "trip"
-        assert 'vidstrata_gateway_requests_total{code="UNAUTHENTICATED",rpc="Search"}' in server.metrics()
+        assert 'vidstrata_gateway_requests_total{code="UNAUTHENTICATED",rpc="Search",tenant="_default"}' in server.metrics()
         # a server stream (WatchVideo) goes through auth and metrics as well
         watch = search_pb2.WatchVideoRequest(video_id="trip")
         code, details = _code(lambda r, **kw: list(stub.WatchVideo(r, **kw)), watch)
         assert code == grpc.StatusCode.UNAUTHENTICATED and "bearer token" in details
         (video,) = stub.WatchVideo(watch, metadata=(("authorization", "Bearer s3cret"),), timeout=10)
         assert (video.video_id, video.status) == ("trip", search_pb2.Video.READY)  # indexed: its state, then the end
-        assert 'vidstrata_gateway_requests_total{code="OK",rpc="WatchVideo"} 1.0' in server.metrics()
+        assert 'vidstrata_gateway_requests_total{code="OK",rpc="WatchVideo",tenant="_default"} 1.0' in server.metrics()
     finally:
         server.stop()
 
@@ -288,7 +288,7 @@ def test_garbage_is_counted_as_invalid_argument_and_unauthenticated_garbage_stay
     server = Running(library, auth_token="tok")
     try:
         server.wait_health(SERVING)
-        series = 'vidstrata_gateway_requests_total{code="INVALID_ARGUMENT",rpc="Search"} '
+        series = 'vidstrata_gateway_requests_total{code="INVALID_ARGUMENT",rpc="Search",tenant="_default"} '
 
         def counted() -> float:
             return float(next((line for line in server.metrics().splitlines() if line.startswith(series)),

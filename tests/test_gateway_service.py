@@ -94,13 +94,15 @@ def test_timings_cover_every_stage(library):
 def test_filter_reaches_both_ann_searches_and_nothing_else(library):
     _search(_service(library), "coffee", filter_expr='meta.lang == "en"')
     filters = {name: arg for name, arg in library.index.calls if name.startswith("search")}
-    served = RowScope(visual_model="fake-1/", text_model="fake-1")  # FakeEncoder's versions
+    served = RowScope(tenant="", visual_model="fake-1/", text_model="fake-1")  # the default tenant, FakeEncoder's versions
     assert filters == {"search_videos": compile_filters('meta.lang == "en"', scope=served),
                        "search_clips_grouped": compile_filters('meta.lang == "en"', scope=served)}
     # compiled once by parse_search, narrowed to the served versions: both searches get the same object
-    assert filters["search_videos"].videos == '((metadata["lang"] == "en") and (visual_model == "fake-1/"))'
-    assert filters["search_clips_grouped"].clips == '((metadata["lang"] == "en") and (visual_model == "fake-1/"))'
-    assert filters["search_videos"].segments == '((metadata["lang"] == "en") and (text_model == "fake-1"))'
+    assert filters["search_videos"].videos == \
+        '((metadata["lang"] == "en") and (tenant == "") and (visual_model == "fake-1/"))'
+    assert filters["search_clips_grouped"].clips == \
+        '((metadata["lang"] == "en") and (tenant == "") and (visual_model == "fake-1/"))'
+    assert filters["search_videos"].segments == '((metadata["lang"] == "en") and (tenant == "") and (text_model == "fake-1"))'
     assert library.index.scopes == [served]  # the candidates' rows are read under the served versions too
 
 
@@ -111,7 +113,7 @@ def test_a_search_sees_only_the_served_model_versions_whatever_its_filter(librar
         _search(_service(library), "coffee", filter_expr=expr)
         where = [arg for name, arg in library.index.calls if name == "search_videos"][-1]
         assert where.videos.endswith('(visual_model == "new/"))') or where.videos == '(visual_model == "new/")'
-        assert where.scope == RowScope(visual_model="new/", text_model="new")
+        assert where.scope == RowScope(tenant="", visual_model="new/", text_model="new")
 
 
 def test_the_candidate_union_is_cut_to_the_candidate_limit(library):

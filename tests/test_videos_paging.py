@@ -32,7 +32,7 @@ class Sources:
     def page_videos(self, after: str, limit: int, filter_expr: str | CompiledFilter | None = None) -> list[VideoRecord]:
         return [VideoRecord(v, np.empty(0, np.float32), 1.0, 1, {}, 1.7e9) for v in sorted(self.rows) if v > after][:limit]
 
-    def list_ids(self, states: Sequence[IngestState], after: str, limit: int) -> list[str]:
+    def list_ids(self, states: Sequence[IngestState], after: str, limit: int, tenant: str = "") -> list[str]:
         return sorted(v for v, s in self.records.items() if s in states and v > after)[:limit]
 
     def get_many(self, video_ids: Iterable[str]) -> dict[str, VideoStatus]:

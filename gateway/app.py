@@ -32,15 +32,20 @@ from vidstrata.gateway.settings import GatewaySettings, UnauthenticatedExposure
 from vidstrata.index.segments import SegmentIndex
 from vidstrata.index.store import VideoIndex
 from vidstrata.inference.factory import open_encoder
+from vidstrata.jobs.errors import StatusError
+from vidstrata.jobs.reindex import Generation, ReindexStore, generation_settings
 from vidstrata.jobs.status import StatusStore
 from vidstrata.spec.redaction import install_log_redaction
 from vidstrata.v1 import search_pb2_grpc
 
 log = logging.getLogger(__name__)
+SERVING_POLL_S = 2.0  # how often the gateway reads which generation to serve, and the re-index job's progress
 
 
-def build_service(settings: GatewaySettings) -> SearchService:
-    """The service wired to the real Triton, Milvus and Redis named in settings (connections open lazily)."""
+def build_service(settings: GatewaySettings, generation: Generation | None = None) -> SearchService:
+    """The service wired to the real Triton, Milvus and Redis named in settings (connections open lazily), for the
+    collections and Triton of `generation` (jobs.reindex) when given."""
+    settings = generation_settings(settings, generation)
     index = VideoIndex(settings.milvus)
     service = SearchService(
         settings,
@@ -51,6 +56,7 @@ def build_service(settings: GatewaySettings) -> SearchService:
         segments=SegmentIndex(index),
     )
     index.connection.served = service.served_models  # a schema migration backfills the versions this gateway serves
+    service.reindex_jobs = ReindexStore(settings.redis.url, settings.redis.timeout_s)
     return service
 
 
@@ -68,11 +74,14 @@ class Gateway:
     probe_task: asyncio.Task[None]
     port: int
     servicer: VideoSearchServicer
+    follow_task: asyncio.Task[None] | None = None
 
     async def stop(self, grace_s: float | None = None) -> None:
         """Report NOT_SERVING, let in-flight RPCs finish (grace), then stop everything."""
         await self.health.enter_graceful_shutdown()
         self.probe_task.cancel()
+        if self.follow_task is not None:
+            self.follow_task.cancel()
         grace = self.settings.grace_s if grace_s is None else grace_s
         await asyncio.gather(*(s.stop(grace) for s in (self.server, self.health_server) if s is not None))
         await self.servicer.close()
@@ -96,9 +105,55 @@ async def _probe_forever(service: SearchService, health: health_aio.HealthServic
         await asyncio.sleep(settings.probe_interval_s)
 
 
+def _read_serving(jobs: ReindexStore) -> Generation | None:
+    """The generation to serve (jobs.reindex); None when none was cut over, or Redis cannot say now (the follower
+    reads it again)."""
+    try:
+        return jobs.serving()
+    except StatusError as exc:
+        log.warning("could not read which generation to serve (serving the settings' until Redis answers): %s", exc)
+        return None
+
+
+async def _follow_serving(gateway: Gateway, jobs: ReindexStore, current: Generation | None) -> None:
+    """Every SERVING_POLL_S: show the re-index job's progress in the metrics, and after a cutover or rollback serve
+    the generation it names (jobs.reindex): a service for its collections and Triton is built and probed, then
+    takes every RPC from the next one on; RPCs running on the previous one finish there (so a Search never mixes
+    generations), and the previous one is closed once the longest of them is over."""
+    settings = gateway.settings
+    while True:
+        await asyncio.sleep(SERVING_POLL_S)
+        try:
+            serving, job = await asyncio.to_thread(lambda: (jobs.serving(), jobs.latest()))
+        except StatusError as exc:
+            log.warning("could not read the serving generation: %s", exc)
+            continue
+        if job is not None:
+            metrics.set_reindex(job.done, job.left, job.failed, job.eta_s)
+        if serving is None or serving == current:
+            continue
+        service = await asyncio.to_thread(build_service, settings, serving)
+        if not await asyncio.to_thread(service.probe, settings.probe_timeout_s):
+            log.warning("generation %s is not serving yet (%s, %s); trying again", serving.collection_prefix,
+                        service.triton.error, service.milvus.error)
+            service.close()
+            continue
+        old = gateway.service
+        gateway.servicer.use(service)
+        gateway.service = service
+        gateway.probe_task.cancel()
+        gateway.probe_task = asyncio.create_task(_probe_forever(service, gateway.health))
+        asyncio.get_running_loop().call_later(settings.request_timeout_s + SERVING_POLL_S, old.close)
+        log.info("serving generation %r (%s, Triton %s)", serving.collection_prefix, serving.visual_model,
+                 serving.triton_url)
+        current = serving
+
+
 async def start(settings: GatewaySettings, service: SearchService | None = None) -> Gateway:
     """Start serving; health is NOT_SERVING until the first probe finds Triton and Milvus up."""
-    service = service or build_service(settings)
+    jobs = ReindexStore(settings.redis.url, settings.redis.timeout_s)
+    generation = await asyncio.to_thread(_read_serving, jobs)
+    service = service or build_service(settings, generation)
     executor = ThreadPoolExecutor(max_workers=settings.worker_threads, thread_name_prefix="rpc")
     # Metrics outermost, so it counts refusals too; the malformed-request check wraps whatever auth lets through.
     interceptors: list[grpc.aio.ServerInterceptor] = [
@@ -142,7 +197,10 @@ async def start(settings: GatewaySettings, service: SearchService | None = None)
     log.info("gateway listening on %s (%s), health port %s, metrics port %s",
              f"{settings.host}:{port}", "TLS" if settings.tls_cert_file else "plaintext",
              settings.health_port or "-", settings.metrics_port or "-")
-    return Gateway(settings, service, server, health, health_server, metrics_server, executor, probe_task, port, servicer)
+    gateway = Gateway(settings, service, server, health, health_server, metrics_server, executor, probe_task, port,
+                      servicer)
+    gateway.follow_task = asyncio.create_task(_follow_serving(gateway, jobs, generation))
+    return gateway
 
 
 async def serve(settings: GatewaySettings) -> None:

@@ -78,6 +78,15 @@ INGEST_QUEUE_OLDEST_AGE = Gauge(
     "vidstrata_ingest_queue_oldest_age_seconds",
     "Age of the oldest ingest task still waiting in the queue (0 when empty), sampled at scrape time.",
 )
+REINDEX_VIDEOS = Gauge(
+    "vidstrata_reindex_videos",
+    "Videos of the latest re-index job (jobs.reindex) by state: done, left, failed; read every few seconds.",
+    ["state"],
+)
+REINDEX_ETA = Gauge(
+    "vidstrata_reindex_eta_seconds",
+    "Seconds the latest re-index job needs at its rate so far (0 when done or unknown).",
+)
 
 for _result in ("hit", "miss"):
     QUERY_CACHE_LOOKUPS.labels(result=_result)
@@ -90,6 +99,13 @@ def observe_stages(seconds: Mapping[str, float]) -> None:
     """Record the stage timings of one Search (seconds by stage, named as in STAGES) in STAGE_DURATION."""
     for stage, spent in seconds.items():
         STAGE_DURATION.labels(stage=stage).observe(spent)
+
+
+def set_reindex(done: int, left: int, failed: int, eta_s: float) -> None:
+    """Show the latest re-index job's progress."""
+    for state, count in (("done", done), ("left", left), ("failed", failed)):
+        REINDEX_VIDEOS.labels(state=state).set(count)
+    REINDEX_ETA.set(eta_s)
 
 
 def sample_ingest_queue(length: Callable[[], float], oldest_age_seconds: Callable[[], float]) -> None:

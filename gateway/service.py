@@ -50,6 +50,7 @@ from vidstrata.gateway.videos import ready_from_row
 from vidstrata.gateway.similar import copy_score, like_query
 from vidstrata.index.errors import IndexUnavailable
 from vidstrata.jobs.errors import StatusUnavailable
+from vidstrata.jobs.reindex import ReindexJob, ReindexStore
 from vidstrata.jobs.status import IngestState, VideoIdTaken, VideoStatus
 from vidstrata.index.filters import CompiledFilter, RowScope
 from vidstrata.index.schema import DEFAULT_TENANT, ModelVersions
@@ -180,6 +181,7 @@ class Stats:
     clips: int
     queue_length: int
     versions: list[VersionCount] = field(default_factory=list)  # rows per model version
+    reindex: ReindexJob | None = None  # the latest re-index job (jobs.reindex); None: there has been none
 
 
 @dataclass(frozen=True)
@@ -244,6 +246,8 @@ class SearchService:
     gRPC's reconnect backoff (up to 2 minutes): while Triton is down, probes use a fresh one, which replaces
     the old one as soon as it answers.
     """
+
+    reindex_jobs: ReindexStore | None = None  # set by gateway.app: GetStats reports the latest re-index job
 
     def __init__(
         self,
@@ -541,7 +545,8 @@ class SearchService:
             queue_length = self.queue.length()
         except Exception as exc:  # noqa: BLE001 - redis raises many types; all mean "cannot read the queue"
             raise Unavailable(f"the ingest queue is unavailable: {exc}") from exc
-        return Stats(videos, clips, queue_length, versions)
+        return Stats(videos, clips, queue_length, versions,
+                     self._redis(self.reindex_jobs.latest) if self.reindex_jobs is not None else None)
 
     @staticmethod
     def _redis(call: Callable[[], T]) -> T:

@@ -27,6 +27,7 @@ from vidstrata.gateway.query import check_video_id_arg
 from vidstrata.gateway.service import SearchService
 from vidstrata.gateway.tenants import bound_tenant, request_tenant, sent_token
 from vidstrata.gateway.videos import TooManyWatchers, VideoCatalog, VideoWatchers, watch
+from vidstrata.jobs.reindex import ReindexJob
 from vidstrata.jobs.status import IngestState, StatusEvents
 from vidstrata.v1 import search_pb2, search_pb2_grpc
 
@@ -76,6 +77,17 @@ def _stream_rpc(method: StreamHandler) -> StreamHandler:
     return handle
 
 
+def reindex_message(job: ReindexJob | None) -> search_pb2.Reindex | None:
+    """GetStatsResponse.reindex of a job (jobs.reindex); None leaves it unset. Versions are the visual ones
+    ("<text digest>/<frame digest>": they name both encoders)."""
+    if job is None:
+        return None
+    return search_pb2.Reindex(
+        job_id=job.job_id, state=job.state.value, from_version=job.source.visual_model,
+        to_version=job.target.visual_model, done=job.done, left=job.left, failed=job.failed, eta_s=job.eta_s,
+        failures=[search_pb2.ReindexFailure(video_id=v, reason=r) for v, r in job.failures.items()])
+
+
 class VideoSearchServicer(search_pb2_grpc.VideoSearchServicer):
     """Converts messages and calls the service in the thread pool, within the RPC's deadline."""
 
@@ -87,6 +99,16 @@ class VideoSearchServicer(search_pb2_grpc.VideoSearchServicer):
         self._watchers = VideoWatchers(StatusEvents(self._settings.redis.url, self._settings.redis.timeout_s),
                                        self._settings.max_watchers)
         executor.submit(self._catalog.index_existing)  # once per Redis: records written before ListVideos existed
+
+    @property
+    def service(self) -> SearchService:
+        return self._service
+
+    def use(self, service: SearchService) -> None:
+        """Serve from `service` from the next RPC on (a cutover: gateway.app); an RPC already running keeps the one
+        it started with, so no response mixes two generations."""
+        self._catalog = VideoCatalog(self._settings, service.index, service.status)  # type: ignore[arg-type]
+        self._service = service
 
     async def _call(self, context: grpc.aio.ServicerContext, call: Callable[[float], T]) -> T:
         """Run call(deadline) in the pool; the deadline is the client's, or request_timeout_s when shorter."""
@@ -154,7 +176,8 @@ class VideoSearchServicer(search_pb2_grpc.VideoSearchServicer):
         tenant = None if bound is None and not request.tenant else request_tenant(request.tenant, bound)
         stats = await self._call(context, lambda _: self._service.stats(tenant))
         return search_pb2.GetStatsResponse(videos=stats.videos, clips=stats.clips, queue_length=stats.queue_length,
-                                           versions=[search_pb2.VersionCount(**asdict(v)) for v in stats.versions])
+                                           versions=[search_pb2.VersionCount(**asdict(v)) for v in stats.versions],
+                                           reindex=reindex_message(stats.reindex))
 
     @_rpc
     async def ListVideos(

@@ -17,6 +17,9 @@ from vidstrata.spec.channels import TIMED_TEXT_CHANNELS
 
 INGEST_TASK = "vidstrata.ingest_video"
 INGEST_QUEUE = "ingest"
+# A re-index (jobs.reindex): args [IngestPayload message (versions set), job id, side ("target" or "source": the
+# generation to write)], on INGEST_QUEUE: the same workers.
+REINDEX_TASK = "vidstrata.reindex_video"
 # The timed-text channels a submission may ask for by name (spec.channels): SubmitVideo's `modalities`.
 MODALITIES: tuple[str, ...] = tuple(c.channel.value for c in TIMED_TEXT_CHANNELS)
 PAYLOAD_VERSION = 2

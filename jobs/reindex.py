@@ -22,6 +22,7 @@ import time
 from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field
 from enum import StrEnum
+from typing import Any, TypeVar
 
 import redis
 
@@ -33,6 +34,7 @@ LATEST_KEY = "vidstrata:reindex:latest"
 COUNTER_KEY = "vidstrata:reindex:counter"
 SERVING_KEY = "vidstrata:serving"
 MAX_FAILURES_SHOWN = 20  # GetStats and the CLI show the first ones; `failures()` reads them all
+S = TypeVar("S")
 
 
 class JobState(StrEnum):
@@ -105,6 +107,19 @@ class ReindexJob:
     def shadow(self) -> Generation:
         """The generation kept beside the served one (written by submissions too)."""
         return self.source if self.state == JobState.CUT_OVER else self.target
+
+
+def generation_settings(settings: S, generation: Generation | None) -> S:
+    """A process's settings (gateway or worker: a pydantic model with `milvus` and `triton` parts) for one
+    generation: its collections' prefix and dimension, and its Triton; None: the settings as they are."""
+    if generation is None:
+        return settings
+    parts: Any = settings
+    return parts.model_copy(update={  # type: ignore[no-any-return]
+        "milvus": parts.milvus.model_copy(update={"collection_prefix": generation.collection_prefix,
+                                                  "vector_dim": generation.dim or parts.milvus.vector_dim}),
+        "triton": parts.triton.model_copy(update={"url": generation.triton_url}),
+    })
 
 
 def _keys(job_id: str) -> list[str]:

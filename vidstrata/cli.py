@@ -109,6 +109,64 @@ def worker(ctx: typer.Context) -> None:
     main(list(ctx.args))
 
 
+@app.command()
+def reindex(
+    to: Annotated[Optional[Path], typer.Option(
+        help="start a job: the target model repository, or a checkpoint (exported to --out first)")] = None,
+    triton_url: Annotated[Optional[str], typer.Option(
+        help="with --to: the Triton serving the target repository (a second one beside the served Triton)")] = None,
+    out: Annotated[Optional[Path], typer.Option(help="with a checkpoint: the repository to export it to")] = None,
+    show_status: Annotated[bool, typer.Option("--status", help="the latest job's progress")] = False,
+    do_cutover: Annotated[bool, typer.Option("--cutover", help="serve the completed job's new version")] = False,
+    accept_failures: Annotated[bool, typer.Option(help="with --cutover: cut over although some videos failed")] = False,
+    do_rollback: Annotated[bool, typer.Option("--rollback", help="serve the previous version again")] = False,
+    do_drop_old: Annotated[bool, typer.Option("--drop-old", help="drop the version no longer served")] = False,
+) -> None:
+    """Re-index every READY video under a new model version while Search serves the current one (docs/operations.md)."""
+    from vidstrata.jobs.errors import StatusError
+    from vidstrata.jobs.reindex import ReindexStore
+    from vidstrata.workers import reindex as job_ops
+    from vidstrata.workers.settings import WorkerSettings
+
+    if sum([to is not None, show_status, do_cutover, do_rollback, do_drop_old]) != 1:
+        fail("give one of --to, --status, --cutover, --rollback, --drop-old")
+    settings = WorkerSettings()
+    try:
+        if to is not None:
+            if not (to / "text_encoder" / "config.pbtxt").is_file():
+                from vidstrata.export.pipeline import export_checkpoint
+
+                repository = out or to.with_name(to.name + "-repository")
+                export_checkpoint(to, "python", repository)  # type: ignore[arg-type]
+                typer.echo(f"exported {to} to {repository}")
+                to = repository
+            if not triton_url:
+                fail(f"serve {to} with a Triton of its own and give its address: --triton-url host:port")
+            job_ops.start(settings, triton_url, typer.echo)
+        elif do_cutover:
+            job = job_ops.cutover(settings, accept_failures)
+            typer.echo(f"job {job.job_id}: CUT_OVER; Search serves {job.target.visual_model} from collections "
+                       f"'{job.target.collection_prefix}*' and Triton {job.target.triton_url}")
+        elif do_rollback:
+            job = job_ops.rollback(settings)
+            typer.echo(f"job {job.job_id}: ROLLED_BACK; Search serves {job.source.visual_model} again")
+        elif do_drop_old:
+            job = job_ops.drop_old(settings, typer.echo)
+            typer.echo(f"job {job.job_id}: only {job.served.visual_model} is kept")
+        jobs = ReindexStore(settings.redis.url, settings.redis.timeout_s)
+        job = jobs.latest()
+        jobs.close()
+    except StatusError as exc:
+        fail(str(exc))
+    if job is None:
+        typer.echo("no re-index job")
+        return
+    typer.echo(f"job {job.job_id} {job.state.value}: {job.source.visual_model} -> {job.target.visual_model}; "
+               f"done {job.done}, left {job.left}, failed {job.failed}, ETA {job.eta_s:.0f} s")
+    for video_id, reason in job.failures.items():
+        typer.echo(f"  failed {video_id}: {reason}")
+
+
 PASSTHROUGH = {"allow_extra_args": True, "ignore_unknown_options": True, "help_option_names": []}
 
 

@@ -17,7 +17,7 @@ from celery import Celery
 from celery.signals import after_setup_logger, after_setup_task_logger
 from kombu.transport import redis as kombu_redis
 
-from vidstrata.jobs.contract import INGEST_QUEUE, INGEST_TASK
+from vidstrata.jobs.contract import INGEST_QUEUE, INGEST_TASK, REINDEX_TASK
 from vidstrata.spec.redaction import install_log_redaction
 from vidstrata.workers.settings import TIME_LIMIT_GRACE_S, WorkerSettings
 
@@ -77,7 +77,7 @@ def configure(app: Celery, settings: WorkerSettings) -> None:
         task_reject_on_worker_lost=True,
         worker_prefetch_multiplier=1,
         worker_concurrency=settings.concurrency,
-        task_routes={INGEST_TASK: {"queue": INGEST_QUEUE}},
+        task_routes={INGEST_TASK: {"queue": INGEST_QUEUE}, REINDEX_TASK: {"queue": INGEST_QUEUE}},
         task_soft_time_limit=settings.task_time_limit_s,
         task_time_limit=settings.task_time_limit_s + TIME_LIMIT_GRACE_S,
         task_serializer="json",

@@ -22,14 +22,14 @@ import time
 from collections import deque
 from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor, wait
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Union
 
 import numpy as np
 
 from vidstrata.spec.aggregation import VideoAggregate, aggregate_video
 from vidstrata.spec.channels import SEGMENT_KINDS, TIMED_TEXT_CHANNELS, Channel
-from vidstrata.jobs.status import StatusStore
+from vidstrata.jobs.status import StatusStore, VideoStatus
 from vidstrata.index.schema import DEFAULT_TENANT, ModelVersions
 from vidstrata.index.segments import SegmentIndex, SegmentRecord
 from vidstrata.index.store import ClipRecord, VideoIndex, VideoRecord
@@ -65,6 +65,18 @@ class IngestSummary:
     duration_s: float
     frames: int
     timings_s: dict[str, float] = field(default_factory=dict)
+
+
+@dataclass
+class _Produced:
+    """Every vector of one video, made and not yet written (Ingestor._produce)."""
+
+    duration_s: float
+    note: str
+    aggregate: VideoAggregate
+    segments: dict[str, list[SegmentRecord]]
+    frames: int
+    timings: dict[str, float]
 
 
 class _Done:
@@ -179,18 +191,52 @@ class Ingestor:
         any work.
         """
         self._check_current(video_id, task_id)
+        models = self.check_models(visual_model, text_model)
+        produced = self._produce(video_id, uri, modalities,
+                                 lambda percent, stage: self._progress(video_id, task_id, percent, stage),
+                                 lambda: not self.is_current(video_id, task_id))
+        started = time.perf_counter()
+        # One writer per video at a time, and only the owner: a newer submission's write waits for this one
+        # to end, so its rows are the last ones whichever task got here first.
+        with self.status.write_lock(video_id, task_id, self.write_lock_ttl_s):
+            self._check_current(video_id, task_id)
+            self._write(video_id, metadata, produced.duration_s, produced.aggregate, produced.segments, tenant, models)
+            produced.timings["write"] += time.perf_counter() - started
+            if not self.status.mark_ready(video_id, len(produced.aggregate.clips), produced.duration_s, produced.note,
+                                          task_id=task_id, visual_model=models.visual_model,
+                                          text_model=models.text_model):
+                if self.status.get(video_id) is None:
+                    self.index.delete_video(video_id)
+                    raise IngestCancelled(
+                        f"video {video_id!r} was deleted while it was being written; removed it again")
+                # the newer submission's own write comes after this one (the lock), or its failure removes it
+                raise IngestCancelled(
+                    f"video {video_id!r} was resubmitted while task {task_id} was writing it; the newer ingest "
+                    "replaces what it wrote")
+        return IngestSummary(video_id, len(produced.aggregate.clips), produced.duration_s, produced.frames,
+                             produced.timings)
+
+    def check_models(self, visual_model: str | None, text_model: str | None) -> ModelVersions:
+        """The served versions, or ModelMismatch when a task asks for others (None: any)."""
         models = self.served_models()
         for asked, served in ((visual_model, models.visual_model), (text_model, models.text_model)):
             if asked is not None and asked != served:
                 raise ModelMismatch(f"the task asks for model version {asked!r}, this worker serves {served!r}")
+        return models
+
+    def _produce(self, video_id: str, uri: str, modalities: list[str] | None,
+                 progress: Callable[[float, str], None], cancelled: Callable[[], bool]) -> _Produced:
+        """Every vector of the video at uri, nothing written: fetch, decode || embed || timed text, clips, video
+        head, segment texts embedded. `progress(percent, stage)` reports (and may raise to stop); `cancelled()`
+        stops a download."""
         timings: dict[str, float] = {}
-        self._progress(video_id, task_id, 0.0, "fetch")
+        progress(0.0, "fetch")
         started = time.perf_counter()
         with fetch(uri, self.settings.max_download_bytes, self.settings.fetch_timeout_s,
                    self.settings.allow_local_paths, self.settings.fetch_deadline_s,
-                   lambda: not self.is_current(video_id, task_id), SourcePolicy.from_settings(self.settings)) as path:
+                   cancelled, SourcePolicy.from_settings(self.settings)) as path:
             timings["fetch"] = time.perf_counter() - started
-            self._progress(video_id, task_id, _FETCHED, "decode")
+            progress(_FETCHED, "decode")
             info = self.encoder.info()
             if info.dim != self.index.settings.vector_dim:
                 raise RuntimeError(
@@ -203,7 +249,7 @@ class Ingestor:
                 with VideoReader(path, info.image_size, self.settings.sample_fps, self.settings.max_frames,
                                  self.settings.max_duration_s, self.settings.max_frame_pixels) as reader:
                     started = time.perf_counter()
-                    timestamps, vectors, timings["decode"] = self._embed(video_id, task_id, reader)
+                    timestamps, vectors, timings["decode"] = self._embed(reader, progress)
                     timings["embed"] = time.perf_counter() - started
                     duration_s, note = reader.duration_s, reader.note  # from the frames decoded, not the header
                 texts: dict[str, list[TimedText]] = {}
@@ -216,7 +262,7 @@ class Ingestor:
                     future.cancel()
                 wait(list(running.values()))
         started = time.perf_counter()
-        self._progress(video_id, task_id, _EMBEDDED, "write")
+        progress(_EMBEDDED, "write")
         aggregate = aggregate_video(vectors, timestamps, duration_s)
         if info.video_head:
             clip_vectors, video_vector = self.encoder.encode_video(vectors, aggregate.clip_ids(), len(aggregate.clips))
@@ -224,25 +270,11 @@ class Ingestor:
         # a modality that is off stores nothing, so a re-ingest with it off clears what an earlier one stored
         segments = {kind: embed_segments(video_id, kind, texts.get(kind, []), self.encoder)
                     for kind in SEGMENT_KINDS}
-        # One writer per video at a time, and only the owner: a newer submission's write waits for this one
-        # to end, so its rows are the last ones whichever task got here first.
-        with self.status.write_lock(video_id, task_id, self.write_lock_ttl_s):
-            self._check_current(video_id, task_id)
-            self._write(video_id, metadata, duration_s, aggregate, segments, tenant, models)
-            timings["write"] = time.perf_counter() - started
-            if not self.status.mark_ready(video_id, len(aggregate.clips), duration_s, note, task_id=task_id,
-                                          visual_model=models.visual_model, text_model=models.text_model):
-                if self.status.get(video_id) is None:
-                    self.index.delete_video(video_id)
-                    raise IngestCancelled(
-                        f"video {video_id!r} was deleted while it was being written; removed it again")
-                # the newer submission's own write comes after this one (the lock), or its failure removes it
-                raise IngestCancelled(
-                    f"video {video_id!r} was resubmitted while task {task_id} was writing it; the newer ingest "
-                    "replaces what it wrote")
-        return IngestSummary(video_id, len(aggregate.clips), duration_s, len(timestamps), timings)
+        timings["write"] = time.perf_counter() - started
+        return _Produced(duration_s, note, aggregate, segments, len(timestamps), timings)
 
-    def _embed(self, video_id: str, task_id: str, reader: VideoReader) -> tuple[np.ndarray, np.ndarray, float]:
+    def _embed(self, reader: VideoReader,
+               progress: Callable[[float, str], None]) -> tuple[np.ndarray, np.ndarray, float]:
         """Timestamps [N] and frame vectors [N,D] of the sampled frames, and the decoder's busy seconds."""
         decoder = _Decoder(reader, self.settings.frame_batch, self.settings.decode_queue_batches)
         inflight = self.settings.embed_inflight
@@ -255,7 +287,7 @@ class Ingestor:
             times.append(stamps)
             vectors.append(future.result())
             done = sum(len(t) for t in times) / reader.expected_frames
-            self._progress(video_id, task_id, _FETCHED + (_EMBEDDED - _FETCHED) * min(done, 1.0), "embed")
+            progress(_FETCHED + (_EMBEDDED - _FETCHED) * min(done, 1.0), "embed")
 
         pool = ThreadPoolExecutor(max_workers=inflight, thread_name_prefix="embed")
         decoder.start()
@@ -280,9 +312,72 @@ class Ingestor:
         ]
         video = VideoRecord(video_id, aggregate.vector, duration_s, len(clips), metadata, created_at=time.time(),
                             visual_model=models.visual_model, tenant=tenant)
+        self._write_rows(video, clips, segments, models.text_model)
+
+    def _write_rows(self, video: VideoRecord, clips: list[ClipRecord], segments: dict[str, list[SegmentRecord]],
+                    text_model: str) -> None:
         for kind, records in segments.items():
-            self.segments.replace_segments(video, kind, records, text_model=models.text_model)
+            self.segments.replace_segments(video, kind, records, text_model=text_model)
         self.index.replace_video(video, clips)
+
+    def reindex(self, record: VideoStatus, task_id: str, models: ModelVersions,
+                reuse_from: VideoIndex | None = None) -> IngestSummary:
+        """Write the video of `record` (READY where Search serves it) into this Ingestor's index under `models`, its
+        status record untouched: a re-index into the generation kept beside the served one (jobs.reindex).
+
+        ModelMismatch when this encoder serves other versions. `reuse_from`: the served generation's index, when
+        only the text encoder changed (same frame graph): the video and clip vectors are copied from it and the
+        stored transcripts and on-screen texts embedded again, with no fetch or decode; a video it lacks is
+        re-embedded from its source. The write happens under the video's write lock and only while the record
+        still names the submission it was read with (IngestCancelled else: a newer one re-indexes it again).
+        """
+        video_id = record.video_id
+        self.check_models(models.visual_model, models.text_model)
+        reused = self._reuse(record, reuse_from, models) if reuse_from is not None else None
+        if reused is not None:
+            video, clips, segments, timings = reused
+            frames = 0
+        else:
+            produced = self._produce(video_id, record.uri, None, lambda percent, stage: None,
+                                     lambda: not self.is_current(video_id, record.task_id))
+            clips = [ClipRecord(video_id, i, c.start_s, c.end_s, c.vector)
+                     for i, c in enumerate(produced.aggregate.clips)]
+            video = VideoRecord(video_id, produced.aggregate.vector, produced.duration_s, len(clips), record.metadata,
+                                created_at=time.time(), visual_model=models.visual_model, tenant=record.tenant)
+            segments, timings, frames = produced.segments, produced.timings, produced.frames
+        started = time.perf_counter()
+        with self.status.write_lock(video_id, task_id, self.write_lock_ttl_s):
+            current = self.status.get(video_id)
+            if current is None or current.task_id != record.task_id:
+                raise IngestCancelled(f"video {video_id!r} was deleted or resubmitted during its re-index")
+            self._write_rows(video, clips, segments, models.text_model)
+        timings["write"] = timings.get("write", 0.0) + time.perf_counter() - started
+        return IngestSummary(video_id, len(clips), video.duration_s, frames, timings)
+
+    def _reuse(self, record: VideoStatus, source: VideoIndex, models: ModelVersions
+               ) -> tuple[VideoRecord, list[ClipRecord], dict[str, list[SegmentRecord]], dict[str, float]] | None:
+        """The video's rows from `source` with its visual vectors kept and its timed texts embedded again by this
+        encoder; None when `source` lacks the video or holds it under another frame graph (its visual vectors would
+        not be this encoder's: `visual_model` is "<text digest>/<frame digest>")."""
+        started = time.perf_counter()
+        stored = source.get_videos([record.video_id]).get(record.video_id)
+        if stored is None or frame_digest(stored.visual_model) != frame_digest(models.visual_model):
+            return None
+        clips = source.get_candidate_vectors([record.video_id], {record.video_id: stored.clip_count}).clips.get(
+            record.video_id, [])
+        texts: dict[str, list[TimedText]] = {}
+        for segment in SegmentIndex(source).get_segments([record.video_id], vectors=False).get(record.video_id, []):
+            texts.setdefault(segment.kind, []).append(TimedText(segment.start_s, segment.end_s, segment.text))
+        read = time.perf_counter()
+        segments = {kind: embed_segments(record.video_id, kind, texts.get(kind, []), self.encoder)
+                    for kind in SEGMENT_KINDS}
+        video = replace(stored, visual_model=models.visual_model)
+        return video, clips, segments, {"read": read - started, "embed_text": time.perf_counter() - read}
+
+
+def frame_digest(visual_model: str) -> str:
+    """The frame graph's part of a visual model version ("<text digest>/<frame digest>"; "" when it has none)."""
+    return visual_model.partition("/")[2]
 
 
 def _speech_stage(settings: WorkerSettings, kind: str) -> TimedTextStage:

@@ -26,6 +26,7 @@ import os
 from prometheus_client import CollectorRegistry, Counter, Histogram, multiprocess, start_http_server
 
 OUTCOMES = ("ready", "failed", "retried")
+REINDEX_OUTCOMES = ("ready", "failed", "cancelled")
 STAGES = ("fetch", "decode", "embed", "write")
 
 # Seconds to minutes: a stage of one video takes from a fraction of a second (write) to many minutes
@@ -59,10 +60,18 @@ LAG = Histogram(
     "Time from submitting a video to its status becoming READY (searchable).",
     buckets=WAIT_BUCKETS,
 )
+REINDEXED = Counter(
+    "vidstrata_reindex_videos_total",
+    "Re-index task runs (jobs.reindex) by outcome: ready (written into the generation beside the served one), failed "
+    "(a failure of the job, with its video id), cancelled (deleted or being ingested again meanwhile).",
+    ["outcome"],
+)
 
 # Every label value exists from the start, at zero, so a failure ratio is 0 (not missing) on a healthy worker.
 for _outcome in OUTCOMES:
     TASKS.labels(outcome=_outcome)
+for _outcome in REINDEX_OUTCOMES:
+    REINDEXED.labels(outcome=_outcome)
 for _stage in STAGES:
     STAGE_DURATION.labels(stage=_stage)
 

@@ -31,13 +31,16 @@ from celery.signals import worker_init, worker_process_init
 
 from vidstrata.index.errors import IndexUnavailable
 from vidstrata.jobs.errors import StatusUnavailable
-from vidstrata.jobs.contract import INGEST_TASK, IngestPayload, PayloadError
-from vidstrata.jobs.status import StatusStore
+from vidstrata.jobs.contract import INGEST_QUEUE, INGEST_TASK, REINDEX_TASK, IngestPayload, PayloadError
+from vidstrata.jobs.reindex import Generation, JobState, ReindexJob, ReindexStore, generation_settings
+from vidstrata.jobs.status import IngestState, StatusStore, VideoStatus
+from vidstrata.index.schema import ModelVersions
 from vidstrata.index.store import VideoIndex
 from vidstrata.inference.encoder import Encoder, EncoderInputError, EncoderUnavailable
 from vidstrata.inference.factory import open_encoder
 from vidstrata.workers import metrics
 from vidstrata.workers.celery_app import app, worker_settings
+from vidstrata.workers.settings import WorkerSettings
 from vidstrata.workers.errors import BadVideo, IngestCancelled, ModelMismatch, SourceUnavailable
 from vidstrata.workers.fetch import remove_leftovers
 from vidstrata.workers.ingest import Ingestor
@@ -48,32 +51,42 @@ TRANSIENT = (EncoderUnavailable, IndexUnavailable, StatusUnavailable, SourceUnav
 PERMANENT = (BadVideo, EncoderInputError, ModelMismatch)
 
 
-def _encoder() -> Encoder:
-    settings = worker_settings()
+def _encoder(settings: WorkerSettings) -> Encoder:
     return open_encoder(settings.triton.url, timeout_s=settings.triton_timeout_s, frame_batch=settings.frame_batch,
                         max_inflight=settings.embed_inflight)
 
 
 class _Clients:
-    """This process's connections, made on first use in the prefork child (gRPC channels must not cross a fork)."""
+    """This process's connections, made on first use in the prefork child (gRPC channels must not cross a fork):
+    one Ingestor per generation it has written (the served one, and during a re-index the one beside it)."""
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
-        self._ingestor: Ingestor | None = None
+        self._ingestors: dict[Generation | None, Ingestor] = {}
+        self._jobs: ReindexStore | None = None
 
-    def ingestor(self) -> Ingestor:
+    def ingestor(self, generation: Generation | None = None) -> Ingestor:
+        """The Ingestor writing `generation` (None: the process's settings) with that generation's encoder."""
+        key = None if generation is None else Generation(generation.collection_prefix, generation.triton_url)
         with self._lock:
-            if self._ingestor is None:
+            if key not in self._ingestors:
+                settings = generation_settings(worker_settings(), generation)
+                self._ingestors[key] = Ingestor(settings, _encoder(settings), VideoIndex(settings.milvus),
+                                                StatusStore(settings.redis.url, settings.redis.timeout_s))
+            return self._ingestors[key]
+
+    def jobs(self) -> ReindexStore:
+        with self._lock:
+            if self._jobs is None:
                 settings = worker_settings()
-                self._ingestor = Ingestor(settings, _encoder(), VideoIndex(settings.milvus),
-                                          StatusStore(settings.redis.url, settings.redis.timeout_s))
-            return self._ingestor
+                self._jobs = ReindexStore(settings.redis.url, settings.redis.timeout_s)
+            return self._jobs
 
     def reset_encoder(self) -> None:
-        """Drop the Triton client, so the next attempt dials afresh instead of waiting out gRPC's reconnect backoff."""
+        """Drop the Triton clients, so the next attempt dials afresh instead of waiting out gRPC's reconnect backoff."""
         with self._lock:
-            if self._ingestor is not None:
-                old, self._ingestor.encoder = self._ingestor.encoder, _encoder()
+            for ingestor in self._ingestors.values():
+                old, ingestor.encoder = ingestor.encoder, _encoder(ingestor.settings)
                 old.close()
 
 
@@ -143,7 +156,10 @@ def ingest_video(self: Task, *args: Any) -> dict[str, Any]:
     video_id, uri, metadata = payload.video_id, payload.uri, dict(payload.metadata)
     modalities = list(payload.modalities) if payload.modalities is not None else None
     settings = worker_settings()
-    ingestor = _clients.ingestor()
+    try:
+        ingestor = _clients.ingestor(_clients.jobs().serving())  # the generation Search serves
+    except StatusUnavailable as exc:
+        raise self.retry(exc=exc, countdown=backoff_s(self.request.retries)) from exc
     status = ingestor.status
     opened = False
     try:
@@ -184,7 +200,91 @@ def ingest_video(self: Task, *args: Any) -> dict[str, Any]:
     metrics.TASKS.labels(outcome="ready").inc()
     if record is not None:  # run() cancels a video without a record, so only a racing re-submit leaves None
         metrics.LAG.observe(max(0.0, time.time() - record.submitted_at))
+    _write_beside(payload)
     return {"state": "READY", **asdict(summary)}
+
+
+def enqueue_reindex(jobs: ReindexStore, job: ReindexJob, records: list[VideoStatus], side: str = "target") -> None:
+    """One re-index task per video into the job's `side` generation ("target" or "source"), under its versions;
+    a target task of a job still re-indexing counts in the job's progress."""
+    generation = job.target if side == "target" else job.source
+    if side == "target" and job.state in (JobState.RUNNING, JobState.COMPLETED):
+        jobs.add_videos(job.job_id, [r.video_id for r in records])
+    for record in records:
+        payload = IngestPayload(record.video_id, record.uri, record.metadata, tenant=record.tenant,
+                                visual_model=generation.visual_model, text_model=generation.text_model)
+        app.send_task(REINDEX_TASK, args=[payload.to_message(), job.job_id, side], queue=INGEST_QUEUE)
+
+
+def _write_beside(payload: IngestPayload) -> None:
+    """While a re-index job keeps two generations, a video just ingested into the served one is re-indexed into the
+    other too (so it is right under both versions, whichever is served after a cutover or rollback)."""
+    try:
+        job = _clients.jobs().latest()
+        if job is None or not job.active:
+            return
+        record = _clients.ingestor().status.get(payload.video_id)
+        if record is not None and record.state == IngestState.READY:
+            enqueue_reindex(_clients.jobs(), job, [record], "target" if job.shadow == job.target else "source")
+    except StatusUnavailable as exc:
+        log.warning("video %s is READY but could not be queued for the re-index job: %s", payload.video_id, exc)
+
+
+def _reindex_outcome(jobs: ReindexStore, job_id: str, video_id: str, counted: bool, state: str,
+                     reason: str = "") -> dict[str, Any]:
+    if counted:
+        if state == "READY":
+            jobs.record_done(job_id, video_id)
+        elif state == "FAILED":
+            jobs.record_failure(job_id, video_id, reason)
+        else:
+            jobs.forget(job_id, video_id)
+    metrics.REINDEXED.labels(outcome=state.lower()).inc()
+    if state == "FAILED":
+        log.warning("re-index of %s in job %s FAILED: %s", video_id, job_id, reason)
+    return {"video_id": video_id, "job_id": job_id, "state": state, "reason": reason}
+
+
+@app.task(name=REINDEX_TASK, bind=True, max_retries=None)
+def reindex_video(self: Task, message: dict[str, Any], job_id: str, side: str = "target") -> dict[str, Any]:
+    """Re-index one READY video into one generation of job `job_id` (jobs.reindex): its rows written under that
+    generation's versions by its encoder, its status record untouched. A video deleted or being ingested again is
+    left out (its new ingest queues it again); one that cannot be re-indexed (its source is gone) is a failure of
+    the job with its reason."""
+    payload = IngestPayload.from_task_args([message])
+    video_id, settings = payload.video_id, worker_settings()
+    jobs = _clients.jobs()
+    try:
+        job = jobs.get(job_id)
+        if job is None or not job.active:
+            return {"video_id": video_id, "job_id": job_id, "state": "CANCELLED", "reason": "the job is over"}
+        write, read = (job.target, job.source) if side == "target" else (job.source, job.target)
+        counted = side == "target" and job.state in (JobState.RUNNING, JobState.COMPLETED)
+        ingestor = _clients.ingestor(write)
+        record = ingestor.status.get(video_id)
+        if record is None:
+            ingestor.index.delete_video(video_id)  # deleted: gone from this generation too
+            return _reindex_outcome(jobs, job_id, video_id, counted, "CANCELLED", "deleted")
+        if record.state != IngestState.READY:
+            return _reindex_outcome(jobs, job_id, video_id, counted, "CANCELLED", "being ingested again")
+        try:
+            ingestor.reindex(record, self.request.id, ModelVersions(write.visual_model, write.text_model),
+                             reuse_from=_clients.ingestor(read).index)
+        except IngestCancelled as exc:
+            return _reindex_outcome(jobs, job_id, video_id, counted, "CANCELLED", str(exc))
+        except PERMANENT as exc:
+            return _reindex_outcome(jobs, job_id, video_id, counted, "FAILED", str(exc))
+        except SoftTimeLimitExceeded:
+            return _reindex_outcome(jobs, job_id, video_id, counted, "FAILED",
+                                    f"took longer than the limit of {settings.task_time_limit_s:.0f} s")
+    except TRANSIENT as exc:
+        if isinstance(exc, EncoderUnavailable):
+            _clients.reset_encoder()
+        if self.request.retries >= settings.retry_max:
+            return _reindex_outcome(jobs, job_id, video_id, side == "target", "FAILED",
+                                    f"gave up after {settings.retry_max} retries: {exc}")
+        raise self.retry(exc=exc, countdown=backoff_s(self.request.retries)) from exc
+    return _reindex_outcome(jobs, job_id, video_id, counted, "READY")
 
 
 @worker_process_init.connect

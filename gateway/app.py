@@ -24,11 +24,13 @@ from threadpoolctl import threadpool_limits
 
 from vidstrata.gateway import metrics
 from vidstrata.gateway.ingest import CeleryIngestQueue
+from vidstrata.gateway.lexical import LexicalSearch
 from vidstrata.gateway.interceptors import AuthInterceptor, MalformedRequestInterceptor, MetricsInterceptor
 from vidstrata.gateway.messages import SERVICE_NAME
 from vidstrata.gateway.service import SearchService
 from vidstrata.gateway.servicer import VideoSearchServicer
 from vidstrata.gateway.settings import GatewaySettings, UnauthenticatedExposure
+from vidstrata.index.lexicon import LexiconIndex
 from vidstrata.index.segments import SegmentIndex
 from vidstrata.index.store import VideoIndex
 from vidstrata.inference.factory import open_encoder
@@ -54,6 +56,8 @@ def build_service(settings: GatewaySettings, generation: Generation | None = Non
         status=StatusStore(settings.redis.url, settings.redis.timeout_s),
         queue=CeleryIngestQueue(settings.redis.url, settings.redis.timeout_s),
         segments=SegmentIndex(index),
+        lexical=LexicalSearch(LexiconIndex(index), settings.lexical_k1, settings.lexical_b,
+                              settings.lexical_max_postings, settings.lexical_stats_ttl_s),
     )
     index.connection.served = service.served_models  # a schema migration backfills the versions this gateway serves
     service.reindex_jobs = ReindexStore(settings.redis.url, settings.redis.timeout_s)

@@ -19,10 +19,11 @@ from typing import Literal
 
 import numpy as np
 
-from vidstrata.spec.channels import LEVELS, TEXT_LEVELS, VISUAL_LEVELS
+from vidstrata.spec.channels import LEVELS, LEXICAL_LEVELS, TEXT_LEVELS, VISUAL_LEVELS
 
 # The levels scored for every candidate (spec.channels), in the order of the proto's LevelScores. The text levels
-# (the best timed speech or on-screen text segment against the sentence) are NaN for a video that has none.
+# (the best timed speech or on-screen text segment against the sentence) are NaN for a video that has none, and so is
+# the lexical level (the best segment's BM25 score, gateway.lexical) for a video none of whose texts holds a term.
 
 Normalization = Literal["ranges", "minmax", "zscore"]
 NORMALIZATIONS: tuple[Normalization, ...] = ("ranges", "minmax", "zscore")
@@ -49,6 +50,15 @@ DEFAULT_VISUAL_RANGES: dict[str, LevelRange] = {
 # in the same narrow cone), above every ceiling, where all candidates would tie at 1. An image query has no text
 # levels to be weighed against, so the raw cosines rank it, and the same whatever the other candidates.
 IMAGE_QUERY_RANGES: dict[str, LevelRange] = dict.fromkeys(VISUAL_LEVELS, (0.0, 1.0))
+
+# The lexical level's scale: a BM25 score s is no evidence below LEXICAL_FLOOR (one common word: its idf is under 1)
+# and s / (s + LEXICAL_HALF) above it, saturating towards 1. BM25 sums idf-weighted, length-normalised tf over the
+# query's terms, and a rare term's idf is ln(N / df): about 3 in a collection of 30 texts, 11-12 among a million
+# segments. So one rare term found once scores 0.5 (30 texts) to 0.8 (a million), two about 0.9: a code or a name
+# matched verbatim weighs like a close paraphrase (a text level's ceiling), the query's common words alone far less.
+# A fixed function of the video's own score, like the text levels' ranges, so comparable across videos and requests.
+LEXICAL_FLOOR = 1.0
+LEXICAL_HALF = 3.0
 
 
 class FusionMethod(StrEnum):
@@ -174,6 +184,23 @@ def text_evidence(scores: np.ndarray, text_range: LevelRange) -> np.ndarray:
     return np.where(scores >= text_range[0], scaled(scores, text_range), np.nan)
 
 
+def lexical_evidence(scores: np.ndarray) -> np.ndarray:
+    """BM25 scores on 0..1 (LEXICAL_FLOOR, LEXICAL_HALF above); NaN below the floor or where the video has none."""
+    scores = np.asarray(scores, dtype=np.float64)
+    with np.errstate(invalid="ignore"):
+        return np.where(scores >= LEXICAL_FLOOR, scores / (scores + LEXICAL_HALF), np.nan)
+
+
+def on_scale(level: str, scores: np.ndarray, config: FusionConfig) -> np.ndarray:
+    """A level's raw scores on its fixed 0..1 scale: a visual level's range (`scaled`), a text level's range
+    (`text_evidence`: NaN below its floor), the lexical scale (`lexical_evidence`)."""
+    if level in TEXT_LEVELS:
+        return text_evidence(scores, config.text_ranges[level])
+    if level in LEXICAL_LEVELS:
+        return lexical_evidence(scores)
+    return scaled(scores, config.visual_ranges[level])
+
+
 def _check_sizes(levels: Mapping[str, np.ndarray]) -> None:
     sizes = {len(scores) for scores in levels.values()}
     if len(sizes) > 1:
@@ -182,18 +209,15 @@ def _check_sizes(levels: Mapping[str, np.ndarray]) -> None:
 
 def evidence(levels: Mapping[str, np.ndarray], config: FusionConfig) -> dict[str, np.ndarray]:
     """Each weighted level's share on the fixed scales, whatever the method and normalisation: weight * the level's
-    cosine scaled by its range (`scaled` for a visual level, `text_evidence` for a text level: NaN below its floor or
-    where the video lacks it). A function of each video's own scores only, so what explains a hit (scoring.explain)
+    score on its scale (`on_scale`: `scaled` for a visual level, `text_evidence` for a text level, NaN below its
+    floor or where the video lacks it, `lexical_evidence` for the lexical level). A function of each video's own scores only, so what explains a hit (scoring.explain)
     is the same among any candidates. Levels of weight 0 or absent from `levels` are left out."""
     _check_sizes(levels)
     shares = {}
     for level in LEVELS:
         if config.weights[level] == 0 or level not in levels:
             continue
-        if level in TEXT_LEVELS:
-            shares[level] = config.weights[level] * text_evidence(levels[level], config.text_ranges[level])
-        else:
-            shares[level] = config.weights[level] * scaled(levels[level], config.visual_ranges[level])
+        shares[level] = config.weights[level] * on_scale(level, levels[level], config)
     return shares
 
 
@@ -208,8 +232,8 @@ def contributions(levels: Mapping[str, np.ndarray], config: FusionConfig,
     weights = config.weights  # checked once, by FusionConfig
     shares = dict(level_evidence) if level_evidence is not None else evidence(levels, config)
     for level in shares:
-        if config.method == FusionMethod.RRF:  # the raw cosines' ranks; a text level's above its floor
-            ranked = text_evidence(levels[level], config.text_ranges[level]) if level in TEXT_LEVELS else levels[level]
+        if config.method == FusionMethod.RRF:  # the raw scores' ranks; a text or the lexical level's above its floor
+            ranked = levels[level] if level in VISUAL_LEVELS else on_scale(level, levels[level], config)
             shares[level] = weights[level] / (config.rrf_k + ranks(ranked))
         elif level in VISUAL_LEVELS and config.normalization != "ranges":
             shares[level] = weights[level] * normalize(levels[level], config.normalization)

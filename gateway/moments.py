@@ -12,6 +12,8 @@ thresholds (settings.confidence_thresholds) are calibrated on.
 - an order-aware query's clip moment spans the monotonic alignment of its phrases (scoring.ScoredCandidates
   .ordered_spans), from the first phrase's clip to the last, scored with the aligned clip_phrase.
 - a text segment's score: its cosine scaled by its level's range; under the floor it is no moment.
+- a lexical match (gateway.lexical): the segment whose words matched, its BM25 score on the lexical scale
+  (fusion.lexical_evidence); for a quoted phrase, the segment that holds it verbatim.
 
 Moments of one video never overlap: the best is taken first, and each next one only where no earlier one lies.
 A text level of weight 0 gives no moments; the clips always do (a video is its clips). Pure numpy, no I/O.
@@ -24,7 +26,7 @@ from dataclasses import dataclass, replace
 
 import numpy as np
 
-from vidstrata.gateway.fusion import FusionConfig, scaled, text_evidence
+from vidstrata.gateway.fusion import FusionConfig, on_scale, scaled
 from vidstrata.gateway.query import Confidence
 from vidstrata.gateway.scoring import ScoredCandidates
 
@@ -40,7 +42,7 @@ class Moment:
     start_s: float
     end_s: float
     score: float
-    level: str  # "clip" (the visual clip levels) or a text level of spec.channels.TEXT_LEVELS
+    level: str  # "clip" (the visual clip levels), a text level of spec.channels.TEXT_LEVELS, or "lexical"
     snippet: str = ""  # the matched speech or on-screen text; empty for a clip
     confidence: Confidence = Confidence.LOW
 
@@ -105,7 +107,7 @@ def video_moments(scored: ScoredCandidates, index: int, config: FusionConfig, cl
         if not config.weights[level]:
             continue
         for segment in per_video[index]:
-            score = float(text_evidence(np.array([segment.score]), config.text_ranges[level])[0])
+            score = float(on_scale(level, np.array([segment.score]), config)[0])
             if not np.isnan(score):
                 found.append(Moment(video_id, segment.start_s, segment.end_s, score, level, segment.text))
     ordered = scored.ordered_spans is not None and bool(found) and found[0].level == "clip"

@@ -16,6 +16,9 @@ scored again, exactly and at every level, from its video vector and all its clip
                   come from the segment search itself (Milvus's cosine of the video's best segment), and from
                   the stored vectors only for candidates it did not reach (`text_matches`): a text level below
                   its floor is no evidence, so a video whose segments all score under it needs no read.
+- lexical:        the BM25 score of the video's best timed text segment for the query's words (gateway.lexical);
+                  NaN where none of its texts holds a query term (or a quoted phrase): computed by the lexical search
+                  from the lexicon's postings, passed in as `lexical`.
 - clip_phrase, order-aware: when the query states an order ("A then B"), the best monotonic alignment of the
                   phrases in that order to the clips in time order (gateway.order), instead of each phrase's best
                   clip anywhere: HCMI's clip-phrase level made temporal.
@@ -35,7 +38,7 @@ from vidstrata.gateway.order import aligned_clip_phrase
 from vidstrata.gateway.query import QueryVectors
 from vidstrata.index.segments import Segment, SegmentHit, SegmentHits, SegmentRecord
 from vidstrata.index.store import ClipRecord
-from vidstrata.spec.channels import KIND_OF_LEVEL, LEVELS, TEXT_LEVELS
+from vidstrata.spec.channels import KIND_OF_LEVEL, LEVELS, LEXICAL_LEVELS, TEXT_LEVELS
 
 # The text level of each segment kind (spec.channels).
 LEVEL_OF_KIND = {kind: level for level, kind in KIND_OF_LEVEL.items()}
@@ -58,7 +61,8 @@ class ScoredCandidates:
     video_ids: list[str]
     levels: dict[str, np.ndarray]  # level name (fusion.LEVELS) -> one score per video (NaN: the video lacks it)
     best_clips: list[BestClip]
-    # text level -> per video its segments that matched, best first (empty: none; the first is the level's score)
+    # text level (and "lexical") -> per video its segments that matched, best first (empty: none; the first is the
+    # level's score)
     segments: dict[str, list[list[SegmentHit]]] = field(default_factory=dict)
     # All candidates' clips, concatenated in video order and, within a video, in time order:
     clip_spans: np.ndarray = field(default_factory=lambda: np.zeros((0, 2)))  # [N, 2] start_s, end_s
@@ -95,6 +99,7 @@ def score_candidates(
     text: Mapping[str, Mapping[str, Sequence[SegmentHit]]] | None = None,
     video_cosines: Mapping[str, float] | None = None,
     order: Sequence[int] | None = None,
+    lexical: Mapping[str, Sequence[SegmentHit]] | None = None,
 ) -> ScoredCandidates:
     """Score each candidate that has a video vector [D] (or its cosine with the sentence in `video_cosines`, from
     the video ANN) and trusted clips; others (deleted since the ANN search, or found only through a clip its video
@@ -103,13 +108,15 @@ def score_candidates(
     `text` (segment kind -> video -> its matching segments of that kind, best first, from `text_matches`) adds the
     text levels; None leaves them out. `order` (phrase indices in the event order the query stated, gateway.order)
     makes clip_phrase temporal: the best monotonic alignment of the phrases, in that order, to each video's clips in
-    time order (gateway.order.aligned_clip_phrase), instead of each phrase's best clip anywhere.
+    time order (gateway.order.aligned_clip_phrase), instead of each phrase's best clip anywhere. `lexical` (video ->
+    its segments that matched the query's words, best first, scored by BM25: gateway.lexical) adds the lexical level;
+    None leaves it out.
     """
     known = video_cosines or {}
     kept = [v for v in video_ids if (v in videos or v in known) and clips.get(v)]
     if not kept:
-        return ScoredCandidates([], {level: np.zeros(0) for level in LEVELS}, [],
-                                {level: [] for level in TEXT_LEVELS} if text is not None else {})
+        searched = (TEXT_LEVELS if text is not None else ()) + (LEXICAL_LEVELS if lexical is not None else ())
+        return ScoredCandidates([], {level: np.zeros(0) for level in LEVELS}, [], {level: [] for level in searched})
     all_clips = [clip for v in kept for clip in clips[v]]
     counts = np.array([len(clips[v]) for v in kept])
     starts = np.concatenate([[0], np.cumsum(counts)[:-1]])
@@ -146,6 +153,10 @@ def score_candidates(
         for level in TEXT_LEVELS:
             found = text.get(KIND_OF_LEVEL[level], {})
             segments[level] = [list(found.get(v, ())) for v in kept]
+            levels[level] = np.array([hits[0].score if hits else np.nan for hits in segments[level]], dtype=np.float64)
+    if lexical is not None:
+        for level in LEXICAL_LEVELS:
+            segments[level] = [list(lexical.get(v, ())) for v in kept]
             levels[level] = np.array([hits[0].score if hits else np.nan for hits in segments[level]], dtype=np.float64)
     return ScoredCandidates(
         kept, levels, best_clips, segments,

@@ -1,7 +1,8 @@
 """`SearchService`: the gateway's logic, with no gRPC in sight (servicer.py only converts messages).
 
 Search runs in four stages: encode the query (Triton), find candidates by ANN (Milvus: videos with the
-sentence, clips with the sentence and each phrase), rescore every candidate exactly from its stored vectors
+sentence, clips with the sentence and each phrase, timed texts with the sentence) and by the query's words
+(the lexicon's postings, gateway.lexical), rescore every candidate exactly from its stored vectors
 (gateway.scoring), and fuse the levels (gateway.fusion). The union of the ANN lists is cut to the candidate
 limit by each video's best rank in any list, so every list contributes its top videos first.
 
@@ -28,6 +29,7 @@ from vidstrata.gateway.errors import (
     AlreadyExists, DeadlineExceeded, FailedPrecondition, InvalidArgument, NotFound, Unavailable,
 )
 from vidstrata.gateway.fusion import fuse
+from vidstrata.gateway.lexical import LexicalMatches, LexicalSearch
 from vidstrata.gateway import metrics
 from vidstrata.gateway.moments import Moment, clip_scores, video_moments
 from vidstrata.gateway.order import read_order
@@ -257,9 +259,11 @@ class SearchService:
         status: StatusRecords,
         queue: IngestQueue,
         segments: SegmentSearch | None = None,
+        lexical: LexicalSearch | None = None,
     ) -> None:
         self.settings = settings
         self.segments = segments
+        self.lexical = lexical
         self._new_encoder = new_encoder
         self.encoder = new_encoder()
         self.index = index
@@ -312,12 +316,16 @@ class SearchService:
             kinds = self._text_kinds(query)
             segment_futures = {k: self._pool.submit(self._milvus, lambda k=k: self.segments.search(  # type: ignore[union-attr]
                 vectors.sentence, k, probe, where, per_video=query.moments_per_video)) for k in kinds}
+            lexical_future = self._pool.submit(self._milvus, lambda: self.lexical.search(  # type: ignore[union-attr]
+                query.text, where, query.moments_per_video)) if self._searches_lexical(query) else None
             clip_lists = clips_future.result()
             video_hits = videos_future.result()
             hit_lists: list[list[VideoHit] | list[ClipHit]] = [video_hits, *clip_lists]
             segment_lists = {k: f.result() for k, f in segment_futures.items()}
+            lexical: LexicalMatches | None = lexical_future.result() if lexical_future else None
             ranked_lists = [[h.video_id for h in hits] for hits in
-                            [*hit_lists, *(found.hits for found in segment_lists.values())]]
+                            [*hit_lists, *(found.hits for found in segment_lists.values()),
+                             *([lexical.hits] if lexical is not None else [])]]
             # The union is cut to the window by best rank, so the lists' extra last rank never enters it.
             candidates = union_by_rank(ranked_lists, limit)
             window_full = len({v for ranked in ranked_lists for v in ranked}) > limit
@@ -336,9 +344,14 @@ class SearchService:
                     rows = self._milvus(lambda: self.index.get_candidate_vectors(candidates, clip_counts, video_hits,
                                                                                  scope=scope))
                     stored = stored_future.result() if stored_future else {}
+                    if lexical is not None:  # reads the candidates' postings only when a common term was capped
+                        found_words = lexical
+                        lexical = self._milvus(lambda: self.lexical.complete(  # type: ignore[union-attr]
+                            found_words, candidates, query.moments_per_video))
                 text = {k: text_matches(vectors, found, stored, k) for k, found in segment_lists.items()} if kinds else None
                 scored = score_candidates(vectors, candidates, rows.videos, rows.clips, text, rows.video_cosines,
-                                          order.order if order else None)
+                                          order.order if order else None,
+                                          lexical.by_video if lexical is not None else None)
             with _stage(timings, "fusion"):
                 page = self._rank(query, scored, fuse(scored.levels, fusion))
         return replace(page, phrases=[] if query.like_video_id else vectors.phrases, candidates=len(scored.video_ids),
@@ -417,6 +430,12 @@ class SearchService:
             return []
         enabled = {c.segment_kind: getattr(self.settings, c.switch) for c in TIMED_TEXT_CHANNELS if c.switch}
         return [KIND_OF_LEVEL[lv] for lv in TEXT_LEVELS if query.fusion.weights.get(lv) and enabled[KIND_OF_LEVEL[lv]]]
+
+    def _searches_lexical(self, query: SearchQuery) -> bool:
+        """Whether this Search scores the query's words: a text query, the lexicon served and switched on, the
+        lexical level weighted."""
+        return (self.lexical is not None and self.settings.lexical and not query.visual_only and bool(query.text)
+                and bool(query.fusion.weights.get("lexical")))
 
     def _encode(self, text: str, deadline: float) -> QueryVectors:
         """The query's vectors: from the cache when this model encoded this text before, else from Triton."""

@@ -105,8 +105,9 @@ class GatewaySettings(BaseSettings):
     )
     fusion_weights: dict[str, float] = Field(
         # visual levels calibrated on `scenes` (docs/evaluation.md), text levels on `narrated` (docs/narrated/)
+        # lexical: not calibrated yet (issue 25's `keywords` set); 1.0 lets a verbatim code or name lead
         {"video_sentence": 0.3, "clip_sentence": 0.4, "clip_phrase": 0.3, "speech_sentence": 2.0,
-         "screen_text_sentence": 2.0},
+         "screen_text_sentence": 2.0, "lexical": 1.0},
         description="Weight per level (JSON object) used by both methods when a Search sends none; "
         "levels left out weigh 0.",
     )
@@ -121,6 +122,20 @@ class GatewaySettings(BaseSettings):
     )
     screen_text: bool = Field(
         True, description="Modality switch of the deployment: search the timed on-screen text (screen_text_sentence).",
+    )
+    lexical: bool = Field(
+        True, description="Channel switch of the deployment: score the query's words (BM25) and quoted phrases in the "
+        "timed speech and on-screen text, from the lexicon the workers write (the lexical level).",
+    )
+    lexical_k1: float = Field(1.2, ge=0, description="BM25's term-frequency saturation k1 (the lexical level).")
+    lexical_b: float = Field(0.75, ge=0, le=1, description="BM25's length normalisation b (the lexical level).")
+    lexical_max_postings: int = Field(
+        4096, ge=1, le=16384, description="Lexicon rows one read of a query's postings returns at most; a term with "
+        "more is capped (its document frequency counted as this, its other postings read only for the candidates).",
+    )
+    lexical_stats_ttl_s: float = Field(
+        300.0, gt=0, description="Seconds the lexicon's row count and mean text length (BM25's N and avgdl) are "
+        "cached per tenant and text model before they are counted again (a count scans the rows on Milvus Lite).",
     )
     visual_level_ranges: dict[str, tuple[float, float]] = Field(
         dict(DEFAULT_VISUAL_RANGES), description="Cosine range [floor, ceiling] per visual level (JSON object of "

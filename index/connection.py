@@ -19,12 +19,15 @@ from vidstrata.index.checks import check_model_version
 from vidstrata.index.errors import IndexUnavailable, StorageError
 from vidstrata.index.migrations import upgrade
 from vidstrata.index.schema import (
+    LEXICON_BACKFILL_PROPERTY,
     MODEL_PROPERTY_PREFIX,
     CollectionNames,
     ModelVersions,
     collection_names,
     collection_schemas,
     ensure_collection,
+    lexicon_index_params,
+    lexicon_schema,
     model_versions,
 )
 from vidstrata.index.settings import IndexSettings
@@ -119,7 +122,21 @@ class IndexConnection:
             for name, schema in collection_schemas(self.names, self.settings.vector_dim):
                 with milvus_errors(f"ensure collection {name!r}"):
                     ensure_collection(client, name, schema, self.settings)
+            with milvus_errors(f"ensure collection {self.names.lexicon!r}"):
+                self._ensure_lexicon(client)
             self._ready = True
+
+    def _ensure_lexicon(self, client: MilvusClient) -> None:
+        """Create the lexicon (index.lexicon) if missing and fill it from the stored segments until it is complete."""
+        timeout = self.settings.milvus_timeout_s
+        ensure_collection(client, self.names.lexicon, lexicon_schema(), self.settings, lexicon_index_params(),
+                          {LEXICON_BACKFILL_PROPERTY: "pending"})
+        properties = client.describe_collection(self.names.lexicon, timeout=timeout).get("properties", {})
+        if properties.get(LEXICON_BACKFILL_PROPERTY) == "pending":
+            # index.lexicon reads segment rows through index.segments, which imports this module: imported here
+            from vidstrata.index.lexicon import backfill_lexicon
+
+            backfill_lexicon(client, self.names, self.settings)
 
     def note_model(self, collection: str, version: str) -> None:
         """Record that rows of this model version are written to the collection (a property per version, set once per

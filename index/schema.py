@@ -34,6 +34,7 @@ from pymilvus import CollectionSchema, DataType, MilvusClient
 from pymilvus.milvus_client import IndexParams
 
 from vidstrata.spec.channels import SEGMENT_KINDS
+from vidstrata.spec.lexical import MAX_TERM_LENGTH
 
 from vidstrata.index.errors import SchemaMismatch
 from vidstrata.index.settings import IndexSettings
@@ -89,11 +90,13 @@ class CollectionNames:
     videos: str
     clips: str
     segments: str
+    lexicon: str = ""
 
 
 def collection_names(prefix: str) -> CollectionNames:
     """Collection names for a prefix ("" in production; a per-test prefix isolates tests)."""
-    return CollectionNames(videos=f"{prefix}videos", clips=f"{prefix}clips", segments=f"{prefix}segments")
+    return CollectionNames(videos=f"{prefix}videos", clips=f"{prefix}clips", segments=f"{prefix}segments",
+                           lexicon=f"{prefix}lexicon")
 
 
 def segment_id(video_id: str, kind: str, index: int) -> str:
@@ -167,32 +170,76 @@ def segment_schema(dim: int) -> CollectionSchema:
     return _with_version_and_tenant(_with_video_copies(schema), "text_model")
 
 
+# The lexicon (index.lexicon): one row per timed text segment (and per video's named metadata values) with its
+# normalised terms in an ARRAY field, searched by `array_contains_any` / `array_contains_all` filters, which Milvus
+# Lite 3.2.2, the 2.3.5 standalone and 2.5+ all evaluate (2.3.5 has no BM25 function, no sparse vectors and only
+# prefix LIKE). Every Milvus collection needs a vector field: the lexicon's is a constant LEXICON_VECTOR_DIM-d
+# placeholder under a FLAT index, never searched.
+METADATA_KIND = "metadata"  # a lexicon row of a video's metadata values (index.lexicon)
+LEXICON_KINDS: tuple[str, ...] = (*SEGMENT_KINDS, METADATA_KIND)
+LEXICON_MAX_TERMS = 1024  # distinct terms stored per row (spec.lexical.index_terms); a longer text keeps its first
+LEXICON_VECTOR_DIM = 2
+LEXICON_BACKFILL_PROPERTY = "vidstrata.lexicon.backfill"  # "pending" until the rows of older segments are written
+
+
+def lexicon_schema() -> CollectionSchema:
+    """One row per lexical document: a segment's key, video, kind and span, its text (the snippet), its normalised
+    text (tf and phrase verification) and token count, its distinct terms, and the segments' filter copies, model
+    version (`text_model`: the version of the segment rows it was made beside) and tenant."""
+    schema = MilvusClient.create_schema(auto_id=False, enable_dynamic_field=False)
+    schema.add_field("segment_id", DataType.VARCHAR, is_primary=True, max_length=SEGMENT_ID_MAX_LENGTH)
+    schema.add_field("video_id", DataType.VARCHAR, max_length=VIDEO_ID_MAX_LENGTH)
+    schema.add_field("kind", DataType.VARCHAR, max_length=SEGMENT_KIND_MAX_LENGTH)
+    schema.add_field("segment_index", DataType.INT64)
+    schema.add_field("start_s", DataType.FLOAT)
+    schema.add_field("end_s", DataType.FLOAT)
+    schema.add_field("text", DataType.VARCHAR, max_length=SEGMENT_TEXT_MAX_LENGTH)
+    schema.add_field("normalized", DataType.VARCHAR, max_length=SEGMENT_TEXT_MAX_LENGTH)
+    schema.add_field("length", DataType.INT64)
+    schema.add_field("terms", DataType.ARRAY, element_type=DataType.VARCHAR, max_capacity=LEXICON_MAX_TERMS,
+                     max_length=MAX_TERM_LENGTH * 4)  # bytes of UTF-8
+    schema.add_field(VECTOR_FIELD, DataType.FLOAT_VECTOR, dim=LEXICON_VECTOR_DIM)
+    return _with_version_and_tenant(_with_video_copies(schema), "text_model")
+
+
+def lexicon_index_params() -> IndexParams:
+    """The lexicon's placeholder vector index: FLAT (nothing to build)."""
+    index = MilvusClient.prepare_index_params()
+    index.add_index(VECTOR_FIELD, index_type="FLAT", metric_type="IP")
+    return index
+
+
 def collection_schemas(names: CollectionNames, dim: int) -> tuple[tuple[str, CollectionSchema], ...]:
     """Every collection of one prefix with the schema it must have, in the order they are ensured."""
     return ((names.videos, video_schema(dim)), (names.clips, clip_schema(dim)), (names.segments, segment_schema(dim)))
 
 
-def ensure_collection(client: MilvusClient, name: str, schema: CollectionSchema, settings: IndexSettings) -> None:
+def ensure_collection(client: MilvusClient, name: str, schema: CollectionSchema, settings: IndexSettings,
+                      index: IndexParams | None = None, properties: dict[str, str] | None = None) -> bool:
     """Create a missing collection with its index and schema version, or check an existing one (SchemaMismatch);
     then load it, which a new process must do before it can search or query it.
 
-    Index settings only apply at creation: an existing collection keeps its index.
+    Index settings only apply at creation: an existing collection keeps its index. `index` replaces the settings'
+    vector index, `properties` are added at creation. True when it created the collection.
     """
     timeout = settings.milvus_timeout_s
-    if client.has_collection(name, timeout=timeout):
-        check_collection(name, client.describe_collection(name, timeout=timeout), schema)
+    created = not client.has_collection(name, timeout=timeout)
+    if created:
+        create_collection(client, name, schema, settings, properties, index)
     else:
-        create_collection(client, name, schema, settings)
+        check_collection(name, client.describe_collection(name, timeout=timeout), schema)
     client.load_collection(name, timeout=timeout)
+    return created
 
 
 def create_collection(client: MilvusClient, name: str, schema: CollectionSchema, settings: IndexSettings,
-                      properties: dict[str, str] | None = None) -> None:
-    """Create a collection with the vector index of the settings, marked with this code's schema version."""
+                      properties: dict[str, str] | None = None, index: IndexParams | None = None) -> None:
+    """Create a collection with the vector index of the settings (or `index`), marked with this code's schema
+    version."""
     client.create_collection(
         name,
         schema=schema,
-        index_params=index_params(settings),
+        index_params=index if index is not None else index_params(settings),
         consistency_level="Strong",
         properties={SCHEMA_VERSION_PROPERTY: str(SCHEMA_VERSION), **(properties or {})},
         timeout=settings.milvus_timeout_s,

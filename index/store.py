@@ -281,6 +281,7 @@ class VideoIndex:
             client.delete(self.names.videos, ids=[video_id], timeout=timeout)
             client.delete(self.names.clips, filter=f"video_id == {quote_string(video_id)}", timeout=timeout)
             client.delete(self.names.segments, filter=f"video_id == {quote_string(video_id)}", timeout=timeout)
+            client.delete(self.names.lexicon, filter=f"video_id == {quote_string(video_id)}", timeout=timeout)
             return existed
 
         return self.connection.call(f"delete video {video_id!r}", delete)

@@ -6,6 +6,11 @@ the levels it scores (LevelScores fields of the wire), the `kind` of its rows in
 deployment switch that turns it on (a settings field of the worker and the gateway: VIDSTRATA_WORKER_<SWITCH>,
 VIDSTRATA_GATEWAY_<SWITCH>) and the worker's ingest stage that extracts it. Adding a channel is one row here and
 its stage in workers/. Like immich's model types: one enum, one table, and lookups that fail loudly.
+
+The lexical channel reads no modality of its own: it scores the query's words in the other channels' timed texts
+(and the metadata values a deployment names), which the worker writes to the lexicon beside their segments
+(index.lexicon, gateway.lexical). So it has a level, a switch and a stage (the lexicon write), but no segment kind
+and no text field.
 """
 
 from __future__ import annotations
@@ -20,6 +25,7 @@ class Channel(StrEnum):
     VISUAL = "visual"
     SPEECH = "speech"
     SCREEN_TEXT = "screen_text"
+    LEXICAL = "lexical"
 
 
 @dataclass(frozen=True)
@@ -46,6 +52,7 @@ CHANNELS: dict[Channel, ChannelSpec] = {
     Channel.SPEECH: ChannelSpec(Channel.SPEECH, ("speech_sentence",), "speech", "speech", "speech", "transcript"),
     Channel.SCREEN_TEXT: ChannelSpec(Channel.SCREEN_TEXT, ("screen_text_sentence",), "screen_text", "screen_text",
                                      "screen_text", "screen_text"),
+    Channel.LEXICAL: ChannelSpec(Channel.LEXICAL, ("lexical",), None, "lexical", "lexicon"),
 }
 
 # Derived vocabulary: every room spells these through here.
@@ -53,7 +60,8 @@ TIMED_TEXT_CHANNELS: tuple[ChannelSpec, ...] = tuple(c for c in CHANNELS.values(
 SEGMENT_KINDS: tuple[str, ...] = tuple(c.segment_kind for c in TIMED_TEXT_CHANNELS if c.segment_kind)
 VISUAL_LEVELS: tuple[str, ...] = CHANNELS[Channel.VISUAL].levels
 TEXT_LEVELS: tuple[str, ...] = tuple(level for c in TIMED_TEXT_CHANNELS for level in c.levels)
-LEVELS: tuple[str, ...] = VISUAL_LEVELS + TEXT_LEVELS
+LEXICAL_LEVELS: tuple[str, ...] = CHANNELS[Channel.LEXICAL].levels
+LEVELS: tuple[str, ...] = VISUAL_LEVELS + TEXT_LEVELS + LEXICAL_LEVELS
 SWITCHABLE: tuple[Channel, ...] = tuple(c.channel for c in CHANNELS.values() if c.switch is not None)
 KIND_OF_LEVEL: dict[str, str] = {level: c.segment_kind for c in TIMED_TEXT_CHANNELS if c.segment_kind
                                  for level in c.levels}

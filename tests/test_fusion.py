@@ -16,7 +16,7 @@ from vidstrata.gateway.fusion import (
 from vidstrata.gateway.moments import clip_scores, video_moments
 from vidstrata.gateway.scoring import BestClip, ScoredCandidates
 from vidstrata.index.segments import SegmentHit, SegmentRecord
-from vidstrata.spec.channels import LEVELS, TEXT_LEVELS, VISUAL_LEVELS
+from vidstrata.spec.channels import LEVELS, LEXICAL_LEVELS, TEXT_LEVELS, VISUAL_LEVELS
 
 THRESHOLDS = {"MEDIUM": 0.45, "HIGH": 0.7}
 
@@ -143,7 +143,7 @@ def test_bad_weights_are_rejected_with_a_reason(weights, message):
 
 def test_missing_levels_weigh_zero():
     assert check_weights({"clip_phrase": 2}) == {"video_sentence": 0.0, "clip_sentence": 0.0, "clip_phrase": 2.0,
-                                                 "speech_sentence": 0.0, "screen_text_sentence": 0.0}
+                                                 "speech_sentence": 0.0, "screen_text_sentence": 0.0, "lexical": 0.0}
 
 
 def test_a_level_a_video_lacks_is_not_a_zero():
@@ -249,8 +249,10 @@ def test_why_follows_each_text_level_s_own_floor():
 def _cafe_tour(with_others: bool) -> ScoredCandidates:
     """"when does the place open" as the README's sample index scores it (cafe_tour: its caption "open daily from 7
     am" at 0-5 s, coffee pictures 4-12 s); with the other sample videos or alone (a filter on its video_id)."""
-    rows = {"cafe_tour": [0.125, 0.142, 0.125, 0.274, 0.625], "carphone": [0.131, 0.131, 0.112, np.nan, np.nan],
-            "bikes": [0.118, 0.118, 0.101, np.nan, 0.086], "bigbuckbunny": [0.104, 0.104, 0.095, np.nan, np.nan]}
+    rows = {"cafe_tour": [0.125, 0.142, 0.125, 0.274, 0.625, np.nan],
+            "carphone": [0.131, 0.131, 0.112, np.nan, np.nan, np.nan],
+            "bikes": [0.118, 0.118, 0.101, np.nan, 0.086, np.nan],
+            "bigbuckbunny": [0.104, 0.104, 0.095, np.nan, np.nan, np.nan]}
     ids = list(rows) if with_others else ["cafe_tour"]
     segments = {"speech_sentence": SegmentRecord("cafe_tour", "speech", 1, 4.8, 8.3, "the barista pours steamed milk"),
                 "screen_text_sentence": SegmentRecord("cafe_tour", "screen_text", 0, 0.0, 5.0, "open daily from 7 am")}
@@ -274,7 +276,8 @@ def test_when_does_the_place_open_is_the_on_screen_text_with_or_without_a_filter
 
 _cosine = st.floats(-0.2, 0.95, allow_nan=False)
 _text = st.one_of(st.just(float("nan")), _cosine)
-_row = st.tuples(_cosine, _cosine, _cosine, _text, _text)
+_bm25 = st.one_of(st.just(float("nan")), st.floats(0.0, 40.0, allow_nan=False))
+_row = st.tuples(_cosine, _cosine, _cosine, _text, _text, _bm25)
 _weight = st.sampled_from([0.0, 0.1, 0.3, 0.5, 1.0, 2.0, 4.0])
 
 
@@ -282,7 +285,7 @@ _weight = st.sampled_from([0.0, 0.1, 0.3, 0.5, 1.0, 2.0, 4.0])
 def _pools(draw):
     """Candidates (2-12 rows of level scores, ties likely), fusion weights, and a subset of the candidates (what a
     filter leaves) that keeps at least the first one."""
-    rows = draw(st.lists(st.one_of(_row, st.just((0.3, 0.4, 0.35, 0.3, 0.45))), min_size=2, max_size=12))
+    rows = draw(st.lists(st.one_of(_row, st.just((0.3, 0.4, 0.35, 0.3, 0.45, 4.0))), min_size=2, max_size=12))
     weights = dict(zip(LEVELS, draw(st.tuples(*[_weight] * len(LEVELS))), strict=True))
     if not any(weights.values()):
         weights["clip_phrase"] = 1.0
@@ -295,7 +298,7 @@ def _scored(rows, ids) -> ScoredCandidates:
         [f"v{i}" for i in ids], {level: np.array([rows[i][k] for i in ids]) for k, level in enumerate(LEVELS)},
         [BestClip(float(i), i + 1.0, 0.5) for i in ids],
         {level: [SegmentRecord(f"v{i}", level, 0, 10.0 + i + k, 11.0 + i + k, f"{level} {i}") for i in ids]
-         for k, level in enumerate(TEXT_LEVELS)})
+         for k, level in enumerate(TEXT_LEVELS + LEXICAL_LEVELS)})
 
 
 @settings(max_examples=300, deadline=None)
@@ -342,3 +345,17 @@ def test_rrf_ranks_the_raw_visual_cosines_not_their_clipped_scale():
     """Two videos above a level's ceiling are equal on its fixed scale but still ranked apart by RRF."""
     config = FusionConfig(FusionMethod.RRF, {"clip_sentence": 1.0}, rrf_k=1.0, visual_ranges=RANGES)
     np.testing.assert_allclose(fuse(_levels([0.3, 0.3], [0.9, 0.8], [0.1, 0.1]), config), [1 / 2, 1 / 3])
+
+
+def test_the_lexical_level_is_bm25_squashed_to_0_1_and_absent_below_its_floor():
+    from vidstrata.gateway.fusion import LEXICAL_FLOOR, LEXICAL_HALF, lexical_evidence
+
+    scores = np.array([np.nan, 0.0, LEXICAL_FLOOR - 1e-9, LEXICAL_HALF, 1e9])
+    found = lexical_evidence(scores)
+    assert np.isnan(found[:3]).all()
+    assert found[3] == pytest.approx(0.5) and found[4] == pytest.approx(1.0)
+    config = FusionConfig(FusionMethod.WEIGHTED, {"clip_sentence": 1.0, "lexical": 1.0}, visual_ranges=RANGES)
+    levels = {level: np.array([0.5, 0.5]) for level in VISUAL_LEVELS} | {"lexical": np.array([LEXICAL_HALF, np.nan])}
+    fused = fuse(levels, config)
+    assert fused[0] > fused[1]  # a word match only adds; no text is no penalty below a video whose text does not match
+    assert fuse(levels | {"lexical": np.array([LEXICAL_HALF, 0.5])}, config)[1] == fused[1]

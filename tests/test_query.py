@@ -30,7 +30,7 @@ def test_request_choices_override_the_defaults(settings):
                          weights={"clip_phrase": 2.0})
     assert (query.top_k, query.filter.text, query.fusion.method) == (3, 'meta.lang == "en"', FusionMethod.RRF)
     assert query.fusion.weights == {"video_sentence": 0.0, "clip_sentence": 0.0, "clip_phrase": 2.0,
-                                    "speech_sentence": 0.0, "screen_text_sentence": 0.0}
+                                    "speech_sentence": 0.0, "screen_text_sentence": 0.0, "lexical": 0.0}
 
 
 @pytest.mark.parametrize("kwargs, message", [

@@ -31,6 +31,7 @@ from vidstrata.spec.aggregation import VideoAggregate, aggregate_video
 from vidstrata.spec.channels import SEGMENT_KINDS, TIMED_TEXT_CHANNELS, Channel
 from vidstrata.jobs.status import StatusStore, VideoStatus
 from vidstrata.index.schema import DEFAULT_TENANT, ModelVersions
+from vidstrata.index.lexicon import LexiconIndex
 from vidstrata.index.segments import SegmentIndex, SegmentRecord
 from vidstrata.index.store import ClipRecord, VideoIndex, VideoRecord
 from vidstrata.inference.encoder import Encoder
@@ -43,7 +44,7 @@ from vidstrata.workers.fetch import SourcePolicy, fetch
 from vidstrata.workers.settings import TIME_LIMIT_GRACE_S, WorkerSettings
 from vidstrata.workers.screen_text import read_screen_text
 from vidstrata.workers.speech import transcribe_video
-from vidstrata.workers.text_stages import TimedTextStage, embed_segments
+from vidstrata.workers.text_stages import TimedTextStage, embed_segments, write_lexicon
 
 # Share of the progress bar each stage ends at; embedding (with decoding) is most of the work.
 _FETCHED, _EMBEDDED = 5.0, 90.0
@@ -143,6 +144,7 @@ class Ingestor:
         self.index = index
         self.status = status
         self.segments = SegmentIndex(index)
+        self.lexicon = LexiconIndex(index)
         self.stages = stages if stages is not None else text_stages(settings)
         if index.connection.served is None:  # a schema migration backfills what this worker serves
             index.connection.served = self.served_models
@@ -318,6 +320,7 @@ class Ingestor:
                     text_model: str) -> None:
         for kind, records in segments.items():
             self.segments.replace_segments(video, kind, records, text_model=text_model)
+        write_lexicon(self.lexicon, video, segments, text_model, self.settings)
         self.index.replace_video(video, clips)
 
     def reindex(self, record: VideoStatus, task_id: str, models: ModelVersions,

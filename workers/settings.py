@@ -132,6 +132,14 @@ class WorkerSettings(BaseSettings):
         description="Modality switch of the deployment: read on-screen text (OCR in Triton's screen_text_reader) "
         "from a bounded set of frames and index it as the screen_text level.",
     )
+    lexical: bool = Field(
+        True, description="Channel switch of the deployment: write the normalised words of the timed texts (and of the "
+        "metadata values named by lexical_metadata_keys) to the lexicon, for the lexical level and quoted phrases.",
+    )
+    lexical_metadata_keys: Annotated[list[str], NoDecode] = Field(
+        [], description="Metadata keys whose values the lexical level searches too (one lexicon row per video, spanning "
+        "it), comma-separated; empty: none.",
+    )
     screen_text_sample_fps: float = Field(
         1.0, gt=0, le=30, description="Frames a second looked at (through a thumbnail) for picture changes worth OCR."
     )
@@ -162,7 +170,7 @@ class WorkerSettings(BaseSettings):
         4, ge=1, le=32, description="Speech windows in flight to Triton at once, so its batcher can decode them together."
     )
 
-    @field_validator("fetch_allow_networks", "fetch_allow_hosts", mode="before")
+    @field_validator("fetch_allow_networks", "fetch_allow_hosts", "lexical_metadata_keys", mode="before")
     @classmethod
     def _comma_separated(cls, value: object) -> object:
         """A plain `a,b` (or one value) from the environment; a JSON list is read as JSON."""

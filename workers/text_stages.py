@@ -1,18 +1,21 @@
 """The timed-text stages of ingest (speech, on-screen text): each runs in a thread of its own beside frame
-decoding and embedding, and its texts are embedded by the text encoder once it is done."""
+decoding and embedding, and its texts are embedded by the text encoder once it is done; the lexicon stage writes
+their words (and named metadata values) for the lexical channel."""
 
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
 
-from vidstrata.index.segments import SegmentRecord
+from vidstrata.index.lexicon import LexiconIndex, metadata_document
+from vidstrata.index.segments import Segment, SegmentRecord, SegmentVideo
 from vidstrata.inference.encoder import Encoder
 from vidstrata.inference.speech import TimedText
+from vidstrata.workers.settings import WorkerSettings
 
 
 class TimedTextStage:
@@ -47,3 +50,16 @@ def embed_segments(video_id: str, kind: str, segments: list[TimedText], encoder:
     vectors = [encoder.encode_text([s.text for s in ordered[i : i + batch]]).sentence for i in range(0, len(ordered), batch)]
     stacked = np.concatenate(vectors) if vectors else np.zeros((0, 0), np.float32)
     return [SegmentRecord(video_id, kind, i, s.start_s, s.end_s, s.text, stacked[i]) for i, s in enumerate(ordered)]
+
+
+def write_lexicon(lexicon: LexiconIndex, video: SegmentVideo, segments: Mapping[str, Sequence[Segment]],
+                  text_model: str, settings: WorkerSettings) -> None:
+    """Write the video's lexicon rows (index.lexicon) beside its segments, before its video row: each kind's timed
+    texts, and its metadata values of settings.lexical_metadata_keys as one document; nothing when the deployment
+    has the lexical channel off (VIDSTRATA_WORKER_LEXICAL)."""
+    if not settings.lexical:
+        return
+    for kind, records in segments.items():
+        lexicon.replace_lexicon(video, kind, records, text_model)
+    document = metadata_document(video.video_id, video.metadata, settings.lexical_metadata_keys, video.duration_s)
+    lexicon.replace_lexicon(video, document.kind, [document] if document.text else [], text_model)

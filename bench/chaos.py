@@ -158,7 +158,7 @@ class Stack:
         if worker.alive():
             return None
         assert worker.proc is not None
-        why = f"exit code {worker.proc.returncode}; its log ended with:\n{worker.log_tail(30)}"
+        why = f"exit code {worker.proc.returncode}; its log ended with:\n{worker.log_tail(80)}"
         worker.stop()
         self.start_worker()
         return why

@@ -11,6 +11,8 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+from celery import Celery
+
 from vidstrata.index.connection import connect_milvus
 from vidstrata.index.migrations import BACKUP_SUFFIX
 from vidstrata.index.schema import collection_names
@@ -18,6 +20,7 @@ from vidstrata.index.store import VideoIndex
 from vidstrata.inference.factory import open_encoder
 from vidstrata.jobs.reindex import Generation, JobConflict, JobState, ReindexJob, ReindexStore, generation_settings
 from vidstrata.jobs.status import IngestState, StatusStore
+from vidstrata.workers.celery_app import configure
 from vidstrata.workers.settings import WorkerSettings
 from vidstrata.workers.tasks import enqueue_reindex
 
@@ -40,8 +43,9 @@ def served_generation(settings: WorkerSettings, jobs: ReindexStore) -> Generatio
 
 
 def start(settings: WorkerSettings, target_triton_url: str, report: Callable[[str], None] = print) -> ReindexJob:
-    """Start a job re-indexing every READY video for the encoders served at target_triton_url: creates the target
-    collections (the target's dimension) and queues one task per video. JobConflict while another job is active or
+    """Start a job re-indexing every READY video (of every tenant: read from the served rows) for the encoders
+    served at target_triton_url: creates the target collections (the target's dimension) and queues one task per
+    video. JobConflict while another job is active or
     when the target serves the very versions Search serves."""
     jobs = ReindexStore(settings.redis.url, settings.redis.timeout_s)
     status = StatusStore(settings.redis.url, settings.redis.timeout_s)
@@ -55,11 +59,16 @@ def start(settings: WorkerSettings, target_triton_url: str, report: Callable[[st
                          target.text_model, target.dim)
         with VideoIndex(generation_settings(settings, job.target).milvus) as index:
             index.ensure_collections()
+        sender = Celery("vidstrata-reindex")
+        configure(sender, settings)
         queued, after = 0, ""
-        while ids := status.list_ids([IngestState.READY], after, PAGE):
-            records = [r for r in status.get_many(ids).values() if r.state == IngestState.READY]
-            enqueue_reindex(jobs, job, records)
-            queued, after = queued + len(records), ids[-1]
+        with VideoIndex(generation_settings(settings, source).milvus) as served:
+            # the served rows of every tenant, in id order, and their records: READY ones are re-indexed
+            while rows := served.page_videos(after, PAGE):
+                records = [r for r in status.get_many(row.video_id for row in rows).values()
+                           if r.state == IngestState.READY]
+                enqueue_reindex(jobs, job, records, sender=sender)
+                queued, after = queued + len(records), rows[-1].video_id
         report(f"job {job.job_id}: {queued} videos queued, from {source.visual_model} ({source.triton_url}, "
                f"collections '{source.collection_prefix}*') to {target.visual_model} ({target_triton_url}, "
                f"collections '{job.target.collection_prefix}*')")

@@ -25,7 +25,7 @@ import time
 from dataclasses import asdict
 from typing import Any
 
-from celery import Task
+from celery import Celery, Task
 from celery.exceptions import SoftTimeLimitExceeded
 from celery.signals import worker_init, worker_process_init
 
@@ -204,16 +204,18 @@ def ingest_video(self: Task, *args: Any) -> dict[str, Any]:
     return {"state": "READY", **asdict(summary)}
 
 
-def enqueue_reindex(jobs: ReindexStore, job: ReindexJob, records: list[VideoStatus], side: str = "target") -> None:
-    """One re-index task per video into the job's `side` generation ("target" or "source"), under its versions;
-    a target task of a job still re-indexing counts in the job's progress."""
+def enqueue_reindex(jobs: ReindexStore, job: ReindexJob, records: list[VideoStatus], side: str = "target",
+                    sender: Celery = app) -> None:
+    """One re-index task per video into the job's `side` generation ("target" or "source"), under its versions,
+    sent by `sender` (another process's app: the CLI's); a target task of a job still re-indexing counts in the
+    job's progress."""
     generation = job.target if side == "target" else job.source
     if side == "target" and job.state in (JobState.RUNNING, JobState.COMPLETED):
         jobs.add_videos(job.job_id, [r.video_id for r in records])
     for record in records:
         payload = IngestPayload(record.video_id, record.uri, record.metadata, tenant=record.tenant,
                                 visual_model=generation.visual_model, text_model=generation.text_model)
-        app.send_task(REINDEX_TASK, args=[payload.to_message(), job.job_id, side], queue=INGEST_QUEUE)
+        sender.send_task(REINDEX_TASK, args=[payload.to_message(), job.job_id, side], queue=INGEST_QUEUE)
 
 
 def _write_beside(payload: IngestPayload) -> None:

@@ -21,6 +21,11 @@ running one); its data folder keeps each loaded index for the next run.
 The index is synthetic (bench.gateway.synthesise: unit vectors near a 16-dimensional subspace by default, 4 clips
 per video) because ingesting 10^5 real videos would take days here; the queries are real sentences, encoded by
 Triton in every Search (the gateway's query cache is off unless --query-cache).
+
+`--transcripts K` adds K synthetic timed speech segments per video (`synthesise_transcripts`: Zipf-distributed words
+from the photo captions, and a unique code "TX-<n>" in each video's first segment) to the segments collection and
+the lexicon, so the text levels and the lexical channel (issue 25) search 10^5 videos' worth of text; compare a run
+with `VIDSTRATA_GATEWAY_LEXICAL=false` (the gateway inherits the environment) to measure what the lexical level costs.
 """
 
 from __future__ import annotations
@@ -37,6 +42,7 @@ from typing import Any
 
 import grpc
 import numpy as np
+from pymilvus import MilvusClient
 
 from bench.common import format_percentile, latency_summary, machine, write_results
 from bench.gateway import (
@@ -51,10 +57,12 @@ from bench.gateway import (
     search_stack,
     services,
     summarise,
+    LANGS,
     synthesise,
     synthetic_batches,
     video_name,
     wait_engine_idle,
+    wait_indexed,
 )
 from vidstrata.media.photos import CAPTIONS
 from vidstrata.gateway.fusion import FusionConfig, fuse
@@ -62,6 +70,9 @@ from vidstrata.gateway.query import query_vectors
 from vidstrata.gateway.scoring import score_candidates
 from vidstrata.gateway.service import union_by_rank
 from vidstrata.gateway.settings import GatewaySettings
+from vidstrata.index.lexicon import lexicon_row
+from vidstrata.index.schema import DEFAULT_TENANT, VECTOR_FIELD, segment_id
+from vidstrata.index.segments import Segment
 from vidstrata.index.store import ClipRecord, VideoIndex
 from vidstrata.inference.triton_encoder import TritonEncoder
 from vidstrata.v1 import search_pb2, search_pb2_grpc
@@ -167,6 +178,61 @@ def exact_agreement(stack: SearchStack, index: VideoIndex, address: str, videos:
                 grouped.append(len({h.video_id for h in hits[:top_k]} & truth) / top_k)
     return {"queries": len(queries), "recall_at_k": float(np.mean(end_to_end)), "identical_share": identical / len(queries),
             "grouped_clip_recall_at_k": float(np.mean(grouped))}
+
+
+def transcript_lines(video: int, count: int, rng: np.random.Generator, words: list[str]) -> list[str]:
+    """`count` synthetic lines of 8-16 words (Zipf-ranked `words`), the first holding the video's code TX-<video>."""
+    ranks = np.minimum(rng.zipf(1.3, size=(count, 16)), len(words)) - 1
+    lengths = rng.integers(8, 17, size=count)
+    lines = [" ".join(words[r] for r in ranks[i, : lengths[i]]) for i in range(count)]
+    if lines:
+        lines[0] = f"{lines[0]} code TX-{video:06d}"
+    return lines
+
+
+def synthesise_transcripts(index: VideoIndex, client: MilvusClient, videos: int, clips_per_video: int, per_video: int,
+                           text_model: str, seed: int = 0, batch_videos: int = 500) -> float:
+    """Give each synthetic video `per_video` timed speech segments (random unit text vectors; rows as index.segments
+    and index.lexicon write them), or none (per_video 0 removes them); seconds taken. Skipped when the collections
+    already hold that many."""
+    names = index.names
+    want = videos * per_video
+    have = [int(client.query(name, filter="", output_fields=["count(*)"])[0]["count(*)"])
+            for name in (names.segments, names.lexicon)]
+    if have == [want, want]:
+        return 0.0
+    started = time.perf_counter()
+    for name in (names.segments, names.lexicon):
+        client.delete(name, filter='video_id != ""')
+    rng = np.random.default_rng(seed + 7)
+    words = list(dict.fromkeys(w.strip(".,").lower() for caption in CAPTIONS for w in caption.split()))
+    dim = index.settings.vector_dim
+    for first in range(0, videos if per_video else 0, batch_videos):
+        segment_rows, lexicon_rows = [], []
+        for number in range(first, min(first + batch_videos, videos)):
+            video_id = video_name(number)
+            copies = {"metadata": {"lang": LANGS[number % len(LANGS)]}, "video_duration_s": 5.0 * clips_per_video,
+                      "video_clip_count": clips_per_video, "video_created_at": 1_700_000_000.0,
+                      "text_model": text_model, "tenant": DEFAULT_TENANT}
+            vectors = rng.standard_normal((per_video, dim)).astype(np.float32)
+            vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
+            for i, line in enumerate(transcript_lines(number, per_video, rng, words)):
+                segment = Segment(video_id, "speech", i, 4.0 * i, 4.0 * i + 3.5, line)
+                segment_rows.append({"segment_id": segment_id(video_id, "speech", i), "video_id": video_id,
+                                     "kind": "speech", "segment_index": i, "start_s": segment.start_s,
+                                     "end_s": segment.end_s, "text": line, VECTOR_FIELD: vectors[i], **copies})
+                lexicon_rows.append(lexicon_row(segment, copies))
+        client.insert(names.segments, segment_rows)
+        client.insert(names.lexicon, lexicon_rows)
+        if (first // batch_videos) % 20 == 0:
+            print(f"  transcripts of {min(first + batch_videos, videos)}/{videos} videos ({time.perf_counter() - started:.0f} s)",
+                  flush=True)
+    if per_video:
+        index.connection.note_model(names.segments, text_model)
+    for name in (names.segments, names.lexicon):
+        client.flush(name)
+    wait_indexed(client, (names.segments,))
+    return time.perf_counter() - started
 
 
 def load_alone(stack: SearchStack, index: VideoIndex) -> tuple[int, int]:
@@ -331,6 +397,9 @@ def main(argv: list[str] | None = None) -> Path:
                         help="with several --milvus: run them all at once and measure them in TURNS alternating turns "
                         "of --requests/TURNS Searches each (the gateway only), so a shared machine's load hits each "
                         "alike; 0 (default): one after the other")
+    parser.add_argument("--transcripts", type=int, default=0, metavar="K",
+                        help="K synthetic speech segments per video in the segments collection and the lexicon "
+                        "(synthesise_transcripts); 0 (default): none")
     parser.add_argument("--tiny", action="store_true", help="smoke run: 60 videos of 2 clips, concurrency 1 and 4, "
                         "at most 10 requests, 1 repeat")
     args = parser.parse_args(argv)
@@ -374,6 +443,8 @@ def one_backend(args: argparse.Namespace, milvus: str, shared: Services) -> tupl
             print(f"Milvus {milvus}, index of {videos} videos x {args.clips_per_video} clips ...", flush=True)
             load_s = synthesise(index, stack.client, videos, args.clips_per_video, intrinsic_dim=args.intrinsic_dim,
                                 visual_model=stack.encoder.info().visual_model)
+            load_s += synthesise_transcripts(index, stack.client, videos, args.clips_per_video, args.transcripts,
+                                             stack.encoder.info().text_model)
             rss, index_rss = load_alone(stack, index)
             idle_wait_s = wait_engine_idle(stack.client)
             agreements = []
@@ -400,6 +471,8 @@ def interleaved(args: argparse.Namespace) -> tuple[list[dict[str, Any]], list[di
                 print(f"Milvus {name}, index of {videos} videos x {args.clips_per_video} clips ...", flush=True)
                 load_s = synthesise(index, stack.client, videos, args.clips_per_video, intrinsic_dim=args.intrinsic_dim,
                                     visual_model=stack.encoder.info().visual_model)
+                load_s += synthesise_transcripts(index, stack.client, videos, args.clips_per_video, args.transcripts,
+                                                 stack.encoder.info().text_model)
                 rss, index_rss = load_alone(stack, index)
                 sizes.append({"milvus": name, "videos": videos, "clips": videos * args.clips_per_video, "load_s": load_s,
                               "milvus_rss_mib": rss / 2**20, "index_rss_mib": index_rss / 2**20, "agreements": []})

@@ -40,6 +40,7 @@ from vidstrata.index.checks import (
     unique_video_ids,
 )
 from vidstrata.index.connection import IndexConnection
+from vidstrata.index.errors import IndexUnavailable
 from vidstrata.index.filters import CompiledFilter, RowScope, milvus_filter, quote_string
 from vidstrata.index.replies import decoded_rows
 from vidstrata.index.schema import (
@@ -257,6 +258,14 @@ class VideoIndex:
                 filter=f"video_id == {quote_string(video.video_id)} and clip_index >= {len(clip_rows)}",
                 timeout=timeout,
             )
+            # A Milvus restarted between two writes may have dropped acknowledged ones (seen under chaos with Milvus
+            # Lite: READY videos whose clip rows were gone): the clips are read back before the video row makes them
+            # visible, and a shortfall is a retryable failure, so the caller writes the whole video again.
+            stored = client.get(self.names.clips, ids=[row["clip_id"] for row in clip_rows], output_fields=["clip_id"],
+                                consistency_level="Strong", timeout=timeout) if clip_rows else []
+            if len(stored) != len(clip_rows):
+                raise IndexUnavailable(f"Milvus kept {len(stored)} of the {len(clip_rows)} clip rows just written for "
+                                       f"video {video.video_id!r} (a restart?); write the video again")
             client.upsert(self.names.videos, [video_row], timeout=timeout)
             client.get(
                 self.names.videos, ids=[video_row["video_id"]], output_fields=["video_id"],

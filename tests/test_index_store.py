@@ -450,3 +450,26 @@ def test_page_videos_pages_by_primary_key_over_segments_and_deletes(index: Video
         assert got == want
     (row,) = index.page_videos("", 1)
     assert (row.video_id, row.clip_count, row.duration_s, row.status) == (live[0], 1, 1.0, "READY")
+
+
+def test_clip_rows_a_restarted_milvus_dropped_are_caught_before_the_video_row_shows_them(
+    index: VideoIndex, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Acknowledged clip writes lost by a restart (seen under chaos): the write fails as retryable and leaves no video
+    row, so Search never shows the video without its clips; written again, it is whole."""
+    video, clips = make_video("lossy", [at_cos(c) for c in (0.1, 0.2, 0.3)])
+    client = index.connection._ensured_client()
+    upsert = client.upsert
+
+    def losing_upsert(collection_name: str, data: list, **kwargs: object) -> object:
+        if collection_name == index.names.clips:
+            data = data[:-1]  # the last clip row never reaches storage
+        return upsert(collection_name, data, **kwargs)
+
+    monkeypatch.setattr(client, "upsert", losing_upsert)
+    with pytest.raises(IndexUnavailable, match="kept 2 of the 3 clip rows"):
+        index.replace_video(video, clips)
+    assert "lossy" not in index.get_videos(["lossy"])
+    monkeypatch.setattr(client, "upsert", upsert)
+    index.replace_video(video, clips)
+    assert len(index.get_candidate_vectors(["lossy"]).clips["lossy"]) == 3

@@ -156,3 +156,25 @@ def test_task_of_a_vanished_worker_comes_back_after_the_visibility_timeout(stack
     record = stack.wait("killed-worker", timeout_s=90)
     assert record.state == IngestState.READY, record
     assert stack.stored("killed-worker") == (1, record.clip_count)
+
+
+@pytest.mark.parametrize("requeue", [False, True])
+def test_settling_a_task_on_a_torn_down_broker_connection_does_not_end_the_worker(monkeypatch, requeue):
+    """kombu raises AttributeError when a Redis restart tore the connection down under an ack (the worker's main
+    process then exited): the task is left in the unacked hash for redelivery instead."""
+    from kombu.transport import redis as kombu_redis
+
+    from vidstrata.workers.celery_app import _QoS
+
+    def torn(*args, **kwargs):
+        raise AttributeError("'NoneType' object has no attribute 'client'")
+
+    monkeypatch.setattr(kombu_redis.QoS, "ack", torn)
+    monkeypatch.setattr(kombu_redis.QoS, "reject", torn)
+    qos = _QoS.__new__(_QoS)
+    qos._delivered = {"tag": object()}
+    if requeue:
+        qos.reject("tag", requeue=True)
+    else:
+        qos.ack("tag")
+    assert "tag" not in qos._delivered

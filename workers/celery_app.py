@@ -42,6 +42,28 @@ class _QoS(kombu_redis.QoS):
                         "Redis redelivers them after the visibility timeout", len(self._delivered), exc)
             self._delivered.clear()
 
+    def ack(self, delivery_tag: str) -> None:
+        """Acknowledge; when the broker connection was torn down under it (a Redis restart: kombu raises
+        AttributeError "'NoneType' object has no attribute 'client'" and the worker's main process exits), the task
+        stays in the unacked hash and runs again after the visibility timeout, which ingest's owned, idempotent
+        writes allow, instead of ending the worker."""
+        self._settle(delivery_tag, requeue=False)
+
+    def reject(self, delivery_tag: str, requeue: bool = False) -> None:
+        """As `ack`: a reject that cannot reach Redis leaves the message to be redelivered."""
+        self._settle(delivery_tag, requeue)
+
+    def _settle(self, delivery_tag: str, requeue: bool) -> None:
+        try:
+            if requeue:
+                super().reject(delivery_tag, requeue=True)
+            else:
+                super().ack(delivery_tag)
+        except (AttributeError, redis.RedisError) as exc:
+            log.warning("could not settle task %s on a lost broker connection (%s); Redis redelivers it after the "
+                        "visibility timeout", delivery_tag, exc)
+            self._delivered.pop(delivery_tag, None)
+
 
 class _Channel(kombu_redis.Channel):
     QoS = _QoS

@@ -25,7 +25,7 @@ import numpy as np
 from bench.datasets import QUERY_KINDS, Query
 from bench.metrics import RankedVideo, Response, filtered_rank
 from vidstrata.gateway.fusion import (
-    LEVELS, TEXT_LEVELS, VISUAL_LEVELS, FusionConfig, FusionMethod, LevelRange, TextRange, contributions, fuse,
+    LEVELS, LEXICAL_LEVELS, TEXT_LEVELS, VISUAL_LEVELS, FusionConfig, FusionMethod, LevelRange, TextRange, contributions, fuse,
 )
 from vidstrata.gateway.settings import GatewaySettings
 
@@ -44,7 +44,8 @@ def replay(hits: Sequence[RankedVideo], fusion: FusionConfig) -> list[RankedVide
     return [hits[i] for i in order]
 
 
-TEXT_WEIGHTS = (0.0, 0.5, 1.0, 2.0, 4.0)  # text levels are on a fixed [0, 1] scale, weighed against the visual sum 1
+# text levels and the lexical level are on fixed [0, 1] scales, weighed against the visual sum 1
+TEXT_WEIGHTS = (0.0, 0.5, 1.0, 2.0, 4.0)
 # Candidate cosine ranges [floor, ceiling] of each text level (FusionConfig.text_ranges): a paraphrase scores about
 # 0.3-0.7, unrelated text under 0.15, but a photo's printed words can match an unrelated caption at 0.3.
 TEXT_FLOORS = (0.1, 0.15, 0.2, 0.25, 0.3, 0.35, 0.4)
@@ -66,15 +67,15 @@ def text_range_grid(searched: Iterable[str], own: Mapping[str, TextRange]) -> li
 
 def weight_grid(step: float = 0.1) -> list[dict[str, float]]:
     """Every weighting of the visual levels on a simplex grid (weights sum to 1), times TEXT_WEIGHTS for each
-    text level."""
+    text level and the lexical level (its scale is fixed: fusion.lexical_evidence, so only its weight is searched)."""
     n = round(1 / step)
     grid = []
     for a, b in product(range(n + 1), repeat=2):
         if a + b <= n:
             visual = {VISUAL_LEVELS[0]: round(a * step, 6), VISUAL_LEVELS[1]: round(b * step, 6),
                       VISUAL_LEVELS[2]: round((n - a - b) * step, 6)}
-            for text in product(TEXT_WEIGHTS, repeat=len(TEXT_LEVELS)):
-                grid.append(visual | dict(zip(TEXT_LEVELS, text, strict=True)))
+            for text in product(TEXT_WEIGHTS, repeat=len(TEXT_LEVELS) + len(LEXICAL_LEVELS)):
+                grid.append(visual | dict(zip(TEXT_LEVELS + LEXICAL_LEVELS, text, strict=True)))
     return grid
 
 
@@ -150,11 +151,14 @@ def grid_reciprocal_ranks(
             visual += table(level)[rows[:, j]]
         keys = {(level, tuple(r[level])) for r in ranges for level in TEXT_LEVELS}
         text = {key: table(*key)[rows[:, LEVELS.index(key[0])]] for key in keys}
+        lexical = [table(level)[rows[:, LEVELS.index(level)]] for level in LEXICAL_LEVELS]
         out = np.empty((len(ranges), len(grid)))
         for k, setting in enumerate(ranges):
             fused = visual.copy()
             for level in TEXT_LEVELS:
                 fused += text[(level, tuple(setting[level]))]
+            for share in lexical:  # after the text levels: the order `fuse` adds them in
+                fused += share
             if fusion.method == FusionMethod.WEIGHTED:
                 fused /= scored
             out[k] = _reciprocal_ranks(hits, fused, q, videos)

@@ -71,10 +71,10 @@ def test_replay_is_the_gateways_fusion_with_ties_by_id():
 
 def test_weight_grid_covers_the_simplex():
     grid = weight_grid(0.1)
-    assert len(grid) == 66 * len(TEXT_WEIGHTS) ** 2  # the visual simplex, times each text level's weights
+    assert len(grid) == 66 * len(TEXT_WEIGHTS) ** 3  # the visual simplex, times each text level's and lexical's weights
     assert all(abs(sum(w[lv] for lv in VISUAL_LEVELS) - 1) < 1e-9 and set(w) == set(LEVELS) for w in grid)
     assert {"video_sentence": 0.0, "clip_sentence": 0.0, "clip_phrase": 1.0, "speech_sentence": 2.0,
-            "screen_text_sentence": 0.0} in grid
+            "screen_text_sentence": 0.0, "lexical": 1.0} in grid
 
 
 def test_split_is_by_text_disjoint_and_seeded():

@@ -78,7 +78,8 @@ def _scores(qs: Sequence[Query], full: Mapping[str, Response], videos: int, grid
 def choose(levels: Path, seed: int = 0) -> None:
     data = pickle.loads(levels.read_bytes())
     settings = GatewaySettings()
-    visual = {level: settings.fusion_weights[level] for level in VISUAL_LEVELS}
+    # the lexical level (issue 25) came later: weight 0 reproduces the calibration as it was run
+    visual = {level: settings.fusion_weights[level] for level in VISUAL_LEVELS} | {"lexical": 0.0}
     grid = [visual | dict(zip(TEXT_LEVELS, text, strict=True)) for text in product(TEXT_WEIGHTS, repeat=2)]
     ranges = text_range_grid(TEXT_LEVELS, settings.text_level_ranges)
     halves = {}

@@ -285,16 +285,23 @@ def test_up_says_plainly_when_no_sample_could_be_indexed(capsys, tmp_path):
 
 def test_a_repository_an_earlier_version_wrote_is_exported_again(tmp_path):
     """Triton cannot load a python-backend model whose shim imports a module that moved (the bare `export.` of the
-    layout before the one import name): `up` finds such models and exports again instead of failing to start."""
+    layout before the one import name), and a model exported before the queue policy keeps working for callers that
+    gave up: `up` finds such models and exports again."""
     from vidstrata.export.triton_repo import _python_shim
 
+    policy = "dynamic_batching { default_queue_policy { timeout_action: REJECT } }\n"
     for model, text in {"text_encoder_tokenizer": _python_shim("TextTokenizerModel"),
                         "speech_recognizer": "from export.triton_speech import SpeechRecognizerModel as TritonPythonModel\n",
                         "old_room": "from spec.gone import Model as TritonPythonModel\n"}.items():
         (tmp_path / model / "1").mkdir(parents=True)
         (tmp_path / model / "1" / "model.py").write_text(text)
+        (tmp_path / model / "config.pbtxt").write_text(policy)
+    for model, config in {"frame_encoder": 'backend: "onnxruntime"\ndynamic_batching { }\n',
+                          "text_encoder": 'platform: "ensemble"\n'}.items():
+        (tmp_path / model).mkdir()
+        (tmp_path / model / "config.pbtxt").write_text(config)
     # As the supervisor sees them: from the installed command, not from the checkout's folders on sys.path.
-    found = subprocess.run([sys.executable, "-c", "import sys; from vidstrata.up import stale_python_models; "
-                            f"print(stale_python_models(__import__('pathlib').Path({str(tmp_path)!r})))"],
+    found = subprocess.run([sys.executable, "-c", "import sys; from vidstrata.up import stale_models; "
+                            f"print(stale_models(__import__('pathlib').Path({str(tmp_path)!r})))"],
                            cwd=tmp_path, capture_output=True, text=True, timeout=60)
-    assert found.stdout.strip() == "['old_room', 'speech_recognizer']", found.stderr
+    assert found.stdout.strip() == "['frame_encoder', 'old_room', 'speech_recognizer']", found.stderr

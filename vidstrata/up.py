@@ -199,10 +199,12 @@ class Stack:
         return next((c for c in self.components if not c.process.alive()), None)
 
 
-def stale_python_models(repository: Path) -> list[str]:
-    """The python-backend models of `repository` whose model.py imports a module that cannot be found here (a
-    repository written before a module moved, e.g. before the one import name): Triton would fail to load them."""
-    stale = []
+def stale_models(repository: Path) -> list[str]:
+    """The models of `repository` an earlier version wrote that this one must export again: a python-backend model
+    whose model.py imports a module that cannot be found here (written before a module moved, e.g. before the one
+    import name: Triton would fail to load it), or a model whose config has no queue policy (written before every
+    model rejected requests queued past their timeout: it would keep working for callers that gave up)."""
+    stale = set()
     for shim in sorted(repository.glob("*/1/model.py")):
         found = re.search(r"^from ([\w.]+) import ", shim.read_text(), re.M)
         try:
@@ -210,8 +212,12 @@ def stale_python_models(repository: Path) -> list[str]:
         except ModuleNotFoundError:  # a parent package is gone
             missing = True
         if missing:
-            stale.append(shim.parent.parent.name)
-    return stale
+            stale.add(shim.parent.parent.name)
+    for config in repository.glob("*/config.pbtxt"):
+        text = config.read_text()
+        if 'platform: "ensemble"' not in text and "default_queue_policy" not in text:
+            stale.add(config.parent.name)
+    return sorted(stale)
 
 
 def ensure_model_repository(repository: Path, log_dir: Path | None = None, timeout_s: float = 1800.0,
@@ -222,10 +228,10 @@ def ensure_model_repository(repository: Path, log_dir: Path | None = None, timeo
     def has_weights(model: str) -> bool:
         return any((repository / model / "1" / name).is_file() for name in ("model.onnx", "model.plan"))
 
-    stale = stale_python_models(repository)
+    stale = stale_models(repository)
     if stale:
-        say(f"the python-backend models {', '.join(stale)} in {repository} name code this version no longer has "
-            "(written by an earlier vidstrata): exporting again")
+        say(f"the models {', '.join(stale)} in {repository} were written by an earlier vidstrata (code that moved, or "
+            "no queue policy): exporting again")
     elif (repository / "text_encoder" / "config.pbtxt").is_file() and has_weights("frame_encoder") and has_weights("text_encoder_net"):
         if not (repository / "speech_recognizer" / "1" / "whisper" / "model.bin").is_file():
             from vidstrata.export.speech_model import write_speech_model  # torch-free: copies files and writes a config

@@ -8,6 +8,9 @@ are fetched from Milvus under the request's filter and scope, so every replica r
   fills up is *capped*: its document frequency (df) is counted as `max_postings` (a lower bound: its true idf is lower
   still, so a common word weighs at most that much), and its postings beyond the cut are read only for the candidate
   videos (`complete`). A term with fewer postings (the rare names, codes and numbers this channel is for) is exact.
+  Capped terms are remembered (per tenant and text model, `stats_ttl_s`) and left out of the first read of later
+  queries, which then read their postings only for the candidates: a query of common words costs two reads, not one
+  per word.
 - BM25 (Robertson/Sparck Jones idf, `k1`, `b`): score(d) = sum over the query's terms t of
   idf(t) * tf(t,d) * (k1 + 1) / (tf(t,d) + k1 * (1 - b + b * |d| / avgdl)), idf(t) = ln(1 + (N - df + 0.5) / (df + 0.5)),
   with tf counted in the document's normalised text (spec.lexical.document_terms), df from the fetched postings, and
@@ -114,6 +117,7 @@ class LexicalSearch:
         self.k1, self.b, self.max_postings, self.stats_ttl_s = k1, b, max_postings, stats_ttl_s
         self._clock = clock
         self._stats: dict[tuple[str | None, str | None], tuple[float, LexiconStats]] = {}
+        self._common: dict[tuple[str | None, str | None], dict[str, float]] = {}  # capped terms -> until when
         self._lock = threading.Lock()
 
     def stats(self, scope: RowScope) -> LexiconStats:
@@ -137,15 +141,22 @@ class LexicalSearch:
             return LexicalMatches(query=query)
         expr = where.for_collection("segments")
         limit = self.max_postings
-        postings = {p_key(p): p for p in self.lexicon.postings(query.terms, expr, limit)}
-        capped: list[str] = []
+        key = (where.scope.tenant, where.scope.text_model)
+        now = self._clock()
+        with self._lock:
+            known = {t for t, until in self._common.get(key, {}).items() if until > now}
+        capped = [t for t in query.terms if t in known]
+        rare = [t for t in query.terms if t not in known]
+        postings = {p_key(p): p for p in self.lexicon.postings(rare, expr, limit)} if rare else {}
         if len(postings) >= limit:  # one read per term, so no term's postings crowd out another's
             postings = {}
-            for term in query.terms:
+            for term in rare:
                 found = self.lexicon.postings([term], expr, limit)
                 if len(found) >= limit:
                     capped.append(term)
                 postings.update((p_key(p), p) for p in found)
+            with self._lock:
+                self._common.setdefault(key, {}).update(dict.fromkeys(capped, now + self.stats_ttl_s))
         df = Counter(t for p in postings.values() for t in set(document_terms(p.normalized)) if t in query.terms)
         for term in capped:
             df[term] = max(df[term], limit)

@@ -108,10 +108,15 @@ class _Lexicon:
 def test_the_rare_term_wins_the_best_segment_is_the_moment_and_a_capped_term_is_completed_for_candidates() -> None:
     rows = [_posting(f"common{i}", "the order was shipped today") for i in range(6)]
     rows += [_posting("coded", "the order was shipped", 0), _posting("coded", "code TX 4471 on the box", 1)]
-    search = LexicalSearch(_Lexicon(rows, 1000), max_postings=4)
+    lexicon = _Lexicon(rows, 1000)
+    search = LexicalSearch(lexicon, max_postings=4)
     where = compile_filters("")
     found = search.search("order TX4471", where, per_video=2)
     assert found.capped == ("order",)  # more postings than one read returns: counted as 4, read for candidates
+    assert lexicon.reads == 1 + 3  # all terms, then one read per term ("order", "tx4471", "ordertx4471")
+    again = search.search("order TX4471", where, per_video=2)
+    assert lexicon.reads == 5 and again.capped == ("order",)  # a known common term is left to `complete`
+    assert again.hits[0] == found.hits[0]
     assert found.hits[0].video_id == "coded" and found.hits[0].index == 1
     done = search.complete(found, ["common5", "coded"], per_video=2)
     assert "common5" in done.by_video and done.by_video["common5"][0].score < found.hits[0].score

@@ -54,6 +54,7 @@ from vidstrata.gateway.fusion import FusionConfig, FusionMethod
 from vidstrata.spec.channels import LEVELS, VISUAL_LEVELS
 from vidstrata.gateway.settings import GatewaySettings
 from bench.calibration import calibrate, objective, replay, split_texts
+from bench.confidence import PRECISION_TARGETS, band_report, choose_thresholds, scored_hits
 from bench.metrics import RankedVideo, Response, score_queries
 from bench.report import LEVEL_NAMES, plot, ranges_label, tables
 from bench.temporal import MomentHit, MomentSpan, order_accuracy, temporal_tables, two_moment_hits
@@ -331,6 +332,7 @@ def calibration(
                     held_responses[c.name] = search_all(other, sorted(held_texts), c, top_k, threads)
         found["held_out_mrr"] = objective(held, lambda q, c=config.name: held_responses[c][q.text].hits, videos)
     chosen = max(best, key=lambda m: best[m]["calibration_mrr"])
+    thresholds = choose_thresholds(scored_hits(cal, full))  # on the default fusion's hits, as the gateway serves
     held_out_mrr = {config.name: objective(held, lambda q, c=config.name: held_responses[c][q.text].hits, videos)
                     for config in configs}
     return {
@@ -340,6 +342,10 @@ def calibration(
         "best": best,
         "chosen": {"method": chosen, "weights": best[chosen]["weights"], "text_ranges": best[chosen]["text_ranges"]},
         "held_out_mrr": held_out_mrr,
+        # VIDSTRATA_GATEWAY_CONFIDENCE_THRESHOLDS: chosen for a precision on the calibration half, reported held out
+        "confidence": {"targets": PRECISION_TARGETS, "thresholds": thresholds,
+                       "calibration": band_report(scored_hits(cal, full), thresholds),
+                       "held_out": band_report(scored_hits(held, full), thresholds)},
         "held_out": {
             config.name: {kind: asdict(score_queries(group, lambda q, c=config.name: held_responses[c][q.text].hits,
                                                      spans, videos))

@@ -48,6 +48,13 @@ def tables(payload: Mapping[str, Any]) -> str:
         if "held_out_mrr" in cal:
             out.append("- held-out MRR (all queries) of every configuration: "
                        + ", ".join(f"{name} {mrr:.3f}" for name, mrr in cal["held_out_mrr"].items()))
+        if "confidence" in cal:
+            found = cal["confidence"]
+            out.append(f"- confidence thresholds (first moment's score; precision targets {found['targets']}): "
+                       f"MEDIUM {found['thresholds']['MEDIUM']:.3f}, HIGH {found['thresholds']['HIGH']:.3f}; held out: "
+                       + ", ".join(f"{band} {b['hits']} hits" + (f" at precision {b['precision']:.2f}"
+                                                                  if b["precision"] is not None else "")
+                                   for band, b in found["held_out"].items()))
         out += ["", _table([[kind, config] + Metrics(**metrics).row()
                             for config, kinds in cal["held_out"].items() for kind, metrics in kinds.items()],
                            ["query", "configuration"] + METRIC_HEADER), ""]

@@ -19,7 +19,8 @@ are fetched from Milvus under the request's filter and scope, so every replica r
   its idf among the filtered videos' texts.
 - a quoted phrase must appear verbatim in the segment (spec.lexical.contains_phrase); its candidate rows are read on
   their own (`array_contains_all` of its words, or its compact form), so a phrase of common words is never lost to
-  the cap. With quotes, only segments holding every quoted phrase score.
+  the cap, unless the first read holds them all already (one of its words and its compact form were read uncapped).
+  With quotes, only segments holding every quoted phrase score.
 
 A video's lexical score is its best segment's; its segments that scored (best first) are the level's moments.
 fusion.lexical_evidence puts the score on 0..1. Pure logic over a `LexiconReader`; no gRPC.
@@ -160,8 +161,10 @@ class LexicalSearch:
         df = Counter(t for p in postings.values() for t in set(document_terms(p.normalized)) if t in query.terms)
         for term in capped:
             df[term] = max(df[term], limit)
-        for phrase in query.phrases:  # its own read: a phrase of common words is never lost to the cap
-            postings.update((p_key(p), p) for p in self.lexicon.phrase_postings(phrase, expr, limit))
+        read = set(rare) - set(capped)  # terms all of whose postings were read
+        for phrase in query.phrases:  # its own read, unless every row holding it was read already
+            if not (read & set(phrase.required) and (phrase.compact in read or phrase.compact in phrase.required)):
+                postings.update((p_key(p), p) for p in self.lexicon.phrase_postings(phrase, expr, limit))
         stats = self.stats(where.scope)
         mean_length = stats.mean_length or (sum(p.length for p in postings.values()) / len(postings) if postings else 0.0)
         bm25 = Bm25(self.k1, self.b, max(stats.documents, len(postings)), mean_length, dict(df))

@@ -181,3 +181,21 @@ def test_a_lexicon_created_beside_stored_segments_is_backfilled_from_their_text(
     assert raw.describe_collection(names.lexicon)["properties"][LEXICON_BACKFILL_PROPERTY] == "complete"
     hit = LexicalSearch(LexiconIndex(index)).search('"AB1234"', compile_filters("")).hits[0]
     assert (hit.video_id, hit.text) == ("old", "serial number AB 1234")
+
+
+def test_named_metadata_values_are_one_document_spanning_the_video(open_index: OpenIndex) -> None:  # noqa: F811
+    from vidstrata.index.lexicon import metadata_document
+    from vidstrata.workers.settings import WorkerSettings
+    from vidstrata.workers.text_stages import write_lexicon
+
+    index = open_index()
+    video, clips = make_video("m", [at_cos(0.1)], metadata={"title": "Quarterly report Q3-2026", "lang": "en"})
+    settings = WorkerSettings(lexical_metadata_keys="title,missing")  # comma-separated from the environment
+    assert settings.lexical_metadata_keys == ["title", "missing"]
+    write_lexicon(LexiconIndex(index), video, {"speech": _said("m", ["nothing in common"])}, "unversioned", settings)
+    index.replace_video(video, clips)
+    hit = LexicalSearch(LexiconIndex(index)).search("q3 2026 report", compile_filters("")).hits[0]
+    assert (hit.kind, hit.start_s, hit.end_s, hit.text) == ("metadata", 0.0, video.duration_s, "Quarterly report Q3-2026")
+    assert metadata_document("m", video.metadata, [], 1.0).text == ""  # no keys named: no document
+    write_lexicon(LexiconIndex(index), video, {"speech": []}, "unversioned", WorkerSettings())
+    assert LexicalSearch(LexiconIndex(index)).search("report", compile_filters("")).hits == []

@@ -309,15 +309,19 @@ def test_tiny_eval_on_the_real_stack(tmp_path, model_repository):
     assert scenes["ingest"]["videos"] == 4 and scenes["exhaustive"]
     assert scenes["replay_mismatches"] == 0, "replaying the fusion must reproduce the gateway's rankings"
     assert set(scenes["configs"]) == {"video-sentence", "clip-sentence", "clip-phrase", "speech-sentence",
-                                      "screen-text-sentence", "fused WEIGHTED", "fused RRF"}
+                                      "screen-text-sentence", "lexical", "fused WEIGHTED", "fused RRF"}
     for kinds in scenes["configs"].values():
         assert kinds["scene"]["queries"] >= 8 and kinds["video"]["queries"] == 4
         assert 0 <= kinds["scene"]["r1"] <= kinds["scene"]["r5"] <= 1
     assert {"calibrated WEIGHTED", "calibrated RRF"} <= set(scenes["calibration"]["held_out"])
+    confidence = scenes["calibration"]["confidence"]
+    assert 0 <= confidence["thresholds"]["MEDIUM"] <= confidence["thresholds"]["HIGH"] <= 1
+    assert set(confidence["held_out"]) == {"LOW", "MEDIUM", "HIGH"}
     saved = json.loads((tmp_path / "results" / "eval.json").read_text())
     assert saved["machine"]["cores"] and saved["datasets"]["scenes"]["videos"] == 4
     assert (tmp_path / "docs" / "eval.png").stat().st_size > 0
     assert "| scenes | scene | fused RRF |" in (tmp_path / "docs" / "eval.md").read_text()
+    assert "confidence thresholds" in (tmp_path / "docs" / "eval.md").read_text()
 
 
 @pytest.mark.e2e

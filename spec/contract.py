@@ -10,6 +10,13 @@ TEXT_IN = "text"
 TEXT_NET_INPUTS = ("input_ids", "attention_mask", "phrase_ids")
 TEXT_OUTPUTS = ("sentence", "phrases", "phrase_mask", "tokens")  # of the text graph
 TEXT_PHRASES = "phrase_texts"  # of the tokenizer (and so the ensemble): the text of each phrase slot, "" if unused
+# multilingual-e5-small (issue 25): the text contract above (TEXT_IN -> TEXT_OUTPUTS and TEXT_PHRASES) once per
+# prefix the model was trained with, both over one graph. Queries take "query: ", what is indexed "passage: ".
+E5_QUERY_ENCODER = "text_encoder_e5_query"  # ensemble: "query: " + text -> vectors
+E5_PASSAGE_ENCODER = "text_encoder_e5_passage"  # ensemble: "passage: " + text -> vectors
+E5_QUERY_TOKENIZER = "text_tokenizer_e5_query"
+E5_PASSAGE_TOKENIZER = "text_tokenizer_e5_passage"
+E5_TEXT_NET = "text_encoder_e5_net"  # the e5 text graph: TEXT_NET_INPUTS -> TEXT_OUTPUTS, 384-d
 FRAME_INPUTS = ("frames",)
 FRAME_OUTPUTS = ("vectors",)
 VIDEO_HEAD_INPUTS = ("frames", "frame_mask", "clip_ids", "clip_mask")

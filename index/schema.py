@@ -156,8 +156,9 @@ def _with_video_copies(schema: CollectionSchema) -> CollectionSchema:
     return schema
 
 
-def segment_schema(dim: int) -> CollectionSchema:
-    """One row per timed text segment (speech or on-screen text), with the clips' copies of the filter fields."""
+def _timed_text_row() -> CollectionSchema:
+    """The fields a timed text row starts with, in the segments and the lexicon alike: its key, video, kind, index, span
+    and text."""
     schema = MilvusClient.create_schema(auto_id=False, enable_dynamic_field=False)
     schema.add_field("segment_id", DataType.VARCHAR, is_primary=True, max_length=SEGMENT_ID_MAX_LENGTH)
     schema.add_field("video_id", DataType.VARCHAR, max_length=VIDEO_ID_MAX_LENGTH)
@@ -166,6 +167,12 @@ def segment_schema(dim: int) -> CollectionSchema:
     schema.add_field("start_s", DataType.FLOAT)
     schema.add_field("end_s", DataType.FLOAT)
     schema.add_field("text", DataType.VARCHAR, max_length=SEGMENT_TEXT_MAX_LENGTH)
+    return schema
+
+
+def segment_schema(dim: int) -> CollectionSchema:
+    """One row per timed text segment (speech or on-screen text), with the clips' copies of the filter fields."""
+    schema = _timed_text_row()
     schema.add_field(VECTOR_FIELD, DataType.FLOAT_VECTOR, dim=dim)
     return _with_version_and_tenant(_with_video_copies(schema), "text_model")
 
@@ -186,14 +193,7 @@ def lexicon_schema() -> CollectionSchema:
     """One row per lexical document: a segment's key, video, kind and span, its text (the snippet), its normalised
     text (tf and phrase verification) and token count, its distinct terms, and the segments' filter copies, model
     version (`text_model`: the version of the segment rows it was made beside) and tenant."""
-    schema = MilvusClient.create_schema(auto_id=False, enable_dynamic_field=False)
-    schema.add_field("segment_id", DataType.VARCHAR, is_primary=True, max_length=SEGMENT_ID_MAX_LENGTH)
-    schema.add_field("video_id", DataType.VARCHAR, max_length=VIDEO_ID_MAX_LENGTH)
-    schema.add_field("kind", DataType.VARCHAR, max_length=SEGMENT_KIND_MAX_LENGTH)
-    schema.add_field("segment_index", DataType.INT64)
-    schema.add_field("start_s", DataType.FLOAT)
-    schema.add_field("end_s", DataType.FLOAT)
-    schema.add_field("text", DataType.VARCHAR, max_length=SEGMENT_TEXT_MAX_LENGTH)
+    schema = _timed_text_row()
     schema.add_field("normalized", DataType.VARCHAR, max_length=SEGMENT_TEXT_MAX_LENGTH)
     schema.add_field("length", DataType.INT64)
     schema.add_field("terms", DataType.ARRAY, element_type=DataType.VARCHAR, max_capacity=LEXICON_MAX_TERMS,

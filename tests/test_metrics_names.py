@@ -165,3 +165,14 @@ def test_triton_serves_the_metrics_we_use(triton) -> None:  # noqa: ANN001 - the
         served = set(re.findall(r"^# TYPE (\S+) ", response.read().decode(), re.M))
     used = set().union(*(metric_names(e) for e in [r["expr"] for r in rule_file()] + dashboard_exprs()))
     assert {n for n in used if n.startswith("nv_") and not n.startswith("nv_gpu_")} - served == set()
+
+
+def test_the_gateway_and_worker_metrics_load_into_one_registry():
+    """One process (a test session, `make up`'s supervisor) may import both: no name may clash, e.g. a gauge
+    `x` beside a counter `x_total`, whose sample `x` prometheus_client also registers."""
+    import subprocess
+    import sys
+
+    loaded = subprocess.run([sys.executable, "-c", "import vidstrata.gateway.metrics, vidstrata.workers.metrics"],
+                            capture_output=True, text=True, timeout=120)
+    assert loaded.returncode == 0, loaded.stderr

@@ -61,7 +61,7 @@ LAG = Histogram(
     buckets=WAIT_BUCKETS,
 )
 REINDEXED = Counter(
-    "vidstrata_reindex_videos_total",
+    "vidstrata_reindex_tasks_total",
     "Re-index task runs (jobs.reindex) by outcome: ready (written into the generation beside the served one), failed "
     "(a failure of the job, with its video id), cancelled (deleted or being ingested again meanwhile).",
     ["outcome"],

@@ -390,7 +390,7 @@ def level_dump(qs: Sequence[Query], full: Mapping[str, Response], videos: int) -
         "videos": videos, "levels": list(LEVELS),
         "queries": [{"text": q.text, "kind": q.kind, "target": q.target, "span": list(q.span) if q.span else None,
                      "relevant": sorted(q.relevant)} for q in qs],
-        "candidates": {text: [[h.video_id, [None if math.isnan(h.levels[lv]) else h.levels[lv] for lv in LEVELS]]
+        "candidates": {text: [[h.video_id, [None if math.isnan(h.levels.get(lv, math.nan)) else h.levels[lv] for lv in LEVELS]]
                               for h in response.hits] for text, response in full.items()},
     }
 

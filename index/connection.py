@@ -144,8 +144,24 @@ class IndexConnection:
         check_model_version(version)
         if (collection, version) in self._noted:
             return
-        self.call(f"note model {version!r} on {collection!r}", lambda client: client.alter_collection_properties(
-            collection, {MODEL_PROPERTY_PREFIX + version: "1"}, timeout=self.settings.milvus_timeout_s))
+        key, timeout = MODEL_PROPERTY_PREFIX + version, self.settings.milvus_timeout_s
+
+        def noted(client: MilvusClient) -> bool:
+            return key in client.describe_collection(collection, timeout=timeout).get("properties", {})
+
+        def note(client: MilvusClient) -> None:
+            # Several workers note a new version at once; Milvus Lite writes the collection's schema file on each
+            # alter and two at once can fail (a rename of its temporary file). Set once, by whoever is first; a failed
+            # alter that another process's landed is fine, and one that nobody's did is retried by the caller.
+            if noted(client):
+                return
+            try:
+                client.alter_collection_properties(collection, {key: "1"}, timeout=timeout)
+            except MilvusException as exc:
+                if not noted(client):
+                    raise IndexUnavailable(f"Milvus could not note model {version!r} on {collection!r}: {exc}") from exc
+
+        self.call(f"note model {version!r} on {collection!r}", note)
         self._noted.add((collection, version))
 
     def model_versions(self, collection: str) -> list[str]:

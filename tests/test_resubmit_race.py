@@ -316,14 +316,16 @@ def test_an_internal_error_of_a_replaced_task_writes_nothing(status, monkeypatch
         _ready_resubmit(status, "internal")
         raise RuntimeError("boom")
 
-    monkeypatch.setattr(tasks._clients, "_ingestor", _StubIngestor(status, run=run))
+    stub = _StubIngestor(status, run=run)
+    monkeypatch.setattr(tasks._clients, "ingestor", lambda generation=None: stub)
     result = tasks.ingest_video.apply(args=["internal", "u1", {}], task_id="task-1")
     assert isinstance(result.result, RuntimeError)
     record = status.get("internal")
     assert record is not None and (record.state, record.task_id, record.reason) == (IngestState.READY, "task-2", "")
     # the owner's internal error is recorded
     status.mark_pending("internal", "task-3", "u3", {})
-    monkeypatch.setattr(tasks._clients, "_ingestor", _StubIngestor(status, run=lambda: 1 / 0))
+    failing = _StubIngestor(status, run=lambda: 1 / 0)
+    monkeypatch.setattr(tasks._clients, "ingestor", lambda generation=None: failing)
     tasks.ingest_video.apply(args=["internal", "u3", {}], task_id="task-3")
     record = status.get("internal")
     assert record is not None and record.state == IngestState.FAILED

@@ -14,7 +14,9 @@ import pytest
 from pymilvus import MilvusClient
 
 from vidstrata.index.errors import SchemaMismatch
+from vidstrata.gateway.lexical import LexicalSearch
 from vidstrata.index.filters import RowScope, compile_filters
+from vidstrata.index.lexicon import LexiconIndex
 from vidstrata.index.schema import SCHEMA_VERSION, SCHEMA_VERSION_PROPERTY, collection_names
 from vidstrata.index.segments import SegmentIndex, SegmentRecord
 from vidstrata.index.settings import IndexSettings
@@ -89,6 +91,28 @@ def _exercise_segments(index: VideoIndex) -> None:
     assert [h.video_id for h in segments.search(AXES[6], "speech", 5).hits] == ["other"]
 
 
+def _exercise_lexicon(index: VideoIndex) -> None:
+    """The lexical channel's reads on this engine: ARRAY terms with array_contains_any / array_contains_all, the
+    tenant conjunct, a re-ingest and the delete (2.3.5 has no BM25 function, no sparse vectors)."""
+    lexicon = LexiconIndex(index)
+    video, clips = _video("coded")
+    said = [SegmentRecord("coded", "screen_text", i, 2.0 * i, 2.0 * i + 1.5, text, AXES[1])
+            for i, text in enumerate(["SHIPPING", "ORDER TX 4471"])]
+    SegmentIndex(index).replace_segments(video, "screen_text", said)
+    lexicon.replace_lexicon(video, "screen_text", said)
+    index.replace_video(video, clips)
+    search = LexicalSearch(lexicon)
+    for query in ("TX4471", '"TX-4471"'):
+        hit = search.search(query, compile_filters("", scope=RowScope(tenant=""))).hits[0]
+        assert (hit.video_id, hit.index, hit.text) == ("coded", 1, "ORDER TX 4471")
+    assert search.search("TX4471", compile_filters("", scope=RowScope(tenant="acme"))).hits == []
+    assert lexicon.stats(RowScope(tenant="")).documents == 2
+    lexicon.replace_lexicon(video, "screen_text", said[:1])
+    assert search.search("TX4471", compile_filters("")).hits == []
+    assert index.delete_video("coded") is True
+    assert search.search("shipping", compile_filters("")).hits == []
+
+
 def _exercise_schema_2(uri: str) -> None:
     """A version-1 index migrated in place (backfilled with the served versions), searched under them; a newer refused."""
     settings = IndexSettings(milvus_uri=uri, vector_dim=8, collection_prefix="m_", milvus_timeout_s=120,
@@ -128,6 +152,7 @@ def test_standalone_serves_segments_stops_by_the_engines_pid_and_keeps_its_data(
         assert engine is not None and server.rss_bytes() > 0
         with VideoIndex(_settings(server.uri)) as index:
             _exercise_segments(index)
+            _exercise_lexicon(index)
             _ingest(index, "kept", {"speech": _said("kept", [7])})
             index.delete_video("other")
         _exercise_schema_2(server.uri)

@@ -30,6 +30,7 @@ PARAPHRASES = {  # never the spoken words
 
 
 SHOWN = "Summer sale: 40% off all running shoes"
+CODE = "Order TX-4471 ships today"  # the lexical channel: a code OCR may read as "TX-4471", "TX 4471" or "TX4471"
 
 
 @pytest.fixture(scope="module")
@@ -41,10 +42,11 @@ def searched(ingest_stack, triton, milvus_uri, tmp_path_factory):
         write_scene_video(folder / f"{video_id}.mp4", photos, [4.0, 4.0], fps=10, audio=audio)
     write_scene_video(folder / "silent.mp4", [load_photo("rocket")], [8.0], fps=10)  # no audio track at all
     write_scene_video(folder / "sale.mp4", photos, [4.0, 4.0], fps=10, captions=[None, SHOWN])  # text, no speech
+    write_scene_video(folder / "code.mp4", photos, [4.0, 4.0], fps=10, captions=[None, CODE])
     ingest_stack.start_worker()
-    for video_id in [*SAID, "silent", "sale"]:
+    for video_id in [*SAID, "silent", "sale", "code"]:
         ingest_stack.submit(video_id, str(folder / f"{video_id}.mp4"))
-    for video_id in [*SAID, "silent", "sale"]:
+    for video_id in [*SAID, "silent", "sale", "code"]:
         assert ingest_stack.wait(video_id, timeout_s=180).state.value == "READY"
     gateway = start_gateway(tmp_path_factory.mktemp("gw"), triton.grpc_url, milvus_uri, ingest_stack.redis_url,
                             collection_prefix=ingest_stack.env["VIDSTRATA_MILVUS_COLLECTION_PREFIX"],
@@ -123,3 +125,22 @@ def test_the_visual_modality_cannot_be_switched_off(searched):
     request = search_pb2.SubmitVideoRequest(uri="/videos/x.mp4", modalities=search_pb2.Modalities(visual=False))
     with pytest.raises(GatewayError, match="INVALID_ARGUMENT.*visual"):
         searched._call("SubmitVideo", request)
+
+
+@pytest.mark.parametrize("query", ["TX4471", '"TX-4471"'])
+def test_a_code_shown_on_screen_is_found_by_its_words_at_the_span_it_is_shown(searched, query):
+    hits = searched.search(query, top_k=5).hits
+    top = hits[0]
+    assert top.video_id == "code", [(h.video_id, h.score, h.why.level, h.why.snippet) for h in hits]
+    assert top.levels.HasField("lexical") and top.levels.lexical > 0
+    assert not any(h.levels.HasField("lexical") for h in hits[1:])  # no other text holds the code
+    lexical = [m for m in top.moments if m.level == "lexical"]
+    assert lexical and "4471" in lexical[0].snippet
+    assert abs(lexical[0].start_s - 4.0) <= 1.0 and lexical[0].end_s >= 7.0
+
+
+def test_a_paraphrase_gets_no_lexical_level_where_no_word_matches(searched):
+    hits = searched.search(PARAPHRASES["cycling"], top_k=6).hits
+    cycling = next(h for h in hits if h.video_id == "cycling")
+    assert not cycling.levels.HasField("lexical")  # "The boy rides his bicycle along the river.": no word in common
+    assert not any(h.levels.HasField("lexical") for h in hits if h.video_id in ("code", "sale", "silent"))

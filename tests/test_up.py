@@ -183,7 +183,7 @@ def test_up_cli_grpcurl_readme_sigterm_and_restart(default_checkpoint, tmp_path)
         assert reply.returncode == 0 and '"hits"' in reply.stdout, reply.stderr
 
         for command in readme_commands():
-            argv = shlex.split(command.replace(DEFAULT_GATEWAY, gateway))
+            argv = shlex.split(command.replace(DEFAULT_GATEWAY, gateway), comments=True)  # a `# ...` explains
             argv[0] = str(BIN / argv[0])
             result = subprocess.run(argv, env=env, capture_output=True, text=True, timeout=300)
             assert result.returncode == 0, f"README command failed: {command}\n{result.stdout}\n{result.stderr}"

@@ -169,3 +169,14 @@ def test_standalone_serves_segments_stops_by_the_engines_pid_and_keeps_its_data(
             assert [h.text for h in SegmentIndex(index).search(AXES[7], "speech", 1).hits] == ["speech 0 of kept"]
     finally:
         again.stop()
+
+
+@pytest.mark.xfail(run=False, reason="issue 25, open: on the 2.3.5 standalone the lexical search finds no hit for a code "
+                   "its lexicon rows hold (array_contains_any/all were probed to work there; the read path is not yet)")
+def test_the_lexical_channel_on_the_standalone(tmp_path: Path) -> None:
+    server = start_milvus_standalone(tmp_path / "milvus")
+    try:
+        with VideoIndex(_settings(server.uri)) as index:
+            _exercise_lexicon(index)
+    finally:
+        server.stop()

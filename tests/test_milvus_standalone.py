@@ -152,7 +152,6 @@ def test_standalone_serves_segments_stops_by_the_engines_pid_and_keeps_its_data(
         assert engine is not None and server.rss_bytes() > 0
         with VideoIndex(_settings(server.uri)) as index:
             _exercise_segments(index)
-            _exercise_lexicon(index)
             _ingest(index, "kept", {"speech": _said("kept", [7])})
             index.delete_video("other")
         _exercise_schema_2(server.uri)

@@ -124,8 +124,9 @@ class GatewaySettings(BaseSettings):
         True, description="Modality switch of the deployment: search the timed on-screen text (screen_text_sentence).",
     )
     lexical: bool = Field(
-        True, description="Channel switch of the deployment: score the query's words (BM25) and quoted phrases in the "
-        "timed speech and on-screen text, from the lexicon the workers write (the lexical level).",
+        False, description="Channel switch of the deployment: score the query's words (BM25) and quoted phrases in the "
+        "timed speech and on-screen text, from the lexicon the workers write (the lexical level). Off by default until "
+        "its end-to-end tests pass (issue 25).",
     )
     lexical_k1: float = Field(1.2, ge=0, description="BM25's term-frequency saturation k1 (the lexical level).")
     lexical_b: float = Field(0.75, ge=0, le=1, description="BM25's length normalisation b (the lexical level).")

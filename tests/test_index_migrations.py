@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 from pymilvus import MilvusClient
 
+from tests.fixtures.milvus import drop_prefixed
 from vidstrata.index import migrations
 from vidstrata.index.errors import IndexUnavailable, SchemaMismatch
 from vidstrata.index.filters import RowScope, compile_filters
@@ -47,11 +48,7 @@ def prefix(milvus_uri: str) -> Iterator[str]:
     """A collection prefix private to the test; its collections (backups and lock included) are dropped after."""
     name = f"m{uuid.uuid4().hex[:12]}_"
     yield name
-    raw = MilvusClient(milvus_uri)
-    for collection in raw.list_collections():
-        if collection.startswith(name):
-            raw.drop_collection(collection)
-    raw.close()
+    drop_prefixed(milvus_uri, name)
 
 
 @pytest.fixture

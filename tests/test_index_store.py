@@ -16,6 +16,7 @@ import numpy as np
 import pytest
 from pymilvus import MilvusClient
 
+from tests.fixtures.milvus import drop_prefixed
 from vidstrata.index import (
     ClipHit,
     ClipRecord,
@@ -84,11 +85,7 @@ def open_index(milvus_uri: str) -> Iterator[OpenIndex]:
     yield open_
     for index in opened:
         index.close()
-    raw = MilvusClient(milvus_uri)
-    for name in raw.list_collections():
-        if name.startswith(prefix):
-            raw.drop_collection(name)
-    raw.close()
+    drop_prefixed(milvus_uri, prefix)
 
 
 @pytest.fixture

@@ -19,6 +19,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from pymilvus import MilvusClient
 
+from tests.fixtures.milvus import drop_prefixed
 from vidstrata.gateway.errors import InvalidArgument
 from vidstrata.gateway.query import parse_search
 from vidstrata.gateway.settings import GatewaySettings
@@ -55,11 +56,7 @@ def rows(milvus_uri: str) -> Iterator[tuple[VideoIndex, SegmentIndex]]:
                                   text_model=TEXT_MODEL)
     yield index, segments
     index.close()
-    raw = MilvusClient(milvus_uri)
-    for name in raw.list_collections():
-        if name.startswith(prefix):
-            raw.drop_collection(name)
-    raw.close()
+    drop_prefixed(milvus_uri, prefix)
 
 
 _ids = st.sampled_from(sorted(OWNER) + ["missing"])

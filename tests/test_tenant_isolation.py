@@ -17,7 +17,6 @@ import numpy as np
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from pymilvus import MilvusClient
 
 from tests.fixtures.milvus import drop_prefixed
 from vidstrata.gateway.errors import InvalidArgument
